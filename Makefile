@@ -1,0 +1,58 @@
+# Referral Exchange — developer entry points. `make run` and `make test` need no prior set-up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: help venv infra run stop test test-unit lint format demo up down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+infra: venv ## start local Kafka + PostgreSQL and create the topics (no services)
+	deploy/local/up.sh
+
+run: infra ## start Kafka, PostgreSQL and the three services in the foreground (Ctrl-C stops all)
+	$(BIN)/python deploy/local/run.py
+
+stop: ## stop what `make run` left running (services, Kafka, PostgreSQL)
+	-pkill -TERM -f "$(CURDIR)/deploy/local/run.py" && sleep 5
+	deploy/local/down.sh
+
+test: venv ## set up private Kafka + PostgreSQL, run lint and every test, tear it all down
+	deploy/local/test.sh
+
+test-unit: venv ## unit tests only (no infrastructure)
+	$(BIN)/pytest -q tests/unit
+
+lint: venv ## ruff, mypy and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: venv ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+
+demo: venv ## publish a small scenario to a running `make run` and show each agency's inbox
+	set -a; source .local/env; set +a; $(BIN)/refex demo run
+
+up: ## docker compose: build and start the whole system (needs a Docker engine and .env)
+	docker compose up -d --build
+
+down: ## docker compose: stop it
+	docker compose down
+
+clean: stop ## remove local data (keeps the cached Kafka jars)
+	rm -rf .local/kafka .local/postgres .local/test .local/env

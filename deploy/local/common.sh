@@ -1,0 +1,41 @@
+# Shared settings for the local (Docker-free) infrastructure scripts. Source it; do not run it.
+# Every value can be overridden from the environment so two checkouts can run side by side.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL_DIR="${REFEX_LOCAL_DIR:-$REPO_ROOT/.local}"
+
+KAFKA_PORT="${REFEX_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${REFEX_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_HEAP="${REFEX_KAFKA_HEAP:-512m}"
+KAFKA_DIR="$LOCAL_DIR/kafka"
+# The jar cache is shared by every LOCAL_DIR (make run and make test use different ones).
+KAFKA_LIBS="${REFEX_KAFKA_LIBS:-$REPO_ROOT/.local/kafka-libs}"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_PID="$KAFKA_DIR/broker.pid"
+KAFKA_LOG="$KAFKA_DIR/broker.log"
+
+PG_PORT="${REFEX_PG_PORT:-15432}"
+PG_DIR="$LOCAL_DIR/postgres"
+PG_DATA="$PG_DIR/data"
+PG_SOCKET_DIR="$PG_DIR/run"
+PG_LOG="$PG_DIR/postgres.log"
+PG_CREDENTIALS="$PG_DIR/credentials.env"
+PG_SUPERUSER=postgres
+
+# The services, each with its own database and login role of the same name.
+SERVICES=(intake referral notification)
+
+log() { printf '\033[1;34m[local]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[local] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# True when the pid in file $1 names a live process.
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# PostgreSQL refuses to run as root: when we are root, run its tools as the postgres OS user.
+as_pg_owner() {
+  if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}

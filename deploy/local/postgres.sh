@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Private PostgreSQL cluster for local runs and tests: its own data folder and port, one database
+# and one login role per service; a role can connect only to its own service's database.
+#   postgres.sh up | down | status | psql [args]
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+find_bin() {
+  if [[ -n "${REFEX_PG_BIN:-}" ]]; then echo "$REFEX_PG_BIN"; return; fi
+  local dir
+  dir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  [[ -n "$dir" ]] || dir="$(dirname "$(command -v initdb 2>/dev/null || echo /nonexistent/initdb)")"
+  [[ -x "$dir/initdb" ]] || die "PostgreSQL server binaries not found: apt-get install postgresql (or set REFEX_PG_BIN)"
+  echo "$dir"
+}
+PG_BIN="$(find_bin)"
+
+pg_ctl_() { as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" "$@"; }
+psql_() { as_pg_owner "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U "$PG_SUPERUSER" "$@"; }
+running() { [[ -f "$PG_DATA/postmaster.pid" ]] && pg_ctl_ status >/dev/null 2>&1; }
+
+init_cluster() {
+  [[ -f "$PG_DATA/PG_VERSION" ]] && return 0
+  log "creating private PostgreSQL cluster in $PG_DATA"
+  mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
+  [[ "$(id -u)" == 0 ]] && chown -R postgres:postgres "$PG_DIR"
+  chmod 700 "$PG_DIR"
+  # Trust only on the private unix socket (a 0700 folder); TCP always needs a password.
+  as_pg_owner "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_SUPERUSER" -E UTF8 --locale=C.UTF-8 \
+      --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  cat >> "$PG_DATA/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_SOCKET_DIR'
+max_connections = 200
+shared_buffers = 128MB
+fsync = on
+CONF
+}
+
+# One role and one database per service; CONNECT is revoked from PUBLIC so roles stay in their lane.
+provision() {
+  if [[ ! -f "$PG_CREDENTIALS" ]]; then
+    umask 077
+    { for svc in "${SERVICES[@]}"; do
+        echo "PG_PASSWORD_${svc^^}=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+      done; } > "$PG_CREDENTIALS"
+  fi
+  # shellcheck disable=SC1090
+  source "$PG_CREDENTIALS"
+  for svc in "${SERVICES[@]}"; do
+    local var="PG_PASSWORD_${svc^^}"
+    psql_ -d postgres <<SQL
+SELECT format('CREATE ROLE %I LOGIN', '$svc') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$svc') \gexec
+ALTER ROLE "$svc" WITH LOGIN PASSWORD '${!var}';
+SELECT format('CREATE DATABASE %I OWNER %I', '$svc', '$svc') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$svc') \gexec
+REVOKE ALL ON DATABASE "$svc" FROM PUBLIC;
+GRANT CONNECT, TEMP ON DATABASE "$svc" TO "$svc";
+SQL
+  done
+  psql_ -d postgres -c "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC; REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;"
+}
+
+up() {
+  init_cluster
+  if running; then log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; provision; return 0; fi
+  port_open "$PG_PORT" && die "port $PG_PORT is already in use by another process; free it or set REFEX_PG_PORT"
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+  [[ "$(id -u)" == 0 ]] && { touch "$PG_LOG"; chown postgres:postgres "$PG_LOG"; }
+  pg_ctl_ -l "$PG_LOG" -w -t 60 -o "-p $PG_PORT" start >/dev/null || { tail -n 20 "$PG_LOG" >&2; die "PostgreSQL did not start"; }
+  provision
+  log "PostgreSQL ready on 127.0.0.1:$PG_PORT"
+}
+
+down() {
+  if running; then log "stopping PostgreSQL"; pg_ctl_ -m fast -w -t 60 stop >/dev/null; else log "PostgreSQL not running"; fi
+}
+
+status() {
+  if running; then echo "postgres: running on 127.0.0.1:$PG_PORT"; else echo "postgres: stopped"; return 1; fi
+}
+
+case "${1:-}" in
+  up) up ;; down) down ;; status) status ;;
+  psql) shift; psql_ "$@" ;;
+  *) echo "usage: $0 up|down|status|psql [args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""Operator tooling: the ``refex`` command line, composed from each service's command group."""

@@ -1,0 +1,67 @@
+"""``refex platform …``: what operators own: topics and the agency registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import build_event
+from shared.kafka.admin import TopicCreationError, ensure_topics
+from shared.kafka.oneshot import publish_events
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
+
+app = typer.Typer(help="Platform: topics and the agency registry.", no_args_is_help=True)
+
+OPERATOR_SOURCE = "urn:referralexchange:operator"
+
+
+@app.command("create-topics")
+def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """Create every topic of the catalogue that does not exist yet."""
+    try:
+        results = run(ensure_topics(bootstrap, topics.CATALOGUE))
+    except TopicCreationError as exc:
+        err_console.print(f"[red]topic creation failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table("topic", "owner", "partitions", "cleanup", "state")
+    for result in results:
+        spec = topics.spec(result.name)
+        table.add_row(
+            spec.name,
+            spec.owner.value,
+            str(spec.partitions),
+            spec.cleanup_policy.value,
+            "created" if result.created else "exists",
+        )
+    console.print(table)
+
+
+@app.command("register-agency")
+def register_agency(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """Publish an agency (JSON file, AgencyRecord contract) on directory.agencies.v1 and create
+    its inbox topic."""
+    agency = load_model(file, ev.AgencyRecord)
+    inbox = topics.agency_inbox(agency.agency_id)
+
+    async def _register() -> None:
+        await ensure_topics(bootstrap, [topics.spec(inbox)])
+        await publish_events(
+            bootstrap,
+            [
+                build_event(
+                    topic=topics.DIRECTORY_AGENCIES,
+                    key=agency.agency_id,
+                    type_=ev.AGENCY_REGISTERED,
+                    source=OPERATOR_SOURCE,
+                    subject=agency.agency_id,
+                    data=agency,
+                )
+            ],
+        )
+
+    run(_register())
+    console.print(f"registered [bold]{agency.agency_id}[/bold]; inbox topic {inbox}")

@@ -1,0 +1,1 @@
+"""Intake service: validates agency submissions, keeps the case registry and its personal data."""

@@ -1,0 +1,68 @@
+"""Turning a raw ``intake.submissions.v1`` record into a valid submission or a rejection.
+
+Pure functions: no database, no Kafka. Rejections name each bad field and never echo its value.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from shared.contracts import events as ev
+from shared.kafka.inbound import InboundEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    submission_id: str
+    agency_id: str | None
+    reason: str
+    errors: list[ev.FieldError]
+
+    def payload(self) -> ev.SubmissionRejected:
+        return ev.SubmissionRejected(
+            submission_id=self.submission_id,
+            agency_id=self.agency_id,
+            reason=self.reason,
+            errors=self.errors,
+        )
+
+
+def _field_errors(exc: ValidationError) -> list[ev.FieldError]:
+    return [
+        ev.FieldError(field=".".join(str(p) for p in e["loc"]) or "(root)", message=e["msg"])
+        for e in exc.errors()
+    ]
+
+
+def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
+    """The validated submission, or the rejection to send back to the agency."""
+    sender = event.attributes.agencyid if event.attributes else None
+
+    def reject(reason: str, errors: list[ev.FieldError] | None = None) -> Rejection:
+        return Rejection(event.event_id, sender, reason, errors or [])
+
+    if event.envelope_error is not None or event.attributes is None:
+        errors = [
+            ev.FieldError(field=f, message=m)
+            for f, m in (event.envelope_error.errors if event.envelope_error else [])
+        ]
+        return reject("invalid CloudEvents envelope", errors)
+    if event.attributes.type != ev.CASE_SUBMITTED:
+        return reject(f"unknown event type for this topic; expected {ev.CASE_SUBMITTED}")
+    try:
+        document = json.loads(event.value or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return reject(f"body is not valid JSON ({type(exc).__name__})")
+    try:
+        submission = ev.CaseSubmission.model_validate(document)
+    except ValidationError as exc:
+        return reject("submission does not match the contract", _field_errors(exc))
+    if sender is not None and sender != submission.agency_id:
+        return reject(
+            "agency_id in the body differs from the publishing agency (ce_agencyid)",
+            [ev.FieldError(field="agency_id", message="does not match ce_agencyid")],
+        )
+    return submission

@@ -1,0 +1,1 @@
+"""Notification service: tells each agency what concerns it (Kafka inbox; webhooks later)."""

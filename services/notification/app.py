@@ -1,0 +1,23 @@
+"""Notification service ASGI app: ``uvicorn services.notification.app:app`` or
+``python -m services.notification``."""
+
+from pathlib import Path
+
+from shared.contracts import topics
+from shared.service import ServiceRuntime
+
+from .handlers import NotificationHandlers
+from .inbox_topics import InboxTopics
+from .settings import NotificationSettings
+
+settings = NotificationSettings()  # database_url comes from the environment
+runtime = ServiceRuntime("notification", settings, Path(__file__).parent / "migrations")
+handlers = NotificationHandlers(InboxTopics(settings.kafka_bootstrap_servers))
+runtime.consume(
+    {
+        topics.DIRECTORY_AGENCIES: handlers.on_agency,
+        topics.REFERRAL_EVENTS: handlers.on_referral_event,
+        topics.INTAKE_REJECTIONS: handlers.on_rejection,
+    }
+)
+app = runtime.asgi_app("Delivers referral events to each agency's inbox topic.")

@@ -1,0 +1,116 @@
+"""Notification's Kafka handlers: route each event to the agencies it concerns."""
+
+from __future__ import annotations
+
+from shared.contracts import events as ev
+from shared.contracts.envelope import build_event
+from shared.db import DbConnection, outbox
+from shared.kafka.inbound import InboundEvent
+from shared.logging import get_logger
+
+from .inbox_topics import InboxTopics
+
+SOURCE = "urn:referralexchange:service:notification"
+
+log = get_logger(__name__)
+
+
+class NotificationHandlers:
+    def __init__(self, inbox_topics: InboxTopics) -> None:
+        self._inbox_topics = inbox_topics
+
+    async def on_agency(self, event: InboundEvent, conn: DbConnection) -> None:
+        if event.is_tombstone():
+            return
+        agency = event.data_as(ev.AgencyRecord)
+        topic = await self._inbox_topics.ensure(agency.agency_id)
+        await conn.execute(
+            """INSERT INTO agencies (agency_id, inbox_topic, record) VALUES ($1, $2, $3::jsonb)
+               ON CONFLICT (agency_id) DO UPDATE SET record = EXCLUDED.record,
+                 updated_at = now()""",
+            agency.agency_id,
+            topic,
+            agency.model_dump_json(),
+        )
+        log.info("agency_inbox_ready", agency_id=agency.agency_id, topic=topic)
+
+    async def on_referral_event(self, event: InboundEvent, conn: DbConnection) -> None:
+        attributes = event.require_attributes()
+        if attributes.type == ev.NEED_UNMATCHED:
+            unmatched = event.data_as(ev.NeedUnmatched)
+            await self._to_inbox(
+                conn,
+                event,
+                unmatched.referring_agency_id,
+                f"{unmatched.case_id}:{unmatched.need_id}",
+                ev.NEED_UNMATCHED,
+                unmatched,
+            )
+            return
+        if attributes.type != ev.REFERRAL_REQUESTED:
+            log.info("referral_event_not_notified_yet", ce_type=attributes.type)
+            return
+        referral = event.data_as(ev.ReferralRequested)
+        notice = ev.InboxReferralReceived(
+            referral_id=referral.referral_id,
+            case_id=referral.case_id,
+            need_id=referral.need_id,
+            category=referral.category,
+            urgency=referral.urgency,
+            service_id=referral.service_id,
+            referring_agency_id=referral.referring_agency_id,
+        )
+        await self._to_inbox(
+            conn,
+            event,
+            referral.recipient_agency_id,
+            referral.referral_id,
+            ev.INBOX_REFERRAL_RECEIVED,
+            notice,
+        )
+
+    async def on_rejection(self, event: InboundEvent, conn: DbConnection) -> None:
+        rejection = event.data_as(ev.SubmissionRejected)
+        if rejection.agency_id is None:
+            log.info("rejection_without_agency_not_routed")
+            return
+        await self._to_inbox(
+            conn,
+            event,
+            rejection.agency_id,
+            rejection.submission_id,
+            ev.SUBMISSION_REJECTED,
+            rejection,
+        )
+
+    async def _to_inbox(
+        self,
+        conn: DbConnection,
+        source: InboundEvent,
+        agency_id: str,
+        key: str,
+        type_: str,
+        data: ev.Contract,
+    ) -> None:
+        topic = await self._inbox_topics.ensure(agency_id)
+        out = build_event(
+            topic=topic,
+            key=key,
+            type_=type_,
+            source=SOURCE,
+            subject=key,
+            data=data,
+            correlation_id=source.correlation_id,
+            causation_id=source.event_id,
+        )
+        await conn.execute(
+            """INSERT INTO notifications (notification_id, agency_id, channel, source_event_id,
+                                          ce_type)
+               VALUES ($1, $2, 'kafka_inbox', $3, $4)""",
+            out.event_id,
+            agency_id,
+            source.event_id,
+            type_,
+        )
+        await outbox.enqueue(conn, [out])
+        log.info("inbox_notification_queued", agency_id=agency_id, ce_type=type_)

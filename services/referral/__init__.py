@@ -1,0 +1,1 @@
+"""Referral service: materialised directory, matching, referral lifecycle. No personal data."""

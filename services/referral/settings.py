@@ -1,0 +1,9 @@
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class ReferralSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="REFERRAL_", extra="ignore", frozen=True)
+
+    http_port: int = 8002

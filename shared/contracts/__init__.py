@@ -1,0 +1,1 @@
+"""Event contracts: the topic catalogue, the CloudEvents envelope and the payload models."""

@@ -1,0 +1,141 @@
+"""Transactional outbox: events are written with the state change, then relayed to Kafka.
+
+``enqueue`` runs inside the caller's transaction. :class:`OutboxRelay` publishes unsent rows in
+id order and marks them sent; an insert trigger NOTIFYs it, with polling as the fallback. Only one
+relay per database publishes at a time (transaction-level advisory lock), which keeps the order
+of events per key even with several service instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from shared.contracts.envelope import OutgoingEvent
+from shared.db import DbConnection
+from shared.logging import get_logger
+
+_RELAY_LOCK_ID = 0x0_7B0C  # arbitrary, constant: "outbox relay running" for this database
+_MAX_BACKOFF_S = 30.0
+
+log = get_logger(__name__)
+
+PublishBatch = Callable[[Sequence[OutgoingEvent]], Awaitable[None]]
+
+
+async def enqueue(conn: DbConnection, events: Sequence[OutgoingEvent]) -> None:
+    """Add events to the outbox; call inside the transaction that makes the state change."""
+    if not events:
+        return
+    await conn.executemany(
+        """INSERT INTO outbox (event_id, topic, key, headers, body)
+           VALUES ($1, $2, $3, $4::jsonb, $5)""",
+        [(e.event_id, e.topic, e.key, json.dumps(dict(e.headers)), e.body) for e in events],
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publish: PublishBatch,
+        *,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._publish = publish
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._listener: PoolConnectionProxy | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop the loop, then publish what is still pending (graceful shutdown)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        try:
+            while await self.drain_once():
+                pass
+        except Exception:
+            log.exception("outbox_final_flush_failed")
+        await self._close_listener()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def drain_once(self) -> int:
+        """Publish one batch of unsent rows; return how many (0: none, or another relay's turn)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK_ID):
+                return 0
+            rows = await conn.fetch(
+                """SELECT id, event_id, topic, key, headers, body FROM outbox
+                   WHERE sent_at IS NULL ORDER BY id LIMIT $1""",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            events = [
+                OutgoingEvent(r["topic"], r["key"], json.loads(r["headers"]), bytes(r["body"]))
+                for r in rows
+            ]
+            await self._publish(events)
+            await conn.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        log.debug("outbox_relayed", count=len(rows))
+        return len(rows)
+
+    async def _run(self) -> None:
+        backoff = self._poll_interval_s
+        while not self._stopping:
+            await self._ensure_listener()
+            try:
+                sent = await self.drain_once()
+                backoff = self._poll_interval_s
+            except Exception as exc:  # broker or database away: keep the rows, retry later
+                log.warning("outbox_relay_failed", error=type(exc).__name__, detail=str(exc)[:300])
+                sent = 0
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+                await self._close_listener()
+            if sent >= self._batch_size:
+                continue  # more may be waiting
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        try:
+            self._listener = await self._pool.acquire()
+            await self._listener.add_listener("outbox", self._on_notify)
+        except Exception as exc:
+            log.warning("outbox_listen_failed", error=type(exc).__name__)
+            await self._close_listener()
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.remove_listener("outbox", self._on_notify)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()

@@ -1,0 +1,58 @@
+"""Explicit topic creation from the catalogue (subscribers never create topics)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.contracts.topics import CATALOGUE, TopicSpec
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+@dataclass(frozen=True, slots=True)
+class TopicResult:
+    name: str
+    created: bool
+    error: str | None = None
+
+
+class TopicCreationError(RuntimeError):
+    pass
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec] = CATALOGUE,
+    *,
+    replication_factor: int = 1,
+) -> list[TopicResult]:
+    """Create the topics that are missing; existing ones are left as they are."""
+    specs = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="refex-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        results = [TopicResult(s.name, created=False) for s in specs if s.name in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config())
+                    for s in missing
+                ]
+            )
+            for name, code, *rest in response.topic_errors:
+                if code in (0, _TOPIC_ALREADY_EXISTS):
+                    results.append(TopicResult(name, created=code == 0))
+                else:
+                    message = rest[0] if rest else ""
+                    results.append(TopicResult(name, False, f"error {code}: {message}"))
+    finally:
+        await admin.close()
+    failed = [r for r in results if r.error]
+    if failed:
+        raise TopicCreationError("; ".join(f"{r.name}: {r.error}" for r in failed))
+    return sorted(results, key=lambda r: r.name)

@@ -1,0 +1,29 @@
+"""KafkaBroker factory with the project's safe defaults.
+
+- Producer: ``acks=all`` and idempotence on, so a retried send is never written twice and per
+  partition order holds.
+- No topic auto-creation: topics come from the catalogue only.
+- Subscribers (see :mod:`shared.kafka.consumer`) use manual acknowledgement: the offset is
+  committed only after the handler's database transaction committed. FastStream's default Kafka
+  policy (ACK_FIRST = auto-commit) is at-most-once and is never used here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from faststream.kafka import KafkaBroker
+
+
+def create_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        bootstrap_servers=bootstrap_servers.split(","),
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        allow_auto_create_topics=False,
+        # A stdlib logger: records then go through the JSON formatter set up in shared.logging.
+        logger=logging.getLogger(f"faststream.{client_id}"),
+        graceful_timeout=30.0,
+    )

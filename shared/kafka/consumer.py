@@ -1,0 +1,135 @@
+"""Reliable consumption: one transaction per event, inbox de-duplication, bounded retries,
+dead letters, and the offset committed only after all of that.
+
+Each service has one consumer group (its name) subscribed to all the topics it consumes and a
+handler per topic. For each record:
+1. size check, then the topic's handler runs inside a PostgreSQL transaction that also records
+   the event id in the inbox; a redelivered event is skipped there;
+2. a transient error is retried with exponential backoff a bounded number of times;
+   a :class:`PermanentError` or the last failed try sends the record to ``<group>.dlq.v1``;
+3. only then is the offset committed. If even the dead-letter publish fails the record is
+   sought back and redelivered, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import asyncpg
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.db import DbConnection, inbox
+from shared.kafka.dead_letters import DeadLetterPublisher
+from shared.kafka.inbound import InboundEvent, PermanentError, describe_error, tolerant_parser
+from shared.logging import get_logger, message_context
+
+log = get_logger(__name__)
+
+Handler = Callable[[InboundEvent, DbConnection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s))
+
+
+class ReliableConsumer:
+    def __init__(
+        self,
+        *,
+        group: str,
+        pool: Callable[[], asyncpg.Pool],
+        dead_letters: DeadLetterPublisher,
+        handlers: Mapping[str, Handler],
+        retry: RetryPolicy,
+        max_message_bytes: int,
+    ) -> None:
+        self.group = group
+        self._pool = pool  # a getter: the pool is created in the app's start-up hook
+        self._dead_letters = dead_letters
+        self._handlers = dict(handlers)
+        self._retry = retry
+        self._max_message_bytes = max_message_bytes
+
+    def register(self, broker: KafkaBroker) -> None:
+        subscriber = broker.subscriber(
+            *self._handlers,
+            group_id=self.group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            parser=tolerant_parser,
+            max_poll_interval_ms=5 * 60 * 1000,
+            title=f"{self.group} consumer",
+        )
+        subscriber(self.on_message)
+
+    async def on_message(self, message: KafkaMessage) -> None:
+        event = InboundEvent.from_record(message.raw_message)
+        with message_context(
+            event_id=event.event_id,
+            correlation_id=event.correlation_id,
+            topic=event.topic,
+            partition=event.partition,
+            offset=event.offset,
+        ):
+            try:
+                await self.process(event)
+            except Exception:
+                # Could not even dead-letter (broker away): rewind so the record comes back.
+                log.exception("event_not_settled_redelivering")
+                await message.nack()
+                await asyncio.sleep(self._retry.max_delay_s)
+                return
+            await message.ack()
+
+    async def process(self, event: InboundEvent) -> None:
+        """Apply one event exactly once or dead-letter it. Raises only if dead-lettering fails."""
+        size = len(event.value or b"")
+        if size > self._max_message_bytes:
+            await self._dead_letter(
+                event,
+                PermanentError(
+                    f"message of {size} bytes exceeds the limit of {self._max_message_bytes}"
+                ),
+            )
+            return
+        handler = self._handlers[event.topic]
+        for attempt in range(1, self._retry.max_attempts + 1):
+            try:
+                await self._apply(handler, event)
+                return
+            except PermanentError as exc:
+                await self._dead_letter(event, exc)
+                return
+            except Exception as exc:
+                if attempt == self._retry.max_attempts:
+                    await self._dead_letter(event, exc)
+                    return
+                log.warning("event_retry", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(self._retry.delay(attempt))
+
+    async def _apply(self, handler: Handler, event: InboundEvent) -> None:
+        async with self._pool().acquire() as conn, conn.transaction():
+            if not await inbox.claim(conn, self.group, event.event_id, event.topic):
+                log.info("event_duplicate_skipped")
+                return
+            await handler(event, conn)
+        log.info("event_processed", ce_type=event.attributes.type if event.attributes else None)
+
+    async def _dead_letter(self, event: InboundEvent, error: BaseException) -> None:
+        await self._dead_letters.publish(event, error)
+        log.warning(
+            "event_dead_lettered",
+            dlq=self._dead_letters.topic,
+            error=type(error).__name__,
+            reason=describe_error(error)[:300],
+        )

@@ -1,0 +1,77 @@
+"""Structured JSON logging (structlog) with per-message context.
+
+FastStream runs all messages of one subscriber in one task, so context variables would leak from
+one message to the next: :func:`message_context` binds the ids for one message and clears
+them after.
+Never pass personal data to a logger: log ids, types and counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route structlog and the stdlib loggers (aiokafka, faststream, uvicorn) to JSON on stdout."""
+    shared_processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+    ]
+    structlog.configure(
+        processors=[
+            *shared_processors,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors,
+        processors=[
+            _add_service(service),
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiokafka is chatty at INFO about every rebalance step; warnings still come through.
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+def _add_service(service: str) -> Any:
+    def processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return processor
+
+
+def get_logger(name: str) -> Any:
+    return structlog.stdlib.get_logger(name)
+
+
+@contextmanager
+def message_context(**ids: str | int | None) -> Iterator[None]:
+    """Bind correlation/event ids for one message, then restore the previous ones."""
+    tokens = structlog.contextvars.bind_contextvars(
+        **{k: v for k, v in ids.items() if v is not None}
+    )
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)

@@ -1,0 +1,84 @@
+"""Helpers for the operator CLI's command groups: load a JSON file as a contract, publish it,
+print records. Each service's ``cli`` module builds its own commands from these."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from aiokafka import ConsumerRecord
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from shared.kafka.inbound import describe_error
+
+M = TypeVar("M", bound=BaseModel)
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap",
+        envvar="REFEX_KAFKA_BOOTSTRAP_SERVERS",
+        help="Kafka bootstrap servers (host:port,...).",
+    ),
+]
+
+
+def agency_source(agency_id: str) -> str:
+    return f"urn:referralexchange:agency:{agency_id}"
+
+
+def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Read and validate a JSON file; on failure print each bad field and exit with code 2."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        err_console.print(f"[red]cannot read {path}:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        err_console.print(f"[red]{path} is not a valid {model.__name__}:[/red]")
+        for line in describe_error(exc).split("; "):
+            err_console.print(f"  - {line}")
+        raise typer.Exit(2) from exc
+
+
+def print_record(record: ConsumerRecord[bytes, bytes]) -> None:
+    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+    try:
+        body: Any = json.loads(record.value or b"null")
+    except json.JSONDecodeError:
+        body = (record.value or b"").decode("utf-8", "replace")
+    console.print_json(
+        json.dumps(
+            {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "key": (record.key or b"").decode("utf-8", "replace"),
+                "type": headers.get("ce_type"),
+                "id": headers.get("ce_id"),
+                "correlationid": headers.get("ce_correlationid"),
+                "data": body,
+            }
+        )
+    )
+
+
+def bootstrap_default() -> str:
+    return os.environ.get("REFEX_KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)

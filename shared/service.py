@@ -1,0 +1,158 @@
+"""The runtime every service is built on: broker, database pool, outbox relay, dead letters,
+reliable consumer, HTTP readiness and AsyncAPI docs, and an orderly start and stop.
+
+Start: logging → database pool → migrations → dead-letter producer → broker and consumer →
+outbox relay. Stop (SIGTERM via uvicorn): the consumer stops after its in-flight message, the
+relay publishes what is still pending, then the broker, producers and pool close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
+from faststream.specification import AsyncAPI
+
+from shared.db.migrations import migrate_service
+from shared.db.outbox import OutboxRelay
+from shared.db.pool import create_pool, ping
+from shared.kafka.broker import create_broker
+from shared.kafka.consumer import Handler, ReliableConsumer, RetryPolicy
+from shared.kafka.dead_letters import DeadLetterPublisher
+from shared.kafka.publisher import EventPublisher
+from shared.logging import configure_logging, get_logger
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+READINESS_PATH = "/health/ready"
+LIVENESS_PATH = "/health/live"
+ASYNCAPI_PATH = "/docs/asyncapi"
+
+
+class ServiceRuntime:
+    """Owns one service's connections. Handlers get it to reach settings, pool or publisher."""
+
+    def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path) -> None:
+        self.name = name
+        self.settings = settings
+        self.migrations_dir = migrations_dir
+        self.broker = create_broker(settings.kafka_bootstrap_servers, client_id=name)
+        self.publisher = EventPublisher(self.broker)
+        self.dead_letters = DeadLetterPublisher(settings.kafka_bootstrap_servers, name)
+        self._pool: asyncpg.Pool | None = None
+        self._relay: OutboxRelay | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: database pool used before start-up")
+        return self._pool
+
+    def consume(self, handlers: Mapping[str, Handler]) -> ReliableConsumer:
+        s = self.settings
+        consumer = ReliableConsumer(
+            group=self.name,
+            pool=lambda: self.pool,
+            dead_letters=self.dead_letters,
+            handlers=handlers,
+            retry=RetryPolicy(
+                max_attempts=s.handler_max_attempts, base_delay_s=s.handler_retry_base_s
+            ),
+            max_message_bytes=s.max_message_bytes,
+        )
+        consumer.register(self.broker)
+        return consumer
+
+    # ----- lifecycle hooks -----
+
+    async def on_startup(self) -> None:
+        configure_logging(self.name, self.settings.log_level)
+        self._pool = await create_pool(self.settings.database_dsn, self.settings.db_pool_size)
+        applied = await migrate_service(self._pool, self.name, self.migrations_dir)
+        log.info("service_starting", migrations_applied=len(applied))
+        await self.dead_letters.start()
+
+    async def after_startup(self) -> None:
+        self._relay = OutboxRelay(
+            self.pool,
+            self.publisher.publish_batch,
+            batch_size=self.settings.outbox_batch_size,
+            poll_interval_s=self.settings.outbox_poll_interval_s,
+        )
+        self._relay.start()
+        log.info("service_ready")
+
+    async def on_shutdown(self) -> None:
+        # Stop consuming first (the in-flight message finishes), then flush the outbox while
+        # the producer is still open; FastStream closes the broker right after this hook.
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()
+        if self._relay is not None:
+            await self._relay.stop()
+
+    async def after_shutdown(self) -> None:
+        await self.dead_letters.stop()
+        if self._pool is not None:
+            await self._pool.close()
+        log.info("service_stopped")
+
+    # ----- health -----
+
+    async def readiness(self) -> dict[str, bool]:
+        async def database_ok() -> bool:
+            try:
+                await asyncio.wait_for(ping(self.pool), timeout=2)
+                return True
+            except Exception:
+                return False
+
+        kafka_ok = await self.broker.ping(timeout=2)
+        return {"kafka": bool(kafka_ok), "database": await database_ok()}
+
+    def asgi_app(self, description: str) -> AsgiFastStream:
+        @get(description="200 when Kafka and the service database answer, else 503.")
+        async def ready(scope: Any) -> AsgiResponse:
+            checks = await self.readiness()
+            status = 200 if all(checks.values()) else 503
+            body = json.dumps({"service": self.name, "ready": status == 200, "checks": checks})
+            return AsgiResponse(body.encode(), status, {"content-type": "application/json"})
+
+        @get(description="200 while the process runs.")
+        async def live(scope: Any) -> AsgiResponse:
+            return AsgiResponse(b'{"live": true}', 200, {"content-type": "application/json"})
+
+        return AsgiFastStream(
+            self.broker,
+            asgi_routes=[(READINESS_PATH, ready), (LIVENESS_PATH, live)],
+            specification=AsyncAPI(
+                self.broker, title=f"Referral Exchange — {self.name}", description=description
+            ),
+            asyncapi_path=AsyncAPIRoute(ASYNCAPI_PATH, asyncapi_json_path=f"{ASYNCAPI_PATH}.json"),
+            on_startup=[self.on_startup],
+            after_startup=[self.after_startup],
+            on_shutdown=[self.on_shutdown],
+            after_shutdown=[self.after_shutdown],
+            logger=logging.getLogger(f"faststream.{self.name}"),
+        )
+
+
+def serve(app: AsgiFastStream, settings: ServiceSettings) -> None:
+    """Run the ASGI app under uvicorn; SIGTERM/SIGINT trigger the graceful shutdown above."""
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
