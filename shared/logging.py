@@ -49,6 +49,13 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # FastStream gives its default loggers their own coloured handler and stops propagation;
+    # send them through the JSON handler like everything else.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("faststream"):
+            fs_logger = logging.getLogger(name)
+            fs_logger.handlers.clear()
+            fs_logger.propagate = True
     # aiokafka is chatty at INFO about every rebalance step; warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
 

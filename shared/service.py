@@ -42,6 +42,8 @@ class ServiceRuntime:
     """Owns one service's connections. Handlers get it to reach settings, pool or publisher."""
 
     def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path) -> None:
+        # First thing: even FastStream's "starting" line must be JSON.
+        configure_logging(name, settings.log_level)
         self.name = name
         self.settings = settings
         self.migrations_dir = migrations_dir
@@ -75,7 +77,6 @@ class ServiceRuntime:
     # ----- lifecycle hooks -----
 
     async def on_startup(self) -> None:
-        configure_logging(self.name, self.settings.log_level)
         self._pool = await create_pool(self.settings.database_dsn, self.settings.db_pool_size)
         applied = await migrate_service(self._pool, self.name, self.migrations_dir)
         log.info("service_starting", migrations_applied=len(applied))

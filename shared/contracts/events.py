@@ -230,3 +230,17 @@ class InboxReferralReceived(Contract):
 
 
 INBOX_REFERRAL_RECEIVED = event_type("notification", "referral-received")
+
+
+# Every CloudEvents type of the v1 topics and its payload model (docs and the compat guard use it).
+PAYLOADS: dict[str, type[Contract]] = {
+    CASE_SUBMITTED: CaseSubmission,
+    CASE_REGISTERED: CaseRegistered,
+    CASE_UPDATED: CaseRegistered,
+    SUBMISSION_REJECTED: SubmissionRejected,
+    SERVICE_LISTED: ServiceListing,
+    AGENCY_REGISTERED: AgencyRecord,
+    REFERRAL_REQUESTED: ReferralRequested,
+    NEED_UNMATCHED: NeedUnmatched,
+    INBOX_REFERRAL_RECEIVED: InboxReferralReceived,
+}

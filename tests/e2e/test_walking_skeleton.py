@@ -1,0 +1,219 @@
+"""End to end through the three service processes on the real broker and databases:
+submission → intake (case event via outbox) → referral (match) → notification (agency inbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import urllib.request
+from typing import Any
+
+import asyncpg
+import pytest
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.kafka.oneshot import publish_events
+from tests import factories as f
+from tests.e2e.conftest import RunningService
+from tests.e2e.kafka_helpers import collect, data_of, headers_of
+
+pytestmark = pytest.mark.e2e
+
+
+async def _eventually(query: str, *args: Any, dsn: str, timeout: float = 30) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (value := await conn.fetchval(query, *args)) in (None, 0, False):
+            if asyncio.get_running_loop().time() > deadline:
+                return value
+            await asyncio.sleep(0.2)
+        return value
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def bootstrap_servers() -> str:
+    import os
+
+    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
+
+
+async def _directory(bootstrap: str, urls: dict[str, str]) -> tuple[str, str, ev.ServiceListing]:
+    """A referring agency, a provider with one listing of a category no other test uses (so
+    tests cannot match each other's listings); returns once both services know them."""
+    referrer, provider = f.unique("iom"), f.unique("ngo")
+    listing = f.listing(provider, categories=[f.unique("test.category")])
+    await publish_events(
+        bootstrap,
+        [
+            f.agency_event(f.agency(referrer, ev.AgencyType.UN_AGENCY)),
+            f.agency_event(f.agency(provider)),
+            f.listing_event(listing),
+        ],
+    )
+    assert await _eventually(
+        "SELECT 1 FROM listings WHERE service_id = $1", listing.service_id, dsn=urls["referral"]
+    )
+    assert await _eventually(
+        "SELECT count(*) = 2 FROM agencies WHERE agency_id IN ($1, $2)",
+        referrer,
+        provider,
+        dsn=urls["notification"],
+    )
+    return referrer, provider, listing
+
+
+async def test_submission_reaches_the_recipient_agency_inbox(
+    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+) -> None:
+    referrer, provider, listing = await _directory(bootstrap_servers, database_urls)
+    submission = f.submission(referrer, needs=f.needs(listing.categories[0]))
+    sent = f.submission_event(submission)
+    await publish_events(bootstrap_servers, [sent])
+
+    inbox = await collect(
+        bootstrap_servers,
+        topics.agency_inbox(provider),
+        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+    )
+    assert len(inbox) == 1
+    headers, data = headers_of(inbox[0]), data_of(inbox[0])
+    assert headers["ce_type"] == ev.INBOX_REFERRAL_RECEIVED
+    assert headers["ce_specversion"] == "1.0" and headers["content-type"] == "application/json"
+    assert data["service_id"] == listing.service_id
+    assert data["referring_agency_id"] == referrer
+    assert inbox[0].key.decode() == data["referral_id"]  # keyed per referral
+
+    # the pseudonymous case event, and nothing personal on it
+    cases = await collect(
+        bootstrap_servers,
+        topics.INTAKE_CASES,
+        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+    )
+    assert [headers_of(r)["ce_type"] for r in cases] == [ev.CASE_REGISTERED]
+    assert cases[0].key.decode() == data["case_id"]
+    assert submission.personal.family_name.encode() not in cases[0].value
+    assert b"personal" not in cases[0].value
+
+    # the causal chain: inbox event ← referral event ← case event ← submission
+    referrals = await collect(
+        bootstrap_servers,
+        topics.REFERRAL_EVENTS,
+        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+    )
+    assert headers_of(referrals[0])["ce_causationid"] == headers_of(cases[0])["ce_id"]
+    assert headers["ce_causationid"] == headers_of(referrals[0])["ce_id"]
+    assert headers_of(cases[0])["ce_causationid"] == sent.event_id
+    explanation = data_of(referrals[0])["explanation"]
+    assert "coverage:SN01" in explanation["matched"]
+
+
+async def test_redelivered_submission_changes_nothing(
+    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+) -> None:
+    referrer, provider, listing = await _directory(bootstrap_servers, database_urls)
+    sent = f.submission_event(f.submission(referrer, needs=f.needs(listing.categories[0])))
+    await publish_events(bootstrap_servers, [sent, sent])  # an agency retrying its send
+
+    inbox = await collect(
+        bootstrap_servers,
+        topics.agency_inbox(provider),
+        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+        settle=3.0,
+    )
+    assert len(inbox) == 1
+    cases = await _eventually(
+        "SELECT count(*) FROM cases WHERE agency_id = $1", referrer, dsn=database_urls["intake"]
+    )
+    assert cases == 1
+
+
+async def test_unmatched_need_is_told_to_the_referring_agency(
+    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+) -> None:
+    referrer, _, listing = await _directory(bootstrap_servers, database_urls)
+    submission = f.submission(
+        referrer,
+        needs=f.needs(listing.categories[0]),
+        profile={"sex": "male", "age_band": "18-24", "return_area": "ML0101", "languages": ["bm"]},
+    )
+    sent = f.submission_event(submission)
+    await publish_events(bootstrap_servers, [sent])
+    inbox = await collect(
+        bootstrap_servers,
+        topics.agency_inbox(referrer),
+        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+    )
+    assert [headers_of(r)["ce_type"] for r in inbox] == [ev.NEED_UNMATCHED]
+    assert data_of(inbox[0])["need_id"] == "n1"
+
+
+async def test_invalid_submission_is_rejected_back_to_the_sender(
+    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+) -> None:
+    referrer, _, _ = await _directory(bootstrap_servers, database_urls)
+    sent = f.submission_event(f.submission(referrer))
+    body = json.loads(sent.body)
+    del body["consent"]
+    body["profile"]["age_band"] = "ancient"
+    bad = type(sent)(sent.topic, sent.key, sent.headers, json.dumps(body).encode())
+    await publish_events(bootstrap_servers, [bad])
+
+    rejections = await collect(
+        bootstrap_servers,
+        topics.INTAKE_REJECTIONS,
+        lambda r: headers_of(r).get("ce_subject") == sent.event_id,
+    )
+    assert len(rejections) == 1
+    fields = {e["field"] for e in data_of(rejections[0])["errors"]}
+    assert {"consent", "profile.age_band"} <= fields
+    inbox = await collect(
+        bootstrap_servers,
+        topics.agency_inbox(referrer),
+        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+    )
+    assert [headers_of(r)["ce_type"] for r in inbox] == [ev.SUBMISSION_REJECTED]
+
+
+def test_readiness_and_asyncapi_docs(services: dict[str, RunningService]) -> None:
+    for service in services.values():
+        with urllib.request.urlopen(service.url("/health/ready"), timeout=5) as resp:
+            body = json.loads(resp.read())
+        assert body == {
+            "service": service.name,
+            "ready": True,
+            "checks": {"kafka": True, "database": True},
+        }
+    with urllib.request.urlopen(services["intake"].url("/docs/asyncapi.json"), timeout=5) as resp:
+        schema = resp.read().decode()
+    assert topics.INTAKE_SUBMISSIONS in schema
+
+
+def test_logs_are_json_with_correlation_ids_and_no_personal_data(
+    services: dict[str, RunningService],
+) -> None:
+    for service in services.values():
+        records = []
+        for line in service.log().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise AssertionError(
+                    f"{service.name} wrote a non-JSON log line: {line[:200]}"
+                ) from exc
+        assert any("correlation_id" in r for r in records), service.name
+        assert "Awa" not in service.log() and "+221700000000" not in service.log()
+
+
+def test_sigterm_stops_every_service_cleanly(services: dict[str, RunningService]) -> None:
+    for service in services.values():
+        service.process.send_signal(signal.SIGTERM)
+    for service in services.values():
+        # uvicorn re-raises the signal once shut down, so "killed by SIGTERM" is the clean exit
+        assert service.process.wait(timeout=40) in (0, -signal.SIGTERM), service.log()[-2000:]
+        assert "service_stopped" in service.log()
+        assert "Application shutdown complete" in service.log()

@@ -1,0 +1,114 @@
+"""Valid contract objects and Kafka-shaped records for tests; override what a test is about."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiokafka import ConsumerRecord
+
+from shared.contracts import events as ev
+from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.contracts.topics import DIRECTORY_AGENCIES, DIRECTORY_SERVICES, INTAKE_SUBMISSIONS
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def submission(agency_id: str = "iom-sn", **overrides: Any) -> ev.CaseSubmission:
+    data: dict[str, Any] = {
+        "agency_id": agency_id,
+        "agency_case_ref": unique("CASE"),
+        "personal": {"given_name": "Awa", "family_name": "Test", "phone": "+221700000000"},
+        "profile": {
+            "sex": "female",
+            "age_band": "25-34",
+            "return_area": "SN0101",
+            "languages": ["fr", "wo"],
+        },
+        "needs": needs(),
+        "consent": {"given": True},
+    }
+    data.update(overrides)
+    return ev.CaseSubmission.model_validate(data)
+
+
+def needs(category: str = "psychosocial.counselling") -> list[dict[str, str]]:
+    return [{"need_id": "n1", "category": category, "dimension": "psychosocial"}]
+
+
+def listing(agency_id: str, **overrides: Any) -> ev.ServiceListing:
+    data: dict[str, Any] = {
+        "service_id": unique("svc"),
+        "agency_id": agency_id,
+        "name": "Counselling",
+        "categories": ["psychosocial.counselling"],
+        "coverage_areas": ["SN01"],
+        "languages": ["fr"],
+    }
+    data.update(overrides)
+    return ev.ServiceListing.model_validate(data)
+
+
+def agency(agency_id: str, type_: ev.AgencyType = ev.AgencyType.NGO) -> ev.AgencyRecord:
+    return ev.AgencyRecord(agency_id=agency_id, name=agency_id, type=type_, countries=["SN"])
+
+
+def submission_event(sub: ev.CaseSubmission) -> OutgoingEvent:
+    return build_event(
+        topic=INTAKE_SUBMISSIONS,
+        key=f"{sub.agency_id}:{sub.agency_case_ref}",
+        type_=ev.CASE_SUBMITTED,
+        source=f"urn:referralexchange:agency:{sub.agency_id}",
+        data=sub,
+        agency_id=sub.agency_id,
+    )
+
+
+def listing_event(item: ev.ServiceListing) -> OutgoingEvent:
+    return build_event(
+        topic=DIRECTORY_SERVICES,
+        key=item.service_id,
+        type_=ev.SERVICE_LISTED,
+        source=f"urn:referralexchange:agency:{item.agency_id}",
+        data=item,
+        agency_id=item.agency_id,
+    )
+
+
+def agency_event(item: ev.AgencyRecord) -> OutgoingEvent:
+    return build_event(
+        topic=DIRECTORY_AGENCIES,
+        key=item.agency_id,
+        type_=ev.AGENCY_REGISTERED,
+        source="urn:referralexchange:operator",
+        data=item,
+    )
+
+
+def record(
+    topic: str,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None = None,
+    key: bytes | None = b"k",
+    offset: int = 0,
+) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key or b""),
+        serialized_value_size=len(value or b""),
+        headers=headers or [],
+    )
+
+
+def record_of(event: OutgoingEvent, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
+    headers = [(k, v.encode()) for k, v in event.headers.items()]
+    return record(event.topic, event.body, headers, event.key.encode(), offset)

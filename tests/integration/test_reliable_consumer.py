@@ -1,0 +1,178 @@
+"""The reliable consumer on the real broker and PostgreSQL: exactly-once effects through the inbox,
+bounded retries, dead letters with the reason, and no stalled partition."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.db import DbConnection
+from shared.kafka.broker import create_broker
+from shared.kafka.consumer import ReliableConsumer, RetryPolicy
+from shared.kafka.dead_letters import DeadLetterPublisher
+from shared.kafka.inbound import InboundEvent, PermanentError
+from tests.conftest import TopicFactory
+
+
+@dataclass
+class Harness:
+    topic: str
+    dlq: str
+    producer: AIOKafkaProducer
+    pool: asyncpg.Pool
+    attempts: Counter[str] = field(default_factory=Counter)
+
+    async def send(
+        self,
+        body: bytes,
+        event_id: str | None = None,
+        headers: list | None = None,
+    ) -> str:
+        eid = event_id or str(uuid.uuid4())
+        base = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", eid.encode()),
+            ("ce_source", b"urn:test"),
+            ("ce_type", b"org.referralexchange.test.thing.v1"),
+        ]
+        await self.producer.send_and_wait(
+            self.topic, body, key=b"k", headers=headers if headers is not None else base
+        )
+        return eid
+
+    async def applied(self) -> list[str]:
+        async with self.pool.acquire() as conn:
+            return [
+                r["event_id"] for r in await conn.fetch("SELECT event_id FROM applied ORDER BY n")
+            ]
+
+    async def wait_applied(self, count: int, timeout: float = 20) -> list[str]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            got = await self.applied()
+            if len(got) >= count:
+                return got
+            await asyncio.sleep(0.1)
+        return await self.applied()
+
+
+@pytest.fixture
+async def harness(
+    bootstrap: str, scratch_pool: asyncpg.Pool, new_topic: TopicFactory
+) -> AsyncIterator[Harness]:
+    topic = await new_topic()
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    dlq = f"{group}.dlq.v1"
+    from shared.contracts.topics import Owner, TopicSpec
+    from shared.kafka.admin import ensure_topics
+
+    await ensure_topics(bootstrap, [TopicSpec(dlq, Owner.OPERATORS, "k", 1)])
+    async with scratch_pool.acquire() as conn:
+        await conn.execute("CREATE TABLE applied (n serial, event_id text NOT NULL)")
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    h = Harness(topic, dlq, producer, scratch_pool)
+
+    async def handler(event: InboundEvent, conn: DbConnection) -> None:
+        mode = json.loads(event.value or b"{}").get("mode", "ok")
+        h.attempts[event.event_id] += 1
+        if mode == "permanent":
+            raise PermanentError("thing is not acceptable")
+        if mode == "fail_twice" and h.attempts[event.event_id] <= 2:
+            raise ConnectionError("transient")
+        if mode == "always_fail":
+            raise RuntimeError("still broken")
+        await conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
+
+    broker = create_broker(bootstrap, client_id=group)
+    dead_letters = DeadLetterPublisher(bootstrap, group)
+    await dead_letters.start()
+    ReliableConsumer(
+        group=group,
+        pool=lambda: scratch_pool,
+        dead_letters=dead_letters,
+        handlers={topic: handler},
+        retry=RetryPolicy(max_attempts=3, base_delay_s=0.05),
+        max_message_bytes=2048,
+    ).register(broker)
+    await broker.start()
+    try:
+        yield h
+    finally:
+        await broker.stop()
+        await dead_letters.stop()
+        await producer.stop()
+
+
+async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list = []
+    try:
+        for _ in range(40):
+            for part in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(part)
+            if len(records) >= expected:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_redelivered_event_is_applied_once(harness: Harness) -> None:
+    eid = await harness.send(b'{"mode": "ok"}')
+    await harness.send(b'{"mode": "ok"}', event_id=eid)  # same CloudEvents id again
+    marker = await harness.send(b'{"mode": "ok"}')
+    applied = await harness.wait_applied(2)
+    await asyncio.sleep(0.5)
+    assert await harness.applied() == [eid, marker]
+    assert applied[:2] == [eid, marker]
+
+
+async def test_transient_errors_are_retried(harness: Harness, bootstrap: str) -> None:
+    eid = await harness.send(b'{"mode": "fail_twice"}')
+    assert await harness.wait_applied(1) == [eid]
+    assert harness.attempts[eid] == 3
+
+
+async def test_permanent_error_goes_to_dlq_and_the_partition_flows_on(
+    harness: Harness, bootstrap: str
+) -> None:
+    bad = await harness.send(b'{"mode": "permanent"}')
+    exhausted = await harness.send(b'{"mode": "always_fail"}')
+    good = await harness.send(b'{"mode": "ok"}')
+    assert await harness.wait_applied(1) == [good]
+    assert harness.attempts[bad] == 1  # no retries for a permanent error
+    assert harness.attempts[exhausted] == 3  # bounded retries
+
+    letters = await _dead_letters(bootstrap, harness.dlq, expected=2)
+    by_id = {dict(r.headers)["ce_id"].decode(): r for r in letters}
+    assert set(by_id) == {bad, exhausted}
+    headers = dict(by_id[bad].headers)
+    assert by_id[bad].value == b'{"mode": "permanent"}'  # original value kept
+    assert headers["ce_source"] == b"urn:test"  # original headers kept
+    assert headers["dlq_error_type"] == b"PermanentError"
+    assert b"not acceptable" in headers["dlq_error"]
+    assert headers["dlq_original_topic"].decode() == harness.topic
+    assert dict(by_id[exhausted].headers)["dlq_error_type"] == b"RuntimeError"
+
+
+async def test_poison_records_never_stall_the_consumer(harness: Harness, bootstrap: str) -> None:
+    await harness.send(b"x" * 4096)  # over the size limit
+    await harness.send(b'{"mode": "ok"}', headers=[("ce_id", b"\xff\xfe"), ("junk", b"\x00\xff")])
+    await harness.send(b"not json at all", headers=[])
+    good = await harness.send(b'{"mode": "ok"}')
+    applied = await harness.wait_applied(2)
+    assert good in applied
+    letters = await _dead_letters(bootstrap, harness.dlq, expected=1)
+    reasons = [dict(r.headers)["dlq_error"].decode() for r in letters]
+    assert any("exceeds the limit" in reason for reason in reasons)

@@ -1,0 +1,59 @@
+"""The catalogue's topics exist on the real broker as declared, and nothing auto-creates topics."""
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+
+from shared.contracts.topics import CATALOGUE
+from shared.kafka.admin import ensure_topics
+
+
+async def test_catalogue_topics_exist_with_partitions_and_cleanup_policy(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = {
+            t["topic"]: t for t in await admin.describe_topics([t.name for t in CATALOGUE])
+        }
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t.name) for t in CATALOGUE]
+        )
+    finally:
+        await admin.close()
+    policies: dict[str, str] = {}
+    for response in configs:
+        for resource in response.resources:
+            _, _, _, name, entries = resource[:5]
+            policies[name] = next(e[1] for e in entries if e[0] == "cleanup.policy")
+    for spec in CATALOGUE:
+        assert described[spec.name]["error_code"] == 0, spec.name
+        assert len(described[spec.name]["partitions"]) == spec.partitions, spec.name
+        assert policies[spec.name] == spec.cleanup_policy.value, spec.name
+
+
+async def test_ensure_topics_is_idempotent(bootstrap: str) -> None:
+    results = await ensure_topics(bootstrap, CATALOGUE)
+    assert results and not any(r.created for r in results)
+
+
+async def test_broker_does_not_auto_create_topics(bootstrap: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await producer.start()
+    try:
+        try:
+            await asyncio.wait_for(producer.send_and_wait("not.in.catalogue.v1", b"x"), 10)
+        except (KafkaTimeoutError, UnknownTopicOrPartitionError, TimeoutError):
+            pass
+        else:
+            raise AssertionError("publishing to an unknown topic should not succeed")
+    finally:
+        await producer.stop()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        assert "not.in.catalogue.v1" not in await admin.list_topics()
+    finally:
+        await admin.close()

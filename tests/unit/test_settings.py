@@ -1,0 +1,32 @@
+import pytest
+from pydantic import ValidationError
+
+from services.intake.settings import IntakeSettings
+from services.notification.settings import NotificationSettings
+from services.referral.settings import ReferralSettings
+
+
+@pytest.mark.parametrize(
+    ("cls", "prefix"),
+    [
+        (IntakeSettings, "INTAKE_"),
+        (ReferralSettings, "REFERRAL_"),
+        (NotificationSettings, "NOTIFICATION_"),
+    ],
+)
+def test_each_service_reads_only_its_prefix(
+    cls: type[IntakeSettings], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for other in ("INTAKE_", "REFERRAL_", "NOTIFICATION_"):
+        monkeypatch.setenv(f"{other}DATABASE_URL", f"postgresql://{other.lower()}x:p@h:1/d")
+        monkeypatch.setenv(f"{other}HTTP_PORT", "1")
+    monkeypatch.setenv(f"{prefix}HTTP_PORT", "9999")
+    settings = cls()  # type: ignore[call-arg]
+    assert settings.http_port == 9999
+    assert settings.database_url.hosts()[0]["username"] == f"{prefix.lower()}x"
+
+
+def test_database_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INTAKE_DATABASE_URL", raising=False)
+    with pytest.raises(ValidationError):
+        IntakeSettings()  # type: ignore[call-arg]

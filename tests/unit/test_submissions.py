@@ -1,0 +1,70 @@
+"""Intake's reading of raw submission records: valid ones pass, everything else is a rejection
+that names the bad fields and never echoes personal data."""
+
+import json
+
+from services.intake.submissions import Rejection, read_submission
+from shared.contracts import events as ev
+from shared.kafka.inbound import InboundEvent
+from tests import factories as f
+
+
+def _read(record: object) -> ev.CaseSubmission | Rejection:
+    return read_submission(InboundEvent.from_record(record))  # type: ignore[arg-type]
+
+
+def test_valid_submission_passes() -> None:
+    sub = f.submission()
+    result = _read(f.record_of(f.submission_event(sub)))
+    assert isinstance(result, ev.CaseSubmission)
+    assert result.agency_case_ref == sub.agency_case_ref
+
+
+def test_missing_envelope_is_rejected_with_fields() -> None:
+    result = _read(f.record("intake.submissions.v1", b"{}", headers=[]))
+    assert isinstance(result, Rejection)
+    assert result.reason == "invalid CloudEvents envelope"
+    assert {"ce_id", "ce_source", "ce_type"} <= {e.field for e in result.errors}
+
+
+def test_unknown_type_is_rejected() -> None:
+    out = f.submission_event(f.submission())
+    headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_type"]
+    headers.append(("ce_type", b"org.example.other.v1"))
+    result = _read(f.record(out.topic, out.body, headers))
+    assert isinstance(result, Rejection)
+    assert "unknown event type" in result.reason
+    assert result.submission_id == out.event_id
+
+
+def test_malformed_json_is_rejected() -> None:
+    out = f.submission_event(f.submission())
+    headers = [(k, v.encode()) for k, v in out.headers.items()]
+    result = _read(f.record(out.topic, b'{"agency_id": ', headers))
+    assert isinstance(result, Rejection)
+    assert "not valid JSON" in result.reason
+
+
+def test_invalid_fields_are_named_without_their_values() -> None:
+    sub = f.submission()
+    out = f.submission_event(sub)
+    doc = json.loads(out.body)
+    doc["profile"]["return_area"] = "Dakar, rue 12"  # a secret-ish value that must not echo
+    doc["needs"] = []
+    headers = [(k, v.encode()) for k, v in out.headers.items()]
+    result = _read(f.record(out.topic, json.dumps(doc).encode(), headers))
+    assert isinstance(result, Rejection)
+    fields = {e.field for e in result.errors}
+    assert {"profile.return_area", "needs"} <= fields
+    assert "rue 12" not in result.payload().model_dump_json()
+
+
+def test_agency_mismatch_between_header_and_body_is_rejected() -> None:
+    sub = f.submission(agency_id="iom-sn")
+    out = f.submission_event(sub)
+    headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
+    headers.append(("ce_agencyid", b"ngo-other"))
+    result = _read(f.record(out.topic, out.body, headers))
+    assert isinstance(result, Rejection)
+    assert result.errors[0].field == "agency_id"
+    assert result.agency_id == "ngo-other"  # the rejection goes back to the actual sender
