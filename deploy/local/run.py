@@ -6,6 +6,7 @@ and on Ctrl-C / SIGTERM stops the services, then the infrastructure, leaving no 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import signal
@@ -20,6 +21,22 @@ SERVICES = ("intake", "referral", "notification")
 COLOURS = {"intake": "\033[36m", "referral": "\033[35m", "notification": "\033[33m"}
 RESET, DIM, RED = "\033[0m", "\033[2m", "\033[31m"
 STOP_GRACE_S = 30.0
+
+
+def say(text: str) -> None:
+    """Print, but never let a closed terminal or pipe stop the shutdown sequence."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
+
+
+def die_with_parent() -> None:
+    """Runs in each service's child process: Linux sends it SIGTERM if this supervisor dies,
+    even by SIGKILL, so a service is never left running on its own."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def load_env() -> dict[str, str]:
@@ -53,8 +70,7 @@ def readable(line: str) -> str:
 async def pump(name: str, stream: asyncio.StreamReader) -> None:
     prefix = f"{COLOURS[name]}{name:>12}{RESET} │ "
     while line := await stream.readline():
-        sys.stdout.write(prefix + readable(line.decode(errors="replace").rstrip()) + "\n")
-        sys.stdout.flush()
+        say(prefix + readable(line.decode(errors="replace").rstrip()))
 
 
 def ready(port: str) -> bool:
@@ -72,7 +88,7 @@ async def announce_when_ready(env: dict[str, str]) -> None:
             break
         await asyncio.sleep(0.5)
     else:
-        print(f"{RED}services not ready after 2 minutes; see the logs above{RESET}", flush=True)
+        say(f"{RED}services not ready after 2 minutes; see the logs above{RESET}")
         return
     lines = [
         "",
@@ -86,14 +102,14 @@ async def announce_when_ready(env: dict[str, str]) -> None:
             f"docs: http://127.0.0.1:{port}/docs/asyncapi"
         )
     lines.append("  try: make demo   (in another terminal)")
-    print("\n".join(lines) + "\n", flush=True)
+    say("\n".join(lines) + "\n")
 
 
 async def supervise() -> int:
     env = load_env()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
     procs: dict[str, asyncio.subprocess.Process] = {}
@@ -110,6 +126,7 @@ async def supervise() -> int:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         procs[service] = proc
         assert proc.stdout is not None
@@ -121,10 +138,10 @@ async def supervise() -> int:
     await asyncio.wait([stopper, *exited], return_when=asyncio.FIRST_COMPLETED)
     crashed = [s for s, p in procs.items() if p.returncode is not None]
     if crashed:
-        print(f"{RED}{', '.join(crashed)} exited; stopping everything{RESET}", flush=True)
+        say(f"{RED}{', '.join(crashed)} exited; stopping everything{RESET}")
     announcer.cancel()
 
-    print("stopping services…", flush=True)
+    say("stopping services…")
     for proc in procs.values():
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
@@ -144,9 +161,10 @@ def main() -> int:
     try:
         code = asyncio.run(supervise())
     finally:
-        print("stopping Kafka and PostgreSQL…", flush=True)
-        # Ignore a second Ctrl-C while the infrastructure shuts down cleanly.
+        say("stopping Kafka and PostgreSQL…")
+        # Ignore a second Ctrl-C (or the terminal closing) while the infrastructure stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         subprocess.run([str(REPO / "deploy/local/down.sh")], check=False)
     return code
 
