@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
@@ -39,7 +40,15 @@ def agency_source(agency_id: str) -> str:
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    return asyncio.run(coro)
+    """Run a command's coroutine; an unreachable broker is a one-line error and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except KafkaConnectionError as exc:
+        err_console.print(
+            f"[red]cannot reach Kafka:[/red] {exc}. Is it running (make run)? "
+            "Check --bootstrap / REFEX_KAFKA_BOOTSTRAP_SERVERS."
+        )
+        raise typer.Exit(1) from exc
 
 
 def load_model(path: Path, model: type[M]) -> M:

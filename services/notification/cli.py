@@ -8,7 +8,7 @@ import typer
 
 from shared.contracts import topics
 from shared.kafka.oneshot import follow
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, print_record, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, err_console, print_record, run
 
 app = typer.Typer(help="Notification: follow agency inboxes.", no_args_is_help=True)
 
@@ -26,7 +26,11 @@ def follow_inbox(
     ] = None,
 ) -> None:
     """Print the events on agency.<id>.inbox.v1 as they arrive."""
-    topic = topics.agency_inbox(agency_id)
+    try:
+        topic = topics.agency_inbox(agency_id)
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
 
     async def _follow() -> None:
         async for record in follow(

@@ -32,8 +32,8 @@ async def ensure_topics(
     """Create the topics that are missing; existing ones are left as they are."""
     specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="refex-admin")
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         results = [TopicResult(s.name, created=False) for s in specs if s.name in existing]

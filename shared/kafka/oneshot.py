@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from shared.contracts.envelope import OutgoingEvent
 
 
-async def publish_events(bootstrap_servers: str, events: Sequence[OutgoingEvent]) -> None:
+@asynccontextmanager
+async def _producer(bootstrap_servers: str) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers.split(","),
         acks="all",
         enable_idempotence=True,
         client_id="refex-cli",
     )
-    await producer.start()
     try:
+        await producer.start()
+        yield producer
+    finally:
+        await producer.stop()  # also after a failed start, or aiokafka warns of a leak
+
+
+async def publish_events(bootstrap_servers: str, events: Sequence[OutgoingEvent]) -> None:
+    async with _producer(bootstrap_servers) as producer:
         for e in events:
             await producer.send_and_wait(
                 e.topic,
@@ -25,22 +34,11 @@ async def publish_events(bootstrap_servers: str, events: Sequence[OutgoingEvent]
                 key=e.key.encode(),
                 headers=[(k, v.encode()) for k, v in e.headers.items()],
             )
-    finally:
-        await producer.stop()
 
 
 async def publish_tombstone(bootstrap_servers: str, topic: str, key: str) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers.split(","),
-        acks="all",
-        enable_idempotence=True,
-        client_id="refex-cli",
-    )
-    await producer.start()
-    try:
+    async with _producer(bootstrap_servers) as producer:
         await producer.send_and_wait(topic, None, key=key.encode())
-    finally:
-        await producer.stop()
 
 
 async def follow(
