@@ -18,10 +18,11 @@ from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.contracts.envelope import OutgoingEvent
+from shared.contracts.messages import agency_message, listing_message, submission_message
 from shared.kafka.admin import ensure_topics
 from shared.kafka.oneshot import follow, publish_events
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, agency_source, console, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, run
 
 app = typer.Typer(help="Demo scenario.", no_args_is_help=True)
 
@@ -99,42 +100,11 @@ def scenario(run_id: str) -> list[OutgoingEvent]:
             f"DEMO-{run_id}-3", "SN0702", [("psychosocial.counselling", ev.Dimension.PSYCHOSOCIAL)]
         ),
     ]
-    out = [
-        build_event(
-            topic=topics.DIRECTORY_AGENCIES,
-            key=a.agency_id,
-            type_=ev.AGENCY_REGISTERED,
-            source="urn:referralexchange:operator",
-            subject=a.agency_id,
-            data=a,
-        )
-        for a in AGENCIES
-    ]
-    out += [
-        build_event(
-            topic=topics.DIRECTORY_SERVICES,
-            key=s.service_id,
-            type_=ev.SERVICE_LISTED,
-            source=agency_source(s.agency_id),
-            subject=s.service_id,
-            data=s,
-            agency_id=s.agency_id,
-        )
-        for s in LISTINGS
-    ]
-    out += [
-        build_event(
-            topic=topics.INTAKE_SUBMISSIONS,
-            key=f"{c.agency_id}:{c.agency_case_ref}",
-            type_=ev.CASE_SUBMITTED,
-            source=agency_source(c.agency_id),
-            subject=c.agency_case_ref,
-            data=c,
-            agency_id=c.agency_id,
-        )
-        for c in cases
-    ]
-    return out
+    return (
+        [agency_message(a) for a in AGENCIES]
+        + [listing_message(s) for s in LISTINGS]
+        + [submission_message(c) for c in cases]
+    )
 
 
 async def _inbox_summary(bootstrap: str, correlation_ids: set[str]) -> dict[str, Counter[str]]:

@@ -9,14 +9,12 @@ from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import build_event
+from shared.contracts.messages import agency_message
 from shared.kafka.admin import TopicCreationError, ensure_topics
 from shared.kafka.oneshot import publish_events
 from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
 
 app = typer.Typer(help="Platform: topics and the agency registry.", no_args_is_help=True)
-
-OPERATOR_SOURCE = "urn:referralexchange:operator"
 
 
 @app.command("create-topics")
@@ -51,16 +49,7 @@ def register_agency(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> Non
         await ensure_topics(bootstrap, [topics.spec(inbox)])
         await publish_events(
             bootstrap,
-            [
-                build_event(
-                    topic=topics.DIRECTORY_AGENCIES,
-                    key=agency.agency_id,
-                    type_=ev.AGENCY_REGISTERED,
-                    source=OPERATOR_SOURCE,
-                    subject=agency.agency_id,
-                    data=agency,
-                )
-            ],
+            [agency_message(agency)],
         )
 
     run(_register())

@@ -35,10 +35,6 @@ Bootstrap = Annotated[
 ]
 
 
-def agency_source(agency_id: str) -> str:
-    return f"urn:referralexchange:agency:{agency_id}"
-
-
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     """Run a command's coroutine; an unreachable broker is a one-line error and exit code 1."""
     try:

@@ -8,8 +8,8 @@ from typing import Any
 from aiokafka import ConsumerRecord
 
 from shared.contracts import events as ev
-from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.contracts.topics import DIRECTORY_AGENCIES, DIRECTORY_SERVICES, INTAKE_SUBMISSIONS
+from shared.contracts import messages
+from shared.contracts.envelope import OutgoingEvent
 
 
 def unique(prefix: str) -> str:
@@ -55,36 +55,10 @@ def agency(agency_id: str, type_: ev.AgencyType = ev.AgencyType.NGO) -> ev.Agenc
     return ev.AgencyRecord(agency_id=agency_id, name=agency_id, type=type_, countries=["SN"])
 
 
-def submission_event(sub: ev.CaseSubmission) -> OutgoingEvent:
-    return build_event(
-        topic=INTAKE_SUBMISSIONS,
-        key=f"{sub.agency_id}:{sub.agency_case_ref}",
-        type_=ev.CASE_SUBMITTED,
-        source=f"urn:referralexchange:agency:{sub.agency_id}",
-        data=sub,
-        agency_id=sub.agency_id,
-    )
-
-
-def listing_event(item: ev.ServiceListing) -> OutgoingEvent:
-    return build_event(
-        topic=DIRECTORY_SERVICES,
-        key=item.service_id,
-        type_=ev.SERVICE_LISTED,
-        source=f"urn:referralexchange:agency:{item.agency_id}",
-        data=item,
-        agency_id=item.agency_id,
-    )
-
-
-def agency_event(item: ev.AgencyRecord) -> OutgoingEvent:
-    return build_event(
-        topic=DIRECTORY_AGENCIES,
-        key=item.agency_id,
-        type_=ev.AGENCY_REGISTERED,
-        source="urn:referralexchange:operator",
-        data=item,
-    )
+# The same builders the CLI uses: tests send exactly what an agency's client would.
+submission_event = messages.submission_message
+listing_event = messages.listing_message
+agency_event = messages.agency_message
 
 
 def record(

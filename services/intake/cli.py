@@ -7,10 +7,9 @@ from pathlib import Path
 import typer
 
 from shared.contracts import events as ev
-from shared.contracts import topics
-from shared.contracts.envelope import build_event
+from shared.contracts.messages import submission_message
 from shared.kafka.oneshot import publish_events
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, agency_source, console, load_model, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, load_model, run
 
 app = typer.Typer(help="Intake: submit cases as an agency.", no_args_is_help=True)
 
@@ -19,14 +18,6 @@ app = typer.Typer(help="Intake: submit cases as an agency.", no_args_is_help=Tru
 def submit(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Publish a case submission (JSON file, CaseSubmission contract) on intake.submissions.v1."""
     submission = load_model(file, ev.CaseSubmission)
-    event = build_event(
-        topic=topics.INTAKE_SUBMISSIONS,
-        key=f"{submission.agency_id}:{submission.agency_case_ref}",
-        type_=ev.CASE_SUBMITTED,
-        source=agency_source(submission.agency_id),
-        subject=submission.agency_case_ref,
-        data=submission,
-        agency_id=submission.agency_id,
-    )
+    event = submission_message(submission)
     run(publish_events(bootstrap, [event]))
     console.print(f"submitted [bold]{submission.agency_case_ref}[/bold] as event {event.event_id}")

@@ -8,9 +8,9 @@ import typer
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import build_event
+from shared.contracts.messages import listing_message
 from shared.kafka.oneshot import publish_events, publish_tombstone
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, agency_source, console, load_model, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, load_model, run
 
 app = typer.Typer(help="Referral: publish and withdraw service listings.", no_args_is_help=True)
 
@@ -19,16 +19,7 @@ app = typer.Typer(help="Referral: publish and withdraw service listings.", no_ar
 def publish_listing(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Publish a service listing (JSON file, ServiceListing contract) on directory.services.v1."""
     listing = load_model(file, ev.ServiceListing)
-    event = build_event(
-        topic=topics.DIRECTORY_SERVICES,
-        key=listing.service_id,
-        type_=ev.SERVICE_LISTED,
-        source=agency_source(listing.agency_id),
-        subject=listing.service_id,
-        data=listing,
-        agency_id=listing.agency_id,
-    )
-    run(publish_events(bootstrap, [event]))
+    run(publish_events(bootstrap, [listing_message(listing)]))
     console.print(f"listed [bold]{listing.service_id}[/bold] ({listing.status.value})")
 
 

@@ -1,0 +1,50 @@
+"""How the inbound and registry messages are built: topic, key, type, source and headers of a
+case submission, a service listing and an agency record. Used by the CLI, the demo and tests,
+and the reference for what an integrator's own client must send."""
+
+from __future__ import annotations
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import OutgoingEvent, build_event
+
+OPERATOR_SOURCE = "urn:referralexchange:operator"
+
+
+def agency_source(agency_id: str) -> str:
+    return f"urn:referralexchange:agency:{agency_id}"
+
+
+def submission_message(submission: ev.CaseSubmission) -> OutgoingEvent:
+    return build_event(
+        topic=topics.INTAKE_SUBMISSIONS,
+        key=f"{submission.agency_id}:{submission.agency_case_ref}",
+        type_=ev.CASE_SUBMITTED,
+        source=agency_source(submission.agency_id),
+        subject=submission.agency_case_ref,
+        data=submission,
+        agency_id=submission.agency_id,
+    )
+
+
+def listing_message(listing: ev.ServiceListing) -> OutgoingEvent:
+    return build_event(
+        topic=topics.DIRECTORY_SERVICES,
+        key=listing.service_id,
+        type_=ev.SERVICE_LISTED,
+        source=agency_source(listing.agency_id),
+        subject=listing.service_id,
+        data=listing,
+        agency_id=listing.agency_id,
+    )
+
+
+def agency_message(agency: ev.AgencyRecord) -> OutgoingEvent:
+    return build_event(
+        topic=topics.DIRECTORY_AGENCIES,
+        key=agency.agency_id,
+        type_=ev.AGENCY_REGISTERED,
+        source=OPERATOR_SOURCE,
+        subject=agency.agency_id,
+        data=agency,
+    )
