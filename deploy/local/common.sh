@@ -16,7 +16,13 @@ KAFKA_PID="$KAFKA_DIR/broker.pid"
 KAFKA_LOG="$KAFKA_DIR/broker.log"
 
 PG_PORT="${REFEX_PG_PORT:-15432}"
-PG_DIR="$LOCAL_DIR/postgres"
+PG_DIR="${REFEX_PG_DIR:-$LOCAL_DIR/postgres}"
+# As root, PostgreSQL runs as the `postgres` OS user, which must be able to reach its data folder.
+# A checkout under a private folder (e.g. /root) is out of its reach: use a folder under /var/tmp
+# named after this checkout instead.
+if [[ -z "${REFEX_PG_DIR:-}" && "$(id -u)" == 0 ]] && ! runuser -u postgres -- test -x "$REPO_ROOT" 2>/dev/null; then
+  PG_DIR="/var/tmp/refex-$(printf '%s' "$LOCAL_DIR" | sha256sum | cut -c1-12)/postgres"
+fi
 PG_DATA="$PG_DIR/data"
 PG_SOCKET_DIR="$PG_DIR/run"
 PG_LOG="$PG_DIR/postgres.log"

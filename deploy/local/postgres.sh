@@ -22,6 +22,7 @@ init_cluster() {
   [[ -f "$PG_DATA/PG_VERSION" ]] && return 0
   log "creating private PostgreSQL cluster in $PG_DATA"
   mkdir -p "$PG_DIR" "$PG_SOCKET_DIR"
+  [[ "$PG_DIR" == "$LOCAL_DIR"/* ]] || log "PostgreSQL data in $PG_DIR (the checkout is not reachable by the postgres user)"
   [[ "$(id -u)" == 0 ]] && chown -R postgres:postgres "$PG_DIR"
   chmod 700 "$PG_DIR"
   # Trust only on the private unix socket (a 0700 folder); TCP always needs a password.
@@ -61,9 +62,9 @@ SQL
 }
 
 up() {
-  init_cluster
   if running; then log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; provision; return 0; fi
   port_open "$PG_PORT" && die "port $PG_PORT is already in use by another process; free it or set REFEX_PG_PORT"
+  init_cluster
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
   [[ "$(id -u)" == 0 ]] && { touch "$PG_LOG"; chown postgres:postgres "$PG_LOG"; }
   pg_ctl_ -l "$PG_LOG" -w -t 60 -o "-p $PG_PORT" start >/dev/null || { tail -n 20 "$PG_LOG" >&2; die "PostgreSQL did not start"; }

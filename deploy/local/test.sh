@@ -12,11 +12,11 @@ source "$REPO_ROOT/deploy/local/common.sh"
 
 cleanup() {
   "$REPO_ROOT/deploy/local/down.sh" || true
-  rm -rf "$REFEX_LOCAL_DIR"
+  rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
 }
 
 "$REPO_ROOT/deploy/local/down.sh" >/dev/null 2>&1 || true   # a previous run killed midway
-rm -rf "$REFEX_LOCAL_DIR"
+rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
 trap cleanup EXIT
 
 log "lint: ruff, mypy, import contracts"
