@@ -13,6 +13,7 @@ source "$REPO_ROOT/deploy/local/common.sh"
 cleanup() {
   "$REPO_ROOT/deploy/local/down.sh" || true
   rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
+  [[ "$PG_DIR" == "$REFEX_LOCAL_DIR"/* ]] || rmdir "$(dirname "$PG_DIR")" 2>/dev/null || true
 }
 
 "$REPO_ROOT/deploy/local/down.sh" >/dev/null 2>&1 || true   # a previous run killed midway
