@@ -20,7 +20,7 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent
 from shared.contracts.messages import agency_message, listing_message, submission_message
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import ensure_agency_topics
 from shared.kafka.oneshot import follow, publish_events
 from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, run
 
@@ -134,16 +134,23 @@ def run_demo(
     """Publish the scenario, wait, and show what each agency received."""
     run_id = uuid.uuid4().hex[:6]
     events = scenario(run_id)
-    correlation_ids = {
-        e.headers["ce_correlationid"] for e in events if e.topic == topics.INTAKE_SUBMISSIONS
-    }
+    submissions = [e for e in events if topics.AGENCY_SUBMISSIONS.agency_of(e.topic)]
+    directory = [e for e in events if e not in submissions]
+    correlation_ids = {e.headers["ce_correlationid"] for e in submissions}
 
     async def _run() -> dict[str, Counter[str]]:
-        await ensure_topics(
-            bootstrap, [topics.spec(topics.agency_inbox(a.agency_id)) for a in AGENCIES]
+        for agency in AGENCIES:
+            await ensure_agency_topics(bootstrap, agency.agency_id)
+        await publish_events(bootstrap, directory)
+        console.print(
+            f"published {len(directory)} agencies and listings; the services pick up "
+            f"new agencies' topics within seconds ({wait:.0f} s)"
         )
-        await publish_events(bootstrap, events)
-        console.print(f"published {len(events)} events (run {run_id}); waiting {wait:.0f} s")
+        await asyncio.sleep(wait)
+        await publish_events(bootstrap, submissions)
+        console.print(
+            f"published {len(submissions)} case submissions (run {run_id}); waiting {wait:.0f} s"
+        )
         await asyncio.sleep(wait)
         return await _inbox_summary(bootstrap, correlation_ids)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.messages import agency_message
-from shared.kafka.admin import TopicCreationError, ensure_topics
+from shared.kafka.admin import TopicCreationError, ensure_agency_topics, ensure_topics
 from shared.kafka.oneshot import publish_events
 from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
 
@@ -40,13 +40,13 @@ def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
 
 @app.command("register-agency")
 def register_agency(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
-    """Publish an agency (JSON file, AgencyRecord contract) on directory.agencies.v1 and create
-    its inbox topic."""
+    """Create an agency's topics (submissions, listings, responses, inbox) and publish it
+    (JSON file, AgencyRecord contract) on directory.agencies.v1."""
     agency = load_model(file, ev.AgencyRecord)
     inbox = topics.agency_inbox(agency.agency_id)
 
     async def _register() -> None:
-        await ensure_topics(bootstrap, [topics.spec(inbox)])
+        await ensure_agency_topics(bootstrap, agency.agency_id)
         await publish_events(
             bootstrap,
             [agency_message(agency)],

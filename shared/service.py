@@ -25,7 +25,7 @@ from shared.db.migrations import migrate_service
 from shared.db.outbox import OutboxRelay
 from shared.db.pool import create_pool, ping
 from shared.kafka.broker import create_broker
-from shared.kafka.consumer import Handler, ReliableConsumer, RetryPolicy
+from shared.kafka.consumer import Handler, ReliableConsumer, RetryPolicy, Subscription
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.publisher import EventPublisher
 from shared.logging import configure_logging, get_logger
@@ -47,7 +47,11 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         self.migrations_dir = migrations_dir
-        self.broker = create_broker(settings.kafka_bootstrap_servers, client_id=name)
+        self.broker = create_broker(
+            settings.kafka_bootstrap_servers,
+            client_id=name,
+            topic_discovery_interval_s=settings.topic_discovery_interval_s,
+        )
         self.publisher = EventPublisher(self.broker)
         self.dead_letters = DeadLetterPublisher(settings.kafka_bootstrap_servers, name)
         self._pool: asyncpg.Pool | None = None
@@ -59,7 +63,7 @@ class ServiceRuntime:
             raise RuntimeError(f"{self.name}: database pool used before start-up")
         return self._pool
 
-    def consume(self, handlers: Mapping[str, Handler]) -> ReliableConsumer:
+    def consume(self, handlers: Mapping[Subscription, Handler]) -> ReliableConsumer:
         s = self.settings
         consumer = ReliableConsumer(
             group=self.name,

@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     handler_retry_base_s: float = Field(
         default=0.2, ge=0, description="First retry delay; doubles on every further try."
     )
+    topic_discovery_interval_s: float = Field(
+        default=5.0, gt=0, description="How soon a new agency's topics are consumed."
+    )
     max_message_bytes: int = Field(
         default=1_048_576, ge=1024, description="Inbound messages larger than this are refused."
     )

@@ -10,5 +10,5 @@ from .settings import IntakeSettings
 
 settings = IntakeSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("intake", settings, Path(__file__).parent / "migrations")
-runtime.consume({topics.INTAKE_SUBMISSIONS: on_submission})
+runtime.consume({topics.AGENCY_SUBMISSIONS: on_submission})
 app = runtime.asgi_app("Validates agency case submissions and publishes pseudonymous case events.")

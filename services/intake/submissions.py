@@ -38,8 +38,12 @@ def _field_errors(exc: ValidationError) -> list[ev.FieldError]:
 
 
 def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
-    """The validated submission, or the rejection to send back to the agency."""
-    sender = event.attributes.agencyid if event.attributes else None
+    """The validated submission, or the rejection to send back to the agency.
+
+    The sender is the agency whose own topic carried the message (the proof of sender); a
+    message that claims any other agency, in ``ce_agencyid`` or in the body, is rejected.
+    """
+    sender = event.sender_agency
 
     def reject(reason: str, errors: list[ev.FieldError] | None = None) -> Rejection:
         return Rejection(event.event_id, sender, reason, errors or [])
@@ -50,6 +54,12 @@ def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
             for f, m in (event.envelope_error.errors if event.envelope_error else [])
         ]
         return reject("invalid CloudEvents envelope", errors)
+    claimed = event.attributes.agencyid
+    if claimed is not None and claimed != sender:
+        return reject(
+            "ce_agencyid claims another agency than the topic it was published on",
+            [ev.FieldError(field="ce_agencyid", message="must be the agency of the topic")],
+        )
     if event.attributes.type != ev.CASE_SUBMITTED:
         return reject(f"unknown event type for this topic; expected {ev.CASE_SUBMITTED}")
     try:
@@ -60,9 +70,9 @@ def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
         submission = ev.CaseSubmission.model_validate(document)
     except ValidationError as exc:
         return reject("submission does not match the contract", _field_errors(exc))
-    if sender is not None and sender != submission.agency_id:
+    if submission.agency_id != sender:
         return reject(
-            "agency_id in the body differs from the publishing agency (ce_agencyid)",
-            [ev.FieldError(field="agency_id", message="does not match ce_agencyid")],
+            "agency_id in the body is not the agency of the topic it was published on",
+            [ev.FieldError(field="agency_id", message="must be the agency of the topic")],
         )
     return submission

@@ -7,7 +7,7 @@ auto-created), so a topic is created, idempotently, before the first event for i
 from __future__ import annotations
 
 from shared.contracts import topics
-from shared.kafka.admin import ensure_topics
+from shared.kafka.admin import ensure_agency_topics
 
 
 class InboxTopics:
@@ -18,6 +18,8 @@ class InboxTopics:
     async def ensure(self, agency_id: str) -> str:
         name = topics.agency_inbox(agency_id)
         if name not in self._known:
-            await ensure_topics(self._bootstrap, [topics.spec(name)])
+            # All the agency's topics, not only the inbox: an agency registered by other tooling
+            # than `refex platform register-agency` can then publish at once.
+            await ensure_agency_topics(self._bootstrap, agency_id)
             self._known.add(name)
         return name

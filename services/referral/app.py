@@ -13,7 +13,7 @@ settings = ReferralSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("referral", settings, Path(__file__).parent / "migrations")
 runtime.consume(
     {
-        topics.DIRECTORY_SERVICES: on_listing,
+        topics.AGENCY_LISTINGS: on_listing,
         topics.DIRECTORY_AGENCIES: on_agency,
         topics.INTAKE_CASES: on_case,
     }

@@ -17,14 +17,17 @@ app = typer.Typer(help="Referral: publish and withdraw service listings.", no_ar
 
 @app.command("publish-listing")
 def publish_listing(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
-    """Publish a service listing (JSON file, ServiceListing contract) on directory.services.v1."""
+    """Publish a service listing (JSON file, ServiceListing contract) on the provider agency's
+    agency.<id>.listings.v1 topic."""
     listing = load_model(file, ev.ServiceListing)
     run(publish_events(bootstrap, [listing_message(listing)]))
     console.print(f"listed [bold]{listing.service_id}[/bold] ({listing.status.value})")
 
 
 @app.command("withdraw-listing")
-def withdraw_listing(service_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
-    """Withdraw a listing: a tombstone for its key on the compacted directory topic."""
-    run(publish_tombstone(bootstrap, topics.DIRECTORY_SERVICES, service_id))
+def withdraw_listing(
+    agency_id: str, service_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP
+) -> None:
+    """Withdraw a listing: a tombstone for its key on the agency's compacted listings topic."""
+    run(publish_tombstone(bootstrap, topics.AGENCY_LISTINGS.name(agency_id), service_id))
     console.print(f"withdrew [bold]{service_id}[/bold]")

@@ -8,8 +8,9 @@ from shared.db import DbConnection
 from .matching import Candidate
 
 
-async def upsert_listing(conn: DbConnection, listing: ev.ServiceListing) -> None:
-    await conn.execute(
+async def upsert_listing(conn: DbConnection, listing: ev.ServiceListing) -> bool:
+    """Insert or update; False when the service id belongs to another agency (nothing changed)."""
+    row = await conn.fetchval(
         """INSERT INTO listings (service_id, agency_id, status, categories, coverage_areas,
                                  languages, capacity, listing)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
@@ -17,7 +18,9 @@ async def upsert_listing(conn: DbConnection, listing: ev.ServiceListing) -> None
              agency_id = EXCLUDED.agency_id, status = EXCLUDED.status,
              categories = EXCLUDED.categories, coverage_areas = EXCLUDED.coverage_areas,
              languages = EXCLUDED.languages, capacity = EXCLUDED.capacity,
-             listing = EXCLUDED.listing, updated_at = now()""",
+             listing = EXCLUDED.listing, updated_at = now()
+           WHERE listings.agency_id = EXCLUDED.agency_id
+           RETURNING 1""",
         listing.service_id,
         listing.agency_id,
         listing.status.value,
@@ -28,9 +31,14 @@ async def upsert_listing(conn: DbConnection, listing: ev.ServiceListing) -> None
         listing.model_dump_json(),
     )
 
+    return row is not None
 
-async def withdraw_listing(conn: DbConnection, service_id: str) -> None:
-    await conn.execute("DELETE FROM listings WHERE service_id = $1", service_id)
+
+async def withdraw_listing(conn: DbConnection, service_id: str, agency_id: str) -> bool:
+    status = await conn.execute(
+        "DELETE FROM listings WHERE service_id = $1 AND agency_id = $2", service_id, agency_id
+    )
+    return bool(status != "DELETE 0")
 
 
 async def upsert_agency(conn: DbConnection, agency: ev.AgencyRecord) -> None:

@@ -10,7 +10,7 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, outbox
-from shared.kafka.inbound import InboundEvent
+from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 
 from . import directory
@@ -22,12 +22,19 @@ log = get_logger(__name__)
 
 
 async def on_listing(event: InboundEvent, conn: DbConnection) -> None:
+    """A provider's own listings topic: it can list, change and withdraw only its services."""
+    provider = event.sender_agency
+    if provider is None:
+        raise PermanentError("listing outside an agency's own listings topic")
     if event.is_tombstone():
-        await directory.withdraw_listing(conn, event.key_text or "")
-        log.info("listing_withdrawn", service_id=event.key_text)
+        withdrawn = await directory.withdraw_listing(conn, event.key_text or "", provider)
+        log.info("listing_withdrawn", service_id=event.key_text, found=withdrawn)
         return
     listing = event.data_as(ev.ServiceListing)
-    await directory.upsert_listing(conn, listing)
+    if listing.agency_id != provider:
+        raise PermanentError("listing agency_id is not the agency of the topic it came on")
+    if not await directory.upsert_listing(conn, listing):
+        raise PermanentError("service_id is already listed by another agency")
     log.info("listing_upserted", service_id=listing.service_id, status=listing.status.value)
 
 

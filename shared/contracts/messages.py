@@ -17,8 +17,8 @@ def agency_source(agency_id: str) -> str:
 
 def submission_message(submission: ev.CaseSubmission) -> OutgoingEvent:
     return build_event(
-        topic=topics.INTAKE_SUBMISSIONS,
-        key=f"{submission.agency_id}:{submission.agency_case_ref}",
+        topic=topics.AGENCY_SUBMISSIONS.name(submission.agency_id),
+        key=submission.agency_case_ref,
         type_=ev.CASE_SUBMITTED,
         source=agency_source(submission.agency_id),
         subject=submission.agency_case_ref,
@@ -29,7 +29,7 @@ def submission_message(submission: ev.CaseSubmission) -> OutgoingEvent:
 
 def listing_message(listing: ev.ServiceListing) -> OutgoingEvent:
     return build_event(
-        topic=topics.DIRECTORY_SERVICES,
+        topic=topics.AGENCY_LISTINGS.name(listing.agency_id),
         key=listing.service_id,
         type_=ev.SERVICE_LISTED,
         source=agency_source(listing.agency_id),

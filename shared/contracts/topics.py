@@ -1,23 +1,35 @@
-"""The topic catalogue: the one place that says which topics exist, who writes them and how.
+"""The topic catalogue: the one place that says which topics exist, who writes them, how they are
+keyed, partitioned and retained, and which payloads they carry.
 
-Topic creation (``refex platform create-topics``), the compose init and (later) ACL provisioning are
-all driven from :data:`CATALOGUE`; no subscriber ever creates a topic.
+Two kinds of entries:
+- fixed topics (:data:`CATALOGUE`), each written by one service or by operator tooling;
+- per-agency topic families (:data:`AGENCY_FAMILIES`): ``agency.<agency_id>.<stream>.v1``.
+  An agency writes only its own inbound topics (submissions, listings, responses) and reads only
+  its own inbox. The agency id in the topic name is the **proof of sender**: with Kafka ACLs on
+  the ``agency.<id>.`` names, only that agency's credentials can write there, so a message
+  claiming another agency is rejected (docs/decisions/0007-proof-of-sender.md).
+
+Topic creation (``refex platform create-topics`` / ``register-agency``), the compose init, the
+consumers' subscriptions, the docs and (later) ACL provisioning are all driven from here.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+
+AGENCY_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}"
+_DAY_MS = 24 * 3600 * 1000
 
 
 class Owner(StrEnum):
-    """Who is allowed to write a topic (single writer per topic)."""
+    """Who writes a topic (single writer per topic)."""
 
     INTAKE = "intake"
     REFERRAL = "referral"
     NOTIFICATION = "notification"
-    AGENCIES = "agencies"  # partner agencies write the inbound topics
+    AGENCY = "agency"  # the agency named in the topic, and nobody else
     OPERATORS = "operators"  # operator tooling writes the agency registry
 
 
@@ -33,25 +45,62 @@ class TopicSpec:
     key: str
     partitions: int
     cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE
+    retention_days: int | None = 30  # None: keep forever (compacted registries)
+    payloads: tuple[str, ...] = ()  # CloudEvents types carried (see events.PAYLOADS)
     description: str = ""
     consumers: tuple[Owner, ...] = ()
 
     def config(self) -> dict[str, str]:
         """Broker-side topic configuration."""
         cfg = {"cleanup.policy": self.cleanup_policy.value}
+        cfg["retention.ms"] = (
+            "-1" if self.retention_days is None else str(self.retention_days * _DAY_MS)
+        )
         if self.cleanup_policy is CleanupPolicy.COMPACT:
             # Keep tombstones a day so a rebuilding consumer still sees a withdrawal.
-            cfg["delete.retention.ms"] = str(24 * 3600 * 1000)
+            cfg["delete.retention.ms"] = str(_DAY_MS)
         return cfg
 
 
-INTAKE_SUBMISSIONS = "intake.submissions.v1"
+@dataclass(frozen=True, slots=True)
+class TopicFamily:
+    """One topic per agency: ``agency.<agency_id>.<stream>.v<major>``."""
+
+    stream: str
+    major: int
+    template: TopicSpec  # its name is the family's display name
+
+    def name(self, agency_id: str) -> str:
+        name = f"agency.{agency_id}.{self.stream}.v{self.major}"
+        if not re.fullmatch(AGENCY_ID_PATTERN, agency_id):
+            raise ValueError(f"invalid agency id {agency_id!r}: must match {AGENCY_ID_PATTERN}")
+        return name
+
+    def spec(self, agency_id: str) -> TopicSpec:
+        return replace(self.template, name=self.name(agency_id))
+
+    @property
+    def regex(self) -> str:
+        return rf"agency\.{AGENCY_ID_PATTERN}\.{re.escape(self.stream)}\.v{self.major}"
+
+    def agency_of(self, topic: str) -> str | None:
+        """The agency a topic of this family belongs to, or None if it is not of this family."""
+        match = re.fullmatch(
+            rf"agency\.({AGENCY_ID_PATTERN})\.{re.escape(self.stream)}"
+            rf"\.v{self.major}",
+            topic,
+        )
+        return match.group(1) if match else None
+
+
+# ----- payload type names (kept here as strings so this module has no model imports) -----
+_T = "org.referralexchange."
+
+# ----- fixed topics -----
 INTAKE_CASES = "intake.cases.v1"
 INTAKE_REJECTIONS = "intake.rejections.v1"
 INTAKE_DISCLOSURES = "intake.disclosures.v1"
-DIRECTORY_SERVICES = "directory.services.v1"
 DIRECTORY_AGENCIES = "directory.agencies.v1"
-REFERRAL_RESPONSES = "referral.responses.v1"
 REFERRAL_EVENTS = "referral.events.v1"
 NOTIFICATION_DELIVERIES = "notification.deliveries.v1"
 
@@ -59,40 +108,40 @@ _I, _R, _N = Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(
-        INTAKE_SUBMISSIONS,
-        Owner.AGENCIES,
-        "agency_id:agency_case_ref",
+        INTAKE_CASES,
+        _I,
+        "case_id",
         6,
-        description="Case submissions, updates, consent withdrawals from agencies.",
-        consumers=(_I,),
-    ),
-    TopicSpec(
-        INTAKE_CASES, _I, "case_id", 6, description="Pseudonymous case events.", consumers=(_R,)
+        consumers=(_R,),
+        payloads=tuple(
+            f"{_T}intake.{e}.v1"
+            for e in (
+                "case-registered",
+                "case-updated",
+                "consent-changed",
+                "case-closed",
+                "case-erased",
+            )
+        ),
+        description="Pseudonymous case events: never names, contacts or documents.",
     ),
     TopicSpec(
         INTAKE_REJECTIONS,
         _I,
         "agency_id",
         3,
-        description="Submissions intake refused, with each bad field.",
         consumers=(_N,),
+        payloads=(f"{_T}intake.submission-rejected.v1",),
+        description="Inbound messages intake refused, with a machine-readable error per field.",
     ),
     TopicSpec(
         INTAKE_DISCLOSURES,
         _I,
         "case_id",
         3,
-        description="Personal data sealed for one recipient agency.",
         consumers=(_N,),
-    ),
-    TopicSpec(
-        DIRECTORY_SERVICES,
-        Owner.AGENCIES,
-        "service_id",
-        3,
-        CleanupPolicy.COMPACT,
-        description="Service listings; a tombstone withdraws a listing.",
-        consumers=(_R,),
+        payloads=(f"{_T}intake.disclosure-sealed.v1",),
+        description="Minimum personal data sealed for one recipient agency's public key.",
     ),
     TopicSpec(
         DIRECTORY_AGENCIES,
@@ -100,27 +149,35 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         "agency_id",
         1,
         CleanupPolicy.COMPACT,
-        description="Agency registry.",
+        None,
         consumers=(_I, _R, _N),
-    ),
-    TopicSpec(
-        REFERRAL_RESPONSES,
-        Owner.AGENCIES,
-        "case_id",
-        6,
-        description="Provider answers to referrals.",
-        consumers=(_R,),
+        payloads=(f"{_T}directory.agency-registered.v1",),
+        description="Agency registry; a tombstone deregisters an agency.",
     ),
     TopicSpec(
         REFERRAL_EVENTS,
         _R,
         "case_id",
         6,
-        description="Every referral lifecycle transition.",
         consumers=(_I, _N),
+        payloads=tuple(
+            f"{_T}referral.{e}.v1"
+            for e in (
+                "referral-requested",
+                "referral-transitioned",
+                "need-unmatched",
+                "response-refused",
+            )
+        ),
+        description="Every referral lifecycle transition, and answers refused.",
     ),
     TopicSpec(
-        NOTIFICATION_DELIVERIES, _N, "agency_id", 3, description="Outcome of each delivery attempt."
+        NOTIFICATION_DELIVERIES,
+        _N,
+        "agency_id",
+        3,
+        payloads=(f"{_T}notification.delivery-attempted.v1",),
+        description="Outcome of each delivery attempt to an agency channel.",
     ),
     # Dead letters: <consumer-group>.dlq.v1, written by the consuming service.
     TopicSpec("intake.dlq.v1", _I, "original key", 1, description="Dead letters of intake."),
@@ -130,35 +187,113 @@ CATALOGUE: tuple[TopicSpec, ...] = (
     ),
 )
 
-_BY_NAME = {t.name: t for t in CATALOGUE}
+# ----- per-agency families -----
+AGENCY_SUBMISSIONS = TopicFamily(
+    "submissions",
+    1,
+    TopicSpec(
+        "agency.<agency_id>.submissions.v1",
+        Owner.AGENCY,
+        "agency_case_ref",
+        3,
+        consumers=(_I,),
+        payloads=tuple(
+            f"{_T}intake.{e}.v1"
+            for e in (
+                "case-submitted",
+                "case-update-submitted",
+                "consent-withdrawn",
+                "erasure-requested",
+                "case-closure-submitted",
+            )
+        ),
+        description="The agency's case submissions, updates, consent withdrawals, erasure requests "
+        "and closures.",
+    ),
+)
+AGENCY_LISTINGS = TopicFamily(
+    "listings",
+    1,
+    TopicSpec(
+        "agency.<agency_id>.listings.v1",
+        Owner.AGENCY,
+        "service_id",
+        1,
+        CleanupPolicy.COMPACT,
+        None,
+        consumers=(_R,),
+        payloads=(f"{_T}directory.service-listed.v1",),
+        description="The agency's service listings; a tombstone withdraws a listing.",
+    ),
+)
+AGENCY_RESPONSES = TopicFamily(
+    "responses",
+    1,
+    TopicSpec(
+        "agency.<agency_id>.responses.v1",
+        Owner.AGENCY,
+        "case_id",
+        1,
+        consumers=(_R,),
+        payloads=(f"{_T}referral.response-submitted.v1",),
+        description="The agency's answers to referrals it received.",
+    ),
+)
+AGENCY_INBOX = TopicFamily(
+    "inbox",
+    1,
+    TopicSpec(
+        "agency.<agency_id>.inbox.v1",
+        _N,
+        "referral_id",
+        3,
+        payloads=tuple(
+            f"{_T}notification.{e}.v1"
+            for e in (
+                "referral-received",
+                "referral-status-changed",
+                "need-unmatched",
+                "submission-rejected",
+                "disclosure-received",
+                "referral-cancelled",
+            )
+        ),
+        description="What concerns the agency; only it may read.",
+    ),
+)
 
-AGENCY_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}"
-_AGENCY_INBOX = re.compile(rf"agency\.({AGENCY_ID_PATTERN})\.inbox\.v1")
-AGENCY_INBOX_PARTITIONS = 3
+AGENCY_FAMILIES: tuple[TopicFamily, ...] = (
+    AGENCY_SUBMISSIONS,
+    AGENCY_LISTINGS,
+    AGENCY_RESPONSES,
+    AGENCY_INBOX,
+)
+
+_BY_NAME = {t.name: t for t in CATALOGUE}
 
 
 def spec(name: str) -> TopicSpec:
-    """The catalogue entry of a fixed topic or of an agency inbox."""
+    """The catalogue entry of a fixed topic or of one agency's topic."""
     if name in _BY_NAME:
         return _BY_NAME[name]
-    match = _AGENCY_INBOX.fullmatch(name)
-    if match is None:
-        raise KeyError(f"{name!r} is not in the topic catalogue")
-    return TopicSpec(
-        name,
-        _N,
-        "referral_id",
-        AGENCY_INBOX_PARTITIONS,
-        description=f"Inbox of agency {match.group(1)}.",
-    )
+    for family in AGENCY_FAMILIES:
+        agency = family.agency_of(name)
+        if agency is not None:
+            return family.spec(agency)
+    raise KeyError(f"{name!r} is not in the topic catalogue")
+
+
+def family_of(name: str) -> TopicFamily | None:
+    return next((f for f in AGENCY_FAMILIES if f.agency_of(name) is not None), None)
+
+
+def agency_topics(agency_id: str) -> list[TopicSpec]:
+    """Every topic an agency has: its inbound topics and its inbox."""
+    return [family.spec(agency_id) for family in AGENCY_FAMILIES]
 
 
 def agency_inbox(agency_id: str) -> str:
-    """Name of an agency's own inbox topic; refuses ids that would make an odd topic name."""
-    name = f"agency.{agency_id}.inbox.v1"
-    if not _AGENCY_INBOX.fullmatch(name):
-        raise ValueError(f"invalid agency id {agency_id!r}: must match {AGENCY_ID_PATTERN}")
-    return name
+    return AGENCY_INBOX.name(agency_id)
 
 
 def dead_letter_topic(consumer_group: str) -> str:
@@ -166,4 +301,7 @@ def dead_letter_topic(consumer_group: str) -> str:
 
 
 def consumed_by(owner: Owner) -> tuple[str, ...]:
-    return tuple(t.name for t in CATALOGUE if owner in t.consumers)
+    """Names (fixed topics) and family display names that a service consumes."""
+    fixed = [t.name for t in CATALOGUE if owner in t.consumers]
+    families = [f.template.name for f in AGENCY_FAMILIES if owner in f.template.consumers]
+    return (*fixed, *families)

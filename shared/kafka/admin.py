@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from shared.contracts.topics import CATALOGUE, TopicSpec
+from shared.contracts.topics import CATALOGUE, TopicSpec, agency_topics
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -56,3 +56,8 @@ async def ensure_topics(
     if failed:
         raise TopicCreationError("; ".join(f"{r.name}: {r.error}" for r in failed))
     return sorted(results, key=lambda r: r.name)
+
+
+async def ensure_agency_topics(bootstrap_servers: str, agency_id: str) -> list[TopicResult]:
+    """An agency's own topics: its inbound submissions, listings and responses, and its inbox."""
+    return await ensure_topics(bootstrap_servers, agency_topics(agency_id))

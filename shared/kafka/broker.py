@@ -15,7 +15,9 @@ import logging
 from faststream.kafka import KafkaBroker
 
 
-def create_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
+def create_broker(
+    bootstrap_servers: str, client_id: str, *, topic_discovery_interval_s: float = 5.0
+) -> KafkaBroker:
     return KafkaBroker(
         bootstrap_servers=bootstrap_servers.split(","),
         client_id=client_id,
@@ -23,6 +25,9 @@ def create_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         linger_ms=5,
         allow_auto_create_topics=False,
+        # Metadata refresh is also how a pattern subscription sees a newly registered agency's
+        # topics; aiokafka's default (5 min) would leave its first messages waiting that long.
+        metadata_max_age_ms=int(topic_discovery_interval_s * 1000),
         # A stdlib logger: records then go through the JSON formatter set up in shared.logging.
         logger=logging.getLogger(f"faststream.{client_id}"),
         graceful_timeout=30.0,

@@ -14,6 +14,7 @@ handler per topic. For each record:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from shared.contracts.topics import TopicFamily
 from shared.db import DbConnection, inbox
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent, PermanentError, describe_error, tolerant_parser
@@ -30,6 +32,8 @@ from shared.logging import get_logger, message_context
 log = get_logger(__name__)
 
 Handler = Callable[[InboundEvent, DbConnection], Awaitable[None]]
+# A fixed topic name, or a per-agency topic family (all its agencies' topics, present and future).
+Subscription = str | TopicFamily
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,20 +53,36 @@ class ReliableConsumer:
         group: str,
         pool: Callable[[], asyncpg.Pool],
         dead_letters: DeadLetterPublisher,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[Subscription, Handler],
         retry: RetryPolicy,
         max_message_bytes: int,
     ) -> None:
         self.group = group
         self._pool = pool  # a getter: the pool is created in the app's start-up hook
         self._dead_letters = dead_letters
-        self._handlers = dict(handlers)
+        self._fixed = {k: h for k, h in handlers.items() if isinstance(k, str)}
+        self._families = [(k, h) for k, h in handlers.items() if isinstance(k, TopicFamily)]
         self._retry = retry
         self._max_message_bytes = max_message_bytes
 
+    @property
+    def pattern(self) -> str:
+        """One regex for every topic consumed: a single consumer (and group, and dead-letter
+        topic) per service, which also picks up the topics of agencies registered later."""
+        parts = [re.escape(t) for t in self._fixed] + [f.regex for f, _ in self._families]
+        return "^(?:" + "|".join(parts) + ")$"
+
+    def handler_for(self, topic: str) -> Handler:
+        if topic in self._fixed:
+            return self._fixed[topic]
+        for family, handler in self._families:
+            if family.agency_of(topic) is not None:
+                return handler
+        raise PermanentError(f"no handler for topic {topic}")
+
     def register(self, broker: KafkaBroker) -> None:
         subscriber = broker.subscriber(
-            *self._handlers,
+            pattern=self.pattern,
             group_id=self.group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
@@ -102,7 +122,11 @@ class ReliableConsumer:
                 ),
             )
             return
-        handler = self._handlers[event.topic]
+        try:
+            handler = self.handler_for(event.topic)
+        except PermanentError as exc:
+            await self._dead_letter(event, exc)
+            return
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
                 await self._apply(handler, event)

@@ -12,6 +12,7 @@ from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts.envelope import CloudEventAttributes, EnvelopeError, parse_headers
+from shared.contracts.topics import family_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,6 +31,8 @@ class InboundEvent:
     headers: tuple[tuple[str, bytes], ...]
     attributes: CloudEventAttributes | None
     envelope_error: EnvelopeError | None
+    # The agency whose own topic carried the record: the proof of sender (None: a fixed topic).
+    sender_agency: str | None = None
 
     @classmethod
     def from_record(cls, record: ConsumerRecord[Any, Any]) -> InboundEvent:
@@ -50,6 +53,7 @@ class InboundEvent:
             headers,
             attributes,
             error,
+            _sender_agency(record.topic),
         )
 
     @property
@@ -87,6 +91,11 @@ class InboundEvent:
             raise PermanentError(
                 f"data is not a valid {model.__name__}: {describe_error(exc)}"
             ) from exc
+
+
+def _sender_agency(topic: str) -> str | None:
+    family = family_of(topic)
+    return family.agency_of(topic) if family is not None else None
 
 
 def tolerant_headers_record(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:

@@ -14,6 +14,7 @@ import pytest
 
 from shared.contracts import events as ev
 from shared.contracts import topics
+from shared.kafka.admin import ensure_agency_topics
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
@@ -47,6 +48,8 @@ async def _directory(bootstrap: str, urls: dict[str, str]) -> tuple[str, str, ev
     tests cannot match each other's listings); returns once both services know them."""
     referrer, provider = f.unique("iom"), f.unique("ngo")
     listing = f.listing(provider, categories=[f.unique("test.category")])
+    for agency_id in (referrer, provider):  # as `refex platform register-agency` does
+        await ensure_agency_topics(bootstrap, agency_id)
     await publish_events(
         bootstrap,
         [
@@ -190,7 +193,7 @@ def test_readiness_and_asyncapi_docs(services: dict[str, RunningService]) -> Non
         }
     with urllib.request.urlopen(services["intake"].url("/docs/asyncapi.json"), timeout=5) as resp:
         schema = resp.read().decode()
-    assert topics.INTAKE_SUBMISSIONS in schema
+    assert topics.AGENCY_SUBMISSIONS.regex.replace("\\", "\\\\") in schema
 
 
 def test_logs_are_json_with_correlation_ids_and_no_personal_data(

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from shared.contracts.topics import CATALOGUE
+from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -15,7 +15,8 @@ def test_readme_starts_with_the_two_commands() -> None:
 def test_readme_topic_table_covers_the_catalogue() -> None:
     for spec in CATALOGUE:
         assert f"`{spec.name}`" in README, spec.name
-    assert "`agency.<agency_id>.inbox.v1`" in README
+    for family in AGENCY_FAMILIES:
+        assert f"`{family.template.name}`" in README, family.template.name
 
 
 def test_every_documented_example_is_valid() -> None:

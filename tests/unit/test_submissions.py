@@ -21,7 +21,7 @@ def test_valid_submission_passes() -> None:
 
 
 def test_missing_envelope_is_rejected_with_fields() -> None:
-    result = _read(f.record("intake.submissions.v1", b"{}", headers=[]))
+    result = _read(f.record("agency.iom-sn.submissions.v1", b"{}", headers=[]))
     assert isinstance(result, Rejection)
     assert result.reason == "invalid CloudEvents envelope"
     assert {"ce_id", "ce_source", "ce_type"} <= {e.field for e in result.errors}
@@ -59,12 +59,28 @@ def test_invalid_fields_are_named_without_their_values() -> None:
     assert "rue 12" not in result.payload().model_dump_json()
 
 
-def test_agency_mismatch_between_header_and_body_is_rejected() -> None:
-    sub = f.submission(agency_id="iom-sn")
-    out = f.submission_event(sub)
+def test_claiming_another_agency_in_the_header_is_rejected() -> None:
+    out = f.submission_event(f.submission(agency_id="iom-sn"))
     headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
     headers.append(("ce_agencyid", b"ngo-other"))
     result = _read(f.record(out.topic, out.body, headers))
     assert isinstance(result, Rejection)
+    assert result.errors[0].field == "ce_agencyid"
+    assert result.agency_id == "iom-sn"  # the rejection goes to the proven sender
+
+
+def test_claiming_another_agency_in_the_body_is_rejected() -> None:
+    out = f.submission_event(f.submission(agency_id="ngo-other"))
+    headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
+    # published on iom-sn's own topic, with a body that claims ngo-other
+    result = _read(f.record("agency.iom-sn.submissions.v1", out.body, headers))
+    assert isinstance(result, Rejection)
     assert result.errors[0].field == "agency_id"
-    assert result.agency_id == "ngo-other"  # the rejection goes back to the actual sender
+    assert result.agency_id == "iom-sn"
+
+
+def test_header_agency_is_optional_when_the_topic_proves_it() -> None:
+    out = f.submission_event(f.submission(agency_id="iom-sn"))
+    headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
+    result = _read(f.record(out.topic, out.body, headers))
+    assert isinstance(result, ev.CaseSubmission)
