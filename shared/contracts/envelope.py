@@ -8,6 +8,7 @@ one), ``traceparent`` (W3C) and ``agencyid`` (the publishing agency, on inbound 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,8 +21,15 @@ CONTENT_TYPE = "application/json"
 TYPE_PREFIX = "org.referralexchange."
 
 
+TYPE_PATTERN = r"^org\.referralexchange\.[a-z]+\.[a-z]+(?:-[a-z]+)*\.v[1-9][0-9]*$"
+
+
 def event_type(domain: str, event: str, major: int = 1) -> str:
-    return f"{TYPE_PREFIX}{domain}.{event}.v{major}"
+    """``org.referralexchange.<domain>.<event>.v<major>``, e.g. ...intake.case-submitted.v1."""
+    name = f"{TYPE_PREFIX}{domain}.{event}.v{major}"
+    if not re.fullmatch(TYPE_PATTERN, name):
+        raise ValueError(f"{name!r} does not follow the ce_type naming scheme")
+    return name
 
 
 class CloudEventAttributes(BaseModel):
@@ -37,7 +45,9 @@ class CloudEventAttributes(BaseModel):
     subject: str | None = Field(default=None, max_length=200)
     correlationid: str | None = Field(default=None, max_length=200)
     causationid: str | None = Field(default=None, max_length=200)
-    traceparent: str | None = Field(default=None, max_length=55)
+    traceparent: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+    )
     agencyid: str | None = Field(default=None, max_length=64)
     content_type: str | None = Field(default=None, alias="content-type")
 

@@ -88,3 +88,78 @@ def test_wrong_content_type_is_refused() -> None:
 def test_non_utf8_ce_header_is_an_envelope_error() -> None:
     with pytest.raises(EnvelopeError):
         parse_headers([("ce_id", b"\xff")])
+
+
+def test_service_events_parse_with_the_standard_cloudevents_kafka_binding() -> None:
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+    from cloudevents.core.formats.json import JSONFormat
+
+    out = build_event(
+        topic="directory.agencies.v1",
+        key="ngo-jamm",
+        type_=ev.AGENCY_REGISTERED,
+        source="urn:test",
+        data=_agency(),
+        subject="ngo-jamm",
+        causation_id="cause-1",
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    message = KafkaMessage(
+        headers={k: v.encode() for k, v in out.headers.items()},
+        key=out.key.encode(),
+        value=out.body,
+    )
+    event = from_binary(message, JSONFormat())
+    assert event.get_id() == out.event_id
+    assert event.get_type() == ev.AGENCY_REGISTERED
+    assert event.get_source() == "urn:test"
+    assert event.get_subject() == "ngo-jamm"
+    assert event.get_datacontenttype() == "application/json"
+    assert event.get_time() is not None
+    assert event.get_extension("causationid") == "cause-1"
+    assert event.get_extension("correlationid") == out.event_id
+    assert event.get_data() == json.loads(out.body)
+
+
+def test_events_built_with_the_cloudevents_sdk_are_accepted() -> None:
+    from cloudevents.core.bindings.kafka import to_binary
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    sdk_event = CloudEvent(
+        {
+            "type": event_type("intake", "case-submitted"),
+            "source": "urn:agency:iom-sn",
+            "id": "sdk-1",
+            "agencyid": "iom-sn",
+            "datacontenttype": "application/json",
+        },
+        {"agency_id": "iom-sn"},
+    )
+    message = to_binary(sdk_event, JSONFormat())
+    attrs = parse_headers(list(message.headers.items()))
+    assert (attrs.id, attrs.agencyid, attrs.type) == ("sdk-1", "iom-sn", sdk_event.get_type())
+    assert attrs.time is not None
+
+
+def test_type_naming_scheme_is_enforced() -> None:
+    assert (
+        event_type("referral", "need-unmatched", 2)
+        == "org.referralexchange.referral.need-unmatched.v2"
+    )
+    for bad in [("Intake", "x"), ("intake", "case_submitted"), ("intake", "case-")]:
+        with pytest.raises(ValueError):
+            event_type(*bad)
+
+
+def test_malformed_traceparent_is_refused() -> None:
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"1"),
+        ("ce_source", b"s"),
+        ("ce_type", b"t"),
+        ("ce_traceparent", b"not-a-trace"),
+    ]
+    with pytest.raises(EnvelopeError) as info:
+        parse_headers(headers)
+    assert info.value.errors[0][0] == "ce_traceparent"
