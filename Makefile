@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit lint format demo up down clean
+.PHONY: help venv infra run stop test test-unit lint format contracts demo up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ lint: venv ## ruff, mypy and the import contracts
 
 format: venv ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
+
+contracts: venv ## regenerate docs/schemas and docs/asyncapi from shared/contracts (commit them)
+	$(BIN)/refex platform export-contracts
 
 demo: venv ## publish a small scenario to a running `make run` and show each agency's inbox
 	set -a; source .local/env; set +a; $(BIN)/refex demo run

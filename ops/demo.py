@@ -47,58 +47,70 @@ AGENCIES = [
     ),
 ]
 LISTINGS = [
-    ev.ServiceListing(
-        service_id="jamm-dakar-pss",
-        agency_id="ngo-jamm",
-        name="Individual counselling, Dakar",
-        categories=["psychosocial.counselling"],
-        coverage_areas=["SN01"],
-        languages=["fr", "wo"],
-    ),
-    ev.ServiceListing(
-        service_id="onfp-tvet",
-        agency_id="gov-fp-sn",
-        name="Vocational training courses",
-        categories=["economic.vocational_training"],
-        coverage_areas=["SN"],
-        languages=["fr"],
-        capacity=ev.Capacity.WAITLIST,
-    ),
+    ev.ServiceListing.model_validate(item)
+    for item in (
+        {
+            "service_id": "jamm-dakar-pss",
+            "agency_id": "ngo-jamm",
+            "name": "Individual counselling, Dakar",
+            "categories": ["psychosocial.counselling"],
+            "service_areas": ["SN01"],
+            "languages": ["fr", "wo"],
+            "assured_date": "2026-11-01",
+        },
+        {
+            "service_id": "onfp-tvet",
+            "agency_id": "gov-fp-sn",
+            "name": "Vocational training courses",
+            "categories": ["economic.vocational_training"],
+            "service_areas": ["SN"],
+            "languages": ["fr"],
+            "capacity": {"status": "waitlist"},
+            "assured_date": "2026-10-15",
+        },
+    )
 ]
 
 
-def _case(ref: str, area: str, needs: list[tuple[str, ev.Dimension]]) -> ev.CaseSubmission:
-    return ev.CaseSubmission(
-        agency_id="iom-sn",
-        agency_case_ref=ref,
-        personal=ev.PersonalData(given_name="Demo", family_name=f"Returnee {ref}"),
-        profile=ev.Profile(
-            sex="female", age_band="25-34", return_area=area, languages=["fr", "wo"]
-        ),
-        needs=[
-            ev.Need(need_id=f"{ref}-n{i}", category=c, dimension=d)
-            for i, (c, d) in enumerate(needs, 1)
-        ],
-        consent=ev.Consent(given=True),
+def _case(ref: str, area: str, categories: list[str]) -> ev.CaseSubmission:
+    return ev.CaseSubmission.model_validate(
+        {
+            "agency_id": "iom-sn",
+            "agency_case_ref": ref,
+            "personal": {"given_name": "Demo", "family_name": f"Returnee {ref}"},
+            "profile": {
+                "sex": "female",
+                "age_band": "25-34",
+                "nationality": "SN",
+                "return_country": "SN",
+                "return_date": "2026-11-02",
+                "return_type": "voluntary_assisted",
+                "return_area": area,
+                "languages": ["fr", "wo"],
+            },
+            "needs": [
+                {"need_id": f"{ref}-n{i}", "category": c} for i, c in enumerate(categories, 1)
+            ],
+            "consent": {
+                "given": True,
+                "scope": {"purposes": ["referral", "follow_up"]},
+                "recorded_at": "2026-11-02T10:00:00Z",
+                "method": "written",
+            },
+        }
     )
 
 
 def scenario(run_id: str) -> list[OutgoingEvent]:
+    """Agencies, listings, then three returnees: Dakar (two needs), Tambacounda (two cases)."""
     cases = [
         _case(
             f"DEMO-{run_id}-1",
             "SN0101",
-            [
-                ("psychosocial.counselling", ev.Dimension.PSYCHOSOCIAL),
-                ("economic.vocational_training", ev.Dimension.ECONOMIC),
-            ],
+            ["psychosocial.counselling", "economic.vocational_training"],
         ),
-        _case(
-            f"DEMO-{run_id}-2", "SN0702", [("economic.vocational_training", ev.Dimension.ECONOMIC)]
-        ),
-        _case(
-            f"DEMO-{run_id}-3", "SN0702", [("psychosocial.counselling", ev.Dimension.PSYCHOSOCIAL)]
-        ),
+        _case(f"DEMO-{run_id}-2", "SN0702", ["economic.vocational_training"]),
+        _case(f"DEMO-{run_id}-3", "SN0702", ["psychosocial.counselling"]),
     ]
     return (
         [agency_message(a) for a in AGENCIES]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,6 +14,8 @@ from shared.contracts.messages import agency_message
 from shared.kafka.admin import TopicCreationError, ensure_agency_topics, ensure_topics
 from shared.kafka.oneshot import publish_events
 from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
+
+from .contract_docs import write_contract_docs
 
 app = typer.Typer(help="Platform: topics and the agency registry.", no_args_is_help=True)
 
@@ -54,3 +57,17 @@ def register_agency(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> Non
 
     run(_register())
     console.print(f"registered [bold]{agency.agency_id}[/bold]; inbox topic {inbox}")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@app.command("export-contracts")
+def export_contracts(
+    root: Annotated[
+        Path, typer.Option(help="Repository root; files go to docs/schemas and docs/asyncapi.")
+    ] = REPO_ROOT,
+) -> None:
+    """Write the payload JSON Schemas (docs/schemas) and AsyncAPI documents (docs/asyncapi)."""
+    for path in write_contract_docs(root):
+        console.print(f"wrote {path.relative_to(root)}", soft_wrap=True, highlight=False)

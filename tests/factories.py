@@ -20,22 +20,50 @@ def submission(agency_id: str = "iom-sn", **overrides: Any) -> ev.CaseSubmission
     data: dict[str, Any] = {
         "agency_id": agency_id,
         "agency_case_ref": unique("CASE"),
-        "personal": {"given_name": "Awa", "family_name": "Test", "phone": "+221700000000"},
-        "profile": {
-            "sex": "female",
-            "age_band": "25-34",
-            "return_area": "SN0101",
-            "languages": ["fr", "wo"],
+        "personal": {
+            "given_name": "Awa",
+            "family_name": "Test",
+            "contacts": [{"kind": "phone", "value": "+221700000000"}],
         },
+        "profile": profile(),
         "needs": needs(),
-        "consent": {"given": True},
+        "consent": consent(),
     }
     data.update(overrides)
     return ev.CaseSubmission.model_validate(data)
 
 
 def needs(category: str = "psychosocial.counselling") -> list[dict[str, str]]:
-    return [{"need_id": "n1", "category": category, "dimension": "psychosocial"}]
+    return [{"need_id": "n1", "category": category}]
+
+
+def unique_area(country: str = "SN") -> str:
+    """A district code no other test uses: tests cannot match each other's listings."""
+    return f"{country}{uuid.uuid4().int % 10**8:08d}"
+
+
+def profile(**overrides: Any) -> dict[str, Any]:
+    return {
+        "sex": "female",
+        "age_band": "25-34",
+        "nationality": "SN",
+        "return_country": "SN",
+        "return_date": "2026-10-28",
+        "return_type": "voluntary_assisted",
+        "return_area": "SN0101",
+        "languages": ["fr", "wo"],
+        **overrides,
+    }
+
+
+def consent(**overrides: Any) -> dict[str, Any]:
+    return {
+        "given": True,
+        "scope": {"purposes": ["referral", "follow_up"]},
+        "recorded_at": "2026-10-29T09:30:00Z",
+        "method": "written",
+        **overrides,
+    }
 
 
 def listing(agency_id: str, **overrides: Any) -> ev.ServiceListing:
@@ -44,8 +72,9 @@ def listing(agency_id: str, **overrides: Any) -> ev.ServiceListing:
         "agency_id": agency_id,
         "name": "Counselling",
         "categories": ["psychosocial.counselling"],
-        "coverage_areas": ["SN01"],
+        "service_areas": ["SN01"],
         "languages": ["fr"],
+        "assured_date": "2026-11-01",
     }
     data.update(overrides)
     return ev.ServiceListing.model_validate(data)

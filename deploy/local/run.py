@@ -165,7 +165,12 @@ def main() -> int:
         # Ignore a second Ctrl-C (or the terminal closing) while the infrastructure stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        subprocess.run([str(REPO / "deploy/local/down.sh")], check=False)
+        # Captured, then relayed: written straight to a closed terminal or pipe, the script's
+        # output would kill it (SIGPIPE) before it stopped anything.
+        down = subprocess.run(
+            [str(REPO / "deploy/local/down.sh")], check=False, capture_output=True, text=True
+        )
+        say((down.stdout + down.stderr).rstrip())
     return code
 
 

@@ -22,6 +22,26 @@ async def on_submission(event: InboundEvent, conn: DbConnection) -> None:
     if isinstance(result, Rejection):
         await _reject(event, conn, result)
         return
+    if not isinstance(result, ev.CaseSubmission):
+        # Valid, but this intake does not apply it yet (the intake issue adds updates, consent
+        # withdrawal, erasure and closure). Saying so beats accepting it and doing nothing.
+        await _reject(
+            event,
+            conn,
+            Rejection(
+                event.event_id,
+                event.sender_agency,
+                event.topic,
+                f"{type(result).__name__} is valid but not processed by this version of intake; "
+                "nothing was changed",
+                [],
+            ),
+        )
+        return
+    await _register(event, conn, result)
+
+
+async def _register(event: InboundEvent, conn: DbConnection, result: ev.CaseSubmission) -> None:
     stored = await upsert_case(conn, result)
     await record_submission(
         conn,

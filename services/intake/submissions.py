@@ -1,4 +1,4 @@
-"""Turning a raw ``intake.submissions.v1`` record into a valid submission or a rejection.
+"""Turning a raw ``agency.<id>.submissions.v1`` record into a valid submission or a rejection.
 
 Pure functions: no database, no Kafka. Rejections name each bad field and never echo its value.
 """
@@ -11,13 +11,27 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from shared.contracts import events as ev
+from shared.contracts import topics
 from shared.kafka.inbound import InboundEvent
+
+Submission = (
+    ev.CaseSubmission | ev.CaseUpdate | ev.ConsentWithdrawal | ev.ErasureRequest | ev.CaseClosure
+)
+SUBMISSION_MODELS: dict[str, type[Submission]] = {
+    ev.CASE_SUBMITTED: ev.CaseSubmission,
+    ev.CASE_UPDATE_SUBMITTED: ev.CaseUpdate,
+    ev.CONSENT_WITHDRAWN: ev.ConsentWithdrawal,
+    ev.ERASURE_REQUESTED: ev.ErasureRequest,
+    ev.CASE_CLOSURE_SUBMITTED: ev.CaseClosure,
+}
+MAX_SUBMISSION_BYTES = topics.AGENCY_SUBMISSIONS.template.max_message_bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
     submission_id: str
     agency_id: str | None
+    topic: str
     reason: str
     errors: list[ev.FieldError]
 
@@ -25,6 +39,7 @@ class Rejection:
         return ev.SubmissionRejected(
             submission_id=self.submission_id,
             agency_id=self.agency_id,
+            topic=self.topic,
             reason=self.reason,
             errors=self.errors,
         )
@@ -37,7 +52,7 @@ def _field_errors(exc: ValidationError) -> list[ev.FieldError]:
     ]
 
 
-def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
+def read_submission(event: InboundEvent) -> Submission | Rejection:
     """The validated submission, or the rejection to send back to the agency.
 
     The sender is the agency whose own topic carried the message (the proof of sender); a
@@ -46,8 +61,11 @@ def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
     sender = event.sender_agency
 
     def reject(reason: str, errors: list[ev.FieldError] | None = None) -> Rejection:
-        return Rejection(event.event_id, sender, reason, errors or [])
+        return Rejection(event.event_id, sender, event.topic, reason, errors or [])
 
+    size = len(event.value or b"")
+    if size > MAX_SUBMISSION_BYTES:  # before any parsing
+        return reject(f"message of {size} bytes exceeds the limit of {MAX_SUBMISSION_BYTES}")
     if event.envelope_error is not None or event.attributes is None:
         errors = [
             ev.FieldError(field=f, message=m)
@@ -60,16 +78,20 @@ def read_submission(event: InboundEvent) -> ev.CaseSubmission | Rejection:
             "ce_agencyid claims another agency than the topic it was published on",
             [ev.FieldError(field="ce_agencyid", message="must be the agency of the topic")],
         )
-    if event.attributes.type != ev.CASE_SUBMITTED:
-        return reject(f"unknown event type for this topic; expected {ev.CASE_SUBMITTED}")
+    model = SUBMISSION_MODELS.get(event.attributes.type)
+    if model is None:
+        return reject(
+            "unknown ce_type for this topic; expected one of " + ", ".join(SUBMISSION_MODELS),
+            [ev.FieldError(field="ce_type", message="not a submission type")],
+        )
     try:
         document = json.loads(event.value or b"")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return reject(f"body is not valid JSON ({type(exc).__name__})")
     try:
-        submission = ev.CaseSubmission.model_validate(document)
+        submission = model.model_validate(document)
     except ValidationError as exc:
-        return reject("submission does not match the contract", _field_errors(exc))
+        return reject(f"body does not match the {model.__name__} contract", _field_errors(exc))
     if submission.agency_id != sender:
         return reject(
             "agency_id in the body is not the agency of the topic it was published on",

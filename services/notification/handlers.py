@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.contracts import events as ev
+from shared.contracts import topics
 from shared.contracts.envelope import build_event
 from shared.db import DbConnection, outbox
 from shared.kafka.inbound import InboundEvent
@@ -43,7 +44,7 @@ class NotificationHandlers:
                 event,
                 unmatched.referring_agency_id,
                 f"{unmatched.case_id}:{unmatched.need_id}",
-                ev.NEED_UNMATCHED,
+                ev.INBOX_NEED_UNMATCHED,
                 unmatched,
             )
             return
@@ -59,6 +60,8 @@ class NotificationHandlers:
             urgency=referral.urgency,
             service_id=referral.service_id,
             referring_agency_id=referral.referring_agency_id,
+            respond_by=referral.respond_by,
+            respond_on_topic=topics.AGENCY_RESPONSES.name(referral.recipient_agency_id),
         )
         await self._to_inbox(
             conn,
@@ -79,7 +82,7 @@ class NotificationHandlers:
             event,
             rejection.agency_id,
             rejection.submission_id,
-            ev.SUBMISSION_REJECTED,
+            ev.INBOX_SUBMISSION_REJECTED,
             rejection,
         )
 

@@ -25,9 +25,9 @@ async def upsert_listing(conn: DbConnection, listing: ev.ServiceListing) -> bool
         listing.agency_id,
         listing.status.value,
         listing.categories,
-        listing.coverage_areas,
+        listing.service_areas,
         listing.languages,
-        listing.capacity.value,
+        listing.capacity.status.value,
         listing.model_dump_json(),
     )
 
@@ -67,7 +67,7 @@ async def candidates_for(conn: DbConnection, category: str, area: str) -> list[C
             r["agency_id"],
             tuple(r["coverage_areas"]),
             tuple(r["languages"]),
-            ev.Capacity(r["capacity"]),
+            ev.CapacityStatus(r["capacity"]),
         )
         for r in rows
     ]

@@ -79,9 +79,13 @@ async def _refer_need(
     )
     if exists:
         return None
-    candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
-    match = best_match(need, case.profile, candidates)
     referral_id = uuid.uuid4()
+    match = None
+    unmatched = ev.UnmatchedReason.CONSENT_SCOPE  # no referral at all without consent to refer
+    if case.consent.covers(ev.ConsentPurpose.REFERRAL):
+        candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
+        match = best_match(need, case.profile, candidates)
+        unmatched = ev.UnmatchedReason.NO_LISTING
     if match is None:
         await conn.execute(
             """INSERT INTO referrals (referral_id, case_id, need_id, category,
@@ -93,13 +97,15 @@ async def _refer_need(
             need.category,
             case.submitting_agency_id,
         )
-        log.info("need_unmatched", case_id=case.case_id, need_id=need.need_id)
+        log.info(
+            "need_unmatched", case_id=case.case_id, need_id=need.need_id, reason=unmatched.value
+        )
         return ev.NEED_UNMATCHED, ev.NeedUnmatched(
             case_id=case.case_id,
             need_id=need.need_id,
             category=need.category,
             referring_agency_id=case.submitting_agency_id,
-            reason="no active listing of this category covers the return area with capacity",
+            reason=unmatched,
         )
     await conn.execute(
         """INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from shared.contracts import events as ev
 
-_CAPACITY_SCORE = {ev.Capacity.HAS_CAPACITY: 1.0, ev.Capacity.WAITLIST: 0.5}
+_CAPACITY_SCORE = {ev.CapacityStatus.HAS_CAPACITY: 1.0, ev.CapacityStatus.WAITLIST: 0.5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +20,7 @@ class Candidate:
     agency_id: str
     coverage_areas: tuple[str, ...]
     languages: tuple[str, ...]
-    capacity: ev.Capacity
+    capacity: ev.CapacityStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,163 +1,90 @@
-"""Payload models (pydantic v2) of the v1 topics, and the CloudEvents type of each.
+"""Payload models (pydantic v2) of every v1 topic, and the CloudEvents type of each.
 
-Within a major version only optional fields may be added (tests/unit/test_contract_compat.py).
-This is the walking-skeleton subset; the contracts issue completes the catalogue.
+Rules every model follows:
+- ``schema_version`` is "1" for the whole v1 line; inside a major version only optional fields
+  may be added (guarded by tests/unit/test_contract_compat.py against docs/schemas/).
+- unknown fields are refused (``extra="forbid"``): a typo is an error, not silently dropped data;
+- closed vocabularies come from the taxonomy (shared/contracts/taxonomy/v1.json), field formats
+  from shared/contracts/types.py.
+- Personal data exists only in :class:`PersonalData` (and the sealed :class:`DisclosedContact`),
+  which only ``agency.<id>.submissions.v1`` carries in clear. The models of ``intake.cases.v1`` and
+  ``referral.events.v1`` have no field that can hold a name, a contact, a document or free text.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import base64
+import binascii
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .envelope import event_type
-from .topics import AGENCY_ID_PATTERN
+from .taxonomy import (
+    TAXONOMY,
+    BeneficiaryType,
+    CategoryCode,
+    Dimension,
+    Level,
+    ReasonCode,
+    ReturnType,
+    Urgency,
+    Vulnerability,
+)
+from .types import (
+    MAX_CATEGORIES_PER_SERVICE,
+    MAX_COVERAGE_AREAS,
+    MAX_LANGUAGES,
+    MAX_LIST_ITEMS,
+    MAX_NEEDS,
+    MAX_VULNERABILITIES,
+    AgencyId,
+    AreaCode,
+    BirthYear,
+    CountryCode,
+    Email,
+    Identifier,
+    LanguageCode,
+    LongText,
+    Name,
+    PastDate,
+    PastDatetime,
+    Phone,
+    ShortText,
+    country_of,
+)
 
-AgencyId = Annotated[str, StringConstraints(pattern=f"^{AGENCY_ID_PATTERN}$")]
-# Hierarchical administrative code in the humanitarian P-code style: country ISO2 + digits,
-# each level extending its parent (e.g. "SN" ⊃ "SN01" ⊃ "SN0103").
-AreaCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{0,12}$")]
-Category = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{1,63}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 
-
-class Contract(BaseModel):
-    """Base of every payload: unknown fields are refused so typos surface as errors."""
+class Part(BaseModel):
+    """Base of every model: immutable, unknown fields refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Contract(Part):
+    """Base of every top-level payload: it also says which schema version it follows."""
 
     schema_version: Literal["1"] = "1"
 
 
-# ---------- shared value types ----------
+class Sex(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNKNOWN = "unknown"
 
 
-class Urgency(StrEnum):
-    EMERGENCY = "emergency"
-    URGENT = "urgent"
-    NORMAL = "normal"
-
-
-class Dimension(StrEnum):
-    ECONOMIC = "economic"
-    SOCIAL = "social"
-    PSYCHOSOCIAL = "psychosocial"
-
-
-class Need(Contract):
-    need_id: ShortText
-    category: Category
-    dimension: Dimension
-    urgency: Urgency = Urgency.NORMAL
-
-
-class Profile(Contract):
-    """Pseudonymous profile: what matching may see."""
-
-    sex: Literal["female", "male", "other", "unknown"]
-    age_band: Literal["0-17", "18-24", "25-34", "35-49", "50-64", "65+"]
-    return_area: AreaCode
-    languages: list[Language] = Field(default_factory=list, max_length=10)
-    vulnerabilities: list[Category] = Field(default_factory=list, max_length=20)
-
-
-class PersonalData(Contract):
-    """Identifying data: stays in intake, never on a pseudonymous topic."""
-
-    given_name: ShortText
-    family_name: ShortText
-    date_of_birth: date | None = None
-    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
-    email: Annotated[str, StringConstraints(max_length=200)] | None = None
-
-
-class Consent(Contract):
-    given: bool
-    purposes: list[Category] = Field(default_factory=lambda: ["referral"])
-
-
-# ---------- intake.submissions.v1 (agencies) ----------
-
-
-class CaseSubmission(Contract):
-    agency_id: AgencyId
-    agency_case_ref: ShortText
-    personal: PersonalData
-    profile: Profile
-    needs: list[Need] = Field(min_length=1, max_length=20)
-    consent: Consent
-
-
-CASE_SUBMITTED = event_type("intake", "case-submitted")
-
-
-# ---------- intake.cases.v1 (intake) ----------
-
-
-class CaseRegistered(Contract):
-    case_id: ShortText
-    submitting_agency_id: AgencyId
-    profile: Profile
-    needs: list[Need]
-    consent: Consent
-
-
-CASE_REGISTERED = event_type("intake", "case-registered")
-# Same payload as CaseRegistered: the case as it stands after an agency resubmitted it.
-CASE_UPDATED = event_type("intake", "case-updated")
-
-
-# ---------- intake.rejections.v1 (intake) ----------
-
-
-class FieldError(Contract):
-    field: str
-    message: str
-
-
-class SubmissionRejected(Contract):
-    submission_id: str
-    agency_id: str | None = None
-    reason: str
-    errors: list[FieldError] = Field(default_factory=list)
-
-
-SUBMISSION_REJECTED = event_type("intake", "submission-rejected")
-
-
-# ---------- directory.services.v1 (provider agencies; compacted) ----------
-
-
-class ListingStatus(StrEnum):
-    ACTIVE = "active"
-    INACTIVE = "inactive"
-    TEMPORARILY_CLOSED = "temporarily_closed"
-
-
-class Capacity(StrEnum):
-    HAS_CAPACITY = "has_capacity"
-    WAITLIST = "waitlist"
-    NO_CAPACITY = "no_capacity"
-
-
-class ServiceListing(Contract):
-    service_id: ShortText
-    agency_id: AgencyId
-    name: ShortText
-    status: ListingStatus = ListingStatus.ACTIVE
-    categories: list[Category] = Field(min_length=1, max_length=20)
-    coverage_areas: list[AreaCode] = Field(min_length=1, max_length=200)
-    languages: list[Language] = Field(default_factory=list)
-    capacity: Capacity = Capacity.HAS_CAPACITY
-
-
-SERVICE_LISTED = event_type("directory", "service-listed")
-
-
-# ---------- directory.agencies.v1 (operators; compacted) ----------
+class AgeBand(StrEnum):
+    A0_4 = "0-4"
+    A5_11 = "5-11"
+    A12_17 = "12-17"
+    A18_24 = "18-24"
+    A25_34 = "25-34"
+    A35_49 = "35-49"
+    A50_64 = "50-64"
+    A65_PLUS = "65+"
 
 
 class AgencyType(StrEnum):
@@ -168,79 +95,691 @@ class AgencyType(StrEnum):
     PRIVATE = "private"
 
 
+def _unique(values: list[Any], what: str) -> None:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat")
+
+
+# =====================================================================================
+# agency.<id>.submissions.v1 — written by the agency
+# =====================================================================================
+
+
+class ContactKind(StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+    ADDRESS = "address"
+    OTHER = "other"
+
+
+_CONTACT_FORMATS: dict[ContactKind, TypeAdapter[str]] = {
+    ContactKind.PHONE: TypeAdapter(Phone),
+    ContactKind.EMAIL: TypeAdapter(Email),
+}
+
+
+class Contact(Part):
+    kind: ContactKind
+    value: ShortText
+    preferred: bool = False
+
+    @model_validator(mode="after")
+    def _format_per_kind(self) -> Self:
+        checker = _CONTACT_FORMATS.get(self.kind)
+        if checker is not None:
+            try:
+                checker.validate_python(self.value)
+            except ValidationError:
+                raise ValueError(f"value is not a valid {self.kind.value}") from None
+        return self
+
+
+class DocumentKind(StrEnum):
+    PASSPORT = "passport"
+    NATIONAL_ID = "national_id"
+    TRAVEL_DOCUMENT = "travel_document"
+    BIRTH_CERTIFICATE = "birth_certificate"
+    OTHER = "other"
+
+
+class IdentityDocument(Part):
+    kind: DocumentKind
+    number: Identifier
+    issuing_country: CountryCode
+    expires_on: date | None = None
+
+
+class PersonalData(Part):
+    """Identifying data. Stays in intake (encrypted at rest); never on a pseudonymous topic."""
+
+    given_name: Name
+    family_name: Name
+    other_names: list[Name] = Field(default_factory=list, max_length=5)
+    date_of_birth: PastDate | None = None
+    contacts: list[Contact] = Field(default_factory=list, max_length=10)
+    documents: list[IdentityDocument] = Field(default_factory=list, max_length=10)
+    preferred_language: LanguageCode | None = None
+
+
+class Profile(Part):
+    """Pseudonymous profile: all that matching may see. Birth year or age band, not a birth date."""
+
+    sex: Sex
+    birth_year: BirthYear | None = None
+    age_band: AgeBand | None = None
+    nationality: CountryCode
+    return_country: CountryCode
+    return_date: PastDate
+    return_type: ReturnType
+    return_area: AreaCode
+    languages: list[LanguageCode] = Field(default_factory=list, max_length=MAX_LANGUAGES)
+    vulnerabilities: list[Vulnerability] = Field(
+        default_factory=list, max_length=MAX_VULNERABILITIES
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.birth_year is None and self.age_band is None:
+            raise ValueError("give birth_year or age_band")
+        if country_of(self.return_area) != self.return_country:
+            raise ValueError("return_area must lie in return_country")
+        _unique(self.languages, "languages")
+        _unique(self.vulnerabilities, "vulnerabilities")
+        return self
+
+
+class Need(Part):
+    """One need. ``dimension`` may be omitted: it follows from the category."""
+
+    need_id: Identifier
+    category: CategoryCode
+    dimension: Dimension
+    level: Level = Level.INDIVIDUAL
+    urgency: Urgency = Urgency.NORMAL
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dimension_from_category(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dimension" not in data:
+            category = data.get("category")
+            if isinstance(category, str) and TAXONOMY.is_category(category):
+                return {**data, "dimension": TAXONOMY.dimension_of(category)}
+        return data
+
+    @model_validator(mode="after")
+    def _dimension_matches(self) -> Self:
+        if TAXONOMY.dimension_of(self.category) != self.dimension:
+            raise ValueError("dimension does not match the category's dimension")
+        return self
+
+
+class ConsentPurpose(StrEnum):
+    REFERRAL = "referral"  # share with service providers to refer the returnee
+    FOLLOW_UP = "follow_up"  # providers may report back on the outcome
+    STATISTICS = "statistics"  # anonymised use in evidence on pathways and gaps
+
+
+class ConsentScope(Part):
+    """What the returnee agreed to. A list left out means "no restriction on this criterion"."""
+
+    purposes: list[ConsentPurpose] = Field(min_length=1, max_length=len(ConsentPurpose))
+    agency_ids: list[AgencyId] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
+    agency_types: list[AgencyType] | None = Field(default=None, max_length=len(AgencyType))
+    categories: list[CategoryCode] | None = Field(default=None, max_length=MAX_LIST_ITEMS)
+    expires_on: date | None = None
+
+
+class Consent(Part):
+    given: bool
+    scope: ConsentScope | None = None
+    recorded_at: PastDatetime
+    method: Literal["written", "verbal", "digital"]
+
+    @model_validator(mode="after")
+    def _scope_iff_given(self) -> Self:
+        if self.given and self.scope is None:
+            raise ValueError("a given consent needs its scope")
+        if not self.given and self.scope is not None:
+            raise ValueError("a refused consent has no scope")
+        return self
+
+    def covers(self, purpose: ConsentPurpose) -> bool:
+        return self.given and self.scope is not None and purpose in self.scope.purposes
+
+
+class CaseSubmission(Contract):
+    """A new case, or the whole case again (same agency + agency_case_ref updates it)."""
+
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    personal: PersonalData
+    profile: Profile
+    needs: list[Need] = Field(min_length=1, max_length=MAX_NEEDS)
+    consent: Consent
+
+    @model_validator(mode="after")
+    def _unique_needs(self) -> Self:
+        _unique([n.need_id for n in self.needs], "need_id")
+        return self
+
+
+class CaseUpdate(Contract):
+    """A partial update of an existing case: only the blocks given are replaced."""
+
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    personal: PersonalData | None = None
+    profile: Profile | None = None
+    needs: list[Need] | None = Field(default=None, min_length=1, max_length=MAX_NEEDS)
+    consent: Consent | None = None
+
+    @model_validator(mode="after")
+    def _something_to_update(self) -> Self:
+        if not (self.personal or self.profile or self.needs or self.consent):
+            raise ValueError("give at least one of personal, profile, needs, consent")
+        if self.needs:
+            _unique([n.need_id for n in self.needs], "need_id")
+        return self
+
+
+class ConsentWithdrawal(Contract):
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    withdrawn_at: PastDatetime
+    purposes: list[ConsentPurpose] | None = None  # None: everything
+
+
+class ErasureRequest(Contract):
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    requested_at: PastDatetime
+    basis: Literal["data_subject_request", "retention_expired", "entered_in_error"]
+
+
+class ClosureReason(StrEnum):
+    COMPLETED = "completed"
+    RETURNEE_DECLINED = "returnee_declined"
+    RELOCATED = "relocated"
+    LOST_CONTACT = "lost_contact"
+    DECEASED = "deceased"
+    OTHER = "other"
+
+
+class CaseClosure(Contract):
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    closed_at: PastDatetime
+    reason: ClosureReason
+
+
+CASE_SUBMITTED = event_type("intake", "case-submitted")
+CASE_UPDATE_SUBMITTED = event_type("intake", "case-update-submitted")
+CONSENT_WITHDRAWN = event_type("intake", "consent-withdrawn")
+ERASURE_REQUESTED = event_type("intake", "erasure-requested")
+CASE_CLOSURE_SUBMITTED = event_type("intake", "case-closure-submitted")
+
+
+# =====================================================================================
+# agency.<id>.listings.v1 — written by the provider agency (compacted; Open Referral HSDS names)
+# =====================================================================================
+
+
+class ListingStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    TEMPORARILY_CLOSED = "temporarily_closed"
+
+
+class CapacityStatus(StrEnum):
+    HAS_CAPACITY = "has_capacity"
+    WAITLIST = "waitlist"
+    NO_CAPACITY = "no_capacity"
+
+
+class Capacity(Part):
+    status: CapacityStatus = CapacityStatus.HAS_CAPACITY
+    open_slots: int | None = Field(default=None, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _slots_fit_status(self) -> Self:
+        if self.status is CapacityStatus.NO_CAPACITY and self.open_slots:
+            raise ValueError("no_capacity cannot have open slots")
+        return self
+
+
+class Eligibility(Part):
+    minimum_age: int | None = Field(default=None, ge=0, le=120)  # HSDS minimum_age
+    maximum_age: int | None = Field(default=None, ge=0, le=120)  # HSDS maximum_age
+    sexes: list[Sex] | None = Field(default=None, max_length=len(Sex))  # None: any
+    beneficiary_types: list[BeneficiaryType] = Field(
+        default_factory=lambda: [BeneficiaryType.RETURNEE], min_length=1
+    )
+    vulnerability_specialisations: list[Vulnerability] = Field(
+        default_factory=list, max_length=MAX_VULNERABILITIES
+    )
+    eligibility_description: LongText | None = None  # HSDS eligibility_description
+
+    @model_validator(mode="after")
+    def _age_range(self) -> Self:
+        low, high = self.minimum_age, self.maximum_age
+        if low is not None and high is not None and low > high:
+            raise ValueError("minimum_age is above maximum_age")
+        return self
+
+
+class ServiceListing(Contract):
+    """One service of a provider, aligned with Open Referral HSDS field names where they exist."""
+
+    service_id: Identifier
+    agency_id: AgencyId  # the organisation (HSDS organization_id)
+    name: ShortText
+    alternate_name: ShortText | None = None
+    description: LongText | None = None
+    url: Annotated[str, Field(pattern=r"^https://\S{1,500}$")] | None = None
+    email: Email | None = None  # the service's public contact, never a person's
+    status: ListingStatus = ListingStatus.ACTIVE
+    categories: list[CategoryCode] = Field(min_length=1, max_length=MAX_CATEGORIES_PER_SERVICE)
+    service_areas: list[AreaCode] = Field(min_length=1, max_length=MAX_COVERAGE_AREAS)
+    languages: list[LanguageCode] = Field(default_factory=list, max_length=MAX_LANGUAGES)
+    eligibility: Eligibility = Field(default_factory=Eligibility)
+    capacity: Capacity = Field(default_factory=Capacity)
+    acceptance_sla_hours: int | None = Field(default=None, ge=1, le=24 * 90)
+    fees: Literal["free", "subsidised", "fee_based"] = "free"
+    fees_description: ShortText | None = None  # HSDS fees_description
+    assured_date: PastDate  # HSDS: when the listing was last verified
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> Self:
+        _unique(self.categories, "categories")
+        _unique(self.service_areas, "service_areas")
+        return self
+
+
+SERVICE_LISTED = event_type("directory", "service-listed")
+
+
+# =====================================================================================
+# directory.agencies.v1 — written by operator tooling (compacted)
+# =====================================================================================
+
+
+def _x25519_public_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("public_key must be standard base64") from None
+    if len(raw) != 32:
+        raise ValueError("public_key must be a 32-byte X25519 key (44 base64 characters)")
+    return value
+
+
 class AgencyRecord(Contract):
     agency_id: AgencyId
     name: ShortText
     type: AgencyType
-    countries: list[Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]] = Field(min_length=1)
-    public_key: str | None = Field(default=None, max_length=200)
+    countries: list[CountryCode] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+    # For sealed disclosures (libsodium sealed box, X25519); without it no personal data is sent.
+    public_key: Annotated[str, Field(max_length=60)] | None = None
+
+    @model_validator(mode="after")
+    def _key(self) -> Self:
+        if self.public_key is not None:
+            _x25519_public_key(self.public_key)
+        return self
 
 
 AGENCY_REGISTERED = event_type("directory", "agency-registered")
 
 
-# ---------- referral.events.v1 (referral) ----------
+# =====================================================================================
+# agency.<id>.responses.v1 — written by the recipient agency
+# =====================================================================================
 
 
-class MatchExplanation(Contract):
-    matched: list[str]
-    score: float
-    components: dict[str, float]
+class ReferralState(StrEnum):
+    REQUESTED = "requested"
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    IN_PROGRESS = "in_progress"
+    ON_HOLD = "on_hold"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    ENTERED_IN_ERROR = "entered_in_error"
+
+
+class ResponseAction(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    START = "start"
+    HOLD = "hold"
+    RESUME = "resume"
+    COMPLETE = "complete"
+    FAIL = "fail"
+
+
+# The state each answer leads to; which answers a state allows is the referral service's rule.
+ACTION_TARGET: dict[ResponseAction, ReferralState] = {
+    ResponseAction.ACKNOWLEDGE: ReferralState.RECEIVED,
+    ResponseAction.ACCEPT: ReferralState.ACCEPTED,
+    ResponseAction.REJECT: ReferralState.REJECTED,
+    ResponseAction.START: ReferralState.IN_PROGRESS,
+    ResponseAction.HOLD: ReferralState.ON_HOLD,
+    ResponseAction.RESUME: ReferralState.IN_PROGRESS,
+    ResponseAction.COMPLETE: ReferralState.COMPLETED,
+    ResponseAction.FAIL: ReferralState.FAILED,
+}
+
+
+class Outcome(StrEnum):
+    ACHIEVED = "achieved"
+    PARTIALLY_ACHIEVED = "partially_achieved"
+    NOT_ACHIEVED = "not_achieved"
+
+
+class ReferralResponse(Contract):
+    """An answer to a referral. ``note`` is for the audit trail of the referral service and must
+    not contain personal data; it is not forwarded on referral.events.v1."""
+
+    referral_id: Identifier
+    agency_id: AgencyId
+    action: ResponseAction
+    reason_code: ReasonCode | None = None
+    outcome: Outcome | None = None
+    note: LongText | None = None
+    responded_at: PastDatetime
+
+    @model_validator(mode="after")
+    def _reason_and_outcome(self) -> Self:
+        target = ACTION_TARGET[self.action]
+        needs_reason = target in (
+            ReferralState.REJECTED,
+            ReferralState.ON_HOLD,
+            ReferralState.FAILED,
+        )
+        if needs_reason and self.reason_code is None:
+            raise ValueError(f"{self.action.value} needs a reason_code")
+        if self.reason_code is not None and not TAXONOMY.reason_applies(
+            self.reason_code, target.value
+        ):
+            raise ValueError(
+                f"reason_code {self.reason_code.value} does not apply to {self.action.value}"
+            )
+        if (self.action is ResponseAction.COMPLETE) != (self.outcome is not None):
+            raise ValueError("an outcome is given with complete, and only with complete")
+        return self
+
+
+RESPONSE_SUBMITTED = event_type("referral", "response-submitted")
+
+
+# =====================================================================================
+# intake.cases.v1 — written by intake; pseudonymous only
+# =====================================================================================
+
+
+class CaseRegistered(Contract):
+    """The pseudonymous case: no names, contacts, documents or free text can go here."""
+
+    case_id: Identifier
+    submitting_agency_id: AgencyId
+    profile: Profile
+    needs: list[Need] = Field(min_length=1, max_length=MAX_NEEDS)
+    consent: Consent
+    possible_duplicate_of: list[Identifier] = Field(default_factory=list, max_length=10)
+
+
+class ConsentChanged(Contract):
+    case_id: Identifier
+    consent: Consent
+
+
+class CaseClosed(Contract):
+    case_id: Identifier
+    reason: ClosureReason
+    closed_at: PastDatetime
+
+
+class CaseErased(Contract):
+    case_id: Identifier
+    erased_at: PastDatetime
+
+
+CASE_REGISTERED = event_type("intake", "case-registered")
+# Same payload as CaseRegistered: the case as it stands after an agency resubmitted or updated it.
+CASE_UPDATED = event_type("intake", "case-updated")
+CONSENT_CHANGED = event_type("intake", "consent-changed")
+CASE_CLOSED = event_type("intake", "case-closed")
+CASE_ERASED = event_type("intake", "case-erased")
+
+
+# =====================================================================================
+# intake.rejections.v1 — written by intake
+# =====================================================================================
+
+
+class FieldError(Part):
+    field: Annotated[str, Field(max_length=300)]  # dotted path, e.g. "profile.return_area"
+    message: Annotated[str, Field(max_length=500)]
+
+
+class SubmissionRejected(Contract):
+    submission_id: Annotated[str, Field(max_length=300)]  # the ce_id of the refused message
+    agency_id: AgencyId | None = None
+    topic: Annotated[str, Field(max_length=300)] | None = None
+    reason: Annotated[str, Field(max_length=500)]
+    errors: list[FieldError] = Field(default_factory=list, max_length=200)
+
+
+SUBMISSION_REJECTED = event_type("intake", "submission-rejected")
+
+
+# =====================================================================================
+# intake.disclosures.v1 — written by intake
+# =====================================================================================
+
+
+class DisclosedContact(Contract):
+    """What a sealed disclosure holds once opened: the minimum to contact the returnee."""
+
+    given_name: Name
+    family_name: Name
+    contacts: list[Contact] = Field(default_factory=list, max_length=10)
+    preferred_language: LanguageCode | None = None
+
+
+class DisclosureSealed(Contract):
+    disclosure_id: Identifier
+    referral_id: Identifier
+    case_id: Identifier
+    recipient_agency_id: AgencyId
+    # libsodium sealed box of DisclosedContact's JSON for the recipient's X25519 public key.
+    sealed_box: Annotated[str, Field(max_length=16_384, pattern=r"^[A-Za-z0-9+/]+=*$")]
+    recipient_key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    consent_recorded_at: PastDatetime
+
+
+DISCLOSURE_SEALED = event_type("intake", "disclosure-sealed")
+
+
+# =====================================================================================
+# referral.events.v1 — written by referral; pseudonymous only, no free text
+# =====================================================================================
+
+
+class MatchExplanation(Part):
+    matched: list[Annotated[str, Field(max_length=120)]] = Field(max_length=50)
+    score: float = Field(ge=0, le=1)
+    components: dict[Annotated[str, Field(max_length=60)], float]
 
 
 class ReferralRequested(Contract):
-    referral_id: ShortText
-    case_id: ShortText
-    need_id: ShortText
-    category: Category
+    referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    category: CategoryCode
     urgency: Urgency
     referring_agency_id: AgencyId
     recipient_agency_id: AgencyId
-    service_id: ShortText
+    service_id: Identifier
+    attempt: int = Field(default=1, ge=1, le=100)
+    previous_referral_id: Identifier | None = None
+    respond_by: datetime | None = None
     explanation: MatchExplanation
 
 
-REFERRAL_REQUESTED = event_type("referral", "referral-requested")
+class ReferralTransitioned(Contract):
+    referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    from_state: ReferralState
+    to_state: ReferralState
+    reason_code: ReasonCode | None = None
+    outcome: Outcome | None = None
+    attempt: int = Field(ge=1, le=100)
+    referring_agency_id: AgencyId
+    recipient_agency_id: AgencyId
+    occurred_at: datetime
+
+
+class UnmatchedReason(StrEnum):
+    NO_LISTING = "no_listing"  # no active listing of the category covers the area
+    NO_CAPACITY = "no_capacity"
+    NOT_ELIGIBLE = "not_eligible"
+    CONSENT_SCOPE = "consent_scope"  # consent covers no candidate
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 
 
 class NeedUnmatched(Contract):
-    case_id: ShortText
-    need_id: ShortText
-    category: Category
+    case_id: Identifier
+    need_id: Identifier
+    category: CategoryCode
     referring_agency_id: AgencyId
-    reason: str
+    reason: UnmatchedReason
+    attempts: int = Field(default=0, ge=0, le=100)
 
 
+class ResponseError(StrEnum):
+    UNKNOWN_REFERRAL = "unknown_referral"
+    NOT_RECIPIENT = "not_recipient"
+    TRANSITION_NOT_ALLOWED = "transition_not_allowed"
+    INVALID_RESPONSE = "invalid_response"
+
+
+class ResponseRefused(Contract):
+    """An answer that changed nothing, told back to the agency that sent it."""
+
+    response_id: Annotated[str, Field(max_length=300)]  # the ce_id of the refused response
+    agency_id: AgencyId
+    referral_id: Identifier | None = None
+    action: ResponseAction | None = None
+    error: ResponseError
+    current_state: ReferralState | None = None
+
+
+REFERRAL_REQUESTED = event_type("referral", "referral-requested")
+REFERRAL_TRANSITIONED = event_type("referral", "referral-transitioned")
 NEED_UNMATCHED = event_type("referral", "need-unmatched")
+RESPONSE_REFUSED = event_type("referral", "response-refused")
 
 
-# ---------- agency.<id>.inbox.v1 (notification) ----------
+# =====================================================================================
+# notification.deliveries.v1 — written by notification
+# =====================================================================================
+
+
+class DeliveryAttempted(Contract):
+    delivery_id: Identifier
+    agency_id: AgencyId
+    channel: Literal["webhook", "email", "kafka_inbox"]
+    event_id: Annotated[str, Field(max_length=300)]
+    attempt: int = Field(ge=1, le=100)
+    status: Literal["delivered", "failed", "exhausted", "endpoint_disabled"]
+    http_status: int | None = Field(default=None, ge=100, le=599)
+    next_attempt_at: datetime | None = None
+
+
+DELIVERY_ATTEMPTED = event_type("notification", "delivery-attempted")
+
+
+# =====================================================================================
+# agency.<id>.inbox.v1 — written by notification, read by that agency only
+# =====================================================================================
 
 
 class InboxReferralReceived(Contract):
-    """Told to the recipient agency: a referral for one of its services awaits an answer."""
+    """To the recipient agency: a referral to one of its services awaits an answer."""
 
-    referral_id: ShortText
-    case_id: ShortText
-    need_id: ShortText
-    category: Category
+    referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    category: CategoryCode
     urgency: Urgency
-    service_id: ShortText
+    service_id: Identifier
     referring_agency_id: AgencyId
+    respond_by: datetime | None = None
+    respond_on_topic: Annotated[str, Field(max_length=300)] | None = None
+
+
+class InboxStatusChanged(Contract):
+    """To the referring agency: a referral it made changed state."""
+
+    referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    from_state: ReferralState
+    to_state: ReferralState
+    reason_code: ReasonCode | None = None
+    outcome: Outcome | None = None
+    recipient_agency_id: AgencyId
+
+
+class InboxReferralCancelled(Contract):
+    """To the recipient agency: stop; with ``erase_received_data`` erase what you received."""
+
+    referral_id: Identifier
+    case_id: Identifier
+    reason_code: ReasonCode
+    erase_received_data: bool
 
 
 INBOX_REFERRAL_RECEIVED = event_type("notification", "referral-received")
+INBOX_STATUS_CHANGED = event_type("notification", "referral-status-changed")
+INBOX_NEED_UNMATCHED = event_type("notification", "need-unmatched")
+INBOX_SUBMISSION_REJECTED = event_type("notification", "submission-rejected")
+INBOX_DISCLOSURE_RECEIVED = event_type("notification", "disclosure-received")
+INBOX_REFERRAL_CANCELLED = event_type("notification", "referral-cancelled")
 
 
-# Every CloudEvents type of the v1 topics and its payload model (docs and the compat guard use it).
+# Every CloudEvents type of the v1 topics and its payload model (topics, docs and tests use it).
 PAYLOADS: dict[str, type[Contract]] = {
     CASE_SUBMITTED: CaseSubmission,
-    CASE_REGISTERED: CaseRegistered,
-    CASE_UPDATED: CaseRegistered,
-    SUBMISSION_REJECTED: SubmissionRejected,
+    CASE_UPDATE_SUBMITTED: CaseUpdate,
+    CONSENT_WITHDRAWN: ConsentWithdrawal,
+    ERASURE_REQUESTED: ErasureRequest,
+    CASE_CLOSURE_SUBMITTED: CaseClosure,
     SERVICE_LISTED: ServiceListing,
     AGENCY_REGISTERED: AgencyRecord,
+    RESPONSE_SUBMITTED: ReferralResponse,
+    CASE_REGISTERED: CaseRegistered,
+    CASE_UPDATED: CaseRegistered,
+    CONSENT_CHANGED: ConsentChanged,
+    CASE_CLOSED: CaseClosed,
+    CASE_ERASED: CaseErased,
+    SUBMISSION_REJECTED: SubmissionRejected,
+    DISCLOSURE_SEALED: DisclosureSealed,
     REFERRAL_REQUESTED: ReferralRequested,
+    REFERRAL_TRANSITIONED: ReferralTransitioned,
     NEED_UNMATCHED: NeedUnmatched,
+    RESPONSE_REFUSED: ResponseRefused,
+    DELIVERY_ATTEMPTED: DeliveryAttempted,
     INBOX_REFERRAL_RECEIVED: InboxReferralReceived,
+    INBOX_STATUS_CHANGED: InboxStatusChanged,
+    INBOX_NEED_UNMATCHED: NeedUnmatched,
+    INBOX_SUBMISSION_REJECTED: SubmissionRejected,
+    INBOX_DISCLOSURE_RECEIVED: DisclosureSealed,
+    INBOX_REFERRAL_CANCELLED: InboxReferralCancelled,
 }

@@ -46,13 +46,18 @@ class TopicSpec:
     partitions: int
     cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE
     retention_days: int | None = 30  # None: keep forever (compacted registries)
+    max_message_bytes: int = 1024 * 1024  # larger messages are refused before parsing
     payloads: tuple[str, ...] = ()  # CloudEvents types carried (see events.PAYLOADS)
     description: str = ""
     consumers: tuple[Owner, ...] = ()
 
     def config(self) -> dict[str, str]:
         """Broker-side topic configuration."""
-        cfg = {"cleanup.policy": self.cleanup_policy.value}
+        cfg = {
+            "cleanup.policy": self.cleanup_policy.value,
+            # the broker refuses bigger batches outright; consumers check the exact limit
+            "max.message.bytes": str(max(self.max_message_bytes, 64 * 1024) + 16 * 1024),
+        }
         cfg["retention.ms"] = (
             "-1" if self.retention_days is None else str(self.retention_days * _DAY_MS)
         )
@@ -197,6 +202,7 @@ AGENCY_SUBMISSIONS = TopicFamily(
         "agency_case_ref",
         3,
         consumers=(_I,),
+        max_message_bytes=256 * 1024,
         payloads=tuple(
             f"{_T}intake.{e}.v1"
             for e in (
@@ -222,6 +228,7 @@ AGENCY_LISTINGS = TopicFamily(
         CleanupPolicy.COMPACT,
         None,
         consumers=(_R,),
+        max_message_bytes=64 * 1024,
         payloads=(f"{_T}directory.service-listed.v1",),
         description="The agency's service listings; a tombstone withdraws a listing.",
     ),
@@ -235,6 +242,7 @@ AGENCY_RESPONSES = TopicFamily(
         "case_id",
         1,
         consumers=(_R,),
+        max_message_bytes=16 * 1024,
         payloads=(f"{_T}referral.response-submitted.v1",),
         description="The agency's answers to referrals it received.",
     ),

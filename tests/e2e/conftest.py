@@ -44,6 +44,9 @@ def _ready(port: int) -> bool:
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningService]]:
     if "INTAKE_DATABASE_URL" not in os.environ:
         pytest.fail("e2e tests need the local infrastructure: run them with `make test`")
+    taken = [n for n in SERVICES if _ready(int(os.environ[f"{n.upper()}_HTTP_PORT"]))]
+    if taken:  # another instance (a `make run`?) would answer in place of ours
+        pytest.fail(f"HTTP ports of {taken} already answer; stop the other instance first")
     logs = tmp_path_factory.mktemp("service-logs")
     running: dict[str, RunningService] = {}
     for name in SERVICES:

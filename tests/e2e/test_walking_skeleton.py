@@ -44,10 +44,10 @@ def bootstrap_servers() -> str:
 
 
 async def _directory(bootstrap: str, urls: dict[str, str]) -> tuple[str, str, ev.ServiceListing]:
-    """A referring agency, a provider with one listing of a category no other test uses (so
-    tests cannot match each other's listings); returns once both services know them."""
+    """A referring agency, a provider with one listing covering a district no other test uses
+    (so tests cannot match each other's listings); returns once both services know them."""
     referrer, provider = f.unique("iom"), f.unique("ngo")
-    listing = f.listing(provider, categories=[f.unique("test.category")])
+    listing = f.listing(provider, service_areas=[f.unique_area()])
     for agency_id in (referrer, provider):  # as `refex platform register-agency` does
         await ensure_agency_topics(bootstrap, agency_id)
     await publish_events(
@@ -74,7 +74,7 @@ async def test_submission_reaches_the_recipient_agency_inbox(
     services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
 ) -> None:
     referrer, provider, listing = await _directory(bootstrap_servers, database_urls)
-    submission = f.submission(referrer, needs=f.needs(listing.categories[0]))
+    submission = f.submission(referrer, profile=f.profile(return_area=listing.service_areas[0]))
     sent = f.submission_event(submission)
     await publish_events(bootstrap_servers, [sent])
 
@@ -112,14 +112,16 @@ async def test_submission_reaches_the_recipient_agency_inbox(
     assert headers["ce_causationid"] == headers_of(referrals[0])["ce_id"]
     assert headers_of(cases[0])["ce_causationid"] == sent.event_id
     explanation = data_of(referrals[0])["explanation"]
-    assert "coverage:SN01" in explanation["matched"]
+    assert f"coverage:{listing.service_areas[0]}" in explanation["matched"]
 
 
 async def test_redelivered_submission_changes_nothing(
     services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
 ) -> None:
     referrer, provider, listing = await _directory(bootstrap_servers, database_urls)
-    sent = f.submission_event(f.submission(referrer, needs=f.needs(listing.categories[0])))
+    sent = f.submission_event(
+        f.submission(referrer, profile=f.profile(return_area=listing.service_areas[0]))
+    )
     await publish_events(bootstrap_servers, [sent, sent])  # an agency retrying its send
 
     inbox = await collect(
@@ -139,20 +141,28 @@ async def test_unmatched_need_is_told_to_the_referring_agency(
     services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
 ) -> None:
     referrer, _, listing = await _directory(bootstrap_servers, database_urls)
-    submission = f.submission(
-        referrer,
-        needs=f.needs(listing.categories[0]),
-        profile={"sex": "male", "age_band": "18-24", "return_area": "ML0101", "languages": ["bm"]},
+    nowhere = f.submission_event(
+        f.submission(
+            referrer, profile=f.profile(return_country="ML", return_area=f.unique_area("ML"))
+        )
     )
-    sent = f.submission_event(submission)
-    await publish_events(bootstrap_servers, [sent])
-    inbox = await collect(
-        bootstrap_servers,
-        topics.agency_inbox(referrer),
-        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+    no_consent = f.submission_event(
+        f.submission(
+            referrer,
+            profile=f.profile(return_area=listing.service_areas[0]),
+            consent=f.consent(given=False, scope=None),
+        )
     )
-    assert [headers_of(r)["ce_type"] for r in inbox] == [ev.NEED_UNMATCHED]
-    assert data_of(inbox[0])["need_id"] == "n1"
+    await publish_events(bootstrap_servers, [nowhere, no_consent])
+    for sent, reason in ((nowhere, "no_listing"), (no_consent, "consent_scope")):
+        inbox = await collect(
+            bootstrap_servers,
+            topics.agency_inbox(referrer),
+            lambda r, sent=sent: headers_of(r).get("ce_correlationid") == sent.event_id,
+        )
+        assert [headers_of(r)["ce_type"] for r in inbox] == [ev.INBOX_NEED_UNMATCHED]
+        assert data_of(inbox[0])["need_id"] == "n1"
+        assert data_of(inbox[0])["reason"] == reason
 
 
 async def test_invalid_submission_is_rejected_back_to_the_sender(
@@ -179,7 +189,7 @@ async def test_invalid_submission_is_rejected_back_to_the_sender(
         topics.agency_inbox(referrer),
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
     )
-    assert [headers_of(r)["ce_type"] for r in inbox] == [ev.SUBMISSION_REJECTED]
+    assert [headers_of(r)["ce_type"] for r in inbox] == [ev.INBOX_SUBMISSION_REJECTED]
 
 
 def test_readiness_and_asyncapi_docs(services: dict[str, RunningService]) -> None:

@@ -1,14 +1,15 @@
 from services.referral.matching import Candidate, best_match, covering_depth
 from shared.contracts import events as ev
+from tests import factories as f
 
-NEED = ev.Need(need_id="n1", category="psychosocial.counselling", dimension="psychosocial")
-PROFILE = ev.Profile(sex="female", age_band="25-34", return_area="SN0101", languages=["wo"])
+NEED = ev.Need.model_validate({"need_id": "n1", "category": "psychosocial.counselling"})
+PROFILE = ev.Profile.model_validate(f.profile(languages=["wo"]))
 
 
 def cand(
     service_id: str,
     coverage: tuple[str, ...],
-    capacity: ev.Capacity = ev.Capacity.HAS_CAPACITY,
+    capacity: ev.CapacityStatus = ev.CapacityStatus.HAS_CAPACITY,
     languages: tuple[str, ...] = ("fr",),
 ) -> Candidate:
     return Candidate(service_id, "agency-x", coverage, languages, capacity)
@@ -29,8 +30,8 @@ def test_district_beats_region_beats_national() -> None:
 
 
 def test_capacity_before_waitlist_and_none_excluded() -> None:
-    waitlist = cand("a", ("SN01",), ev.Capacity.WAITLIST)
-    full = cand("b", ("SN01",), ev.Capacity.NO_CAPACITY)
+    waitlist = cand("a", ("SN01",), ev.CapacityStatus.WAITLIST)
+    full = cand("b", ("SN01",), ev.CapacityStatus.NO_CAPACITY)
     open_ = cand("c", ("SN01",))
     match = best_match(NEED, PROFILE, [waitlist, full, open_])
     assert match is not None and match.candidate.service_id == "c"

@@ -3,7 +3,12 @@ that names the bad fields and never echoes personal data."""
 
 import json
 
-from services.intake.submissions import Rejection, read_submission
+from services.intake.submissions import (
+    MAX_SUBMISSION_BYTES,
+    SUBMISSION_MODELS,
+    Rejection,
+    read_submission,
+)
 from shared.contracts import events as ev
 from shared.kafka.inbound import InboundEvent
 from tests import factories as f
@@ -33,7 +38,8 @@ def test_unknown_type_is_rejected() -> None:
     headers.append(("ce_type", b"org.example.other.v1"))
     result = _read(f.record(out.topic, out.body, headers))
     assert isinstance(result, Rejection)
-    assert "unknown event type" in result.reason
+    assert "unknown ce_type" in result.reason
+    assert [e.field for e in result.errors] == ["ce_type"]
     assert result.submission_id == out.event_id
 
 
@@ -84,3 +90,23 @@ def test_header_agency_is_optional_when_the_topic_proves_it() -> None:
     headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
     result = _read(f.record(out.topic, out.body, headers))
     assert isinstance(result, ev.CaseSubmission)
+
+
+def test_oversized_submission_is_rejected_before_parsing() -> None:
+    out = f.submission_event(f.submission())
+    headers = [(k, v.encode()) for k, v in out.headers.items()]
+    result = _read(f.record(out.topic, b"{" + b" " * MAX_SUBMISSION_BYTES + b"}", headers))
+    assert isinstance(result, Rejection)
+    assert "exceeds the limit" in result.reason
+
+
+def test_every_submission_type_is_validated_with_its_own_contract() -> None:
+    out = f.submission_event(f.submission())
+    for ce_type, model in SUBMISSION_MODELS.items():
+        headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_type"]
+        headers.append(("ce_type", ce_type.encode()))
+        body = b'{"agency_id": "iom-sn", "agency_case_ref": "R-1"}'
+        result = _read(f.record(out.topic, body, headers))
+        assert isinstance(result, Rejection), ce_type
+        assert model.__name__ in result.reason
+        assert result.errors, ce_type  # the missing fields are named
