@@ -5,10 +5,27 @@ from pathlib import Path
 from shared.contracts import topics
 from shared.service import ServiceRuntime
 
-from .handlers import on_submission
-from .settings import IntakeSettings
+from .handlers import IntakeHandlers, IntakeKeys
+from .settings import IntakeSettings, decode_key
 
-settings = IntakeSettings()  # database_url comes from the environment
+settings = IntakeSettings()  # database_url and the keys come from the environment
 runtime = ServiceRuntime("intake", settings, Path(__file__).parent / "migrations")
-runtime.consume({topics.AGENCY_SUBMISSIONS: on_submission})
-app = runtime.asgi_app("Validates agency case submissions and publishes pseudonymous case events.")
+handlers = IntakeHandlers(
+    IntakeKeys(
+        master_key=decode_key(settings.master_key),
+        duplicate_key=decode_key(settings.duplicate_key),
+        duplicate_key_id=settings.duplicate_key_id,
+    )
+)
+runtime.consume(
+    {
+        topics.AGENCY_SUBMISSIONS: handlers.on_submission,
+        topics.REFERRAL_EVENTS: handlers.on_referral_event,
+        topics.DIRECTORY_AGENCIES: handlers.on_agency,
+    }
+)
+app = runtime.asgi_app(
+    "Validates agency submissions, keeps the case registry and its personal "
+    "data (encrypted), publishes pseudonymous case events and sealed "
+    "disclosures."
+)

@@ -1,9 +1,45 @@
+"""Intake settings. Besides the common ones, the two secrets only intake holds."""
+
+import base64
+import binascii
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
 
+def decode_key(value: SecretStr) -> bytes:
+    """A 32-byte key given as standard base64 (``head -c 32 /dev/urandom | base64``)."""
+    try:
+        raw = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be standard base64") from None
+    if len(raw) != 32:
+        raise ValueError("must decode to exactly 32 bytes")
+    return raw
+
+
 class IntakeSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="INTAKE_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     http_port: int = 8001
+    master_key: SecretStr = Field(
+        description="Key-encryption key (base64, 32 bytes): wraps every case's data key."
+    )
+    duplicate_key: SecretStr = Field(
+        description="HMAC key (base64, 32 bytes) of the cross-agency duplicate hashes."
+    )
+    duplicate_key_id: str = Field(
+        default="k1",
+        pattern=r"^[a-z0-9-]{1,20}$",
+        description="Name of duplicate_key; change it together with the key to rotate.",
+    )
+
+    @field_validator("master_key", "duplicate_key")
+    @classmethod
+    def _valid_key(cls, value: SecretStr) -> SecretStr:
+        decode_key(value)
+        return value

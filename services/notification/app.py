@@ -18,6 +18,8 @@ runtime.consume(
         topics.DIRECTORY_AGENCIES: handlers.on_agency,
         topics.REFERRAL_EVENTS: handlers.on_referral_event,
         topics.INTAKE_REJECTIONS: handlers.on_rejection,
+        topics.INTAKE_DISCLOSURES: handlers.on_disclosure,
+        topics.INTAKE_CASES: handlers.on_case_event,
     }
 )
 app = runtime.asgi_app("Delivers referral events to each agency's inbox topic.")

@@ -72,6 +72,41 @@ class NotificationHandlers:
             notice,
         )
 
+    async def on_disclosure(self, event: InboundEvent, conn: DbConnection) -> None:
+        """A sealed disclosure goes to its recipient only; refusals concern no agency's inbox."""
+        if event.require_attributes().type != ev.DISCLOSURE_SEALED:
+            return
+        sealed = event.data_as(ev.DisclosureSealed)
+        await self._to_inbox(
+            conn,
+            event,
+            sealed.recipient_agency_id,
+            sealed.referral_id,
+            ev.INBOX_DISCLOSURE_RECEIVED,
+            sealed,
+        )
+
+    async def on_case_event(self, event: InboundEvent, conn: DbConnection) -> None:
+        """Erasures are confirmed to the agency that asked for them."""
+        if event.require_attributes().type != ev.CASE_ERASED:
+            return
+        erased = event.data_as(ev.CaseErased)
+        if erased.submitting_agency_id is None:
+            return
+        confirmation = ev.InboxErasureConfirmed(
+            case_id=erased.case_id,
+            agency_case_ref=erased.agency_case_ref,
+            erased_at=erased.erased_at,
+        )
+        await self._to_inbox(
+            conn,
+            event,
+            erased.submitting_agency_id,
+            erased.case_id,
+            ev.INBOX_ERASURE_CONFIRMED,
+            confirmation,
+        )
+
     async def on_rejection(self, event: InboundEvent, conn: DbConnection) -> None:
         rejection = event.data_as(ev.SubmissionRejected)
         if rejection.agency_id is None:

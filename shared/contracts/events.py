@@ -546,6 +546,9 @@ class CaseClosed(Contract):
 class CaseErased(Contract):
     case_id: Identifier
     erased_at: PastDatetime
+    # Who asked, so that the erasure can be confirmed to them under their own reference.
+    submitting_agency_id: AgencyId | None = None
+    agency_case_ref: Identifier | None = None
 
 
 CASE_REGISTERED = event_type("intake", "case-registered")
@@ -602,7 +605,31 @@ class DisclosureSealed(Contract):
     consent_recorded_at: PastDatetime
 
 
+class DisclosureRefusalReason(StrEnum):
+    NO_CONSENT = "no_consent"  # consent refused or withdrawn
+    PURPOSE_NOT_COVERED = "purpose_not_covered"  # consent does not include referral
+    CONSENT_EXPIRED = "consent_expired"
+    AGENCY_NOT_COVERED = "agency_not_covered"
+    AGENCY_TYPE_NOT_COVERED = "agency_type_not_covered"
+    CATEGORY_NOT_COVERED = "category_not_covered"
+    UNKNOWN_AGENCY = "unknown_agency"  # not (yet) in directory.agencies.v1
+    NO_PUBLIC_KEY = "no_public_key"  # the agency cannot receive sealed data
+    CASE_NOT_OPEN = "case_not_open"  # closed or erased
+    UNKNOWN_CASE = "unknown_case"
+
+
+class DisclosureRefused(Contract):
+    """No personal data was sent for this referral, and why."""
+
+    disclosure_id: Identifier
+    referral_id: Identifier
+    case_id: Identifier
+    recipient_agency_id: AgencyId
+    reason: DisclosureRefusalReason
+
+
 DISCLOSURE_SEALED = event_type("intake", "disclosure-sealed")
+DISCLOSURE_REFUSED = event_type("intake", "disclosure-refused")
 
 
 # =====================================================================================
@@ -754,6 +781,17 @@ INBOX_DISCLOSURE_RECEIVED = event_type("notification", "disclosure-received")
 INBOX_REFERRAL_CANCELLED = event_type("notification", "referral-cancelled")
 
 
+class InboxErasureConfirmed(Contract):
+    """To the agency that asked: the case's personal data can no longer be decrypted anywhere."""
+
+    case_id: Identifier
+    agency_case_ref: Identifier | None = None
+    erased_at: PastDatetime
+
+
+INBOX_ERASURE_CONFIRMED = event_type("notification", "erasure-confirmed")
+
+
 # Every CloudEvents type of the v1 topics and its payload model (topics, docs and tests use it).
 PAYLOADS: dict[str, type[Contract]] = {
     CASE_SUBMITTED: CaseSubmission,
@@ -771,6 +809,7 @@ PAYLOADS: dict[str, type[Contract]] = {
     CASE_ERASED: CaseErased,
     SUBMISSION_REJECTED: SubmissionRejected,
     DISCLOSURE_SEALED: DisclosureSealed,
+    DISCLOSURE_REFUSED: DisclosureRefused,
     REFERRAL_REQUESTED: ReferralRequested,
     REFERRAL_TRANSITIONED: ReferralTransitioned,
     NEED_UNMATCHED: NeedUnmatched,
@@ -782,4 +821,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_SUBMISSION_REJECTED: SubmissionRejected,
     INBOX_DISCLOSURE_RECEIVED: DisclosureSealed,
     INBOX_REFERRAL_CANCELLED: InboxReferralCancelled,
+    INBOX_ERASURE_CONFIRMED: InboxErasureConfirmed,
 }

@@ -117,7 +117,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         _I,
         "case_id",
         6,
-        consumers=(_R,),
+        consumers=(_R, _N),
         payloads=tuple(
             f"{_T}intake.{e}.v1"
             for e in (
@@ -145,8 +145,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         "case_id",
         3,
         consumers=(_N,),
-        payloads=(f"{_T}intake.disclosure-sealed.v1",),
-        description="Minimum personal data sealed for one recipient agency's public key.",
+        payloads=(f"{_T}intake.disclosure-sealed.v1", f"{_T}intake.disclosure-refused.v1"),
+        description="Minimum personal data sealed for one recipient agency's public key, or "
+        "why none was sent.",
     ),
     TopicSpec(
         DIRECTORY_AGENCIES,
@@ -264,6 +265,7 @@ AGENCY_INBOX = TopicFamily(
                 "submission-rejected",
                 "disclosure-received",
                 "referral-cancelled",
+                "erasure-confirmed",
             )
         ),
         description="What concerns the agency; only it may read.",

@@ -26,7 +26,13 @@ from faststream.kafka.annotations import KafkaMessage
 from shared.contracts.topics import TopicFamily
 from shared.db import DbConnection, inbox
 from shared.kafka.dead_letters import DeadLetterPublisher
-from shared.kafka.inbound import InboundEvent, PermanentError, describe_error, tolerant_parser
+from shared.kafka.inbound import (
+    InboundEvent,
+    PermanentError,
+    describe_error,
+    raw_decoder,
+    tolerant_parser,
+)
 from shared.logging import get_logger, message_context
 
 log = get_logger(__name__)
@@ -87,6 +93,7 @@ class ReliableConsumer:
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
             parser=tolerant_parser,
+            decoder=raw_decoder,
             max_poll_interval_ms=5 * 60 * 1000,
             title=f"{self.group} consumer",
         )

@@ -116,6 +116,14 @@ async def tolerant_parser(
         return message
 
 
+async def raw_decoder(message: Any) -> bytes:
+    """FastStream decoder that leaves the body alone: FastStream's own would parse JSON before
+    our handler runs, and a malformed body would then fail outside it — neither rejected nor
+    dead-lettered, and skipped by the next commit. Our handlers parse and judge the bytes."""
+    body: bytes = message.body
+    return body
+
+
 def describe_error(error: BaseException) -> str:
     """Error text safe for logs and dead-letter headers: never echoes the input values."""
     if isinstance(error, ValidationError):

@@ -65,3 +65,38 @@ async def collect(
     finally:
         await consumer.stop()
     return found
+
+
+async def read_everything(
+    bootstrap: str, topic_names: list[str]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record currently in the given topics, read with one consumer up to the end offsets."""
+    from aiokafka import TopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topic_names)
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    ]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp, end in ends.items() if end > 0}
+        while pending:
+            for part in (await consumer.getmany(*pending, timeout_ms=1000)).values():
+                records.extend(part)
+            # position, not the last offset seen: compaction leaves gaps at the end
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return records

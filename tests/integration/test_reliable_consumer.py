@@ -170,9 +170,14 @@ async def test_poison_records_never_stall_the_consumer(harness: Harness, bootstr
     await harness.send(b"x" * 4096)  # over the size limit
     await harness.send(b'{"mode": "ok"}', headers=[("ce_id", b"\xff\xfe"), ("junk", b"\x00\xff")])
     await harness.send(b"not json at all", headers=[])
+    # JSON content type with a broken body: must reach our handler, not fail inside FastStream
+    await harness.send(
+        b'{"mode": ', headers=[("content-type", b"application/json"), ("ce_id", b"broken-json")]
+    )
     good = await harness.send(b'{"mode": "ok"}')
     applied = await harness.wait_applied(2)
     assert good in applied
-    letters = await _dead_letters(bootstrap, harness.dlq, expected=1)
+    letters = await _dead_letters(bootstrap, harness.dlq, expected=2)
     reasons = [dict(r.headers)["dlq_error"].decode() for r in letters]
     assert any("exceeds the limit" in reason for reason in reasons)
+    assert any("JSONDecodeError" in reason for reason in reasons)

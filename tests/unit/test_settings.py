@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 from pydantic import ValidationError
 
@@ -21,6 +23,8 @@ def test_each_service_reads_only_its_prefix(
         monkeypatch.setenv(f"{other}DATABASE_URL", f"postgresql://{other.lower()}x:p@h:1/d")
         monkeypatch.setenv(f"{other}HTTP_PORT", "1")
     monkeypatch.setenv(f"{prefix}HTTP_PORT", "9999")
+    monkeypatch.setenv("INTAKE_MASTER_KEY", base64.b64encode(bytes(32)).decode())
+    monkeypatch.setenv("INTAKE_DUPLICATE_KEY", base64.b64encode(bytes(range(32))).decode())
     settings = cls()  # type: ignore[call-arg]
     assert settings.http_port == 9999
     assert settings.database_url.hosts()[0]["username"] == f"{prefix.lower()}x"
@@ -30,3 +34,14 @@ def test_database_url_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("INTAKE_DATABASE_URL", raising=False)
     with pytest.raises(ValidationError):
         IntakeSettings()  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("bad", ["", "not base64!", base64.b64encode(bytes(16)).decode()])
+def test_intake_keys_must_be_32_bytes_of_base64(bad: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTAKE_DATABASE_URL", "postgresql://i:p@h:1/d")
+    monkeypatch.setenv("INTAKE_MASTER_KEY", bad)
+    monkeypatch.setenv("INTAKE_DUPLICATE_KEY", base64.b64encode(bytes(32)).decode())
+    with pytest.raises(ValidationError) as info:
+        IntakeSettings()  # type: ignore[call-arg]
+    assert "master_key" in str(info.value)
+    assert not bad or bad not in str(info.value)  # the secret is not echoed

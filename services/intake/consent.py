@@ -1,0 +1,45 @@
+"""Consent rules of intake: what a withdrawal leaves, and whether a disclosure is covered."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from shared.contracts import events as ev
+from shared.contracts.events import DisclosureRefusalReason as Refusal
+
+
+def after_withdrawal(consent: ev.Consent, withdrawal: ev.ConsentWithdrawal) -> ev.Consent:
+    """The consent left once some purposes (or all, when none are named) are withdrawn."""
+    kept = []
+    if consent.scope is not None and withdrawal.purposes is not None:
+        kept = [p for p in consent.scope.purposes if p not in withdrawal.purposes]
+    if not kept or consent.scope is None:
+        return ev.Consent(given=False, recorded_at=withdrawal.withdrawn_at, method="digital")
+    scope = consent.scope.model_copy(update={"purposes": kept})
+    return consent.model_copy(update={"scope": scope, "recorded_at": withdrawal.withdrawn_at})
+
+
+def disclosure_refusal(
+    consent: ev.Consent,
+    *,
+    recipient_id: str,
+    recipient_type: ev.AgencyType,
+    category: str,
+    today: date,
+) -> Refusal | None:
+    """None when the consent covers disclosing contact details to this recipient for this
+    service category; otherwise the first reason it does not (checked in this order)."""
+    scope = consent.scope
+    if not consent.given or scope is None:
+        return Refusal.NO_CONSENT
+    if ev.ConsentPurpose.REFERRAL not in scope.purposes:
+        return Refusal.PURPOSE_NOT_COVERED
+    if scope.expires_on is not None and scope.expires_on < today:
+        return Refusal.CONSENT_EXPIRED
+    if scope.agency_ids is not None and recipient_id not in scope.agency_ids:
+        return Refusal.AGENCY_NOT_COVERED
+    if scope.agency_types is not None and recipient_type not in scope.agency_types:
+        return Refusal.AGENCY_TYPE_NOT_COVERED
+    if scope.categories is not None and category not in scope.categories:
+        return Refusal.CATEGORY_NOT_COVERED
+    return None

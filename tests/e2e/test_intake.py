@@ -1,0 +1,432 @@
+"""Intake end to end on the real broker and database: registration, every class of invalid
+input, updates, cross-agency duplicates, disclosures and refusals, withdrawal, erasure, and no
+personal data anywhere but inside sealed disclosures."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey, SealedBox
+
+from services.intake import cases as case_store
+from services.intake.crypto import KeyDestroyed
+from services.intake.settings import decode_key
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import OutgoingEvent
+from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.oneshot import publish_events
+from tests import factories as f
+from tests.e2e.conftest import RunningService
+from tests.e2e.kafka_helpers import collect, data_of, headers_of, read_everything
+
+pytestmark = pytest.mark.e2e
+
+# Marker values in every personal field: the scan at the end looks for them everywhere.
+MARK = "Zqmark"
+PERSONAL = {
+    "given_name": f"{MARK}Given",
+    "family_name": f"{MARK}Family",
+    "other_names": [f"{MARK}Other"],
+    "date_of_birth": "1990-01-02",
+    "contacts": [
+        {"kind": "email", "value": f"{MARK.lower()}@example.org"},
+        {"kind": "phone", "value": "+221 77 123 98 76"},
+    ],
+    "documents": [{"kind": "passport", "number": f"{MARK}P123", "issuing_country": "SN"}],
+    "preferred_language": "wo",
+}
+MARKERS = [MARK, MARK.lower(), "77 123 98 76", "771239876"]
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> str:
+    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
+
+
+async def _agency(
+    bootstrap: str, prefix: str, type_: str = "ngo", public_key: str | None = None
+) -> str:
+    agency_id = f.unique(prefix)
+    await ensure_agency_topics(bootstrap, agency_id)
+    record = ev.AgencyRecord(
+        agency_id=agency_id,
+        name=agency_id,
+        type=ev.AgencyType(type_),
+        countries=["SN"],
+        public_key=public_key,
+    )
+    await publish_events(bootstrap, [f.agency_event(record)])
+    return agency_id
+
+
+def _submission(agency_id: str, ref: str | None = None, **overrides: Any) -> ev.CaseSubmission:
+    return f.submission(
+        agency_id,
+        agency_case_ref=ref or f.unique("CASE"),
+        personal=overrides.pop("personal", PERSONAL),
+        **overrides,
+    )
+
+
+def _message(ce_type: str, model: ev.Contract, agency_id: str, key: str) -> OutgoingEvent:
+    from shared.contracts.envelope import build_event
+
+    return build_event(
+        topic=topics.AGENCY_SUBMISSIONS.name(agency_id),
+        key=key,
+        type_=ce_type,
+        source=f"urn:test:{agency_id}",
+        data=model,
+        agency_id=agency_id,
+    )
+
+
+def _by_correlation(event: OutgoingEvent) -> Any:
+    return lambda r: headers_of(r).get("ce_correlationid") == event.event_id
+
+
+async def _case_events(bootstrap: str, sent: OutgoingEvent, expected: int = 1) -> list[Any]:
+    return await collect(bootstrap, topics.INTAKE_CASES, _by_correlation(sent), expected=expected)
+
+
+async def test_registration_stores_personal_data_only_encrypted(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    agency = await _agency(bootstrap, "iom")
+    sent = f.submission_event(_submission(agency))
+    await publish_events(bootstrap, [sent])
+    [event] = await _case_events(bootstrap, sent)
+    assert headers_of(event)["ce_type"] == ev.CASE_REGISTERED
+    case_id = data_of(event)["case_id"]
+
+    conn = await asyncpg.connect(database_urls["intake"])
+    try:
+        row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", uuid.UUID(case_id))
+        assert row is not None and row["personal_sealed"] is not None
+        stored = json.dumps({k: str(v) for k, v in dict(row).items()})
+        assert MARK not in stored and MARK.lower() not in stored
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM consent_records WHERE case_id = $1", uuid.UUID(case_id)
+            )
+            == 1
+        )
+        master = decode_key(pydantic_secret("INTAKE_MASTER_KEY"))
+        personal = await case_store.read_personal(conn, case_id, master)
+        assert personal.given_name == PERSONAL["given_name"]
+    finally:
+        await conn.close()
+
+
+def pydantic_secret(name: str) -> Any:
+    from pydantic import SecretStr
+
+    return SecretStr(os.environ[name])
+
+
+async def _raw(
+    bootstrap: str, topic: str, value: bytes, headers: dict[str, str], key: bytes = b"k"
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+        )
+    finally:
+        await producer.stop()
+
+
+async def test_each_class_of_invalid_input_gets_a_named_rejection(
+    services: dict[str, RunningService], bootstrap: str
+) -> None:
+    agency = await _agency(bootstrap, "iom")
+    topic = topics.AGENCY_SUBMISSIONS.name(agency)
+    good = f.submission_event(_submission(agency))
+    headers = dict(good.headers)
+    bad_body = json.loads(good.body)
+    bad_body["needs"] = []
+    cases: dict[str, tuple[bytes, dict[str, str], str]] = {
+        "json": (b'{"agency_id": ', headers, "not valid JSON"),
+        "headers": (
+            good.body,
+            {k: v for k, v in headers.items() if k != "ce_source"},
+            "invalid CloudEvents envelope",
+        ),
+        "type": (
+            good.body,
+            {**headers, "ce_type": "org.referralexchange.intake.nonsense.v1"},
+            "unknown ce_type",
+        ),
+        "size": (b"{" + b" " * (260 * 1024) + b"}", headers, "exceeds the limit"),
+        "proof": (good.body, {**headers, "ce_agencyid": "someone-else"}, "claims another agency"),
+        "contract": (json.dumps(bad_body).encode(), headers, "does not match"),
+    }
+    for name, (body, hdrs, _) in cases.items():
+        await _raw(bootstrap, topic, body, {**hdrs, "ce_id": f"{name}-{uuid.uuid4()}"})
+    rejections = await collect(
+        bootstrap,
+        topics.INTAKE_REJECTIONS,
+        lambda r: data_of(r).get("agency_id") == agency,
+        expected=len(cases),
+    )
+    by_reason = {data_of(r)["reason"]: data_of(r) for r in rejections}
+    for name, (_, _, reason) in cases.items():
+        match = [d for text, d in by_reason.items() if reason in text]
+        assert match, f"{name}: no rejection saying {reason!r} in {list(by_reason)}"
+    contract = next(d for t, d in by_reason.items() if "does not match" in t)
+    assert [e["field"] for e in contract["errors"]] == ["needs"]
+    assert "ce_source" in {e["field"] for d in by_reason.values() for e in d["errors"]}
+
+
+async def test_resubmission_by_agency_reference_updates_the_case(
+    services: dict[str, RunningService], bootstrap: str
+) -> None:
+    agency = await _agency(bootstrap, "iom")
+    ref = f.unique("CASE")
+    first = f.submission_event(_submission(agency, ref))
+    second = f.submission_event(
+        _submission(
+            agency,
+            ref,
+            needs=[
+                {"need_id": "n1", "category": "psychosocial.counselling"},
+                {"need_id": "n2", "category": "social.housing", "urgency": "emergency"},
+            ],
+        )
+    )
+    await publish_events(bootstrap, [first])
+    [registered] = await _case_events(bootstrap, first)
+    await publish_events(bootstrap, [second])
+    [updated] = await _case_events(bootstrap, second)
+    assert headers_of(updated)["ce_type"] == ev.CASE_UPDATED
+    assert data_of(updated)["case_id"] == data_of(registered)["case_id"]
+    assert [n["need_id"] for n in data_of(updated)["needs"]] == ["n1", "n2"]
+
+
+async def test_the_same_person_from_two_agencies_is_a_possible_duplicate(
+    services: dict[str, RunningService], bootstrap: str
+) -> None:
+    first_agency, second_agency = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    letters = "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:10])
+    person = {**PERSONAL, "given_name": f"{MARK}{letters}", "documents": []}  # nobody else
+    swapped = {
+        **person,
+        "given_name": PERSONAL["family_name"].upper(),
+        "family_name": person["given_name"].lower(),
+    }  # another spelling, same person
+    a = f.submission_event(_submission(first_agency, personal=person))
+    await publish_events(bootstrap, [a])
+    [case_a] = await _case_events(bootstrap, a)
+    b = f.submission_event(_submission(second_agency, personal=swapped))
+    await publish_events(bootstrap, [b])
+    [case_b] = await _case_events(bootstrap, b)
+    assert data_of(case_b)["possible_duplicate_of"] == [data_of(case_a)["case_id"]]
+    assert MARK not in json.dumps(data_of(case_b))
+
+
+async def _known_to_intake(database_urls: dict[str, str], agency_id: str) -> None:
+    conn = await asyncpg.connect(database_urls["intake"])
+    try:
+        for _ in range(150):
+            if await conn.fetchval("SELECT 1 FROM agencies WHERE agency_id = $1", agency_id):
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    raise AssertionError(f"intake never learnt of {agency_id}")
+
+
+async def _provider_with_listing(
+    bootstrap: str, database_urls: dict[str, str], public_key: str, type_: str = "ngo"
+) -> tuple[str, str]:
+    provider = await _agency(bootstrap, "ngo", type_, public_key)
+    await _known_to_intake(database_urls, provider)
+    area = f.unique_area()
+    listing = f.listing(provider, service_areas=[area])
+    await publish_events(bootstrap, [f.listing_event(listing)])
+    conn = await asyncpg.connect(database_urls["referral"])
+    try:
+        for _ in range(150):
+            if await conn.fetchval(
+                "SELECT 1 FROM listings WHERE service_id = $1", listing.service_id
+            ):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    return provider, area
+
+
+async def test_covered_referral_gets_a_disclosure_only_the_recipient_can_open(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    key = PrivateKey.generate()
+    provider, area = await _provider_with_listing(
+        bootstrap, database_urls, base64.b64encode(bytes(key.public_key)).decode()
+    )
+    referrer = await _agency(bootstrap, "iom")
+    sent = f.submission_event(_submission(referrer, profile=f.profile(return_area=area)))
+    await publish_events(bootstrap, [sent])
+
+    [received] = await collect(
+        bootstrap,
+        topics.agency_inbox(provider),
+        lambda r: (
+            headers_of(r).get("ce_type") == ev.INBOX_DISCLOSURE_RECEIVED
+            and headers_of(r).get("ce_correlationid") == sent.event_id
+        ),
+    )
+    sealed = base64.b64decode(data_of(received)["sealed_box"])
+    contact = json.loads(SealedBox(key).decrypt(sealed))
+    assert contact == {
+        "schema_version": "1",
+        "given_name": PERSONAL["given_name"],
+        "family_name": PERSONAL["family_name"],
+        "contacts": [
+            {"kind": c["kind"], "value": c["value"], "preferred": False}
+            for c in PERSONAL["contacts"]
+        ],
+        "preferred_language": "wo",
+    }  # nothing more: no documents, no birth date
+    with pytest.raises(CryptoError):
+        SealedBox(PrivateKey.generate()).decrypt(sealed)
+
+
+async def test_referral_outside_the_consent_gets_a_refusal_and_no_data(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    key = PrivateKey.generate()
+    provider, area = await _provider_with_listing(
+        bootstrap, database_urls, base64.b64encode(bytes(key.public_key)).decode()
+    )
+    referrer = await _agency(bootstrap, "iom")
+    only_government = f.consent(scope={"purposes": ["referral"], "agency_types": ["government"]})
+    sent = f.submission_event(
+        _submission(referrer, profile=f.profile(return_area=area), consent=only_government)
+    )
+    await publish_events(bootstrap, [sent])
+    [refused] = await collect(bootstrap, topics.INTAKE_DISCLOSURES, _by_correlation(sent))
+    assert headers_of(refused)["ce_type"] == ev.DISCLOSURE_REFUSED
+    assert data_of(refused)["reason"] == "agency_type_not_covered"
+    assert data_of(refused)["recipient_agency_id"] == provider
+    inbox = await collect(
+        bootstrap, topics.agency_inbox(provider), _by_correlation(sent), settle=2.0
+    )
+    assert ev.INBOX_DISCLOSURE_RECEIVED not in [headers_of(r)["ce_type"] for r in inbox]
+    conn = await asyncpg.connect(database_urls["intake"])
+    try:
+        logged = await conn.fetchrow(
+            "SELECT outcome, reason, consent_version FROM disclosure_log WHERE referral_id = $1",
+            data_of(refused)["referral_id"],
+        )
+    finally:
+        await conn.close()
+    assert dict(logged) == {
+        "outcome": "refused",
+        "reason": "agency_type_not_covered",
+        "consent_version": 1,
+    }
+
+
+async def test_withdrawal_and_erasure(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    agency = await _agency(bootstrap, "iom")
+    sub = _submission(agency)
+    sent = f.submission_event(sub)
+    await publish_events(bootstrap, [sent])
+    [registered] = await _case_events(bootstrap, sent)
+    case_id = data_of(registered)["case_id"]
+
+    withdrawal = ev.ConsentWithdrawal(
+        agency_id=agency, agency_case_ref=sub.agency_case_ref, withdrawn_at="2026-11-20T10:00:00Z"
+    )  # type: ignore[arg-type]
+    w_sent = _message(ev.CONSENT_WITHDRAWN, withdrawal, agency, sub.agency_case_ref)
+    await publish_events(bootstrap, [w_sent])
+    [changed] = await _case_events(bootstrap, w_sent)
+    assert headers_of(changed)["ce_type"] == ev.CONSENT_CHANGED
+    assert data_of(changed)["consent"]["given"] is False
+
+    erasure = ev.ErasureRequest(
+        agency_id=agency,
+        agency_case_ref=sub.agency_case_ref,
+        requested_at="2026-11-21T10:00:00Z",  # type: ignore[arg-type]
+        basis="data_subject_request",
+    )
+    e_sent = _message(ev.ERASURE_REQUESTED, erasure, agency, sub.agency_case_ref)
+    await publish_events(bootstrap, [e_sent])
+    [erased] = await _case_events(bootstrap, e_sent)
+    assert headers_of(erased)["ce_type"] == ev.CASE_ERASED
+    [confirmed] = await collect(bootstrap, topics.agency_inbox(agency), _by_correlation(e_sent))
+    assert headers_of(confirmed)["ce_type"] == ev.INBOX_ERASURE_CONFIRMED
+    assert data_of(confirmed)["agency_case_ref"] == sub.agency_case_ref
+
+    conn = await asyncpg.connect(database_urls["intake"])
+    try:
+        versions = await conn.fetch(
+            "SELECT version, kind FROM consent_records WHERE case_id = $1 ORDER BY version",
+            uuid.UUID(case_id),
+        )
+        assert [(r["version"], r["kind"]) for r in versions] == [(1, "given"), (2, "withdrawn")]
+        master = decode_key(pydantic_secret("INTAKE_MASTER_KEY"))
+        with pytest.raises(KeyDestroyed):
+            await case_store.read_personal(conn, case_id, master)
+        key_row = await conn.fetchrow(
+            "SELECT wrapped_key, destroyed_at FROM case_keys WHERE case_id = $1", uuid.UUID(case_id)
+        )
+        assert key_row["wrapped_key"] is None and key_row["destroyed_at"] is not None
+        history = [
+            r["action"]
+            for r in await conn.fetch(
+                "SELECT action FROM case_history WHERE case_id = $1 ORDER BY id", uuid.UUID(case_id)
+            )
+        ]
+        assert history == ["registered", "consent_withdrawn", "erased"]
+    finally:
+        await conn.close()
+
+
+async def test_no_personal_data_on_any_topic_or_in_any_log(
+    services: dict[str, RunningService], bootstrap: str
+) -> None:
+    """Runs last in this module: every flow above used the marker values."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    scanned = [
+        t
+        for t in names
+        if not t.startswith("__") and topics.AGENCY_SUBMISSIONS.agency_of(t) is None
+    ]  # everything but the agencies' own input
+    assert topics.INTAKE_CASES in scanned and any(t.endswith(".inbox.v1") for t in scanned)
+    records = await read_everything(bootstrap, scanned)
+    sealed = [
+        r
+        for r in records
+        if dict(r.headers or ()).get("ce_type") == ev.INBOX_DISCLOSURE_RECEIVED.encode()
+    ]
+    assert records and sealed  # the disclosure test above put sealed data in an inbox
+    leaks: list[str] = []
+    for record in records:
+        blob = (record.value or b"") + b"".join(v for _, v in record.headers or ())
+        leaks += [f"{record.topic}: {m}" for m in MARKERS if m.encode() in blob]
+    for service in services.values():
+        leaks += [f"log of {service.name}: {m}" for m in MARKERS if m in service.log()]
+    assert leaks == []
