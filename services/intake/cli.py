@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Annotated
 
+import asyncpg
 import typer
+from pydantic import ValidationError
+from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts.messages import submission_message
+from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, load_model, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
 
-app = typer.Typer(help="Intake: submit cases as an agency.", no_args_is_help=True)
+from . import cases
+from .identity import identity_hashes
+from .settings import IntakeSettings, decode_key
+
+app = typer.Typer(
+    help="Intake: submit cases as an agency; inspect a case; rotate the duplicate key.",
+    no_args_is_help=True,
+)
 
 
 @app.command("submit")
@@ -21,3 +34,116 @@ def submit(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     event = submission_message(submission)
     run(publish_events(bootstrap, [event]))
     console.print(f"submitted [bold]{submission.agency_case_ref}[/bold] as event {event.event_id}")
+
+
+def _settings() -> IntakeSettings:
+    try:
+        return IntakeSettings()  # the service's own environment: INTAKE_DATABASE_URL, keys
+    except ValidationError as exc:
+        err_console.print(f"[red]intake settings incomplete:[/red] {describe_error(exc)}")
+        raise typer.Exit(2) from exc
+
+
+@app.command("case-history")
+def case_history(case_id: str) -> None:
+    """Show a case's pseudonymous history, consent versions and disclosure log (no personal
+    data is decrypted). Runs beside the service, with its environment."""
+
+    async def _show() -> None:
+        conn = await asyncpg.connect(_settings().database_dsn)
+        try:
+            cid = uuid.UUID(case_id)
+            history = await conn.fetch(
+                "SELECT at, action, agency_id, source_event_id, details FROM case_history "
+                "WHERE case_id = $1 ORDER BY id",
+                cid,
+            )
+            consents = await conn.fetch(
+                "SELECT version, kind, recorded_at, consent->'scope'->'purposes' AS purposes "
+                "FROM consent_records WHERE case_id = $1 ORDER BY version",
+                cid,
+            )
+            disclosures = await conn.fetch(
+                "SELECT at, referral_id, recipient_agency_id, outcome, reason, consent_version "
+                "FROM disclosure_log WHERE case_id = $1 ORDER BY at",
+                cid,
+            )
+        finally:
+            await conn.close()
+        if not history:
+            err_console.print(f"[red]no case {case_id}[/red]")
+            raise typer.Exit(1)
+        _table("history", ["at", "action", "agency", "event", "details"], history)
+        _table("consent versions", ["version", "kind", "recorded", "purposes"], consents)
+        _table(
+            "disclosure log",
+            ["at", "referral", "recipient", "outcome", "reason", "consent version"],
+            disclosures,
+        )
+
+    try:
+        uuid.UUID(case_id)
+    except ValueError as exc:
+        err_console.print("[red]a case id is a UUID[/red]")
+        raise typer.Exit(2) from exc
+    run(_show())
+
+
+def _table(title: str, columns: list[str], rows: list[asyncpg.Record]) -> None:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console.print(table)
+
+
+@app.command("rotate-duplicate-key")
+def rotate_duplicate_key(
+    batch: Annotated[int, typer.Option(help="Cases re-hashed per transaction.")] = 200,
+) -> None:
+    """Re-hash every case's identity under the *configured* duplicate key
+    (INTAKE_DUPLICATE_KEY / INTAKE_DUPLICATE_KEY_ID), then drop the hashes of other keys.
+
+    Rotation: give intake the new key and a new key id, restart it, then run this command."""
+    settings = _settings()
+    master = decode_key(settings.master_key)
+    key, key_id = decode_key(settings.duplicate_key), settings.duplicate_key_id
+
+    async def _rotate() -> tuple[int, int]:
+        conn = await asyncpg.connect(settings.database_dsn)
+        rehashed = dropped = 0
+        try:
+            ids = [
+                str(r["case_id"])
+                for r in await conn.fetch(
+                    "SELECT case_id FROM cases WHERE status <> 'erased' ORDER BY case_id"
+                )
+            ]
+            for start in range(0, len(ids), batch):
+                async with conn.transaction():
+                    for case_id in ids[start : start + batch]:
+                        personal = await cases.read_personal(conn, case_id, master)
+                        await conn.execute(
+                            "DELETE FROM identity_hashes WHERE case_id = $1 AND key_id = $2",
+                            uuid.UUID(case_id),
+                            key_id,
+                        )
+                        await conn.executemany(
+                            "INSERT INTO identity_hashes (case_id, key_id, hash) "
+                            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                            [
+                                (uuid.UUID(case_id), key_id, h)
+                                for h in identity_hashes(key, personal)
+                            ],
+                        )
+                        rehashed += 1
+            status = await conn.execute("DELETE FROM identity_hashes WHERE key_id <> $1", key_id)
+            dropped = int(status.split()[-1])
+        finally:
+            await conn.close()
+        return rehashed, dropped
+
+    rehashed, dropped = run(_rotate())
+    console.print(
+        f"re-hashed {rehashed} cases under key [bold]{key_id}[/bold]; "
+        f"dropped {dropped} hashes of other keys"
+    )

@@ -400,6 +400,51 @@ async def test_withdrawal_and_erasure(
         await conn.close()
 
 
+async def test_operator_commands_history_and_key_rotation(
+    services: dict[str, RunningService],
+    bootstrap: str,
+    database_urls: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+    import hmac
+
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    agency = await _agency(bootstrap, "iom")
+    sent = f.submission_event(_submission(agency))
+    await publish_events(bootstrap, [sent])
+    [registered] = await _case_events(bootstrap, sent)
+    case_id = data_of(registered)["case_id"]
+
+    runner = CliRunner()
+    shown = await asyncio.to_thread(runner.invoke, app, ["intake", "case-history", case_id])
+    assert shown.exit_code == 0, shown.output
+    assert "registered" in shown.output and "given" in shown.output
+    assert MARK not in shown.output
+
+    new_key = bytes(range(32))
+    monkeypatch.setenv("INTAKE_DUPLICATE_KEY", base64.b64encode(new_key).decode())
+    monkeypatch.setenv("INTAKE_DUPLICATE_KEY_ID", "k2")
+    rotated = await asyncio.to_thread(runner.invoke, app, ["intake", "rotate-duplicate-key"])
+    assert rotated.exit_code == 0, rotated.output
+    conn = await asyncpg.connect(database_urls["intake"])
+    try:
+        rows = await conn.fetch(
+            "SELECT key_id, hash FROM identity_hashes WHERE case_id = $1", uuid.UUID(case_id)
+        )
+        assert await conn.fetchval("SELECT count(*) FROM identity_hashes WHERE key_id <> 'k2'") == 0
+    finally:
+        await conn.close()
+    expected = hmac.new(
+        new_key, f"document|SN:{MARK.upper()}P123".encode(), hashlib.sha256
+    ).digest()
+    assert {r["key_id"] for r in rows} == {"k2"}
+    assert expected in {bytes(r["hash"]) for r in rows}
+
+
 async def test_no_personal_data_on_any_topic_or_in_any_log(
     services: dict[str, RunningService], bootstrap: str
 ) -> None:
