@@ -8,12 +8,14 @@ three returnees with needs. Then it shows what landed in each agency's inbox.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections import Counter
 from typing import Annotated
 
 import typer
+from nacl.public import PrivateKey, SealedBox
 from rich.table import Table
 
 from shared.contracts import events as ev
@@ -26,24 +28,37 @@ from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, run
 
 app = typer.Typer(help="Demo scenario.", no_args_is_help=True)
 
+# Each demo agency gets a fresh key pair, so the demo can open what was sealed for it.
+PRIVATE_KEYS = {
+    agency_id: PrivateKey.generate() for agency_id in ("iom-sn", "ngo-jamm", "gov-fp-sn")
+}
+
+
+def _public(agency_id: str) -> str:
+    return base64.b64encode(bytes(PRIVATE_KEYS[agency_id].public_key)).decode()
+
+
 AGENCIES = [
     ev.AgencyRecord(
         agency_id="iom-sn",
         name="IOM Senegal reintegration",
         type=ev.AgencyType.UN_AGENCY,
         countries=["SN"],
+        public_key=_public("iom-sn"),
     ),
     ev.AgencyRecord(
         agency_id="ngo-jamm",
         name="Jamm psychosocial support",
         type=ev.AgencyType.NGO,
         countries=["SN"],
+        public_key=_public("ngo-jamm"),
     ),
     ev.AgencyRecord(
         agency_id="gov-fp-sn",
         name="Office national de formation professionnelle",
         type=ev.AgencyType.GOVERNMENT,
         countries=["SN"],
+        public_key=_public("gov-fp-sn"),
     ),
 ]
 LISTINGS = [
@@ -130,6 +145,14 @@ async def _inbox_summary(bootstrap: str, correlation_ids: set[str]) -> dict[str,
             if headers.get("ce_correlationid") in correlation_ids:
                 counts[headers.get("ce_type", "?").removeprefix("org.referralexchange.")] += 1
                 data = json.loads(record.value or b"{}")
+                if "sealed_box" in data:  # what only this agency can read
+                    opened = SealedBox(PRIVATE_KEYS[agency.agency_id]).decrypt(
+                        base64.b64decode(data["sealed_box"])
+                    )
+                    data = {
+                        "referral_id": data["referral_id"],
+                        "opened_with_own_key": json.loads(opened),
+                    }
                 console.print(
                     f"[bold]{agency.agency_id}[/bold] ← {headers.get('ce_type')} "
                     f"{json.dumps(data, ensure_ascii=False)}"
