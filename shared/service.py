@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class ServiceRuntime:
         self.dead_letters = DeadLetterPublisher(settings.kafka_bootstrap_servers, name)
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
+        self._periodic: list[tuple[str, Callable[[], Awaitable[object]], float]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -78,6 +80,19 @@ class ServiceRuntime:
         consumer.register(self.broker)
         return consumer
 
+    def every(self, interval_s: float, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` every ``interval_s`` seconds while the service runs (e.g. due timers).
+        A failing run is logged and the next one comes as usual."""
+        self._periodic.append((name, job, interval_s))
+
+    async def _repeat(self, name: str, job: Callable[[], Awaitable[object]], every: float) -> None:
+        while True:
+            try:
+                await job()
+            except Exception as exc:
+                log.warning("periodic_job_failed", job=name, error=type(exc).__name__)
+            await asyncio.sleep(every)
+
     # ----- lifecycle hooks -----
 
     async def on_startup(self) -> None:
@@ -94,6 +109,10 @@ class ServiceRuntime:
             poll_interval_s=self.settings.outbox_poll_interval_s,
         )
         self._relay.start()
+        self._tasks = [
+            asyncio.create_task(self._repeat(name, job, every), name=name)
+            for name, job, every in self._periodic
+        ]
         log.info("service_ready")
 
     async def on_shutdown(self) -> None:
@@ -101,6 +120,9 @@ class ServiceRuntime:
         # the producer is still open; FastStream closes the broker right after this hook.
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._relay is not None:
             await self._relay.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import build_event
+from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection, outbox
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
@@ -48,6 +49,20 @@ class NotificationHandlers:
                 unmatched,
             )
             return
+        if attributes.type == ev.REFERRAL_TRANSITIONED:
+            await self._status_changed(conn, event, event.data_as(ev.ReferralTransitioned))
+            return
+        if attributes.type == ev.RESPONSE_REFUSED:
+            refused = event.data_as(ev.ResponseRefused)
+            await self._to_inbox(
+                conn,
+                event,
+                refused.agency_id,
+                refused.response_id,
+                ev.INBOX_RESPONSE_REFUSED,
+                refused,
+            )
+            return
         if attributes.type != ev.REFERRAL_REQUESTED:
             log.info("referral_event_not_notified_yet", ce_type=attributes.type)
             return
@@ -71,6 +86,43 @@ class NotificationHandlers:
             ev.INBOX_REFERRAL_RECEIVED,
             notice,
         )
+
+    async def _status_changed(
+        self, conn: DbConnection, event: InboundEvent, change: ev.ReferralTransitioned
+    ) -> None:
+        """The referring agency hears every change; a cancelled recipient is told to stop, and
+        to erase what it received when consent was withdrawn."""
+        await self._to_inbox(
+            conn,
+            event,
+            change.referring_agency_id,
+            change.referral_id,
+            ev.INBOX_STATUS_CHANGED,
+            ev.InboxStatusChanged(
+                referral_id=change.referral_id,
+                case_id=change.case_id,
+                need_id=change.need_id,
+                from_state=change.from_state,
+                to_state=change.to_state,
+                reason_code=change.reason_code,
+                outcome=change.outcome,
+                recipient_agency_id=change.recipient_agency_id,
+            ),
+        )
+        if change.to_state is ev.ReferralState.CANCELLED and change.reason_code is not None:
+            await self._to_inbox(
+                conn,
+                event,
+                change.recipient_agency_id,
+                change.referral_id,
+                ev.INBOX_REFERRAL_CANCELLED,
+                ev.InboxReferralCancelled(
+                    referral_id=change.referral_id,
+                    case_id=change.case_id,
+                    reason_code=change.reason_code,
+                    erase_received_data=change.reason_code is ReasonCode.CONSENT_WITHDRAWN,
+                ),
+            )
 
     async def on_disclosure(self, event: InboundEvent, conn: DbConnection) -> None:
         """A sealed disclosure goes to its recipient only; refusals concern no agency's inbox."""

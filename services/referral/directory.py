@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from asyncpg import Record
+
 from shared.contracts import events as ev
 from shared.db import DbConnection
 
@@ -53,21 +55,36 @@ async def upsert_agency(conn: DbConnection, agency: ev.AgencyRecord) -> None:
 
 
 async def candidates_for(conn: DbConnection, category: str, area: str) -> list[Candidate]:
-    """Active listings of the category whose coverage contains the area (prefix match)."""
+    """Listings of the category whose coverage contains the area (prefix match), with their
+    agency's type and its record of answering referrals (share not left to expire)."""
     rows = await conn.fetch(
-        """SELECT service_id, agency_id, coverage_areas, languages, capacity FROM listings
-           WHERE status = 'active' AND categories @> ARRAY[$1]::text[]
-             AND EXISTS (SELECT 1 FROM unnest(coverage_areas) a WHERE starts_with($2, a))""",
+        """SELECT l.service_id, l.agency_id, l.listing, a.type AS agency_type,
+                  (SELECT avg(CASE WHEN r.status = 'expired' THEN 0 ELSE 1 END)
+                     FROM referrals r
+                    WHERE r.recipient_agency_id = l.agency_id
+                      AND r.status NOT IN ('requested', 'cancelled', 'entered_in_error')
+                  ) AS answer_rate
+             FROM listings l LEFT JOIN agencies a USING (agency_id)
+            WHERE l.categories @> ARRAY[$1]::text[]
+              AND EXISTS (SELECT 1 FROM unnest(l.coverage_areas) c WHERE starts_with($2, c))""",
         category,
         area,
     )
-    return [
-        Candidate(
-            r["service_id"],
-            r["agency_id"],
-            tuple(r["coverage_areas"]),
-            tuple(r["languages"]),
-            ev.CapacityStatus(r["capacity"]),
-        )
-        for r in rows
-    ]
+    return [_candidate(r) for r in rows]
+
+
+def _candidate(row: Record) -> Candidate:
+    listing = ev.ServiceListing.model_validate_json(row["listing"])
+    return Candidate(
+        service_id=listing.service_id,
+        agency_id=listing.agency_id,
+        agency_type=ev.AgencyType(row["agency_type"]) if row["agency_type"] else None,
+        status=listing.status,
+        categories=tuple(listing.categories),
+        coverage_areas=tuple(listing.service_areas),
+        languages=tuple(listing.languages),
+        capacity=listing.capacity.status,
+        eligibility=listing.eligibility,
+        answer_rate=float(row["answer_rate"]) if row["answer_rate"] is not None else None,
+        sla_hours=listing.acceptance_sla_hours,
+    )

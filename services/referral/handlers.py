@@ -1,139 +1,209 @@
-"""Referral's Kafka handlers: directory materialisation and matching of case needs."""
+"""Referral's Kafka handlers: directory, cases and agencies' answers. Each runs inside the
+consumer's transaction; events go out through the outbox."""
 
 from __future__ import annotations
 
-import uuid
-
-from pydantic import BaseModel
-
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.contracts.envelope import build_event
+from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection, outbox
 from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 
-from . import directory
-from .matching import best_match
+from . import directory, routing
+from .lifecycle import REROUTED_FROM, answer
+from .routing import Emitted, RoutingPolicy
 
 SOURCE = "urn:referralexchange:service:referral"
 
 log = get_logger(__name__)
 
 
-async def on_listing(event: InboundEvent, conn: DbConnection) -> None:
-    """A provider's own listings topic: it can list, change and withdraw only its services."""
-    provider = event.sender_agency
-    if provider is None:
-        raise PermanentError("listing outside an agency's own listings topic")
-    if event.is_tombstone():
-        withdrawn = await directory.withdraw_listing(conn, event.key_text or "", provider)
-        log.info("listing_withdrawn", service_id=event.key_text, found=withdrawn)
-        return
-    listing = event.data_as(ev.ServiceListing)
-    if listing.agency_id != provider:
-        raise PermanentError("listing agency_id is not the agency of the topic it came on")
-    if not await directory.upsert_listing(conn, listing):
-        raise PermanentError("service_id is already listed by another agency")
-    log.info("listing_upserted", service_id=listing.service_id, status=listing.status.value)
-
-
-async def on_agency(event: InboundEvent, conn: DbConnection) -> None:
-    if event.is_tombstone():
-        return
-    await directory.upsert_agency(conn, event.data_as(ev.AgencyRecord))
-
-
-async def on_case(event: InboundEvent, conn: DbConnection) -> None:
-    attributes = event.require_attributes()
-    if attributes.type not in (ev.CASE_REGISTERED, ev.CASE_UPDATED):
-        log.info("case_event_ignored", ce_type=attributes.type)
-        return
-    case = event.data_as(ev.CaseRegistered)
-    out: list[OutgoingEvent] = []
-    for need in case.needs:
-        decision = await _refer_need(conn, case, need)
-        if decision is not None:
-            type_, data = decision
-            out.append(
-                build_event(
-                    topic=topics.REFERRAL_EVENTS,
-                    key=case.case_id,
-                    type_=type_,
-                    source=SOURCE,
-                    subject=case.case_id,
-                    data=data,
-                    correlation_id=event.correlation_id,
-                    causation_id=event.event_id,
-                )
+async def emit(
+    conn: DbConnection,
+    events: Emitted,
+    *,
+    key: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> None:
+    """Publish on referral.events.v1, keyed by case so a case's events stay in order."""
+    await outbox.enqueue(
+        conn,
+        [
+            build_event(
+                topic=topics.REFERRAL_EVENTS,
+                key=key or str(getattr(data, "case_id", None) or "unknown"),
+                type_=type_,
+                source=SOURCE,
+                subject=str(getattr(data, "referral_id", None) or getattr(data, "case_id", "")),
+                data=data,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
             )
-    await outbox.enqueue(conn, out)
+            for type_, data in events
+        ],
+    )
 
 
-async def _refer_need(
-    conn: DbConnection, case: ev.CaseRegistered, need: ev.Need
-) -> tuple[str, BaseModel] | None:
-    """Open the referral chain of one need, unless one exists already (redelivery, update)."""
-    exists = await conn.fetchval(
-        "SELECT 1 FROM referrals WHERE case_id = $1 AND need_id = $2", case.case_id, need.need_id
-    )
-    if exists:
-        return None
-    referral_id = uuid.uuid4()
-    match = None
-    unmatched = ev.UnmatchedReason.CONSENT_SCOPE  # no referral at all without consent to refer
-    if case.consent.covers(ev.ConsentPurpose.REFERRAL):
-        candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
-        match = best_match(need, case.profile, candidates)
-        unmatched = ev.UnmatchedReason.NO_LISTING
-    if match is None:
-        await conn.execute(
-            """INSERT INTO referrals (referral_id, case_id, need_id, category,
-                                      referring_agency_id, status)
-               VALUES ($1, $2, $3, $4, $5, 'unmatched')""",
-            referral_id,
-            case.case_id,
-            need.need_id,
-            need.category,
-            case.submitting_agency_id,
+class ReferralHandlers:
+    def __init__(self, policy: RoutingPolicy) -> None:
+        self._policy = policy
+
+    # ----- agency.<id>.listings.v1 -----
+
+    async def on_listing(self, event: InboundEvent, conn: DbConnection) -> None:
+        """A provider's own listings topic: it can list, change and withdraw only its services.
+        A new or changed listing also gives unmatched needs it now fits their referral."""
+        provider = event.sender_agency
+        if provider is None:
+            raise PermanentError("listing outside an agency's own listings topic")
+        if event.is_tombstone():
+            withdrawn = await directory.withdraw_listing(conn, event.key_text or "", provider)
+            log.info("listing_withdrawn", service_id=event.key_text, found=withdrawn)
+            return
+        listing = event.data_as(ev.ServiceListing)
+        if listing.agency_id != provider:
+            raise PermanentError("listing agency_id is not the agency of the topic it came on")
+        if not await directory.upsert_listing(conn, listing):
+            raise PermanentError("service_id is already listed by another agency")
+        log.info("listing_upserted", service_id=listing.service_id, status=listing.status.value)
+        if listing.status is ev.ListingStatus.ACTIVE:
+            await self._retry_unmet(conn, event, listing)
+
+    async def _retry_unmet(
+        self, conn: DbConnection, event: InboundEvent, listing: ev.ServiceListing
+    ) -> None:
+        rows = await conn.fetch(
+            """SELECT case_id, need_id FROM unmet_needs
+               WHERE category = ANY($1::text[]) AND reason <> 'attempts_exhausted'
+                 AND EXISTS (SELECT 1 FROM unnest($2::text[]) a WHERE starts_with(area, a))
+               ORDER BY since FOR UPDATE SKIP LOCKED""",
+            listing.categories,
+            listing.service_areas,
         )
-        log.info(
-            "need_unmatched", case_id=case.case_id, need_id=need.need_id, reason=unmatched.value
+        for row in rows:
+            case = await routing.load_case(conn, row["case_id"])
+            need = (
+                next((n for n in case.needs if n.need_id == row["need_id"]), None) if case else None
+            )
+            if case is None or need is None:
+                continue
+            out = await routing.route_need(
+                conn, case, need, self._policy, correlation_id=event.correlation_id
+            )
+            await emit(
+                conn,
+                out,
+                key=case.case_id,
+                correlation_id=event.correlation_id,
+                causation_id=event.event_id,
+            )
+
+    # ----- directory.agencies.v1 -----
+
+    async def on_agency(self, event: InboundEvent, conn: DbConnection) -> None:
+        if event.is_tombstone():
+            return
+        await directory.upsert_agency(conn, event.data_as(ev.AgencyRecord))
+
+    # ----- intake.cases.v1 -----
+
+    async def on_case(self, event: InboundEvent, conn: DbConnection) -> None:
+        type_ = event.require_attributes().type
+        out: Emitted = []
+        if type_ in (ev.CASE_REGISTERED, ev.CASE_UPDATED):
+            case = event.data_as(ev.CaseRegistered)
+            await routing.save_case(conn, case)
+            if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
+                out += await routing.cancel_open(conn, case.case_id, ReasonCode.CONSENT_WITHDRAWN)
+            for need in case.needs:
+                if not await routing.need_is_handled(conn, case.case_id, need.need_id):
+                    out += await routing.route_need(
+                        conn, case, need, self._policy, correlation_id=event.correlation_id
+                    )
+        elif type_ == ev.CONSENT_CHANGED:
+            changed = event.data_as(ev.ConsentChanged)
+            await conn.execute(
+                "UPDATE cases SET consent = $2::jsonb, updated_at = now() WHERE case_id = $1",
+                changed.case_id,
+                changed.consent.model_dump_json(),
+            )
+            if not changed.consent.covers(ev.ConsentPurpose.REFERRAL):
+                out += await routing.cancel_open(
+                    conn, changed.case_id, ReasonCode.CONSENT_WITHDRAWN
+                )
+        elif type_ in (ev.CASE_CLOSED, ev.CASE_ERASED):
+            ended: ev.CaseClosed | ev.CaseErased = (
+                event.data_as(ev.CaseClosed)
+                if type_ == ev.CASE_CLOSED
+                else event.data_as(ev.CaseErased)
+            )
+            case_id = ended.case_id
+            await conn.execute("UPDATE cases SET status = 'closed' WHERE case_id = $1", case_id)
+            reason = ReasonCode.CONSENT_WITHDRAWN if type_ == ev.CASE_ERASED else ReasonCode.OTHER
+            out += await routing.cancel_open(conn, case_id, reason)
+        await emit(conn, out, correlation_id=event.correlation_id, causation_id=event.event_id)
+
+    # ----- agency.<id>.responses.v1 -----
+
+    async def on_response(self, event: InboundEvent, conn: DbConnection) -> None:
+        """An agency's answer: applied if the agency is the recipient and the state allows it;
+        otherwise nothing changes and the agency is told why."""
+        sender = event.sender_agency or "unknown"
+
+        async def refuse(
+            error: ev.ResponseError,
+            response: ev.ReferralResponse | None = None,
+            ref: routing.ReferralRow | None = None,
+        ) -> None:
+            refused = ev.ResponseRefused(
+                response_id=event.event_id,
+                agency_id=sender,
+                referral_id=response.referral_id if response else None,
+                action=response.action if response else None,
+                error=error,
+                current_state=ref.status if ref and ref.recipient_agency_id == sender else None,
+            )
+            await emit(
+                conn,
+                [(ev.RESPONSE_REFUSED, refused)],
+                key=ref.case_id if ref else sender,
+                correlation_id=event.correlation_id,
+                causation_id=event.event_id,
+            )
+            log.info("response_refused", error=error.value, agency_id=sender)
+
+        try:
+            response = event.data_as(ev.ReferralResponse)
+        except PermanentError:
+            await refuse(ev.ResponseError.INVALID_RESPONSE)
+            return
+        if response.agency_id != sender:
+            await refuse(ev.ResponseError.INVALID_RESPONSE, response)
+            return
+        ref = await routing.load_referral(conn, response.referral_id)
+        if ref is None:
+            await refuse(ev.ResponseError.UNKNOWN_REFERRAL, response)
+            return
+        if ref.recipient_agency_id != sender:
+            await refuse(ev.ResponseError.NOT_RECIPIENT, response, ref)
+            return
+        target = answer(ref.status, response.action)
+        if target is None:
+            await refuse(ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref)
+            return
+        out = await routing.transition(
+            conn, ref, target, reason=response.reason_code, outcome=response.outcome
         )
-        return ev.NEED_UNMATCHED, ev.NeedUnmatched(
-            case_id=case.case_id,
-            need_id=need.need_id,
-            category=need.category,
-            referring_agency_id=case.submitting_agency_id,
-            reason=unmatched,
+        if target in REROUTED_FROM:
+            out += await routing.reroute(conn, ref, self._policy)
+        await emit(
+            conn,
+            out,
+            key=ref.case_id,
+            correlation_id=ref.correlation_id,
+            causation_id=event.event_id,
         )
-    await conn.execute(
-        """INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
-                                  recipient_agency_id, service_id, status, explanation)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8::jsonb)""",
-        referral_id,
-        case.case_id,
-        need.need_id,
-        need.category,
-        case.submitting_agency_id,
-        match.candidate.agency_id,
-        match.candidate.service_id,
-        match.explanation.model_dump_json(),
-    )
-    log.info(
-        "referral_requested",
-        case_id=case.case_id,
-        referral_id=str(referral_id),
-        service_id=match.candidate.service_id,
-    )
-    return ev.REFERRAL_REQUESTED, ev.ReferralRequested(
-        referral_id=str(referral_id),
-        case_id=case.case_id,
-        need_id=need.need_id,
-        category=need.category,
-        urgency=need.urgency,
-        referring_agency_id=case.submitting_agency_id,
-        recipient_agency_id=match.candidate.agency_id,
-        service_id=match.candidate.service_id,
-        explanation=match.explanation,
-    )
+        log.info("referral_answered", referral_id=ref.referral_id, to_state=target.value)

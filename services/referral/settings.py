@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -9,3 +10,15 @@ class ReferralSettings(ServiceSettings):
     )
 
     http_port: int = 8002
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Referrals tried per need before it is unmatched."
+    )
+    sla_seconds_override: float | None = Field(
+        default=None,
+        gt=0,
+        description="Tests only: every decision deadline this many seconds after the request "
+        "(normally from the listing's acceptance_sla_hours, else the urgency).",
+    )
+    timer_interval_s: float = Field(
+        default=1.0, gt=0, description="How often deadlines are checked."
+    )

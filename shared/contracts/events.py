@@ -790,6 +790,7 @@ class InboxErasureConfirmed(Contract):
 
 
 INBOX_ERASURE_CONFIRMED = event_type("notification", "erasure-confirmed")
+INBOX_RESPONSE_REFUSED = event_type("notification", "response-refused")
 
 
 # Every CloudEvents type of the v1 topics and its payload model (topics, docs and tests use it).
@@ -822,4 +823,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_DISCLOSURE_RECEIVED: DisclosureSealed,
     INBOX_REFERRAL_CANCELLED: InboxReferralCancelled,
     INBOX_ERASURE_CONFIRMED: InboxErasureConfirmed,
+    INBOX_RESPONSE_REFUSED: ResponseRefused,
 }

@@ -48,3 +48,15 @@ def agency_message(agency: ev.AgencyRecord) -> OutgoingEvent:
         subject=agency.agency_id,
         data=agency,
     )
+
+
+def response_message(response: ev.ReferralResponse, case_id: str) -> OutgoingEvent:
+    return build_event(
+        topic=topics.AGENCY_RESPONSES.name(response.agency_id),
+        key=case_id,
+        type_=ev.RESPONSE_SUBMITTED,
+        source=agency_source(response.agency_id),
+        subject=response.referral_id,
+        data=response,
+        agency_id=response.agency_id,
+    )

@@ -266,6 +266,7 @@ AGENCY_INBOX = TopicFamily(
                 "disclosure-received",
                 "referral-cancelled",
                 "erasure-confirmed",
+                "response-refused",
             )
         ),
         description="What concerns the agency; only it may read.",

@@ -40,45 +40,58 @@ def _ready(port: int) -> bool:
         return False
 
 
+def start_service(name: str, log_dir: Path, extra_env: dict[str, str]) -> RunningService:
+    log_path = log_dir / f"{name}.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"services.{name}"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **extra_env},
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    return RunningService(name, process, log_path, int(os.environ[f"{name.upper()}_HTTP_PORT"]))
+
+
+def wait_ready(running: list[RunningService], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(_ready(s.port) for s in running):
+        dead = [s for s in running if s.process.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            for s in running:
+                s.process.kill()
+            pytest.fail(
+                "services did not become ready:\n"
+                + "\n".join(f"--- {s.name}\n{s.log()[-3000:]}" for s in running)
+            )
+        time.sleep(0.3)
+
+
+def stop_service(service: RunningService) -> None:
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+    try:
+        service.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
+
+
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningService]]:
+def services(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, RunningService]]:
+    """The three services as processes; a test module may set ``SERVICE_ENV`` (extra
+    environment, e.g. short deadlines)."""
     if "INTAKE_DATABASE_URL" not in os.environ:
         pytest.fail("e2e tests need the local infrastructure: run them with `make test`")
     taken = [n for n in SERVICES if _ready(int(os.environ[f"{n.upper()}_HTTP_PORT"]))]
     if taken:  # another instance (a `make run`?) would answer in place of ours
         pytest.fail(f"HTTP ports of {taken} already answer; stop the other instance first")
-    logs = tmp_path_factory.mktemp("service-logs")
-    running: dict[str, RunningService] = {}
-    for name in SERVICES:
-        log_path = logs / f"{name}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        port = int(os.environ[f"{name.upper()}_HTTP_PORT"])
-        running[name] = RunningService(name, process, log_path, port)
-    deadline = time.monotonic() + 90
-    while not all(_ready(s.port) for s in running.values()):
-        dead = [s for s in running.values() if s.process.poll() is not None]
-        if dead or time.monotonic() > deadline:
-            for s in running.values():
-                s.process.kill()
-            pytest.fail(
-                "services did not become ready:\n"
-                + "\n".join(f"--- {s.name}\n{s.log()[-3000:]}" for s in running.values())
-            )
-        time.sleep(0.5)
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    extra = getattr(request.module, "SERVICE_ENV", {})
+    running = {name: start_service(name, log_dir, extra) for name in SERVICES}
+    wait_ready(list(running.values()))
     try:
         yield running
     finally:
-        for s in running.values():
-            if s.process.poll() is None:
-                s.process.send_signal(signal.SIGTERM)
-        for s in running.values():
-            try:
-                s.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                s.process.kill()
+        for service in running.values():
+            stop_service(service)

@@ -251,7 +251,7 @@ async def _known_to_intake(database_urls: dict[str, str], agency_id: str) -> Non
 
 
 async def _provider_with_listing(
-    bootstrap: str, database_urls: dict[str, str], public_key: str, type_: str = "ngo"
+    bootstrap: str, database_urls: dict[str, str], public_key: str | None, type_: str = "ngo"
 ) -> tuple[str, str]:
     provider = await _agency(bootstrap, "ngo", type_, public_key)
     await _known_to_intake(database_urls, provider)
@@ -306,22 +306,18 @@ async def test_covered_referral_gets_a_disclosure_only_the_recipient_can_open(
         SealedBox(PrivateKey.generate()).decrypt(sealed)
 
 
-async def test_referral_outside_the_consent_gets_a_refusal_and_no_data(
+async def test_a_recipient_that_cannot_receive_sealed_data_gets_a_refusal(
     services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
 ) -> None:
-    key = PrivateKey.generate()
-    provider, area = await _provider_with_listing(
-        bootstrap, database_urls, base64.b64encode(bytes(key.public_key)).decode()
-    )
+    """Referral only refers within the consent (see the referral tests); intake still decides
+    for itself and refuses whatever it cannot send safely — here, to an agency without a key."""
+    provider, area = await _provider_with_listing(bootstrap, database_urls, public_key=None)
     referrer = await _agency(bootstrap, "iom")
-    only_government = f.consent(scope={"purposes": ["referral"], "agency_types": ["government"]})
-    sent = f.submission_event(
-        _submission(referrer, profile=f.profile(return_area=area), consent=only_government)
-    )
+    sent = f.submission_event(_submission(referrer, profile=f.profile(return_area=area)))
     await publish_events(bootstrap, [sent])
     [refused] = await collect(bootstrap, topics.INTAKE_DISCLOSURES, _by_correlation(sent))
     assert headers_of(refused)["ce_type"] == ev.DISCLOSURE_REFUSED
-    assert data_of(refused)["reason"] == "agency_type_not_covered"
+    assert data_of(refused)["reason"] == "no_public_key"
     assert data_of(refused)["recipient_agency_id"] == provider
     inbox = await collect(
         bootstrap, topics.agency_inbox(provider), _by_correlation(sent), settle=2.0
@@ -335,11 +331,7 @@ async def test_referral_outside_the_consent_gets_a_refusal_and_no_data(
         )
     finally:
         await conn.close()
-    assert dict(logged) == {
-        "outcome": "refused",
-        "reason": "agency_type_not_covered",
-        "consent_version": 1,
-    }
+    assert dict(logged) == {"outcome": "refused", "reason": "no_public_key", "consent_version": 1}
 
 
 async def test_withdrawal_and_erasure(

@@ -6,12 +6,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.referral.handlers import on_listing
+from services.referral.handlers import ReferralHandlers
+from services.referral.routing import RoutingPolicy
 from shared.contracts import topics
 from shared.db.migrations import discover, migrate
 from shared.kafka.inbound import InboundEvent, PermanentError
 from tests import factories as f
 
+HANDLERS = ReferralHandlers(RoutingPolicy(max_attempts=3))
 REFERRAL_MIGRATIONS = Path(__file__).resolve().parents[2] / "services/referral/migrations"
 
 
@@ -24,7 +26,7 @@ async def referral_db(scratch_pool: asyncpg.Pool) -> asyncpg.Pool:
 
 async def _apply(pool: asyncpg.Pool, record: object) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await on_listing(InboundEvent.from_record(record), conn)  # type: ignore[arg-type]
+        await HANDLERS.on_listing(InboundEvent.from_record(record), conn)  # type: ignore[arg-type]
 
 
 async def _owner(pool: asyncpg.Pool, service_id: str) -> str | None:

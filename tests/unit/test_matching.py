@@ -1,57 +1,154 @@
-from services.referral.matching import Candidate, best_match, covering_depth
+"""Matching: the ranking rules, and properties that hold for any directory (hypothesis)."""
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.referral.matching import Candidate, covering_depth, eligible, rank
 from shared.contracts import events as ev
 from tests import factories as f
 
 NEED = ev.Need.model_validate({"need_id": "n1", "category": "psychosocial.counselling"})
-PROFILE = ev.Profile.model_validate(f.profile(languages=["wo"]))
+PROFILE = ev.Profile.model_validate(f.profile(languages=["wo"], age_band="25-34"))
+CONSENT = ev.Consent.model_validate(f.consent())
+S, C = ev.ListingStatus, ev.CapacityStatus
 
 
 def cand(
     service_id: str,
     coverage: tuple[str, ...],
-    capacity: ev.CapacityStatus = ev.CapacityStatus.HAS_CAPACITY,
+    capacity: C = C.HAS_CAPACITY,
     languages: tuple[str, ...] = ("fr",),
+    **kw: Any,
 ) -> Candidate:
-    return Candidate(service_id, "agency-x", coverage, languages, capacity)
+    args: dict[str, Any] = {
+        "agency_id": "agency-x",
+        "agency_type": ev.AgencyType.NGO,
+        "status": S.ACTIVE,
+        "categories": ("psychosocial.counselling",),
+        "eligibility": ev.Eligibility(),
+    }
+    return Candidate(
+        service_id=service_id,
+        coverage_areas=coverage,
+        languages=languages,
+        capacity=capacity,
+        **{**args, **kw},
+    )
+
+
+def best(candidates: list[Candidate], consent: ev.Consent = CONSENT) -> str | ev.UnmatchedReason:
+    result = rank(NEED, PROFILE, consent, candidates)
+    return result if isinstance(result, ev.UnmatchedReason) else result[0].candidate.service_id
 
 
 def test_covering_depth_is_the_most_specific_containing_code() -> None:
     assert covering_depth("SN0101", ("SN", "SN01")) == 4
     assert covering_depth("SN0101", ("SN02",)) == 0
-    assert covering_depth("SN0101", ("ML",)) == 0
 
 
 def test_district_beats_region_beats_national() -> None:
     national, region, district = cand("a", ("SN",)), cand("b", ("SN01",)), cand("c", ("SN0101",))
-    match = best_match(NEED, PROFILE, [national, region, district])
-    assert match is not None and match.candidate.service_id == "c"
-    match = best_match(NEED, PROFILE, [national, region])
-    assert match is not None and match.candidate.service_id == "b"
+    assert best([national, region, district]) == "c"
+    assert best([national, region]) == "b"
 
 
 def test_capacity_before_waitlist_and_none_excluded() -> None:
-    waitlist = cand("a", ("SN01",), ev.CapacityStatus.WAITLIST)
-    full = cand("b", ("SN01",), ev.CapacityStatus.NO_CAPACITY)
-    open_ = cand("c", ("SN01",))
-    match = best_match(NEED, PROFILE, [waitlist, full, open_])
-    assert match is not None and match.candidate.service_id == "c"
-    assert best_match(NEED, PROFILE, [full]) is None
+    assert best([cand("a", ("SN01",), C.WAITLIST), cand("c", ("SN01",))]) == "c"
+    assert best([cand("b", ("SN01",), C.NO_CAPACITY)]) is ev.UnmatchedReason.NO_CAPACITY
 
 
-def test_uncovered_area_is_not_a_match() -> None:
-    assert best_match(NEED, PROFILE, [cand("a", ("SN02",))]) is None
+def test_the_reason_names_the_furthest_filter_passed() -> None:
+    assert best([cand("a", ("SN02",))]) is ev.UnmatchedReason.NO_LISTING
+    adults_over_40 = ev.Eligibility(minimum_age=40)
+    assert (
+        best([cand("a", ("SN01",), eligibility=adults_over_40)]) is ev.UnmatchedReason.NOT_ELIGIBLE
+    )
+    only_gov = ev.Consent.model_validate(
+        f.consent(scope={"purposes": ["referral"], "agency_types": ["government"]})
+    )
+    assert best([cand("a", ("SN01",))], only_gov) is ev.UnmatchedReason.CONSENT_SCOPE
+    assert best([cand("a", ("SN01",), status=S.INACTIVE)]) is ev.UnmatchedReason.NO_LISTING
 
 
-def test_tie_break_is_deterministic_by_service_id() -> None:
-    one, two = cand("svc-b", ("SN01",)), cand("svc-a", ("SN01",))
-    for order in ([one, two], [two, one]):
-        match = best_match(NEED, PROFILE, order)
-        assert match is not None and match.candidate.service_id == "svc-a"
+def test_answer_rate_and_language_count() -> None:
+    reliable = cand("z", ("SN01",), answer_rate=1.0)
+    unreliable = cand("a", ("SN01",), answer_rate=0.0)
+    assert best([unreliable, reliable]) == "z"
+    assert best([cand("a", ("SN01",)), cand("b", ("SN01",), languages=("wo",))]) == "b"
 
 
 def test_explanation_names_criteria_and_components() -> None:
-    match = best_match(NEED, PROFILE, [cand("a", ("SN", "SN01"), languages=("wo",))])
-    assert match is not None
-    assert "coverage:SN01" in match.explanation.matched
-    assert match.explanation.components["language_overlap"] == 1.0
-    assert 0 < match.explanation.score <= 1
+    result = rank(NEED, PROFILE, CONSENT, [cand("a", ("SN", "SN01"), languages=("wo",))])
+    assert isinstance(result, list)
+    explanation = result[0].explanation
+    assert "coverage:SN01" in explanation.matched
+    assert explanation.components["language_overlap"] == 1.0
+    assert 0 < explanation.score <= 1
+
+
+def test_eligibility_by_sex_age_and_beneficiary_type() -> None:
+    assert eligible(cand("a", ("SN",)), PROFILE)
+    assert not eligible(cand("a", ("SN",), eligibility=ev.Eligibility(sexes=["male"])), PROFILE)
+    assert not eligible(cand("a", ("SN",), eligibility=ev.Eligibility(maximum_age=17)), PROFILE)
+    community_only = ev.Eligibility(beneficiary_types=["community_member"])
+    assert not eligible(cand("a", ("SN",), eligibility=community_only), PROFILE)
+
+
+# ----- properties over arbitrary directories -----
+
+AREAS = ["SN", "SN01", "SN0101", "SN0102", "SN02", "ML", "ML01"]
+candidates = st.builds(
+    cand,
+    service_id=st.text(alphabet="abcdef", min_size=1, max_size=4),
+    coverage=st.lists(st.sampled_from(AREAS), min_size=1, max_size=3, unique=True).map(tuple),
+    capacity=st.sampled_from(list(C)),
+    languages=st.lists(st.sampled_from(["fr", "wo", "en"]), max_size=2, unique=True).map(tuple),
+    status=st.sampled_from(list(S)),
+    agency_type=st.sampled_from(list(ev.AgencyType)),
+    categories=st.sampled_from([("psychosocial.counselling",), ("social.housing",)]),
+    eligibility=st.builds(
+        ev.Eligibility,
+        minimum_age=st.sampled_from([None, 18, 40]),
+        sexes=st.sampled_from([None, ["female"], ["male"]]),
+    ),
+    answer_rate=st.sampled_from([None, 0.0, 0.5, 1.0]),
+)
+consents = st.sampled_from(
+    [
+        CONSENT,
+        ev.Consent.model_validate(
+            f.consent(scope={"purposes": ["referral"], "agency_types": ["ngo", "government"]})
+        ),
+        ev.Consent.model_validate(f.consent(given=False, scope=None)),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(candidates, max_size=8), consents)
+def test_matching_returns_only_acceptable_listings_deterministically(
+    directory: list[Candidate], consent: ev.Consent
+) -> None:
+    result = rank(NEED, PROFILE, consent, directory)
+    again = rank(NEED, PROFILE, consent, list(reversed(directory)))
+    if isinstance(result, ev.UnmatchedReason):
+        assert again == result
+        return
+    assert isinstance(again, list)
+    assert [m.candidate for m in result] == [m.candidate for m in again] or len(
+        {m.candidate.service_id for m in result}
+    ) < len(result)  # identical ids may swap
+    scores = [m.explanation.score for m in result]
+    assert scores == sorted(scores, reverse=True)
+    for m in result:
+        c = m.candidate
+        assert c.status is S.ACTIVE
+        assert NEED.category in c.categories
+        assert covering_depth(PROFILE.return_area, c.coverage_areas) > 0
+        assert c.capacity is not C.NO_CAPACITY
+        assert eligible(c, PROFILE)
+        assert consent.given and consent.scope is not None
+        types = consent.scope.agency_types
+        assert types is None or c.agency_type in types

@@ -1,0 +1,275 @@
+"""Opening, re-routing and closing the referral chain of one need; cancelling a case's open
+referrals. Every change returns the events to publish (through the caller's outbox)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.contracts import events as ev
+from shared.contracts.events import ReferralState as S
+from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
+from shared.db import DbConnection
+
+from . import directory
+from .lifecycle import OPEN_STATES
+from .matching import rank
+
+Emitted = list[tuple[str, BaseModel]]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    max_attempts: int
+    sla_seconds_override: float | None = None
+
+    def respond_by(self, urgency: Urgency, listing_sla_hours: int | None) -> datetime:
+        if self.sla_seconds_override is not None:
+            delay = timedelta(seconds=self.sla_seconds_override)
+        elif listing_sla_hours is not None:
+            delay = timedelta(hours=listing_sla_hours)
+        else:
+            delay = TAXONOMY.answer_within(urgency)
+        return datetime.now(UTC) + delay
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRow:
+    referral_id: str
+    case_id: str
+    need_id: str
+    category: str
+    urgency: Urgency
+    status: S
+    attempt: int
+    referring_agency_id: str
+    recipient_agency_id: str
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, r: Any) -> ReferralRow:
+        return cls(
+            str(r["referral_id"]),
+            r["case_id"],
+            r["need_id"],
+            r["category"],
+            Urgency(r["urgency"]),
+            S(r["status"]),
+            r["attempt"],
+            r["referring_agency_id"],
+            r["recipient_agency_id"],
+            r["correlation_id"],
+        )
+
+
+async def load_referral(conn: DbConnection, referral_id: str) -> ReferralRow | None:
+    try:
+        rid = uuid.UUID(referral_id)
+    except ValueError:
+        return None
+    row = await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE", rid)
+    return ReferralRow.of(row) if row else None
+
+
+async def save_case(conn: DbConnection, case: ev.CaseRegistered) -> None:
+    await conn.execute(
+        """INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
+           VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb)
+           ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile,
+             needs = EXCLUDED.needs, consent = EXCLUDED.consent, updated_at = now()""",
+        case.case_id,
+        case.submitting_agency_id,
+        case.profile.model_dump_json(),
+        json.dumps([n.model_dump(mode="json") for n in case.needs]),
+        case.consent.model_dump_json(),
+    )
+
+
+async def load_case(conn: DbConnection, case_id: str) -> ev.CaseRegistered | None:
+    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    if row is None:
+        return None
+    return ev.CaseRegistered(
+        case_id=case_id,
+        submitting_agency_id=row["submitting_agency_id"],
+        profile=ev.Profile.model_validate_json(row["profile"]),
+        needs=[ev.Need.model_validate(n) for n in json.loads(row["needs"])],
+        consent=ev.Consent.model_validate_json(row["consent"]),
+    )
+
+
+async def need_is_handled(conn: DbConnection, case_id: str, need_id: str) -> bool:
+    """A need already has a chain or a recorded gap: a redelivery or an update adds nothing."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM referrals WHERE case_id = $1 AND need_id = $2)
+               OR EXISTS (SELECT 1 FROM unmet_needs WHERE case_id = $1 AND need_id = $2)""",
+            case_id,
+            need_id,
+        )
+    )
+
+
+async def route_need(
+    conn: DbConnection,
+    case: ev.CaseRegistered,
+    need: ev.Need,
+    policy: RoutingPolicy,
+    *,
+    correlation_id: str | None,
+    previous: ReferralRow | None = None,
+) -> Emitted:
+    """Refer the need to the best candidate not tried yet, or record why none is left."""
+    attempt = previous.attempt + 1 if previous else 1
+    tried = frozenset(
+        r["service_id"]
+        for r in await conn.fetch(
+            "SELECT service_id FROM referrals WHERE case_id = $1 AND need_id = $2",
+            case.case_id,
+            need.need_id,
+        )
+    )
+    candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
+    ranked = rank(need, case.profile, case.consent, candidates, exclude_services=tried)
+    if attempt > policy.max_attempts or not isinstance(ranked, list):
+        reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else ranked
+        assert isinstance(reason, ev.UnmatchedReason)
+        await conn.execute(
+            """INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (case_id, need_id) DO UPDATE SET reason = EXCLUDED.reason,
+                 attempts = EXCLUDED.attempts""",
+            case.case_id,
+            need.need_id,
+            need.category,
+            case.profile.return_area,
+            reason.value,
+            attempt - 1,
+        )
+        return [
+            (
+                ev.NEED_UNMATCHED,
+                ev.NeedUnmatched(
+                    case_id=case.case_id,
+                    need_id=need.need_id,
+                    category=need.category,
+                    referring_agency_id=case.submitting_agency_id,
+                    reason=reason,
+                    attempts=attempt - 1,
+                ),
+            )
+        ]
+    match = ranked[0]
+    referral_id = uuid.uuid4()
+    respond_by = policy.respond_by(need.urgency, match.candidate.sla_hours)
+    await conn.execute(
+        """INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
+               recipient_agency_id, service_id, status, explanation, attempt,
+               previous_referral_id, urgency, respond_by, correlation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8::jsonb, $9, $10, $11, $12,
+                   $13)""",
+        referral_id,
+        case.case_id,
+        need.need_id,
+        need.category,
+        case.submitting_agency_id,
+        match.candidate.agency_id,
+        match.candidate.service_id,
+        match.explanation.model_dump_json(),
+        attempt,
+        uuid.UUID(previous.referral_id) if previous else None,
+        need.urgency.value,
+        respond_by,
+        correlation_id,
+    )
+    await conn.execute(
+        "INSERT INTO timers (referral_id, due_at) VALUES ($1, $2)", referral_id, respond_by
+    )
+    await conn.execute(
+        "DELETE FROM unmet_needs WHERE case_id = $1 AND need_id = $2", case.case_id, need.need_id
+    )
+    return [
+        (
+            ev.REFERRAL_REQUESTED,
+            ev.ReferralRequested(
+                referral_id=str(referral_id),
+                case_id=case.case_id,
+                need_id=need.need_id,
+                category=need.category,
+                urgency=need.urgency,
+                referring_agency_id=case.submitting_agency_id,
+                recipient_agency_id=match.candidate.agency_id,
+                service_id=match.candidate.service_id,
+                attempt=attempt,
+                previous_referral_id=previous.referral_id if previous else None,
+                respond_by=respond_by,
+                explanation=match.explanation,
+            ),
+        )
+    ]
+
+
+async def transition(
+    conn: DbConnection,
+    ref: ReferralRow,
+    to: S,
+    *,
+    reason: ReasonCode | None = None,
+    outcome: ev.Outcome | None = None,
+) -> Emitted:
+    await conn.execute(
+        """UPDATE referrals SET status = $2, reason_code = $3, outcome = $4, updated_at = now()
+           WHERE referral_id = $1""",
+        uuid.UUID(ref.referral_id),
+        to.value,
+        reason.value if reason else None,
+        outcome.value if outcome else None,
+    )
+    if to not in (S.REQUESTED, S.RECEIVED):  # the decision deadline no longer runs
+        await conn.execute("DELETE FROM timers WHERE referral_id = $1", uuid.UUID(ref.referral_id))
+    return [
+        (
+            ev.REFERRAL_TRANSITIONED,
+            ev.ReferralTransitioned(
+                referral_id=ref.referral_id,
+                case_id=ref.case_id,
+                need_id=ref.need_id,
+                from_state=ref.status,
+                to_state=to,
+                reason_code=reason,
+                outcome=outcome,
+                attempt=ref.attempt,
+                referring_agency_id=ref.referring_agency_id,
+                recipient_agency_id=ref.recipient_agency_id,
+                occurred_at=datetime.now(UTC),
+            ),
+        )
+    ]
+
+
+async def reroute(conn: DbConnection, ref: ReferralRow, policy: RoutingPolicy) -> Emitted:
+    """After a rejection or expiry: the next candidate, linked to this referral."""
+    case = await load_case(conn, ref.case_id)
+    need = next((n for n in case.needs if n.need_id == ref.need_id), None) if case else None
+    if case is None or need is None:
+        return []
+    return await route_need(
+        conn, case, need, policy, correlation_id=ref.correlation_id, previous=ref
+    )
+
+
+async def cancel_open(conn: DbConnection, case_id: str, reason: ReasonCode) -> Emitted:
+    rows = await conn.fetch(
+        "SELECT * FROM referrals WHERE case_id = $1 AND status = ANY($2::text[]) FOR UPDATE",
+        case_id,
+        [s.value for s in OPEN_STATES],
+    )
+    out: Emitted = []
+    for row in rows:
+        out += await transition(conn, ReferralRow.of(row), S.CANCELLED, reason=reason)
+    return out

@@ -1,0 +1,289 @@
+"""The referral lifecycle end to end on the real broker and databases, with short deadlines:
+happy path, rejection and expiry re-routing, exhausted attempts, late listings, consent
+withdrawal, refused answers, and deadlines that survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import build_event
+from shared.contracts.messages import response_message
+from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.oneshot import publish_events
+from tests import factories as f
+from tests.e2e.conftest import RunningService, start_service, stop_service, wait_ready
+from tests.e2e.kafka_helpers import collect, data_of, headers_of
+
+pytestmark = pytest.mark.e2e
+
+SLA_SECONDS = 6
+SERVICE_ENV = {
+    "REFERRAL_SLA_SECONDS_OVERRIDE": str(SLA_SECONDS),
+    "REFERRAL_TIMER_INTERVAL_S": "0.5",
+    "REFERRAL_MAX_ATTEMPTS": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> str:
+    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
+
+
+async def _agency(bootstrap: str, prefix: str) -> str:
+    agency_id = f.unique(prefix)
+    await ensure_agency_topics(bootstrap, agency_id)
+    await publish_events(bootstrap, [f.agency_event(f.agency(agency_id))])
+    return agency_id
+
+
+async def _listed(bootstrap: str, dsn: str, provider: str, areas: list[str]) -> str:
+    listing = f.listing(provider, service_areas=areas)
+    await publish_events(bootstrap, [f.listing_event(listing)])
+    assert await _eventually(
+        dsn, "SELECT 1 FROM listings WHERE service_id = $1", listing.service_id
+    )
+    return listing.service_id
+
+
+async def _eventually(dsn: str, query: str, *args: Any, timeout: float = 30) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            value = await conn.fetchval(query, *args)
+            if value not in (None, 0, False) or asyncio.get_running_loop().time() > deadline:
+                return value
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def _submit(bootstrap: str, referrer: str, area: str, **kw: Any) -> str:
+    profile = f.profile(return_country=area[:2], return_area=area)
+    sent = f.submission_event(f.submission(referrer, profile=profile, **kw))
+    await publish_events(bootstrap, [sent])
+    return sent.event_id
+
+
+async def _events(
+    bootstrap: str, correlation: str, type_: str, expected: int = 1, timeout: float = 45
+) -> list[dict[str, Any]]:
+    records = await collect(
+        bootstrap,
+        topics.REFERRAL_EVENTS,
+        lambda r: (
+            headers_of(r).get("ce_correlationid") == correlation
+            and headers_of(r).get("ce_type") == type_
+        ),
+        expected=expected,
+        timeout=timeout,
+    )
+    return [data_of(r) for r in records]
+
+
+async def _answer(
+    bootstrap: str, agency: str, referral: dict[str, Any], action: str, **kw: Any
+) -> None:
+    response = ev.ReferralResponse.model_validate(
+        {
+            "referral_id": referral["referral_id"],
+            "agency_id": agency,
+            "action": action,
+            "responded_at": datetime.now(UTC).isoformat(),
+            **kw,
+        }
+    )
+    await publish_events(bootstrap, [response_message(response, referral["case_id"])])
+
+
+async def test_happy_path_to_completed(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    area = f.unique_area("GM")  # a country of its own: no other test's listing covers it
+    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    correlation = await _submit(bootstrap, referrer, area)
+    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    for action, extra in (
+        ("acknowledge", {}),
+        ("accept", {}),
+        ("start", {}),
+        ("complete", {"outcome": "achieved"}),
+    ):
+        await _answer(bootstrap, provider, referral, action, **extra)
+        await asyncio.sleep(0.3)  # answers on one partition are ordered anyway
+    changes = await _events(bootstrap, correlation, ev.REFERRAL_TRANSITIONED, expected=4)
+    assert [(c["from_state"], c["to_state"]) for c in changes] == [
+        ("requested", "received"),
+        ("received", "accepted"),
+        ("accepted", "in_progress"),
+        ("in_progress", "completed"),
+    ]
+    assert changes[-1]["outcome"] == "achieved"
+    inbox = await collect(
+        bootstrap,
+        topics.agency_inbox(referrer),
+        lambda r: (
+            headers_of(r).get("ce_type") == ev.INBOX_STATUS_CHANGED
+            and data_of(r)["referral_id"] == referral["referral_id"]
+        ),
+        expected=4,
+    )
+    assert data_of(inbox[-1])["to_state"] == "completed"
+
+
+async def test_rejection_reroutes_to_the_second_best_and_then_exhausts(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    area = f.unique_area("GH")  # a country of its own: no other test's listing covers it
+    referrer = await _agency(bootstrap, "iom")
+    providers = [await _agency(bootstrap, "ngo") for _ in range(3)]
+    await _listed(bootstrap, database_urls["referral"], providers[0], [area])  # district: best
+    await _listed(bootstrap, database_urls["referral"], providers[1], [area[:4]])  # region
+    await _listed(bootstrap, database_urls["referral"], providers[2], [area[:2]])  # national
+    correlation = await _submit(bootstrap, referrer, area)
+    [first] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    assert first["recipient_agency_id"] == providers[0] and first["attempt"] == 1
+    await _answer(bootstrap, providers[0], first, "reject", reason_code="at_capacity")
+    first_two = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED, expected=2)
+    second = first_two[1]
+    assert second["recipient_agency_id"] == providers[1]
+    assert (second["attempt"], second["previous_referral_id"]) == (2, first["referral_id"])
+    await _answer(bootstrap, providers[1], second, "reject", reason_code="not_eligible")
+    [unmatched] = await _events(bootstrap, correlation, ev.NEED_UNMATCHED)
+    assert (unmatched["reason"], unmatched["attempts"]) == ("attempts_exhausted", 2)
+
+
+async def test_no_answer_expires_and_reroutes_even_across_a_restart(
+    services: dict[str, RunningService],
+    bootstrap: str,
+    database_urls: dict[str, str],
+    tmp_path: Any,
+) -> None:
+    area = f.unique_area("GN")  # a country of its own: no other test's listing covers it
+    referrer = await _agency(bootstrap, "iom")
+    providers = [await _agency(bootstrap, "ngo") for _ in range(2)]
+    await _listed(bootstrap, database_urls["referral"], providers[0], [area])
+    await _listed(bootstrap, database_urls["referral"], providers[1], [area[:4]])
+    correlation = await _submit(bootstrap, referrer, area)
+    [first] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    issued = datetime.now(UTC)
+
+    stop_service(services["referral"])  # down between issue and deadline
+    services["referral"] = start_service("referral", tmp_path, SERVICE_ENV)
+    wait_ready([services["referral"]])
+
+    [expired] = await _events(bootstrap, correlation, ev.REFERRAL_TRANSITIONED)
+    assert (expired["to_state"], expired["reason_code"]) == ("expired", "no_response")
+    deadline = datetime.fromisoformat(first["respond_by"])
+    assert (deadline - issued).total_seconds() <= SLA_SECONDS
+    late = (datetime.fromisoformat(expired["occurred_at"]) - deadline).total_seconds()
+    assert 0 <= late <= 15  # on time although the service was down in between
+    both = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED, expected=2)
+    assert both[1]["recipient_agency_id"] == providers[1]
+    assert both[1]["previous_referral_id"] == first["referral_id"]
+
+
+async def test_a_new_listing_matches_the_unmatched_need(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    area = f.unique_area("GW")  # a country of its own: no other test's listing covers it
+    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    correlation = await _submit(bootstrap, referrer, area)
+    [unmatched] = await _events(bootstrap, correlation, ev.NEED_UNMATCHED)
+    assert unmatched["reason"] == "no_listing"
+    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    requested = await collect(
+        bootstrap,
+        topics.REFERRAL_EVENTS,
+        lambda r: (
+            headers_of(r).get("ce_type") == ev.REFERRAL_REQUESTED
+            and data_of(r)["case_id"] == unmatched["case_id"]
+        ),
+    )
+    assert [data_of(r)["recipient_agency_id"] for r in requested] == [provider]
+
+
+async def test_consent_withdrawal_cancels_open_referrals(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    area = f.unique_area("GA")  # a country of its own: no other test's listing covers it
+    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    ref = f.unique("CASE")
+    correlation = await _submit(bootstrap, referrer, area, agency_case_ref=ref)
+    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    await _answer(bootstrap, provider, referral, "accept")
+    withdrawal = ev.ConsentWithdrawal.model_validate(
+        {
+            "agency_id": referrer,
+            "agency_case_ref": ref,
+            "withdrawn_at": datetime.now(UTC).isoformat(),
+        }
+    )
+    await publish_events(
+        bootstrap,
+        [
+            build_event(
+                topic=topics.AGENCY_SUBMISSIONS.name(referrer),
+                key=ref,
+                type_=ev.CONSENT_WITHDRAWN,
+                source="urn:test",
+                data=withdrawal,
+            )
+        ],
+    )
+    cancelled = await collect(
+        bootstrap,
+        topics.agency_inbox(provider),
+        lambda r: (
+            headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_CANCELLED
+            and data_of(r)["referral_id"] == referral["referral_id"]
+        ),
+    )
+    assert [data_of(r)["erase_received_data"] for r in cancelled] == [True]
+    assert data_of(cancelled[0])["reason_code"] == "consent_withdrawn"
+
+
+async def test_an_answer_from_another_agency_or_out_of_turn_is_refused(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    area = f.unique_area("CM")  # a country of its own: no other test's listing covers it
+    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    intruder = await _agency(bootstrap, "ngo")
+    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    correlation = await _submit(bootstrap, referrer, area)
+    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    await _answer(bootstrap, intruder, referral, "accept")
+    await _answer(bootstrap, provider, referral, "complete", outcome="achieved")  # not yet
+    refused = await collect(
+        bootstrap,
+        topics.agency_inbox(intruder),
+        lambda r: headers_of(r).get("ce_type") == ev.INBOX_RESPONSE_REFUSED,
+    )
+    assert [(data_of(r)["error"], data_of(r).get("current_state")) for r in refused] == [
+        ("not_recipient", None)
+    ]
+    out_of_turn = await collect(
+        bootstrap,
+        topics.agency_inbox(provider),
+        lambda r: headers_of(r).get("ce_type") == ev.INBOX_RESPONSE_REFUSED,
+    )
+    assert [(data_of(r)["error"], data_of(r)["current_state"]) for r in out_of_turn] == [
+        ("transition_not_allowed", "requested")
+    ]
+    state = await _eventually(
+        database_urls["referral"],
+        "SELECT status FROM referrals WHERE referral_id = $1",
+        uuid.UUID(referral["referral_id"]),
+    )
+    assert state == "requested"
