@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
+from typing import Annotated
 
+import asyncpg
 import typer
+from pydantic import ValidationError
+from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.messages import listing_message
+from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events, publish_tombstone
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, load_model, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
 
-app = typer.Typer(help="Referral: publish and withdraw service listings.", no_args_is_help=True)
+from .evidence import COLUMNS, EvidenceRow, pathway_report
+from .settings import ReferralSettings
+
+app = typer.Typer(
+    help="Referral: publish and withdraw service listings; evidence on pathways.",
+    no_args_is_help=True,
+)
 
 
 @app.command("publish-listing")
@@ -31,3 +43,42 @@ def withdraw_listing(
     """Withdraw a listing: a tombstone for its key on the agency's compacted listings topic."""
     run(publish_tombstone(bootstrap, topics.AGENCY_LISTINGS.name(agency_id), service_id))
     console.print(f"withdrew [bold]{service_id}[/bold]")
+
+
+@app.command("evidence")
+def evidence(
+    area_digits: Annotated[
+        int,
+        typer.Option(
+            help="Digits of the area code after the country: 0 country, 2 first level, ..."
+        ),
+    ] = 2,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write a CSV here.")] = None,
+) -> None:
+    """Per area, dimension and category: referrals, acceptance and completion rates, median
+    hours to answer and to decide, unmet needs and why. Runs beside the referral service, with
+    its environment (REFERRAL_DATABASE_URL)."""
+    try:
+        dsn = ReferralSettings().database_dsn
+    except ValidationError as exc:
+        err_console.print(f"[red]referral settings incomplete:[/red] {describe_error(exc)}")
+        raise typer.Exit(2) from exc
+
+    async def _report() -> list[EvidenceRow]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await pathway_report(conn, area_digits)
+        finally:
+            await conn.close()
+
+    rows = run(_report())
+    table = Table(*COLUMNS, title="Referral pathways")
+    for row in rows:
+        table.add_row(*row.formatted())
+    console.print(table)
+    if csv_file is not None:
+        with csv_file.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            writer.writerows(row.values for row in rows)
+        console.print(f"wrote {len(rows)} rows to {csv_file}")

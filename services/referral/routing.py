@@ -230,6 +230,14 @@ async def transition(
         reason.value if reason else None,
         outcome.value if outcome else None,
     )
+    await conn.execute(
+        """INSERT INTO referral_transitions (referral_id, from_state, to_state, reason_code)
+           VALUES ($1, $2, $3, $4)""",
+        uuid.UUID(ref.referral_id),
+        ref.status.value,
+        to.value,
+        reason.value if reason else None,
+    )
     if to not in (S.REQUESTED, S.RECEIVED):  # the decision deadline no longer runs
         await conn.execute("DELETE FROM timers WHERE referral_id = $1", uuid.UUID(ref.referral_id))
     return [

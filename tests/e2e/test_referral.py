@@ -287,3 +287,32 @@ async def test_an_answer_from_another_agency_or_out_of_turn_is_refused(
         uuid.UUID(referral["referral_id"]),
     )
     assert state == "requested"
+
+
+async def test_evidence_report_per_country_and_category(
+    services: dict[str, RunningService], tmp_path: Any
+) -> None:
+    """After the tests above (each in its own country): the pathway report, as CSV."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    out = tmp_path / "evidence.csv"
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, ["referral", "evidence", "--area-digits", "0", "--csv", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    rows = {(r["area"], r["category"]): r for r in csv.DictReader(out.open())}
+    happy = rows[("GM", "psychosocial.counselling")]
+    assert (
+        happy["referrals"],
+        float(happy["acceptance_rate"]),
+        float(happy["completion_rate"]),
+    ) == ("1", 1.0, 1.0)
+    assert float(happy["median_hours_to_decide"]) < 0.1
+    exhausted = rows[("GH", "psychosocial.counselling")]
+    assert (exhausted["referrals"], float(exhausted["acceptance_rate"])) == ("2", 0.0)
+    assert exhausted["unmet_reasons"] == "attempts_exhausted x1"
+    assert "Referral pathways" in result.output
