@@ -28,6 +28,7 @@ from shared.kafka.broker import create_broker
 from shared.kafka.consumer import Handler, ReliableConsumer, RetryPolicy, Subscription
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.publisher import EventPublisher
+from shared.kafka.replay import replay_registries
 from shared.logging import configure_logging, get_logger
 from shared.settings import ServiceSettings
 
@@ -58,6 +59,7 @@ class ServiceRuntime:
         self._relay: OutboxRelay | None = None
         self._periodic: list[tuple[str, Callable[[], Awaitable[object]], float]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -80,6 +82,11 @@ class ServiceRuntime:
         consumer.register(self.broker)
         return consumer
 
+    def replay_at_start(self, consumer: ReliableConsumer, registries: list[Subscription]) -> None:
+        """Apply these compacted registry topics from their beginning at every start (before
+        normal consumption): a fresh database rebuilds itself."""
+        self._replay = (consumer, registries)
+
     def every(self, interval_s: float, name: str, job: Callable[[], Awaitable[object]]) -> None:
         """Run ``job`` every ``interval_s`` seconds while the service runs (e.g. due timers).
         A failing run is logged and the next one comes as usual."""
@@ -100,6 +107,9 @@ class ServiceRuntime:
         applied = await migrate_service(self._pool, self.name, self.migrations_dir)
         log.info("service_starting", migrations_applied=len(applied))
         await self.dead_letters.start()
+        if self._replay is not None:
+            consumer, registries = self._replay
+            await replay_registries(self.settings.kafka_bootstrap_servers, consumer, registries)
 
     async def after_startup(self) -> None:
         self._relay = OutboxRelay(

@@ -17,7 +17,7 @@ policy = RoutingPolicy(
     max_attempts=settings.max_attempts, sla_seconds_override=settings.sla_seconds_override
 )
 handlers = ReferralHandlers(policy)
-runtime.consume(
+consumer = runtime.consume(
     {
         topics.AGENCY_LISTINGS: handlers.on_listing,
         topics.DIRECTORY_AGENCIES: handlers.on_agency,
@@ -25,6 +25,7 @@ runtime.consume(
         topics.AGENCY_RESPONSES: handlers.on_response,
     }
 )
+runtime.replay_at_start(consumer, [topics.DIRECTORY_AGENCIES, topics.AGENCY_LISTINGS])
 runtime.every(
     settings.timer_interval_s, "referral-deadlines", lambda: expire_due(runtime.pool, policy)
 )

@@ -20,7 +20,7 @@ async def upsert_listing(conn: DbConnection, listing: ev.ServiceListing) -> bool
              agency_id = EXCLUDED.agency_id, status = EXCLUDED.status,
              categories = EXCLUDED.categories, coverage_areas = EXCLUDED.coverage_areas,
              languages = EXCLUDED.languages, capacity = EXCLUDED.capacity,
-             listing = EXCLUDED.listing, updated_at = now()
+             listing = EXCLUDED.listing, held_slots = 0, updated_at = now()
            WHERE listings.agency_id = EXCLUDED.agency_id
            RETURNING 1""",
         listing.service_id,
@@ -58,7 +58,7 @@ async def candidates_for(conn: DbConnection, category: str, area: str) -> list[C
     """Listings of the category whose coverage contains the area (prefix match), with their
     agency's type and its record of answering referrals (share not left to expire)."""
     rows = await conn.fetch(
-        """SELECT l.service_id, l.agency_id, l.listing, a.type AS agency_type,
+        """SELECT l.service_id, l.agency_id, l.listing, l.held_slots, a.type AS agency_type,
                   (SELECT avg(CASE WHEN r.status = 'expired' THEN 0 ELSE 1 END)
                      FROM referrals r
                     WHERE r.recipient_agency_id = l.agency_id
@@ -73,6 +73,21 @@ async def candidates_for(conn: DbConnection, category: str, area: str) -> list[C
     return [_candidate(r) for r in rows]
 
 
+def effective_capacity(capacity: ev.Capacity, held_slots: int) -> ev.CapacityStatus:
+    """The provider's capacity less the slots our accepted referrals hold since its last update."""
+    if capacity.open_slots is not None and held_slots >= capacity.open_slots:
+        return ev.CapacityStatus.NO_CAPACITY
+    return capacity.status
+
+
+async def hold_slot(conn: DbConnection, service_id: str, delta: int) -> None:
+    await conn.execute(
+        "UPDATE listings SET held_slots = greatest(held_slots + $2, 0) WHERE service_id = $1",
+        service_id,
+        delta,
+    )
+
+
 def _candidate(row: Record) -> Candidate:
     listing = ev.ServiceListing.model_validate_json(row["listing"])
     return Candidate(
@@ -83,7 +98,7 @@ def _candidate(row: Record) -> Candidate:
         categories=tuple(listing.categories),
         coverage_areas=tuple(listing.service_areas),
         languages=tuple(listing.languages),
-        capacity=listing.capacity.status,
+        capacity=effective_capacity(listing.capacity, row["held_slots"]),
         eligibility=listing.eligibility,
         answer_rate=float(row["answer_rate"]) if row["answer_rate"] is not None else None,
         sla_hours=listing.acceptance_sla_hours,

@@ -17,7 +17,7 @@ from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
 from shared.db import DbConnection
 
 from . import directory
-from .lifecycle import OPEN_STATES
+from .lifecycle import OPEN_STATES, holds_a_slot
 from .matching import rank
 
 Emitted = list[tuple[str, BaseModel]]
@@ -49,6 +49,7 @@ class ReferralRow:
     attempt: int
     referring_agency_id: str
     recipient_agency_id: str
+    service_id: str
     correlation_id: str | None
 
     @classmethod
@@ -63,6 +64,7 @@ class ReferralRow:
             r["attempt"],
             r["referring_agency_id"],
             r["recipient_agency_id"],
+            r["service_id"],
             r["correlation_id"],
         )
 
@@ -238,6 +240,8 @@ async def transition(
         to.value,
         reason.value if reason else None,
     )
+    if holds_a_slot(to) != holds_a_slot(ref.status):
+        await directory.hold_slot(conn, ref.service_id, 1 if holds_a_slot(to) else -1)
     if to not in (S.REQUESTED, S.RECEIVED):  # the decision deadline no longer runs
         await conn.execute("DELETE FROM timers WHERE referral_id = $1", uuid.UUID(ref.referral_id))
     return [

@@ -289,6 +289,45 @@ async def test_an_answer_from_another_agency_or_out_of_turn_is_refused(
     assert state == "requested"
 
 
+async def test_an_accepted_referral_holds_a_slot_until_the_provider_updates(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    area = f.unique_area("CI")  # a country of its own: no other test's listing covers it
+    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    listing = f.listing(provider, service_areas=[area], capacity={"open_slots": 1})
+    await publish_events(bootstrap, [f.listing_event(listing)])
+    assert await _eventually(
+        database_urls["referral"],
+        "SELECT 1 FROM listings WHERE service_id = $1",
+        listing.service_id,
+    )
+    first = await _submit(bootstrap, referrer, area)
+    [referral] = await _events(bootstrap, first, ev.REFERRAL_REQUESTED)
+    await _answer(bootstrap, provider, referral, "accept")
+    assert (
+        await _eventually(
+            database_urls["referral"],
+            "SELECT held_slots FROM listings WHERE service_id = $1",
+            listing.service_id,
+        )
+        == 1
+    )
+    second = await _submit(bootstrap, referrer, area)
+    [unmatched] = await _events(bootstrap, second, ev.NEED_UNMATCHED)
+    assert unmatched["reason"] == "no_capacity"
+    # the provider publishes its own figures again: they win, and the waiting need is matched
+    await publish_events(bootstrap, [f.listing_event(listing)])
+    requested = await collect(
+        bootstrap,
+        topics.REFERRAL_EVENTS,
+        lambda r: (
+            headers_of(r).get("ce_type") == ev.REFERRAL_REQUESTED
+            and data_of(r)["case_id"] == unmatched["case_id"]
+        ),
+    )
+    assert [data_of(r)["recipient_agency_id"] for r in requested] == [provider]
+
+
 async def test_evidence_report_per_country_and_category(
     services: dict[str, RunningService], tmp_path: Any
 ) -> None:

@@ -152,3 +152,12 @@ def test_matching_returns_only_acceptable_listings_deterministically(
         assert consent.given and consent.scope is not None
         types = consent.scope.agency_types
         assert types is None or c.agency_type in types
+
+
+def test_held_slots_reduce_the_capacity_seen() -> None:
+    from services.referral.directory import effective_capacity
+
+    two = ev.Capacity(status=C.HAS_CAPACITY, open_slots=2)
+    assert effective_capacity(two, 1) is C.HAS_CAPACITY
+    assert effective_capacity(two, 2) is C.NO_CAPACITY
+    assert effective_capacity(ev.Capacity(status=C.WAITLIST), 50) is C.WAITLIST
