@@ -52,6 +52,17 @@ class NotificationHandlers:
         if attributes.type == ev.REFERRAL_TRANSITIONED:
             await self._status_changed(conn, event, event.data_as(ev.ReferralTransitioned))
             return
+        if attributes.type == ev.REMINDER_DUE:
+            reminder = event.data_as(ev.ReferralReminderDue)
+            await self._to_inbox(
+                conn,
+                event,
+                reminder.recipient_agency_id,
+                reminder.referral_id,
+                ev.INBOX_REFERRAL_REMINDER,
+                reminder,
+            )
+            return
         if attributes.type == ev.RESPONSE_REFUSED:
             refused = event.data_as(ev.ResponseRefused)
             await self._to_inbox(

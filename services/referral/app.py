@@ -14,7 +14,9 @@ from .timers import expire_due
 settings = ReferralSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("referral", settings, Path(__file__).parent / "migrations")
 policy = RoutingPolicy(
-    max_attempts=settings.max_attempts, sla_seconds_override=settings.sla_seconds_override
+    max_attempts=settings.max_attempts,
+    sla_seconds_override=settings.sla_seconds_override,
+    reminder_at_fraction=settings.reminder_at_fraction,
 )
 handlers = ReferralHandlers(policy)
 consumer = runtime.consume(

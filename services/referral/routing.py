@@ -27,6 +27,7 @@ Emitted = list[tuple[str, BaseModel]]
 class RoutingPolicy:
     max_attempts: int
     sla_seconds_override: float | None = None
+    reminder_at_fraction: float = 0.75
 
     def respond_by(self, urgency: Urgency, listing_sla_hours: int | None) -> datetime:
         if self.sla_seconds_override is not None:
@@ -189,8 +190,12 @@ async def route_need(
         respond_by,
         correlation_id,
     )
+    now = datetime.now(UTC)
     await conn.execute(
-        "INSERT INTO timers (referral_id, due_at) VALUES ($1, $2)", referral_id, respond_by
+        "INSERT INTO timers (referral_id, due_at, remind_at) VALUES ($1, $2, $3)",
+        referral_id,
+        respond_by,
+        now + (respond_by - now) * policy.reminder_at_fraction,
     )
     await conn.execute(
         "DELETE FROM unmet_needs WHERE case_id = $1 AND need_id = $2", case.case_id, need.need_id

@@ -19,6 +19,12 @@ class ReferralSettings(ServiceSettings):
         description="Tests only: every decision deadline this many seconds after the request "
         "(normally from the listing's acceptance_sla_hours, else the urgency).",
     )
+    reminder_at_fraction: float = Field(
+        default=0.75,
+        gt=0,
+        lt=1,
+        description="When, as a share of the time to the deadline, the recipient is reminded.",
+    )
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often deadlines are checked."
     )

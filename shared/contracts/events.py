@@ -707,7 +707,19 @@ class ResponseRefused(Contract):
     current_state: ReferralState | None = None
 
 
+class ReferralReminderDue(Contract):
+    """The recipient has not decided yet and its deadline is near."""
+
+    referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    recipient_agency_id: AgencyId
+    respond_by: datetime
+    attempt: int = Field(ge=1, le=100)
+
+
 REFERRAL_REQUESTED = event_type("referral", "referral-requested")
+REMINDER_DUE = event_type("referral", "reminder-due")
 REFERRAL_TRANSITIONED = event_type("referral", "referral-transitioned")
 NEED_UNMATCHED = event_type("referral", "need-unmatched")
 RESPONSE_REFUSED = event_type("referral", "response-refused")
@@ -791,6 +803,7 @@ class InboxErasureConfirmed(Contract):
 
 INBOX_ERASURE_CONFIRMED = event_type("notification", "erasure-confirmed")
 INBOX_RESPONSE_REFUSED = event_type("notification", "response-refused")
+INBOX_REFERRAL_REMINDER = event_type("notification", "referral-reminder")
 
 
 # Every CloudEvents type of the v1 topics and its payload model (topics, docs and tests use it).
@@ -815,6 +828,7 @@ PAYLOADS: dict[str, type[Contract]] = {
     REFERRAL_TRANSITIONED: ReferralTransitioned,
     NEED_UNMATCHED: NeedUnmatched,
     RESPONSE_REFUSED: ResponseRefused,
+    REMINDER_DUE: ReferralReminderDue,
     DELIVERY_ATTEMPTED: DeliveryAttempted,
     INBOX_REFERRAL_RECEIVED: InboxReferralReceived,
     INBOX_STATUS_CHANGED: InboxStatusChanged,
@@ -824,4 +838,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_REFERRAL_CANCELLED: InboxReferralCancelled,
     INBOX_ERASURE_CONFIRMED: InboxErasureConfirmed,
     INBOX_RESPONSE_REFUSED: ResponseRefused,
+    INBOX_REFERRAL_REMINDER: ReferralReminderDue,
 }

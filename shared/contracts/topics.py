@@ -173,6 +173,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "referral-transitioned",
                 "need-unmatched",
                 "response-refused",
+                "reminder-due",
             )
         ),
         description="Every referral lifecycle transition, and answers refused.",
@@ -267,6 +268,7 @@ AGENCY_INBOX = TopicFamily(
                 "referral-cancelled",
                 "erasure-confirmed",
                 "response-refused",
+                "referral-reminder",
             )
         ),
         description="What concerns the agency; only it may read.",

@@ -188,6 +188,12 @@ async def test_no_answer_expires_and_reroutes_even_across_a_restart(
     assert (deadline - issued).total_seconds() <= SLA_SECONDS
     late = (datetime.fromisoformat(expired["occurred_at"]) - deadline).total_seconds()
     assert 0 <= late <= 15  # on time although the service was down in between
+    reminded = await collect(
+        bootstrap,
+        topics.agency_inbox(providers[0]),
+        lambda r: headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_REMINDER,
+    )
+    assert [data_of(r)["referral_id"] for r in reminded] == [first["referral_id"]]
     both = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED, expected=2)
     assert both[1]["recipient_agency_id"] == providers[1]
     assert both[1]["previous_referral_id"] == first["referral_id"]
