@@ -13,12 +13,15 @@ from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts import topics
+from shared.contracts.events import ReferralState
 from shared.contracts.messages import listing_message
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events, publish_tombstone
 from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
 
+from . import routing
 from .evidence import COLUMNS, EvidenceRow, pathway_report
+from .handlers import emit
 from .settings import ReferralSettings
 
 app = typer.Typer(
@@ -82,3 +85,35 @@ def evidence(
             writer.writerow(COLUMNS)
             writer.writerows(row.values for row in rows)
         console.print(f"wrote {len(rows)} rows to {csv_file}")
+
+
+@app.command("entered-in-error")
+def entered_in_error(referral_id: str) -> None:
+    """Mark a referral as entered in error (from any state). Runs beside the referral service,
+    with its environment; the service's outbox relay publishes the transition."""
+    try:
+        dsn = ReferralSettings().database_dsn
+    except ValidationError as exc:
+        err_console.print(f"[red]referral settings incomplete:[/red] {describe_error(exc)}")
+        raise typer.Exit(2) from exc
+
+    async def _mark() -> str | None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                ref = await routing.load_referral(conn, referral_id)
+                if ref is None:
+                    return None
+                if ref.status is ReferralState.ENTERED_IN_ERROR:
+                    return ref.status.value
+                out = await routing.transition(conn, ref, ReferralState.ENTERED_IN_ERROR)
+                await emit(conn, out, key=ref.case_id, correlation_id=ref.correlation_id)
+                return ref.status.value
+        finally:
+            await conn.close()
+
+    previous = run(_mark())
+    if previous is None:
+        err_console.print(f"[red]no referral {referral_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"referral {referral_id}: {previous} → entered_in_error")

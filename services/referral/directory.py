@@ -63,7 +63,13 @@ async def candidates_for(conn: DbConnection, category: str, area: str) -> list[C
                      FROM referrals r
                     WHERE r.recipient_agency_id = l.agency_id
                       AND r.status NOT IN ('requested', 'cancelled', 'entered_in_error')
-                  ) AS answer_rate
+                  ) AS answer_rate,
+                  (SELECT percentile_cont(0.5) WITHIN GROUP (
+                              ORDER BY extract(epoch FROM t.at - r.created_at) / 3600)
+                     FROM referrals r JOIN referral_transitions t USING (referral_id)
+                    WHERE r.recipient_agency_id = l.agency_id
+                      AND t.to_state IN ('accepted', 'rejected')
+                  ) AS median_hours_to_decide
              FROM listings l LEFT JOIN agencies a USING (agency_id)
             WHERE l.categories @> ARRAY[$1]::text[]
               AND EXISTS (SELECT 1 FROM unnest(l.coverage_areas) c WHERE starts_with($2, c))""",
@@ -102,4 +108,9 @@ def _candidate(row: Record) -> Candidate:
         eligibility=listing.eligibility,
         answer_rate=float(row["answer_rate"]) if row["answer_rate"] is not None else None,
         sla_hours=listing.acceptance_sla_hours,
+        median_hours_to_decide=(
+            float(row["median_hours_to_decide"])
+            if row["median_hours_to_decide"] is not None
+            else None
+        ),
     )

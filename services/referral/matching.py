@@ -20,10 +20,11 @@ from shared.contracts.taxonomy import BeneficiaryType
 
 _CAPACITY_SCORE = {ev.CapacityStatus.HAS_CAPACITY: 1.0, ev.CapacityStatus.WAITLIST: 0.5}
 WEIGHTS = {
-    "coverage_precision": 0.40,
+    "coverage_precision": 0.35,
     "capacity": 0.25,
     "language_overlap": 0.15,
-    "answer_rate": 0.15,
+    "answer_rate": 0.10,
+    "speed": 0.10,
     "vulnerability_specialisation": 0.05,
 }
 UNKNOWN_ANSWER_RATE = 0.5  # a provider with no history is neither favoured nor penalised
@@ -52,6 +53,7 @@ class Candidate:
     eligibility: ev.Eligibility
     answer_rate: float | None = None
     sla_hours: int | None = None
+    median_hours_to_decide: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,13 @@ def score(c: Candidate, profile: ev.Profile) -> tuple[float, dict[str, float]]:
         "language_overlap": float(bool(set(profile.languages) & set(c.languages))),
         "answer_rate": round(
             c.answer_rate if c.answer_rate is not None else UNKNOWN_ANSWER_RATE, 4
+        ),
+        # 1 for an answer within the hour, 0.5 at a day, towards 0 for slow providers
+        "speed": round(
+            UNKNOWN_ANSWER_RATE
+            if c.median_hours_to_decide is None
+            else 1 / (1 + c.median_hours_to_decide / 24),
+            4,
         ),
         "vulnerability_specialisation": float(
             bool(set(profile.vulnerabilities) & set(c.eligibility.vulnerability_specialisations))

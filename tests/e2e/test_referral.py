@@ -334,6 +334,30 @@ async def test_an_accepted_referral_holds_a_slot_until_the_provider_updates(
     assert [data_of(r)["recipient_agency_id"] for r in requested] == [provider]
 
 
+async def test_operator_marks_a_referral_entered_in_error(
+    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    area = f.unique_area("CG")  # a country of its own: no other test's listing covers it
+    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    correlation = await _submit(bootstrap, referrer, area)
+    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    result = await asyncio.to_thread(
+        CliRunner().invoke, app, ["referral", "entered-in-error", referral["referral_id"]]
+    )
+    assert result.exit_code == 0, result.output
+    [change] = await _events(bootstrap, correlation, ev.REFERRAL_TRANSITIONED)
+    assert (change["from_state"], change["to_state"]) == ("requested", "entered_in_error")
+    unknown = await asyncio.to_thread(
+        CliRunner().invoke, app, ["referral", "entered-in-error", str(uuid.uuid4())]
+    )
+    assert unknown.exit_code == 1
+
+
 async def test_evidence_report_per_country_and_category(
     services: dict[str, RunningService], tmp_path: Any
 ) -> None:

@@ -161,3 +161,9 @@ def test_held_slots_reduce_the_capacity_seen() -> None:
     assert effective_capacity(two, 1) is C.HAS_CAPACITY
     assert effective_capacity(two, 2) is C.NO_CAPACITY
     assert effective_capacity(ev.Capacity(status=C.WAITLIST), 50) is C.WAITLIST
+
+
+def test_faster_providers_rank_higher_all_else_equal() -> None:
+    fast = cand("z", ("SN01",), median_hours_to_decide=1.0)
+    slow = cand("a", ("SN01",), median_hours_to_decide=24 * 10)
+    assert best([slow, fast]) == "z"
