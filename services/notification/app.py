@@ -9,6 +9,7 @@ from shared.service import ServiceRuntime
 from .handlers import NotificationHandlers
 from .inbox_topics import InboxTopics
 from .settings import NotificationSettings
+from .webhooks import DeliveryPolicy, deliver_due
 
 settings = NotificationSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("notification", settings, Path(__file__).parent / "migrations")
@@ -21,5 +22,12 @@ runtime.consume(
         topics.INTAKE_DISCLOSURES: handlers.on_disclosure,
         topics.INTAKE_CASES: handlers.on_case_event,
     }
+)
+webhook_policy = DeliveryPolicy(
+    schedule_s=settings.webhook_schedule_s,
+    allow_private_targets=settings.allow_private_webhook_targets,
+)
+runtime.every(
+    settings.webhook_interval_s, "webhooks", lambda: deliver_due(runtime.pool, webhook_policy)
 )
 app = runtime.asgi_app("Delivers referral events to each agency's inbox topic.")

@@ -11,6 +11,7 @@ from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 
 from .inbox_topics import InboxTopics
+from .webhooks import enqueue_delivery
 
 SOURCE = "urn:referralexchange:service:notification"
 
@@ -214,4 +215,5 @@ class NotificationHandlers:
             type_,
         )
         await outbox.enqueue(conn, [out])
+        await enqueue_delivery(conn, agency_id, out)
         log.info("inbox_notification_queued", agency_id=agency_id, ce_type=type_)

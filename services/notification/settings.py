@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -9,3 +10,13 @@ class NotificationSettings(ServiceSettings):
     )
 
     http_port: int = 8003
+    webhook_schedule_s: tuple[float, ...] = Field(
+        default=(5, 300, 1800, 7200, 18000, 36000, 36000),
+        description="Delay before each webhook retry (the first attempt is immediate).",
+    )
+    allow_private_webhook_targets: bool = Field(
+        default=False, description="Allow loopback/private/link-local webhook URLs (tests)."
+    )
+    webhook_interval_s: float = Field(
+        default=0.5, gt=0, description="How often due webhook deliveries are sent."
+    )

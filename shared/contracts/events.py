@@ -739,6 +739,7 @@ class DeliveryAttempted(Contract):
     status: Literal["delivered", "failed", "exhausted", "endpoint_disabled"]
     http_status: int | None = Field(default=None, ge=100, le=599)
     next_attempt_at: datetime | None = None
+    latency_ms: int | None = Field(default=None, ge=0)
 
 
 DELIVERY_ATTEMPTED = event_type("notification", "delivery-attempted")

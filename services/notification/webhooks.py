@@ -1,0 +1,279 @@
+"""Webhook delivery per the Standard Webhooks specification, with a durable retry schedule.
+
+Each inbox notification for an agency with a webhook becomes a row in ``webhook_deliveries``
+(in the same transaction). A periodic job leases due rows, POSTs them and records the outcome;
+schedule, leases and attempts live in the database, so a restart loses nothing.
+
+Signature: ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<body>")>``,
+one per valid secret (space-separated) so a rotation overlaps; secrets are ``whsec_`` + base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.db import DbConnection, outbox
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+SOURCE = "urn:referralexchange:service:notification"
+LEASE = timedelta(seconds=60)  # a claimed row is retried by anyone after this, if its claimer died
+TIMEOUT_S = 15.0
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def structured(event: OutgoingEvent) -> bytes:
+    """The inbox event as one structured-mode CloudEvents JSON document."""
+    attributes = {k.removeprefix("ce_"): v for k, v in event.headers.items() if k.startswith("ce_")}
+    document = {**attributes, "datacontenttype": "application/json", "data": json.loads(event.body)}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    schedule_s: tuple[float, ...]  # delay before each retry; its length is the retry count
+    allow_private_targets: bool = False
+    jitter: float = 0.1
+
+    def next_delay(self, attempts_done: int) -> float | None:
+        if attempts_done > len(self.schedule_s):
+            return None
+        base = self.schedule_s[attempts_done - 1]
+        return base * (1 + random.uniform(-self.jitter, self.jitter))
+
+
+def target_refused(url: str, allow_private: bool) -> str | None:
+    """Why a URL must not be called (SSRF guard), or None."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "not an http(s) URL"
+    if allow_private:
+        return None
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, None)}
+    except OSError:
+        return "host does not resolve"
+    for address in addresses:
+        ip = ipaddress.ip_address(address)
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
+            return "private, loopback or link-local address"
+    return None
+
+
+async def enqueue_delivery(conn: DbConnection, agency_id: str, event: OutgoingEvent) -> bool:
+    """Schedule the webhook delivery of an inbox event, if the agency has a matching endpoint."""
+    endpoint = await conn.fetchrow(
+        "SELECT event_types FROM webhook_endpoints WHERE agency_id = $1 AND disabled_at IS NULL",
+        agency_id,
+    )
+    ce_type = event.headers["ce_type"]
+    if endpoint is None or (endpoint["event_types"] and ce_type not in endpoint["event_types"]):
+        return False
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (webhook_id, agency_id, notification_id, ce_type,
+                                           payload)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (webhook_id) DO NOTHING""",
+        f"msg_{event.event_id}",
+        agency_id,
+        event.event_id,
+        ce_type,
+        structured(event),
+    )
+    return True
+
+
+async def deliver_due(pool: asyncpg.Pool, policy: DeliveryPolicy, limit: int = 20) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """UPDATE webhook_deliveries d SET next_attempt_at = now() + $2::interval,
+                      attempts = attempts + 1
+                 FROM webhook_endpoints e
+                WHERE d.webhook_id IN (
+                        SELECT webhook_id FROM webhook_deliveries
+                         WHERE status = 'pending' AND next_attempt_at <= now()
+                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                  AND e.agency_id = d.agency_id
+            RETURNING d.webhook_id, d.agency_id, d.payload, d.attempts, d.notification_id,
+                      e.url, e.secrets, e.disabled_at""",
+            limit,
+            LEASE,
+        )
+    async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
+        for row in rows:
+            await _attempt(pool, policy, client, row)
+    return len(rows)
+
+
+async def _attempt(
+    pool: asyncpg.Pool, policy: DeliveryPolicy, client: httpx.AsyncClient, row: asyncpg.Record
+) -> None:
+    webhook_id, agency_id, attempts = row["webhook_id"], row["agency_id"], row["attempts"]
+    if row["disabled_at"] is not None:
+        await _finish(pool, row, "endpoint_disabled", None, None)
+        return
+    refused = target_refused(row["url"], policy.allow_private_targets)
+    status: int | None = None
+    retry_after: float | None = None
+    started = time.monotonic()
+    if refused is None:
+        body = bytes(row["payload"])
+        timestamp = int(time.time())
+        now = datetime.now(UTC)
+        signatures = " ".join(
+            sign(s["secret"], webhook_id, timestamp, body)
+            for s in json.loads(row["secrets"])
+            if s.get("valid_until") is None or datetime.fromisoformat(s["valid_until"]) > now
+        )
+        try:
+            response = await client.post(
+                row["url"],
+                content=body,
+                headers={
+                    "webhook-id": webhook_id,
+                    "webhook-timestamp": str(timestamp),
+                    "webhook-signature": signatures,
+                    "content-type": "application/json",
+                },
+            )
+            status = response.status_code
+            if status in (429, 503):
+                retry_after = _retry_after(response.headers.get("retry-after"))
+        except httpx.HTTPError as exc:
+            log.info("webhook_attempt_failed", webhook_id=webhook_id, error=type(exc).__name__)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    if status is not None and 200 <= status < 300:
+        await _finish(pool, row, "delivered", status, latency_ms)
+    elif status == 410:
+        await _finish(pool, row, "endpoint_disabled", status, latency_ms, disable=True)
+    else:
+        delay = retry_after if retry_after is not None else policy.next_delay(attempts)
+        if delay is None:
+            await _finish(pool, row, "exhausted", status, latency_ms)
+        else:
+            async with pool.acquire() as conn:
+                await conn.execute(
+                    """UPDATE webhook_deliveries SET next_attempt_at = now() + $2::interval,
+                              last_http_status = $3 WHERE webhook_id = $1""",
+                    webhook_id,
+                    timedelta(seconds=delay),
+                    status,
+                )
+            await _report(
+                pool,
+                row,
+                "failed",
+                status,
+                latency_ms,
+                datetime.now(UTC) + timedelta(seconds=delay),
+            )
+    log.info(
+        "webhook_attempt",
+        webhook_id=webhook_id,
+        agency_id=agency_id,
+        attempt=attempts,
+        http_status=status,
+        refused=refused,
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+async def _finish(
+    pool: asyncpg.Pool,
+    row: asyncpg.Record,
+    status: str,
+    http_status: int | None,
+    latency_ms: int | None,
+    *,
+    disable: bool = False,
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """UPDATE webhook_deliveries SET status = $2, last_http_status = $3,
+                      delivered_at = CASE WHEN $2 = 'delivered' THEN now() END
+               WHERE webhook_id = $1""",
+            row["webhook_id"],
+            status,
+            http_status,
+        )
+        if disable:
+            await conn.execute(
+                """UPDATE webhook_endpoints SET disabled_at = now(),
+                          disabled_reason = 'HTTP 410 Gone' WHERE agency_id = $1""",
+                row["agency_id"],
+            )
+    await _report(pool, row, status, http_status, latency_ms, None)
+
+
+async def _report(
+    pool: asyncpg.Pool,
+    row: asyncpg.Record,
+    status: str,
+    http_status: int | None,
+    latency_ms: int | None,
+    next_at: datetime | None,
+) -> None:
+    attempted = ev.DeliveryAttempted(
+        delivery_id=row["webhook_id"],
+        agency_id=row["agency_id"],
+        channel="webhook",
+        event_id=row["notification_id"],
+        attempt=row["attempts"],
+        status="delivered"
+        if status == "delivered"
+        else status
+        if status in ("failed", "exhausted", "endpoint_disabled")
+        else "failed",
+        http_status=http_status,
+        next_attempt_at=next_at,
+        latency_ms=latency_ms,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(
+            conn,
+            [
+                build_event(
+                    topic=topics.NOTIFICATION_DELIVERIES,
+                    key=row["agency_id"],
+                    type_=ev.DELIVERY_ATTEMPTED,
+                    source=SOURCE,
+                    subject=row["webhook_id"],
+                    data=attempted,
+                    causation_id=row["notification_id"],
+                )
+            ],
+        )
