@@ -1,11 +1,13 @@
 """Notification service ASGI app: ``uvicorn services.notification.app:app`` or
 ``python -m services.notification``."""
 
+from datetime import timedelta
 from pathlib import Path
 
 from shared.contracts import topics
 from shared.service import ServiceRuntime
 
+from .email import SmtpSettings, send_due
 from .handlers import NotificationHandlers
 from .inbox_topics import InboxTopics
 from .settings import NotificationSettings
@@ -26,8 +28,20 @@ runtime.consume(
 webhook_policy = DeliveryPolicy(
     schedule_s=settings.webhook_schedule_s,
     allow_private_targets=settings.allow_private_webhook_targets,
+    disable_after=timedelta(days=settings.webhook_disable_after_days),
 )
 runtime.every(
     settings.webhook_interval_s, "webhooks", lambda: deliver_due(runtime.pool, webhook_policy)
+)
+smtp = SmtpSettings(
+    host=settings.smtp_host,
+    port=settings.smtp_port,
+    sender=settings.smtp_sender,
+    username=settings.smtp_username,
+    password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+    start_tls=settings.smtp_start_tls,
+)
+runtime.every(
+    settings.webhook_interval_s, "e-mails", lambda: send_due(runtime.pool, smtp, webhook_policy)
 )
 app = runtime.asgi_app("Delivers referral events to each agency's inbox topic.")

@@ -22,6 +22,7 @@ from shared.operator import (
     run,
 )
 
+from .email import LANGUAGES
 from .settings import NotificationSettings
 from .webhooks import new_secret
 
@@ -158,3 +159,33 @@ def replay(
         )
     )
     console.print(f"{status.split()[-1]} message(s) of {agency_id} queued again")
+
+
+@app.command("add-email")
+def add_email(
+    agency_id: str,
+    address: Annotated[list[str], typer.Argument(help="One or more e-mail addresses.")],
+    language: Annotated[str, typer.Option(help="en or fr")] = "en",
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only these ce_types (repeatable); all when left out."),
+    ] = None,
+) -> None:
+    """Register (or replace) an agency's e-mail channel."""
+    topics.agency_inbox(agency_id)  # refuses a malformed agency id
+    if language not in LANGUAGES:
+        err_console.print(f"[red]language must be one of {', '.join(LANGUAGES)}[/red]")
+        raise typer.Exit(2)
+    run(
+        _execute(
+            """INSERT INTO email_channels (agency_id, addresses, language, event_types)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (agency_id) DO UPDATE SET addresses = EXCLUDED.addresses,
+             language = EXCLUDED.language, event_types = EXCLUDED.event_types""",
+            agency_id,
+            address,
+            language,
+            event_type,
+        )
+    )
+    console.print(f"e-mail of [bold]{agency_id}[/bold] → {', '.join(address)} ({language})")

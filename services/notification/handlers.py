@@ -10,6 +10,7 @@ from shared.db import DbConnection, outbox
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 
+from .email import enqueue_email
 from .inbox_topics import InboxTopics
 from .webhooks import enqueue_delivery
 
@@ -216,4 +217,5 @@ class NotificationHandlers:
         )
         await outbox.enqueue(conn, [out])
         await enqueue_delivery(conn, agency_id, out)
+        await enqueue_email(conn, agency_id, out)
         log.info("inbox_notification_queued", agency_id=agency_id, ce_type=type_)

@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -16,6 +16,15 @@ class NotificationSettings(ServiceSettings):
     )
     allow_private_webhook_targets: bool = Field(
         default=False, description="Allow loopback/private/link-local webhook URLs (tests)."
+    )
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP relay for e-mail channels.")
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = Field(default="referrals@referralexchange.invalid")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_start_tls: bool = False
+    webhook_disable_after_days: float = Field(
+        default=5, gt=0, description="An endpoint failing this long is disabled."
     )
     webhook_interval_s: float = Field(
         default=0.5, gt=0, description="How often due webhook deliveries are sent."

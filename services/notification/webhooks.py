@@ -60,6 +60,7 @@ def structured(event: OutgoingEvent) -> bytes:
 class DeliveryPolicy:
     schedule_s: tuple[float, ...]  # delay before each retry; its length is the retry count
     allow_private_targets: bool = False
+    disable_after: timedelta = timedelta(days=5)  # failing that long disables the endpoint
     jitter: float = 0.1
 
     def next_delay(self, attempts_done: int) -> float | None:
@@ -169,9 +170,20 @@ async def _attempt(
             log.info("webhook_attempt_failed", webhook_id=webhook_id, error=type(exc).__name__)
     latency_ms = int((time.monotonic() - started) * 1000)
     if status is not None and 200 <= status < 300:
+        await _mark_endpoint(pool, agency_id, failing=False)
         await _finish(pool, row, "delivered", status, latency_ms)
     elif status == 410:
         await _finish(pool, row, "endpoint_disabled", status, latency_ms, disable=True)
+    elif await _mark_endpoint(pool, agency_id, failing=True) > policy.disable_after:
+        await _finish(
+            pool,
+            row,
+            "endpoint_disabled",
+            status,
+            latency_ms,
+            disable=True,
+            reason=f"failing for more than {policy.disable_after}",
+        )
     else:
         delay = retry_after if retry_after is not None else policy.next_delay(attempts)
         if delay is None:
@@ -203,6 +215,19 @@ async def _attempt(
     )
 
 
+async def _mark_endpoint(pool: asyncpg.Pool, agency_id: str, *, failing: bool) -> timedelta:
+    """Record whether the endpoint works; return how long it has been failing."""
+    async with pool.acquire() as conn:
+        since = await conn.fetchval(
+            """UPDATE webhook_endpoints
+                  SET failing_since = CASE WHEN $2 THEN coalesce(failing_since, now()) END
+                WHERE agency_id = $1 RETURNING failing_since""",
+            agency_id,
+            failing,
+        )
+    return datetime.now(UTC) - since if since is not None else timedelta(0)
+
+
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
@@ -220,6 +245,7 @@ async def _finish(
     latency_ms: int | None,
     *,
     disable: bool = False,
+    reason: str = "HTTP 410 Gone",
 ) -> None:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
@@ -232,9 +258,10 @@ async def _finish(
         )
         if disable:
             await conn.execute(
-                """UPDATE webhook_endpoints SET disabled_at = now(),
-                          disabled_reason = 'HTTP 410 Gone' WHERE agency_id = $1""",
+                """UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $2
+                   WHERE agency_id = $1""",
                 row["agency_id"],
+                reason,
             )
     await _report(pool, row, status, http_status, latency_ms, None)
 

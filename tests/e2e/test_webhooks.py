@@ -32,7 +32,17 @@ from tests.e2e.kafka_helpers import collect, data_of, headers_of
 
 pytestmark = pytest.mark.e2e
 
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+SMTP_PORT = _free_port()
 SERVICE_ENV = {
+    "NOTIFICATION_SMTP_HOST": "127.0.0.1",
+    "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
     "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
     "NOTIFICATION_WEBHOOK_SCHEDULE_S": "[0.5, 0.5]",
     "NOTIFICATION_WEBHOOK_INTERVAL_S": "0.2",
@@ -58,9 +68,12 @@ class Receiver:
         self.requests.append({"path": scope["path"], "headers": headers, "body": body})
         self.seen[headers.get("webhook-id", "")] += 1
         status = {"/ok": 200, "/gone": 410, "/down": 500}.get(scope["path"], 200)
+        extra: list[tuple[bytes, bytes]] = []
         if scope["path"] == "/flaky":
             status = 500 if self.seen[headers.get("webhook-id", "")] <= 2 else 200
-        await send({"type": "http.response.start", "status": status, "headers": []})
+        if scope["path"] == "/later" and self.seen[headers.get("webhook-id", "")] == 1:
+            status, extra = 503, [(b"retry-after", b"6")]
+        await send({"type": "http.response.start", "status": status, "headers": extra})
         await send({"type": "http.response.body", "body": b""})
 
     def url(self, path: str) -> str:
@@ -189,3 +202,86 @@ async def test_exhaustion_is_reported(
     assert data_of(reports[0])["attempt"] == 3  # immediately, then the two retries
     assert headers_of(reports[0])["ce_type"] == ev.DELIVERY_ATTEMPTED
     assert len(receiver.received("/down")) == 3
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[list[Any]]:
+    """A real SMTP server (aiosmtpd) that keeps what it receives."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Keep:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(message_from_bytes(envelope.content, policy=policy.default))
+            return "250 OK"
+
+    controller = Controller(Keep(), hostname="127.0.0.1", port=SMTP_PORT)
+    controller.start()
+    yield received
+    controller.stop()
+
+
+async def test_emails_arrive_in_the_agency_language_without_personal_data(
+    mailbox: list[Any], services: dict[str, RunningService], bootstrap: str
+) -> None:
+    french, english = f.unique("gov"), f.unique("ngo")
+    for agency, language in ((french, "fr"), (english, "en")):
+        await ensure_agency_topics(bootstrap, agency)
+        await publish_events(bootstrap, [f.agency_event(f.agency(agency))])
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["notification", "add-email", agency, f"desk@{agency}.example", "--language", language],
+        )
+        assert result.exit_code == 0, result.output
+        await _provoke_rejection(bootstrap, agency)
+    await _wait(
+        lambda: {m["To"] for m in mailbox} >= {f"desk@{french}.example", f"desk@{english}.example"}
+    )
+    by_to = {m["To"]: m for m in mailbox}
+    fr, en = by_to[f"desk@{french}.example"], by_to[f"desk@{english}.example"]
+    assert fr["Subject"].startswith("Envoi ") and fr["Subject"].endswith(" refusé")
+    assert en["Subject"].startswith("Submission ") and en["Subject"].endswith(" was rejected")
+    for message in (fr, en):
+        plain = message.get_body(preferencelist=("plain",)).get_content()
+        page = message.get_body(preferencelist=("html",)).get_content()
+        assert "consent" in plain and "<p>" in page
+        assert "Awa" not in plain + page and "+221700000000" not in plain + page
+
+
+async def test_each_inbox_holds_only_its_own_agency_events(
+    services: dict[str, RunningService], bootstrap: str
+) -> None:
+    one, other = f.unique("ngo"), f.unique("ngo")
+    for agency in (one, other):
+        await ensure_agency_topics(bootstrap, agency)
+    await _provoke_rejection(bootstrap, one)
+    mine = await collect(bootstrap, topics.agency_inbox(one), lambda r: True)
+    theirs = await collect(
+        bootstrap, topics.agency_inbox(other), lambda r: True, expected=0, timeout=3
+    )
+    assert mine and all(data_of(r)["agency_id"] == one for r in mine)
+    assert theirs == []
+
+
+async def test_retry_after_is_honoured_across_a_restart(
+    services: dict[str, RunningService], receiver: Receiver, bootstrap: str, tmp_path: Any
+) -> None:
+    from tests.e2e.conftest import start_service, stop_service, wait_ready
+
+    agency, secret = await _agency_with_webhook(bootstrap, receiver.url("/later"))
+    await _provoke_rejection(bootstrap, agency)
+    await _wait(lambda: len(receiver.received("/later")) >= 1)
+    first_at = time.monotonic()
+    stop_service(services["notification"])  # the retry is due in 6 s: it must survive this
+    services["notification"] = start_service("notification", tmp_path, SERVICE_ENV)
+    wait_ready([services["notification"]])
+    await _wait(lambda: len(receiver.received("/later")) >= 2)
+    waited = time.monotonic() - first_at
+    first, second = receiver.received("/later")[:2]
+    assert waited >= 5.5  # Retry-After: 6, not the 0.5 s schedule
+    assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
+    Webhook(secret).verify(second["body"], second["headers"])

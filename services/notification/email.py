@@ -1,0 +1,148 @@
+"""E-mail notifications: rendered per event type in the agency's language (English, French),
+plain text and HTML, references and what to do next only — never personal data (the inbox
+payloads carry none; a sealed disclosure is only announced). Queued in the database and sent by
+a periodic job with the webhook retry schedule."""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from email.message import EmailMessage
+from functools import cache
+from importlib import resources
+from string import Template
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+
+from shared.contracts.envelope import OutgoingEvent
+from shared.db import DbConnection
+from shared.logging import get_logger
+
+from .webhooks import DeliveryPolicy
+
+log = get_logger(__name__)
+LANGUAGES = ("en", "fr")
+
+
+@cache
+def _templates(language: str) -> dict[str, dict[str, str]]:
+    text = resources.files(__package__).joinpath("templates", f"{language}.json").read_text()
+    loaded: dict[str, dict[str, str]] = json.loads(text)
+    return loaded
+
+
+def _fields(data: dict[str, Any]) -> dict[str, str]:
+    values = {
+        k: "" if v is None else str(v)
+        for k, v in data.items()
+        if k not in ("sealed_box", "errors", "schema_version")
+    }
+    values["fields"] = ", ".join(e["field"] for e in data.get("errors", [])) or "-"
+    return values
+
+
+def render(ce_type: str, data: dict[str, Any], language: str) -> tuple[str, str, str] | None:
+    """(subject, plain text, HTML), or None for a type that has no e-mail."""
+    template = _templates(language).get(ce_type)
+    if template is None:
+        return None
+    values = _fields(data)
+    subject = Template(template["subject"]).safe_substitute(values)
+    text = Template(template["text"]).safe_substitute(values)
+    body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    page = (
+        f'<!doctype html><html lang="{language}"><meta charset="utf-8">'
+        f"<title>{html.escape(subject)}</title><body>{body}</body></html>"
+    )
+    return subject, text, page
+
+
+async def enqueue_email(conn: DbConnection, agency_id: str, event: OutgoingEvent) -> bool:
+    channel = await conn.fetchrow(
+        "SELECT addresses, language, event_types FROM email_channels WHERE agency_id = $1",
+        agency_id,
+    )
+    ce_type = event.headers["ce_type"]
+    if channel is None or (channel["event_types"] and ce_type not in channel["event_types"]):
+        return False
+    rendered = render(ce_type, json.loads(event.body), channel["language"])
+    if rendered is None:
+        return False
+    subject, text, page = rendered
+    await conn.execute(
+        """INSERT INTO email_deliveries (email_id, agency_id, notification_id, addresses,
+                                         subject, body_text, body_html)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email_id) DO NOTHING""",
+        f"mail_{event.event_id}",
+        agency_id,
+        event.event_id,
+        channel["addresses"],
+        subject,
+        text,
+        page,
+    )
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    start_tls: bool = False
+
+
+async def send_due(
+    pool: asyncpg.Pool, smtp: SmtpSettings, policy: DeliveryPolicy, limit: int = 20
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """UPDATE email_deliveries SET attempts = attempts + 1,
+                      next_attempt_at = now() + interval '60 seconds'
+                WHERE email_id IN (SELECT email_id FROM email_deliveries
+                                    WHERE status = 'pending' AND next_attempt_at <= now()
+                                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+            RETURNING *""",
+            limit,
+        )
+    for row in rows:
+        message = EmailMessage()
+        message["From"], message["To"] = smtp.sender, ", ".join(row["addresses"])
+        message["Subject"] = row["subject"]
+        message["Message-ID"] = f"<{row['email_id']}@referralexchange>"
+        message.set_content(row["body_text"])
+        message.add_alternative(row["body_html"], subtype="html")
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=smtp.host,
+                port=smtp.port,
+                username=smtp.username,
+                password=smtp.password,
+                start_tls=smtp.start_tls,
+                timeout=15,
+            )
+            status, delay = "sent", None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            delay = policy.next_delay(row["attempts"])
+            status = "pending" if delay is not None else "exhausted"
+            log.info("email_attempt_failed", email_id=row["email_id"], error=type(exc).__name__)
+        async with pool.acquire() as conn:
+            await conn.execute(
+                """UPDATE email_deliveries SET status = $2,
+                          next_attempt_at = now() + make_interval(secs => $3),
+                          sent_at = CASE WHEN $2 = 'sent' THEN now() END
+                   WHERE email_id = $1""",
+                row["email_id"],
+                status,
+                delay or 0.0,
+            )
+        log.info(
+            "email_attempt", email_id=row["email_id"], agency_id=row["agency_id"], status=status
+        )
+    return len(rows)
