@@ -7,21 +7,24 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Any
+from typing import Any, Literal
 
 import aiosmtplib
 import asyncpg
 
-from shared.contracts.envelope import OutgoingEvent
-from shared.db import DbConnection
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.db import DbConnection, outbox
 from shared.logging import get_logger
 
-from .webhooks import DeliveryPolicy
+from .webhooks import SOURCE, DeliveryPolicy
 
 log = get_logger(__name__)
 LANGUAGES = ("en", "fr")
@@ -117,6 +120,7 @@ async def send_due(
         message["Message-ID"] = f"<{row['email_id']}@referralexchange>"
         message.set_content(row["body_text"])
         message.add_alternative(row["body_html"], subtype="html")
+        started = time.monotonic()
         try:
             await aiosmtplib.send(
                 message,
@@ -132,7 +136,7 @@ async def send_due(
             delay = policy.next_delay(row["attempts"])
             status = "pending" if delay is not None else "exhausted"
             log.info("email_attempt_failed", email_id=row["email_id"], error=type(exc).__name__)
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """UPDATE email_deliveries SET status = $2,
                           next_attempt_at = now() + make_interval(secs => $3),
@@ -142,7 +146,33 @@ async def send_due(
                 status,
                 delay or 0.0,
             )
+            await outbox.enqueue(conn, [_report(row, status, started)])
         log.info(
             "email_attempt", email_id=row["email_id"], agency_id=row["agency_id"], status=status
         )
     return len(rows)
+
+
+def _report(row: asyncpg.Record, status: str, started: float) -> OutgoingEvent:
+    """The attempt on notification.deliveries.v1, like webhook attempts."""
+    reported: Literal["delivered", "failed", "exhausted"] = (
+        "delivered" if status == "sent" else "failed" if status == "pending" else "exhausted"
+    )
+    attempted = ev.DeliveryAttempted(
+        delivery_id=row["email_id"],
+        agency_id=row["agency_id"],
+        channel="email",
+        event_id=row["notification_id"],
+        attempt=row["attempts"],
+        status=reported,
+        latency_ms=int((time.monotonic() - started) * 1000),
+    )
+    return build_event(
+        topic=topics.NOTIFICATION_DELIVERIES,
+        key=row["agency_id"],
+        type_=ev.DELIVERY_ATTEMPTED,
+        source=SOURCE,
+        subject=row["email_id"],
+        data=attempted,
+        causation_id=row["notification_id"],
+    )

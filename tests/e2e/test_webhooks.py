@@ -250,6 +250,13 @@ async def test_emails_arrive_in_the_agency_language_without_personal_data(
         page = message.get_body(preferencelist=("html",)).get_content()
         assert "consent" in plain and "<p>" in page
         assert "Awa" not in plain + page and "+221700000000" not in plain + page
+    logged = await collect(
+        bootstrap,
+        topics.NOTIFICATION_DELIVERIES,
+        lambda r: data_of(r)["agency_id"] == french and data_of(r)["channel"] == "email",
+    )
+    assert [data_of(r)["status"] for r in logged] == ["delivered"]
+    assert data_of(logged[0])["latency_ms"] >= 0
 
 
 async def test_each_inbox_holds_only_its_own_agency_events(
