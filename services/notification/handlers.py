@@ -80,6 +80,22 @@ class NotificationHandlers:
             log.info("referral_event_not_notified_yet", ce_type=attributes.type)
             return
         referral = event.data_as(ev.ReferralRequested)
+        if referral.previous_referral_id is not None:
+            await self._to_inbox(
+                conn,
+                event,
+                referral.referring_agency_id,
+                referral.referral_id,
+                ev.INBOX_REFERRAL_REROUTED,
+                ev.InboxReferralRerouted(
+                    referral_id=referral.referral_id,
+                    previous_referral_id=referral.previous_referral_id,
+                    case_id=referral.case_id,
+                    need_id=referral.need_id,
+                    recipient_agency_id=referral.recipient_agency_id,
+                    attempt=referral.attempt,
+                ),
+            )
         notice = ev.InboxReferralReceived(
             referral_id=referral.referral_id,
             case_id=referral.case_id,

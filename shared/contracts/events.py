@@ -803,6 +803,20 @@ class InboxErasureConfirmed(Contract):
 
 
 INBOX_ERASURE_CONFIRMED = event_type("notification", "erasure-confirmed")
+
+
+class InboxReferralRerouted(Contract):
+    """To the referring agency: after a rejection or expiry, the need went to another provider."""
+
+    referral_id: Identifier
+    previous_referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    recipient_agency_id: AgencyId
+    attempt: int = Field(ge=2, le=100)
+
+
+INBOX_REFERRAL_REROUTED = event_type("notification", "referral-rerouted")
 INBOX_RESPONSE_REFUSED = event_type("notification", "response-refused")
 INBOX_REFERRAL_REMINDER = event_type("notification", "referral-reminder")
 
@@ -840,4 +854,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_ERASURE_CONFIRMED: InboxErasureConfirmed,
     INBOX_RESPONSE_REFUSED: ResponseRefused,
     INBOX_REFERRAL_REMINDER: ReferralReminderDue,
+    INBOX_REFERRAL_REROUTED: InboxReferralRerouted,
 }

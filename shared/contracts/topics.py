@@ -269,6 +269,7 @@ AGENCY_INBOX = TopicFamily(
                 "erasure-confirmed",
                 "response-refused",
                 "referral-reminder",
+                "referral-rerouted",
             )
         ),
         description="What concerns the agency; only it may read.",

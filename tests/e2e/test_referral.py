@@ -158,6 +158,12 @@ async def test_rejection_reroutes_to_the_second_best_and_then_exhausts(
     second = first_two[1]
     assert second["recipient_agency_id"] == providers[1]
     assert (second["attempt"], second["previous_referral_id"]) == (2, first["referral_id"])
+    rerouted = await collect(
+        bootstrap,
+        topics.agency_inbox(referrer),
+        lambda r: headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_REROUTED,
+    )
+    assert [data_of(r)["recipient_agency_id"] for r in rerouted] == [providers[1]]
     await _answer(bootstrap, providers[1], second, "reject", reason_code="not_eligible")
     [unmatched] = await _events(bootstrap, correlation, ev.NEED_UNMATCHED)
     assert (unmatched["reason"], unmatched["attempts"]) == ("attempts_exhausted", 2)
