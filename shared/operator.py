@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -83,7 +82,3 @@ def print_record(record: ConsumerRecord[bytes, bytes]) -> None:
             }
         )
     )
-
-
-def bootstrap_default() -> str:
-    return os.environ.get("REFEX_KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)

@@ -53,7 +53,9 @@ class IntakeHandlers:
         row = await cases.find_case(conn, result.agency_id, result.agency_case_ref)
         if row is None or row.status == "erased":
             await _reject(
-                event, conn, _refusal(event, "no case with this agency_case_ref", "agency_case_ref")
+                event,
+                conn,
+                _rejection(event, "no case with this agency_case_ref", "agency_case_ref"),
             )
             return
         if isinstance(result, ev.CaseUpdate):
@@ -73,7 +75,7 @@ class IntakeHandlers:
             await _reject(
                 event,
                 conn,
-                _refusal(
+                _rejection(
                     event,
                     f"the case is {row.status}; submit it under a new agency_case_ref",
                     "agency_case_ref",
@@ -276,7 +278,8 @@ class IntakeHandlers:
         )
 
 
-def _refusal(event: InboundEvent, reason: str, field: str) -> Rejection:
+def _rejection(event: InboundEvent, reason: str, field: str) -> Rejection:
+    """A rejection of a valid message that intake cannot apply to the case it names."""
     return Rejection(
         event.event_id,
         event.sender_agency,

@@ -24,6 +24,7 @@ from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, outbox
 from shared.logging import get_logger
 
+from .channels import accepts
 from .webhooks import SOURCE, DeliveryPolicy
 
 log = get_logger(__name__)
@@ -69,7 +70,7 @@ async def enqueue_email(conn: DbConnection, agency_id: str, event: OutgoingEvent
         agency_id,
     )
     ce_type = event.headers["ce_type"]
-    if channel is None or (channel["event_types"] and ce_type not in channel["event_types"]):
+    if channel is None or not accepts(channel["event_types"], ce_type):
         return False
     rendered = render(ce_type, json.loads(event.body), channel["language"])
     if rendered is None:

@@ -32,6 +32,8 @@ from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, outbox
 from shared.logging import get_logger
 
+from .channels import accepts
+
 log = get_logger(__name__)
 
 SOURCE = "urn:referralexchange:service:notification"
@@ -95,7 +97,7 @@ async def enqueue_delivery(conn: DbConnection, agency_id: str, event: OutgoingEv
         agency_id,
     )
     ce_type = event.headers["ce_type"]
-    if endpoint is None or (endpoint["event_types"] and ce_type not in endpoint["event_types"]):
+    if endpoint is None or not accepts(endpoint["event_types"], ce_type):
         return False
     await conn.execute(
         """INSERT INTO webhook_deliveries (webhook_id, agency_id, notification_id, ce_type,
@@ -126,6 +128,8 @@ async def deliver_due(pool: asyncpg.Pool, policy: DeliveryPolicy, limit: int = 2
             limit,
             LEASE,
         )
+    if not rows:  # the common case every tick: no HTTP client to set up
+        return 0
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
         for row in rows:
             await _attempt(pool, policy, client, row)

@@ -28,6 +28,3 @@ class EventPublisher:
             for e in events
         ]
         await asyncio.gather(*futures)
-
-    async def publish(self, event: OutgoingEvent) -> None:
-        await self.publish_batch([event])
