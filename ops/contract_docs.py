@@ -218,10 +218,15 @@ def _plan(view: Owner) -> list[tuple[str, str, TopicSpec, TopicFamily | None]]:
     plan: list[tuple[str, str, TopicSpec, TopicFamily | None]] = []
     for channel_id, _, spec, family in _channels():
         if view is Owner.AGENCY:
-            # An agency writes its own inbound families and reads the others (its inbox).
+            # An agency writes its own inbound families and reads its inbox.
             if family is None:
                 continue
-            action = "send" if spec.owner is Owner.AGENCY else "receive"
+            if spec.owner is Owner.AGENCY:
+                action = "send"
+            elif Owner.AGENCY in spec.consumers:
+                action = "receive"
+            else:
+                continue
         elif spec.owner is view:
             action = "send"  # includes the service's dead-letter topic
         elif view in spec.consumers:

@@ -23,8 +23,12 @@ from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent
 from shared.contracts.messages import agency_message, listing_message, submission_message
 from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import follow, publish_events
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, run
+from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, connect, console, run
+
+from . import kafka_access
+from .access_policy import agency_user
 
 app = typer.Typer(help="Demo scenario.", no_args_is_help=True)
 
@@ -134,12 +138,35 @@ def scenario(run_id: str) -> list[OutgoingEvent]:
     )
 
 
-async def _inbox_summary(bootstrap: str, correlation_ids: set[str]) -> dict[str, Counter[str]]:
+def _provision_agencies(admin: KafkaConnection) -> dict[str, KafkaConnection]:
+    """Each demo agency gets its own Kafka principal and ACLs (a fresh password per run), as
+    `refex platform register-agency` would give it; the demo then acts as each agency."""
+    access, as_agency = kafka_access.KafkaAccess(admin), {}
+    for agency in AGENCIES:
+        password = kafka_access.new_password()
+        kafka_access.grant_agency(access, agency.agency_id, password)
+        as_agency[agency.agency_id] = admin.as_user(agency_user(agency.agency_id), password)
+    return as_agency
+
+
+async def _publish_as_senders(
+    as_agency: dict[str, KafkaConnection], events: list[OutgoingEvent]
+) -> None:
+    """Each event with the credentials of the agency whose topic it goes to."""
+    for agency_id, connection in as_agency.items():
+        own = [e for e in events if e.topic.startswith(f"agency.{agency_id}.")]
+        if own:
+            await publish_events(connection, own)
+
+
+async def _inbox_summary(
+    as_agency: dict[str, KafkaConnection], correlation_ids: set[str]
+) -> dict[str, Counter[str]]:
     summary: dict[str, Counter[str]] = {}
     for agency in AGENCIES:
         counts: Counter[str] = Counter()
         async for record in follow(
-            bootstrap, topics.agency_inbox(agency.agency_id), idle_timeout_s=2.0
+            as_agency[agency.agency_id], topics.agency_inbox(agency.agency_id), idle_timeout_s=2.0
         ):
             headers = {k: v.decode() for k, v in record.headers or ()}
             if headers.get("ce_correlationid") in correlation_ids:
@@ -170,24 +197,29 @@ def run_demo(
     run_id = uuid.uuid4().hex[:6]
     events = scenario(run_id)
     submissions = [e for e in events if topics.AGENCY_SUBMISSIONS.agency_of(e.topic)]
-    directory = [e for e in events if e not in submissions]
+    registry = [e for e in events if e.topic == topics.DIRECTORY_AGENCIES]
+    listings = [e for e in events if topics.AGENCY_LISTINGS.agency_of(e.topic)]
+    directory = registry + listings
     correlation_ids = {e.headers["ce_correlationid"] for e in submissions}
+    admin = connect(bootstrap)
 
     async def _run() -> dict[str, Counter[str]]:
         for agency in AGENCIES:
-            await ensure_agency_topics(bootstrap, agency.agency_id)
-        await publish_events(bootstrap, directory)
+            await ensure_agency_topics(admin, agency.agency_id)
+        as_agency = _provision_agencies(admin)
+        await publish_events(admin, registry)
+        await _publish_as_senders(as_agency, listings)
         console.print(
             f"published {len(directory)} agencies and listings; the services pick up "
             f"new agencies' topics within seconds ({wait:.0f} s)"
         )
         await asyncio.sleep(wait)
-        await publish_events(bootstrap, submissions)
+        await _publish_as_senders(as_agency, submissions)
         console.print(
             f"published {len(submissions)} case submissions (run {run_id}); waiting {wait:.0f} s"
         )
         await asyncio.sleep(wait)
-        return await _inbox_summary(bootstrap, correlation_ids)
+        return await _inbox_summary(as_agency, correlation_ids)
 
     summary = run(_run())
     table = Table("agency", "received")

@@ -1,7 +1,11 @@
-"""``refex platform …``: what operators own: topics and the agency registry."""
+"""``refex platform …``: what operators own: topics, Kafka principals and ACLs, the agency
+registry."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -11,20 +15,57 @@ from rich.table import Table
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.messages import agency_message
+from shared.contracts.topics import Owner
 from shared.kafka.admin import TopicCreationError, ensure_agency_topics, ensure_topics
-from shared.kafka.oneshot import publish_events
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
+from shared.kafka.oneshot import follow, publish_events, publish_tombstone
+from shared.operator import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
+    connect,
+    console,
+    err_console,
+    load_model,
+    run,
+)
+from shared.operator_audit import audited
 
+from . import kafka_access
+from .access_policy import SERVICES, agency_rules, agency_user, service_rules, service_user
 from .contract_docs import write_contract_docs
 
-app = typer.Typer(help="Platform: topics and the agency registry.", no_args_is_help=True)
+app = typer.Typer(
+    help="Platform: topics, Kafka credentials and ACLs, the agency registry.", no_args_is_help=True
+)
+
+CredentialsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials-file",
+        help="Write the agency's new Kafka credentials to this file (mode 0600, "
+        "REFEX_KAFKA_USERNAME / REFEX_KAFKA_PASSWORD lines) instead of printing them.",
+    ),
+]
+
+
+@contextmanager
+def _access_change(action: str) -> Iterator[None]:
+    """A credential or ACL change the broker refuses is a one-line error and exit code 1."""
+    try:
+        yield
+    except kafka_access.AccessError as exc:
+        err_console.print(f"[red]{action} failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def service_password_variable(service: Owner) -> str:
+    return f"{service.value.upper()}_KAFKA_PASSWORD"
 
 
 @app.command("create-topics")
 def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Create every topic of the catalogue that does not exist yet."""
     try:
-        results = run(ensure_topics(bootstrap, topics.CATALOGUE))
+        results = run(ensure_topics(connect(bootstrap), topics.CATALOGUE))
     except TopicCreationError as exc:
         err_console.print(f"[red]topic creation failed:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -41,22 +82,163 @@ def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     console.print(table)
 
 
-@app.command("register-agency")
-def register_agency(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
-    """Create an agency's topics (submissions, listings, responses, inbox) and publish it
-    (JSON file, AgencyRecord contract) on directory.agencies.v1."""
-    agency = load_model(file, ev.AgencyRecord)
-    inbox = topics.agency_inbox(agency.agency_id)
+@app.command("grant-services")
+def grant_services(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """Create or update each service's Kafka principal, with the password from
+    ``<SERVICE>_KAFKA_PASSWORD`` (the variable the service itself reads), and its ACLs on the
+    catalogue's fixed topics and on its consumer group. Idempotent."""
+    access = kafka_access.KafkaAccess(connect(bootstrap))
+    passwords = {s: os.environ.get(service_password_variable(s), "") for s in SERVICES}
+    missing = [service_password_variable(s) for s, pw in passwords.items() if not pw]
+    if missing:
+        err_console.print(f"[red]not set:[/red] {', '.join(missing)}")
+        raise typer.Exit(2)
+    table = Table("principal", "ACLs")
+    with audited(connect(bootstrap), "platform grant-services", "service_principals"):
+        for service, password in passwords.items():
+            user = service_user(service)
+            rules = service_rules(service)
+            with _access_change(f"granting {user}"):
+                access.set_password(user, password)
+                access.grant(rules)
+            table.add_row(f"User:{user}", str(len(rules)))
+    console.print(table)
 
-    async def _register() -> None:
-        await ensure_agency_topics(bootstrap, agency.agency_id)
-        await publish_events(
-            bootstrap,
-            [agency_message(agency)],
+
+@app.command("provision")
+def provision(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """create-topics, then grant-services: what a new or upgraded deployment needs before the
+    services start (compose's platform-init, deploy/local/up.sh). Idempotent."""
+    create_topics(bootstrap)
+    grant_services(bootstrap)
+
+
+def _hand_over(user: str, password: str, credentials_file: Path | None) -> None:
+    """Give an agency its new credentials: once, to the operator, never to a log."""
+    if credentials_file is None:
+        console.print(
+            f"Kafka credentials (give them to the agency; they are not shown again):\n"
+            f"  username: {user}\n  password: {password}",
+            highlight=False,
         )
+        return
+    credentials_file.touch(mode=0o600, exist_ok=True)
+    credentials_file.chmod(0o600)
+    credentials_file.write_text(f"REFEX_KAFKA_USERNAME={user}\nREFEX_KAFKA_PASSWORD={password}\n")
+    console.print(f"Kafka credentials of {user} written to {credentials_file}")
 
-    run(_register())
+
+def _set_new_password(
+    access: kafka_access.KafkaAccess, user: str, credentials_file: Path | None
+) -> None:
+    password = kafka_access.new_password()
+    with _access_change(f"setting the password of {user}"):
+        access.set_password(user, password)
+    _hand_over(user, password, credentials_file)
+
+
+@app.command("register-agency")
+def register_agency(
+    file: Path,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    credentials_file: CredentialsFile = None,
+) -> None:
+    """Register an agency (JSON file, AgencyRecord contract): create its topics, its Kafka
+    principal ``agency.<id>`` (a new one gets a generated password, shown once) and the ACLs
+    that let it write only its own inbound topics and read only its inbox, then publish it on
+    directory.agencies.v1. Re-registering updates the record and keeps the password."""
+    agency = load_model(file, ev.AgencyRecord)
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    user = agency_user(agency.agency_id)
+    with audited(kafka, "platform register-agency", "agency", agency.agency_id):
+        run(ensure_agency_topics(kafka, agency.agency_id))
+        if not access.has_credential(user):
+            _set_new_password(access, user, credentials_file)
+        with _access_change(f"granting {user}"):
+            access.grant(agency_rules(agency.agency_id))
+        run(publish_events(kafka, [agency_message(agency)]))
+    inbox = topics.agency_inbox(agency.agency_id)
     console.print(f"registered [bold]{agency.agency_id}[/bold]; inbox topic {inbox}")
+
+
+@app.command("rotate-agency-password")
+def rotate_agency_password(
+    agency_id: str,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    credentials_file: CredentialsFile = None,
+) -> None:
+    """Give an agency a new Kafka password (e.g. after a suspected leak). New connections need
+    it at once; ACLs are unchanged."""
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    user = agency_user(agency_id)
+    if not access.has_credential(user):
+        err_console.print(f"[red]{user} has no credentials:[/red] register the agency first")
+        raise typer.Exit(1)
+    with audited(kafka, "platform rotate-agency-password", "agency", agency_id):
+        _set_new_password(access, user, credentials_file)
+
+
+@app.command("deregister-agency")
+def deregister_agency(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """Remove an agency: its ACLs and those of the services on its topics go at once (every
+    further request is refused), its credential is deleted, and a tombstone on
+    directory.agencies.v1 tells the services. Its topics stay until their retention ends."""
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    user = agency_user(agency_id)
+    with audited(kafka, "platform deregister-agency", "agency", agency_id):
+        with _access_change(f"revoking {user}"):
+            access.revoke_user(user)
+            access.revoke_rules(agency_rules(agency_id))
+            if access.has_credential(user):
+                access.delete_credential(user)
+        run(publish_tombstone(kafka, topics.DIRECTORY_AGENCIES, agency_id))
+    console.print(f"deregistered [bold]{agency_id}[/bold]")
+
+
+@app.command("acls")
+def show_acls(
+    user: Annotated[str | None, typer.Option(help="Only this principal (e.g. intake).")] = None,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> None:
+    """List the ACLs on the broker."""
+    with _access_change("listing ACLs"):
+        rules = kafka_access.KafkaAccess(connect(bootstrap)).acls_of(user)
+    table = Table("principal", "operation", "resource", "name", "pattern")
+    for rule in rules:
+        table.add_row(rule.principal, rule.operation, rule.resource, rule.name, rule.pattern)
+    console.print(table)
+
+
+@app.command("audit-log")
+def audit_log(
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    target: Annotated[str | None, typer.Option(help="Only records about this target id.")] = None,
+) -> None:
+    """Show the audit log of operator commands (operators.audit.v1), oldest first."""
+
+    async def _read() -> list[ev.OperatorCommandAudited]:
+        found = []
+        async for record in follow(connect(bootstrap), topics.OPERATORS_AUDIT, idle_timeout_s=2.0):
+            entry = ev.OperatorCommandAudited.model_validate_json(record.value or b"{}")
+            if target is None or entry.target_id == target:
+                found.append(entry)
+        return found
+
+    table = Table("at (UTC)", "operator", "command", "target", "outcome", "principal", "host")
+    for e in run(_read()):
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.operator,
+            e.command,
+            f"{e.target_kind} {e.target_id or ''}".strip(),
+            e.outcome.value + (f" ({e.error})" if e.error else ""),
+            e.kafka_principal or "-",
+            e.host,
+        )
+    console.print(table)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.inbound import describe_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,14 +41,44 @@ Bootstrap = Annotated[
 ]
 
 
+def connect(bootstrap: str) -> KafkaConnection:
+    """The operator's connection: ``--bootstrap`` plus the SASL principal from
+    ``REFEX_KAFKA_USERNAME`` / ``REFEX_KAFKA_PASSWORD``. The password is read from the
+    environment only, never from the command line, where ``ps`` and shell history would show it."""
+    return KafkaConnection(
+        bootstrap,
+        os.environ.get("REFEX_KAFKA_USERNAME") or None,
+        os.environ.get("REFEX_KAFKA_PASSWORD") or None,
+    )
+
+
+def operator_kafka() -> KafkaConnection:
+    """The operator's connection from the environment alone, for commands that work on a
+    service's database and only need Kafka for the audit log."""
+    return connect(os.environ.get("REFEX_KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP)
+
+
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a command's coroutine; an unreachable broker is a one-line error and exit code 1."""
+    """Run a command's coroutine; an unreachable broker, a refused login or a denied operation
+    is a one-line error and exit code 1."""
     try:
         return asyncio.run(coro)
     except KafkaConnectionError as exc:
         err_console.print(
-            f"[red]cannot reach Kafka:[/red] {exc}. Is it running (make run)? "
-            "Check --bootstrap / REFEX_KAFKA_BOOTSTRAP_SERVERS."
+            f"[red]cannot reach Kafka or log in:[/red] {exc}. Is it running (make run)? "
+            "Check --bootstrap / REFEX_KAFKA_BOOTSTRAP_SERVERS and the credentials in "
+            "REFEX_KAFKA_USERNAME / REFEX_KAFKA_PASSWORD."
+        )
+        raise typer.Exit(1) from exc
+    except (
+        TopicAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        ClusterAuthorizationFailedError,
+    ) as exc:
+        user = os.environ.get("REFEX_KAFKA_USERNAME") or "(anonymous)"
+        err_console.print(
+            f"[red]Kafka refused the operation for user {user}:[/red] {type(exc).__name__}. "
+            "Its ACLs do not allow it."
         )
         raise typer.Exit(1) from exc
 

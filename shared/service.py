@@ -49,12 +49,12 @@ class ServiceRuntime:
         self.settings = settings
         self.migrations_dir = migrations_dir
         self.broker = create_broker(
-            settings.kafka_bootstrap_servers,
+            settings.kafka,
             client_id=name,
             topic_discovery_interval_s=settings.topic_discovery_interval_s,
         )
         self.publisher = EventPublisher(self.broker)
-        self.dead_letters = DeadLetterPublisher(settings.kafka_bootstrap_servers, name)
+        self.dead_letters = DeadLetterPublisher(settings.kafka, name)
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
         self._periodic: list[tuple[str, Callable[[], Awaitable[object]], float]] = []
@@ -109,7 +109,7 @@ class ServiceRuntime:
         await self.dead_letters.start()
         if self._replay is not None:
             consumer, registries = self._replay
-            await replay_registries(self.settings.kafka_bootstrap_servers, consumer, registries)
+            await replay_registries(self.settings.kafka, consumer, registries)
 
     async def after_startup(self) -> None:
         self._relay = OutboxRelay(

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PostgresDsn
+from collections.abc import Mapping
+from typing import Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import Field, PostgresDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.kafka.connection import KafkaConnection
+from shared.secret_policy import weakness
 
 
 class ServiceSettings(BaseSettings):
@@ -12,9 +19,18 @@ class ServiceSettings(BaseSettings):
     # hide_input_in_errors: a bad DATABASE_URL or key must not end up in a log with its secret.
     model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production: refuse to start without Kafka authentication or with a "
+        "missing, placeholder or weak secret.",
+    )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", description="Comma-separated host:port list of Kafka brokers."
     )
+    kafka_username: str | None = Field(
+        default=None, description="This service's own SASL/SCRAM-SHA-512 principal on Kafka."
+    )
+    kafka_password: SecretStr | None = Field(default=None, description="Its SCRAM password.")
     database_url: PostgresDsn = Field(
         description="postgresql://role:password@host:port/database of this service's own database."
     )
@@ -39,6 +55,52 @@ class ServiceSettings(BaseSettings):
         default=1_048_576, ge=1024, description="Inbound messages larger than this are refused."
     )
 
+    def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
+        """Name → (value, is a base64 key) of every secret this service holds. Services with
+        secrets of their own extend it."""
+        kafka_password = self.kafka_password.get_secret_value() if self.kafka_password else None
+        return {
+            "kafka_password": (kafka_password, False),
+            "database_url password": (urlsplit(str(self.database_url)).password, False),
+        }
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Self:
+        if self.environment != "production":
+            return self
+        problems = [
+            f"{name} {why}"
+            for name, (value, is_key) in self.secrets_to_check().items()
+            if (why := weakness(value, is_key=is_key))
+        ]
+        if not self.kafka_username:
+            problems.append("kafka_username is missing (Kafka must be authenticated)")
+        if problems:
+            # Names only: hide_input_in_errors keeps the values out of the error too.
+            raise ValueError("production mode refuses to start: " + "; ".join(problems))
+        return self
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        password = self.kafka_password.get_secret_value() if self.kafka_password else None
+        return KafkaConnection(self.kafka_bootstrap_servers, self.kafka_username, password)
+
     @property
     def database_dsn(self) -> str:
         return str(self.database_url)
+
+
+SERVICE_NAMES = ("intake", "referral", "notification")
+OPERATOR_SECRETS = ("REFEX_KAFKA_PASSWORD",)
+
+
+def service_environment(service: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment to start ``service`` with: without the other services' settings (their
+    database and Kafka passwords, keys) and without the operator's Kafka credentials, so a
+    compromised service process holds its own secrets and no one else's."""
+    others = tuple(f"{s.upper()}_" for s in SERVICE_NAMES if s != service)
+    return {
+        key: value
+        for key, value in environ.items()
+        if not key.startswith(others) and key not in OPERATOR_SECRETS
+    }

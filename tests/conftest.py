@@ -15,6 +15,7 @@ import pytest
 from shared.contracts.topics import Owner, TopicSpec
 from shared.db.migrations import SHARED_MIGRATIONS, discover, migrate
 from shared.kafka.admin import ensure_topics
+from shared.kafka.connection import KafkaConnection
 
 
 def _env(name: str) -> str:
@@ -28,8 +29,14 @@ def _env(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def bootstrap() -> str:
-    return _env("REFEX_KAFKA_BOOTSTRAP_SERVERS")
+def kafka() -> KafkaConnection:
+    """The operator's (super user's) connection; tests that prove access rules use the
+    agency and service principals instead."""
+    return KafkaConnection(
+        _env("REFEX_KAFKA_BOOTSTRAP_SERVERS"),
+        _env("REFEX_KAFKA_USERNAME"),
+        _env("REFEX_KAFKA_PASSWORD"),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +48,12 @@ TopicFactory = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
-def new_topic(bootstrap: str) -> TopicFactory:
+def new_topic(kafka: KafkaConnection) -> TopicFactory:
     """Create a uniquely named scratch topic on the real broker."""
 
     async def create(partitions: int = 1) -> str:
         name = f"test.{uuid.uuid4().hex[:12]}.v1"
-        await ensure_topics(bootstrap, [TopicSpec(name, Owner.OPERATORS, "k", partitions)])
+        await ensure_topics(kafka, [TopicSpec(name, Owner.OPERATORS, "k", partitions)])
         return name
 
     return create

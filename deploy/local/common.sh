@@ -14,6 +14,7 @@ KAFKA_LIBS="${REFEX_KAFKA_LIBS:-$REPO_ROOT/.local/kafka-libs}"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_PID="$KAFKA_DIR/broker.pid"
 KAFKA_LOG="$KAFKA_DIR/broker.log"
+KAFKA_CREDENTIALS="$LOCAL_DIR/kafka-credentials.env"
 
 PG_PORT="${REFEX_PG_PORT:-15432}"
 PG_DIR="${REFEX_PG_DIR:-$LOCAL_DIR/postgres}"

@@ -5,6 +5,7 @@
 #   kafka.sh down    stop it cleanly (SIGTERM, then wait)
 #   kafka.sh status
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$REPO_ROOT/deploy/kafka/broker-properties.sh"
 
 POM="$REPO_ROOT/deploy/local/kafka/pom.xml"
 
@@ -21,30 +22,30 @@ fetch() {
   echo "$want" > "$stamp"
 }
 
+# Credentials of the broker's own principals, generated once per local folder (never committed):
+# `admin` (super user: operator tooling, provisioning, tests) and `controller` (the KRaft
+# controller listener). Services and agencies get theirs from `refex platform grant-services` /
+# `register-agency`, which read the service passwords from the same file.
+credentials() {
+  if [[ ! -f "$KAFKA_CREDENTIALS" ]]; then
+    [[ -f "$KAFKA_DATA/meta.properties" ]] && die "$KAFKA_DATA exists without $KAFKA_CREDENTIALS: remove $KAFKA_DIR (make clean) to start afresh"
+    mkdir -p "$(dirname "$KAFKA_CREDENTIALS")"
+    ( umask 077
+      for user in ADMIN CONTROLLER INTAKE REFERRAL NOTIFICATION; do
+        echo "KAFKA_PASSWORD_$user=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+      done > "$KAFKA_CREDENTIALS" )
+  fi
+  # shellcheck disable=SC1090
+  source "$KAFKA_CREDENTIALS"
+}
+
 write_config() {
   mkdir -p "$KAFKA_DATA"
-  cat > "$KAFKA_DIR/server.properties" <<PROPS
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$KAFKA_DATA
-# Topics come only from the catalogue in shared/contracts/topics.py, never from a subscriber.
-auto.create.topics.enable=false
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-log.cleaner.dedupe.buffer.size=2097152
-PROPS
+  # 0600: the file holds the admin's and the controller's passwords.
+  ( umask 077
+    broker_properties "CLIENT://127.0.0.1:$KAFKA_PORT" "CLIENT://127.0.0.1:$KAFKA_PORT" \
+        "127.0.0.1:$KAFKA_CONTROLLER_PORT" "$KAFKA_DATA" \
+        "$KAFKA_PASSWORD_ADMIN" "$KAFKA_PASSWORD_CONTROLLER" > "$KAFKA_DIR/server.properties" )
 }
 
 format_storage() {
@@ -52,8 +53,10 @@ format_storage() {
   log "formatting KRaft storage in $KAFKA_DATA"
   local id
   id="$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+  # The admin's SCRAM credential must exist before the first start: nobody could create it later.
   java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -c "$KAFKA_DIR/server.properties" \
-      -t "$id" --ignore-formatted >/dev/null
+      -t "$id" --ignore-formatted \
+      --add-scram "$(broker_admin_scram "$KAFKA_PASSWORD_ADMIN")" >/dev/null
 }
 
 wait_ready() {
@@ -74,6 +77,7 @@ up() {
     port_open "$port" && die "port $port is already in use by another process; free it or set REFEX_KAFKA_PORT / REFEX_KAFKA_CONTROLLER_PORT"
   done
   fetch
+  credentials
   write_config
   format_storage
   log "starting Kafka (log: $KAFKA_LOG)"

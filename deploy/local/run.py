@@ -15,6 +15,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from shared.settings import service_environment
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = Path(os.environ.get("REFEX_LOCAL_DIR", REPO / ".local"))
 SERVICES = ("intake", "referral", "notification")
@@ -122,7 +124,7 @@ async def supervise() -> int:
             "-m",
             f"services.{service}",
             cwd=REPO,
-            env=env,
+            env=service_environment(service, env),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,

@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Annotated
 
 import asyncpg
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts.messages import submission_message
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
+from shared.operator import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
+    connect,
+    console,
+    err_console,
+    load_model,
+    operator_kafka,
+    run,
+)
+from shared.operator_audit import audited
 
 from . import cases
+from .crypto import secret_key_id
 from .identity import identity_hashes
+from .key_rotation import UnknownMasterKey, rewrap_data_keys
 from .settings import IntakeSettings, decode_key
 
 app = typer.Typer(
-    help="Intake: submit cases as an agency; inspect a case; rotate the duplicate key.",
+    help="Intake: submit cases as an agency; inspect a case; rotate the master and duplicate keys.",
     no_args_is_help=True,
 )
 
@@ -32,7 +45,7 @@ def submit(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Publish a case submission (JSON file, CaseSubmission contract) on intake.submissions.v1."""
     submission = load_model(file, ev.CaseSubmission)
     event = submission_message(submission)
-    run(publish_events(bootstrap, [event]))
+    run(publish_events(connect(bootstrap), [event]))
     console.print(f"submitted [bold]{submission.agency_case_ref}[/bold] as event {event.event_id}")
 
 
@@ -142,8 +155,63 @@ def rotate_duplicate_key(
             await conn.close()
         return rehashed, dropped
 
-    rehashed, dropped = run(_rotate())
+    with audited(operator_kafka(), "intake rotate-duplicate-key", "key", key_id):
+        rehashed, dropped = run(_rotate())
     console.print(
         f"re-hashed {rehashed} cases under key [bold]{key_id}[/bold]; "
         f"dropped {dropped} hashes of other keys"
+    )
+
+
+def _old_key(variable: str) -> bytes:
+    """The old key from the environment variable named on the command line (so the key itself
+    stays out of the command line and the shell history)."""
+    value = os.environ.get(variable)
+    if not value:
+        err_console.print(f"[red]{variable} is not set[/red]")
+        raise typer.Exit(2)
+    try:
+        return decode_key(SecretStr(value))
+    except ValueError as exc:
+        err_console.print(f"[red]{variable} {exc}[/red]")  # says what is wrong, not the value
+        raise typer.Exit(2) from exc
+
+
+@app.command("rotate-master-key")
+def rotate_master_key(
+    old_key_env: Annotated[
+        list[str],
+        typer.Option(help="Name of an environment variable holding a previous master key."),
+    ],
+) -> None:
+    """Re-wrap every case's data key under the *configured* master key (INTAKE_MASTER_KEY).
+
+    Rotation: keep the old key in another variable (e.g. INTAKE_OLD_MASTER_KEY), set the new
+    INTAKE_MASTER_KEY, stop intake, run this command with --old-key-env INTAKE_OLD_MASTER_KEY,
+    start intake. Idempotent; the personal data ciphertext itself is not rewritten."""
+    settings = _settings()
+    current = decode_key(settings.master_key)
+    old_keys = [_old_key(variable) for variable in old_key_env]
+    key_id = secret_key_id(current)
+
+    async def _rotate() -> tuple[int, int]:
+        conn = await asyncpg.connect(settings.database_dsn)
+        try:
+            result = await rewrap_data_keys(conn, current, old_keys)
+            return result.rewrapped, result.already_current
+        finally:
+            await conn.close()
+
+    with audited(operator_kafka(), "intake rotate-master-key", "key", key_id):
+        try:
+            rewrapped, current_count = run(_rotate())
+        except UnknownMasterKey as exc:
+            err_console.print(
+                f"[red]{exc} opens with none of the given keys[/red]; nothing after it "
+                "was changed. Give every old key with --old-key-env."
+            )
+            raise typer.Exit(1) from exc
+    console.print(
+        f"re-wrapped {rewrapped} data keys under master key {key_id}; "
+        f"{current_count} were already under it"
     )

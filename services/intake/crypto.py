@@ -58,3 +58,9 @@ def seal_for(public_key_b64: str, plaintext: bytes) -> str:
 
 def key_fingerprint(public_key_b64: str) -> str:
     return hashlib.sha256(base64.b64decode(public_key_b64)).hexdigest()
+
+
+def secret_key_id(key: bytes) -> str:
+    """A short name for a secret key (audit log, messages): 32 bits of its SHA-256, which say
+    which key was used without revealing anything useful about it."""
+    return hashlib.sha256(key).hexdigest()[:8]

@@ -38,6 +38,13 @@ class IntakeSettings(ServiceSettings):
         description="Name of duplicate_key; change it together with the key to rotate.",
     )
 
+    def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
+        return {
+            **super().secrets_to_check(),
+            "master_key": (self.master_key.get_secret_value(), True),
+            "duplicate_key": (self.duplicate_key.get_secret_value(), True),
+        }
+
     @field_validator("master_key", "duplicate_key")
     @classmethod
     def _valid_key(cls, value: SecretStr) -> SecretStr:

@@ -15,7 +15,7 @@ from .webhooks import DeliveryPolicy, deliver_due
 
 settings = NotificationSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("notification", settings, Path(__file__).parent / "migrations")
-handlers = NotificationHandlers(InboxTopics(settings.kafka_bootstrap_servers))
+handlers = NotificationHandlers(InboxTopics(settings.kafka))
 runtime.consume(
     {
         topics.DIRECTORY_AGENCIES: handlers.on_agency,

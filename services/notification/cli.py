@@ -16,6 +16,7 @@ from shared.kafka.oneshot import follow
 from shared.operator import (
     DEFAULT_BOOTSTRAP,
     Bootstrap,
+    connect,
     console,
     err_console,
     print_record,
@@ -53,7 +54,7 @@ def follow_inbox(
 
     async def _follow() -> None:
         async for record in follow(
-            bootstrap, topic, from_beginning=from_beginning, idle_timeout_s=idle_timeout
+            connect(bootstrap), topic, from_beginning=from_beginning, idle_timeout_s=idle_timeout
         ):
             print_record(record)
 

@@ -1,4 +1,6 @@
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -29,3 +31,18 @@ class NotificationSettings(ServiceSettings):
     webhook_interval_s: float = Field(
         default=0.5, gt=0, description="How often due webhook deliveries are sent."
     )
+
+    def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
+        checked = super().secrets_to_check()
+        if self.smtp_username:  # a relay that needs a login
+            password = self.smtp_password.get_secret_value() if self.smtp_password else None
+            checked["smtp_password"] = (password, False)
+        return checked
+
+    @model_validator(mode="after")
+    def _no_private_targets_in_production(self) -> Self:
+        # Private targets exist for tests; in production they would let an agency's webhook URL
+        # reach internal services (SSRF).
+        if self.environment == "production" and self.allow_private_webhook_targets:
+            raise ValueError("production mode refuses allow_private_webhook_targets=true")
+        return self

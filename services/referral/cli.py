@@ -17,7 +17,17 @@ from shared.contracts.events import ReferralState
 from shared.contracts.messages import listing_message
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events, publish_tombstone
-from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, console, err_console, load_model, run
+from shared.operator import (
+    DEFAULT_BOOTSTRAP,
+    Bootstrap,
+    connect,
+    console,
+    err_console,
+    load_model,
+    operator_kafka,
+    run,
+)
+from shared.operator_audit import audited
 
 from . import routing
 from .evidence import COLUMNS, EvidenceRow, pathway_report
@@ -35,7 +45,7 @@ def publish_listing(file: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> Non
     """Publish a service listing (JSON file, ServiceListing contract) on the provider agency's
     agency.<id>.listings.v1 topic."""
     listing = load_model(file, ev.ServiceListing)
-    run(publish_events(bootstrap, [listing_message(listing)]))
+    run(publish_events(connect(bootstrap), [listing_message(listing)]))
     console.print(f"listed [bold]{listing.service_id}[/bold] ({listing.status.value})")
 
 
@@ -44,7 +54,7 @@ def withdraw_listing(
     agency_id: str, service_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP
 ) -> None:
     """Withdraw a listing: a tombstone for its key on the agency's compacted listings topic."""
-    run(publish_tombstone(bootstrap, topics.AGENCY_LISTINGS.name(agency_id), service_id))
+    run(publish_tombstone(connect(bootstrap), topics.AGENCY_LISTINGS.name(agency_id), service_id))
     console.print(f"withdrew [bold]{service_id}[/bold]")
 
 
@@ -112,8 +122,9 @@ def entered_in_error(referral_id: str) -> None:
         finally:
             await conn.close()
 
-    previous = run(_mark())
-    if previous is None:
-        err_console.print(f"[red]no referral {referral_id}[/red]")
-        raise typer.Exit(1)
+    with audited(operator_kafka(), "referral entered-in-error", "referral", referral_id):
+        previous = run(_mark())
+        if previous is None:
+            err_console.print(f"[red]no referral {referral_id}[/red]")
+            raise typer.Exit(1)
     console.print(f"referral {referral_id}: {previous} → entered_in_error")

@@ -821,6 +821,37 @@ INBOX_RESPONSE_REFUSED = event_type("notification", "response-refused")
 INBOX_REFERRAL_REMINDER = event_type("notification", "referral-reminder")
 
 
+# =====================================================================================
+# operators.audit.v1 — written by operator tooling (refex), read by operators only
+# =====================================================================================
+
+
+class AuditOutcome(StrEnum):
+    STARTED = "started"  # written before the change: no audit record, no change
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class OperatorCommandAudited(Contract):
+    """Who ran which operator command on what, when, and how it ended. Never a secret, never
+    personal data: targets are agency ids, channel ids, key ids, referral ids."""
+
+    audit_id: Identifier  # the same for a command's started and final records
+    command: Annotated[str, Field(pattern=r"^[a-z]+ [a-z-]+$", max_length=80)]
+    target_kind: Annotated[str, Field(pattern=r"^[a-z_]+$", max_length=40)]
+    target_id: Annotated[str, Field(max_length=200)] | None = None
+    outcome: AuditOutcome
+    operator: Annotated[str, Field(min_length=1, max_length=100)]
+    os_user: Annotated[str, Field(max_length=100)]
+    host: Annotated[str, Field(max_length=255)]
+    kafka_principal: Annotated[str, Field(max_length=255)] | None = None
+    error: Annotated[str, Field(max_length=200)] | None = None  # an error type, no message
+    at: datetime
+
+
+OPERATOR_COMMAND_AUDITED = event_type("operators", "command-audited")
+
+
 # Every CloudEvents type of the v1 topics and its payload model (topics, docs and tests use it).
 PAYLOADS: dict[str, type[Contract]] = {
     CASE_SUBMITTED: CaseSubmission,
@@ -855,4 +886,5 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_RESPONSE_REFUSED: ResponseRefused,
     INBOX_REFERRAL_REMINDER: ReferralReminderDue,
     INBOX_REFERRAL_REROUTED: InboxReferralRerouted,
+    OPERATOR_COMMAND_AUDITED: OperatorCommandAudited,
 }

@@ -10,7 +10,8 @@ Two kinds of entries:
   claiming another agency is rejected (docs/decisions/0007-proof-of-sender.md).
 
 Topic creation (``refex platform create-topics`` / ``register-agency``), the compose init, the
-consumers' subscriptions, the docs and (later) ACL provisioning are all driven from here.
+consumers' subscriptions, the docs and the Kafka ACLs (ops/access_policy.py) are all driven from
+here.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class TopicFamily:
 _T = "org.referralexchange."
 
 # ----- fixed topics -----
+OPERATORS_AUDIT = "operators.audit.v1"
 INTAKE_CASES = "intake.cases.v1"
 INTAKE_REJECTIONS = "intake.rejections.v1"
 INTAKE_DISCLOSURES = "intake.disclosures.v1"
@@ -186,6 +188,16 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         payloads=(f"{_T}notification.delivery-attempted.v1",),
         description="Outcome of each delivery attempt to an agency channel.",
     ),
+    TopicSpec(
+        OPERATORS_AUDIT,
+        Owner.OPERATORS,
+        "target_id",
+        1,  # one partition: one total order of what operators did
+        retention_days=5 * 365,
+        payloads=(f"{_T}operators.command-audited.v1",),
+        description="Audit log of operator commands (who changed which agency, channel or key, "
+        "when, with what outcome); operators only.",
+    ),
     # Dead letters: <consumer-group>.dlq.v1, written by the consuming service.
     TopicSpec("intake.dlq.v1", _I, "original key", 1, description="Dead letters of intake."),
     TopicSpec("referral.dlq.v1", _R, "original key", 1, description="Dead letters of referral."),
@@ -257,6 +269,7 @@ AGENCY_INBOX = TopicFamily(
         _N,
         "referral_id",
         3,
+        consumers=(Owner.AGENCY,),  # the agency named in the topic, and nobody else
         payloads=tuple(
             f"{_T}notification.{e}.v1"
             for e in (

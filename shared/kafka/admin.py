@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.contracts.topics import CATALOGUE, TopicSpec, agency_topics
+from shared.kafka.connection import KafkaConnection
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -24,14 +25,14 @@ class TopicCreationError(RuntimeError):
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     specs: Iterable[TopicSpec] = CATALOGUE,
     *,
     replication_factor: int = 1,
 ) -> list[TopicResult]:
     """Create the topics that are missing; existing ones are left as they are."""
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="refex-admin")
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -58,6 +59,16 @@ async def ensure_topics(
     return sorted(results, key=lambda r: r.name)
 
 
-async def ensure_agency_topics(bootstrap_servers: str, agency_id: str) -> list[TopicResult]:
+async def ensure_agency_topics(kafka: KafkaConnection, agency_id: str) -> list[TopicResult]:
     """An agency's own topics: its inbound submissions, listings and responses, and its inbox."""
-    return await ensure_topics(bootstrap_servers, agency_topics(agency_id))
+    return await ensure_topics(kafka, agency_topics(agency_id))
+
+
+async def visible_topics(kafka: KafkaConnection) -> set[str]:
+    """The topics this principal may see (the broker hides those it has no ACL on)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
+    try:
+        await admin.start()
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()

@@ -14,12 +14,15 @@ import logging
 
 from faststream.kafka import KafkaBroker
 
+from shared.kafka.connection import KafkaConnection
+
 
 def create_broker(
-    bootstrap_servers: str, client_id: str, *, topic_discovery_interval_s: float = 5.0
+    kafka: KafkaConnection, client_id: str, *, topic_discovery_interval_s: float = 5.0
 ) -> KafkaBroker:
     return KafkaBroker(
-        bootstrap_servers=bootstrap_servers.split(","),
+        bootstrap_servers=kafka.servers,
+        security=kafka.faststream_security(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

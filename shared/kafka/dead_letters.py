@@ -11,22 +11,23 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from shared.contracts.topics import dead_letter_topic
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.inbound import InboundEvent, describe_error
 
 MAX_ERROR_CHARS = 1000
 
 
 class DeadLetterPublisher:
-    def __init__(self, bootstrap_servers: str, consumer_group: str) -> None:
+    def __init__(self, kafka: KafkaConnection, consumer_group: str) -> None:
         self.topic = dead_letter_topic(consumer_group)
         self._group = consumer_group
-        self._bootstrap = bootstrap_servers
+        self._kafka = kafka
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
         # Created here, not in __init__: aiokafka binds to the running event loop.
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap.split(","),
+            **self._kafka.client_kwargs(),
             client_id=f"{self._group}-dlq",
             acks="all",
             enable_idempotence=True,

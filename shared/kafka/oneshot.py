@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from shared.contracts.envelope import OutgoingEvent
+from shared.kafka.connection import KafkaConnection
 
 
 @asynccontextmanager
-async def _producer(bootstrap_servers: str) -> AsyncIterator[AIOKafkaProducer]:
+async def _producer(kafka: KafkaConnection) -> AsyncIterator[AIOKafkaProducer]:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers.split(","),
+        **kafka.client_kwargs(),
         acks="all",
         enable_idempotence=True,
         client_id="refex-cli",
@@ -25,8 +26,8 @@ async def _producer(bootstrap_servers: str) -> AsyncIterator[AIOKafkaProducer]:
         await producer.stop()  # also after a failed start, or aiokafka warns of a leak
 
 
-async def publish_events(bootstrap_servers: str, events: Sequence[OutgoingEvent]) -> None:
-    async with _producer(bootstrap_servers) as producer:
+async def publish_events(kafka: KafkaConnection, events: Sequence[OutgoingEvent]) -> None:
+    async with _producer(kafka) as producer:
         for e in events:
             await producer.send_and_wait(
                 e.topic,
@@ -36,18 +37,18 @@ async def publish_events(bootstrap_servers: str, events: Sequence[OutgoingEvent]
             )
 
 
-async def publish_tombstone(bootstrap_servers: str, topic: str, key: str) -> None:
-    async with _producer(bootstrap_servers) as producer:
+async def publish_tombstone(kafka: KafkaConnection, topic: str, key: str) -> None:
+    async with _producer(kafka) as producer:
         await producer.send_and_wait(topic, None, key=key.encode())
 
 
 async def follow(
-    bootstrap_servers: str, topic: str, *, from_beginning: bool = True, idle_timeout_s: float | None
+    kafka: KafkaConnection, topic: str, *, from_beginning: bool = True, idle_timeout_s: float | None
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Yield a topic's records (no consumer group, nothing committed); stop after idle time."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap_servers.split(","),
+        **kafka.client_kwargs(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.consumer import ReliableConsumer, Subscription
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
@@ -25,9 +26,9 @@ def _wanted(name: str, subscriptions: Sequence[Subscription]) -> bool:
 
 
 async def registry_partitions(
-    bootstrap: str, subscriptions: Sequence[Subscription]
+    kafka: KafkaConnection, subscriptions: Sequence[Subscription]
 ) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         names = sorted(n for n in await admin.list_topics() if _wanted(n, subscriptions))
@@ -38,13 +39,13 @@ async def registry_partitions(
 
 
 async def replay_registries(
-    bootstrap: str, consumer: ReliableConsumer, subscriptions: Sequence[Subscription]
+    kafka: KafkaConnection, consumer: ReliableConsumer, subscriptions: Sequence[Subscription]
 ) -> int:
-    partitions = await registry_partitions(bootstrap, subscriptions)
+    partitions = await registry_partitions(kafka, subscriptions)
     if not partitions:
         return 0
     reader = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap.split(","),
+        **kafka.client_kwargs(),
         group_id=None,
         enable_auto_commit=False,
         client_id=f"{consumer.group}-replay",

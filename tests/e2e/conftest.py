@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.settings import service_environment
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "referral", "notification")
 
@@ -45,7 +47,7 @@ def start_service(name: str, log_dir: Path, extra_env: dict[str, str]) -> Runnin
     process = subprocess.Popen(
         [sys.executable, "-m", f"services.{name}"],
         cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **extra_env},
+        env=service_environment(name, {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}),
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
     )

@@ -10,9 +10,25 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ops import kafka_access
+from ops.access_policy import agency_user
+from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 
-async def wait_for_topic(bootstrap: str, topic: str, timeout: float = 30) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+
+async def register_agency_access(kafka: KafkaConnection, agency_id: str) -> KafkaConnection:
+    """What `refex platform register-agency` does on the broker: the agency's topics, its
+    principal with a fresh password and the ACLs (its own and the services' on its topics).
+    Returns the agency's own connection."""
+    await ensure_agency_topics(kafka, agency_id)
+    password = kafka_access.new_password()
+    access = kafka_access.KafkaAccess(kafka)
+    await asyncio.to_thread(kafka_access.grant_agency, access, agency_id, password)
+    return kafka.as_user(agency_user(agency_id), password)
+
+
+async def wait_for_topic(kafka: KafkaConnection, topic: str, timeout: float = 30) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -33,7 +49,7 @@ def data_of(record: ConsumerRecord[bytes, bytes]) -> Any:
 
 
 async def collect(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topic: str,
     match: Callable[[ConsumerRecord[bytes, bytes]], bool],
     *,
@@ -43,10 +59,10 @@ async def collect(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """All records of the topic that match, once ``expected`` arrived (then ``settle`` seconds
     more, so duplicates would show), or whatever arrived before the timeout."""
-    await wait_for_topic(bootstrap, topic)
+    await wait_for_topic(kafka, topic)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -68,12 +84,12 @@ async def collect(
 
 
 async def read_everything(
-    bootstrap: str, topic_names: list[str]
+    kafka: KafkaConnection, topic_names: list[str]
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in the given topics, read with one consumer up to the end offsets."""
     from aiokafka import TopicPartition
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         described = await admin.describe_topics(topic_names)
@@ -82,9 +98,7 @@ async def read_everything(
     partitions = [
         TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
     ]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:

@@ -24,11 +24,17 @@ from services.intake.settings import decode_key
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent
-from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of, read_everything
+from tests.e2e.kafka_helpers import (
+    collect,
+    data_of,
+    headers_of,
+    read_everything,
+    register_agency_access,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -49,16 +55,11 @@ PERSONAL = {
 MARKERS = [MARK, MARK.lower(), "77 123 98 76", "771239876"]
 
 
-@pytest.fixture(scope="module")
-def bootstrap() -> str:
-    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
-
-
 async def _agency(
-    bootstrap: str, prefix: str, type_: str = "ngo", public_key: str | None = None
+    kafka: KafkaConnection, prefix: str, type_: str = "ngo", public_key: str | None = None
 ) -> str:
     agency_id = f.unique(prefix)
-    await ensure_agency_topics(bootstrap, agency_id)
+    await register_agency_access(kafka, agency_id)
     record = ev.AgencyRecord(
         agency_id=agency_id,
         name=agency_id,
@@ -66,7 +67,7 @@ async def _agency(
         countries=["SN"],
         public_key=public_key,
     )
-    await publish_events(bootstrap, [f.agency_event(record)])
+    await publish_events(kafka, [f.agency_event(record)])
     return agency_id
 
 
@@ -96,17 +97,17 @@ def _by_correlation(event: OutgoingEvent) -> Any:
     return lambda r: headers_of(r).get("ce_correlationid") == event.event_id
 
 
-async def _case_events(bootstrap: str, sent: OutgoingEvent, expected: int = 1) -> list[Any]:
-    return await collect(bootstrap, topics.INTAKE_CASES, _by_correlation(sent), expected=expected)
+async def _case_events(kafka: KafkaConnection, sent: OutgoingEvent, expected: int = 1) -> list[Any]:
+    return await collect(kafka, topics.INTAKE_CASES, _by_correlation(sent), expected=expected)
 
 
 async def test_registration_stores_personal_data_only_encrypted(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    agency = await _agency(bootstrap, "iom")
+    agency = await _agency(kafka, "iom")
     sent = f.submission_event(_submission(agency))
-    await publish_events(bootstrap, [sent])
-    [event] = await _case_events(bootstrap, sent)
+    await publish_events(kafka, [sent])
+    [event] = await _case_events(kafka, sent)
     assert headers_of(event)["ce_type"] == ev.CASE_REGISTERED
     case_id = data_of(event)["case_id"]
 
@@ -136,10 +137,10 @@ def pydantic_secret(name: str) -> Any:
 
 
 async def _raw(
-    bootstrap: str, topic: str, value: bytes, headers: dict[str, str], key: bytes = b"k"
+    kafka: KafkaConnection, topic: str, value: bytes, headers: dict[str, str], key: bytes = b"k"
 ) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=2 * 1024 * 1024
+        **kafka.client_kwargs(), acks="all", max_request_size=2 * 1024 * 1024
     )
     await producer.start()
     try:
@@ -151,9 +152,9 @@ async def _raw(
 
 
 async def test_each_class_of_invalid_input_gets_a_named_rejection(
-    services: dict[str, RunningService], bootstrap: str
+    services: dict[str, RunningService], kafka: KafkaConnection
 ) -> None:
-    agency = await _agency(bootstrap, "iom")
+    agency = await _agency(kafka, "iom")
     topic = topics.AGENCY_SUBMISSIONS.name(agency)
     good = f.submission_event(_submission(agency))
     headers = dict(good.headers)
@@ -176,9 +177,9 @@ async def test_each_class_of_invalid_input_gets_a_named_rejection(
         "contract": (json.dumps(bad_body).encode(), headers, "does not match"),
     }
     for name, (body, hdrs, _) in cases.items():
-        await _raw(bootstrap, topic, body, {**hdrs, "ce_id": f"{name}-{uuid.uuid4()}"})
+        await _raw(kafka, topic, body, {**hdrs, "ce_id": f"{name}-{uuid.uuid4()}"})
     rejections = await collect(
-        bootstrap,
+        kafka,
         topics.INTAKE_REJECTIONS,
         lambda r: data_of(r).get("agency_id") == agency,
         expected=len(cases),
@@ -193,9 +194,9 @@ async def test_each_class_of_invalid_input_gets_a_named_rejection(
 
 
 async def test_resubmission_by_agency_reference_updates_the_case(
-    services: dict[str, RunningService], bootstrap: str
+    services: dict[str, RunningService], kafka: KafkaConnection
 ) -> None:
-    agency = await _agency(bootstrap, "iom")
+    agency = await _agency(kafka, "iom")
     ref = f.unique("CASE")
     first = f.submission_event(_submission(agency, ref))
     second = f.submission_event(
@@ -208,19 +209,19 @@ async def test_resubmission_by_agency_reference_updates_the_case(
             ],
         )
     )
-    await publish_events(bootstrap, [first])
-    [registered] = await _case_events(bootstrap, first)
-    await publish_events(bootstrap, [second])
-    [updated] = await _case_events(bootstrap, second)
+    await publish_events(kafka, [first])
+    [registered] = await _case_events(kafka, first)
+    await publish_events(kafka, [second])
+    [updated] = await _case_events(kafka, second)
     assert headers_of(updated)["ce_type"] == ev.CASE_UPDATED
     assert data_of(updated)["case_id"] == data_of(registered)["case_id"]
     assert [n["need_id"] for n in data_of(updated)["needs"]] == ["n1", "n2"]
 
 
 async def test_the_same_person_from_two_agencies_is_a_possible_duplicate(
-    services: dict[str, RunningService], bootstrap: str
+    services: dict[str, RunningService], kafka: KafkaConnection
 ) -> None:
-    first_agency, second_agency = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    first_agency, second_agency = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
     letters = "".join(chr(ord("a") + int(c, 16)) for c in uuid.uuid4().hex[:10])
     person = {**PERSONAL, "given_name": f"{MARK}{letters}", "documents": []}  # nobody else
     swapped = {
@@ -229,11 +230,11 @@ async def test_the_same_person_from_two_agencies_is_a_possible_duplicate(
         "family_name": person["given_name"].lower(),
     }  # another spelling, same person
     a = f.submission_event(_submission(first_agency, personal=person))
-    await publish_events(bootstrap, [a])
-    [case_a] = await _case_events(bootstrap, a)
+    await publish_events(kafka, [a])
+    [case_a] = await _case_events(kafka, a)
     b = f.submission_event(_submission(second_agency, personal=swapped))
-    await publish_events(bootstrap, [b])
-    [case_b] = await _case_events(bootstrap, b)
+    await publish_events(kafka, [b])
+    [case_b] = await _case_events(kafka, b)
     assert data_of(case_b)["possible_duplicate_of"] == [data_of(case_a)["case_id"]]
     assert MARK not in json.dumps(data_of(case_b))
 
@@ -251,13 +252,16 @@ async def _known_to_intake(database_urls: dict[str, str], agency_id: str) -> Non
 
 
 async def _provider_with_listing(
-    bootstrap: str, database_urls: dict[str, str], public_key: str | None, type_: str = "ngo"
+    kafka: KafkaConnection,
+    database_urls: dict[str, str],
+    public_key: str | None,
+    type_: str = "ngo",
 ) -> tuple[str, str]:
-    provider = await _agency(bootstrap, "ngo", type_, public_key)
+    provider = await _agency(kafka, "ngo", type_, public_key)
     await _known_to_intake(database_urls, provider)
     area = f.unique_area()
     listing = f.listing(provider, service_areas=[area])
-    await publish_events(bootstrap, [f.listing_event(listing)])
+    await publish_events(kafka, [f.listing_event(listing)])
     conn = await asyncpg.connect(database_urls["referral"])
     try:
         for _ in range(150):
@@ -272,18 +276,18 @@ async def _provider_with_listing(
 
 
 async def test_covered_referral_gets_a_disclosure_only_the_recipient_can_open(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     key = PrivateKey.generate()
     provider, area = await _provider_with_listing(
-        bootstrap, database_urls, base64.b64encode(bytes(key.public_key)).decode()
+        kafka, database_urls, base64.b64encode(bytes(key.public_key)).decode()
     )
-    referrer = await _agency(bootstrap, "iom")
+    referrer = await _agency(kafka, "iom")
     sent = f.submission_event(_submission(referrer, profile=f.profile(return_area=area)))
-    await publish_events(bootstrap, [sent])
+    await publish_events(kafka, [sent])
 
     [received] = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(provider),
         lambda r: (
             headers_of(r).get("ce_type") == ev.INBOX_DISCLOSURE_RECEIVED
@@ -307,21 +311,19 @@ async def test_covered_referral_gets_a_disclosure_only_the_recipient_can_open(
 
 
 async def test_a_recipient_that_cannot_receive_sealed_data_gets_a_refusal(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     """Referral only refers within the consent (see the referral tests); intake still decides
     for itself and refuses whatever it cannot send safely — here, to an agency without a key."""
-    provider, area = await _provider_with_listing(bootstrap, database_urls, public_key=None)
-    referrer = await _agency(bootstrap, "iom")
+    provider, area = await _provider_with_listing(kafka, database_urls, public_key=None)
+    referrer = await _agency(kafka, "iom")
     sent = f.submission_event(_submission(referrer, profile=f.profile(return_area=area)))
-    await publish_events(bootstrap, [sent])
-    [refused] = await collect(bootstrap, topics.INTAKE_DISCLOSURES, _by_correlation(sent))
+    await publish_events(kafka, [sent])
+    [refused] = await collect(kafka, topics.INTAKE_DISCLOSURES, _by_correlation(sent))
     assert headers_of(refused)["ce_type"] == ev.DISCLOSURE_REFUSED
     assert data_of(refused)["reason"] == "no_public_key"
     assert data_of(refused)["recipient_agency_id"] == provider
-    inbox = await collect(
-        bootstrap, topics.agency_inbox(provider), _by_correlation(sent), settle=2.0
-    )
+    inbox = await collect(kafka, topics.agency_inbox(provider), _by_correlation(sent), settle=2.0)
     assert ev.INBOX_DISCLOSURE_RECEIVED not in [headers_of(r)["ce_type"] for r in inbox]
     conn = await asyncpg.connect(database_urls["intake"])
     try:
@@ -335,21 +337,21 @@ async def test_a_recipient_that_cannot_receive_sealed_data_gets_a_refusal(
 
 
 async def test_withdrawal_and_erasure(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    agency = await _agency(bootstrap, "iom")
+    agency = await _agency(kafka, "iom")
     sub = _submission(agency)
     sent = f.submission_event(sub)
-    await publish_events(bootstrap, [sent])
-    [registered] = await _case_events(bootstrap, sent)
+    await publish_events(kafka, [sent])
+    [registered] = await _case_events(kafka, sent)
     case_id = data_of(registered)["case_id"]
 
     withdrawal = ev.ConsentWithdrawal(
         agency_id=agency, agency_case_ref=sub.agency_case_ref, withdrawn_at="2026-11-20T10:00:00Z"
     )  # type: ignore[arg-type]
     w_sent = _message(ev.CONSENT_WITHDRAWN, withdrawal, agency, sub.agency_case_ref)
-    await publish_events(bootstrap, [w_sent])
-    [changed] = await _case_events(bootstrap, w_sent)
+    await publish_events(kafka, [w_sent])
+    [changed] = await _case_events(kafka, w_sent)
     assert headers_of(changed)["ce_type"] == ev.CONSENT_CHANGED
     assert data_of(changed)["consent"]["given"] is False
 
@@ -360,10 +362,10 @@ async def test_withdrawal_and_erasure(
         basis="data_subject_request",
     )
     e_sent = _message(ev.ERASURE_REQUESTED, erasure, agency, sub.agency_case_ref)
-    await publish_events(bootstrap, [e_sent])
-    [erased] = await _case_events(bootstrap, e_sent)
+    await publish_events(kafka, [e_sent])
+    [erased] = await _case_events(kafka, e_sent)
     assert headers_of(erased)["ce_type"] == ev.CASE_ERASED
-    [confirmed] = await collect(bootstrap, topics.agency_inbox(agency), _by_correlation(e_sent))
+    [confirmed] = await collect(kafka, topics.agency_inbox(agency), _by_correlation(e_sent))
     assert headers_of(confirmed)["ce_type"] == ev.INBOX_ERASURE_CONFIRMED
     assert data_of(confirmed)["agency_case_ref"] == sub.agency_case_ref
 
@@ -394,7 +396,7 @@ async def test_withdrawal_and_erasure(
 
 async def test_operator_commands_history_and_key_rotation(
     services: dict[str, RunningService],
-    bootstrap: str,
+    kafka: KafkaConnection,
     database_urls: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -405,10 +407,10 @@ async def test_operator_commands_history_and_key_rotation(
 
     from ops.cli import app
 
-    agency = await _agency(bootstrap, "iom")
+    agency = await _agency(kafka, "iom")
     sent = f.submission_event(_submission(agency))
-    await publish_events(bootstrap, [sent])
-    [registered] = await _case_events(bootstrap, sent)
+    await publish_events(kafka, [sent])
+    [registered] = await _case_events(kafka, sent)
     case_id = data_of(registered)["case_id"]
 
     runner = CliRunner()
@@ -437,11 +439,33 @@ async def test_operator_commands_history_and_key_rotation(
     assert expected in {bytes(r["hash"]) for r in rows}
 
 
-async def test_no_personal_data_on_any_topic_or_in_any_log(
-    services: dict[str, RunningService], bootstrap: str
+async def _database_text(dsn: str) -> list[tuple[str, bytes]]:
+    """(table, row) of every row of every table this service's role owns, as text and with its
+    bytea columns raw: what someone with a copy of the database would read."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            """SELECT schemaname, tablename FROM pg_tables
+               WHERE tableowner = current_user AND schemaname NOT LIKE 'test_%'"""
+        )
+        rows: list[tuple[str, bytes]] = []
+        for t in tables:
+            name = f'"{t["schemaname"]}"."{t["tablename"]}"'
+            for row in await conn.fetch(f"SELECT t::text AS text, t AS record FROM {name} t"):
+                raw = b"".join(v for v in row["record"].values() if isinstance(v, bytes))
+                rows.append((name, row["text"].encode() + raw))
+        return rows
+    finally:
+        await conn.close()
+
+
+async def test_no_personal_data_on_any_topic_in_any_log_or_database(
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    """Runs last in this module: every flow above used the marker values."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    """Runs last in this module: every flow above used the marker values. Readable personal
+    data exists only inside intake's encrypted columns and in sealed disclosures, so no marker
+    may show up anywhere in clear, intake's own database included."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         names = await admin.list_topics()
@@ -453,7 +477,7 @@ async def test_no_personal_data_on_any_topic_or_in_any_log(
         if not t.startswith("__") and topics.AGENCY_SUBMISSIONS.agency_of(t) is None
     ]  # everything but the agencies' own input
     assert topics.INTAKE_CASES in scanned and any(t.endswith(".inbox.v1") for t in scanned)
-    records = await read_everything(bootstrap, scanned)
+    records = await read_everything(kafka, scanned)
     sealed = [
         r
         for r in records
@@ -466,4 +490,10 @@ async def test_no_personal_data_on_any_topic_or_in_any_log(
         leaks += [f"{record.topic}: {m}" for m in MARKERS if m.encode() in blob]
     for service in services.values():
         leaks += [f"log of {service.name}: {m}" for m in MARKERS if m in service.log()]
+    for name, dsn in database_urls.items():
+        rows = await _database_text(dsn)
+        assert rows, f"{name}: nothing scanned"
+        for table, blob in rows:
+            lowered = blob.lower()
+            leaks += [f"{name} {table}: {m}" for m in MARKERS if m.lower().encode() in lowered]
     assert leaks == []

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of
+from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,20 +29,28 @@ def _python_example() -> str:
 
 
 async def test_the_python_example_of_the_guide_registers_a_case(
-    services: dict[str, RunningService], tmp_path: Path
+    services: dict[str, RunningService], kafka: KafkaConnection, tmp_path: Path
 ) -> None:
-    bootstrap = os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
     agency = f.unique("iom")
-    await ensure_agency_topics(bootstrap, agency)  # what the operator's registration does
+    # What the operator's registration does; the partner gets its own credentials.
+    as_agency = await register_agency_access(kafka, agency)
+    assert as_agency.username is not None and as_agency.password is not None
 
     example = json.loads((REPO / "docs/examples/submission.json").read_text())
     example["agency_id"] = agency
     (tmp_path / "docs/examples").mkdir(parents=True)
     (tmp_path / "docs/examples/submission.json").write_text(json.dumps(example))
-    code = _python_example().replace("127.0.0.1:19092", bootstrap).replace("iom-sn", agency)
+    code = _python_example().replace("iom-sn", agency)
+    partner_env = {
+        "PATH": os.environ["PATH"],
+        "REFEX_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "REFEX_KAFKA_USERNAME": as_agency.username,
+        "REFEX_KAFKA_PASSWORD": as_agency.password,
+    }
     run = subprocess.run(  # noqa: ASYNC221 - a one-off partner script, run as a partner would
         [sys.executable, "-c", code],
         cwd=tmp_path,
+        env=partner_env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -51,7 +59,7 @@ async def test_the_python_example_of_the_guide_registers_a_case(
     assert run.returncode == 0, run.stderr
 
     cases = await collect(
-        bootstrap, topics.INTAKE_CASES, lambda r: data_of(r).get("submitting_agency_id") == agency
+        kafka, topics.INTAKE_CASES, lambda r: data_of(r).get("submitting_agency_id") == agency
     )
     assert [headers_of(r)["ce_type"] for r in cases] == [ev.CASE_REGISTERED]
     assert data_of(cases[0])["needs"][0]["category"] == example["needs"][0]["category"]

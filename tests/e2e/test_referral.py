@@ -5,7 +5,6 @@ withdrawal, refused answers, and deadlines that survive a restart."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -17,11 +16,11 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import build_event
 from shared.contracts.messages import response_message
-from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService, start_service, stop_service, wait_ready
-from tests.e2e.kafka_helpers import collect, data_of, headers_of
+from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
 
 pytestmark = pytest.mark.e2e
 
@@ -33,21 +32,16 @@ SERVICE_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def bootstrap() -> str:
-    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
-
-
-async def _agency(bootstrap: str, prefix: str) -> str:
+async def _agency(kafka: KafkaConnection, prefix: str) -> str:
     agency_id = f.unique(prefix)
-    await ensure_agency_topics(bootstrap, agency_id)
-    await publish_events(bootstrap, [f.agency_event(f.agency(agency_id))])
+    await register_agency_access(kafka, agency_id)
+    await publish_events(kafka, [f.agency_event(f.agency(agency_id))])
     return agency_id
 
 
-async def _listed(bootstrap: str, dsn: str, provider: str, areas: list[str]) -> str:
+async def _listed(kafka: KafkaConnection, dsn: str, provider: str, areas: list[str]) -> str:
     listing = f.listing(provider, service_areas=areas)
-    await publish_events(bootstrap, [f.listing_event(listing)])
+    await publish_events(kafka, [f.listing_event(listing)])
     assert await _eventually(
         dsn, "SELECT 1 FROM listings WHERE service_id = $1", listing.service_id
     )
@@ -67,18 +61,18 @@ async def _eventually(dsn: str, query: str, *args: Any, timeout: float = 30) -> 
         await conn.close()
 
 
-async def _submit(bootstrap: str, referrer: str, area: str, **kw: Any) -> str:
+async def _submit(kafka: KafkaConnection, referrer: str, area: str, **kw: Any) -> str:
     profile = f.profile(return_country=area[:2], return_area=area)
     sent = f.submission_event(f.submission(referrer, profile=profile, **kw))
-    await publish_events(bootstrap, [sent])
+    await publish_events(kafka, [sent])
     return sent.event_id
 
 
 async def _events(
-    bootstrap: str, correlation: str, type_: str, expected: int = 1, timeout: float = 45
+    kafka: KafkaConnection, correlation: str, type_: str, expected: int = 1, timeout: float = 45
 ) -> list[dict[str, Any]]:
     records = await collect(
-        bootstrap,
+        kafka,
         topics.REFERRAL_EVENTS,
         lambda r: (
             headers_of(r).get("ce_correlationid") == correlation
@@ -91,7 +85,7 @@ async def _events(
 
 
 async def _answer(
-    bootstrap: str, agency: str, referral: dict[str, Any], action: str, **kw: Any
+    kafka: KafkaConnection, agency: str, referral: dict[str, Any], action: str, **kw: Any
 ) -> None:
     response = ev.ReferralResponse.model_validate(
         {
@@ -102,26 +96,26 @@ async def _answer(
             **kw,
         }
     )
-    await publish_events(bootstrap, [response_message(response, referral["case_id"])])
+    await publish_events(kafka, [response_message(response, referral["case_id"])])
 
 
 async def test_happy_path_to_completed(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     area = f.unique_area("GM")  # a country of its own: no other test's listing covers it
-    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
-    await _listed(bootstrap, database_urls["referral"], provider, [area])
-    correlation = await _submit(bootstrap, referrer, area)
-    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    referrer, provider = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
+    await _listed(kafka, database_urls["referral"], provider, [area])
+    correlation = await _submit(kafka, referrer, area)
+    [referral] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
     for action, extra in (
         ("acknowledge", {}),
         ("accept", {}),
         ("start", {}),
         ("complete", {"outcome": "achieved"}),
     ):
-        await _answer(bootstrap, provider, referral, action, **extra)
+        await _answer(kafka, provider, referral, action, **extra)
         await asyncio.sleep(0.3)  # answers on one partition are ordered anyway
-    changes = await _events(bootstrap, correlation, ev.REFERRAL_TRANSITIONED, expected=4)
+    changes = await _events(kafka, correlation, ev.REFERRAL_TRANSITIONED, expected=4)
     assert [(c["from_state"], c["to_state"]) for c in changes] == [
         ("requested", "received"),
         ("received", "accepted"),
@@ -130,7 +124,7 @@ async def test_happy_path_to_completed(
     ]
     assert changes[-1]["outcome"] == "achieved"
     inbox = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(referrer),
         lambda r: (
             headers_of(r).get("ce_type") == ev.INBOX_STATUS_CHANGED
@@ -142,80 +136,80 @@ async def test_happy_path_to_completed(
 
 
 async def test_rejection_reroutes_to_the_second_best_and_then_exhausts(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     area = f.unique_area("GH")  # a country of its own: no other test's listing covers it
-    referrer = await _agency(bootstrap, "iom")
-    providers = [await _agency(bootstrap, "ngo") for _ in range(3)]
-    await _listed(bootstrap, database_urls["referral"], providers[0], [area])  # district: best
-    await _listed(bootstrap, database_urls["referral"], providers[1], [area[:4]])  # region
-    await _listed(bootstrap, database_urls["referral"], providers[2], [area[:2]])  # national
-    correlation = await _submit(bootstrap, referrer, area)
-    [first] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    referrer = await _agency(kafka, "iom")
+    providers = [await _agency(kafka, "ngo") for _ in range(3)]
+    await _listed(kafka, database_urls["referral"], providers[0], [area])  # district: best
+    await _listed(kafka, database_urls["referral"], providers[1], [area[:4]])  # region
+    await _listed(kafka, database_urls["referral"], providers[2], [area[:2]])  # national
+    correlation = await _submit(kafka, referrer, area)
+    [first] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
     assert first["recipient_agency_id"] == providers[0] and first["attempt"] == 1
-    await _answer(bootstrap, providers[0], first, "reject", reason_code="at_capacity")
-    first_two = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED, expected=2)
+    await _answer(kafka, providers[0], first, "reject", reason_code="at_capacity")
+    first_two = await _events(kafka, correlation, ev.REFERRAL_REQUESTED, expected=2)
     second = first_two[1]
     assert second["recipient_agency_id"] == providers[1]
     assert (second["attempt"], second["previous_referral_id"]) == (2, first["referral_id"])
     rerouted = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(referrer),
         lambda r: headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_REROUTED,
     )
     assert [data_of(r)["recipient_agency_id"] for r in rerouted] == [providers[1]]
-    await _answer(bootstrap, providers[1], second, "reject", reason_code="not_eligible")
-    [unmatched] = await _events(bootstrap, correlation, ev.NEED_UNMATCHED)
+    await _answer(kafka, providers[1], second, "reject", reason_code="not_eligible")
+    [unmatched] = await _events(kafka, correlation, ev.NEED_UNMATCHED)
     assert (unmatched["reason"], unmatched["attempts"]) == ("attempts_exhausted", 2)
 
 
 async def test_no_answer_expires_and_reroutes_even_across_a_restart(
     services: dict[str, RunningService],
-    bootstrap: str,
+    kafka: KafkaConnection,
     database_urls: dict[str, str],
     tmp_path: Any,
 ) -> None:
     area = f.unique_area("GN")  # a country of its own: no other test's listing covers it
-    referrer = await _agency(bootstrap, "iom")
-    providers = [await _agency(bootstrap, "ngo") for _ in range(2)]
-    await _listed(bootstrap, database_urls["referral"], providers[0], [area])
-    await _listed(bootstrap, database_urls["referral"], providers[1], [area[:4]])
-    correlation = await _submit(bootstrap, referrer, area)
-    [first] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    referrer = await _agency(kafka, "iom")
+    providers = [await _agency(kafka, "ngo") for _ in range(2)]
+    await _listed(kafka, database_urls["referral"], providers[0], [area])
+    await _listed(kafka, database_urls["referral"], providers[1], [area[:4]])
+    correlation = await _submit(kafka, referrer, area)
+    [first] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
     issued = datetime.now(UTC)
 
     stop_service(services["referral"])  # down between issue and deadline
     services["referral"] = start_service("referral", tmp_path, SERVICE_ENV)
     wait_ready([services["referral"]])
 
-    [expired] = await _events(bootstrap, correlation, ev.REFERRAL_TRANSITIONED)
+    [expired] = await _events(kafka, correlation, ev.REFERRAL_TRANSITIONED)
     assert (expired["to_state"], expired["reason_code"]) == ("expired", "no_response")
     deadline = datetime.fromisoformat(first["respond_by"])
     assert (deadline - issued).total_seconds() <= SLA_SECONDS
     late = (datetime.fromisoformat(expired["occurred_at"]) - deadline).total_seconds()
     assert 0 <= late <= 15  # on time although the service was down in between
     reminded = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(providers[0]),
         lambda r: headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_REMINDER,
     )
     assert [data_of(r)["referral_id"] for r in reminded] == [first["referral_id"]]
-    both = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED, expected=2)
+    both = await _events(kafka, correlation, ev.REFERRAL_REQUESTED, expected=2)
     assert both[1]["recipient_agency_id"] == providers[1]
     assert both[1]["previous_referral_id"] == first["referral_id"]
 
 
 async def test_a_new_listing_matches_the_unmatched_need(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     area = f.unique_area("GW")  # a country of its own: no other test's listing covers it
-    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
-    correlation = await _submit(bootstrap, referrer, area)
-    [unmatched] = await _events(bootstrap, correlation, ev.NEED_UNMATCHED)
+    referrer, provider = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
+    correlation = await _submit(kafka, referrer, area)
+    [unmatched] = await _events(kafka, correlation, ev.NEED_UNMATCHED)
     assert unmatched["reason"] == "no_listing"
-    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    await _listed(kafka, database_urls["referral"], provider, [area])
     requested = await collect(
-        bootstrap,
+        kafka,
         topics.REFERRAL_EVENTS,
         lambda r: (
             headers_of(r).get("ce_type") == ev.REFERRAL_REQUESTED
@@ -226,15 +220,15 @@ async def test_a_new_listing_matches_the_unmatched_need(
 
 
 async def test_consent_withdrawal_cancels_open_referrals(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     area = f.unique_area("GA")  # a country of its own: no other test's listing covers it
-    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
-    await _listed(bootstrap, database_urls["referral"], provider, [area])
+    referrer, provider = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
+    await _listed(kafka, database_urls["referral"], provider, [area])
     ref = f.unique("CASE")
-    correlation = await _submit(bootstrap, referrer, area, agency_case_ref=ref)
-    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
-    await _answer(bootstrap, provider, referral, "accept")
+    correlation = await _submit(kafka, referrer, area, agency_case_ref=ref)
+    [referral] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
+    await _answer(kafka, provider, referral, "accept")
     withdrawal = ev.ConsentWithdrawal.model_validate(
         {
             "agency_id": referrer,
@@ -243,7 +237,7 @@ async def test_consent_withdrawal_cancels_open_referrals(
         }
     )
     await publish_events(
-        bootstrap,
+        kafka,
         [
             build_event(
                 topic=topics.AGENCY_SUBMISSIONS.name(referrer),
@@ -255,7 +249,7 @@ async def test_consent_withdrawal_cancels_open_referrals(
         ],
     )
     cancelled = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(provider),
         lambda r: (
             headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_CANCELLED
@@ -267,18 +261,18 @@ async def test_consent_withdrawal_cancels_open_referrals(
 
 
 async def test_an_answer_from_another_agency_or_out_of_turn_is_refused(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     area = f.unique_area("CM")  # a country of its own: no other test's listing covers it
-    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
-    intruder = await _agency(bootstrap, "ngo")
-    await _listed(bootstrap, database_urls["referral"], provider, [area])
-    correlation = await _submit(bootstrap, referrer, area)
-    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
-    await _answer(bootstrap, intruder, referral, "accept")
-    await _answer(bootstrap, provider, referral, "complete", outcome="achieved")  # not yet
+    referrer, provider = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
+    intruder = await _agency(kafka, "ngo")
+    await _listed(kafka, database_urls["referral"], provider, [area])
+    correlation = await _submit(kafka, referrer, area)
+    [referral] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
+    await _answer(kafka, intruder, referral, "accept")
+    await _answer(kafka, provider, referral, "complete", outcome="achieved")  # not yet
     refused = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(intruder),
         lambda r: headers_of(r).get("ce_type") == ev.INBOX_RESPONSE_REFUSED,
     )
@@ -286,7 +280,7 @@ async def test_an_answer_from_another_agency_or_out_of_turn_is_refused(
         ("not_recipient", None)
     ]
     out_of_turn = await collect(
-        bootstrap,
+        kafka,
         topics.agency_inbox(provider),
         lambda r: headers_of(r).get("ce_type") == ev.INBOX_RESPONSE_REFUSED,
     )
@@ -302,20 +296,20 @@ async def test_an_answer_from_another_agency_or_out_of_turn_is_refused(
 
 
 async def test_an_accepted_referral_holds_a_slot_until_the_provider_updates(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     area = f.unique_area("CI")  # a country of its own: no other test's listing covers it
-    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
+    referrer, provider = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
     listing = f.listing(provider, service_areas=[area], capacity={"open_slots": 1})
-    await publish_events(bootstrap, [f.listing_event(listing)])
+    await publish_events(kafka, [f.listing_event(listing)])
     assert await _eventually(
         database_urls["referral"],
         "SELECT 1 FROM listings WHERE service_id = $1",
         listing.service_id,
     )
-    first = await _submit(bootstrap, referrer, area)
-    [referral] = await _events(bootstrap, first, ev.REFERRAL_REQUESTED)
-    await _answer(bootstrap, provider, referral, "accept")
+    first = await _submit(kafka, referrer, area)
+    [referral] = await _events(kafka, first, ev.REFERRAL_REQUESTED)
+    await _answer(kafka, provider, referral, "accept")
     assert (
         await _eventually(
             database_urls["referral"],
@@ -324,13 +318,13 @@ async def test_an_accepted_referral_holds_a_slot_until_the_provider_updates(
         )
         == 1
     )
-    second = await _submit(bootstrap, referrer, area)
-    [unmatched] = await _events(bootstrap, second, ev.NEED_UNMATCHED)
+    second = await _submit(kafka, referrer, area)
+    [unmatched] = await _events(kafka, second, ev.NEED_UNMATCHED)
     assert unmatched["reason"] == "no_capacity"
     # the provider publishes its own figures again: they win, and the waiting need is matched
-    await publish_events(bootstrap, [f.listing_event(listing)])
+    await publish_events(kafka, [f.listing_event(listing)])
     requested = await collect(
-        bootstrap,
+        kafka,
         topics.REFERRAL_EVENTS,
         lambda r: (
             headers_of(r).get("ce_type") == ev.REFERRAL_REQUESTED
@@ -341,22 +335,22 @@ async def test_an_accepted_referral_holds_a_slot_until_the_provider_updates(
 
 
 async def test_operator_marks_a_referral_entered_in_error(
-    services: dict[str, RunningService], bootstrap: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     from typer.testing import CliRunner
 
     from ops.cli import app
 
     area = f.unique_area("CG")  # a country of its own: no other test's listing covers it
-    referrer, provider = await _agency(bootstrap, "iom"), await _agency(bootstrap, "ngo")
-    await _listed(bootstrap, database_urls["referral"], provider, [area])
-    correlation = await _submit(bootstrap, referrer, area)
-    [referral] = await _events(bootstrap, correlation, ev.REFERRAL_REQUESTED)
+    referrer, provider = await _agency(kafka, "iom"), await _agency(kafka, "ngo")
+    await _listed(kafka, database_urls["referral"], provider, [area])
+    correlation = await _submit(kafka, referrer, area)
+    [referral] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
     result = await asyncio.to_thread(
         CliRunner().invoke, app, ["referral", "entered-in-error", referral["referral_id"]]
     )
     assert result.exit_code == 0, result.output
-    [change] = await _events(bootstrap, correlation, ev.REFERRAL_TRANSITIONED)
+    [change] = await _events(kafka, correlation, ev.REFERRAL_TRANSITIONED)
     assert (change["from_state"], change["to_state"]) == ("requested", "entered_in_error")
     unknown = await asyncio.to_thread(
         CliRunner().invoke, app, ["referral", "entered-in-error", str(uuid.uuid4())]

@@ -14,11 +14,11 @@ import pytest
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of
+from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
 
 pytestmark = pytest.mark.e2e
 
@@ -36,22 +36,17 @@ async def _eventually(query: str, *args: Any, dsn: str, timeout: float = 30) -> 
         await conn.close()
 
 
-@pytest.fixture(scope="module")
-def bootstrap_servers() -> str:
-    import os
-
-    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
-
-
-async def _directory(bootstrap: str, urls: dict[str, str]) -> tuple[str, str, ev.ServiceListing]:
+async def _directory(
+    kafka: KafkaConnection, urls: dict[str, str]
+) -> tuple[str, str, ev.ServiceListing]:
     """A referring agency, a provider with one listing covering a district no other test uses
     (so tests cannot match each other's listings); returns once both services know them."""
     referrer, provider = f.unique("iom"), f.unique("ngo")
     listing = f.listing(provider, service_areas=[f.unique_area()])
     for agency_id in (referrer, provider):  # as `refex platform register-agency` does
-        await ensure_agency_topics(bootstrap, agency_id)
+        await register_agency_access(kafka, agency_id)
     await publish_events(
-        bootstrap,
+        kafka,
         [
             f.agency_event(f.agency(referrer, ev.AgencyType.UN_AGENCY)),
             f.agency_event(f.agency(provider)),
@@ -71,15 +66,15 @@ async def _directory(bootstrap: str, urls: dict[str, str]) -> tuple[str, str, ev
 
 
 async def test_submission_reaches_the_recipient_agency_inbox(
-    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    referrer, provider, listing = await _directory(bootstrap_servers, database_urls)
+    referrer, provider, listing = await _directory(kafka, database_urls)
     submission = f.submission(referrer, profile=f.profile(return_area=listing.service_areas[0]))
     sent = f.submission_event(submission)
-    await publish_events(bootstrap_servers, [sent])
+    await publish_events(kafka, [sent])
 
     inbox = await collect(
-        bootstrap_servers,
+        kafka,
         topics.agency_inbox(provider),
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
     )
@@ -93,7 +88,7 @@ async def test_submission_reaches_the_recipient_agency_inbox(
 
     # the pseudonymous case event, and nothing personal on it
     cases = await collect(
-        bootstrap_servers,
+        kafka,
         topics.INTAKE_CASES,
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
     )
@@ -104,7 +99,7 @@ async def test_submission_reaches_the_recipient_agency_inbox(
 
     # the causal chain: inbox event ← referral event ← case event ← submission
     referrals = await collect(
-        bootstrap_servers,
+        kafka,
         topics.REFERRAL_EVENTS,
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
     )
@@ -116,16 +111,16 @@ async def test_submission_reaches_the_recipient_agency_inbox(
 
 
 async def test_redelivered_submission_changes_nothing(
-    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    referrer, provider, listing = await _directory(bootstrap_servers, database_urls)
+    referrer, provider, listing = await _directory(kafka, database_urls)
     sent = f.submission_event(
         f.submission(referrer, profile=f.profile(return_area=listing.service_areas[0]))
     )
-    await publish_events(bootstrap_servers, [sent, sent])  # an agency retrying its send
+    await publish_events(kafka, [sent, sent])  # an agency retrying its send
 
     inbox = await collect(
-        bootstrap_servers,
+        kafka,
         topics.agency_inbox(provider),
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
         settle=3.0,
@@ -138,9 +133,9 @@ async def test_redelivered_submission_changes_nothing(
 
 
 async def test_unmatched_need_is_told_to_the_referring_agency(
-    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    referrer, _, listing = await _directory(bootstrap_servers, database_urls)
+    referrer, _, listing = await _directory(kafka, database_urls)
     nowhere = f.submission_event(
         f.submission(
             referrer, profile=f.profile(return_country="ML", return_area=f.unique_area("ML"))
@@ -153,10 +148,10 @@ async def test_unmatched_need_is_told_to_the_referring_agency(
             consent=f.consent(given=False, scope=None),
         )
     )
-    await publish_events(bootstrap_servers, [nowhere, no_consent])
+    await publish_events(kafka, [nowhere, no_consent])
     for sent, reason in ((nowhere, "no_listing"), (no_consent, "consent_scope")):
         inbox = await collect(
-            bootstrap_servers,
+            kafka,
             topics.agency_inbox(referrer),
             lambda r, sent=sent: headers_of(r).get("ce_correlationid") == sent.event_id,
         )
@@ -166,18 +161,18 @@ async def test_unmatched_need_is_told_to_the_referring_agency(
 
 
 async def test_invalid_submission_is_rejected_back_to_the_sender(
-    services: dict[str, RunningService], bootstrap_servers: str, database_urls: dict[str, str]
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
-    referrer, _, _ = await _directory(bootstrap_servers, database_urls)
+    referrer, _, _ = await _directory(kafka, database_urls)
     sent = f.submission_event(f.submission(referrer))
     body = json.loads(sent.body)
     del body["consent"]
     body["profile"]["age_band"] = "ancient"
     bad = type(sent)(sent.topic, sent.key, sent.headers, json.dumps(body).encode())
-    await publish_events(bootstrap_servers, [bad])
+    await publish_events(kafka, [bad])
 
     rejections = await collect(
-        bootstrap_servers,
+        kafka,
         topics.INTAKE_REJECTIONS,
         lambda r: headers_of(r).get("ce_subject") == sent.event_id,
     )
@@ -185,7 +180,7 @@ async def test_invalid_submission_is_rejected_back_to_the_sender(
     fields = {e["field"] for e in data_of(rejections[0])["errors"]}
     assert {"consent", "profile.age_band"} <= fields
     inbox = await collect(
-        bootstrap_servers,
+        kafka,
         topics.agency_inbox(referrer),
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import threading
@@ -24,11 +23,11 @@ from typer.testing import CliRunner
 from ops.cli import app
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.kafka.admin import ensure_agency_topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of
+from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
 
 pytestmark = pytest.mark.e2e
 
@@ -101,10 +100,10 @@ def receiver() -> Iterator[Receiver]:
     thread.join(timeout=10)
 
 
-async def _agency_with_webhook(bootstrap: str, url: str) -> tuple[str, str]:
+async def _agency_with_webhook(kafka: KafkaConnection, url: str) -> tuple[str, str]:
     agency = f.unique("ngo")
-    await ensure_agency_topics(bootstrap, agency)
-    await publish_events(bootstrap, [f.agency_event(f.agency(agency))])
+    await register_agency_access(kafka, agency)
+    await publish_events(kafka, [f.agency_event(f.agency(agency))])
     result = await asyncio.to_thread(
         CliRunner().invoke, app, ["notification", "add-webhook", agency, url]
     )
@@ -114,13 +113,13 @@ async def _agency_with_webhook(bootstrap: str, url: str) -> tuple[str, str]:
     return agency, secret.group(1)
 
 
-async def _provoke_rejection(bootstrap: str, agency: str) -> str:
+async def _provoke_rejection(kafka: KafkaConnection, agency: str) -> str:
     """An invalid submission: its rejection is an inbox event for the agency."""
     sent = f.submission_event(f.submission(agency))
     body = json.loads(sent.body)
     del body["consent"]
     await publish_events(
-        bootstrap, [type(sent)(sent.topic, sent.key, sent.headers, json.dumps(body).encode())]
+        kafka, [type(sent)(sent.topic, sent.key, sent.headers, json.dumps(body).encode())]
     )
     return sent.event_id
 
@@ -132,16 +131,11 @@ async def _wait(predicate: Any, timeout: float = 45) -> None:
         await asyncio.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def bootstrap() -> str:
-    return os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"]
-
-
 async def test_signed_delivery_retried_with_the_same_id_then_replayed(
-    services: dict[str, RunningService], receiver: Receiver, bootstrap: str
+    services: dict[str, RunningService], receiver: Receiver, kafka: KafkaConnection
 ) -> None:
-    agency, secret = await _agency_with_webhook(bootstrap, receiver.url("/flaky"))
-    await _provoke_rejection(bootstrap, agency)
+    agency, secret = await _agency_with_webhook(kafka, receiver.url("/flaky"))
+    await _provoke_rejection(kafka, agency)
     await _wait(lambda: len(receiver.received("/flaky")) >= 3)
     attempts = receiver.received("/flaky")
     ids = {r["headers"]["webhook-id"] for r in attempts}
@@ -165,11 +159,11 @@ async def test_signed_delivery_retried_with_the_same_id_then_replayed(
 async def test_410_disables_the_endpoint(
     services: dict[str, RunningService],
     receiver: Receiver,
-    bootstrap: str,
+    kafka: KafkaConnection,
     database_urls: dict[str, str],
 ) -> None:
-    agency, _ = await _agency_with_webhook(bootstrap, receiver.url("/gone"))
-    await _provoke_rejection(bootstrap, agency)
+    agency, _ = await _agency_with_webhook(kafka, receiver.url("/gone"))
+    await _provoke_rejection(kafka, agency)
     await _wait(lambda: len(receiver.received("/gone")) >= 1)
     conn = await asyncpg.connect(database_urls["notification"])
     try:
@@ -183,18 +177,18 @@ async def test_410_disables_the_endpoint(
     finally:
         await conn.close()
     assert disabled == "HTTP 410 Gone"
-    await _provoke_rejection(bootstrap, agency)
+    await _provoke_rejection(kafka, agency)
     await asyncio.sleep(3)
     assert len(receiver.received("/gone")) == 1  # nothing more is sent to it
 
 
 async def test_exhaustion_is_reported(
-    services: dict[str, RunningService], receiver: Receiver, bootstrap: str
+    services: dict[str, RunningService], receiver: Receiver, kafka: KafkaConnection
 ) -> None:
-    agency, _ = await _agency_with_webhook(bootstrap, receiver.url("/down"))
-    await _provoke_rejection(bootstrap, agency)
+    agency, _ = await _agency_with_webhook(kafka, receiver.url("/down"))
+    await _provoke_rejection(kafka, agency)
     reports = await collect(
-        bootstrap,
+        kafka,
         topics.NOTIFICATION_DELIVERIES,
         lambda r: data_of(r)["agency_id"] == agency and data_of(r)["status"] == "exhausted",
     )
@@ -225,19 +219,19 @@ def mailbox() -> Iterator[list[Any]]:
 
 
 async def test_emails_arrive_in_the_agency_language_without_personal_data(
-    mailbox: list[Any], services: dict[str, RunningService], bootstrap: str
+    mailbox: list[Any], services: dict[str, RunningService], kafka: KafkaConnection
 ) -> None:
     french, english = f.unique("gov"), f.unique("ngo")
     for agency, language in ((french, "fr"), (english, "en")):
-        await ensure_agency_topics(bootstrap, agency)
-        await publish_events(bootstrap, [f.agency_event(f.agency(agency))])
+        await register_agency_access(kafka, agency)
+        await publish_events(kafka, [f.agency_event(f.agency(agency))])
         result = await asyncio.to_thread(
             CliRunner().invoke,
             app,
             ["notification", "add-email", agency, f"desk@{agency}.example", "--language", language],
         )
         assert result.exit_code == 0, result.output
-        await _provoke_rejection(bootstrap, agency)
+        await _provoke_rejection(kafka, agency)
     await _wait(
         lambda: {m["To"] for m in mailbox} >= {f"desk@{french}.example", f"desk@{english}.example"}
     )
@@ -251,7 +245,7 @@ async def test_emails_arrive_in_the_agency_language_without_personal_data(
         assert "consent" in plain and "<p>" in page
         assert "Awa" not in plain + page and "+221700000000" not in plain + page
     logged = await collect(
-        bootstrap,
+        kafka,
         topics.NOTIFICATION_DELIVERIES,
         lambda r: data_of(r)["agency_id"] == french and data_of(r)["channel"] == "email",
     )
@@ -260,27 +254,25 @@ async def test_emails_arrive_in_the_agency_language_without_personal_data(
 
 
 async def test_each_inbox_holds_only_its_own_agency_events(
-    services: dict[str, RunningService], bootstrap: str
+    services: dict[str, RunningService], kafka: KafkaConnection
 ) -> None:
     one, other = f.unique("ngo"), f.unique("ngo")
     for agency in (one, other):
-        await ensure_agency_topics(bootstrap, agency)
-    await _provoke_rejection(bootstrap, one)
-    mine = await collect(bootstrap, topics.agency_inbox(one), lambda r: True)
-    theirs = await collect(
-        bootstrap, topics.agency_inbox(other), lambda r: True, expected=0, timeout=3
-    )
+        await register_agency_access(kafka, agency)
+    await _provoke_rejection(kafka, one)
+    mine = await collect(kafka, topics.agency_inbox(one), lambda r: True)
+    theirs = await collect(kafka, topics.agency_inbox(other), lambda r: True, expected=0, timeout=3)
     assert mine and all(data_of(r)["agency_id"] == one for r in mine)
     assert theirs == []
 
 
 async def test_retry_after_is_honoured_across_a_restart(
-    services: dict[str, RunningService], receiver: Receiver, bootstrap: str, tmp_path: Any
+    services: dict[str, RunningService], receiver: Receiver, kafka: KafkaConnection, tmp_path: Any
 ) -> None:
     from tests.e2e.conftest import start_service, stop_service, wait_ready
 
-    agency, secret = await _agency_with_webhook(bootstrap, receiver.url("/later"))
-    await _provoke_rejection(bootstrap, agency)
+    agency, secret = await _agency_with_webhook(kafka, receiver.url("/later"))
+    await _provoke_rejection(kafka, agency)
     await _wait(lambda: len(receiver.received("/later")) >= 1)
     first_at = time.monotonic()
     stop_service(services["notification"])  # the retry is due in 6 s: it must survive this

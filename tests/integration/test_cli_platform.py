@@ -2,12 +2,16 @@
 
 import asyncio
 import json
+import re
+import uuid
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ops.cli import app
 from shared.contracts import topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import follow
 from tests import factories as f
 from tests.e2e.kafka_helpers import wait_for_topic
@@ -15,32 +19,85 @@ from tests.e2e.kafka_helpers import wait_for_topic
 runner = CliRunner()
 
 
-def test_create_topics_reports_the_catalogue(bootstrap: str) -> None:
-    result = runner.invoke(app, ["platform", "create-topics", "--bootstrap", bootstrap])
+def test_create_topics_reports_the_catalogue(kafka: KafkaConnection) -> None:
+    result = runner.invoke(
+        app, ["platform", "create-topics", "--bootstrap", kafka.bootstrap_servers]
+    )
     assert result.exit_code == 0, result.output
     for spec in topics.CATALOGUE:
         assert spec.name in result.output
 
 
-def test_register_agency_creates_its_inbox_and_publishes_it(bootstrap: str, tmp_path: Path) -> None:
+def _audit_of(kafka: KafkaConnection, target_id: str) -> list[dict[str, object]]:
+    async def read() -> list[dict[str, object]]:
+        return [
+            json.loads(r.value or b"{}")
+            async for r in follow(kafka, topics.OPERATORS_AUDIT, idle_timeout_s=2.0)
+            if r.key == target_id.encode()
+        ]
+
+    return asyncio.run(read())
+
+
+def test_register_agency_creates_its_inbox_and_publishes_it(
+    kafka: KafkaConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFEX_OPERATOR", "amina.operator")
     agency = f.agency(f.unique("ngo"))
     path = tmp_path / "agency.json"
     path.write_text(agency.model_dump_json())
     result = runner.invoke(
-        app, ["platform", "register-agency", str(path), "--bootstrap", bootstrap]
+        app, ["platform", "register-agency", str(path), "--bootstrap", kafka.bootstrap_servers]
     )
     assert result.exit_code == 0, result.output
+    password = re.search(r"password: (\S+)", result.output)
+    assert password, "a new agency's password is shown once to the operator"
+
+    audit = _audit_of(kafka, agency.agency_id)
+    assert [(a["command"], a["outcome"]) for a in audit] == [
+        ("platform register-agency", "started"),
+        ("platform register-agency", "succeeded"),
+    ]
+    assert {a["operator"] for a in audit} == {"amina.operator"}
+    assert {a["kafka_principal"] for a in audit} == {kafka.username}
+    assert len({a["audit_id"] for a in audit}) == 1
+    assert password.group(1) not in json.dumps(audit), "never a secret in the audit log"
 
     async def check() -> list[dict[str, object]]:
-        await wait_for_topic(bootstrap, topics.agency_inbox(agency.agency_id), timeout=5)
+        await wait_for_topic(kafka, topics.agency_inbox(agency.agency_id), timeout=5)
         return [
             json.loads(r.value or b"{}")
-            async for r in follow(bootstrap, topics.DIRECTORY_AGENCIES, idle_timeout_s=2.0)
+            async for r in follow(kafka, topics.DIRECTORY_AGENCIES, idle_timeout_s=2.0)
             if r.key == agency.agency_id.encode()
         ]
 
     published = asyncio.run(check())
     assert [p["agency_id"] for p in published] == [agency.agency_id]
+
+    # Registering again keeps the password (none is shown) and is audited again.
+    again = runner.invoke(
+        app, ["platform", "register-agency", str(path), "--bootstrap", kafka.bootstrap_servers]
+    )
+    assert again.exit_code == 0 and "password:" not in again.output
+    assert len(_audit_of(kafka, agency.agency_id)) == 4
+
+
+def test_a_failed_operator_command_is_audited_as_failed(kafka: KafkaConnection) -> None:
+    agency_id = f.unique("ghost")
+    result = runner.invoke(
+        app,
+        ["platform", "rotate-agency-password", agency_id, "--bootstrap", kafka.bootstrap_servers],
+    )
+    assert result.exit_code == 1 and "register the agency first" in result.output
+    assert _audit_of(kafka, agency_id) == [], "refused before any change: nothing to audit"
+
+    missing = str(uuid.uuid4())
+    result = runner.invoke(app, ["referral", "entered-in-error", missing])
+    assert result.exit_code == 1, result.output
+    assert [(a["outcome"], a.get("error")) for a in _audit_of(kafka, missing)] == [
+        ("started", None),
+        ("failed", "exit code 1"),
+    ]
 
 
 def test_unreachable_broker_is_a_clear_failure(tmp_path: Path) -> None:

@@ -13,14 +13,15 @@ from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import outbox
 from shared.db.outbox import OutboxRelay
 from shared.kafka.broker import create_broker
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.publisher import EventPublisher
 from tests import factories as f
 from tests.conftest import TopicFactory
 
 
 @pytest.fixture
-async def broker(bootstrap: str) -> AsyncIterator[KafkaBroker]:
-    b = create_broker(bootstrap, client_id="test-outbox")
+async def broker(kafka: KafkaConnection) -> AsyncIterator[KafkaBroker]:
+    b = create_broker(kafka, client_id="test-outbox")
     await b.connect()
     try:
         yield b
@@ -41,10 +42,10 @@ def _events(topic: str, keys: list[str]) -> list[OutgoingEvent]:
     ]
 
 
-async def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 20) -> list:
+async def _read_all(kafka: KafkaConnection, topic: str, expected: int, timeout: float = 20) -> list:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka.client_kwargs(),
         auto_offset_reset="earliest",
         group_id=None,
         enable_auto_commit=False,
@@ -66,7 +67,7 @@ async def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 
 
 
 async def test_committed_events_are_relayed_in_order_per_key_once(
-    scratch_pool: asyncpg.Pool, broker: KafkaBroker, bootstrap: str, new_topic: TopicFactory
+    scratch_pool: asyncpg.Pool, broker: KafkaBroker, kafka: KafkaConnection, new_topic: TopicFactory
 ) -> None:
     topic = await new_topic(partitions=3)
     keys = [f"case-{i % 4}" for i in range(40)]
@@ -81,7 +82,7 @@ async def test_committed_events_are_relayed_in_order_per_key_once(
     )
     relay.start()
     try:
-        records = await _read_all(bootstrap, topic, expected=40)
+        records = await _read_all(kafka, topic, expected=40)
     finally:
         await relay.stop()
 
@@ -96,7 +97,7 @@ async def test_committed_events_are_relayed_in_order_per_key_once(
 
 
 async def test_rolled_back_transaction_publishes_nothing(
-    scratch_pool: asyncpg.Pool, broker: KafkaBroker, bootstrap: str, new_topic: TopicFactory
+    scratch_pool: asyncpg.Pool, broker: KafkaBroker, kafka: KafkaConnection, new_topic: TopicFactory
 ) -> None:
     topic = await new_topic()
     kept, dropped = _events(topic, ["a"]), _events(topic, ["b"])
@@ -114,14 +115,14 @@ async def test_rolled_back_transaction_publishes_nothing(
     relay = OutboxRelay(scratch_pool, EventPublisher(broker).publish_batch, poll_interval_s=0.2)
     relay.start()
     try:
-        records = await _read_all(bootstrap, topic, expected=1)
+        records = await _read_all(kafka, topic, expected=1)
     finally:
         await relay.stop()
     assert [dict(r.headers)["ce_id"].decode() for r in records] == [kept[0].event_id]
 
 
 async def test_notify_wakes_the_relay_before_the_poll_interval(
-    scratch_pool: asyncpg.Pool, broker: KafkaBroker, bootstrap: str, new_topic: TopicFactory
+    scratch_pool: asyncpg.Pool, broker: KafkaBroker, kafka: KafkaConnection, new_topic: TopicFactory
 ) -> None:
     topic = await new_topic()
     relay = OutboxRelay(scratch_pool, EventPublisher(broker).publish_batch, poll_interval_s=60)
@@ -130,14 +131,14 @@ async def test_notify_wakes_the_relay_before_the_poll_interval(
         await asyncio.sleep(0.5)  # the relay is now waiting, for up to 60 s without a NOTIFY
         async with scratch_pool.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, _events(topic, ["a"]))
-        records = await _read_all(bootstrap, topic, expected=1, timeout=10)
+        records = await _read_all(kafka, topic, expected=1, timeout=10)
     finally:
         await relay.stop()
     assert len(records) == 1
 
 
 async def test_unsent_rows_survive_a_failing_broker_and_go_out_later(
-    scratch_pool: asyncpg.Pool, broker: KafkaBroker, bootstrap: str, new_topic: TopicFactory
+    scratch_pool: asyncpg.Pool, broker: KafkaBroker, kafka: KafkaConnection, new_topic: TopicFactory
 ) -> None:
     topic = await new_topic()
     events = _events(topic, ["a", "b"])
@@ -155,4 +156,4 @@ async def test_unsent_rows_survive_a_failing_broker_and_go_out_later(
 
     up = OutboxRelay(scratch_pool, EventPublisher(broker).publish_batch)
     assert await up.drain_once() == 2
-    assert len(await _read_all(bootstrap, topic, expected=2)) == 2
+    assert len(await _read_all(kafka, topic, expected=2)) == 2

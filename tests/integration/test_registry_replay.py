@@ -11,6 +11,7 @@ from shared.contracts import topics
 from shared.contracts.topics import Owner, TopicSpec
 from shared.db.migrations import discover, migrate
 from shared.kafka.admin import ensure_agency_topics, ensure_topics
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.oneshot import publish_events, publish_tombstone
@@ -21,22 +22,22 @@ REFERRAL_MIGRATIONS = Path(__file__).resolve().parents[2] / "services/referral/m
 
 
 async def test_fresh_database_rebuilds_the_directory_and_replays_are_idempotent(
-    bootstrap: str, scratch_pool: asyncpg.Pool
+    kafka: KafkaConnection, scratch_pool: asyncpg.Pool
 ) -> None:
     async with scratch_pool.acquire() as conn:
         await migrate(conn, discover("referral", REFERRAL_MIGRATIONS))
     provider = f.unique("ngo")
-    await ensure_agency_topics(bootstrap, provider)
+    await ensure_agency_topics(kafka, provider)
     kept, withdrawn = f.listing(provider), f.listing(provider)
     await publish_events(
-        bootstrap,
+        kafka,
         [f.agency_event(f.agency(provider)), f.listing_event(kept), f.listing_event(withdrawn)],
     )
-    await publish_tombstone(bootstrap, topics.AGENCY_LISTINGS.name(provider), withdrawn.service_id)
+    await publish_tombstone(kafka, topics.AGENCY_LISTINGS.name(provider), withdrawn.service_id)
 
     group = f"test-replay-{uuid.uuid4().hex[:6]}"
-    await ensure_topics(bootstrap, [TopicSpec(f"{group}.dlq.v1", Owner.OPERATORS, "k", 1)])
-    dead_letters = DeadLetterPublisher(bootstrap, group)
+    await ensure_topics(kafka, [TopicSpec(f"{group}.dlq.v1", Owner.OPERATORS, "k", 1)])
+    dead_letters = DeadLetterPublisher(kafka, group)
     await dead_letters.start()
     handlers = ReferralHandlers(RoutingPolicy(max_attempts=3))
     consumer = ReliableConsumer(
@@ -52,8 +53,8 @@ async def test_fresh_database_rebuilds_the_directory_and_replays_are_idempotent(
     )
     try:
         registries = [topics.DIRECTORY_AGENCIES, topics.AGENCY_LISTINGS]
-        first = await replay_registries(bootstrap, consumer, registries)
-        second = await replay_registries(bootstrap, consumer, registries)
+        first = await replay_registries(kafka, consumer, registries)
+        second = await replay_registries(kafka, consumer, registries)
     finally:
         await dead_letters.stop()
     assert first >= 4 and second >= first  # everything read both times ...

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.db import DbConnection
 from shared.kafka.broker import create_broker
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent, PermanentError
@@ -66,7 +67,7 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    bootstrap: str, scratch_pool: asyncpg.Pool, new_topic: TopicFactory
+    kafka: KafkaConnection, scratch_pool: asyncpg.Pool, new_topic: TopicFactory
 ) -> AsyncIterator[Harness]:
     topic = await new_topic()
     group = f"test-{uuid.uuid4().hex[:8]}"
@@ -74,11 +75,11 @@ async def harness(
     from shared.contracts.topics import Owner, TopicSpec
     from shared.kafka.admin import ensure_topics
 
-    await ensure_topics(bootstrap, [TopicSpec(dlq, Owner.OPERATORS, "k", 1)])
+    await ensure_topics(kafka, [TopicSpec(dlq, Owner.OPERATORS, "k", 1)])
     async with scratch_pool.acquire() as conn:
         await conn.execute("CREATE TABLE applied (n serial, event_id text NOT NULL)")
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all")
     await producer.start()
     h = Harness(topic, dlq, producer, scratch_pool)
 
@@ -93,8 +94,8 @@ async def harness(
             raise RuntimeError("still broken")
         await conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
 
-    broker = create_broker(bootstrap, client_id=group)
-    dead_letters = DeadLetterPublisher(bootstrap, group)
+    broker = create_broker(kafka, client_id=group)
+    dead_letters = DeadLetterPublisher(kafka, group)
     await dead_letters.start()
     ReliableConsumer(
         group=group,
@@ -113,8 +114,8 @@ async def harness(
         await producer.stop()
 
 
-async def _dead_letters(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+async def _dead_letters(kafka: KafkaConnection, topic: str, expected: int) -> list:
+    consumer = AIOKafkaConsumer(topic, **kafka.client_kwargs(), auto_offset_reset="earliest")
     await consumer.start()
     records: list = []
     try:
@@ -138,14 +139,14 @@ async def test_redelivered_event_is_applied_once(harness: Harness) -> None:
     assert applied[:2] == [eid, marker]
 
 
-async def test_transient_errors_are_retried(harness: Harness, bootstrap: str) -> None:
+async def test_transient_errors_are_retried(harness: Harness, kafka: KafkaConnection) -> None:
     eid = await harness.send(b'{"mode": "fail_twice"}')
     assert await harness.wait_applied(1) == [eid]
     assert harness.attempts[eid] == 3
 
 
 async def test_permanent_error_goes_to_dlq_and_the_partition_flows_on(
-    harness: Harness, bootstrap: str
+    harness: Harness, kafka: KafkaConnection
 ) -> None:
     bad = await harness.send(b'{"mode": "permanent"}')
     exhausted = await harness.send(b'{"mode": "always_fail"}')
@@ -154,7 +155,7 @@ async def test_permanent_error_goes_to_dlq_and_the_partition_flows_on(
     assert harness.attempts[bad] == 1  # no retries for a permanent error
     assert harness.attempts[exhausted] == 3  # bounded retries
 
-    letters = await _dead_letters(bootstrap, harness.dlq, expected=2)
+    letters = await _dead_letters(kafka, harness.dlq, expected=2)
     by_id = {dict(r.headers)["ce_id"].decode(): r for r in letters}
     assert set(by_id) == {bad, exhausted}
     headers = dict(by_id[bad].headers)
@@ -166,7 +167,9 @@ async def test_permanent_error_goes_to_dlq_and_the_partition_flows_on(
     assert dict(by_id[exhausted].headers)["dlq_error_type"] == b"RuntimeError"
 
 
-async def test_poison_records_never_stall_the_consumer(harness: Harness, bootstrap: str) -> None:
+async def test_poison_records_never_stall_the_consumer(
+    harness: Harness, kafka: KafkaConnection
+) -> None:
     await harness.send(b"x" * 4096)  # over the size limit
     await harness.send(b'{"mode": "ok"}', headers=[("ce_id", b"\xff\xfe"), ("junk", b"\x00\xff")])
     await harness.send(b"not json at all", headers=[])
@@ -177,7 +180,7 @@ async def test_poison_records_never_stall_the_consumer(harness: Harness, bootstr
     good = await harness.send(b'{"mode": "ok"}')
     applied = await harness.wait_applied(2)
     assert good in applied
-    letters = await _dead_letters(bootstrap, harness.dlq, expected=2)
+    letters = await _dead_letters(kafka, harness.dlq, expected=2)
     reasons = [dict(r.headers)["dlq_error"].decode() for r in letters]
     assert any("exceeds the limit" in reason for reason in reasons)
     assert any("JSONDecodeError" in reason for reason in reasons)

@@ -9,10 +9,13 @@ from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
 from shared.contracts.topics import CATALOGUE
 from shared.kafka.admin import ensure_topics
+from shared.kafka.connection import KafkaConnection
 
 
-async def test_catalogue_topics_exist_with_partitions_and_cleanup_policy(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def test_catalogue_topics_exist_with_partitions_and_cleanup_policy(
+    kafka: KafkaConnection,
+) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         described = {
@@ -34,13 +37,13 @@ async def test_catalogue_topics_exist_with_partitions_and_cleanup_policy(bootstr
         assert policies[spec.name] == spec.cleanup_policy.value, spec.name
 
 
-async def test_ensure_topics_is_idempotent(bootstrap: str) -> None:
-    results = await ensure_topics(bootstrap, CATALOGUE)
+async def test_ensure_topics_is_idempotent(kafka: KafkaConnection) -> None:
+    results = await ensure_topics(kafka, CATALOGUE)
     assert results and not any(r.created for r in results)
 
 
-async def test_broker_does_not_auto_create_topics(bootstrap: str) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+async def test_broker_does_not_auto_create_topics(kafka: KafkaConnection) -> None:
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), request_timeout_ms=3000)
     await producer.start()
     try:
         try:
@@ -51,7 +54,7 @@ async def test_broker_does_not_auto_create_topics(bootstrap: str) -> None:
             raise AssertionError("publishing to an unknown topic should not succeed")
     finally:
         await producer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         assert "not.in.catalogue.v1" not in await admin.list_topics()

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tomllib
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,11 +25,13 @@ from typer.testing import CliRunner
 
 import ops.cli
 import ops.platform
+from ops.access_policy import SERVICES, service_rules, service_user
 from services.intake.settings import IntakeSettings
 from services.notification.settings import NotificationSettings
 from services.referral.settings import ReferralSettings
 from shared.contracts.topics import CATALOGUE, TopicSpec
 from shared.kafka.admin import TopicResult
+from shared.kafka.connection import KafkaConnection
 from shared.service import READINESS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +40,9 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 POSTGRES_INIT = ROOT / "deploy" / "compose" / "postgres-init.sh"
+KAFKA_START = ROOT / "deploy" / "compose" / "kafka-start.sh"
+BROKER_PROPERTIES = ROOT / "deploy" / "kafka" / "broker-properties.sh"
+GENERATE_ENV = ROOT / "deploy" / "compose" / "generate-env.sh"
 KAFKA_POM = ROOT / "deploy" / "local" / "kafka" / "pom.xml"
 PYPROJECT = ROOT / "pyproject.toml"
 
@@ -68,8 +76,21 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def env_example() -> dict[str, str]:
+    return read_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def generated_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The .env that deploy/compose/generate-env.sh writes (what an operator should use)."""
+    target = tmp_path_factory.mktemp("compose") / ".env"
+    subprocess.run(["bash", str(GENERATE_ENV), str(target)], check=True, capture_output=True)
+    assert target.stat().st_mode & 0o077 == 0, "the generated .env must be private (0600)"
+    return read_env_file(target)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
     values = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
@@ -178,7 +199,7 @@ def test_project_services_share_one_image_built_from_the_dockerfile(
     compose: dict[str, Any],
 ) -> None:
     images = set()
-    for name in (*APP_SERVICES, "topics-init"):
+    for name in (*APP_SERVICES, "platform-init"):
         service = services(compose)[name]
         build = service.get("build")
         assert isinstance(build, dict), f"{name}: build must name context and dockerfile"
@@ -217,37 +238,62 @@ def test_every_required_setting_is_provided(compose: dict[str, Any], name: str) 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_environment_loads_into_the_settings_class(
-    compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any],
+    name: str,
+    generated_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The container's environment, with .env.example values, gives settings that fit compose:
-    own database and role, the compose broker, and the port that is published and probed."""
+    """The container's environment, with a generated .env, gives settings that fit compose:
+    production mode, own database and role, own Kafka principal, the compose broker, and the
+    port that is published and probed."""
     settings_cls = SETTINGS[name]
-    prefix = str(settings_cls.model_config.get("env_prefix"))
-    for key in list(os.environ):
-        if key.upper().startswith(prefix):
-            monkeypatch.delenv(key)
-    service = services(compose)[name]
-    values = env_example()
-    for key, value in environment(service).items():
-        monkeypatch.setenv(key, interpolate(value, values))
+    service_env(compose, name, generated_env, monkeypatch)
     settings: Any = settings_cls()
+    assert settings.environment == "production"
+    assert settings.kafka == KafkaConnection(
+        "kafka:9092", name, generated_env[f"{name.upper()}_KAFKA_PASSWORD"]
+    )
 
     dsn = urlsplit(settings.database_dsn)
     assert dsn.scheme == "postgresql"
     assert dsn.username == name and dsn.path == f"/{name}", settings.database_dsn
     assert dsn.hostname in services(compose), f"{name}: database host is no compose service"
     assert dsn.port == 5432
-    assert dsn.password == values[f"{name.upper()}_DB_PASSWORD"]
-
-    kafka_env = environment(services(compose)["kafka"])
-    advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"].split("://", 1)[1]
-    assert settings.kafka_bootstrap_servers == advertised
+    assert dsn.password == generated_env[f"{name.upper()}_DB_PASSWORD"]
+    assert settings.kafka_bootstrap_servers == advertised_broker()
+    service = services(compose)[name]
 
     assert settings.http_host == "0.0.0.0"
     ports = container_port_mapping(service)
     assert list(ports.values()) == [settings.http_port], f"{name}: publish the HTTP port"
     # The host port is the one the service uses when run locally (its settings default).
     assert list(ports) == [settings_cls.model_fields["http_port"].default]
+
+
+def service_env(
+    compose: dict[str, Any], name: str, values: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set the service's container environment (interpolated with ``values``) and nothing else
+    of its prefix."""
+    prefix = str(SETTINGS[name].model_config.get("env_prefix"))
+    for key in list(os.environ):
+        if key.upper().startswith(prefix):
+            monkeypatch.delenv(key)
+    for key, value in environment(services(compose)[name]).items():
+        monkeypatch.setenv(key, interpolate(value, values))
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_placeholder_secrets_of_env_example_are_refused(
+    compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copying .env.example without replacing its values cannot start a service."""
+    service_env(compose, name, env_example(), monkeypatch)
+    with pytest.raises(ValueError, match="production mode refuses to start") as refused:
+        SETTINGS[name]()
+    assert "kafka_password is a placeholder" in str(refused.value)
+    for value in env_example().values():
+        assert value not in str(refused.value), "the refusal must not echo a secret"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -286,52 +332,124 @@ def test_env_example_covers_every_variable(compose: dict[str, Any]) -> None:
 # ----- topics -----
 
 
-def test_topics_init_creates_the_catalogue(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+def test_platform_init_provisions_topics_and_service_principals(
+    compose: dict[str, Any], generated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = services(compose)["topics-init"]
+    """platform-init runs `refex platform provision` as the admin principal: the catalogue's
+    topics, and each service's principal with the password the service itself is given."""
+    service = services(compose)["platform-init"]
     argv = as_argv(service["command"])
-    assert argv[:3] == ["refex", "platform", "create-topics"]
+    assert argv[:3] == ["refex", "platform", "provision"]
     scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
     assert scripts["refex"] == "ops.cli:app"
 
-    calls: list[tuple[str, tuple[TopicSpec, ...]]] = []
+    topic_calls: list[tuple[KafkaConnection, tuple[TopicSpec, ...]]] = []
+    passwords: dict[str, str] = {}
+    granted: list[Any] = []
 
-    async def fake_ensure_topics(bootstrap: str, specs: Any, **_: Any) -> list[TopicResult]:
-        specs = tuple(specs)
-        calls.append((bootstrap, specs))
+    async def fake_ensure_topics(kafka: KafkaConnection, specs: Any, **_: Any) -> list[Any]:
+        topic_calls.append((kafka, tuple(specs)))
         return [TopicResult(spec.name, created=True) for spec in specs]
 
+    class FakeAccess:
+        def __init__(self, kafka: KafkaConnection) -> None:
+            assert kafka.username == "admin"
+
+        def set_password(self, user: str, password: str) -> None:
+            passwords[user] = password
+
+        def grant(self, rules: Any) -> int:
+            granted.extend(rules)
+            return len(granted)
+
+    audits: list[tuple[str, str]] = []
+
+    @contextmanager
+    def fake_audited(kafka: KafkaConnection, command: str, kind: str, *_: Any) -> Iterator[None]:
+        audits.append((command, kind))
+        yield
+
     monkeypatch.setattr(ops.platform, "ensure_topics", fake_ensure_topics)
-    monkeypatch.delenv("REFEX_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setattr(ops.platform.kafka_access, "KafkaAccess", FakeAccess)
+    monkeypatch.setattr(ops.platform, "audited", fake_audited)
+    for key, value in environment(service).items():
+        monkeypatch.setenv(key, interpolate(value, generated_env))
     result = CliRunner().invoke(ops.cli.app, argv[1:])
     assert result.exit_code == 0, result.output
-    assert len(calls) == 1
-    bootstrap, specs = calls[0]
+
+    [(kafka, specs)] = topic_calls
     assert specs == CATALOGUE
-    advertised = environment(services(compose)["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
-    assert bootstrap == advertised.split("://", 1)[1]
+    assert kafka == KafkaConnection(
+        advertised_broker(), "admin", generated_env["KAFKA_ADMIN_PASSWORD"]
+    )
+    for owner in SERVICES:
+        name = owner.value
+        given = environment(services(compose)[name])[f"{name.upper()}_KAFKA_PASSWORD"]
+        assert passwords[service_user(owner)] == interpolate(given, generated_env)
+        assert set(service_rules(owner)) <= set(granted)
+    assert audits == [("platform grant-services", "service_principals")]
 
 
-def test_kafka_is_kraft_single_node_without_auto_created_topics(compose: dict[str, Any]) -> None:
-    env = environment(services(compose)["kafka"])
-    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
-    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
-    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
-    for key in (
-        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
-    ):
-        assert env[key] == "1", key
-    protocol_map = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
-    protocols = dict(pair.split(":") for pair in protocol_map.split(","))
-    for listener in env["KAFKA_LISTENERS"].split(","):
+def advertised_broker() -> str:
+    """host:port the compose broker advertises (from the arguments kafka-start.sh gives)."""
+    match = re.search(r'broker_properties "[^"]+" "CLIENT://([^"]+)"', KAFKA_START.read_text())
+    assert match, "kafka-start.sh must call broker_properties with the advertised listener"
+    return match.group(1)
+
+
+def broker_properties(*args: str) -> dict[str, str]:
+    script = f'source "{BROKER_PROPERTIES}"; broker_properties "$@"'
+    out = subprocess.run(
+        ["bash", "-c", script, "props", *args], check=True, capture_output=True, text=True
+    ).stdout
+    lines = [line for line in out.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_compose_kafka_runs_the_shared_broker_configuration(compose: dict[str, Any]) -> None:
+    kafka = services(compose)["kafka"]
+    assert kafka["entrypoint"] == ["bash", "/opt/refex/kafka-start.sh"]
+    mounts = {str(v).split(":")[1]: ROOT / str(v).split(":")[0] for v in kafka["volumes"]}
+    assert mounts["/opt/refex/kafka-start.sh"].resolve() == KAFKA_START
+    assert mounts["/opt/refex/broker-properties.sh"].resolve() == BROKER_PROPERTIES
+    env = environment(kafka)
+    for var in ("KAFKA_ADMIN_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"):
+        assert env[var] == f"${{{var}:?set it in .env}}"
+
+
+def test_broker_requires_authentication_and_acls() -> None:
+    props = broker_properties(
+        "CLIENT://0.0.0.0:9092",
+        "CLIENT://kafka:9092",
+        "127.0.0.1:9093",
+        "/data",
+        "a" * 20,
+        "b" * 20,
+    )
+    assert set(props["process.roles"].split(",")) == {"broker", "controller"}
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "no listener without authentication"
+    for listener in props["listeners"].split(","):
         assert listener.split("://")[0] in protocols, listener
-    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in protocols
-    data_dir = env["KAFKA_LOG_DIRS"]
-    assert any(str(v).endswith(f":{data_dir}") for v in services(compose)["kafka"]["volumes"])
+    assert props["advertised.listeners"] == "CLIENT://kafka:9092"
+    assert "CONTROLLER" not in props["advertised.listeners"]
+    assert props["listeners"].endswith("CONTROLLER://127.0.0.1:9093"), "controller on loopback"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:controller"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["offsets.topic.replication.factor"] == "1"
+
+
+@pytest.mark.parametrize(
+    "password", ["short", "has,comma-and-enough-chars", 'quote"d-enough-chars']
+)
+def test_broker_refuses_passwords_jaas_would_mangle(password: str) -> None:
+    script = f'source "{BROKER_PROPERTIES}"; broker_check_password P "$1"'
+    run = subprocess.run(["bash", "-c", script, "check", password], capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "P must be at least 16 characters" in run.stderr
 
 
 # ----- health and start order -----
@@ -353,6 +471,8 @@ def test_healthcheck_probes_readiness(compose: dict[str, Any], name: str) -> Non
 def test_infrastructure_healthchecks(compose: dict[str, Any]) -> None:
     kafka = " ".join(as_argv(services(compose)["kafka"]["healthcheck"]["test"]))
     assert "/opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server localhost:9092" in kafka
+    assert "--command-config /tmp/refex/admin.properties" in kafka, "the probe must log in"
+    assert "broker_admin_client_properties" in KAFKA_START.read_text()
     postgres = as_argv(services(compose)["postgres"]["healthcheck"]["test"])
     assert "pg_isready" in postgres
 
@@ -372,12 +492,14 @@ def test_depends_on_uses_conditions(compose: dict[str, Any]) -> None:
             if spec["condition"] == "service_completed_successfully":
                 assert all_services[target].get("restart", "no") == "no", target
 
-    assert all_services["topics-init"]["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert all_services["platform-init"]["depends_on"] == {
+        "kafka": {"condition": "service_healthy"}
+    }
     for name in APP_SERVICES:
         assert all_services[name]["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
             "kafka": {"condition": "service_healthy"},
-            "topics-init": {"condition": "service_completed_successfully"},
+            "platform-init": {"condition": "service_completed_successfully"},
         }
         assert all_services[name]["restart"] == "unless-stopped"
 

@@ -1,0 +1,104 @@
+"""Who may do what on Kafka, derived from the topic catalogue (shared/contracts/topics.py).
+
+Pure data: this module says which ACLs exist; :mod:`ops.kafka_access` applies them. The broker
+runs the standard KRaft authorizer with ``allow.everyone.if.no.acl.found=false``, so whatever is
+not listed here is denied.
+
+- A **service** (principal ``User:<service>``) may write the fixed topics it owns (including its
+  dead-letter topic), read the fixed topics it consumes, and use its one consumer group, named
+  after it. Per registered agency it may also read that agency's inbound topics it consumes and
+  write the agency's topics it owns (notification → the inbox).
+- An **agency** (principal ``User:agency.<id>``) may write only its own inbound topics
+  (submissions, listings, responses: the topic name is the proof of sender), read only its own
+  inbox, and use only consumer groups whose name starts with ``agency.<id>.``.
+- **Operators** (``User:admin``) are super users: they create topics, credentials and ACLs and
+  publish the agency registry. Nothing else holds that power.
+
+READ and WRITE imply DESCRIBE in Kafka, so a principal sees (in metadata) only its own topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, Owner
+
+SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION)
+ADMIN_USER = "admin"
+
+
+class Resource(StrEnum):
+    TOPIC = "topic"
+    GROUP = "group"
+
+
+class Pattern(StrEnum):
+    LITERAL = "literal"
+    PREFIXED = "prefixed"
+
+
+class Operation(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AclRule:
+    """ALLOW ``operation`` on ``resource`` ``name`` (matched as ``pattern``) for ``user``."""
+
+    user: str
+    resource: Resource
+    name: str
+    pattern: Pattern
+    operation: Operation
+
+    @property
+    def principal(self) -> str:
+        return f"User:{self.user}"
+
+
+def service_user(service: Owner) -> str:
+    if service not in SERVICES:
+        raise ValueError(f"{service} is not a service")
+    return service.value
+
+
+def agency_user(agency_id: str) -> str:
+    return f"agency.{agency_id}"
+
+
+def agency_group_prefix(agency_id: str) -> str:
+    """Consumer groups an agency may use: ``agency.<id>.<anything>``."""
+    return f"agency.{agency_id}."
+
+
+def _topic(user: str, name: str, operation: Operation) -> AclRule:
+    return AclRule(user, Resource.TOPIC, name, Pattern.LITERAL, operation)
+
+
+def service_rules(service: Owner) -> list[AclRule]:
+    """A service's rights on the fixed topics and its consumer group."""
+    user = service_user(service)
+    rules = [AclRule(user, Resource.GROUP, service.value, Pattern.LITERAL, Operation.READ)]
+    for spec in CATALOGUE:
+        if spec.owner is service:
+            rules.append(_topic(user, spec.name, Operation.WRITE))
+        if service in spec.consumers:
+            rules.append(_topic(user, spec.name, Operation.READ))
+    return sorted(rules)
+
+
+def agency_rules(agency_id: str) -> list[AclRule]:
+    """Everything about one agency: its own rights, and the services' rights on its topics."""
+    user = agency_user(agency_id)
+    group = agency_group_prefix(agency_id)
+    rules = [AclRule(user, Resource.GROUP, group, Pattern.PREFIXED, Operation.READ)]
+    for family in AGENCY_FAMILIES:
+        spec = family.spec(agency_id)
+        writer = user if spec.owner is Owner.AGENCY else service_user(spec.owner)
+        rules.append(_topic(writer, spec.name, Operation.WRITE))
+        for consumer in spec.consumers:
+            reader = user if consumer is Owner.AGENCY else service_user(consumer)
+            rules.append(_topic(reader, spec.name, Operation.READ))
+    return sorted(rules)

@@ -1,0 +1,178 @@
+"""Applies :mod:`ops.access_policy` to the broker: SCRAM credentials and ACLs.
+
+aiokafka has no admin calls for ACLs or SCRAM credentials, so this (operator-only) module uses
+confluent-kafka's AdminClient (docs/decisions/0011-kafka-authentication.md). Every call is
+idempotent: creating an ACL or upserting a credential that already exists changes nothing, so
+provisioning can run at every start-up.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from concurrent.futures import Future
+from typing import Any, cast
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+
+from shared.kafka.connection import KafkaConnection
+
+from .access_policy import AclRule, Operation, Pattern, Resource, agency_rules, agency_user
+
+SCRAM_ITERATIONS = 8192
+TIMEOUT_S = 30.0
+
+_RESOURCE = {Resource.TOPIC: ResourceType.TOPIC, Resource.GROUP: ResourceType.GROUP}
+_PATTERN = {
+    Pattern.LITERAL: ResourcePatternType.LITERAL,
+    Pattern.PREFIXED: ResourcePatternType.PREFIXED,
+}
+_OPERATION = {Operation.READ: AclOperation.READ, Operation.WRITE: AclOperation.WRITE}
+
+
+class AccessError(RuntimeError):
+    """The broker refused or failed a credential or ACL change."""
+
+
+def new_password() -> str:
+    # URL-safe base64 has no comma or '=', which SCRAM tooling and JAAS lines would trip over.
+    return secrets.token_urlsafe(32)
+
+
+def _wait(futures: Iterable[Future[Any]], what: str) -> None:
+    errors = []
+    for future in futures:
+        try:
+            future.result(timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            errors.append(str(exc.args[0]) if exc.args else str(exc))
+    if errors:
+        raise AccessError(f"{what} failed: " + "; ".join(errors))
+
+
+def _fields(rule: AclRule) -> tuple[Any, ...]:
+    return (
+        _RESOURCE[rule.resource],
+        rule.name,
+        _PATTERN[rule.pattern],
+        rule.principal,
+        "*",  # from any host
+        _OPERATION[rule.operation],
+        AclPermissionType.ALLOW,
+    )
+
+
+def _binding(rule: AclRule) -> AclBinding:
+    return AclBinding(*_fields(rule))
+
+
+def _filter(rule: AclRule) -> AclBindingFilter:
+    return AclBindingFilter(*_fields(rule))
+
+
+def _any_acl_of(user: str | None) -> AclBindingFilter:
+    # None matches anything; the stubs say str, librdkafka's binding accepts None.
+    anything = cast(str, None)
+    return AclBindingFilter(
+        ResourceType.ANY,
+        anything,
+        ResourcePatternType.ANY,
+        f"User:{user}" if user else anything,
+        anything,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+
+
+class KafkaAccess:
+    """Credential and ACL changes through one admin connection (librdkafka answers through
+    futures that fail once their client is gone, so the client lives as long as this object)."""
+
+    def __init__(self, kafka: KafkaConnection) -> None:
+        self._admin = AdminClient(dict(kafka.librdkafka_config()))
+
+    def grant(self, rules: Iterable[AclRule]) -> int:
+        """Create these ACLs (existing ones are kept as they are). Returns how many were asked."""
+        bindings = [_binding(r) for r in rules]
+        if bindings:
+            _wait(self._admin.create_acls(bindings).values(), "creating ACLs")
+        return len(bindings)
+
+    def revoke_user(self, user: str) -> None:
+        """Delete every ACL of ``user``: it takes effect on its very next request."""
+        _wait(self._admin.delete_acls([_any_acl_of(user)]).values(), f"deleting ACLs of {user}")
+
+    def revoke_rules(self, rules: Iterable[AclRule]) -> None:
+        filters = [_filter(r) for r in rules]
+        if filters:
+            _wait(self._admin.delete_acls(filters).values(), "deleting ACLs")
+
+    def acls_of(self, user: str | None = None) -> list[AclRule]:
+        """The ACLs on the broker (of one user, or all) that this policy knows how to express."""
+        try:
+            found: list[AclBinding] = self._admin.describe_acls(_any_acl_of(user)).result(
+                timeout=TIMEOUT_S
+            )
+        except KafkaException as exc:
+            raise AccessError(f"listing ACLs failed: {exc}") from exc
+        by_type = {v: k for k, v in _RESOURCE.items()}
+        by_pattern = {v: k for k, v in _PATTERN.items()}
+        by_op = {v: k for k, v in _OPERATION.items()}
+        return sorted(
+            AclRule(
+                b.principal.removeprefix("User:"),
+                by_type[b.restype],
+                b.name,
+                by_pattern[b.resource_pattern_type],
+                by_op[b.operation],
+            )
+            for b in found
+            if b.restype in by_type
+            and b.resource_pattern_type in by_pattern
+            and b.operation in by_op
+            and b.permission_type == AclPermissionType.ALLOW
+        )
+
+    def set_password(self, user: str, password: str) -> None:
+        """Create the user's SCRAM-SHA-512 credential or replace its password."""
+        upsert = UserScramCredentialUpsertion(
+            user,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+            password.encode(),
+        )
+        futures = self._admin.alter_user_scram_credentials([upsert]).values()
+        _wait(futures, f"setting {user}'s password")
+
+    def has_credential(self, user: str) -> bool:
+        described = cast(
+            dict[str, Future[Any]], self._admin.describe_user_scram_credentials([user])
+        )
+        try:
+            return bool(described[user].result(timeout=TIMEOUT_S).scram_credential_infos)
+        except KafkaException:
+            return False  # RESOURCE_NOT_FOUND: no credential for this user
+
+    def delete_credential(self, user: str) -> None:
+        deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
+        futures = self._admin.alter_user_scram_credentials([deletion]).values()
+        _wait(futures, f"deleting {user}'s credential")
+
+
+def grant_agency(access: KafkaAccess, agency_id: str, password: str) -> None:
+    """An agency's principal with this password, its ACLs and the services' ACLs on its
+    topics: what registration does on the broker, topics aside."""
+    access.set_password(agency_user(agency_id), password)
+    access.grant(agency_rules(agency_id))

@@ -1,0 +1,97 @@
+"""The ACLs derived from the topic catalogue: least privilege, checked rule by rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops.access_policy import (
+    SERVICES,
+    AclRule,
+    Operation,
+    Pattern,
+    Resource,
+    agency_group_prefix,
+    agency_rules,
+    agency_user,
+    service_rules,
+    service_user,
+)
+from shared.contracts import topics
+from shared.contracts.topics import Owner
+
+
+def _of(rules: list[AclRule], user: str) -> set[tuple[str, str, str]]:
+    return {(r.operation, r.resource, r.name) for r in rules if r.user == user}
+
+
+def test_an_agency_writes_its_inbound_topics_and_reads_its_inbox_only() -> None:
+    rules = agency_rules("ngo-jamm")
+    assert _of(rules, agency_user("ngo-jamm")) == {
+        (Operation.WRITE, Resource.TOPIC, "agency.ngo-jamm.submissions.v1"),
+        (Operation.WRITE, Resource.TOPIC, "agency.ngo-jamm.listings.v1"),
+        (Operation.WRITE, Resource.TOPIC, "agency.ngo-jamm.responses.v1"),
+        (Operation.READ, Resource.TOPIC, "agency.ngo-jamm.inbox.v1"),
+        (Operation.READ, Resource.GROUP, "agency.ngo-jamm."),
+    }
+
+
+def test_agency_rules_are_literal_except_its_group_prefix() -> None:
+    for rule in agency_rules("iom-sn"):
+        if rule.resource is Resource.GROUP:
+            assert rule.pattern is Pattern.PREFIXED
+            # the trailing dot: agency "iom" must not match groups of agency "iom-sn"
+            assert rule.name == agency_group_prefix("iom-sn") == "agency.iom-sn."
+        else:
+            assert rule.pattern is Pattern.LITERAL
+            assert rule.name.startswith("agency.iom-sn."), rule
+
+
+def test_services_get_exactly_their_part_of_an_agency() -> None:
+    rules = agency_rules("gov-fp")
+    assert _of(rules, "intake") == {
+        (Operation.READ, Resource.TOPIC, "agency.gov-fp.submissions.v1")
+    }
+    assert _of(rules, "referral") == {
+        (Operation.READ, Resource.TOPIC, "agency.gov-fp.listings.v1"),
+        (Operation.READ, Resource.TOPIC, "agency.gov-fp.responses.v1"),
+    }
+    assert _of(rules, "notification") == {
+        (Operation.WRITE, Resource.TOPIC, "agency.gov-fp.inbox.v1")
+    }
+
+
+def test_no_rule_is_a_wildcard_or_a_deny() -> None:
+    everything = [r for s in SERVICES for r in service_rules(s)] + agency_rules("a1")
+    for rule in everything:
+        assert "*" not in rule.name and rule.name, rule
+        assert rule.operation in (Operation.READ, Operation.WRITE)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_writes_what_it_owns_and_reads_what_it_consumes(service: Owner) -> None:
+    rules = service_rules(service)
+    user = service_user(service)
+    writes = {r.name for r in rules if r.operation is Operation.WRITE}
+    reads = {
+        r.name for r in rules if r.operation is Operation.READ and r.resource is Resource.TOPIC
+    }
+    assert writes == {t.name for t in topics.CATALOGUE if t.owner is service}
+    assert reads == {t.name for t in topics.CATALOGUE if service in t.consumers}
+    assert topics.dead_letter_topic(service.value) in writes
+    groups = [r for r in rules if r.resource is Resource.GROUP]
+    assert [(g.name, g.pattern) for g in groups] == [(service.value, Pattern.LITERAL)]
+    assert all(r.user == user for r in rules)
+
+
+def test_only_operators_write_the_agency_registry() -> None:
+    for service in SERVICES:
+        assert (Operation.WRITE, Resource.TOPIC, topics.DIRECTORY_AGENCIES) not in _of(
+            service_rules(service), service.value
+        )
+
+
+def test_agency_principals_cannot_collide_with_service_principals() -> None:
+    # agency ids match [a-z0-9][a-z0-9-]+, so "agency.<id>" is never a bare service name
+    assert {service_user(s) for s in SERVICES}.isdisjoint({agency_user("intake")})
+    with pytest.raises(ValueError):
+        service_user(Owner.AGENCY)

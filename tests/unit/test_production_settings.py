@@ -1,0 +1,132 @@
+"""Production mode refuses missing, placeholder and weak secrets; development accepts them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+
+import pytest
+
+from services.intake.settings import IntakeSettings
+from services.notification.settings import NotificationSettings
+from shared.secret_policy import weakness
+from shared.settings import service_environment
+
+ZERO_KEY = base64.b64encode(bytes(32)).decode()
+
+
+@pytest.fixture(autouse=True)
+def _no_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the values given here count, not those of a sourced .local/env."""
+    for key in list(os.environ):
+        if key.startswith(("INTAKE_", "NOTIFICATION_")):
+            monkeypatch.delenv(key)
+
+
+def strong() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def intake(**overrides: str) -> dict[str, str]:
+    values = {
+        "environment": "production",
+        "kafka_username": "intake",
+        "kafka_password": strong(),
+        "database_url": f"postgresql://intake:{strong()}@db:5432/intake",
+        "master_key": key(),
+        "duplicate_key": key(),
+    }
+    return values | overrides
+
+
+def test_production_accepts_real_secrets() -> None:
+    assert IntakeSettings(**intake()).environment == "production"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("kafka_password", "change-me-kafka-intake", "placeholder"),
+        ("kafka_password", "", "missing"),
+        ("kafka_password", "short-pw", "shorter than 16"),
+        ("kafka_password", "a" * 30, "trivially guessable"),
+        ("master_key", ZERO_KEY, "placeholder key"),
+        ("duplicate_key", ZERO_KEY, "placeholder key"),
+        ("database_url", "postgresql://intake:change-me-intake@db:5432/intake", "placeholder"),
+        ("database_url", "postgresql://intake@db:5432/intake", "missing"),
+    ],
+)
+def test_production_refuses_weak_secrets_without_echoing_them(
+    field: str, value: str, reason: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        IntakeSettings(**intake(**{field: value}))  # type: ignore[arg-type]
+    message = str(refused.value)
+    assert "production mode refuses to start" in message and reason in message
+    if len(value) > 8:
+        assert value not in message
+
+
+def test_production_needs_kafka_authentication() -> None:
+    values = intake()
+    del values["kafka_username"]
+    with pytest.raises(ValueError, match="kafka_username is missing"):
+        IntakeSettings(**values)  # type: ignore[arg-type]
+
+
+def test_development_accepts_placeholders() -> None:
+    settings = IntakeSettings(  # type: ignore[arg-type]
+        **intake(environment="development", master_key=ZERO_KEY, kafka_password="x")
+    )
+    assert settings.environment == "development"
+
+
+def test_notification_refuses_private_webhook_targets_in_production() -> None:
+    values = {
+        "environment": "production",
+        "kafka_username": "notification",
+        "kafka_password": strong(),
+        "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "allow_private_webhook_targets": "true",
+    }
+    with pytest.raises(ValueError, match="allow_private_webhook_targets"):
+        NotificationSettings(**values)  # type: ignore[arg-type]
+
+
+def test_a_logged_in_smtp_relay_needs_a_real_password_in_production() -> None:
+    values = {
+        "environment": "production",
+        "kafka_username": "notification",
+        "kafka_password": strong(),
+        "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "smtp_username": "relay",
+        "smtp_password": "password",
+    }
+    with pytest.raises(ValueError, match="smtp_password is a placeholder"):
+        NotificationSettings(**values)  # type: ignore[arg-type]
+
+
+def test_weakness_accepts_generated_values() -> None:
+    assert weakness(strong()) is None
+    assert weakness(key(), is_key=True) is None
+
+
+def test_a_service_process_gets_neither_other_services_nor_operator_secrets() -> None:
+    environ = {
+        "PATH": "/bin",
+        "INTAKE_KAFKA_PASSWORD": "i",
+        "REFERRAL_KAFKA_PASSWORD": "r",
+        "NOTIFICATION_DATABASE_URL": "n",
+        "REFEX_KAFKA_PASSWORD": "admin",
+        "REFEX_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+    }
+    assert service_environment("referral", environ) == {
+        "PATH": "/bin",
+        "REFERRAL_KAFKA_PASSWORD": "r",
+        "REFEX_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+    }
