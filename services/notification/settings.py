@@ -1,7 +1,24 @@
-from pydantic import Field, SecretStr
+"""Notification settings. Besides the common ones, the SMTP relay and the key that seals the
+webhook signing secrets at rest."""
+
+import base64
+import binascii
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+
+def decode_key(value: SecretStr) -> bytes:
+    """A 32-byte key given as standard base64 (``head -c 32 /dev/urandom | base64``)."""
+    try:
+        raw = base64.b64decode(value.get_secret_value(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be standard base64") from None
+    if len(raw) != 32:
+        raise ValueError("must decode to exactly 32 bytes")
+    return raw
 
 
 class NotificationSettings(ServiceSettings):
@@ -10,6 +27,9 @@ class NotificationSettings(ServiceSettings):
     )
 
     http_port: int = 8003
+    secrets_key: SecretStr = Field(
+        description="Key (base64, 32 bytes) sealing the webhook signing secrets at rest."
+    )
     webhook_schedule_s: tuple[float, ...] = Field(
         default=(5, 300, 1800, 7200, 18000, 36000, 36000),
         description="Delay before each webhook retry (the first attempt is immediate).",
@@ -29,3 +49,9 @@ class NotificationSettings(ServiceSettings):
     webhook_interval_s: float = Field(
         default=0.5, gt=0, description="How often due webhook deliveries are sent."
     )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _valid_key(cls, value: SecretStr) -> SecretStr:
+        decode_key(value)
+        return value
