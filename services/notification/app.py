@@ -44,7 +44,7 @@ smtp = SmtpSettings(
     port=settings.smtp_port,
     sender=settings.smtp_sender,
     username=settings.smtp_username,
-    password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+    password=settings.smtp_password,  # unwrapped only in the SMTP call itself
     start_tls=settings.smtp_start_tls,
 )
 runtime.every(

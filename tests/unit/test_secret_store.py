@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from ops.cli import app
 from services.notification import secret_store
+from services.notification.email import SmtpSettings
 from services.notification.secret_store import Sealed, SecretsKey, SecretUnreadable
 from shared.logging import configure_logging
 
@@ -144,3 +145,8 @@ def test_commands_that_seal_need_the_secrets_key(monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(app, ["notification", "add-webhook", "ngo-a", "https://x.example"])
     assert result.exit_code == 2
     assert "secrets_key" in result.output and "bm90IDMyIGJ5dGVz" not in result.output
+
+
+def test_the_smtp_password_stays_a_secret_until_the_smtp_call() -> None:
+    smtp = SmtpSettings(host="h", port=25, sender="s", password=SecretStr("hunter2"))
+    assert "hunter2" not in repr(smtp) and "hunter2" not in str(smtp)
