@@ -123,7 +123,8 @@ def add_webhook(
 
 def _show_once(label: str, secret: SecretStr) -> None:
     """The one place a secret is revealed: to the operator's terminal, never to a log."""
-    console.print(f"{label}: {secret.get_secret_value()}", highlight=False)
+    # soft_wrap: a narrow terminal must not break the secret with a newline when copied
+    console.print(f"{label}: {secret.get_secret_value()}", highlight=False, soft_wrap=True)
 
 
 @app.command("rotate-webhook-secret")
