@@ -1,9 +1,10 @@
 """The runtime every service is built on: broker, database pool, outbox relay, dead letters,
 reliable consumer, HTTP readiness and AsyncAPI docs, and an orderly start and stop.
 
-Start: logging → database pool → migrations → dead-letter producer → broker and consumer →
-outbox relay. Stop (SIGTERM via uvicorn): the consumer stops after its in-flight message, the
-relay publishes what is still pending, then the broker, producers and pool close.
+Start: logging → database pool → migrations → the service's start-up jobs → dead-letter
+producer → broker and consumer → outbox relay. Stop (SIGTERM via uvicorn): the consumer stops
+after its in-flight message, the relay publishes what is still pending, then the broker,
+producers and pool close.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ServiceRuntime:
         self._pool: asyncpg.Pool | None = None
         self._relay: OutboxRelay | None = None
         self._periodic: list[tuple[str, Callable[[], Awaitable[object]], float]] = []
+        self._at_start: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
 
@@ -87,6 +89,12 @@ class ServiceRuntime:
         normal consumption): a fresh database rebuilds itself."""
         self._replay = (consumer, registries)
 
+    def at_start(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` once at every start, after the migrations and before any message or
+        periodic job: data conversions that need what SQL migrations lack (e.g. a key). A
+        failure stops the start-up."""
+        self._at_start.append((name, job))
+
     def every(self, interval_s: float, name: str, job: Callable[[], Awaitable[object]]) -> None:
         """Run ``job`` every ``interval_s`` seconds while the service runs (e.g. due timers).
         A failing run is logged and the next one comes as usual."""
@@ -106,6 +114,9 @@ class ServiceRuntime:
         self._pool = await create_pool(self.settings.database_dsn, self.settings.db_pool_size)
         applied = await migrate_service(self._pool, self.name, self.migrations_dir)
         log.info("service_starting", migrations_applied=len(applied))
+        for name, job in self._at_start:
+            await job()
+            log.info("startup_job_done", job=name)
         await self.dead_letters.start()
         if self._replay is not None:
             consumer, registries = self._replay

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 from shared.contracts import topics
+from shared.keys import decode_key
 from shared.service import ServiceRuntime
 
 from .handlers import IntakeHandlers, IntakeKeys
-from .settings import IntakeSettings, decode_key
+from .settings import IntakeSettings
 
 settings = IntakeSettings()  # database_url and the keys come from the environment
 runtime = ServiceRuntime("intake", settings, Path(__file__).parent / "migrations")

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Annotated
 
 import asyncpg
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts.messages import submission_message
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events
+from shared.keys import decode_key, key_from_environment
 from shared.operator import (
     DEFAULT_BOOTSTRAP,
     Bootstrap,
@@ -32,7 +32,7 @@ from . import cases
 from .crypto import secret_key_id
 from .identity import identity_hashes
 from .key_rotation import UnknownMasterKey, rewrap_data_keys
-from .settings import IntakeSettings, decode_key
+from .settings import IntakeSettings
 
 app = typer.Typer(
     help="Intake: submit cases as an agency; inspect a case; rotate the master and duplicate keys.",
@@ -164,17 +164,11 @@ def rotate_duplicate_key(
 
 
 def _old_key(variable: str) -> bytes:
-    """The old key from the environment variable named on the command line (so the key itself
-    stays out of the command line and the shell history)."""
-    value = os.environ.get(variable)
-    if not value:
-        err_console.print(f"[red]{variable} is not set[/red]")
-        raise typer.Exit(2)
     try:
-        return decode_key(SecretStr(value))
+        return key_from_environment(variable)
     except ValueError as exc:
-        err_console.print(f"[red]{variable} {exc}[/red]")  # says what is wrong, not the value
-        raise typer.Exit(2) from exc
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command("rotate-master-key")

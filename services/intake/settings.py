@@ -1,23 +1,10 @@
 """Intake settings. Besides the common ones, the two secrets only intake holds."""
 
-import base64
-import binascii
-
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.keys import decode_key
 from shared.settings import ServiceSettings
-
-
-def decode_key(value: SecretStr) -> bytes:
-    """A 32-byte key given as standard base64 (``head -c 32 /dev/urandom | base64``)."""
-    try:
-        raw = base64.b64decode(value.get_secret_value(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("must be standard base64") from None
-    if len(raw) != 32:
-        raise ValueError("must decode to exactly 32 bytes")
-    return raw
 
 
 class IntakeSettings(ServiceSettings):

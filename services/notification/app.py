@@ -10,11 +10,15 @@ from shared.service import ServiceRuntime
 from .email import SmtpSettings, send_due
 from .handlers import NotificationHandlers
 from .inbox_topics import InboxTopics
+from .secret_store import SecretsKey, seal_carried_over
 from .settings import NotificationSettings
 from .webhooks import DeliveryPolicy, deliver_due
 
-settings = NotificationSettings()  # database_url comes from the environment
+settings = NotificationSettings()  # database_url and the secrets key come from the environment
 runtime = ServiceRuntime("notification", settings, Path(__file__).parent / "migrations")
+secrets_key = SecretsKey.from_setting(settings.secrets_key)
+# Before any delivery: seal what migration 0006 carried over in clear (idempotent).
+runtime.at_start("seal webhook secrets", lambda: seal_carried_over(runtime.pool, secrets_key))
 handlers = NotificationHandlers(InboxTopics(settings.kafka))
 runtime.consume(
     {
@@ -31,14 +35,16 @@ webhook_policy = DeliveryPolicy(
     disable_after=timedelta(days=settings.webhook_disable_after_days),
 )
 runtime.every(
-    settings.webhook_interval_s, "webhooks", lambda: deliver_due(runtime.pool, webhook_policy)
+    settings.webhook_interval_s,
+    "webhooks",
+    lambda: deliver_due(runtime.pool, webhook_policy, secrets_key),
 )
 smtp = SmtpSettings(
     host=settings.smtp_host,
     port=settings.smtp_port,
     sender=settings.smtp_sender,
     username=settings.smtp_username,
-    password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+    password=settings.smtp_password,  # unwrapped only in the SMTP call itself
     start_tls=settings.smtp_start_tls,
 )
 runtime.every(

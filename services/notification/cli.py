@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import asyncpg
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from shared.contracts import topics
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import follow
+from shared.keys import key_from_environment
 from shared.operator import (
     DEFAULT_BOOTSTRAP,
     Bootstrap,
     connect,
     console,
     err_console,
+    operator_kafka,
     print_record,
     run,
 )
+from shared.operator_audit import audited
 
+from . import secret_store
 from .email import LANGUAGES
+from .secret_store import SecretsKey
 from .settings import NotificationSettings
-from .webhooks import new_secret
 
 app = typer.Typer(
     help="Notification: agency inboxes and webhooks (register, rotate secrets, replay).",
@@ -61,12 +64,20 @@ def follow_inbox(
     run(_follow())
 
 
-def _dsn() -> str:
+def _settings() -> NotificationSettings:
     try:
-        return NotificationSettings().database_dsn
-    except ValidationError as exc:
+        return NotificationSettings()
+    except ValidationError as exc:  # hide_input_in_errors: the message never holds a value
         err_console.print(f"[red]notification settings incomplete:[/red] {describe_error(exc)}")
         raise typer.Exit(2) from exc
+
+
+def _dsn() -> str:
+    return _settings().database_dsn
+
+
+def _secrets_key() -> SecretsKey:
+    return SecretsKey.from_setting(_settings().secrets_key)
 
 
 async def _execute(query: str, *args: object) -> str:
@@ -88,21 +99,36 @@ def add_webhook(
 ) -> None:
     """Register (or replace) an agency's webhook; prints its new signing secret once."""
     topics.agency_inbox(agency_id)  # refuses a malformed agency id
-    secret = new_secret()
-    run(
-        _execute(
-            """INSERT INTO webhook_endpoints (agency_id, url, secrets, event_types)
-           VALUES ($1, $2, $3::jsonb, $4)
-           ON CONFLICT (agency_id) DO UPDATE SET url = EXCLUDED.url, secrets = EXCLUDED.secrets,
-             event_types = EXCLUDED.event_types, disabled_at = NULL, disabled_reason = NULL""",
-            agency_id,
-            url,
-            json.dumps([{"secret": secret, "valid_until": None}]),
-            event_type,
-        )
-    )
+    key, secret = _secrets_key(), secret_store.new_secret()
+
+    async def _register() -> None:
+        conn = await asyncpg.connect(_dsn())
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    """INSERT INTO webhook_endpoints (agency_id, url, event_types)
+                       VALUES ($1, $2, $3)
+                       ON CONFLICT (agency_id) DO UPDATE SET url = EXCLUDED.url,
+                         event_types = EXCLUDED.event_types, disabled_at = NULL,
+                         disabled_reason = NULL""",
+                    agency_id,
+                    url,
+                    event_type,
+                )
+                await secret_store.replace_all(conn, key, agency_id, secret)
+        finally:
+            await conn.close()
+
+    with audited(operator_kafka(), "notification add-webhook", "webhook", agency_id):
+        run(_register())
     console.print(f"webhook of [bold]{agency_id}[/bold] → {url}")
-    console.print(f"signing secret (give it to the agency; it is not shown again): {secret}")
+    _show_once("signing secret (give it to the agency; it is not shown again)", secret)
+
+
+def _show_once(label: str, secret: SecretStr) -> None:
+    """The one place a secret is revealed: to the operator's terminal, never to a log."""
+    # soft_wrap: a narrow terminal must not break the secret with a newline when copied
+    console.print(f"{label}: {secret.get_secret_value()}", highlight=False, soft_wrap=True)
 
 
 @app.command("rotate-webhook-secret")
@@ -113,27 +139,76 @@ def rotate_webhook_secret(
     ] = 24.0,
 ) -> None:
     """Add a new signing secret; both sign during the overlap, then only the new one."""
-    secret = new_secret()
-    until = (datetime.now(UTC) + timedelta(hours=overlap_hours)).isoformat()
-    status = run(
-        _execute(
-            """UPDATE webhook_endpoints SET secrets = (
-               SELECT coalesce(jsonb_agg(jsonb_set(s, '{valid_until}', to_jsonb($2::text))),
-                               '[]'::jsonb)
-                 FROM jsonb_array_elements(secrets) s
-                WHERE s->>'valid_until' IS NULL OR (s->>'valid_until')::timestamptz > now()
-           ) || jsonb_build_array(jsonb_build_object('secret', $3::text, 'valid_until', null))
-           WHERE agency_id = $1""",
-            agency_id,
-            until,
-            secret,
-        )
+    key, secret = _secrets_key(), secret_store.new_secret()
+    until = datetime.now(UTC) + timedelta(hours=overlap_hours)
+
+    async def _rotate() -> bool:
+        conn = await asyncpg.connect(_dsn())
+        try:
+            async with conn.transaction():
+                exists = await conn.fetchval(
+                    "SELECT true FROM webhook_endpoints WHERE agency_id = $1 FOR UPDATE",
+                    agency_id,
+                )
+                if exists:
+                    await secret_store.rotate(conn, key, agency_id, secret, until)
+                return bool(exists)
+        finally:
+            await conn.close()
+
+    with audited(operator_kafka(), "notification rotate-webhook-secret", "webhook", agency_id):
+        if not run(_rotate()):
+            err_console.print(f"[red]{agency_id} has no webhook[/red]")
+            raise typer.Exit(1)
+    _show_once(f"new signing secret of {agency_id}", secret)
+    console.print(f"the previous one stays valid until {until.isoformat()}")
+
+
+@app.command("reencrypt-secrets")
+def reencrypt_secrets(
+    old_key_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--old-key-env",
+            metavar="VAR",
+            help="Name of an environment variable holding a previous NOTIFICATION_SECRETS_KEY "
+            "(repeatable). The name, not the key: keys stay out of shell history.",
+        ),
+    ] = None,
+) -> None:
+    """Re-seal every stored webhook secret under the current NOTIFICATION_SECRETS_KEY.
+
+    Rotation: stop notification, run this with the new key in NOTIFICATION_SECRETS_KEY and the
+    old one in VAR, start notification with the new key. Idempotent."""
+    key = _secrets_key()
+    old_keys = [_old_key(name) for name in old_key_env or []]
+
+    async def _reseal() -> secret_store.ResealReport:
+        conn = await asyncpg.connect(_dsn())
+        try:
+            async with conn.transaction():
+                return await secret_store.reseal(conn, key, old_keys)
+        finally:
+            await conn.close()
+
+    with audited(operator_kafka(), "notification reencrypt-secrets", "key", key.key_id):
+        report: secret_store.ResealReport = run(_reseal())
+    console.print(
+        f"{report.resealed} secret(s) re-sealed under key {key.key_id}; "
+        f"{report.current} already were"
     )
-    if status.endswith(" 0"):
-        err_console.print(f"[red]{agency_id} has no webhook[/red]")
+    if report.unreadable:
+        left = ", ".join(f"{n} under key {k}" for k, n in sorted(report.unreadable.items()))
+        err_console.print(f"[red]left as they were:[/red] {left}; give that key with --old-key-env")
         raise typer.Exit(1)
-    console.print(f"new signing secret of [bold]{agency_id}[/bold]: {secret}")
-    console.print(f"the previous one stays valid until {until}")
+
+
+def _old_key(variable: str) -> SecretsKey:
+    try:
+        return SecretsKey(key_from_environment(variable))
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command("replay")
@@ -148,7 +223,13 @@ def replay(
     if (webhook_id is None) == (since is None):
         err_console.print("[red]give either --webhook-id or --since[/red]")
         raise typer.Exit(2)
-    status = run(
+    with audited(operator_kafka(), "notification replay", "webhook", agency_id):
+        status = _replay(agency_id, webhook_id, since)
+    console.print(f"{status.split()[-1]} message(s) of {agency_id} queued again")
+
+
+def _replay(agency_id: str, webhook_id: str | None, since: datetime | None) -> str:
+    status: str = run(
         _execute(
             """UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
                   next_attempt_at = now()
@@ -159,7 +240,7 @@ def replay(
             since.replace(tzinfo=since.tzinfo or UTC) if since else None,
         )
     )
-    console.print(f"{status.split()[-1]} message(s) of {agency_id} queued again")
+    return status
 
 
 @app.command("add-email")
@@ -177,16 +258,17 @@ def add_email(
     if language not in LANGUAGES:
         err_console.print(f"[red]language must be one of {', '.join(LANGUAGES)}[/red]")
         raise typer.Exit(2)
-    run(
-        _execute(
-            """INSERT INTO email_channels (agency_id, addresses, language, event_types)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (agency_id) DO UPDATE SET addresses = EXCLUDED.addresses,
-             language = EXCLUDED.language, event_types = EXCLUDED.event_types""",
-            agency_id,
-            address,
-            language,
-            event_type,
+    with audited(operator_kafka(), "notification add-email", "email_channel", agency_id):
+        run(
+            _execute(
+                """INSERT INTO email_channels (agency_id, addresses, language, event_types)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (agency_id) DO UPDATE SET addresses = EXCLUDED.addresses,
+                 language = EXCLUDED.language, event_types = EXCLUDED.event_types""",
+                agency_id,
+                address,
+                language,
+                event_type,
+            )
         )
-    )
     console.print(f"e-mail of [bold]{agency_id}[/bold] → {', '.join(address)} ({language})")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import aiosmtplib
 import asyncpg
+from pydantic import SecretStr
 
 from shared.contracts import events as ev
 from shared.contracts import topics
@@ -97,7 +98,7 @@ class SmtpSettings:
     port: int
     sender: str
     username: str | None = None
-    password: str | None = None
+    password: SecretStr | None = None  # a SecretStr until the SMTP call: no repr or log shows it
     start_tls: bool = False
 
 
@@ -128,7 +129,7 @@ async def send_due(
                 hostname=smtp.host,
                 port=smtp.port,
                 username=smtp.username,
-                password=smtp.password,
+                password=smtp.password.get_secret_value() if smtp.password else None,
                 start_tls=smtp.start_tls,
                 timeout=15,
             )

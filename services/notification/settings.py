@@ -1,8 +1,12 @@
+"""Notification settings. Besides the common ones, the SMTP relay and the key that seals the
+webhook signing secrets at rest."""
+
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.keys import decode_key
 from shared.settings import ServiceSettings
 
 
@@ -12,6 +16,9 @@ class NotificationSettings(ServiceSettings):
     )
 
     http_port: int = 8003
+    secrets_key: SecretStr = Field(
+        description="Key (base64, 32 bytes) sealing the webhook signing secrets at rest."
+    )
     webhook_schedule_s: tuple[float, ...] = Field(
         default=(5, 300, 1800, 7200, 18000, 36000, 36000),
         description="Delay before each webhook retry (the first attempt is immediate).",
@@ -34,6 +41,7 @@ class NotificationSettings(ServiceSettings):
 
     def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
         checked = super().secrets_to_check()
+        checked["secrets_key"] = (self.secrets_key.get_secret_value(), True)
         if self.smtp_username:  # a relay that needs a login
             password = self.smtp_password.get_secret_value() if self.smtp_password else None
             checked["smtp_password"] = (password, False)
@@ -46,3 +54,9 @@ class NotificationSettings(ServiceSettings):
         if self.environment == "production" and self.allow_private_webhook_targets:
             raise ValueError("production mode refuses allow_private_webhook_targets=true")
         return self
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _valid_key(cls, value: SecretStr) -> SecretStr:
+        decode_key(value)
+        return value

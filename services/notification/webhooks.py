@@ -5,7 +5,8 @@ Each inbox notification for an agency with a webhook becomes a row in ``webhook_
 schedule, leases and attempts live in the database, so a restart loses nothing.
 
 Signature: ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<body>")>``,
-one per valid secret (space-separated) so a rotation overlaps; secrets are ``whsec_`` + base64.
+one per valid secret (space-separated) so a rotation overlaps; secrets are ``whsec_`` + base64,
+sealed at rest and read only through :mod:`.secret_store`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hmac
 import ipaddress
 import json
 import random
-import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+from pydantic import SecretStr
 
 from shared.contracts import events as ev
 from shared.contracts import topics
@@ -32,17 +33,15 @@ from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, outbox
 from shared.logging import get_logger
 
+from . import secret_store
 from .channels import accepts
+from .secret_store import SecretsKey
 
 log = get_logger(__name__)
 
 SOURCE = "urn:referralexchange:service:notification"
 LEASE = timedelta(seconds=60)  # a claimed row is retried by anyone after this, if its claimer died
 TIMEOUT_S = 15.0
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -112,7 +111,9 @@ async def enqueue_delivery(conn: DbConnection, agency_id: str, event: OutgoingEv
     return True
 
 
-async def deliver_due(pool: asyncpg.Pool, policy: DeliveryPolicy, limit: int = 20) -> int:
+async def deliver_due(
+    pool: asyncpg.Pool, policy: DeliveryPolicy, key: SecretsKey, limit: int = 20
+) -> int:
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """UPDATE webhook_deliveries d SET next_attempt_at = now() + $2::interval,
@@ -124,37 +125,41 @@ async def deliver_due(pool: asyncpg.Pool, policy: DeliveryPolicy, limit: int = 2
                          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
                   AND e.agency_id = d.agency_id
             RETURNING d.webhook_id, d.agency_id, d.payload, d.attempts, d.notification_id,
-                      e.url, e.secrets, e.disabled_at""",
+                      e.url, e.disabled_at""",
             limit,
             LEASE,
         )
-    if not rows:  # the common case every tick: no HTTP client to set up
-        return 0
+        if not rows:  # the common case every tick: no HTTP client to set up
+            return 0
+        secrets = await secret_store.signing_secrets(conn, key, {r["agency_id"] for r in rows})
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
         for row in rows:
-            await _attempt(pool, policy, client, row)
+            await _attempt(pool, policy, client, row, secrets.get(row["agency_id"], []))
     return len(rows)
 
 
 async def _attempt(
-    pool: asyncpg.Pool, policy: DeliveryPolicy, client: httpx.AsyncClient, row: asyncpg.Record
+    pool: asyncpg.Pool,
+    policy: DeliveryPolicy,
+    client: httpx.AsyncClient,
+    row: asyncpg.Record,
+    secrets: list[SecretStr],
 ) -> None:
     webhook_id, agency_id, attempts = row["webhook_id"], row["agency_id"], row["attempts"]
     if row["disabled_at"] is not None:
         await _finish(pool, row, "endpoint_disabled", None, None)
         return
     refused = target_refused(row["url"], policy.allow_private_targets)
+    if refused is None and not secrets:  # never unsigned: receivers must be able to verify all
+        refused = "no signing secret that opens with the current key"
     status: int | None = None
     retry_after: float | None = None
     started = time.monotonic()
     if refused is None:
         body = bytes(row["payload"])
         timestamp = int(time.time())
-        now = datetime.now(UTC)
         signatures = " ".join(
-            sign(s["secret"], webhook_id, timestamp, body)
-            for s in json.loads(row["secrets"])
-            if s.get("valid_until") is None or datetime.fromisoformat(s["valid_until"]) > now
+            sign(s.get_secret_value(), webhook_id, timestamp, body) for s in secrets
         )
         try:
             response = await client.post(

@@ -20,12 +20,12 @@ from nacl.public import PrivateKey, SealedBox
 
 from services.intake import cases as case_store
 from services.intake.crypto import KeyDestroyed
-from services.intake.settings import decode_key
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
+from shared.keys import decode_key
 from tests import factories as f
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import (

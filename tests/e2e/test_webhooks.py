@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import re
 import socket
 import threading
@@ -154,6 +156,49 @@ async def test_signed_delivery_retried_with_the_same_id_then_replayed(
     assert replayed.exit_code == 0, replayed.output
     await _wait(lambda: len(receiver.received("/flaky")) >= 4)
     assert receiver.received("/flaky")[3]["headers"]["webhook-id"] in ids
+
+
+async def test_rotation_overlap_signs_with_both_and_no_secret_is_stored_or_logged_in_clear(
+    services: dict[str, RunningService],
+    receiver: Receiver,
+    kafka: KafkaConnection,
+    database_urls: dict[str, str],
+) -> None:
+    agency, old = await _agency_with_webhook(kafka, receiver.url("/rotated"))
+    rotated = await asyncio.to_thread(
+        CliRunner().invoke, app, ["notification", "rotate-webhook-secret", agency]
+    )
+    assert rotated.exit_code == 0, rotated.output
+    found = re.search(r"(whsec_\S+)", rotated.output)
+    assert found
+    new = found.group(1)
+    await _provoke_rejection(kafka, agency)
+    await _wait(lambda: len(receiver.received("/rotated")) >= 1)
+    request = receiver.received("/rotated")[0]
+    assert len(request["headers"]["webhook-signature"].split()) == 2
+    for secret in (old, new):  # either secret verifies during the overlap
+        assert Webhook(secret).verify(request["body"], request["headers"])["data"]
+
+    conn = await asyncpg.connect(database_urls["notification"])
+    try:
+        endpoint = await conn.fetchval(
+            "SELECT t::text FROM webhook_endpoints t WHERE agency_id = $1", agency
+        )
+        stored = await conn.fetch(
+            "SELECT t::text AS row, t.sealed FROM webhook_secrets t WHERE agency_id = $1", agency
+        )
+    finally:
+        await conn.close()
+    assert endpoint and len(stored) == 2
+    for secret in (old, new):
+        raw_key = base64.b64decode(secret.removeprefix("whsec_"))
+        assert secret not in endpoint and secret.removeprefix("whsec_") not in endpoint
+        for row in stored:
+            assert secret not in row["row"] and secret.encode().hex() not in row["row"]
+            assert secret.encode() not in row["sealed"] and raw_key not in row["sealed"]
+    logged = services["notification"].log()
+    for value in (old, new, os.environ["NOTIFICATION_SECRETS_KEY"]):
+        assert value not in logged
 
 
 async def test_410_disables_the_endpoint(

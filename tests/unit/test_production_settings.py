@@ -92,6 +92,7 @@ def test_notification_refuses_private_webhook_targets_in_production() -> None:
         "kafka_username": "notification",
         "kafka_password": strong(),
         "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "secrets_key": key(),
         "allow_private_webhook_targets": "true",
     }
     with pytest.raises(ValueError, match="allow_private_webhook_targets"):
@@ -104,6 +105,7 @@ def test_a_logged_in_smtp_relay_needs_a_real_password_in_production() -> None:
         "kafka_username": "notification",
         "kafka_password": strong(),
         "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "secrets_key": key(),
         "smtp_username": "relay",
         "smtp_password": "password",
     }

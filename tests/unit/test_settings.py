@@ -25,6 +25,7 @@ def test_each_service_reads_only_its_prefix(
     monkeypatch.setenv(f"{prefix}HTTP_PORT", "9999")
     monkeypatch.setenv("INTAKE_MASTER_KEY", base64.b64encode(bytes(32)).decode())
     monkeypatch.setenv("INTAKE_DUPLICATE_KEY", base64.b64encode(bytes(range(32))).decode())
+    monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", base64.b64encode(bytes(32)).decode())
     settings = cls()  # type: ignore[call-arg]
     assert settings.http_port == 9999
     assert settings.database_url.hosts()[0]["username"] == f"{prefix.lower()}x"
@@ -45,3 +46,33 @@ def test_intake_keys_must_be_32_bytes_of_base64(bad: str, monkeypatch: pytest.Mo
         IntakeSettings()  # type: ignore[call-arg]
     assert "master_key" in str(info.value)
     assert not bad or bad not in str(info.value)  # the secret is not echoed
+
+
+def test_notification_secrets_key_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTIFICATION_DATABASE_URL", "postgresql://n:p@h:1/d")
+    monkeypatch.delenv("NOTIFICATION_SECRETS_KEY", raising=False)
+    with pytest.raises(ValidationError) as info:
+        NotificationSettings()  # type: ignore[call-arg]
+    assert "secrets_key" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["", "not base64!", base64.b64encode(bytes(16)).decode()])
+def test_notification_secrets_key_must_be_32_bytes_of_base64(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIFICATION_DATABASE_URL", "postgresql://n:p@h:1/d")
+    monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", bad)
+    with pytest.raises(ValidationError) as info:
+        NotificationSettings()  # type: ignore[call-arg]
+    assert "secrets_key" in str(info.value)
+    assert not bad or bad not in str(info.value)  # the secret is not echoed
+
+
+def test_notification_settings_repr_hides_its_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = base64.b64encode(bytes(range(32))).decode()
+    monkeypatch.setenv("NOTIFICATION_DATABASE_URL", "postgresql://n:p@h:1/d")
+    monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", key)
+    monkeypatch.setenv("NOTIFICATION_SMTP_PASSWORD", "smtp-hunter2")
+    settings = NotificationSettings()  # type: ignore[call-arg]
+    assert key not in repr(settings) and "smtp-hunter2" not in repr(settings)
+    assert key not in str(settings) and "smtp-hunter2" not in str(settings)

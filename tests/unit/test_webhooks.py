@@ -5,7 +5,12 @@ import json
 
 from standardwebhooks import Webhook
 
-from services.notification.webhooks import DeliveryPolicy, new_secret, sign, target_refused
+from services.notification.secret_store import new_secret as new_sealed_secret
+from services.notification.webhooks import DeliveryPolicy, sign, target_refused
+
+
+def new_secret() -> str:
+    return new_sealed_secret().get_secret_value()
 
 
 def test_signature_verifies_with_standard_webhooks() -> None:
