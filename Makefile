@@ -25,7 +25,7 @@ infra: venv ## start local Kafka + PostgreSQL and create the topics (no services
 	deploy/local/up.sh
 
 run: infra ## start Kafka, PostgreSQL and the three services in the foreground (Ctrl-C stops all)
-	$(BIN)/python deploy/local/run.py
+	$(BIN)/python $(CURDIR)/deploy/local/run.py
 
 stop: ## stop what `make run` left running (services, Kafka, PostgreSQL)
 	-pkill -TERM -f "$(CURDIR)/deploy/local/run.py" && sleep 5
