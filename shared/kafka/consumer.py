@@ -3,11 +3,15 @@ dead letters, and the offset committed only after all of that.
 
 Each service has one consumer group (its name) subscribed to all the topics it consumes and a
 handler per topic. For each record:
-1. size check, then the topic's handler runs inside a PostgreSQL transaction that also records
-   the event id in the inbox; a redelivered event is skipped there;
-2. a transient error is retried with exponential backoff a bounded number of times;
+1. size check (before anything is parsed); on a fixed topic of the catalogue, the envelope, the
+   ce_type (one the topic carries) and the data (valid for that type) are checked too, so its
+   handler sees only valid events. An agency's own topics are judged by their handlers, which
+   answer the agency (a rejection, a refused response) where they can;
+2. the topic's handler runs inside a PostgreSQL transaction that also records the event id in
+   the inbox; a redelivered event is skipped there;
+3. a transient error is retried with exponential backoff a bounded number of times;
    a :class:`PermanentError` or the last failed try sends the record to ``<group>.dlq.v1``;
-3. only then is the offset committed. If even the dead-letter publish fails the record is
+4. only then is the offset committed. If even the dead-letter publish fails the record is
    sought back and redelivered, so nothing is skipped.
 """
 
@@ -120,7 +124,7 @@ class ReliableConsumer:
 
     async def process(self, event: InboundEvent) -> None:
         """Apply one event exactly once or dead-letter it. Raises only if dead-lettering fails."""
-        size = len(event.value or b"")
+        size = event.size
         if size > self._max_message_bytes:
             await self._dead_letter(
                 event,
@@ -131,6 +135,8 @@ class ReliableConsumer:
             return
         try:
             handler = self.handler_for(event.topic)
+            if event.topic in self._fixed:
+                event = event.validated()
         except PermanentError as exc:
             await self._dead_letter(event, exc)
             return
