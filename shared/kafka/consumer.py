@@ -122,37 +122,37 @@ class ReliableConsumer:
                 return
             await message.ack()
 
-    async def process(self, event: InboundEvent) -> None:
-        """Apply one event exactly once or dead-letter it. Raises only if dead-lettering fails."""
+    async def process(self, event: InboundEvent, *, replaying: bool = False) -> bool:
+        """Apply one event exactly once or dead-letter it; True if it is applied (now or
+        before). Raises only if dead-lettering fails.
+
+        ``replaying`` (a registry read again from its beginning, see replay.py): an invalid
+        record is skipped, not dead-lettered again — the consumer group dead-lettered it once
+        when it first came, and would otherwise do it again at every start."""
         size = event.size
         if size > self._max_message_bytes:
-            await self._dead_letter(
-                event,
-                PermanentError(
-                    f"message of {size} bytes exceeds the limit of {self._max_message_bytes}"
-                ),
+            error = PermanentError(
+                f"message of {size} bytes exceeds the limit of {self._max_message_bytes}"
             )
-            return
+            return await self._dead_letter(event, error, replaying)
         try:
             handler = self.handler_for(event.topic)
             if event.topic in self._fixed:
                 event = event.validated()
         except PermanentError as exc:
-            await self._dead_letter(event, exc)
-            return
+            return await self._dead_letter(event, exc, replaying)
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
                 await self._apply(handler, event)
-                return
+                return True
             except PermanentError as exc:
-                await self._dead_letter(event, exc)
-                return
+                return await self._dead_letter(event, exc, replaying)
             except Exception as exc:
                 if attempt == self._retry.max_attempts:
-                    await self._dead_letter(event, exc)
-                    return
+                    return await self._dead_letter(event, exc)
                 log.warning("event_retry", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(self._retry.delay(attempt))
+        return False  # pragma: no cover - the loop returns
 
     async def _apply(self, handler: Handler, event: InboundEvent) -> None:
         async with self._pool().acquire() as conn, conn.transaction():
@@ -162,7 +162,12 @@ class ReliableConsumer:
             await handler(event, conn)
         log.info("event_processed", ce_type=event.attributes.type if event.attributes else None)
 
-    async def _dead_letter(self, event: InboundEvent, error: BaseException) -> None:
+    async def _dead_letter(
+        self, event: InboundEvent, error: BaseException, replaying: bool = False
+    ) -> bool:
+        if replaying:
+            log.info("replayed_event_skipped", error=type(error).__name__)
+            return False
         await self._dead_letters.publish(event, error)
         log.warning(
             "event_dead_lettered",
@@ -170,3 +175,4 @@ class ReliableConsumer:
             error=type(error).__name__,
             reason=describe_error(error)[:300],
         )
+        return False

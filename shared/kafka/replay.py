@@ -2,7 +2,8 @@
 beginning and apply every record through the consumer's handlers and inbox.
 
 A service that materialises a registry runs this at start-up, before it consumes as usual: a
-fresh database rebuilds itself, and an existing one skips what it has (inbox de-duplication)."""
+fresh database rebuilds itself, and an existing one skips what it has (inbox de-duplication).
+Invalid records are skipped: the consumer group dead-lettered them when it first read them."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ async def replay_registries(
         client_id=f"{consumer.group}-replay",
     )
     await reader.start()
-    applied = 0
+    applied = skipped = 0
     try:
         reader.assign(partitions)
         await reader.seek_to_beginning(*partitions)
@@ -59,10 +60,13 @@ async def replay_registries(
         while pending:
             for records in (await reader.getmany(*pending, timeout_ms=1000)).values():
                 for record in records:
-                    await consumer.process(InboundEvent.from_record(record))
-                    applied += 1
+                    # Invalid records were dead-lettered once, when the group first read them.
+                    if await consumer.process(InboundEvent.from_record(record), replaying=True):
+                        applied += 1
+                    else:
+                        skipped += 1
             pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
     finally:
         await reader.stop()
-    log.info("registries_replayed", partitions=len(partitions), records=applied)
+    log.info("registries_replayed", partitions=len(partitions), records=applied, invalid=skipped)
     return applied

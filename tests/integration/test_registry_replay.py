@@ -1,9 +1,12 @@
-"""A fresh referral database rebuilds its directory from the compacted registry topics."""
+"""A fresh referral database rebuilds its directory from the compacted registry topics, skipping
+(not dead-lettering again) the records that are invalid."""
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.referral.handlers import ReferralHandlers
 from services.referral.routing import RoutingPolicy
@@ -33,6 +36,8 @@ async def test_fresh_database_rebuilds_the_directory_and_replays_are_idempotent(
         [f.agency_event(f.agency(provider)), f.listing_event(kept), f.listing_event(withdrawn)],
     )
     await publish_tombstone(bootstrap, topics.AGENCY_LISTINGS.name(provider), withdrawn.service_id)
+    invalid = f.listing_event(f.listing(provider))
+    await publish_events(bootstrap, [replace(invalid, body=b'{"not": "a listing"}')])
 
     group = f"test-replay-{uuid.uuid4().hex[:6]}"
     await ensure_topics(bootstrap, [TopicSpec(f"{group}.dlq.v1", Owner.OPERATORS, "k", 1)])
@@ -69,3 +74,12 @@ async def test_fresh_database_rebuilds_the_directory_and_replays_are_idempotent(
     assert listed == {kept.service_id}  # ... the withdrawn one stays withdrawn
     assert agency == 1
     assert applied == first  # ... and the second replay applied nothing twice
+    # the invalid listing was skipped both times: dead-lettering is the consumer group's job
+    # (once), not every start's
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await reader.start()
+    try:
+        dlq = TopicPartition(f"{group}.dlq.v1", 0)
+        assert (await reader.end_offsets([dlq]))[dlq] == 0
+    finally:
+        await reader.stop()
