@@ -46,7 +46,7 @@ TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 REQUIRED_ATTRIBUTES = ("ce_id", "ce_source", "ce_type", "ce_specversion")
 # Room the broker needs around a value in a one-record batch (batch and record overhead).
-BATCH_OVERHEAD = 512
+BATCH_OVERHEAD = 256
 
 
 @dataclass(frozen=True)
@@ -627,7 +627,8 @@ def _oversize(draw: st.DrawFn, d: Draft, base: Base, t: Target) -> Draft:
     """Valid JSON otherwise, padded to just over the limit or up to what the broker takes."""
     text = json.dumps(base.body).encode()
     over = t.spec.max_message_bytes + 1 - (_headers_size(d) + len(d.key or b""))
-    size = draw(_ints(max(over, len(text) + 2), _room(d, t)))
+    low, high = max(over, len(text) + 2), _room(d, t)
+    size = draw(_pick((low, high)) | _ints(low, high))  # both edges, and anything between
     return d.with_defect("size:over-limit", value=b"{" + b" " * (size - len(text)) + text[1:])
 
 
