@@ -21,12 +21,15 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from shared.contracts.envelope import EnvelopeError
 from shared.contracts.topics import TopicFamily
 from shared.db import DbConnection, inbox
 from shared.kafka.dead_letters import DeadLetterPublisher
@@ -102,6 +105,50 @@ class ReliableConsumer:
             title=f"{self.group} consumer",
         )
         subscriber(self.on_message)
+        read = subscriber.get_msg
+
+        async def get_msg(consumer: AIOKafkaConsumer) -> Any:
+            try:
+                return await read(consumer)
+            except UnicodeDecodeError:
+                await self.skip_unreadable(consumer)
+                return None  # FastStream's loop then asks for the next record
+
+        subscriber.get_msg = get_msg  # type: ignore[method-assign]
+
+    async def skip_unreadable(self, consumer: AIOKafkaConsumer) -> None:
+        """aiokafka cannot even build a record whose header name is not UTF-8: it raises at
+        every read, FastStream restarts its loop at every raise, and the service would consume
+        nothing any more. Find the partition that holds it (by reading one record from each
+        partition with records left, put back at once), dead-letter its position, skip it."""
+        partitions = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            position = await consumer.position(tp)
+            if position >= ends[tp]:
+                continue
+            try:
+                records = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+            except UnicodeDecodeError:
+                unreadable = InboundEvent(
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    None,
+                    b"",
+                    (),
+                    None,
+                    EnvelopeError([("(record)", "a header name is not UTF-8")]),
+                )
+                error = PermanentError("record unreadable: a header name is not UTF-8")
+                with message_context(topic=tp.topic, partition=tp.partition, offset=position):
+                    await self._dead_letter(unreadable, error)
+                consumer.seek(tp, position + 1)
+                await consumer.commit({tp: position + 1})
+                return
+            for record in records.get(tp, []):
+                consumer.seek(tp, record.offset)  # not ours to take: it comes again in order
+        await asyncio.sleep(1)  # not found (yet): the loop tries again
 
     async def on_message(self, message: KafkaMessage) -> None:
         event = InboundEvent.from_record(message.raw_message)
