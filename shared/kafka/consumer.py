@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -47,6 +47,34 @@ log = get_logger(__name__)
 Handler = Callable[[InboundEvent, DbConnection], Awaitable[None]]
 # A fixed topic name, or a per-agency topic family (all its agencies' topics, present and future).
 Subscription = str | TopicFamily
+
+
+UNREADABLE = "a header name is not UTF-8"
+
+
+async def skip_unreadable_record(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> tuple[TopicPartition, int] | None:
+    """Find a record aiokafka cannot read among ``partitions`` and seek past it.
+
+    aiokafka cannot even build a record whose header name is not UTF-8 (any non-Java client can
+    send one): reading raises UnicodeDecodeError, at every try, without saying where. One record
+    is read from each partition that has records left (and put back at once); the partition
+    where reading raises holds it, at its current position. Returns that position, or None."""
+    ends = await consumer.end_offsets(partitions)
+    for tp in partitions:
+        position: int = await consumer.position(tp)
+        if position >= ends[tp]:
+            continue
+        try:
+            records = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+        except UnicodeDecodeError:
+            consumer.seek(tp, position + 1)
+            log.warning("unreadable_record_skipped", topic=tp.topic, partition=tp.partition)
+            return tp, position
+        for record in records.get(tp, []):
+            consumer.seek(tp, record.offset)  # not ours to take: it comes again, in order
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,38 +145,25 @@ class ReliableConsumer:
         subscriber.get_msg = get_msg  # type: ignore[method-assign]
 
     async def skip_unreadable(self, consumer: AIOKafkaConsumer) -> None:
-        """aiokafka cannot even build a record whose header name is not UTF-8: it raises at
-        every read, FastStream restarts its loop at every raise, and the service would consume
-        nothing any more. Find the partition that holds it (by reading one record from each
-        partition with records left, put back at once), dead-letter its position, skip it."""
-        partitions = sorted(consumer.assignment())
-        ends = await consumer.end_offsets(partitions)
-        for tp in partitions:
-            position = await consumer.position(tp)
-            if position >= ends[tp]:
-                continue
-            try:
-                records = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
-            except UnicodeDecodeError:
-                unreadable = InboundEvent(
-                    tp.topic,
-                    tp.partition,
-                    position,
-                    None,
-                    b"",
-                    (),
-                    None,
-                    EnvelopeError([("(record)", "a header name is not UTF-8")]),
-                )
-                error = PermanentError("record unreadable: a header name is not UTF-8")
-                with message_context(topic=tp.topic, partition=tp.partition, offset=position):
-                    await self._dead_letter(unreadable, error)
-                consumer.seek(tp, position + 1)
-                await consumer.commit({tp: position + 1})
-                return
-            for record in records.get(tp, []):
-                consumer.seek(tp, record.offset)  # not ours to take: it comes again in order
-        await asyncio.sleep(1)  # not found (yet): the loop tries again
+        """Dead-letter the position of a record aiokafka cannot read, and go past it."""
+        found = await skip_unreadable_record(consumer, sorted(consumer.assignment()))
+        if found is None:
+            await asyncio.sleep(1)  # not found (yet): the loop tries again
+            return
+        tp, offset = found
+        unreadable = InboundEvent(
+            tp.topic,
+            tp.partition,
+            offset,
+            None,
+            b"",
+            (),
+            None,
+            EnvelopeError([("(record)", UNREADABLE)]),
+        )
+        with message_context(topic=tp.topic, partition=tp.partition, offset=offset):
+            await self._dead_letter(unreadable, PermanentError(f"record unreadable: {UNREADABLE}"))
+        await consumer.commit({tp: offset + 1})
 
     async def on_message(self, message: KafkaMessage) -> None:
         event = InboundEvent.from_record(message.raw_message)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.kafka.consumer import ReliableConsumer, Subscription
+from shared.kafka.consumer import ReliableConsumer, Subscription, skip_unreadable_record
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 
@@ -58,7 +58,15 @@ async def replay_registries(
         ends = await reader.end_offsets(partitions)
         pending = {tp for tp, end in ends.items() if end > 0}
         while pending:
-            for records in (await reader.getmany(*pending, timeout_ms=1000)).values():
+            try:
+                # One record at a time: when aiokafka raises on an unreadable record, records
+                # read before it in the same call would be lost.
+                batch = await reader.getmany(*pending, timeout_ms=1000, max_records=1)
+            except UnicodeDecodeError:  # unreadable: the consumer group dead-letters it
+                batch = {}
+                if await skip_unreadable_record(reader, sorted(pending)) is not None:
+                    skipped += 1
+            for records in batch.values():
                 for record in records:
                     # Invalid records were dead-lettered once, when the group first read them.
                     if await consumer.process(InboundEvent.from_record(record), replaying=True):
