@@ -40,6 +40,7 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.topics import AGENCY_ID_PATTERN, CleanupPolicy, TopicSpec
 from tests import factories as f
+from tests.raw_kafka import RawHeaderName
 
 PAST = "2026-11-01T10:00:00Z"
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")  # W3C
@@ -113,6 +114,9 @@ class Target:
     bases: tuple[Base, ...]
     key_field: str | None  # the body field the key must equal (None: the key is not checked)
     body_agency_field: str | None = None  # the body field that names the sender
+    # Also header names that are not UTF-8 (published with tests.raw_kafka; aiokafka cannot
+    # read them back, so only the running services' tests can use them).
+    raw_header_names: bool = False
 
     @property
     def broker_limit(self) -> int:
@@ -272,7 +276,7 @@ def bases_for(topic_spec: TopicSpec, agency: str) -> tuple[Base, ...]:
     )
 
 
-def target(topic: str, agency: str) -> Target:
+def target(topic: str, agency: str, *, raw_header_names: bool = False) -> Target:
     """The fuzzing target for an inbound topic; ``agency`` is the sender on an agency's topic
     and the agency every body names (a fresh one per test)."""
     topic_spec = topics.spec(topic)
@@ -290,6 +294,7 @@ def target(topic: str, agency: str) -> Target:
         bases=bases_for(topic_spec, sender or agency),
         key_field=key_field,
         body_agency_field="agency_id" if sender is not None else None,
+        raw_header_names=raw_header_names,
     )
 
 
@@ -712,11 +717,14 @@ BODY_DEFECTS: tuple[Mutation, ...] = (
     _body_field,
 )
 HEADER_DEFECTS: tuple[Mutation, ...] = (_envelope, _envelope, _envelope, _wrong_type)
-# Rare ones kept rare (a tombstone is exclusive; a body over the limit is costly to move): the
-# roll is drawn from 0-99 and these are middle values, which hypothesis favours no more than
-# any other (it does favour the bounds).
+# Rare ones kept rare (a tombstone is exclusive; a body over the limit is costly to move; an
+# unreadable header name is costly to find): a roll of 0-99, and middle values, which
+# hypothesis favours no more than any other (it does favour 0).
 _TOMBSTONE_ROLLS = {37, 63}
 _OVERSIZE_ROLLS = {41, 59}
+_RAW_HEADER_NAME_ROLLS = {53, 71}
+_ROLL = st.integers(0, 2**32 - 1)  # modulo 100: closer to uniform than integers(0, 99)
+_RAW_NAMES = st.binary(min_size=1, max_size=6).map(lambda raw: "\xff" + raw.decode("latin-1"))
 
 
 @st.composite
@@ -740,7 +748,7 @@ def malformed(draw: st.DrawFn, t: Target) -> Malformed:
         extra += (_wrong_key,)
     if t.sender is not None:
         extra += (_other_agency,)
-    roll = draw(_ints(0, 99))
+    roll = draw(_ROLL) % 100
     if roll in _TOMBSTONE_ROLLS:
         mutations: list[Mutation] = [_tombstone]
     else:
@@ -752,6 +760,9 @@ def malformed(draw: st.DrawFn, t: Target) -> Malformed:
             mutations.insert(0, draw(_pick(BODY_DEFECTS)))
     for mutate in mutations:
         draft = mutate(draw, draft, base, t)
+    if t.raw_header_names and roll in _RAW_HEADER_NAME_ROLLS:
+        name = RawHeaderName(draw(_RAW_NAMES))  # 0xFF never starts a UTF-8 sequence
+        draft = draft.with_defect("envelope:header-name-not-utf8", noise=((name, b"x"),))
     key = draft.key
     if key is None and (draft.value is None or t.spec.cleanup_policy is CleanupPolicy.COMPACT):
         # The broker refuses a record without key on a compacted topic, and the client one with
