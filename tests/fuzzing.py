@@ -717,19 +717,18 @@ BODY_DEFECTS: tuple[Mutation, ...] = (
     _body_field,
 )
 HEADER_DEFECTS: tuple[Mutation, ...] = (_envelope, _envelope, _envelope, _wrong_type)
-# Rare ones kept rare (a tombstone is exclusive; a body over the limit is costly to move; an
-# unreadable header name is costly to find): a roll of 0-99, and middle values, which
-# hypothesis favours no more than any other (it does favour 0).
-_TOMBSTONE_ROLLS = {37, 63}
-_OVERSIZE_ROLLS = {41, 59}
-_RAW_HEADER_NAME_ROLLS = {53, 71}
-_ROLL = st.integers(0, 2**32 - 1)  # modulo 100: closer to uniform than integers(0, 99)
+# Rare kinds, generated in fixed numbers (hypothesis does not draw anything with a steady
+# frequency, and these must be few: a tombstone is a record without any other defect; a body
+# over the limit is costly to move; a header name nobody can read is costly to find).
+TOMBSTONE, OVERSIZE, UNREADABLE_NAME = "tombstone", "oversize", "unreadable-header-name"
+RARE_PER_KIND = 10
 _RAW_NAMES = st.binary(min_size=1, max_size=6).map(lambda raw: "\xff" + raw.decode("latin-1"))
 
 
 @st.composite
-def malformed(draw: st.DrawFn, t: Target) -> Malformed:
-    """One record of ``t``'s topic with at least one defect (see the module docstring)."""
+def malformed(draw: st.DrawFn, t: Target, rare: str | None = None) -> Malformed:
+    """One record of ``t``'s topic with at least one defect (see the module docstring), and
+    with the ``rare`` kind of defect if given."""
     base = t.bases[draw(_ints(0, len(t.bases) - 1))]
     key: bytes | None = base.key.encode()
     if t.key_field is None:  # the key is not checked there: any key is noise
@@ -748,19 +747,18 @@ def malformed(draw: st.DrawFn, t: Target) -> Malformed:
         extra += (_wrong_key,)
     if t.sender is not None:
         extra += (_other_agency,)
-    roll = draw(_ROLL) % 100
-    if roll in _TOMBSTONE_ROLLS:
+    if rare == TOMBSTONE:
         mutations: list[Mutation] = [_tombstone]
     else:
         choices = _pick(HEADER_DEFECTS + extra)
         mutations = [draw(choices) for _ in range(draw(_ints(0, 2)))]
-        if roll in _OVERSIZE_ROLLS:
+        if rare == OVERSIZE:
             mutations.append(_oversize)  # last: the size is measured with the final headers
-        elif not mutations or draw(_ints(0, 3)) > 0:
+        elif (not mutations and rare is None) or draw(_ints(0, 3)) > 0:
             mutations.insert(0, draw(_pick(BODY_DEFECTS)))
     for mutate in mutations:
         draft = mutate(draw, draft, base, t)
-    if t.raw_header_names and roll in _RAW_HEADER_NAME_ROLLS:
+    if rare == UNREADABLE_NAME:
         name = RawHeaderName(draw(_RAW_NAMES))  # 0xFF never starts a UTF-8 sequence
         draft = draft.with_defect("envelope:header-name-not-utf8", noise=((name, b"x"),))
     key = draft.key
@@ -774,8 +772,15 @@ def malformed(draw: st.DrawFn, t: Target) -> Malformed:
     return record
 
 
+def any_malformed(t: Target) -> st.SearchStrategy[Malformed]:
+    """Mostly common defects, sometimes a tombstone or a body over the limit (for tests that
+    draw records one by one)."""
+    common = malformed(t)
+    return st.one_of(common, common, common, malformed(t, TOMBSTONE), malformed(t, OVERSIZE))
+
+
 def generate(t: Target, count: int, seed_value: int) -> list[Malformed]:
-    """``count`` malformed records for ``t``.
+    """``count`` malformed records for ``t``, then :data:`RARE_PER_KIND` of each rare kind.
 
     Collected from inside a ``@given`` function that only records its examples: the documented
     way to run a strategy outside a test (``strategy.example()`` is for interactive use only).
@@ -783,20 +788,22 @@ def generate(t: Target, count: int, seed_value: int) -> list[Malformed]:
     seed makes a run reproducible. Hypothesis may stop early if it ran out of distinct inputs;
     callers check the count."""
     found: list[Malformed] = []
+    kinds = [TOMBSTONE, OVERSIZE] + ([UNREADABLE_NAME] if t.raw_header_names else [])
+    for rare, examples in [(None, count), *((kind, RARE_PER_KIND) for kind in kinds)]:
 
-    @seed(seed_value)
-    @settings(
-        max_examples=count,
-        deadline=None,
-        database=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(malformed(t))
-    def collect(record: Malformed) -> None:
-        found.append(record)
+        @seed(seed_value)
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(malformed(t, rare))
+        def collect(record: Malformed) -> None:
+            found.append(record)
 
-    collect()
+        collect()
     return found
 
 

@@ -123,7 +123,7 @@ def test_the_generators_start_from_valid_messages() -> None:
                 assert event.validated().payload is not None, (name, base.ce_type)
 
 
-FIXED_RECORDS = st.one_of(*(fz.malformed(TARGETS[name]) for name in FIXED))
+FIXED_RECORDS = st.one_of(*(fz.any_malformed(TARGETS[name]) for name in FIXED))
 
 
 @FUZZ
@@ -137,7 +137,7 @@ def test_fixed_topics_refuse_every_malformed_record_before_any_handler(
 
 
 @FUZZ
-@given(record=fz.malformed(TARGETS[SUBMISSIONS]))
+@given(record=fz.any_malformed(TARGETS[SUBMISSIONS]))
 def test_every_malformed_submission_is_rejected_to_the_agency(record: fz.Malformed) -> None:
     event = _event(record)
     assert isinstance(read_submission(event), Rejection)
@@ -150,7 +150,7 @@ def test_every_malformed_submission_is_rejected_to_the_agency(record: fz.Malform
 
 
 @FUZZ
-@given(record=fz.malformed(TARGETS[LISTINGS]))
+@given(record=fz.any_malformed(TARGETS[LISTINGS]))
 def test_every_malformed_listing_is_refused_before_the_directory(record: fz.Malformed) -> None:
     db = Database()
     with pytest.raises(PermanentError):
@@ -159,7 +159,7 @@ def test_every_malformed_listing_is_refused_before_the_directory(record: fz.Malf
 
 
 @FUZZ
-@given(record=fz.malformed(TARGETS[RESPONSES]))
+@given(record=fz.any_malformed(TARGETS[RESPONSES]))
 def test_every_malformed_response_is_refused_to_the_agency(record: fz.Malformed) -> None:
     event = _event(record)
     db = Database()
