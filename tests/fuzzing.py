@@ -747,20 +747,21 @@ def malformed(draw: st.DrawFn, t: Target, rare: str | None = None) -> Malformed:
         extra += (_wrong_key,)
     if t.sender is not None:
         extra += (_other_agency,)
-    if rare == TOMBSTONE:
-        mutations: list[Mutation] = [_tombstone]
-    else:
-        choices = _pick(HEADER_DEFECTS + extra)
-        mutations = [draw(choices) for _ in range(draw(_ints(0, 2)))]
-        if rare == OVERSIZE:
-            mutations.append(_oversize)  # last: the size is measured with the final headers
-        elif (not mutations and rare is None) or draw(_ints(0, 3)) > 0:
-            mutations.insert(0, draw(_pick(BODY_DEFECTS)))
-    for mutate in mutations:
-        draft = mutate(draw, draft, base, t)
     if rare == UNREADABLE_NAME:
         name = RawHeaderName(draw(_RAW_NAMES))  # 0xFF never starts a UTF-8 sequence
         draft = draft.with_defect("envelope:header-name-not-utf8", noise=((name, b"x"),))
+    if rare == TOMBSTONE:
+        mutations: list[Mutation] = [_tombstone]
+    else:
+        # Headers, key and sender first: the body's size is measured with the final ones.
+        choices = _pick(HEADER_DEFECTS + extra)
+        mutations = [draw(choices) for _ in range(draw(_ints(0, 2)))]
+        if rare == OVERSIZE:
+            mutations.append(_oversize)
+        elif (not mutations and rare is None) or draw(_ints(0, 3)) > 0:
+            mutations.append(draw(_pick(BODY_DEFECTS)))
+    for mutate in mutations:
+        draft = mutate(draw, draft, base, t)
     key = draft.key
     if key is None and (draft.value is None or t.spec.cleanup_policy is CleanupPolicy.COMPACT):
         # The broker refuses a record without key on a compacted topic, and the client one with
