@@ -69,9 +69,11 @@ async def find_case(conn: DbConnection, agency_id: str, agency_case_ref: str) ->
 
 
 async def load_case(conn: DbConnection, case_id: str) -> CaseRow | None:
-    record = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM cases WHERE case_id = $1", uuid.UUID(case_id)
-    )
+    try:
+        cid = uuid.UUID(case_id)
+    except ValueError:
+        return None  # not an id intake ever gave out
+    record = await conn.fetchrow(f"SELECT {_COLUMNS} FROM cases WHERE case_id = $1", cid)
     return _row(record) if record else None
 
 

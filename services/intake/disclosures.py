@@ -85,17 +85,17 @@ async def decide_disclosure(
         )
         return ev.DISCLOSURE_SEALED, sealed
     reason = refusal or Refusal.UNKNOWN_CASE
-    await _log(
-        conn,
-        disclosure_id,
-        referral,
-        row.consent_version if row else None,
-        "refused",
-        reason.value,
-        None,
-        source_event_id,
-    )
-    if row is not None:
+    if row is not None:  # the log and the history are a case's: an unknown case has neither
+        await _log(
+            conn,
+            disclosure_id,
+            referral,
+            row.consent_version,
+            "refused",
+            reason.value,
+            None,
+            source_event_id,
+        )
         await cases.add_history(
             conn,
             row.case_id,

@@ -5,14 +5,14 @@ Pure functions: no database, no Kafka. Rejections name each bad field and never 
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.kafka.inbound import InboundEvent
+from shared.kafka.inbound import InboundEvent, load_json
 
 Submission = (
     ev.CaseSubmission | ev.CaseUpdate | ev.ConsentWithdrawal | ev.ErasureRequest | ev.CaseClosure
@@ -45,11 +45,36 @@ class Rejection:
         )
 
 
+# What a rejection can carry (ev.SubmissionRejected, ev.FieldError).
+MAX_FIELD_ERRORS = 200
+_MAX_FIELD_CHARS = 300
+_MAX_MESSAGE_CHARS = 500
+_MAX_PART_CHARS = 64
+_SAFE_PART = re.compile(rf"[A-Za-z0-9_.:@$-]{{1,{_MAX_PART_CHARS}}}")
+
+
+def _path_part(part: str | int) -> str:
+    """A step of a field path. Unknown keys are the sender's input: shown only when short and
+    plain, so no control character, odd text or long value travels back or into the database."""
+    text = str(part)
+    return text if _SAFE_PART.fullmatch(text) else "(unexpected key)"
+
+
 def _field_errors(exc: ValidationError) -> list[ev.FieldError]:
-    return [
-        ev.FieldError(field=".".join(str(p) for p in e["loc"]) or "(root)", message=e["msg"])
-        for e in exc.errors()
+    errors = [
+        ev.FieldError(
+            field=(".".join(_path_part(p) for p in e["loc"]) or "(root)")[:_MAX_FIELD_CHARS],
+            message=e["msg"][:_MAX_MESSAGE_CHARS],
+        )
+        for e in exc.errors(include_url=False, include_input=False)
     ]
+    if len(errors) > MAX_FIELD_ERRORS:
+        more = len(errors) - (MAX_FIELD_ERRORS - 1)
+        errors = [
+            *errors[: MAX_FIELD_ERRORS - 1],
+            ev.FieldError(field="(more)", message=f"{more} more errors not listed"),
+        ]
+    return errors
 
 
 def read_submission(event: InboundEvent) -> Submission | Rejection:
@@ -63,7 +88,7 @@ def read_submission(event: InboundEvent) -> Submission | Rejection:
     def reject(reason: str, errors: list[ev.FieldError] | None = None) -> Rejection:
         return Rejection(event.event_id, sender, event.topic, reason, errors or [])
 
-    size = len(event.value or b"")
+    size = event.size  # key, value and headers
     if size > MAX_SUBMISSION_BYTES:  # before any parsing
         return reject(f"message of {size} bytes exceeds the limit of {MAX_SUBMISSION_BYTES}")
     if event.envelope_error is not None or event.attributes is None:
@@ -85,8 +110,8 @@ def read_submission(event: InboundEvent) -> Submission | Rejection:
             [ev.FieldError(field="ce_type", message="not a submission type")],
         )
     try:
-        document = json.loads(event.value or b"")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = load_json(event.value or b"")
+    except ValueError as exc:
         return reject(f"body is not valid JSON ({type(exc).__name__})")
     try:
         submission = model.model_validate(document)
@@ -96,5 +121,11 @@ def read_submission(event: InboundEvent) -> Submission | Rejection:
         return reject(
             "agency_id in the body is not the agency of the topic it was published on",
             [ev.FieldError(field="agency_id", message="must be the agency of the topic")],
+        )
+    if event.key_text != submission.agency_case_ref:
+        # The key decides the partition: a case's messages keep their order only under one key.
+        return reject(
+            "the message key is not the agency_case_ref",
+            [ev.FieldError(field="(key)", message="must be the agency_case_ref")],
         )
     return submission

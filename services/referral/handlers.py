@@ -60,8 +60,9 @@ class ReferralHandlers:
         if provider is None:
             raise PermanentError("listing outside an agency's own listings topic")
         if event.is_tombstone():
-            withdrawn = await directory.withdraw_listing(conn, event.key_text or "", provider)
-            log.info("listing_withdrawn", service_id=event.key_text, found=withdrawn)
+            service_id = event.tombstone_key()
+            withdrawn = await directory.withdraw_listing(conn, service_id, provider)
+            log.info("listing_withdrawn", service_id=service_id, found=withdrawn)
             return
         listing = event.data_as(ev.ServiceListing)
         if listing.agency_id != provider:

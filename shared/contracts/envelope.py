@@ -14,11 +14,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 TYPE_PREFIX = "org.referralexchange."
+
+
+# CloudEvents 1.0 "String": control characters, surrogates and Unicode noncharacters MUST NOT be
+# used. They would also break what is built from the attributes (an id with NUL cannot be stored
+# in PostgreSQL text, a header with a line break could forge a log line).
+_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef]")
+
+
+def _allowed_string(value: str) -> bool:
+    if _CONTROL_OR_SURROGATE.search(value):
+        return False
+    return not any(ord(ch) & 0xFFFE == 0xFFFE for ch in value)  # U+FFFE, U+FFFF, U+1FFFE...
 
 
 TYPE_PATTERN = r"^org\.referralexchange\.[a-z]+\.[a-z]+(?:-[a-z]+)*\.v[1-9][0-9]*$"
@@ -50,6 +62,22 @@ class CloudEventAttributes(BaseModel):
     )
     agencyid: str | None = Field(default=None, max_length=64)
     content_type: str | None = Field(default=None, alias="content-type")
+
+    @field_validator(
+        "id",
+        "source",
+        "type",
+        "subject",
+        "correlationid",
+        "causationid",
+        "agencyid",
+        "content_type",
+    )
+    @classmethod
+    def _allowed_characters(cls, value: str | None) -> str | None:
+        if value is not None and not _allowed_string(value):
+            raise ValueError("contains characters CloudEvents does not allow (control characters)")
+        return value
 
 
 class EnvelopeError(ValueError):

@@ -3,11 +3,15 @@ dead letters, and the offset committed only after all of that.
 
 Each service has one consumer group (its name) subscribed to all the topics it consumes and a
 handler per topic. For each record:
-1. size check, then the topic's handler runs inside a PostgreSQL transaction that also records
-   the event id in the inbox; a redelivered event is skipped there;
-2. a transient error is retried with exponential backoff a bounded number of times;
+1. size check (before anything is parsed); on a fixed topic of the catalogue, the envelope, the
+   ce_type (one the topic carries) and the data (valid for that type) are checked too, so its
+   handler sees only valid events. An agency's own topics are judged by their handlers, which
+   answer the agency (a rejection, a refused response) where they can;
+2. the topic's handler runs inside a PostgreSQL transaction that also records the event id in
+   the inbox; a redelivered event is skipped there;
+3. a transient error is retried with exponential backoff a bounded number of times;
    a :class:`PermanentError` or the last failed try sends the record to ``<group>.dlq.v1``;
-3. only then is the offset committed. If even the dead-letter publish fails the record is
+4. only then is the offset committed. If even the dead-letter publish fails the record is
    sought back and redelivered, so nothing is skipped.
 """
 
@@ -17,12 +21,15 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from shared.contracts.envelope import EnvelopeError
 from shared.contracts.topics import TopicFamily
 from shared.db import DbConnection, inbox
 from shared.kafka.dead_letters import DeadLetterPublisher
@@ -40,6 +47,34 @@ log = get_logger(__name__)
 Handler = Callable[[InboundEvent, DbConnection], Awaitable[None]]
 # A fixed topic name, or a per-agency topic family (all its agencies' topics, present and future).
 Subscription = str | TopicFamily
+
+
+UNREADABLE = "a header name is not UTF-8"
+
+
+async def skip_unreadable_record(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> tuple[TopicPartition, int] | None:
+    """Find a record aiokafka cannot read among ``partitions`` and seek past it.
+
+    aiokafka cannot even build a record whose header name is not UTF-8 (any non-Java client can
+    send one): reading raises UnicodeDecodeError, at every try, without saying where. One record
+    is read from each partition that has records left (and put back at once); the partition
+    where reading raises holds it, at its current position. Returns that position, or None."""
+    ends = await consumer.end_offsets(partitions)
+    for tp in partitions:
+        position: int = await consumer.position(tp)
+        if position >= ends[tp]:
+            continue
+        try:
+            records = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
+        except UnicodeDecodeError:
+            consumer.seek(tp, position + 1)
+            log.warning("unreadable_record_skipped", topic=tp.topic, partition=tp.partition)
+            return tp, position
+        for record in records.get(tp, []):
+            consumer.seek(tp, record.offset)  # not ours to take: it comes again, in order
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +133,37 @@ class ReliableConsumer:
             title=f"{self.group} consumer",
         )
         subscriber(self.on_message)
+        read = subscriber.get_msg
+
+        async def get_msg(consumer: AIOKafkaConsumer) -> Any:
+            try:
+                return await read(consumer)
+            except UnicodeDecodeError:
+                await self.skip_unreadable(consumer)
+                return None  # FastStream's loop then asks for the next record
+
+        subscriber.get_msg = get_msg  # type: ignore[method-assign]
+
+    async def skip_unreadable(self, consumer: AIOKafkaConsumer) -> None:
+        """Dead-letter the position of a record aiokafka cannot read, and go past it."""
+        found = await skip_unreadable_record(consumer, sorted(consumer.assignment()))
+        if found is None:
+            await asyncio.sleep(1)  # not found (yet): the loop tries again
+            return
+        tp, offset = found
+        unreadable = InboundEvent(
+            tp.topic,
+            tp.partition,
+            offset,
+            None,
+            b"",
+            (),
+            None,
+            EnvelopeError([("(record)", UNREADABLE)]),
+        )
+        with message_context(topic=tp.topic, partition=tp.partition, offset=offset):
+            await self._dead_letter(unreadable, PermanentError(f"record unreadable: {UNREADABLE}"))
+        await consumer.commit({tp: offset + 1})
 
     async def on_message(self, message: KafkaMessage) -> None:
         event = InboundEvent.from_record(message.raw_message)
@@ -118,35 +184,37 @@ class ReliableConsumer:
                 return
             await message.ack()
 
-    async def process(self, event: InboundEvent) -> None:
-        """Apply one event exactly once or dead-letter it. Raises only if dead-lettering fails."""
-        size = len(event.value or b"")
+    async def process(self, event: InboundEvent, *, replaying: bool = False) -> bool:
+        """Apply one event exactly once or dead-letter it; True if it is applied (now or
+        before). Raises only if dead-lettering fails.
+
+        ``replaying`` (a registry read again from its beginning, see replay.py): an invalid
+        record is skipped, not dead-lettered again — the consumer group dead-lettered it once
+        when it first came, and would otherwise do it again at every start."""
+        size = event.size
         if size > self._max_message_bytes:
-            await self._dead_letter(
-                event,
-                PermanentError(
-                    f"message of {size} bytes exceeds the limit of {self._max_message_bytes}"
-                ),
+            error = PermanentError(
+                f"message of {size} bytes exceeds the limit of {self._max_message_bytes}"
             )
-            return
+            return await self._dead_letter(event, error, replaying)
         try:
             handler = self.handler_for(event.topic)
+            if event.topic in self._fixed:
+                event = event.validated()
         except PermanentError as exc:
-            await self._dead_letter(event, exc)
-            return
+            return await self._dead_letter(event, exc, replaying)
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
                 await self._apply(handler, event)
-                return
+                return True
             except PermanentError as exc:
-                await self._dead_letter(event, exc)
-                return
+                return await self._dead_letter(event, exc, replaying)
             except Exception as exc:
                 if attempt == self._retry.max_attempts:
-                    await self._dead_letter(event, exc)
-                    return
+                    return await self._dead_letter(event, exc)
                 log.warning("event_retry", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(self._retry.delay(attempt))
+        return False  # pragma: no cover - the loop returns
 
     async def _apply(self, handler: Handler, event: InboundEvent) -> None:
         async with self._pool().acquire() as conn, conn.transaction():
@@ -156,7 +224,12 @@ class ReliableConsumer:
             await handler(event, conn)
         log.info("event_processed", ce_type=event.attributes.type if event.attributes else None)
 
-    async def _dead_letter(self, event: InboundEvent, error: BaseException) -> None:
+    async def _dead_letter(
+        self, event: InboundEvent, error: BaseException, replaying: bool = False
+    ) -> bool:
+        if replaying:
+            log.info("replayed_event_skipped", error=type(error).__name__)
+            return False
         await self._dead_letters.publish(event, error)
         log.warning(
             "event_dead_lettered",
@@ -164,3 +237,4 @@ class ReliableConsumer:
             error=type(error).__name__,
             reason=describe_error(error)[:300],
         )
+        return False

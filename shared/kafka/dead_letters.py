@@ -2,6 +2,11 @@
 
 A plain aiokafka producer (acks=all, idempotent) because the original headers may be any bytes,
 which FastStream's publish API (str headers) cannot carry unchanged.
+
+A record can be as large as its topic allows, and the dead letter adds headers: when it would
+be larger than the dead-letter topic takes, the original value (and then the original headers)
+are left out and a ``dlq_omitted`` header says so. Otherwise the broker refuses the dead letter
+at every redelivery and the consumer never gets past the record.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
-from shared.contracts.topics import dead_letter_topic
+from shared.contracts.topics import dead_letter_topic, spec
 from shared.kafka.connection import KafkaConnection
-from shared.kafka.inbound import InboundEvent, describe_error
+from shared.kafka.inbound import InboundEvent, describe_error, record_size
 
 MAX_ERROR_CHARS = 1000
+# Room for the record batch around one record (batch header, lengths, offsets, timestamps).
+_BATCH_OVERHEAD = 1024
+_DEFAULT_TOPIC_LIMIT = 1024 * 1024  # the broker's default message.max.bytes, roughly
 
 
 class DeadLetterPublisher:
@@ -23,6 +31,11 @@ class DeadLetterPublisher:
         self._group = consumer_group
         self._kafka = kafka
         self._producer: AIOKafkaProducer | None = None
+        try:
+            limit = int(spec(self.topic).config()["max.message.bytes"])
+        except KeyError:  # a group outside the catalogue (tests)
+            limit = _DEFAULT_TOPIC_LIMIT
+        self.max_letter_bytes = limit - _BATCH_OVERHEAD
 
     async def start(self) -> None:
         # Created here, not in __init__: aiokafka binds to the running event loop.
@@ -40,7 +53,10 @@ class DeadLetterPublisher:
             await self._producer.stop()
             self._producer = None
 
-    async def publish(self, event: InboundEvent, error: BaseException) -> None:
+    def letter(
+        self, event: InboundEvent, error: BaseException
+    ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+        """The dead letter's key, value and headers, within what the dead-letter topic takes."""
         detail = describe_error(error)[:MAX_ERROR_CHARS]
         extra = {
             "dlq_error": detail,
@@ -51,9 +67,30 @@ class DeadLetterPublisher:
             "dlq_original_offset": str(event.offset),
             "dlq_failed_at": datetime.now(UTC).isoformat(),
         }
-        headers = list(event.headers) + [(k, v.encode()) for k, v in extra.items()]
+        added = [(k, v.encode()) for k, v in extra.items()]
+        original = list(event.headers)
+        choices: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], str]] = [
+            (event.key, event.value, original, ""),
+            (event.key, b"", original, "value"),
+            (event.key, b"", [], "value and headers"),
+            (None, b"", [], "value, headers and key"),
+        ]
+        for key, value, headers, omitted in choices:
+            note = f"original {omitted} ({event.size} bytes in all)" if omitted else ""
+            letter = headers + added + ([("dlq_omitted", note.encode())] if note else [])
+            if record_size(key, value, tuple(letter)) <= self.max_letter_bytes:
+                break
+        return key, value, letter
+
+    async def publish(self, event: InboundEvent, error: BaseException) -> None:
         if self._producer is None:
             raise RuntimeError("dead-letter producer used before start()")
-        await self._producer.send_and_wait(
-            self.topic, value=event.value, key=event.key, headers=headers
-        )
+        key, value, headers = self.letter(event, error)
+        try:
+            await self._producer.send_and_wait(self.topic, value=value, key=key, headers=headers)
+        except Exception:
+            # An idempotent producer whose batch was refused is out of step with the broker
+            # (every later send fails with OutOfOrderSequenceNumber): start a fresh one.
+            await self.stop()
+            await self.start()
+            raise

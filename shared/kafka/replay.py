@@ -2,7 +2,8 @@
 beginning and apply every record through the consumer's handlers and inbox.
 
 A service that materialises a registry runs this at start-up, before it consumes as usual: a
-fresh database rebuilds itself, and an existing one skips what it has (inbox de-duplication)."""
+fresh database rebuilds itself, and an existing one skips what it has (inbox de-duplication).
+Invalid records are skipped: the consumer group dead-lettered them when it first read them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.kafka.connection import KafkaConnection
-from shared.kafka.consumer import ReliableConsumer, Subscription
+from shared.kafka.consumer import ReliableConsumer, Subscription, skip_unreadable_record
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 
@@ -51,19 +52,30 @@ async def replay_registries(
         client_id=f"{consumer.group}-replay",
     )
     await reader.start()
-    applied = 0
+    applied = skipped = 0
     try:
         reader.assign(partitions)
         await reader.seek_to_beginning(*partitions)
         ends = await reader.end_offsets(partitions)
         pending = {tp for tp, end in ends.items() if end > 0}
         while pending:
-            for records in (await reader.getmany(*pending, timeout_ms=1000)).values():
+            try:
+                # One record at a time: when aiokafka raises on an unreadable record, records
+                # read before it in the same call would be lost.
+                batch = await reader.getmany(*pending, timeout_ms=1000, max_records=1)
+            except UnicodeDecodeError:  # unreadable: the consumer group dead-letters it
+                batch = {}
+                if await skip_unreadable_record(reader, sorted(pending)) is not None:
+                    skipped += 1
+            for records in batch.values():
                 for record in records:
-                    await consumer.process(InboundEvent.from_record(record))
-                    applied += 1
+                    # Invalid records were dead-lettered once, when the group first read them.
+                    if await consumer.process(InboundEvent.from_record(record), replaying=True):
+                        applied += 1
+                    else:
+                        skipped += 1
             pending = {tp for tp in pending if await reader.position(tp) < ends[tp]}
     finally:
         await reader.stop()
-    log.info("registries_replayed", partitions=len(partitions), records=applied)
+    log.info("registries_replayed", partitions=len(partitions), records=applied, invalid=skipped)
     return applied

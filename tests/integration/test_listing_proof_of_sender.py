@@ -55,6 +55,7 @@ async def test_listing_claiming_another_agency_is_refused(referral_db: asyncpg.P
         topics.AGENCY_LISTINGS.name("ngo-b"),
         out.body,
         [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"],
+        key=listing.service_id.encode(),
     )
     with pytest.raises(PermanentError, match="not the agency of the topic"):
         await _apply(referral_db, forged)

@@ -21,6 +21,7 @@ from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent, PermanentError
 from tests.conftest import TopicFactory
+from tests.raw_kafka import RawHeaderName, raw_header_names
 
 
 @dataclass
@@ -184,3 +185,28 @@ async def test_poison_records_never_stall_the_consumer(
     reasons = [dict(r.headers)["dlq_error"].decode() for r in letters]
     assert any("exceeds the limit" in reason for reason in reasons)
     assert any("JSONDecodeError" in reason for reason in reasons)
+
+
+async def test_a_record_aiokafka_cannot_read_is_dead_lettered_and_skipped(
+    harness: Harness, kafka: KafkaConnection
+) -> None:
+    """A header name that is not UTF-8 makes aiokafka raise at every read of the record; the
+    consumer found nothing more to read after it (found by fuzzing)."""
+    with raw_header_names():
+        producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all")
+        await producer.start()
+        try:
+            unreadable = await producer.send_and_wait(
+                harness.topic,
+                b'{"mode": "ok"}',
+                key=b"k",
+                headers=[("ce_id", b"bad-name"), (RawHeaderName("\xff\xfe"), b"x")],
+            )
+        finally:
+            await producer.stop()
+    good = await harness.send(b'{"mode": "ok"}')
+    assert await harness.wait_applied(1) == [good]
+    [letter] = await _dead_letters(kafka, harness.dlq, expected=1)
+    headers = dict(letter.headers)
+    assert headers["dlq_original_offset"] == str(unreadable.offset).encode()
+    assert b"header name is not UTF-8" in headers["dlq_error"]

@@ -163,3 +163,18 @@ def test_malformed_traceparent_is_refused() -> None:
     with pytest.raises(EnvelopeError) as info:
         parse_headers(headers)
     assert info.value.errors[0][0] == "ce_traceparent"
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "line\nbreak", "\x7f", "c1\x85", "\ufffe"])
+def test_attributes_with_characters_cloudevents_forbids_are_refused(bad: str) -> None:
+    """CloudEvents 1.0 strings exclude control characters, surrogates and noncharacters; an id
+    with NUL could not even be stored in PostgreSQL's inbox."""
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", bad.encode()),
+        ("ce_source", b"urn:test"),
+        ("ce_type", event_type("intake", "case-submitted").encode()),
+    ]
+    with pytest.raises(EnvelopeError) as info:
+        parse_headers(headers)
+    assert [field for field, _ in info.value.errors] == ["ce_id"]

@@ -88,8 +88,17 @@ def test_claiming_another_agency_in_the_body_is_rejected() -> None:
 def test_header_agency_is_optional_when_the_topic_proves_it() -> None:
     out = f.submission_event(f.submission(agency_id="iom-sn"))
     headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
-    result = _read(f.record(out.topic, out.body, headers))
+    result = _read(f.record(out.topic, out.body, headers, key=out.key.encode()))
     assert isinstance(result, ev.CaseSubmission)
+
+
+def test_a_key_other_than_the_case_reference_is_rejected() -> None:
+    out = f.submission_event(f.submission(agency_id="iom-sn"))
+    headers = [(k, v.encode()) for k, v in out.headers.items()]
+    for key in (b"another-ref", None):
+        result = _read(f.record(out.topic, out.body, headers, key=key))
+        assert isinstance(result, Rejection)
+        assert [e.field for e in result.errors] == ["(key)"]
 
 
 def test_oversized_submission_is_rejected_before_parsing() -> None:
