@@ -134,7 +134,9 @@ def bases_for(topic_spec: TopicSpec, agency: str) -> tuple[Base, ...]:
     """A valid body of each type the topic carries; every agency named in them is ``agency``."""
     ref, case, referral = _ids("R"), _ids("case"), _ids("ref")
     consent = f.consent()
-    profile = f.profile()
+    # Areas no other test uses: a valid case or listing of these must not meet theirs.
+    area = f.unique_area()
+    profile = f.profile(return_area=area)
     case_body = {
         "case_id": case,
         "submitting_agency_id": agency,
@@ -145,7 +147,9 @@ def bases_for(topic_spec: TopicSpec, agency: str) -> tuple[Base, ...]:
     owner = {"agency_id": agency, "agency_case_ref": ref}
     by_type: dict[str, tuple[dict[str, Any], str]] = {
         ev.CASE_SUBMITTED: (
-            f.submission(agency, agency_case_ref=ref).model_dump(mode="json", exclude_none=True),
+            f.submission(agency, agency_case_ref=ref, profile=profile).model_dump(
+                mode="json", exclude_none=True
+            ),
             ref,
         ),
         ev.CASE_UPDATE_SUBMITTED: ({**owner, "needs": f.needs()}, ref),
@@ -156,7 +160,11 @@ def bases_for(topic_spec: TopicSpec, agency: str) -> tuple[Base, ...]:
         ),
         ev.CASE_CLOSURE_SUBMITTED: ({**owner, "closed_at": PAST, "reason": "completed"}, ref),
         ev.SERVICE_LISTED: (
-            (listing := f.listing(agency).model_dump(mode="json", exclude_none=True)),
+            (
+                listing := f.listing(agency, service_areas=[area]).model_dump(
+                    mode="json", exclude_none=True
+                )
+            ),
             listing["service_id"],
         ),
         ev.RESPONSE_SUBMITTED: (

@@ -69,8 +69,11 @@ class DeadLetterPublisher:
         }
         added = [(k, v.encode()) for k, v in extra.items()]
         original = list(event.headers)
+        # A record may have neither key nor value (a Java client can send one); a producer
+        # cannot: such a dead letter gets an empty value.
+        value = b"" if event.key is None and event.value is None else event.value
         choices: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]], str]] = [
-            (event.key, event.value, original, ""),
+            (event.key, value, original, ""),
             (event.key, b"", original, "value"),
             (event.key, b"", [], "value and headers"),
             (None, b"", [], "value, headers and key"),

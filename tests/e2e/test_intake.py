@@ -486,7 +486,7 @@ async def test_no_personal_data_on_any_topic_in_any_log_or_database(
     assert records and sealed  # the disclosure test above put sealed data in an inbox
     leaks: list[str] = []
     for record in records:
-        blob = (record.value or b"") + b"".join(v or b"" for _, v in record.headers or ())
+        blob = (record.value or b"") + b"".join(v for _, v in record.headers or ())
         leaks += [f"{record.topic}: {m}" for m in MARKERS if m.encode() in blob]
     for service in services.values():
         leaks += [f"log of {service.name}: {m}" for m in MARKERS if m in service.log()]

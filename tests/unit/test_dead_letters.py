@@ -47,3 +47,10 @@ def test_headers_too_large_for_the_dead_letter_topic_are_left_out_too() -> None:
     letter = dict(headers)
     assert letter["dlq_omitted"].startswith(b"original value and headers")
     assert "x-big" not in letter and letter["dlq_error"] == b"PermanentError: too large"
+
+
+def test_a_record_without_key_and_value_gets_a_dead_letter_a_producer_can_send() -> None:
+    publisher = DeadLetterPublisher("unused:9092", "intake")
+    event = InboundEvent.from_record(f.record(topics.REFERRAL_EVENTS, None, HEADERS, key=None))
+    key, value, headers = publisher.letter(event, PermanentError("takes no tombstones"))
+    assert (key, value) == (None, b"") and headers[:2] == HEADERS
