@@ -299,6 +299,9 @@ async def test_every_inbound_consumer_answers_every_malformed_record_and_flows_o
     started = time.monotonic()
     agency, newcomer = f.unique("fuzz"), f.unique("fuzz-new")
     await _register(kafka, agency)
+    # The newcomer's registry record is one of the valid followers; its topics and ACLs come
+    # first, as `refex platform register-agency` does.
+    await register_agency_access(kafka, newcomer)
     consumers = inbound_topics(agency)
     assert len(consumers) >= 8, consumers  # 3 per-agency topics and 5 fixed ones today
 
@@ -312,7 +315,7 @@ async def test_every_inbound_consumer_answers_every_malformed_record_and_flows_o
 
     ledger = Ledger(consumers)
     submissions = topics.AGENCY_SUBMISSIONS.name(agency)
-    producer = kafka(
+    producer = client_of(
         AIOKafkaProducer,
         kafka,
         acks="all",
