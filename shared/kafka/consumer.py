@@ -9,7 +9,8 @@ handler per topic. For each record:
    answer the agency (a rejection, a refused response) where they can;
 2. the topic's handler runs inside a PostgreSQL transaction that also records the event id in
    the inbox; a redelivered event is skipped there;
-3. a transient error is retried with exponential backoff a bounded number of times;
+3. a transient error is retried with exponential backoff a bounded number of times; an outage
+   of the database or the broker (:func:`is_outage`) is waited out however long it lasts;
    a :class:`PermanentError` or the last failed try sends the record to ``<group>.dlq.v1``;
 4. only then is the offset committed. If even the dead-letter publish fails the record is
    sought back and redelivered, so nothing is skipped.
@@ -25,6 +26,12 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -75,6 +82,29 @@ async def skip_unreadable_record(
         for record in records.get(tp, []):
             consumer.seek(tp, record.offset)  # not ours to take: it comes again, in order
     return None
+
+
+_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,  # connection refused or reset, host unreachable
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, e.g. the connection went away
+    asyncpg.exceptions.OperatorInterventionError,  # 57P0x: admin shutdown, cannot connect now
+    asyncpg.exceptions.TooManyConnectionsError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    TimeoutError,
+)
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when ``error`` says the database or the broker cannot be reached right now, as
+    opposed to something wrong with the message or a bug (those are retried a bounded number
+    of times, then dead-lettered)."""
+    if isinstance(error, _OUTAGES):
+        return True
+    # asyncpg raises a bare InterfaceError for a pool connection closed under it.
+    return isinstance(error, asyncpg.InterfaceError) and "connection" in str(error).lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,18 +233,27 @@ class ReliableConsumer:
                 event = event.validated()
         except PermanentError as exc:
             return await self._dead_letter(event, exc, replaying)
-        for attempt in range(1, self._retry.max_attempts + 1):
+        attempt = outages = 0
+        while True:
             try:
                 await self._apply(handler, event)
                 return True
             except PermanentError as exc:
                 return await self._dead_letter(event, exc, replaying)
             except Exception as exc:
-                if attempt == self._retry.max_attempts:
+                if is_outage(exc):
+                    # The database or the broker is away: not this message's fault. Wait for
+                    # it as long as it takes; dead-lettering here would lose every message
+                    # that arrives during an outage.
+                    outages += 1
+                    log.warning("event_waiting_for_infrastructure", error=type(exc).__name__)
+                    await asyncio.sleep(self._retry.delay(min(outages, 8)))
+                    continue
+                attempt += 1
+                if attempt >= self._retry.max_attempts:
                     return await self._dead_letter(event, exc)
                 log.warning("event_retry", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(self._retry.delay(attempt))
-        return False  # pragma: no cover - the loop returns
 
     async def _apply(self, handler: Handler, event: InboundEvent) -> None:
         async with self._pool().acquire() as conn, conn.transaction():

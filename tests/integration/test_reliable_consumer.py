@@ -93,6 +93,8 @@ async def harness(
             raise ConnectionError("transient")
         if mode == "always_fail":
             raise RuntimeError("still broken")
+        if mode == "outage" and h.attempts[event.event_id] <= 6:
+            raise ConnectionRefusedError("the database is restarting")
         await conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
 
     broker = create_broker(kafka, client_id=group)
@@ -138,6 +140,18 @@ async def test_redelivered_event_is_applied_once(harness: Harness) -> None:
     await asyncio.sleep(0.5)
     assert await harness.applied() == [eid, marker]
     assert applied[:2] == [eid, marker]
+
+
+async def test_an_outage_longer_than_the_retries_is_waited_out(
+    harness: Harness, kafka: KafkaConnection
+) -> None:
+    """Six connection failures, twice the retry budget: the event is applied in the end and
+    nothing is dead-lettered (a database restart must not lose messages)."""
+    eid = await harness.send(b'{"mode": "outage"}')
+    marker = await harness.send(b'{"mode": "ok"}')
+    assert await harness.wait_applied(2, timeout=30) == [eid, marker]
+    assert harness.attempts[eid] == 7
+    assert await _dead_letters(kafka, harness.dlq, expected=1) == []
 
 
 async def test_transient_errors_are_retried(harness: Harness, kafka: KafkaConnection) -> None:
