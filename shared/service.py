@@ -164,7 +164,8 @@ class ServiceRuntime:
                 return False
 
         kafka_ok = await self.broker.ping(timeout=2)
-        return {"kafka": bool(kafka_ok), "database": await database_ok()}
+        relay_ok = self._relay is None or self._relay.running
+        return {"kafka": bool(kafka_ok), "database": await database_ok(), "outbox_relay": relay_ok}
 
     def asgi_app(self, description: str) -> AsgiFastStream:
         @get(description="200 when Kafka and the service database answer, else 503.")

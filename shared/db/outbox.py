@@ -100,14 +100,22 @@ class OutboxRelay:
         log.debug("outbox_relayed", count=len(rows))
         return len(rows)
 
+    @property
+    def running(self) -> bool:
+        """False once the relay's loop has ended: the service then publishes nothing more and
+        must not report itself ready."""
+        return self._task is not None and not self._task.done()
+
     async def _run(self) -> None:
         backoff = self._poll_interval_s
         while not self._stopping:
-            await self._ensure_listener()
             try:
+                await self._ensure_listener()
                 sent = await self.drain_once()
                 backoff = self._poll_interval_s
             except Exception as exc:  # broker or database away: keep the rows, retry later
+                # Nothing may end this loop but stop(): a relay that died silently would leave
+                # every later event in the outbox while the service looks healthy.
                 log.warning("outbox_relay_failed", error=type(exc).__name__, detail=str(exc)[:300])
                 sent = 0
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
@@ -118,9 +126,20 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
 
+    def _listening(self) -> bool:
+        if self._listener is None:
+            return False
+        try:
+            return not self._listener.is_closed()
+        except asyncpg.InterfaceError:
+            # The pool took the connection back when the database went away (found by the
+            # chaos suite: a PostgreSQL restart ended the relay here).
+            return False
+
     async def _ensure_listener(self) -> None:
-        if self._listener is not None and not self._listener.is_closed():
+        if self._listening():
             return
+        await self._close_listener()
         try:
             self._listener = await self._pool.acquire()
             await self._listener.add_listener("outbox", self._on_notify)

@@ -157,3 +157,29 @@ async def test_unsent_rows_survive_a_failing_broker_and_go_out_later(
     up = OutboxRelay(scratch_pool, EventPublisher(broker).publish_batch)
     assert await up.drain_once() == 2
     assert len(await _read_all(kafka, topic, expected=2)) == 2
+
+
+async def test_the_relay_outlives_losing_its_listening_connection(
+    scratch_pool: asyncpg.Pool, broker: KafkaBroker, kafka: KafkaConnection, new_topic: TopicFactory
+) -> None:
+    """Found by the chaos suite: after a PostgreSQL restart the pool had taken the relay's
+    LISTEN connection back, the next check raised, and the relay stopped for good while the
+    service still looked ready."""
+    topic = await new_topic()
+    relay = OutboxRelay(scratch_pool, EventPublisher(broker).publish_batch, poll_interval_s=0.2)
+    relay.start()
+    try:
+        for _ in range(50):  # until it listens
+            if relay._listener is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert relay._listener is not None
+        await scratch_pool.release(relay._listener)  # what the pool does when the server goes
+        events = _events(topic, ["a"])
+        async with scratch_pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(conn, events)
+        records = await _read_all(kafka, topic, expected=1)
+        assert relay.running
+    finally:
+        await relay.stop()
+    assert [dict(r.headers)["ce_id"].decode() for r in records] == [events[0].event_id]
