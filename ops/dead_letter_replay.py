@@ -25,6 +25,7 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from rich import box
 from rich.table import Table
 
 from shared.contracts.topics import Owner, dead_letter_topic
@@ -340,11 +341,14 @@ async def replay(kafka: KafkaConnection, letters: Sequence[DeadLetter]) -> int:
     return sent
 
 
-def _origin(letter: DeadLetter) -> tuple[str, str, str]:
-    return (
-        letter.original_topic or "?",
-        str(letter.original_partition) if letter.original_partition is not None else "?",
-        str(letter.original_offset) if letter.original_offset is not None else "?",
+def _origin(letter: DeadLetter) -> str:
+    """``topic/partition/offset`` of the original record."""
+
+    def shown(value: object) -> str:
+        return "?" if value is None else str(value)
+
+    return "/".join(
+        shown(v) for v in (letter.original_topic, letter.original_partition, letter.original_offset)
     )
 
 
@@ -354,22 +358,16 @@ def _shortened(text: str, limit: int = ERROR_CHARS_SHOWN) -> str:
 
 def replay_table(letters: Sequence[DeadLetter], title: str) -> Table:
     """Dead letters by position and error only. The error text is safe to show: dead letters
-    carry ``describe_error`` output, which never echoes input values."""
-    table = Table(
-        "dlq offset",
-        "original topic",
-        "partition",
-        "offset",
-        "error type",
-        "error",
-        "failed at",
-        title=title,
-    )
+    carry ``describe_error`` output, which never echoes input values. Only that text wraps in
+    a narrow terminal; offsets, topics and times stay whole (copyable)."""
+    table = Table(title=title, caption="original: topic/partition/offset", box=box.SIMPLE_HEAD)
+    for name in ("offset", "original", "error type", "error", "failed at"):
+        table.add_column(name, no_wrap=name != "error")
     for d in letters:
         at = d.failed_at
         table.add_row(
             str(d.offset),
-            *_origin(d),
+            _origin(d),
             d.error_type,
             _shortened(d.error),
             at.strftime("%Y-%m-%d %H:%M:%S") if at else "?",
@@ -377,26 +375,23 @@ def replay_table(letters: Sequence[DeadLetter], title: str) -> Table:
     return table
 
 
-def refused_table(letters: Sequence[DeadLetter]) -> Table:
-    table = Table(
-        "dlq offset",
-        "original topic",
-        "partition",
-        "offset",
-        "event id",
-        "left out",
-        title="Not replayable: the dead letter lacks part of the original record",
-    )
-    for d in letters:
-        table.add_row(str(d.offset), *_origin(d), d.event_id or "-", d.omitted or "")
-    return table
+def refused_lines(letters: Sequence[DeadLetter]) -> list[str]:
+    """One line per dead letter that cannot be replayed (lines, not a table: they wrap in a
+    narrow terminal and stay copyable), with what the operator needs to find the original
+    record at its sender: its position and event id."""
+    return [
+        f"offset {d.offset}: {_origin(d)} event {d.event_id or '-'}: left out {d.omitted}"
+        for d in letters
+    ]
 
 
 def render_selection(selection: Selection, *, dry_run: bool) -> None:
     if dry_run:
         console.print(replay_table(selection.replay, "Would be replayed (dry run: nothing sent)"))
     if selection.refused:
-        console.print(refused_table(selection.refused))
+        console.print("Not replayable (the dead letter lacks part of the original record):")
+        for line in refused_lines(selection.refused):
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def render_summary(selection: Selection, replayed: int) -> None:

@@ -157,7 +157,7 @@ def test_tables_show_positions_and_errors_never_keys_values_or_headers() -> None
     letter = _letter(0, value=b'{"name": "Aissatou"}', key=b"secret-key")
     out = Console(record=True, width=200)
     out.print(dlq.replay_table([letter], "t"))
-    out.print(dlq.refused_table([letter]))
+    out.print(*dlq.refused_lines([letter]))
     text = out.export_text()
     assert "PermanentError" in text and topics.INTAKE_CASES in text
     assert "Aissatou" not in text and "secret-key" not in text and "ce_type" not in text
