@@ -7,11 +7,11 @@ value and headers (the ``dlq_*`` ones removed), so the same ``ce_id`` — and th
 processes it like any record. Its inbox makes this safe to repeat: an event that was applied in
 the meantime (or by an earlier replay) is skipped, one that never was is applied.
 
-Three parts: reading the dead-letter topic and checking the original topics (async, Kafka),
-selecting what to replay (pure), and republishing (async, Kafka). The ``refex platform
-replay-dead-letters`` command in ``ops/platform.py`` only wires them to the command line, and
-:func:`render_selection` / :func:`render_summary` print what an operator may see: offsets, ids
-and error types, never a key, a value or an original header, which may hold personal data.
+Parts: reading the dead-letter topic and checking the original topics (async, Kafka),
+selecting what to replay (pure), republishing (async, Kafka), and :func:`replay_command`, the
+body of ``refex platform replay-dead-letters`` (``ops/platform.py`` declares only its
+signature). What is printed is what an operator may see: offsets, ids, error types and texts,
+never a key, a value or an original header, which may hold personal data.
 """
 
 from __future__ import annotations
