@@ -29,6 +29,7 @@ from shared.operator import (
 )
 from shared.operator_audit import audited
 
+from . import dead_letter_replay as dlq
 from . import kafka_access
 from .access_policy import SERVICES, agency_rules, agency_user, service_rules, service_user
 from .contract_docs import write_contract_docs
@@ -239,6 +240,28 @@ def audit_log(
             e.host,
         )
     console.print(table)
+
+
+@app.command("replay-dead-letters")
+def replay_dead_letters(
+    service: dlq.Service,
+    from_offset: dlq.FromOffset = None,
+    since: dlq.Since = None,
+    original_topic: dlq.OriginalTopic = None,
+    dry_run: dlq.DryRun = False,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> None:
+    """After a fix: send a service's dead letters (<service>.dlq.v1) back to their original
+    topics, byte for byte (same ce_id: the service's inbox skips what was applied already).
+    Refuses, sending nothing, if a selected dead letter lacks part of its original record."""
+    dlq.replay_command(
+        connect(bootstrap),
+        service,
+        from_offset=from_offset,
+        since=since,
+        original_topic=original_topic,
+        dry_run=dry_run,
+    )
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
