@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit lint format contracts demo up down clean
+.PHONY: help venv infra run stop test test-unit chaos lint format contracts demo up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ stop: ## stop what `make run` left running (services, Kafka, PostgreSQL)
 
 test: venv ## set up private Kafka + PostgreSQL, run lint and every test, tear it all down
 	deploy/local/test.sh
+
+chaos: venv ## fault injection: kills, broker/database restarts, rebalance; checks nothing is lost or doubled
+	deploy/local/chaos.sh $(ARGS)
 
 test-unit: venv ## unit tests only (no infrastructure)
 	$(BIN)/pytest -q tests/unit

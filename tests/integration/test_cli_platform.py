@@ -6,17 +6,20 @@ import re
 import uuid
 from pathlib import Path
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
 from ops.cli import app
 from shared.contracts import topics
+from shared.db.migrations import migrate_service
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import follow
 from tests import factories as f
 from tests.e2e.kafka_helpers import wait_for_topic
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_create_topics_reports_the_catalogue(kafka: KafkaConnection) -> None:
@@ -82,7 +85,19 @@ def test_register_agency_creates_its_inbox_and_publishes_it(
     assert len(_audit_of(kafka, agency.agency_id)) == 4
 
 
-def test_a_failed_operator_command_is_audited_as_failed(kafka: KafkaConnection) -> None:
+async def _referral_schema(dsn: str) -> None:
+    """The referral database as the service leaves it (this test may run before any e2e)."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        await migrate_service(pool, "referral", REPO / "services/referral/migrations")
+    finally:
+        await pool.close()
+
+
+def test_a_failed_operator_command_is_audited_as_failed(
+    kafka: KafkaConnection, database_urls: dict[str, str]
+) -> None:
+    asyncio.run(_referral_schema(database_urls["referral"]))
     agency_id = f.unique("ghost")
     result = runner.invoke(
         app,

@@ -1,0 +1,249 @@
+"""The invariants, checked from outside the services: only topics (read as the operator) and
+what the webhook receiver got. Redeliveries of one event (same ce_id, same webhook-id) are
+at-least-once and fine; two *different* events for one effect are a duplicated side effect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.kafka.connection import KafkaConnection
+
+from .traffic import Sent, World
+
+Record = ConsumerRecord[bytes, bytes]
+GROUPS = ("intake", "referral", "notification")
+
+
+def headers(record: Record) -> dict[str, str]:
+    return {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+
+
+def data(record: Record) -> dict[str, Any]:
+    try:
+        value = json.loads(record.value or b"null")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+async def end_offsets(kafka: KafkaConnection, names: Iterable[str]) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        described = await admin.describe_topics(sorted(names))
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+    ]
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def read_between(
+    kafka: KafkaConnection,
+    starts: dict[TopicPartition, int],
+    until: dict[TopicPartition, int] | None = None,
+) -> dict[str, list[Record]]:
+    """Every record from ``starts`` to ``until`` (default: the current end) of each partition."""
+    ends = await end_offsets(kafka, {tp.topic for tp in starts})
+    ends.update(until or {})
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    found: dict[str, list[Record]] = defaultdict(list)
+    try:
+        wanted = {tp: end for tp, end in ends.items() if end > starts.get(tp, 0)}
+        consumer.assign(list(wanted))
+        for tp in wanted:
+            consumer.seek(tp, starts.get(tp, 0))
+        while wanted:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                found[tp.topic].extend(records)
+            wanted = {tp: e for tp, e in wanted.items() if await consumer.position(tp) < e}
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def lag(kafka: KafkaConnection, watched: set[str]) -> dict[str, int]:
+    """Per service group: records not yet committed on the ``watched`` topics (the run's own;
+    asking the broker about every topic earlier tests left behind takes half a minute)."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        committed = {
+            g: {
+                tp: meta
+                for tp, meta in (await admin.list_consumer_group_offsets(g)).items()
+                if tp.topic in watched
+            }
+            for g in GROUPS
+        }
+    finally:
+        await admin.close()
+    names = {tp.topic for offsets in committed.values() for tp in offsets}
+    ends = await end_offsets(kafka, names) if names else {}
+    return {
+        g: sum(max(ends.get(tp, 0) - meta.offset, 0) for tp, meta in offsets.items())
+        for g, offsets in committed.items()
+    }
+
+
+async def wait_for_zero_lag(
+    kafka: KafkaConnection, watched: set[str], timeout_s: float
+) -> dict[str, int]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        current = await lag(kafka, watched)
+        if not any(current.values()) or asyncio.get_running_loop().time() > deadline:
+            return current
+        await asyncio.sleep(2)
+
+
+@dataclass
+class Findings:
+    checked: dict[str, int] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.checked[name] = self.checked.get(name, 0) + n
+
+
+def _by_id(records: Iterable[Record], ce_type: str) -> dict[str, Record]:
+    """One record per ce_id (a redelivery of the same event counts once)."""
+    out: dict[str, Record] = {}
+    for r in records:
+        h = headers(r)
+        if h.get("ce_type") == ce_type and "ce_id" in h:
+            out.setdefault(h["ce_id"], r)
+    return out
+
+
+def _group(records: Iterable[Record], key: str) -> dict[str, list[Record]]:
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        grouped[str(data(r).get(key))].append(r)
+    return grouped
+
+
+def _exactly_one(findings: Findings, what: str, items: list[Any]) -> None:
+    findings.count(what)
+    if not items:
+        findings.lost.append(what)
+    elif len(items) > 1:
+        findings.duplicated.append(f"{what} ({len(items)} distinct events)")
+
+
+def check(
+    world: World, sent: Sent, records: dict[str, list[Record]], deliveries: list[dict[str, Any]]
+) -> Findings:
+    found = Findings()
+    cases = _by_id(records[topics.INTAKE_CASES], ev.CASE_REGISTERED)
+    case_by_submission: dict[str, list[str]] = defaultdict(list)
+    for r in cases.values():
+        case_by_submission[headers(r).get("ce_correlationid", "")].append(data(r)["case_id"])
+    needs: list[tuple[str, str, str]] = []  # (case id, need id, referring agency)
+    for event_id, submission in sent.submissions.items():
+        case_ids = sorted(set(case_by_submission.get(event_id, [])))
+        _exactly_one(found, f"case of submission {submission.agency_case_ref}", case_ids)
+        for case_id in case_ids[:1]:
+            needs += [(case_id, n.need_id, submission.agency_id) for n in submission.needs]
+
+    events = records[topics.REFERRAL_EVENTS]
+    requested = _group(_by_id(events, ev.REFERRAL_REQUESTED).values(), "case_id")
+    unmatched = _group(_by_id(events, ev.NEED_UNMATCHED).values(), "case_id")
+    transitions = _group(_by_id(events, ev.REFERRAL_TRANSITIONED).values(), "referral_id")
+    referrals: list[dict[str, Any]] = []
+    for case_id, need_id, _ in needs:
+        chain = [data(r) for r in requested.get(case_id, []) if data(r)["need_id"] == need_id]
+        ends = [r for r in unmatched.get(case_id, []) if data(r)["need_id"] == need_id]
+        found.count("need")
+        if not chain and not ends:
+            found.lost.append(f"need {case_id}/{need_id}: no referral and no unmatched event")
+        if len(ends) > 1:
+            found.duplicated.append(f"need {case_id}/{need_id}: {len(ends)} unmatched events")
+        by_attempt: dict[int, set[str]] = defaultdict(set)
+        for referral in chain:
+            by_attempt[referral["attempt"]].add(referral["referral_id"])
+        for attempt, ids in by_attempt.items():
+            if len(ids) > 1:
+                found.duplicated.append(f"need {case_id}/{need_id}: attempt {attempt} twice")
+        referrals += chain
+    for referral in referrals:
+        accepted = [
+            r
+            for r in transitions.get(referral["referral_id"], [])
+            if data(r)["to_state"] == "accepted"
+        ]
+        found.count("referral")
+        if len(accepted) > 1:
+            found.duplicated.append(f"referral {referral['referral_id']}: slot held twice")
+
+    disclosures = _group(
+        [
+            *_by_id(records[topics.INTAKE_DISCLOSURES], ev.DISCLOSURE_SEALED).values(),
+            *_by_id(records[topics.INTAKE_DISCLOSURES], ev.DISCLOSURE_REFUSED).values(),
+        ],
+        "referral_id",
+    )
+    inbox_received: dict[str, list[Record]] = defaultdict(list)
+    for provider in world.providers:
+        inbox = records[topics.agency_inbox(provider.agency_id)]
+        for r in _by_id(inbox, ev.INBOX_REFERRAL_RECEIVED).values():
+            inbox_received[data(r)["referral_id"]].append(r)
+    hooks: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for d in deliveries:
+        key = str(d["data"].get("referral_id") or d["data"].get("need_id"))
+        hooks[(str(d["type"]), key)].add(d["webhook_id"])
+    for referral in referrals:
+        rid = referral["referral_id"]
+        _exactly_one(found, f"disclosure decision of {rid}", disclosures.get(rid, []))
+        _exactly_one(found, f"referral-received of {rid} in the inbox", inbox_received.get(rid, []))
+        if referral["recipient_agency_id"] in world.webhook_agencies:
+            webhook = sorted(hooks.get((ev.INBOX_REFERRAL_RECEIVED, rid), set()))
+            _exactly_one(found, f"referral-received of {rid} at the webhook", webhook)
+    for case_id, need_id, referrer in needs:
+        if not [r for r in unmatched.get(case_id, []) if data(r)["need_id"] == need_id]:
+            continue
+        inbox = records[topics.agency_inbox(referrer)]
+        notices = [
+            r
+            for r in _by_id(inbox, ev.INBOX_NEED_UNMATCHED).values()
+            if data(r)["case_id"] == case_id and data(r)["need_id"] == need_id
+        ]
+        _exactly_one(found, f"need-unmatched of {case_id}/{need_id} in the inbox", notices)
+
+    _check_dead_letters(found, sent, records)
+    return found
+
+
+def _check_dead_letters(found: Findings, sent: Sent, records: dict[str, list[Record]]) -> None:
+    """Every poison record is dead-lettered, with a reason, by each service reading its topic;
+    nothing else is (a dead-lettered real message is a lost one)."""
+    for service in ("intake", "notification"):
+        letters = records[topics.dead_letter_topic(service)]
+        reasons = {headers(r).get("ce_id"): headers(r).get("dlq_error") for r in letters}
+        for poison_id in sent.poison_ids:
+            found.count(f"poison dead-lettered by {service}")
+            if not reasons.get(poison_id):
+                found.lost.append(f"poison {poison_id}: no dead letter with a reason in {service}")
+    for service in ("intake", "referral", "notification"):
+        for r in records[topics.dead_letter_topic(service)]:
+            if headers(r).get("ce_id") not in sent.poison_ids:
+                reason = headers(r).get("dlq_error", "")[:120]
+                found.lost.append(f"{service} dead-lettered a real message: {reason}")

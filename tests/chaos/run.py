@@ -1,0 +1,304 @@
+"""One chaos run: start the services (referral twice, one group), build agencies, stream
+submissions with poison records while providers answer, inject faults on a schedule, let the
+system settle, then check the invariants from outside and report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from shared.contracts import topics
+from shared.kafka.connection import KafkaConnection
+
+from . import invariants
+from .processes import ServiceProcess, restart
+from .traffic import Sent, WebhookReceiver, build_world, respond, stream
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class Plan:
+    submissions: int = 2000
+    rate_per_s: float = 25.0
+    kills: int = 10
+    broker_restarts: int = 1
+    postgres_restarts: int = 1
+    freezes: int = 1
+    freeze_s: float = 15.0  # past aiokafka's 10 s session timeout: the group rebalances
+    poison_every: int = 100
+    referrers: int = 3
+    providers: int = 4
+    sla_s: float = 20.0  # unanswered referrals expire and are re-routed during the run
+    settle_timeout_s: float = 240.0
+    seed: int = 7
+
+
+@dataclass
+class Fault:
+    kind: str
+    target: str
+    at_s: float
+    recovery_s: float = 0.0
+
+
+@dataclass
+class Report:
+    plan: Plan
+    faults: list[Fault] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)
+    checked: dict[str, int] = field(default_factory=dict)
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    final_lag: dict[str, int] = field(default_factory=dict)
+    dead_processes: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not (
+            self.lost or self.duplicated or any(self.final_lag.values()) or self.dead_processes
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _processes(log_dir: Path, extra: dict[str, str]) -> dict[str, ServiceProcess]:
+    port = {
+        s: int(os.environ[f"{s.upper()}_HTTP_PORT"]) for s in ("intake", "referral", "notification")
+    }
+    return {
+        "intake": ServiceProcess("intake", "intake", port["intake"], log_dir / "intake.log", extra),
+        "referral-1": ServiceProcess(
+            "referral-1", "referral", port["referral"], log_dir / "referral-1.log", extra
+        ),
+        "referral-2": ServiceProcess(
+            "referral-2", "referral", port["referral"] + 10, log_dir / "referral-2.log", extra
+        ),
+        "notification": ServiceProcess(
+            "notification",
+            "notification",
+            port["notification"],
+            log_dir / "notification.log",
+            extra,
+        ),
+    }
+
+
+def schedule(plan: Plan) -> list[tuple[str, str]]:
+    """(kind, target) in the order injected: kills round-robin over the four instances, the
+    infrastructure restarts and the freeze spread between them."""
+    instances = ["intake", "referral-1", "notification", "referral-2"]
+    kills = [("kill", instances[i % len(instances)]) for i in range(plan.kills)]
+    others = (
+        [("freeze", "referral-2")] * plan.freezes
+        + [("restart", "kafka")] * plan.broker_restarts
+        + [("restart", "postgres")] * plan.postgres_restarts
+    )
+    order: list[tuple[str, str]] = []
+    step = max(len(kills) // (len(others) + 1), 1)
+    for i, kill in enumerate(kills):
+        order.append(kill)
+        if (i + 1) % step == 0 and others:
+            order.append(others.pop(0))
+    return order + others
+
+
+def _wait_all_ready(processes: dict[str, ServiceProcess]) -> None:
+    for process in processes.values():
+        process.wait_ready(timeout=120)
+
+
+async def inject(
+    plan: Plan, processes: dict[str, ServiceProcess], started: float, duration_s: float
+) -> list[Fault]:
+    faults: list[Fault] = []
+    order = schedule(plan)
+    gap = duration_s / (len(order) + 1)
+    for kind, target in order:
+        await asyncio.sleep(gap)
+        fault = Fault(kind, target, round(time.monotonic() - started, 1))
+        t0 = time.monotonic()
+        if kind == "kill":
+            processes[target].kill()
+            processes[target].start()
+        elif kind == "freeze":
+            processes[target].signal(signal.SIGSTOP)
+            await asyncio.sleep(plan.freeze_s)
+            processes[target].signal(signal.SIGCONT)
+        else:
+            await asyncio.to_thread(restart, f"{target}.sh" if target == "kafka" else "postgres.sh")
+        await asyncio.to_thread(_wait_all_ready, processes)
+        fault.recovery_s = round(time.monotonic() - t0, 1)
+        console.print(
+            f"  fault {kind} {target} at {fault.at_s} s: ready again after {fault.recovery_s} s"
+        )
+        faults.append(fault)
+    return faults
+
+
+READ_FIXED = (
+    topics.INTAKE_CASES,
+    topics.INTAKE_REJECTIONS,
+    topics.INTAKE_DISCLOSURES,
+    topics.REFERRAL_EVENTS,
+    *(topics.dead_letter_topic(s) for s in ("intake", "referral", "notification")),
+)
+
+
+async def run(plan: Plan, log_dir: Path) -> Report:
+    kafka = KafkaConnection.from_env()
+    report = Report(plan)
+    receiver = WebhookReceiver(_free_port())
+    server = await receiver.serve()
+    extra = {
+        "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
+        "NOTIFICATION_WEBHOOK_SCHEDULE_S": "[1, 2, 5, 10, 20, 30, 60]",
+        "REFERRAL_SLA_SECONDS_OVERRIDE": str(plan.sla_s),
+        "REFERRAL_TIMER_INTERVAL_S": "1",
+    }
+    processes = _processes(log_dir, extra)
+    started = time.monotonic()
+    stop = asyncio.Event()
+    try:
+        for process in processes.values():
+            process.start()
+        await asyncio.to_thread(_wait_all_ready, processes)
+        starts = await invariants.end_offsets(kafka, READ_FIXED)
+        world = await build_world(
+            kafka, receiver.url(), referrers=plan.referrers, providers=plan.providers
+        )
+        for agency in world.agencies:  # new topics: everything in them is this run's
+            for p in range(topics.spec(topics.agency_inbox(agency.agency_id)).partitions):
+                starts[TopicPartition(topics.agency_inbox(agency.agency_id), p)] = 0
+        sent = Sent()
+        duration = plan.submissions / plan.rate_per_s
+        console.print(
+            f"chaos: {plan.submissions} submissions over ~{duration:.0f} s, "
+            f"{len(schedule(plan))} faults; logs in {log_dir}"
+        )
+        responder = asyncio.create_task(respond(world, sent, stop))
+        traffic = asyncio.create_task(
+            stream(
+                world,
+                kafka,
+                sent,
+                count=plan.submissions,
+                rate_per_s=plan.rate_per_s,
+                poison_every=plan.poison_every,
+                seed=plan.seed,
+            )
+        )
+        report.faults = await inject(plan, processes, started, duration)
+        await traffic
+        settling = time.monotonic()
+        watched = {
+            topics.DIRECTORY_AGENCIES,
+            topics.INTAKE_CASES,
+            topics.INTAKE_REJECTIONS,
+            topics.INTAKE_DISCLOSURES,
+            topics.REFERRAL_EVENTS,
+            *(spec.name for a in world.agencies for spec in topics.agency_topics(a.agency_id)),
+        }
+        report.final_lag = await settle(kafka, plan, watched)
+        console.print(
+            f"  settled (lag {report.final_lag}) after {time.monotonic() - settling:.0f} s"
+        )
+        # What referral published up to now is what the others must have handled: read the
+        # upstream topics up to this point, the downstream ones after it was all consumed.
+        upstream = {
+            tp: end
+            for tp, end in (
+                await invariants.end_offsets(kafka, [topics.REFERRAL_EVENTS, topics.INTAKE_CASES])
+            ).items()
+        }
+        report.final_lag = await settle(kafka, plan, watched)
+        await asyncio.sleep(3)  # webhook deliveries go out every 0.5 s
+        records = await invariants.read_between(kafka, starts, upstream)
+        stop.set()
+        await responder
+        findings = invariants.check(world, sent, records, receiver.deliveries)
+        report.checked, report.lost, report.duplicated = (
+            findings.checked,
+            findings.lost,
+            findings.duplicated,
+        )
+        report.sent = {
+            "submissions": len(sent.submissions),
+            "needs": sum(len(s.needs) for s in sent.submissions.values()),
+            "poison records": len(sent.poison_ids),
+            **{f"answers: {a}": n for a, n in sorted(sent.answers.items())},
+            "webhook deliveries received": len(receiver.deliveries),
+        }
+        report.dead_processes = [n for n, p in processes.items() if not p.alive()]
+        for agency in world.agencies:
+            await agency.stop()
+    finally:
+        stop.set()
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes.values()))
+        server.should_exit = True
+        report.duration_s = round(time.monotonic() - started, 1)
+    return report
+
+
+async def settle(kafka: KafkaConnection, plan: Plan, watched: set[str]) -> dict[str, int]:
+    """Until every group has consumed everything, twice in a row a few seconds apart."""
+    deadline = time.monotonic() + plan.settle_timeout_s
+    while True:
+        remaining = max(deadline - time.monotonic(), 1)
+        first = await invariants.wait_for_zero_lag(kafka, watched, remaining)
+        await asyncio.sleep(3)
+        second = await invariants.lag(kafka, watched)
+        if not any(first.values()) and not any(second.values()):
+            return second
+        if time.monotonic() > deadline:
+            return second
+
+
+def print_report(report: Report) -> None:
+    faults = Table("fault", "target", "at (s)", "recovered after (s)", title="Faults injected")
+    for fault in report.faults:
+        faults.add_row(fault.kind, fault.target, str(fault.at_s), str(fault.recovery_s))
+    console.print(faults)
+    kinds: dict[str, int] = {}
+    for fault in report.faults:
+        kinds[f"{fault.kind} {fault.target}"] = kinds.get(f"{fault.kind} {fault.target}", 0) + 1
+    summary = Table("measure", "value", title="Chaos summary")
+    for name, value in kinds.items():
+        summary.add_row(f"faults: {name}", str(value))
+    for name, value in report.sent.items():
+        summary.add_row(f"sent: {name}", str(value))
+    for name, value in sorted(report.checked.items()):
+        if not name.startswith(("case of", "disclosure", "referral-received", "need-unmatched")):
+            summary.add_row(f"checked: {name}", str(value))
+    summary.add_row("effects checked", str(sum(report.checked.values())))
+    summary.add_row("lost (must be 0)", str(len(report.lost)))
+    summary.add_row("duplicated side effects (must be 0)", str(len(report.duplicated)))
+    summary.add_row("final consumer lag", json.dumps(report.final_lag))
+    summary.add_row("processes dead at the end", ", ".join(report.dead_processes) or "none")
+    summary.add_row("duration (s)", str(report.duration_s))
+    summary.add_row("result", "[green]PASSED[/green]" if report.passed else "[red]FAILED[/red]")
+    console.print(summary)
+    for line in (report.lost + report.duplicated)[:30]:
+        console.print(f"  [red]•[/red] {line}")
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    document = asdict(report)
+    document["passed"] = report.passed
+    return document

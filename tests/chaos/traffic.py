@@ -1,0 +1,293 @@
+"""What the chaos run sends and answers, as agencies would: registered agencies with their own
+credentials, listings, a stream of case submissions, providers answering the referrals they
+receive (accept then complete, reject, accept only, or no answer), poison records, and an HTTP
+receiver for the agencies' webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.contracts.messages import response_message
+from shared.kafka.connection import KafkaConnection
+from tests import factories as f
+from tests.e2e.kafka_helpers import register_agency_access
+
+from .processes import REPO
+
+MATCHED = "psychosocial.counselling"  # listed by every provider of the run
+UNMATCHED = "economic.vocational_training"  # listed by none: the need-unmatched path
+
+
+_ANSWERS = ("complete",) * 4 + ("reject",) * 2 + ("accept",) + ("silent",) * 3
+
+
+def decision(referral_id: str) -> str:
+    """How a provider answers a referral (the same for every redelivery of it): 40 % accept
+    and complete, 20 % reject, 10 % accept only, 30 % no answer (the referral expires)."""
+    return _ANSWERS[int(referral_id.replace("-", ""), 16) % len(_ANSWERS)]
+
+
+@dataclass
+class Agency:
+    agency_id: str
+    connection: KafkaConnection
+    producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            **self.connection.client_kwargs(), acks="all", enable_idempotence=True, linger_ms=5
+        )
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def publish(self, event: OutgoingEvent) -> None:
+        """Send until the broker takes it (it may be restarting): the same event, the same
+        ce_id, so a resend after an unknown outcome is de-duplicated downstream."""
+        assert self.producer is not None
+        while True:
+            try:
+                await self.producer.send_and_wait(
+                    event.topic,
+                    event.body,
+                    key=event.key.encode(),
+                    headers=[(k, v.encode()) for k, v in event.headers.items()],
+                )
+                return
+            except KafkaError:
+                await asyncio.sleep(1)
+
+
+@dataclass
+class World:
+    area: str
+    referrers: list[Agency]
+    providers: list[Agency]
+    webhook_agencies: list[str]
+
+    @property
+    def agencies(self) -> list[Agency]:
+        return [*self.referrers, *self.providers]
+
+
+async def build_world(
+    kafka: KafkaConnection, receiver_url: str, *, referrers: int, providers: int
+) -> World:
+    """Agencies registered as an operator does, each provider listing MATCHED in one district
+    of its own run, and webhooks for one referrer and one provider."""
+    area = f.unique_area("SN")
+    made = []
+    for prefix, count in (("chaos-ref", referrers), ("chaos-pro", providers)):
+        for _ in range(count):
+            agency_id = f.unique(prefix)
+            agency = Agency(agency_id, await register_agency_access(kafka, agency_id))
+            await agency.start()
+            made.append(agency)
+    world = World(area, made[:referrers], made[referrers:], [])
+    admin = Agency("operators", kafka)
+    await admin.start()
+    try:
+        for agency in world.agencies:
+            await admin.publish(f.agency_event(f.agency(agency.agency_id)))
+    finally:
+        await admin.stop()
+    for provider in world.providers:
+        listing = f.listing(provider.agency_id, categories=[MATCHED], service_areas=[area])
+        await provider.publish(f.listing_event(listing))
+    world.webhook_agencies = [world.referrers[0].agency_id, world.providers[0].agency_id]
+    for agency_id in world.webhook_agencies:
+        add_webhook(agency_id, f"{receiver_url}/{agency_id}")
+    return world
+
+
+def add_webhook(agency_id: str, url: str) -> None:
+    refex = Path(sys.executable).parent / "refex"
+    subprocess.run(
+        [str(refex), "notification", "add-webhook", agency_id, url],
+        cwd=REPO,
+        env={**os.environ, "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true"},
+        check=True,
+        capture_output=True,
+    )
+
+
+def submission(world: World, rng: random.Random) -> ev.CaseSubmission:
+    referrer = rng.choice(world.referrers)
+    categories = rng.choices([MATCHED, UNMATCHED], weights=[4, 1], k=rng.randint(1, 3))
+    return f.submission(
+        referrer.agency_id,
+        profile=f.profile(return_area=world.area),
+        needs=[{"need_id": f"n{i}", "category": c} for i, c in enumerate(categories, 1)],
+    )
+
+
+@dataclass
+class Sent:
+    submissions: dict[str, ev.CaseSubmission] = field(default_factory=dict)  # by ce_id
+    poison_ids: set[str] = field(default_factory=set)
+    answers: Counter[str] = field(default_factory=Counter)
+    decisions: dict[str, str] = field(default_factory=dict)
+
+
+def poison(rng: random.Random) -> OutgoingEvent:
+    """A record on referral.events.v1 whose body is not the payload its ce_type says: intake
+    and notification must dead-letter it with the reason and go on."""
+    event = build_event(
+        topic=topics.REFERRAL_EVENTS,
+        key=f"poison-{rng.randrange(10**9)}",
+        type_=ev.REFERRAL_TRANSITIONED,
+        source="urn:referralexchange:chaos",
+        data=f.agency("poison"),
+    )
+    return OutgoingEvent(event.topic, event.key, event.headers, b'{"poison": true}')
+
+
+async def stream(
+    world: World,
+    kafka: KafkaConnection,
+    sent: Sent,
+    *,
+    count: int,
+    rate_per_s: float,
+    poison_every: int,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    admin = Agency("operators", kafka)
+    await admin.start()
+    try:
+        for n in range(count):
+            case = submission(world, rng)
+            event = f.submission_event(case)
+            sent.submissions[event.event_id] = case
+            referrer = next(a for a in world.referrers if a.agency_id == case.agency_id)
+            await referrer.publish(event)
+            if poison_every and n % poison_every == poison_every - 1:
+                bad = poison(rng)
+                sent.poison_ids.add(bad.event_id)
+                await admin.publish(bad)
+            await asyncio.sleep(1 / rate_per_s)
+    finally:
+        await admin.stop()
+
+
+async def respond(world: World, sent: Sent, stop: asyncio.Event) -> None:
+    """Every provider answers what reaches its inbox, with its own credentials and group."""
+    await asyncio.gather(*(_respond_as(p, sent, stop) for p in world.providers))
+
+
+async def _respond_as(provider: Agency, sent: Sent, stop: asyncio.Event) -> None:
+    inbox = topics.agency_inbox(provider.agency_id)
+    while not stop.is_set():
+        consumer = AIOKafkaConsumer(
+            inbox,
+            **provider.connection.client_kwargs(),
+            group_id=f"agency.{provider.agency_id}.responder",
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+        )
+        try:
+            await consumer.start()
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        await _answer(provider, sent, record.value or b"{}", record.headers)
+        except KafkaError:
+            await asyncio.sleep(1)  # the broker is restarting: read again from the commit
+        finally:
+            await consumer.stop()
+
+
+async def _answer(provider: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_REFERRAL_RECEIVED:
+        return
+    received = json.loads(value)
+    referral_id, case_id = received["referral_id"], received["case_id"]
+    if referral_id in sent.decisions:
+        return  # a redelivery: answered already
+    kind = decision(referral_id)
+    sent.decisions[referral_id] = kind
+    actions: list[tuple[str, dict[str, str]]] = {
+        "complete": [("accept", {}), ("complete", {"outcome": "achieved"})],
+        "reject": [("reject", {"reason_code": "at_capacity"})],
+        "accept": [("accept", {})],
+        "silent": [],
+    }[kind]
+    for action, extra in actions:
+        response = ev.ReferralResponse.model_validate(
+            {
+                "referral_id": referral_id,
+                "agency_id": provider.agency_id,
+                "action": action,
+                "responded_at": datetime.now(UTC).isoformat(),
+                **extra,
+            }
+        )
+        await provider.publish(response_message(response, case_id))
+        sent.answers[action] += 1
+
+
+@dataclass
+class WebhookReceiver:
+    """Records every delivery: webhook-id, and the event's id and type from the body."""
+
+    port: int
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        document = json.loads(body or b"{}")
+        self.deliveries.append(
+            {
+                "agency": scope["path"].strip("/"),
+                "webhook_id": headers.get("webhook-id", ""),
+                "id": document.get("id"),
+                "type": document.get("type"),
+                "data": document.get("data") or {},
+            }
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def serve(self) -> uvicorn.Server:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            )
+        )
+        asyncio.get_running_loop().create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+            await asyncio.sleep(0.05)
+        return server

@@ -1,0 +1,40 @@
+"""The short fault-injection run of `make test` (the long one is `make chaos`): the services as
+processes, referral twice in one group, each instance killed once, the broker and PostgreSQL
+restarted, one referral instance frozen past its session timeout; then nothing lost, nothing
+applied twice, every group caught up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.run import Plan, print_report, run
+
+SHORT = Plan(
+    submissions=80,
+    rate_per_s=4.0,
+    kills=4,
+    freeze_s=12.0,
+    poison_every=20,
+    referrers=2,
+    providers=3,
+    sla_s=10.0,
+    settle_timeout_s=150.0,
+)
+
+
+@pytest.mark.timeout(600)
+async def test_nothing_is_lost_or_applied_twice_through_kills_and_restarts(
+    tmp_path: Path,
+) -> None:
+    report = await run(SHORT, tmp_path)
+    print_report(report)
+    assert len(report.faults) == SHORT.kills + 3
+    assert {f.kind for f in report.faults} == {"kill", "freeze", "restart"}
+    assert report.sent["submissions"] == SHORT.submissions
+    assert report.lost == [], report.lost[:20]
+    assert report.duplicated == [], report.duplicated[:20]
+    assert not any(report.final_lag.values()), report.final_lag
+    assert report.dead_processes == []
+    assert report.checked["need"] >= SHORT.submissions
