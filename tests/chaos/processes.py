@@ -3,6 +3,7 @@ infrastructure scripts, so faults can be injected: SIGKILL, SIGSTOP/SIGCONT, res
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -15,6 +16,13 @@ from pathlib import Path
 from shared.settings import service_environment
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _die_with_parent() -> None:
+    """In the child: Linux sends it SIGKILL if the chaos run dies, so no service is left behind
+    (the run's own SIGKILLs of a service are unaffected)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _ready(port: int) -> bool:
@@ -51,6 +59,7 @@ class ServiceProcess:
                 env=service_environment(self.service, env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
 
     def ready(self) -> bool:
