@@ -153,6 +153,7 @@ async def inject(
 
 
 READ_FIXED = (
+    topics.DIRECTORY_AGENCIES,
     topics.INTAKE_CASES,
     topics.INTAKE_REJECTIONS,
     topics.INTAKE_DISCLOSURES,
@@ -234,7 +235,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         console.print(f"  webhook queue drained after {waited:.0f} s")
         stop.set()
         await responder
-        findings = invariants.check(world, sent, records, receiver.deliveries)
+        findings = invariants.check(world, sent, records, receiver.deliveries, starts)
         report.checked, report.lost, report.duplicated = (
             findings.checked,
             findings.lost,

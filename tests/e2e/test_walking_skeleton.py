@@ -194,7 +194,7 @@ def test_readiness_and_asyncapi_docs(services: dict[str, RunningService]) -> Non
         assert body == {
             "service": service.name,
             "ready": True,
-            "checks": {"kafka": True, "database": True},
+            "checks": {"kafka": True, "database": True, "outbox_relay": True},
         }
     with urllib.request.urlopen(services["intake"].url("/docs/asyncapi.json"), timeout=5) as resp:
         schema = resp.read().decode()
