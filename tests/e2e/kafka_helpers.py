@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
 
 from ops import kafka_access
 from ops.access_policy import agency_user
@@ -24,7 +25,26 @@ async def register_agency_access(kafka: KafkaConnection, agency_id: str) -> Kafk
     password = kafka_access.new_password()
     access = kafka_access.KafkaAccess(kafka)
     await asyncio.to_thread(kafka_access.grant_agency, access, agency_id, password)
-    return kafka.as_user(agency_user(agency_id), password)
+    connection = kafka.as_user(agency_user(agency_id), password)
+    await wait_until_authenticated(connection)
+    return connection
+
+
+async def wait_until_authenticated(connection: KafkaConnection, timeout: float = 30) -> None:
+    """A new SCRAM credential reaches the broker's cache shortly after the controller has
+    committed it: until then a login with it fails (seen under load in make chaos)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(**connection.client_kwargs())
+        try:
+            await admin.start()
+            return
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
 
 
 async def wait_for_topic(kafka: KafkaConnection, topic: str, timeout: float = 30) -> None:
