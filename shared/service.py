@@ -80,6 +80,8 @@ class ServiceRuntime:
                 max_attempts=s.handler_max_attempts, base_delay_s=s.handler_retry_base_s
             ),
             max_message_bytes=s.max_message_bytes,
+            batch_size=s.consumer_batch_size,
+            concurrency=s.consumer_concurrency,
         )
         consumer.register(self.broker)
         return consumer

@@ -37,11 +37,24 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP endpoints.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP endpoints.")
     log_level: str = Field(default="INFO", description="Python log level name.")
-    db_pool_size: int = Field(default=5, ge=1, le=100, description="Max PostgreSQL connections.")
+    db_pool_size: int = Field(default=8, ge=1, le=100, description="Max PostgreSQL connections.")
     outbox_poll_interval_s: float = Field(
         default=1.0, gt=0, description="Outbox relay polling fallback when no NOTIFY arrives."
     )
     outbox_batch_size: int = Field(default=500, ge=1, description="Rows the relay sends at once.")
+    consumer_batch_size: int = Field(
+        default=200,
+        ge=1,
+        le=5000,
+        description="Most records applied in one database transaction and one offset commit.",
+    )
+    consumer_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Consumers of the service's group in one process, each on its own "
+        "partitions and database connection (keep DB_POOL_SIZE above it plus 3).",
+    )
     handler_max_attempts: int = Field(
         default=5, ge=1, description="Tries for a transient handler error before dead-lettering."
     )

@@ -1,8 +1,14 @@
-"""Reliable consumption: one transaction per event, inbox de-duplication, bounded retries,
-dead letters, and the offset committed only after all of that.
+"""Reliable consumption: inbox de-duplication, bounded retries, dead letters, and the offset
+committed only after the database transaction that applied the events.
 
 Each service has one consumer group (its name) subscribed to all the topics it consumes and a
-handler per topic. For each record:
+handler per topic. Records come in batches (what one fetch returns, up to ``batch_size``). A
+batch is applied in ONE PostgreSQL transaction, each event inside its own savepoint, and its
+offsets are committed once: one commit and one offset commit per batch instead of per event,
+which is what bounds throughput (see docs/performance.md). If anything but a
+:class:`PermanentError` goes wrong in the batch, the whole transaction is rolled back and the
+batch is applied again one event at a time, by the steps below, so a transient error or an
+outage is handled exactly as for a single event. For each record:
 1. size check (before anything is parsed); on a fixed topic of the catalogue, the envelope, the
    ce_type (one the topic carries) and the data (valid for that type) are checked too, so its
    handler sees only valid events. An agency's own topics are judged by their handlers, which
@@ -19,9 +25,10 @@ handler per topic. For each record:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -117,6 +124,28 @@ class RetryPolicy:
         return float(min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s))
 
 
+Admitted = tuple[Handler, InboundEvent]
+
+
+class _HandlerFailed(Exception):
+    """A handler failed in a batch applied without savepoints: the ``index``-th event."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch transaction left to do once committed."""
+
+    refused: list[tuple[InboundEvent, PermanentError]] = field(default_factory=list)
+    # In batch order: an event that failed (with its error) and the later events of its
+    # partition (None), to apply one at a time.
+    later: list[tuple[Admitted, BaseException | None]] = field(default_factory=list)
+
+
 class ReliableConsumer:
     def __init__(
         self,
@@ -127,6 +156,8 @@ class ReliableConsumer:
         handlers: Mapping[Subscription, Handler],
         retry: RetryPolicy,
         max_message_bytes: int,
+        batch_size: int = 200,
+        concurrency: int = 1,
     ) -> None:
         self.group = group
         self._pool = pool  # a getter: the pool is created in the app's start-up hook
@@ -135,6 +166,8 @@ class ReliableConsumer:
         self._families = [(k, h) for k, h in handlers.items() if isinstance(k, TopicFamily)]
         self._retry = retry
         self._max_message_bytes = max_message_bytes
+        self._batch_size = batch_size
+        self._concurrency = concurrency
 
     @property
     def pattern(self) -> str:
@@ -152,17 +185,29 @@ class ReliableConsumer:
         raise PermanentError(f"no handler for topic {topic}")
 
     def register(self, broker: KafkaBroker) -> None:
+        """``concurrency`` consumers of the group in this process: the group spreads the
+        partitions over them and each applies its batches on its own database connection, so
+        one instance does what several would (order per partition holds: a partition has one
+        consumer at a time)."""
+        for n in range(self._concurrency):
+            self._register_one(broker, n)
+
+    def _register_one(self, broker: KafkaBroker, n: int) -> None:
         subscriber = broker.subscriber(
             pattern=self.pattern,
             group_id=self.group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
+            batch=True,
+            max_records=self._batch_size,
+            batch_timeout_ms=500,
             parser=tolerant_parser,
             decoder=raw_decoder,
             max_poll_interval_ms=5 * 60 * 1000,
-            title=f"{self.group} consumer",
+            title=f"{self.group} consumer" + (f" {n + 1}" if n else ""),
+            include_in_schema=n == 0,
         )
-        subscriber(self.on_message)
+        subscriber(self.on_batch)
         read = subscriber.get_msg
 
         async def get_msg(consumer: AIOKafkaConsumer) -> Any:
@@ -170,7 +215,7 @@ class ReliableConsumer:
                 return await read(consumer)
             except UnicodeDecodeError:
                 await self.skip_unreadable(consumer)
-                return None  # FastStream's loop then asks for the next record
+                return None  # FastStream's loop then asks for the next records
 
         subscriber.get_msg = get_msg  # type: ignore[method-assign]
 
@@ -195,24 +240,50 @@ class ReliableConsumer:
             await self._dead_letter(unreadable, PermanentError(f"record unreadable: {UNREADABLE}"))
         await consumer.commit({tp: offset + 1})
 
-    async def on_message(self, message: KafkaMessage) -> None:
-        event = InboundEvent.from_record(message.raw_message)
-        with message_context(
-            event_id=event.event_id,
-            correlation_id=event.correlation_id,
-            topic=event.topic,
-            partition=event.partition,
-            offset=event.offset,
-        ):
-            try:
-                await self.process(event)
-            except Exception:
-                # Could not even dead-letter (broker away): rewind so the record comes back.
-                log.exception("event_not_settled_redelivering")
-                await message.nack()
-                await asyncio.sleep(self._retry.max_delay_s)
-                return
-            await message.ack()
+    async def on_batch(self, message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        events = [InboundEvent.from_record(r) for r in records]
+        try:
+            await self.process_batch(events)
+        except Exception:
+            # Could not even dead-letter (broker away): rewind so the records come back. What
+            # the batch applied is in the inbox, so the redelivery skips it.
+            log.exception("batch_not_settled_redelivering", size=len(events))
+            await message.nack()
+            await asyncio.sleep(self._retry.max_delay_s)
+            return
+        await message.ack()
+
+    async def process_batch(self, events: Sequence[InboundEvent]) -> None:
+        """Apply every event of the batch exactly once or dead-letter it, in order per
+        partition. Raises only if dead-lettering fails."""
+        admitted: list[Admitted] = []
+        for event in events:
+            with _context(event):
+                checked = await self._admit(event)
+            if checked is not None:
+                admitted.append(checked)
+        if not admitted:
+            return
+        try:
+            outcome = await self._apply_batch(admitted)
+        except Exception as exc:
+            # The transaction itself failed (e.g. the database went away): nothing of the
+            # batch is applied; apply it one event at a time, waiting out the outage.
+            log.warning(
+                "batch_failed_applying_one_by_one", size=len(admitted), error=type(exc).__name__
+            )
+            for handler, event in admitted:
+                with _context(event):
+                    await self._settle(handler, event)
+            return
+        for event, error in outcome.refused:
+            with _context(event):
+                await self._dead_letter(event, error)
+        for (handler, event), first_error in outcome.later:
+            with _context(event):
+                await self._settle(handler, event, first_error=first_error)
 
     async def process(self, event: InboundEvent, *, replaying: bool = False) -> bool:
         """Apply one event exactly once or dead-letter it; True if it is applied (now or
@@ -221,39 +292,66 @@ class ReliableConsumer:
         ``replaying`` (a registry read again from its beginning, see replay.py): an invalid
         record is skipped, not dead-lettered again — the consumer group dead-lettered it once
         when it first came, and would otherwise do it again at every start."""
+        admitted = await self._admit(event, replaying)
+        if admitted is None:
+            return False
+        handler, event = admitted
+        return await self._settle(handler, event, replaying)
+
+    async def _admit(self, event: InboundEvent, replaying: bool = False) -> Admitted | None:
+        """The handler and the (validated) event; or None once the record is dead-lettered
+        (too large, no handler, an invalid event on a catalogue topic)."""
         size = event.size
         if size > self._max_message_bytes:
             error = PermanentError(
                 f"message of {size} bytes exceeds the limit of {self._max_message_bytes}"
             )
-            return await self._dead_letter(event, error, replaying)
+            await self._dead_letter(event, error, replaying)
+            return None
         try:
             handler = self.handler_for(event.topic)
             if event.topic in self._fixed:
                 event = event.validated()
         except PermanentError as exc:
-            return await self._dead_letter(event, exc, replaying)
+            await self._dead_letter(event, exc, replaying)
+            return None
+        return handler, event
+
+    async def _settle(
+        self,
+        handler: Handler,
+        event: InboundEvent,
+        replaying: bool = False,
+        *,
+        first_error: BaseException | None = None,
+    ) -> bool:
+        """Apply one admitted event in its own transaction, with bounded retries for errors
+        and no bound for outages; dead-letter it when it cannot be applied. ``first_error``:
+        the event already failed once, inside a batch (that try counts)."""
         attempt = outages = 0
+        error = first_error
         while True:
+            if error is not None:
+                if is_outage(error):
+                    # The database or the broker is away: not this message's fault. Wait for
+                    # it as long as it takes; dead-lettering here would lose every message
+                    # that arrives during an outage.
+                    outages += 1
+                    log.warning("event_waiting_for_infrastructure", error=type(error).__name__)
+                    await asyncio.sleep(self._retry.delay(min(outages, 8)))
+                else:
+                    attempt += 1
+                    if attempt >= self._retry.max_attempts:
+                        return await self._dead_letter(event, error)
+                    log.warning("event_retry", attempt=attempt, error=type(error).__name__)
+                    await asyncio.sleep(self._retry.delay(attempt))
             try:
                 await self._apply(handler, event)
                 return True
             except PermanentError as exc:
                 return await self._dead_letter(event, exc, replaying)
             except Exception as exc:
-                if is_outage(exc):
-                    # The database or the broker is away: not this message's fault. Wait for
-                    # it as long as it takes; dead-lettering here would lose every message
-                    # that arrives during an outage.
-                    outages += 1
-                    log.warning("event_waiting_for_infrastructure", error=type(exc).__name__)
-                    await asyncio.sleep(self._retry.delay(min(outages, 8)))
-                    continue
-                attempt += 1
-                if attempt >= self._retry.max_attempts:
-                    return await self._dead_letter(event, exc)
-                log.warning("event_retry", attempt=attempt, error=type(exc).__name__)
-                await asyncio.sleep(self._retry.delay(attempt))
+                error = exc
 
     async def _apply(self, handler: Handler, event: InboundEvent) -> None:
         async with self._pool().acquire() as conn, conn.transaction():
@@ -261,7 +359,79 @@ class ReliableConsumer:
                 log.info("event_duplicate_skipped")
                 return
             await handler(event, conn)
-        log.info("event_processed", ce_type=event.attributes.type if event.attributes else None)
+        log.debug("event_processed", ce_type=_ce_type(event))
+
+    async def _apply_batch(self, admitted: Sequence[Admitted]) -> BatchOutcome:
+        """Apply the batch in one transaction: first without savepoints (they cost two round
+        trips per event, and handlers rarely fail); if a handler fails, that transaction is
+        rolled back and the batch applied again with a savepoint per event, the failed event
+        taken as failed with the same error (not run twice: its tries stay bounded)."""
+        try:
+            return await self._apply_in_one_transaction(admitted, None)
+        except _HandlerFailed as failure:
+            return await self._apply_in_one_transaction(admitted, failure)
+
+    async def _apply_in_one_transaction(
+        self, admitted: Sequence[Admitted], failed: _HandlerFailed | None
+    ) -> BatchOutcome:
+        """One transaction for the batch. ``failed`` None: any handler error aborts it
+        (raised as :class:`_HandlerFailed`). Otherwise each event runs in a savepoint:
+
+        An event its handler refuses (PermanentError) leaves nothing behind, not even its inbox
+        claim, so that replaying it after a fix applies it. An event whose handler fails
+        otherwise is left, with every later event of its partition (order per key), to be
+        applied one at a time once the batch is committed."""
+        savepoints = failed is not None
+        outcome = BatchOutcome()
+        applied: list[InboundEvent] = []
+        held_up: set[tuple[str, int]] = set()  # partitions with an event that failed
+        async with self._pool().acquire() as conn, conn.transaction():
+            fresh = await inbox.claim_many(
+                conn, self.group, [(e.event_id, e.topic) for _, e in admitted]
+            )
+
+            async def unclaim(event: InboundEvent) -> None:
+                if event.event_id in fresh:  # only a claim this batch made
+                    fresh.discard(event.event_id)
+                    await inbox.release(conn, self.group, event.event_id)
+
+            for index, (handler, event) in enumerate(admitted):
+                partition = (event.topic, event.partition)
+                with _context(event):
+                    if partition in held_up:
+                        await unclaim(event)
+                        outcome.later.append(((handler, event), None))
+                        continue
+                    if event.event_id not in fresh:  # applied before, or earlier in the batch
+                        log.info("event_duplicate_skipped")
+                        continue
+                    try:
+                        if not savepoints:
+                            await handler(event, conn)
+                        elif failed is not None and index == failed.index:
+                            raise failed.error
+                        else:
+                            async with conn.transaction():  # a savepoint
+                                await handler(event, conn)
+                    except PermanentError as exc:
+                        if not savepoints:
+                            raise _HandlerFailed(index, exc) from exc
+                        await unclaim(event)
+                        outcome.refused.append((event, exc))
+                        continue
+                    except Exception as exc:
+                        if not savepoints:
+                            raise _HandlerFailed(index, exc) from exc
+                        await unclaim(event)
+                        held_up.add(partition)
+                        outcome.later.append(((handler, event), exc))
+                        continue
+                    fresh.discard(event.event_id)
+                    applied.append(event)
+        for event in applied:  # logged once committed, not before
+            with _context(event):
+                log.debug("event_processed", ce_type=_ce_type(event))
+        return outcome
 
     async def _dead_letter(
         self, event: InboundEvent, error: BaseException, replaying: bool = False
@@ -277,3 +447,20 @@ class ReliableConsumer:
             reason=describe_error(error)[:300],
         )
         return False
+
+
+def _ce_type(event: InboundEvent) -> str | None:
+    return event.attributes.type if event.attributes else None
+
+
+@contextlib.contextmanager
+def _context(event: InboundEvent) -> Iterator[None]:
+    """The event's ids and position on every log line written while handling it."""
+    with message_context(
+        event_id=event.event_id,
+        correlation_id=event.correlation_id,
+        topic=event.topic,
+        partition=event.partition,
+        offset=event.offset,
+    ):
+        yield

@@ -231,25 +231,31 @@ def tolerant_headers_record(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[
 
 
 async def tolerant_parser(
-    record: ConsumerRecord[Any, Any], original: Callable[[Any], Awaitable[Any]]
+    record: ConsumerRecord[Any, Any] | tuple[ConsumerRecord[Any, Any], ...],
+    original: Callable[[Any], Awaitable[Any]],
 ) -> Any:
-    """FastStream parser that survives headers it cannot decode (not UTF-8, or null values) but
-    keeps the original record. A parser failure would happen outside our handler: the record
-    would be neither rejected nor dead-lettered, and skipped by the next commit."""
+    """FastStream parser (of one record, or of a batch) that survives headers it cannot decode
+    (not UTF-8, or null values) but keeps the original records. A parser failure would happen
+    outside our handler: the records would be neither rejected nor dead-lettered, and skipped
+    by the next commit."""
     try:
         return await original(record)
     except Exception:
-        message = await original(tolerant_headers_record(record))
+        safe = (
+            tuple(tolerant_headers_record(r) for r in record)
+            if isinstance(record, tuple)
+            else tolerant_headers_record(record)
+        )
+        message = await original(safe)
         message.raw_message = record
         return message
 
 
-async def raw_decoder(message: Any) -> bytes:
+async def raw_decoder(message: Any) -> Any:
     """FastStream decoder that leaves the body alone: FastStream's own would parse JSON before
     our handler runs, and a malformed body would then fail outside it — neither rejected nor
     dead-lettered, and skipped by the next commit. Our handlers parse and judge the bytes."""
-    body: bytes = message.body
-    return body
+    return message.body  # bytes, or a list of bytes for a batch
 
 
 def describe_error(error: BaseException) -> str:
