@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from asyncpg import Record
 
 from shared.contracts import events as ev
@@ -55,35 +57,45 @@ async def upsert_agency(conn: DbConnection, agency: ev.AgencyRecord) -> None:
 
 
 async def candidates_for(conn: DbConnection, category: str, area: str) -> list[Candidate]:
-    """Listings of the category whose coverage contains the area (prefix match), with their
-    agency's type and its record of answering referrals (share not left to expire)."""
+    """Active listings of the category whose coverage contains the area (prefix match), with
+    their agency's type and its record of answering referrals (share not left to expire).
+    Matching drops other listings before any filter that could name a gap, so leaving them
+    out changes no choice and no reason.
+
+    Category and area are answered by one GIN index, the agency's type and record by its row
+    of ``matching_agencies`` (kept by triggers, migration 0006): the cost follows the number
+    of candidates, not the size of the directory or of the referral history."""
     rows = await conn.fetch(
-        """SELECT l.service_id, l.agency_id, l.listing, l.held_slots, a.type AS agency_type,
-                  (SELECT avg(CASE WHEN r.status = 'expired' THEN 0 ELSE 1 END)
-                     FROM referrals r
-                    WHERE r.recipient_agency_id = l.agency_id
-                      AND r.status NOT IN ('requested', 'cancelled', 'entered_in_error')
-                  ) AS answer_rate,
-                  (SELECT percentile_cont(0.5) WITHIN GROUP (
-                              ORDER BY extract(epoch FROM t.at - r.created_at) / 3600)
-                     FROM referrals r JOIN referral_transitions t USING (referral_id)
-                    WHERE r.recipient_agency_id = l.agency_id
-                      AND t.to_state IN ('accepted', 'rejected')
-                  ) AS median_hours_to_decide
-             FROM listings l LEFT JOIN agencies a USING (agency_id)
-            WHERE l.categories @> ARRAY[$1]::text[]
-              AND EXISTS (SELECT 1 FROM unnest(l.coverage_areas) c WHERE starts_with($2, c))""",
+        """SELECT l.service_id, l.agency_id, l.status, l.categories, l.coverage_areas,
+                  l.languages, l.capacity, l.open_slots, l.held_slots, l.eligibility,
+                  l.acceptance_sla_hours, m.agency_type, m.answer_rate, m.median_hours_to_decide
+             FROM listings l LEFT JOIN matching_agencies m USING (agency_id)
+            WHERE l.categories @> ARRAY[$1]::text[] AND l.coverage_areas && $2::text[]
+              AND l.status = 'active'""",
         category,
-        area,
+        containing_codes(area),
     )
     return [_candidate(r) for r in rows]
 
 
+def containing_codes(area: str) -> list[str]:
+    """Every code a coverage must list to contain ``area``: all its string prefixes, the empty
+    one and the area itself included. ``coverage && containing_codes(area)`` is then exactly
+    ``exists c in coverage: starts_with(area, c)``, whatever the codes look like."""
+    return [area[:n] for n in range(len(area) + 1)]
+
+
 def effective_capacity(capacity: ev.Capacity, held_slots: int) -> ev.CapacityStatus:
     """The provider's capacity less the slots our accepted referrals hold since its last update."""
-    if capacity.open_slots is not None and held_slots >= capacity.open_slots:
+    return _effective_capacity(capacity.status, capacity.open_slots, held_slots)
+
+
+def _effective_capacity(
+    status: ev.CapacityStatus, open_slots: int | None, held_slots: int
+) -> ev.CapacityStatus:
+    if open_slots is not None and held_slots >= open_slots:
         return ev.CapacityStatus.NO_CAPACITY
-    return capacity.status
+    return status
 
 
 async def hold_slot(conn: DbConnection, service_id: str, delta: int) -> None:
@@ -95,22 +107,37 @@ async def hold_slot(conn: DbConnection, service_id: str, delta: int) -> None:
 
 
 def _candidate(row: Record) -> Candidate:
-    listing = ev.ServiceListing.model_validate_json(row["listing"])
+    """A candidate from the row of ``candidates_for`` (unpacked by position: this runs for every
+    candidate of every need). Only the eligibility is parsed, once per distinct one: parsing
+    every candidate's whole listing was most of a lookup's time."""
+    (
+        service_id, agency_id, status, categories, coverage_areas, languages, capacity,
+        open_slots, held_slots, eligibility, sla_hours, agency_type, answer_rate, median_hours,
+    ) = row  # fmt: skip
     return Candidate(
-        service_id=listing.service_id,
-        agency_id=listing.agency_id,
-        agency_type=ev.AgencyType(row["agency_type"]) if row["agency_type"] else None,
-        status=listing.status,
-        categories=tuple(listing.categories),
-        coverage_areas=tuple(listing.service_areas),
-        languages=tuple(listing.languages),
-        capacity=effective_capacity(listing.capacity, row["held_slots"]),
-        eligibility=listing.eligibility,
-        answer_rate=float(row["answer_rate"]) if row["answer_rate"] is not None else None,
-        sla_hours=listing.acceptance_sla_hours,
-        median_hours_to_decide=(
-            float(row["median_hours_to_decide"])
-            if row["median_hours_to_decide"] is not None
-            else None
-        ),
+        service_id=service_id,
+        agency_id=agency_id,
+        agency_type=_AGENCY_TYPES[agency_type] if agency_type else None,
+        status=_LISTING_STATUSES[status],
+        categories=tuple(categories),
+        coverage_areas=tuple(coverage_areas),
+        languages=tuple(languages),
+        capacity=_effective_capacity(_CAPACITY_STATUSES[capacity], open_slots, held_slots),
+        eligibility=_eligibility(eligibility),
+        answer_rate=answer_rate,
+        sla_hours=sla_hours,
+        median_hours_to_decide=median_hours,
     )
+
+
+# By value, as the enums' constructors would find them (a dict look-up is much cheaper).
+_AGENCY_TYPES = {t.value: t for t in ev.AgencyType}
+_LISTING_STATUSES = {s.value: s for s in ev.ListingStatus}
+_CAPACITY_STATUSES = {c.value: c for c in ev.CapacityStatus}
+
+
+@lru_cache(maxsize=4096)
+def _eligibility(json_text: str) -> ev.Eligibility:
+    """Parsed once per distinct eligibility: most listings share a few (the model is frozen, so
+    sharing one instance is safe)."""
+    return ev.Eligibility.model_validate_json(json_text)

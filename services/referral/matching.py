@@ -27,6 +27,16 @@ WEIGHTS = {
     "speed": 0.10,
     "vulnerability_specialisation": 0.05,
 }
+# The score's components in the order it sums them, and their weights in that order.
+_COMPONENTS = (
+    "coverage_precision",
+    "capacity",
+    "language_overlap",
+    "answer_rate",
+    "speed",
+    "vulnerability_specialisation",
+)
+_WEIGHTS = tuple(WEIGHTS[k] for k in _COMPONENTS)
 UNKNOWN_ANSWER_RATE = 0.5  # a provider with no history is neither favoured nor penalised
 _AGE_BANDS = {
     "0-4": (0, 4),
@@ -64,7 +74,11 @@ class Match:
 
 def covering_depth(area: str, coverage: tuple[str, ...]) -> int:
     """Length of the most specific coverage code that contains the area (0: not covered)."""
-    return max((len(code) for code in coverage if area.startswith(code)), default=0)
+    depth = 0
+    for code in coverage:  # a plain loop: this runs for every candidate of every need
+        if len(code) > depth and area.startswith(code):
+            depth = len(code)
+    return depth
 
 
 def age_range(profile: ev.Profile, today: datetime | None = None) -> tuple[int, int]:
@@ -75,52 +89,115 @@ def age_range(profile: ev.Profile, today: datetime | None = None) -> tuple[int, 
     return _AGE_BANDS[profile.age_band.value]
 
 
+@dataclass(frozen=True, slots=True)
+class _Returnee:
+    """What the filters and the score read of a profile, worked out once per ranking rather
+    than once per candidate (a need has up to a few hundred candidates)."""
+
+    area: str
+    ages: tuple[int, int]
+    sex: ev.Sex
+    languages: frozenset[str]
+    vulnerabilities: frozenset[str]
+
+    @classmethod
+    def of(cls, profile: ev.Profile, now: datetime) -> _Returnee:
+        return cls(
+            area=profile.return_area,
+            ages=age_range(profile, now),
+            sex=profile.sex,
+            languages=frozenset(profile.languages),
+            vulnerabilities=frozenset(profile.vulnerabilities),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Allowed:
+    """What a consent allows for one need's category, worked out once per ranking: whether
+    it allows referring at all (purpose, scope, expiry, category), and to which agencies."""
+
+    referral: bool
+    agency_ids: frozenset[str] | None
+    agency_types: frozenset[ev.AgencyType] | None
+
+    @classmethod
+    def of(cls, consent: ev.Consent, category: str, now: datetime) -> _Allowed:
+        scope = consent.scope
+        if not consent.covers(ev.ConsentPurpose.REFERRAL) or scope is None:
+            return cls(referral=False, agency_ids=None, agency_types=None)
+        return cls(
+            referral=(scope.expires_on is None or scope.expires_on >= now.date())
+            and (scope.categories is None or category in scope.categories),
+            agency_ids=frozenset(scope.agency_ids) if scope.agency_ids is not None else None,
+            agency_types=(
+                frozenset(scope.agency_types) if scope.agency_types is not None else None
+            ),
+        )
+
+
 def eligible(c: Candidate, profile: ev.Profile) -> bool:
+    return _eligible(c, _Returnee.of(profile, datetime.now(UTC)))
+
+
+def _eligible(c: Candidate, returnee: _Returnee) -> bool:
     e = c.eligibility
-    low, high = age_range(profile)
+    low, high = returnee.ages
     if e.minimum_age is not None and high < e.minimum_age:
         return False
     if e.maximum_age is not None and low > e.maximum_age:
         return False
-    if e.sexes is not None and profile.sex not in e.sexes:
+    if e.sexes is not None and returnee.sex not in e.sexes:
         return False
     return BeneficiaryType.RETURNEE in e.beneficiary_types
 
 
 def consent_covers(c: Candidate, consent: ev.Consent, category: str) -> bool:
-    scope = consent.scope
-    if not consent.covers(ev.ConsentPurpose.REFERRAL) or scope is None:
+    return _consent_covers(c, _Allowed.of(consent, category, datetime.now(UTC)))
+
+
+def _consent_covers(c: Candidate, allowed: _Allowed) -> bool:
+    if not allowed.referral:
         return False
-    if scope.expires_on is not None and scope.expires_on < datetime.now(UTC).date():
+    if allowed.agency_ids is not None and c.agency_id not in allowed.agency_ids:
         return False
-    if scope.agency_ids is not None and c.agency_id not in scope.agency_ids:
-        return False
-    if scope.agency_types is not None and c.agency_type not in scope.agency_types:
-        return False
-    return scope.categories is None or category in scope.categories
+    return allowed.agency_types is None or c.agency_type in allowed.agency_types
 
 
 def score(c: Candidate, profile: ev.Profile) -> tuple[float, dict[str, float]]:
     depth = covering_depth(profile.return_area, c.coverage_areas)
-    components = {
-        "coverage_precision": round(depth / max(len(profile.return_area), 1), 4),
-        "capacity": _CAPACITY_SCORE.get(c.capacity, 0.0),
-        "language_overlap": float(bool(set(profile.languages) & set(c.languages))),
-        "answer_rate": round(
-            c.answer_rate if c.answer_rate is not None else UNKNOWN_ANSWER_RATE, 4
-        ),
+    values = _components(c, _Returnee.of(profile, datetime.now(UTC)), depth)
+    return _total(values), dict(zip(_COMPONENTS, values, strict=True))
+
+
+_Values = tuple[float, float, float, float, float, float]
+
+
+def _components(c: Candidate, returnee: _Returnee, depth: int) -> _Values:
+    """The score's components, in the order of ``_COMPONENTS`` (a tuple: the named dict is
+    built only for the explanations published)."""
+    rate, hours = c.answer_rate, c.median_hours_to_decide
+    return (
+        round(depth / max(len(returnee.area), 1), 4),
+        _CAPACITY_SCORE.get(c.capacity, 0.0),
+        float(not returnee.languages.isdisjoint(c.languages)),
+        round(rate if rate is not None else UNKNOWN_ANSWER_RATE, 4),
         # 1 for an answer within the hour, 0.5 at a day, towards 0 for slow providers
-        "speed": round(
-            UNKNOWN_ANSWER_RATE
-            if c.median_hours_to_decide is None
-            else 1 / (1 + c.median_hours_to_decide / 24),
-            4,
-        ),
-        "vulnerability_specialisation": float(
-            bool(set(profile.vulnerabilities) & set(c.eligibility.vulnerability_specialisations))
-        ),
-    }
-    return round(sum(WEIGHTS[k] * v for k, v in components.items()), 4), components
+        round(UNKNOWN_ANSWER_RATE if hours is None else 1 / (1 + hours / 24), 4),
+        float(not returnee.vulnerabilities.isdisjoint(c.eligibility.vulnerability_specialisations)),
+    )
+
+
+def _total(v: _Values) -> float:
+    """sum(WEIGHTS[k] * value for each component k) as first written: the same products summed
+    in the same order, so the same total to the last bit, without a generator."""
+    w = _WEIGHTS
+    return round(
+        sum((w[0] * v[0], w[1] * v[1], w[2] * v[2], w[3] * v[3], w[4] * v[4], w[5] * v[5])), 4
+    )
+
+
+# an acceptable candidate: its total score, itself, its score's components
+_Scored = tuple[float, Candidate, _Values]
 
 
 def rank(
@@ -133,30 +210,83 @@ def rank(
 ) -> list[Match] | UnmatchedReason:
     """Every acceptable candidate, best first; or the reason there is none (the furthest filter
     any candidate got past names the gap: area, eligibility, capacity or consent)."""
-    pool = [
-        c
-        for c in candidates
-        if c.service_id not in exclude_services
-        and c.status is ev.ListingStatus.ACTIVE
-        and need.category in c.categories
-    ]
-    in_area = [c for c in pool if covering_depth(profile.return_area, c.coverage_areas)]
-    fitting = [c for c in in_area if eligible(c, profile)]
-    open_ = [c for c in fitting if c.capacity in _CAPACITY_SCORE]
-    allowed = [c for c in open_ if consent_covers(c, consent, need.category)]
-    if not allowed:
-        if open_:
-            return UnmatchedReason.CONSENT_SCOPE
-        if fitting:
-            return UnmatchedReason.NO_CAPACITY
-        return UnmatchedReason.NOT_ELIGIBLE if in_area else UnmatchedReason.NO_LISTING
-    scored = sorted(
-        ((score(c, profile), c) for c in allowed),
-        key=lambda item: (-item[0][0], item[1].service_id),
-    )
-    return [
-        Match(c, _explain(need, profile, c, total, components)) for (total, components), c in scored
-    ]
+    scored = _acceptable(need.category, profile, consent, candidates, exclude_services)
+    if not isinstance(scored, list):
+        return scored
+    scored.sort(key=_best_first)
+    return [_match(need, profile, s) for s in scored]
+
+
+def best(
+    need: ev.Need,
+    profile: ev.Profile,
+    consent: ev.Consent,
+    candidates: list[Candidate],
+    *,
+    exclude_services: frozenset[str] = frozenset(),
+) -> Match | UnmatchedReason:
+    """``rank(...)[0]`` (or the same reason), explaining only the chosen candidate: what
+    routing needs, without an explanation model per acceptable candidate."""
+    scored = _acceptable(need.category, profile, consent, candidates, exclude_services)
+    if not isinstance(scored, list):
+        return scored
+    return _match(need, profile, min(scored, key=_best_first))  # the first of equals, as sort
+
+
+def _best_first(s: _Scored) -> tuple[float, str]:
+    return -s[0], s[1].service_id
+
+
+def _match(need: ev.Need, profile: ev.Profile, s: _Scored) -> Match:
+    total, c, values = s
+    components = dict(zip(_COMPONENTS, values, strict=True))
+    return Match(c, _explain(need, profile, c, total, components))
+
+
+def _acceptable(
+    category: str,
+    profile: ev.Profile,
+    consent: ev.Consent,
+    candidates: list[Candidate],
+    exclude_services: frozenset[str],
+) -> list[_Scored] | UnmatchedReason:
+    """The candidates that pass every filter, scored, in the order given; or the reason."""
+    now = datetime.now(UTC)
+    returnee, allowed = _Returnee.of(profile, now), _Allowed.of(consent, category, now)
+    passed = _NONE  # the furthest filter any candidate passed
+    scored: list[_Scored] = []
+    for c in candidates:
+        if (
+            c.service_id in exclude_services
+            or c.status is not ev.ListingStatus.ACTIVE
+            or category not in c.categories
+        ):
+            continue
+        depth = covering_depth(returnee.area, c.coverage_areas)
+        if not depth:
+            continue
+        passed = max(passed, _AREA)
+        if not _eligible(c, returnee):
+            continue
+        passed = max(passed, _ELIGIBILITY)
+        if c.capacity not in _CAPACITY_SCORE:
+            continue
+        passed = _CAPACITY
+        if _consent_covers(c, allowed):
+            values = _components(c, returnee, depth)
+            scored.append((_total(values), c, values))
+    return scored or _GAP[passed]
+
+
+# The filters in order (plain ints: compared for every candidate); the furthest one any
+# candidate passed names the gap when none is left.
+_NONE, _AREA, _ELIGIBILITY, _CAPACITY = range(4)
+_GAP = {
+    _NONE: UnmatchedReason.NO_LISTING,
+    _AREA: UnmatchedReason.NOT_ELIGIBLE,
+    _ELIGIBILITY: UnmatchedReason.NO_CAPACITY,
+    _CAPACITY: UnmatchedReason.CONSENT_SCOPE,
+}
 
 
 def _explain(

@@ -18,7 +18,7 @@ from shared.db import DbConnection
 
 from . import directory
 from .lifecycle import OPEN_STATES, holds_a_slot
-from .matching import rank
+from .matching import Match, best
 
 Emitted = list[tuple[str, BaseModel]]
 
@@ -138,9 +138,9 @@ async def route_need(
         )
     )
     candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
-    ranked = rank(need, case.profile, case.consent, candidates, exclude_services=tried)
-    if attempt > policy.max_attempts or not isinstance(ranked, list):
-        reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else ranked
+    chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
+    if attempt > policy.max_attempts or not isinstance(chosen, Match):
+        reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else chosen
         assert isinstance(reason, ev.UnmatchedReason)
         await conn.execute(
             """INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
@@ -167,7 +167,7 @@ async def route_need(
                 ),
             )
         ]
-    match = ranked[0]
+    match = chosen
     referral_id = uuid.uuid4()
     respond_by = policy.respond_by(need.urgency, match.candidate.sla_hours)
     await conn.execute(
