@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit chaos lint format contracts demo up down clean
+.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts demo up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: venv ## set up private Kafka + PostgreSQL, run lint and every test, tear i
 
 chaos: venv ## fault injection: kills, broker/database restarts, rebalance; checks nothing is lost or doubled
 	deploy/local/chaos.sh $(ARGS)
+
+bench: venv ## benchmark: the pipeline vs a raw Kafka baseline, latency, CPU, memory, matching
+	deploy/local/bench.sh $(ARGS)
 
 test-unit: venv ## unit tests only (no infrastructure)
 	$(BIN)/pytest -q tests/unit

@@ -5,20 +5,13 @@
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export REFEX_LOCAL_DIR="$REPO_ROOT/.local/chaos"
-export REFEX_KAFKA_PORT="${REFEX_CHAOS_KAFKA_PORT:-39092}"
-export REFEX_KAFKA_CONTROLLER_PORT="${REFEX_CHAOS_KAFKA_CONTROLLER_PORT:-39093}"
-export REFEX_PG_PORT="${REFEX_CHAOS_PG_PORT:-35432}"
-export REFEX_INTAKE_HTTP_PORT=38101 REFEX_REFERRAL_HTTP_PORT=38102 REFEX_NOTIFICATION_HTTP_PORT=38103
+export REFEX_KAFKA_PORT="${REFEX_CHAOS_KAFKA_PORT:-27092}"
+export REFEX_KAFKA_CONTROLLER_PORT="${REFEX_CHAOS_KAFKA_CONTROLLER_PORT:-27093}"
+export REFEX_PG_PORT="${REFEX_CHAOS_PG_PORT:-27432}"
+export REFEX_INTAKE_HTTP_PORT=27101 REFEX_REFERRAL_HTTP_PORT=27102 REFEX_NOTIFICATION_HTTP_PORT=27103
 source "$REPO_ROOT/deploy/local/common.sh"
 
-cleanup() {
-  "$REPO_ROOT/deploy/local/down.sh" || true
-  rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
-  [[ "$PG_DIR" == "$REFEX_LOCAL_DIR"/* ]] || rmdir "$(dirname "$PG_DIR")" 2>/dev/null || true
-}
-"$REPO_ROOT/deploy/local/down.sh" >/dev/null 2>&1 || true
-rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
-trap cleanup EXIT
+start_fresh_private
 
 "$REPO_ROOT/deploy/local/up.sh"
 set -a; source "$REFEX_LOCAL_DIR/env"; set +a

@@ -46,3 +46,15 @@ pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 as_pg_owner() {
   if [[ "$(id -u)" == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+# make test, make chaos and make bench run on private infrastructure of their own: tear down what
+# a run killed midway left behind, start clean, and tear everything down again on exit.
+teardown_private() {
+  "$REPO_ROOT/deploy/local/down.sh" || true
+  rm -rf "$LOCAL_DIR" "$PG_DIR"
+  [[ "$PG_DIR" == "$LOCAL_DIR"/* ]] || rmdir "$(dirname "$PG_DIR")" 2>/dev/null || true
+}
+start_fresh_private() {
+  teardown_private >/dev/null 2>&1
+  trap teardown_private EXIT
+}

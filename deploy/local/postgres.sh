@@ -35,6 +35,8 @@ unix_socket_directories = '$PG_SOCKET_DIR'
 max_connections = 200
 shared_buffers = 128MB
 fsync = on
+# Per-statement timings (make bench writes the top ones next to its results).
+shared_preload_libraries = 'pg_stat_statements'
 CONF
 }
 

@@ -12,15 +12,7 @@ export REFEX_REFERRAL_HTTP_PORT="${REFEX_TEST_REFERRAL_HTTP_PORT:-28002}"
 export REFEX_NOTIFICATION_HTTP_PORT="${REFEX_TEST_NOTIFICATION_HTTP_PORT:-28003}"
 source "$REPO_ROOT/deploy/local/common.sh"
 
-cleanup() {
-  "$REPO_ROOT/deploy/local/down.sh" || true
-  rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
-  [[ "$PG_DIR" == "$REFEX_LOCAL_DIR"/* ]] || rmdir "$(dirname "$PG_DIR")" 2>/dev/null || true
-}
-
-"$REPO_ROOT/deploy/local/down.sh" >/dev/null 2>&1 || true   # a previous run killed midway
-rm -rf "$REFEX_LOCAL_DIR" "$PG_DIR"
-trap cleanup EXIT
+start_fresh_private
 
 log "lint: ruff, mypy, import contracts"
 "$REPO_ROOT/.venv/bin/ruff" check "$REPO_ROOT"

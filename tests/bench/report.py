@@ -1,0 +1,177 @@
+"""The benchmark's results: targets met or not, a rich table on the terminal, JSON, a markdown
+table (also written into docs/performance.md between markers) and a PNG of the latencies."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DOC_START = "<!-- bench:latest:start -->"
+DOC_END = "<!-- bench:latest:end -->"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    goal: str
+    measured: float | None
+    unit: str
+    met: bool | None  # None: not measured in this run
+
+
+def targets(result: dict[str, Any]) -> list[Target]:
+    """The issue's targets on this 2-core machine, against this run's measurements."""
+    throughput = result["throughput"]["submissions_per_s"]
+    half = result.get("latency_at_half_rate", {}).get("p99_ms")
+    ratio = result.get("baseline", {}).get("ratio")
+    matching = result.get("matching", {}).get("p99_ms")
+    peak = max(
+        (v["peak_rss_mb"] for k, v in result["resources"].items() if k in result["services"]),
+        default=None,
+    )
+
+    def check(value: float | None, ok: bool) -> bool | None:
+        return None if value is None else ok
+
+    return [
+        Target("throughput", ">= 1000 submissions/s", throughput, "/s", throughput >= 1000),
+        Target("p99 at half the rate", "<= 500 ms", half, "ms", check(half, (half or 0) <= 500)),
+        Target(
+            "matching p99 (10,000 listings)",
+            "<= 2 ms",
+            matching,
+            "ms",
+            check(matching, (matching or 0) <= 2),
+        ),
+        Target("pipeline / raw baseline", ">= 0.3", ratio, "", check(ratio, (ratio or 0) >= 0.3)),
+        Target("peak memory per service", "<= 250 MB", peak, "MB", check(peak, (peak or 0) <= 250)),
+    ]
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not measured"
+    text = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return f"{text} {unit}".strip()
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "NOT met", None: "-"}[met]
+
+
+def print_table(result: dict[str, Any], console: Console) -> None:
+    table = Table(title="make bench")
+    for column in ("target", "goal", "measured", ""):
+        table.add_column(column)
+    for t in targets(result):
+        table.add_row(t.name, t.goal, _fmt(t.measured, t.unit), _verdict(t.met))
+    console.print(table)
+    usage = Table(title="resources (throughput phase)")
+    for column in ("process", "CPU cores (avg)", "peak RSS MB"):
+        usage.add_column(column)
+    for name, r in result["resources"].items():
+        usage.add_row(name, f"{r['cpu_cores']:.2f}", f"{r['peak_rss_mb']:.0f}")
+    console.print(usage)
+    tp, half = result["throughput"], result.get("latency_at_half_rate", {})
+    console.print(
+        f"{tp['submissions']:,} submissions ({tp['needs']:,} needs): "
+        f"{tp['submissions_per_s']:.1f} submissions/s, "
+        f"{tp['inbox_events_per_s']:.1f} inbox events/s; latency at saturation "
+        f"p50 {tp['p50_ms']:.0f} ms, p99 {tp['p99_ms']:.0f} ms"
+    )
+    if half:
+        console.print(
+            f"at {half['rate_per_s']:.1f} submissions/s (half): p50 {half['p50_ms']:.0f} ms, "
+            f"p95 {half['p95_ms']:.0f} ms, p99 {half['p99_ms']:.0f} ms"
+        )
+    if "baseline" in result:
+        b = result["baseline"]
+        console.print(
+            f"raw 3-hop aiokafka baseline: {b['messages_per_s']:.0f} messages/s; "
+            f"pipeline / baseline = {b['ratio']:.3f}"
+        )
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Run of {result['when']} on {result['machine']['cpus']} cores "
+        f"({result['throughput']['submissions']:,} submissions, "
+        f"{result['directory']['listings']:,} listings).",
+        "",
+        "| target | goal | measured | |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t.name} | {t.goal} | {_fmt(t.measured, t.unit)} | {_verdict(t.met)} |"
+        for t in targets(result)
+    ]
+    tp, half = result["throughput"], result.get("latency_at_half_rate", {})
+    lines += [
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| submissions/s (sustained) | {tp['submissions_per_s']:.1f} |",
+        f"| inbox events/s (sustained) | {tp['inbox_events_per_s']:.1f} |",
+        f"| needs reaching the inboxes, steady part (submissions/s) | "
+        f"{tp['completion_rate_per_s']:.1f} |",
+        f"| latency at saturation p50 / p99 | {tp['p50_ms']:.0f} / {tp['p99_ms']:.0f} ms |",
+    ]
+    if half:
+        lines.append(
+            f"| latency at {half['rate_per_s']:.1f}/s p50 / p95 / p99 | "
+            f"{half['p50_ms']:.0f} / {half['p95_ms']:.0f} / {half['p99_ms']:.0f} ms |"
+        )
+    if "baseline" in result:
+        b = result["baseline"]
+        lines.append(f"| raw 3-hop baseline messages/s | {b['messages_per_s']:.0f} |")
+    if "matching" in result:
+        m = result["matching"]
+        lines.append(f"| matching p50 / p99 | {m['p50_ms']:.3f} / {m['p99_ms']:.3f} ms |")
+    lines += ["", "| process | CPU cores (avg) | peak RSS MB |", "|---|---|---|"]
+    lines += [
+        f"| {name} | {r['cpu_cores']:.2f} | {r['peak_rss_mb']:.0f} |"
+        for name, r in result["resources"].items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(doc: Path, table: str, plot: str) -> None:
+    """Replace the block between the markers in ``doc`` with the latest run."""
+    text = doc.read_text()
+    block = f"{DOC_START}\n{table}\n![latency distribution]({plot})\n{DOC_END}"
+    pattern = re.compile(re.escape(DOC_START) + ".*?" + re.escape(DOC_END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{doc} has no {DOC_START} … {DOC_END} block")
+    doc.write_text(pattern.sub(lambda _: block, text))
+
+
+def plot_latencies(series: dict[str, list[float]], path: Path) -> None:
+    """Histogram (log scale) and cumulative distribution of each phase's latencies."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, values in series.items():
+        if not values:
+            continue
+        hist.hist(values, bins=60, alpha=0.6, label=label)
+        cdf.plot(values, [i / len(values) for i in range(1, len(values) + 1)], label=label)
+    hist.set_xscale("symlog")
+    hist.set_xlabel("publish → inbox latency (ms)")
+    hist.set_ylabel("events")
+    cdf.set_xscale("symlog")
+    cdf.set_xlabel("publish → inbox latency (ms)")
+    cdf.set_ylabel("share of events")
+    cdf.grid(True, alpha=0.3)
+    for ax in (hist, cdf):
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

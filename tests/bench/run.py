@@ -1,0 +1,364 @@
+"""One `make bench` run: start the services (or use running ones), build the directory and the
+agencies, then
+
+1. throughput: all submissions at once, as fast as the referrers' producers send them; the
+   sustained rate is taken between 10 % and 90 % of completions;
+2. latency at half that rate: submissions paced at half the measured rate for a while;
+3. the raw 3-hop aiokafka baseline with the same number of messages;
+4. the matching micro-benchmark at 10,000 listings;
+
+and report targets, resources, JSON, markdown and a PNG."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shared.contracts import topics
+from shared.kafka.connection import KafkaConnection
+from tests.chaos.invariants import lag
+from tests.chaos.processes import ServiceProcess
+
+from . import baseline
+from .pipeline import InboxWatcher, Traffic, percentile, send_submissions, sustained_rate
+from .profiling import Profiler
+from .resources import ResourceMeter, find_service_pids, pid_from_file
+from .world import World, build_world, submission
+
+console = Console()
+SERVICES = ("intake", "referral", "notification")
+
+
+@dataclass(frozen=True)
+class Options:
+    submissions: int = 10_000
+    latency_seconds: float = 30.0  # how long the half-rate phase sends
+    referrers: int = 8
+    providers: int = 80
+    listings: int = 2_000
+    matching_listings: int = 10_000
+    matching_queries: int = 2_000
+    baseline: bool = True
+    matching: bool = True  # the matching micro-benchmark (needs BENCH_MATCHING_DATABASE_URL)
+    use_running: bool = False  # measure a system started by `make run` instead of starting one
+    profile: bool = False  # py-spy the services during the throughput phase (tests/bench/profiling)
+    stall_timeout_s: float = 120.0  # no completion for this long: the run fails
+    seed: int = 11
+
+
+def _start_services(log_dir: Path) -> list[ServiceProcess]:
+    processes = [
+        ServiceProcess(s, s, int(os.environ[f"{s.upper()}_HTTP_PORT"]), log_dir / f"{s}.log")
+        for s in SERVICES
+    ]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.wait_ready(timeout=120)
+    return processes
+
+
+def _meter(services: dict[str, int]) -> ResourceMeter:
+    meter = ResourceMeter()
+    for name, pid in services.items():
+        meter.add(name, pid)
+    kafka_pid = pid_from_file(Path(os.environ.get("BENCH_KAFKA_PID_FILE", "/nonexistent")))
+    pg_pid = pid_from_file(Path(os.environ.get("BENCH_PG_PID_FILE", "/nonexistent")))
+    if kafka_pid:
+        meter.add("kafka", kafka_pid)
+    if pg_pid:
+        meter.add("postgresql", pg_pid, with_children=True)
+    return meter
+
+
+async def _count(url: str, sql: str, *args: Any) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def wait_for_directory(world: World, timeout_s: float = 300) -> float:
+    """Until referral has every listing and every service every agency of the run."""
+    started = time.monotonic()
+    prefix = f"bench-{world.run_id}-%"
+    wanted = {
+        ("REFERRAL_DATABASE_URL", "listings"): len(world.listings),
+        **{(f"{s.upper()}_DATABASE_URL", "agencies"): len(world.agency_ids) for s in SERVICES},
+    }
+    while True:
+        counts = {
+            key: await _count(
+                os.environ[key[0]], f"SELECT count(*) FROM {key[1]} WHERE agency_id LIKE $1", prefix
+            )
+            for key in wanted
+        }
+        if all(counts[k] >= n for k, n in wanted.items()):
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"directory not materialised after {timeout_s} s: {counts}")
+        await asyncio.sleep(1)
+
+
+def _watched(world: World) -> set[str]:
+    """The topics the services consume in this run (lag is asked about these only)."""
+    fixed = {
+        topics.INTAKE_CASES,
+        topics.INTAKE_REJECTIONS,
+        topics.INTAKE_DISCLOSURES,
+        topics.REFERRAL_EVENTS,
+        topics.DIRECTORY_AGENCIES,
+    }
+    families = (topics.AGENCY_SUBMISSIONS, topics.AGENCY_LISTINGS, topics.AGENCY_RESPONSES)
+    return fixed | {family.name(a) for family in families for a in world.agency_ids}
+
+
+async def drain(kafka: KafkaConnection, world: World, timeout_s: float = 600) -> float:
+    """Until every service group has consumed everything (e.g. the disclosures that follow
+    the needs the bench waits for); returns the wall-clock time (time.time()) it was so."""
+    watched = _watched(world)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = await lag(kafka, watched)
+        if not any(left.values()):
+            return time.time()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the services did not catch up within {timeout_s} s: {left}")
+        await asyncio.sleep(0.5)
+
+
+async def _phase(
+    kafka: KafkaConnection,
+    world: World,
+    watcher: InboxWatcher,
+    meter: ResourceMeter,
+    options: Options,
+    *,
+    label: str,
+    count: int,
+    rate_per_s: float | None,
+    seed: int,
+) -> tuple[Traffic, dict[str, float], float]:
+    """Send, wait for every need to reach an inbox and every service to be idle again; the
+    traffic, the CPU-seconds and the wall time of all that."""
+    traffic = Traffic()
+    watcher.phases.append(traffic)
+    cpu_before = meter.cpu_snapshot()
+    started = time.time()
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        sent_bar = progress.add_task(f"{label}: sent", total=count)
+        done_bar = progress.add_task(f"{label}: in the inboxes", total=count)
+        sender = asyncio.create_task(
+            send_submissions(
+                world,
+                traffic,
+                count=count,
+                rate_per_s=rate_per_s,
+                seed=seed,
+                on_sent=lambda n: progress.advance(sent_bar, n),
+            )
+        )
+        last_done, last_change = 0, time.monotonic()
+        while not (sender.done() and traffic.pending == 0):
+            await asyncio.sleep(0.25)
+            done = len(traffic.completed_at)
+            progress.update(done_bar, completed=done)
+            if done != last_done:
+                last_done, last_change = done, time.monotonic()
+            elif time.monotonic() - last_change > options.stall_timeout_s:
+                sender.cancel()
+                raise TimeoutError(
+                    f"{label}: no submission completed for {options.stall_timeout_s} s "
+                    f"({done} of {count} complete)"
+                )
+        await sender
+    wall = await drain(kafka, world) - started
+    cpu = meter.usage(cpu_before, meter.cpu_snapshot(), wall).cpu_seconds
+    return traffic, cpu, wall
+
+
+def _latency(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 0.5), 1),
+        "p95_ms": round(percentile(values, 0.95), 1),
+        "p99_ms": round(percentile(values, 0.99), 1),
+        "max_ms": round(values[-1], 1) if values else float("nan"),
+    }
+
+
+async def _baseline(kafka: KafkaConnection, world: World, count: int, seed: int) -> dict[str, Any]:
+    import random
+
+    from tests import factories as f
+
+    rng = random.Random(seed)
+    bodies = [f.submission_event(submission(world, rng)).body for _ in range(200)]
+    chain = baseline.Chain(kafka)
+    await chain.start()
+    meter = ResourceMeter()
+    for n, pid in enumerate(chain.pids()):
+        meter.add(f"hop{n + 1}", pid)
+    try:
+        cpu_before = meter.cpu_snapshot()
+        started, arrivals = await baseline.drive(chain, bodies, count)
+        wall = max(arrivals) - started
+        usage = meter.usage(cpu_before, meter.cpu_snapshot(), wall)
+    finally:
+        await chain.stop()
+    return {
+        "messages": count,
+        "messages_per_s": round(count / wall, 1),
+        "wall_s": round(wall, 1),
+        "cpu_cores": usage.cores(),
+    }
+
+
+async def _matching(options: Options) -> dict[str, Any] | None:
+    url = os.environ.get("BENCH_MATCHING_DATABASE_URL")
+    if not options.matching:
+        return None
+    if not url:
+        console.print("[yellow]matching micro-benchmark skipped: no BENCH_MATCHING_DATABASE_URL")
+        return None
+    from .matching import benchmark_matching
+
+    console.print(f"matching micro-benchmark: {options.matching_listings:,} listings …")
+    return await benchmark_matching(
+        url,
+        listings=options.matching_listings,
+        queries=options.matching_queries,
+        seed=options.seed,
+    )
+
+
+async def run(options: Options, out_dir: Path) -> dict[str, Any]:
+    kafka = KafkaConnection.from_env()
+    processes: list[ServiceProcess] = []
+    if options.use_running:
+        pids = {s: find_service_pids(s) for s in SERVICES}
+        missing = [s for s, found in pids.items() if not found]
+        if missing:
+            raise RuntimeError(f"--use-running: no running {', '.join(missing)} (make run?)")
+        services = {f"{s}-{n + 1}": pid for s, found in pids.items() for n, pid in enumerate(found)}
+    else:
+        processes = _start_services(out_dir)
+        services = {p.name: p.process.pid for p in processes if p.process is not None}
+    meter = _meter(services)
+    meter.start_sampling()
+    result: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "options": asdict(options),
+        "services": list(services),
+    }
+    try:
+        console.print(
+            f"directory: {options.providers} providers, {options.referrers} referrers, "
+            f"{options.listings:,} listings …"
+        )
+        world = await build_world(
+            kafka,
+            referrers=options.referrers,
+            providers=options.providers,
+            listings=options.listings,
+            seed=options.seed,
+        )
+        settle_s = await wait_for_directory(world)
+        result["directory"] = {
+            "listings": len(world.listings),
+            "providers": options.providers,
+            "referrers": options.referrers,
+            "countries": len(world.tree.countries),
+            "districts": len(world.tree.all_districts()),
+            "materialised_after_s": round(settle_s, 1),
+        }
+        watcher = InboxWatcher(kafka, world)
+        await watcher.start()
+        try:
+            await _phase(kafka, world, watcher, meter, options, label="warm-up", count=50,
+                         rate_per_s=None, seed=options.seed + 1)  # fmt: skip
+            profiler = Profiler(out_dir) if options.profile else None
+            if profiler is not None:
+                profiler.start(services)
+            traffic, cpu, wall = await _phase(
+                kafka, world, watcher, meter, options, label="throughput",
+                count=options.submissions, rate_per_s=None, seed=options.seed + 2,
+            )  # fmt: skip
+            if profiler is not None:
+                profiler.stop()
+            # All the work of every submission done (its needs in the inboxes, and the
+            # disclosures and everything else after them): what the system can sustain.
+            rate = options.submissions / wall
+            result["throughput"] = {
+                "submissions": options.submissions,
+                "needs": sum(traffic.needs.values()),
+                "submissions_per_s": round(rate, 1),
+                "inbox_events_per_s": round(len(traffic.inbox_events) / wall, 1),
+                # the steady part of the needs reaching the inboxes (10 % to 90 %)
+                "completion_rate_per_s": round(
+                    sustained_rate(list(traffic.completed_at.values())), 1
+                ),
+                "inbox_events": len(traffic.inbox_events),
+                "ends": traffic.ends,
+                "wall_s": round(wall, 1),
+                **_latency(traffic.latencies_ms()),
+            }
+            peaks = meter.peaks_mb()
+            result["resources"] = {
+                name: {"cpu_cores": round(cpu[name] / wall, 2), "peak_rss_mb": peaks[name]}
+                for name in cpu
+            }
+            half_rate = max(rate / 2, 1.0)
+            half, _, _ = await _phase(
+                kafka, world, watcher, meter, options, label="half rate",
+                count=max(int(half_rate * options.latency_seconds), 100),
+                rate_per_s=half_rate, seed=options.seed + 3,
+            )  # fmt: skip
+            result["latency_at_half_rate"] = {
+                "rate_per_s": round(half_rate, 1),
+                "submissions": len(half.needs),
+                **_latency(half.latencies_ms()),
+            }
+            result["latencies_ms"] = {
+                f"saturation ({rate:.0f}/s)": traffic.latencies_ms(),
+                f"half rate ({half_rate:.0f}/s)": half.latencies_ms(),
+            }
+        finally:
+            await watcher.stop()
+            for agency in world.referrers:
+                await agency.stop()
+        for name, peak in meter.peaks_mb().items():
+            result["resources"][name]["peak_rss_mb"] = peak
+        if options.baseline:
+            console.print(f"raw baseline: {options.submissions:,} messages through 3 hops …")
+            result["baseline"] = await _baseline(kafka, world, options.submissions, options.seed)
+            result["baseline"]["ratio"] = round(
+                result["throughput"]["submissions_per_s"]
+                / max(result["baseline"]["messages_per_s"], 1e-9),
+                3,
+            )
+        matching = await _matching(options)
+        if matching is not None:
+            result["matching"] = matching
+    finally:
+        await meter.stop_sampling()
+        for p in processes:
+            p.stop()
+    return result
