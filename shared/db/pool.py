@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 
-
 # asyncpg prepares every statement; after five runs PostgreSQL may keep one generic plan for it.
 # A plan made while a table was still empty (a fresh database) is a sequential scan, and it stayed
 # in use while the table grew until an autovacuum ANALYZE happened to invalidate it: make bench
