@@ -80,6 +80,7 @@ async def skip_unreadable_record(
         position: int = await consumer.position(tp)
         if position >= ends[tp]:
             continue
+        consumer.seek(tp, position)  # drop what aiokafka buffered: read it again from here
         try:
             records = await consumer.getmany(tp, timeout_ms=2000, max_records=1)
         except UnicodeDecodeError:
@@ -89,6 +90,17 @@ async def skip_unreadable_record(
         for record in records.get(tp, []):
             consumer.seek(tp, record.offset)  # not ours to take: it comes again, in order
     return None
+
+
+async def rewind_to_committed(consumer: AIOKafkaConsumer) -> None:
+    """Put every assigned partition back where the group last committed: what a failed batch
+    read had taken but not handed over is read again."""
+    for tp in sorted(consumer.assignment()):
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
 
 
 _OUTAGES: tuple[type[BaseException], ...] = (
@@ -209,12 +221,27 @@ class ReliableConsumer:
         )
         subscriber(self.on_batch)
         read = subscriber.get_msg
+        careful_reads = 0  # > 0: records are read one at a time (see below)
 
         async def get_msg(consumer: AIOKafkaConsumer) -> Any:
+            # aiokafka cannot build a record whose header name is not UTF-8. When that happens
+            # inside a batch read, the records it had already taken from other partitions are
+            # dropped with their positions moved on: rewind everything to the last commit, then
+            # read one record at a time, so that the unreadable one is met exactly at its
+            # partition's position, dead-lettered and passed (skip_unreadable).
+            nonlocal careful_reads
             try:
-                return await read(consumer)
+                if careful_reads <= 0:
+                    return await read(consumer)
+                careful_reads -= 1
+                one = await consumer.getmany(timeout_ms=500, max_records=1)
+                return tuple(r for records in one.values() for r in records) or None
             except UnicodeDecodeError:
-                await self.skip_unreadable(consumer)
+                if careful_reads <= 0:
+                    await rewind_to_committed(consumer)
+                else:
+                    await self.skip_unreadable(consumer)
+                careful_reads = 2 * self._batch_size
                 return None  # FastStream's loop then asks for the next records
 
         subscriber.get_msg = get_msg  # type: ignore[method-assign]
