@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import random
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -26,10 +27,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
+from tests import factories as f
 from tests.chaos.invariants import lag
 from tests.chaos.processes import ServiceProcess
 
 from . import baseline
+from .matching import benchmark_matching
 from .pipeline import InboxWatcher, Traffic, percentile, send_submissions, sustained_rate
 from .profiling import Profiler
 from .resources import ResourceMeter, find_service_pids, pid_from_file
@@ -204,10 +207,6 @@ def _latency(values: list[float]) -> dict[str, float]:
 
 
 async def _baseline(kafka: KafkaConnection, world: World, count: int, seed: int) -> dict[str, Any]:
-    import random
-
-    from tests import factories as f
-
     rng = random.Random(seed)
     bodies = [f.submission_event(submission(world, rng)).body for _ in range(200)]
     chain = baseline.Chain(kafka)
@@ -237,8 +236,6 @@ async def _matching(options: Options) -> dict[str, Any] | None:
     if not url:
         console.print("[yellow]matching micro-benchmark skipped: no BENCH_MATCHING_DATABASE_URL")
         return None
-    from .matching import benchmark_matching
-
     console.print(f"matching micro-benchmark: {options.matching_listings:,} listings …")
     return await benchmark_matching(
         url,
