@@ -21,18 +21,10 @@ from shared.contracts.envelope import OutgoingEvent
 from shared.contracts.taxonomy import TAXONOMY
 from shared.kafka.connection import KafkaConnection
 from tests import factories as f
+from tests.bench.matching import COUNTRIES  # one country/language table for the bench
 from tests.chaos.traffic import Agency
 from tests.e2e.kafka_helpers import register_agency_access
 
-# Country -> languages spoken by returnees there (ISO 639-1).
-COUNTRIES: dict[str, tuple[str, ...]] = {
-    "SN": ("fr", "wo"),
-    "GN": ("fr", "ff"),
-    "ML": ("fr", "bm"),
-    "GM": ("en", "wo"),
-    "NG": ("en", "yo"),
-    "GH": ("en", "tw"),
-}
 REGIONS_PER_COUNTRY = 8
 DISTRICTS_PER_REGION = 6
 AGE_BANDS = ("18-24", "25-34", "35-49", "50-64")

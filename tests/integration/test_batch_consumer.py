@@ -16,6 +16,7 @@ import pytest
 from shared.db import DbConnection
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent, PermanentError
+from tests import applied_ledger
 from tests import factories as f
 
 TOPIC = "test.batch.v1"
@@ -55,10 +56,7 @@ class Batches:
         return InboundEvent.from_record(record)
 
     async def applied(self) -> list[str]:
-        async with self.pool.acquire() as conn:
-            return [
-                r["event_id"] for r in await conn.fetch("SELECT event_id FROM applied ORDER BY n")
-            ]
+        return await applied_ledger.applied(self.pool)
 
     async def claimed(self, event_id: str) -> bool:
         async with self.pool.acquire() as conn:
@@ -69,8 +67,7 @@ class Batches:
 
 @pytest.fixture
 async def batches(scratch_pool: asyncpg.Pool) -> Batches:
-    async with scratch_pool.acquire() as conn:
-        await conn.execute("CREATE TABLE applied (n serial, event_id text NOT NULL)")
+    await applied_ledger.create(scratch_pool)
     dead_letters = FakeDeadLetters()
     consumer = ReliableConsumer(
         group="test-batch",
@@ -86,7 +83,7 @@ async def batches(scratch_pool: asyncpg.Pool) -> Batches:
         mode = json.loads(event.value or b"{}")["mode"]
         b.attempts[event.event_id] += 1
         first = b.attempts[event.event_id] == 1
-        await conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
+        await applied_ledger.record(conn, event.event_id)
         if mode == "permanent" or event.event_id in b.broken:
             raise PermanentError("refused")
         if mode == "fail_once" and first:

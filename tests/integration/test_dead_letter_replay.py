@@ -30,6 +30,7 @@ from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.kafka.oneshot import follow
+from tests import applied_ledger
 from tests.conftest import TopicFactory
 from tests.e2e.kafka_helpers import collect, read_everything
 
@@ -60,19 +61,10 @@ class Harness:
         return eid
 
     async def applied(self) -> list[str]:
-        async with self.pool.acquire() as conn:
-            return [
-                r["event_id"] for r in await conn.fetch("SELECT event_id FROM applied ORDER BY n")
-            ]
+        return await applied_ledger.applied(self.pool)
 
     async def wait_applied(self, count: int, timeout: float = 30) -> list[str]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            got = await self.applied()
-            if len(got) >= count:
-                return got
-            await asyncio.sleep(0.1)
-        return await self.applied()
+        return await applied_ledger.wait_applied(self.pool, count, timeout)
 
 
 @pytest.fixture
@@ -81,8 +73,7 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     topic = await new_topic()
     group = f"test-{uuid.uuid4().hex[:8]}"
-    async with scratch_pool.acquire() as conn:
-        await conn.execute("CREATE TABLE applied (n serial, event_id text NOT NULL)")
+    await applied_ledger.create(scratch_pool)
     producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all")
     await producer.start()
     h = Harness(topic, producer, scratch_pool)
@@ -91,7 +82,7 @@ async def harness(
         h.attempts[event.event_id] += 1
         if json.loads(event.value or b"{}")["mode"] == "needs_fix" and not h.fixed:
             raise PermanentError("thing not supported yet")
-        await conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
+        await applied_ledger.record(conn, event.event_id)
 
     broker = create_broker(kafka, client_id=group)
     dead_letters = DeadLetterPublisher(kafka, SERVICE)  # onto referral.dlq.v1

@@ -20,6 +20,7 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent, PermanentError
+from tests import applied_ledger
 from tests.conftest import TopicFactory
 from tests.raw_kafka import RawHeaderName, raw_header_names
 
@@ -51,19 +52,10 @@ class Harness:
         return eid
 
     async def applied(self) -> list[str]:
-        async with self.pool.acquire() as conn:
-            return [
-                r["event_id"] for r in await conn.fetch("SELECT event_id FROM applied ORDER BY n")
-            ]
+        return await applied_ledger.applied(self.pool)
 
     async def wait_applied(self, count: int, timeout: float = 20) -> list[str]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            got = await self.applied()
-            if len(got) >= count:
-                return got
-            await asyncio.sleep(0.1)
-        return await self.applied()
+        return await applied_ledger.wait_applied(self.pool, count, timeout)
 
 
 @pytest.fixture
@@ -77,8 +69,7 @@ async def harness(
     from shared.kafka.admin import ensure_topics
 
     await ensure_topics(kafka, [TopicSpec(dlq, Owner.OPERATORS, "k", 1)])
-    async with scratch_pool.acquire() as conn:
-        await conn.execute("CREATE TABLE applied (n serial, event_id text NOT NULL)")
+    await applied_ledger.create(scratch_pool)
 
     producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all")
     await producer.start()
@@ -95,7 +86,7 @@ async def harness(
             raise RuntimeError("still broken")
         if mode == "outage" and h.attempts[event.event_id] <= 6:
             raise ConnectionRefusedError("the database is restarting")
-        await conn.execute("INSERT INTO applied (event_id) VALUES ($1)", event.event_id)
+        await applied_ledger.record(conn, event.event_id)
 
     broker = create_broker(kafka, client_id=group)
     dead_letters = DeadLetterPublisher(kafka, group)
