@@ -23,6 +23,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.contracts.envelope import CONTENT_TYPE, SPEC_VERSION
 from shared.contracts.events import PAYLOADS
+from shared.contracts.json_schema import FILLED_FROM
 from shared.contracts.topics import (
     AGENCY_FAMILIES,
     AGENCY_ID_PATTERN,
@@ -92,11 +93,44 @@ def _payload_description(ce_type: str, model: type[BaseModel]) -> str:
     return f"{doc}\n\n{_carried_on(ce_type)}" if doc else _carried_on(ce_type)
 
 
+def sent_by_agencies(ce_type: str) -> bool:
+    """Whether agencies write this type (on their own submissions, listings or responses)."""
+    return any(
+        ce_type in fam.template.payloads
+        for fam in AGENCY_FAMILIES
+        if fam.template.owner is Owner.AGENCY
+    )
+
+
+def as_sent_by_agencies(schema: Any) -> Any:
+    """The schema as a sender must follow it: a property the service fills in when left out
+    (marked ``x-refex-filled-from``) is not required of the sender."""
+    if isinstance(schema, dict):
+        out = {k: as_sent_by_agencies(v) for k, v in schema.items()}
+        properties = out.get("properties")
+        if isinstance(properties, dict) and isinstance(out.get("required"), list):
+            out["required"] = [
+                name
+                for name in out["required"]
+                if not (isinstance(properties.get(name), dict) and FILLED_FROM in properties[name])
+            ]
+        return out
+    if isinstance(schema, list):
+        return [as_sent_by_agencies(v) for v in schema]
+    return schema
+
+
+def payload_schema(ce_type: str, model: type[BaseModel]) -> JSON:
+    """The JSON Schema of one type's payload model, as its writers must follow it."""
+    schema = model.model_json_schema()
+    return as_sent_by_agencies(schema) if sent_by_agencies(ce_type) else schema
+
+
 def payload_schemas() -> dict[str, JSON]:
     """``<ce_type>.json`` → the JSON Schema of that type's payload model."""
     out: dict[str, JSON] = {}
     for ce_type, model in sorted(PAYLOADS.items()):
-        schema = model.model_json_schema()
+        schema = payload_schema(ce_type, model)
         schema["$schema"] = SCHEMA_DIALECT
         schema["$id"] = f"{SCHEMA_BASE_URL}{ce_type}.json"
         schema["title"] = ce_type
@@ -304,6 +338,9 @@ def asyncapi_document(view: Owner) -> JSON:
     all_channels = {cid: (address, spec, fam) for cid, address, spec, fam in _channels()}
     ce_types = sorted({t for _, _, spec, _ in plan for t in spec.payloads})
     refs, schemas = _schemas(PAYLOADS[t] for t in ce_types)
+    if any(sent_by_agencies(t) for t in ce_types):
+        # One component serves both directions here: the sender's rule is the looser.
+        schemas = as_sent_by_agencies(schemas)
     keys = {t: spec.key for _, _, spec, _ in plan for t in spec.payloads}
     messages: JSON = {t: _message(t, keys[t], refs[PAYLOADS[t]]) for t in ce_types}
     if any(_is_dead_letter(spec) for _, _, spec, _ in plan):

@@ -64,7 +64,8 @@ def service_password_variable(service: Owner) -> str:
 
 @app.command("create-topics")
 def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
-    """Create every topic of the catalogue that does not exist yet."""
+    """Create every topic of the catalogue that does not exist yet; set an existing topic's
+    size limit back to the catalogue's if it differs."""
     try:
         results = run(ensure_topics(connect(bootstrap), topics.CATALOGUE))
     except TopicCreationError as exc:
@@ -78,7 +79,7 @@ def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
             spec.owner.value,
             str(spec.partitions),
             spec.cleanup_policy.value,
-            "created" if result.created else "exists",
+            result.state,
         )
     console.print(table)
 

@@ -8,7 +8,9 @@ contract (docs/integrators.md, shared/contracts), whatever else it carries:
 - body: random bytes, not UTF-8, JSON in UTF-16/32, broken JSON, JSON of the wrong shape, nesting
   too deep, an integer of too many digits, a field of the wrong type / out of range / too long /
   with control characters or unpaired surrogates, an unknown field, a field missing;
-- size: over the topic's ``max_message_bytes`` (up to what the broker still takes);
+- size: over the topic's ``max_message_bytes``, which is also the broker's limit: such a record
+  reaches a service only compressed (padding that compresses well; the e2e producer uses gzip),
+  and the service must refuse it after decompression;
 - envelope: a required CloudEvents header missing, any attribute garbled (not UTF-8, too long,
   control characters, wrong spec version, bad traceparent or time, not JSON content type);
 - type: a ``ce_type`` of another topic, unknown, or garbage;
@@ -120,6 +122,7 @@ class Target:
 
     @property
     def broker_limit(self) -> int:
+        """What the broker takes of an uncompressed record batch on this topic."""
         return int(self.spec.config()["max.message.bytes"])
 
 
@@ -636,11 +639,17 @@ def _add(doc: Any, path: tuple[Any, ...], name: str, value: Any) -> Any:
     return doc
 
 
+# How far past its limit an oversize record goes: it reaches the service only compressed.
+OVERSIZE_MAX_EXTRA = 16 * 1024
+
+
 def _oversize(draw: st.DrawFn, d: Draft, base: Base, t: Target) -> Draft:
-    """Valid JSON otherwise, padded to just over the limit or up to what the broker takes."""
+    """Valid JSON otherwise, padded with spaces (they compress) to just over the limit or up to
+    :data:`OVERSIZE_MAX_EXTRA` beyond it."""
     text = json.dumps(base.body).encode()
     over = t.spec.max_message_bytes + 1 - (_headers_size(d) + len(d.key or b""))
-    low, high = max(over, len(text) + 2), _room(d, t)
+    low = max(over, len(text) + 2)
+    high = low + OVERSIZE_MAX_EXTRA
     size = draw(_pick((low, high)) | _ints(low, high))  # both edges, and anything between
     return d.with_defect("size:over-limit", value=b"{" + b" " * (size - len(text)) + text[1:])
 
@@ -777,7 +786,9 @@ def malformed(draw: st.DrawFn, t: Target, rare: str | None = None) -> Malformed:
         key = b""
     headers = [*draft.headers.items(), *draft.noise]
     record = Malformed(t.topic, key, draft.value, tuple(headers), draft.defects)
-    assert record.size <= t.broker_limit - BATCH_OVERHEAD, "the broker would refuse it"
+    assert (
+        record.size <= t.broker_limit - BATCH_OVERHEAD or "size:over-limit" in record.defects
+    ), "the broker would refuse it even compressed"
     return record
 
 

@@ -15,6 +15,7 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import build_event
 from shared.db import DbConnection, outbox
+from shared.kafka.agency_input import Refusal, refusal
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 
@@ -22,7 +23,7 @@ from . import cases, identity
 from .cases import CaseRow
 from .consent import after_withdrawal
 from .disclosures import decide_disclosure
-from .submissions import Rejection, read_submission
+from .submissions import read_submission
 
 SOURCE = "urn:referralexchange:service:intake"
 
@@ -44,7 +45,7 @@ class IntakeHandlers:
 
     async def on_submission(self, event: InboundEvent, conn: DbConnection) -> None:
         result = read_submission(event)
-        if isinstance(result, Rejection):
+        if isinstance(result, Refusal):
             await _reject(event, conn, result)
             return
         if isinstance(result, ev.CaseSubmission):
@@ -55,7 +56,7 @@ class IntakeHandlers:
             await _reject(
                 event,
                 conn,
-                _rejection(event, "no case with this agency_case_ref", "agency_case_ref"),
+                refusal(event, "no case with this agency_case_ref", "agency_case_ref"),
             )
             return
         if isinstance(result, ev.CaseUpdate):
@@ -75,7 +76,7 @@ class IntakeHandlers:
             await _reject(
                 event,
                 conn,
-                _rejection(
+                refusal(
                     event,
                     f"the case is {row.status}; submit it under a new agency_case_ref",
                     "agency_case_ref",
@@ -144,8 +145,20 @@ class IntakeHandlers:
             },
         )
         await cases.record_submission(conn, event.event_id, row.agency_id, row.case_id, action)
+        outcome = (
+            ev.SubmissionOutcome.REGISTERED
+            if type_ == ev.CASE_REGISTERED
+            else ev.SubmissionOutcome.UPDATED
+        )
         await self._emit(
-            conn, event, row.case_id, [(type_, row.pseudonymous(duplicates)), *(also or [])]
+            conn,
+            event,
+            row.case_id,
+            [
+                (type_, row.pseudonymous(duplicates)),
+                *(also or []),
+                _accepted(event, row, outcome),
+            ],
         )
         log.info(
             "case_stored",
@@ -175,7 +188,10 @@ class IntakeHandlers:
             conn,
             event,
             row.case_id,
-            [(ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=row.case_id, consent=row.consent))],
+            [
+                (ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=row.case_id, consent=row.consent)),
+                _accepted(event, row, ev.SubmissionOutcome.CONSENT_WITHDRAWN),
+            ],
         )
         log.info("consent_withdrawn", case_id=row.case_id, still_given=row.consent.given)
 
@@ -189,7 +205,12 @@ class IntakeHandlers:
             submitting_agency_id=row.agency_id,
             agency_case_ref=row.agency_case_ref,
         )
-        await self._emit(conn, event, row.case_id, [(ev.CASE_ERASED, erased)])
+        await self._emit(
+            conn,
+            event,
+            row.case_id,
+            [(ev.CASE_ERASED, erased), _accepted(event, row, ev.SubmissionOutcome.ERASED)],
+        )
         log.info("case_erased", case_id=row.case_id)
 
     async def _close(
@@ -208,7 +229,12 @@ class IntakeHandlers:
         closed = ev.CaseClosed(
             case_id=row.case_id, reason=closure.reason, closed_at=closure.closed_at
         )
-        await self._emit(conn, event, row.case_id, [(ev.CASE_CLOSED, closed)])
+        await self._emit(
+            conn,
+            event,
+            row.case_id,
+            [(ev.CASE_CLOSED, closed), _accepted(event, row, ev.SubmissionOutcome.CLOSED)],
+        )
         log.info("case_closed", case_id=row.case_id, reason=closure.reason.value)
 
     # ----- referral.events.v1: disclosures -----
@@ -278,21 +304,25 @@ class IntakeHandlers:
         )
 
 
-def _rejection(event: InboundEvent, reason: str, field: str) -> Rejection:
-    """A rejection of a valid message that intake cannot apply to the case it names."""
-    return Rejection(
-        event.event_id,
-        event.sender_agency,
-        event.topic,
-        reason,
-        [ev.FieldError(field=field, message=reason)],
+def _accepted(
+    event: InboundEvent, row: CaseRow, outcome: ev.SubmissionOutcome
+) -> tuple[str, BaseModel]:
+    """The answer to an applied submission, for the agency that sent it (notification routes
+    it to its inbox): it ties the agency's own reference to the case id."""
+    return (
+        ev.SUBMISSION_ACCEPTED,
+        ev.SubmissionAccepted(
+            submission_id=event.event_id,
+            agency_id=row.agency_id,
+            agency_case_ref=row.agency_case_ref,
+            case_id=row.case_id,
+            outcome=outcome,
+        ),
     )
 
 
-async def _reject(event: InboundEvent, conn: DbConnection, rejection: Rejection) -> None:
-    await cases.record_submission(
-        conn, rejection.submission_id, rejection.agency_id, None, "rejected"
-    )
+async def _reject(event: InboundEvent, conn: DbConnection, rejection: Refusal) -> None:
+    await cases.record_submission(conn, rejection.message_id, rejection.agency_id, None, "rejected")
     await outbox.enqueue(
         conn,
         [
@@ -301,8 +331,8 @@ async def _reject(event: InboundEvent, conn: DbConnection, rejection: Rejection)
                 key=rejection.agency_id or "unknown",
                 type_=ev.SUBMISSION_REJECTED,
                 source=SOURCE,
-                subject=rejection.submission_id,
-                data=rejection.payload(),
+                subject=rejection.message_id,
+                data=rejection.as_rejection(),
                 correlation_id=event.correlation_id,
                 causation_id=event.event_id,
             )

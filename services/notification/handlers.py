@@ -19,6 +19,14 @@ SOURCE = "urn:referralexchange:service:notification"
 log = get_logger(__name__)
 
 
+# The provider's inbox type of each answer referral gives to a listing message.
+_LISTING_ANSWERS = {
+    ev.LISTING_PUBLISHED: ev.INBOX_LISTING_PUBLISHED,
+    ev.LISTING_WITHDRAWN: ev.INBOX_LISTING_WITHDRAWN,
+    ev.LISTING_REJECTED: ev.INBOX_LISTING_REJECTED,
+}
+
+
 class NotificationHandlers:
     def __init__(self, inbox_topics: InboxTopics) -> None:
         self._inbox_topics = inbox_topics
@@ -76,6 +84,20 @@ class NotificationHandlers:
                 refused,
             )
             return
+        if attributes.type == ev.RESPONSE_APPLIED:
+            applied = event.data_as(ev.ResponseApplied)
+            await self._to_inbox(
+                conn,
+                event,
+                applied.agency_id,
+                applied.referral_id,
+                ev.INBOX_RESPONSE_APPLIED,
+                applied,
+            )
+            return
+        if attributes.type in _LISTING_ANSWERS:
+            await self._listing_answer(conn, event, attributes.type)
+            return
         if attributes.type != ev.REFERRAL_REQUESTED:
             log.info("referral_event_not_notified_yet", ce_type=attributes.type)
             return
@@ -114,6 +136,29 @@ class NotificationHandlers:
             referral.referral_id,
             ev.INBOX_REFERRAL_RECEIVED,
             notice,
+        )
+
+    async def _listing_answer(self, conn: DbConnection, event: InboundEvent, type_: str) -> None:
+        """A provider hears what became of each message of its listings topic: keyed by the
+        service for a publication or withdrawal, by the refused message's id for a rejection
+        (as for refused submissions)."""
+        if type_ == ev.LISTING_REJECTED:
+            rejected = event.data_as(ev.SubmissionRejected)
+            if rejected.agency_id is None:
+                log.info("rejection_without_agency_not_routed")
+                return
+            await self._to_inbox(
+                conn,
+                event,
+                rejected.agency_id,
+                rejected.submission_id,
+                ev.INBOX_LISTING_REJECTED,
+                rejected,
+            )
+            return
+        answer = event.data_as(ev.ListingPublished)
+        await self._to_inbox(
+            conn, event, answer.agency_id, answer.service_id, _LISTING_ANSWERS[type_], answer
         )
 
     async def _status_changed(
@@ -168,8 +213,21 @@ class NotificationHandlers:
         )
 
     async def on_case_event(self, event: InboundEvent, conn: DbConnection) -> None:
-        """Erasures are confirmed to the agency that asked for them."""
-        if event.require_attributes().type != ev.CASE_ERASED:
+        """Each applied submission is answered to the agency that sent it; erasures are also
+        confirmed to it."""
+        type_ = event.require_attributes().type
+        if type_ == ev.SUBMISSION_ACCEPTED:
+            accepted = event.data_as(ev.SubmissionAccepted)
+            await self._to_inbox(
+                conn,
+                event,
+                accepted.agency_id,
+                accepted.submission_id,
+                ev.INBOX_SUBMISSION_ACCEPTED,
+                accepted,
+            )
+            return
+        if type_ != ev.CASE_ERASED:
             return
         erased = event.data_as(ev.CaseErased)
         if erased.submitting_agency_id is None:

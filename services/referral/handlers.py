@@ -8,6 +8,7 @@ from shared.contracts import topics
 from shared.contracts.envelope import build_event
 from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection, outbox
+from shared.kafka.agency_input import Refusal, read_agency_message, refusal
 from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 
@@ -18,6 +19,17 @@ from .routing import Emitted, RoutingPolicy
 SOURCE = "urn:referralexchange:service:referral"
 
 log = get_logger(__name__)
+
+LISTING_MODELS = {ev.SERVICE_LISTED: ev.ServiceListing}
+RESPONSE_MODELS = {ev.RESPONSE_SUBMITTED: ev.ReferralResponse}
+# What each refusal of a valid response says to its sender.
+_RESPONSE_ERRORS = {
+    ev.ResponseError.UNKNOWN_REFERRAL: "no referral has this referral_id",
+    ev.ResponseError.NOT_RECIPIENT: "the referral was not sent to this agency",
+    ev.ResponseError.TRANSITION_NOT_ALLOWED: "the action is not allowed in the referral's "
+    "current state (current_state)",
+    ev.ResponseError.INVALID_RESPONSE: "the response does not match the contract",
+}
 
 
 async def emit(
@@ -55,23 +67,92 @@ class ReferralHandlers:
 
     async def on_listing(self, event: InboundEvent, conn: DbConnection) -> None:
         """A provider's own listings topic: it can list, change and withdraw only its services.
-        A new or changed listing also gives unmatched needs it now fits their referral."""
+        Every message is answered on the provider's inbox (published, withdrawn or rejected
+        with the reasons). A new or changed listing also gives unmatched needs it now fits
+        their referral."""
         provider = event.sender_agency
         if provider is None:
             raise PermanentError("listing outside an agency's own listings topic")
         if event.is_tombstone():
-            service_id = event.tombstone_key()
-            withdrawn = await directory.withdraw_listing(conn, service_id, provider)
-            log.info("listing_withdrawn", service_id=service_id, found=withdrawn)
+            await self._withdraw(event, conn, provider)
             return
-        listing = event.data_as(ev.ServiceListing)
-        if listing.agency_id != provider:
-            raise PermanentError("listing agency_id is not the agency of the topic it came on")
+        listing = read_agency_message(event, LISTING_MODELS, key_field="service_id")
+        if isinstance(listing, Refusal):
+            await self._refuse_listing(event, conn, listing)
+            return
         if not await directory.upsert_listing(conn, listing):
-            raise PermanentError("service_id is already listed by another agency")
+            await self._refuse_listing(
+                event,
+                conn,
+                refusal(event, "service_id is already listed by another agency", "service_id"),
+            )
+            return
         log.info("listing_upserted", service_id=listing.service_id, status=listing.status.value)
+        await self._answer_listing(
+            event,
+            conn,
+            ev.LISTING_PUBLISHED,
+            listing.service_id,
+            ev.ListingPublicationStatus(listing.status.value),
+        )
         if listing.status is ev.ListingStatus.ACTIVE:
             await self._retry_unmet(conn, event, listing)
+
+    async def _withdraw(self, event: InboundEvent, conn: DbConnection, provider: str) -> None:
+        try:
+            service_id = event.tombstone_key()
+        except PermanentError as exc:
+            await self._refuse_listing(event, conn, refusal(event, str(exc), "(key)"))
+            return
+        withdrawn = await directory.withdraw_listing(conn, service_id, provider)
+        log.info("listing_withdrawn", service_id=service_id, found=withdrawn)
+        if not withdrawn:
+            await self._refuse_listing(
+                event,
+                conn,
+                refusal(event, "no listing of this agency has this service_id", "(key)"),
+            )
+            return
+        await self._answer_listing(
+            event, conn, ev.LISTING_WITHDRAWN, service_id, ev.ListingPublicationStatus.WITHDRAWN
+        )
+
+    async def _answer_listing(
+        self,
+        event: InboundEvent,
+        conn: DbConnection,
+        type_: str,
+        service_id: str,
+        status: ev.ListingPublicationStatus,
+    ) -> None:
+        if event.replayed:  # answered when the message first came
+            return
+        provider = event.sender_agency or "unknown"
+        answer = ev.ListingPublished(
+            submission_id=event.event_id, agency_id=provider, service_id=service_id, status=status
+        )
+        await emit(
+            conn,
+            [(type_, answer)],
+            key=provider,
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+        )
+
+    async def _refuse_listing(
+        self, event: InboundEvent, conn: DbConnection, refused: Refusal
+    ) -> None:
+        fields = [e.field for e in refused.errors]
+        log.info("listing_rejected", reason=refused.reason, fields=fields)
+        if event.replayed:
+            return
+        await emit(
+            conn,
+            [(ev.LISTING_REJECTED, refused.as_rejection())],
+            key=refused.agency_id or "unknown",
+            correlation_id=event.correlation_id,
+            causation_id=event.event_id,
+        )
 
     async def _retry_unmet(
         self, conn: DbConnection, event: InboundEvent, listing: ev.ServiceListing
@@ -158,6 +239,7 @@ class ReferralHandlers:
             error: ev.ResponseError,
             response: ev.ReferralResponse | None = None,
             ref: routing.ReferralRow | None = None,
+            why: Refusal | None = None,
         ) -> None:
             refused = ev.ResponseRefused(
                 response_id=event.event_id,
@@ -166,6 +248,8 @@ class ReferralHandlers:
                 action=response.action if response else None,
                 error=error,
                 current_state=ref.status if ref and ref.recipient_agency_id == sender else None,
+                reason=why.reason if why else _RESPONSE_ERRORS[error],
+                errors=why.errors if why else [],
             )
             await emit(
                 conn,
@@ -176,13 +260,9 @@ class ReferralHandlers:
             )
             log.info("response_refused", error=error.value, agency_id=sender)
 
-        try:
-            response = event.data_as(ev.ReferralResponse)
-        except PermanentError:
-            await refuse(ev.ResponseError.INVALID_RESPONSE)
-            return
-        if response.agency_id != sender:
-            await refuse(ev.ResponseError.INVALID_RESPONSE, response)
+        response = read_agency_message(event, RESPONSE_MODELS)
+        if isinstance(response, Refusal):
+            await refuse(ev.ResponseError.INVALID_RESPONSE, why=response)
             return
         ref = await routing.load_referral(conn, response.referral_id)
         if ref is None:
@@ -198,6 +278,16 @@ class ReferralHandlers:
         out = await routing.transition(
             conn, ref, target, reason=response.reason_code, outcome=response.outcome
         )
+        applied = ev.ResponseApplied(
+            response_id=event.event_id,
+            agency_id=sender,
+            referral_id=ref.referral_id,
+            case_id=ref.case_id,
+            action=response.action,
+            from_state=ref.status,
+            to_state=target,
+        )
+        out.append((ev.RESPONSE_APPLIED, applied))
         if target in REROUTED_FROM:
             out += await routing.reroute(conn, ref, self._policy)
         await emit(

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .envelope import event_type
+from .json_schema import FILLED_FROM, JsonDict, restate, restating
 from .taxonomy import (
     TAXONOMY,
     BeneficiaryType,
@@ -34,12 +35,14 @@ from .taxonomy import (
     Vulnerability,
 )
 from .types import (
+    EMAIL_PATTERN,
     MAX_CATEGORIES_PER_SERVICE,
     MAX_COVERAGE_AREAS,
     MAX_LANGUAGES,
     MAX_LIST_ITEMS,
     MAX_NEEDS,
     MAX_VULNERABILITIES,
+    PHONE_PATTERN,
     AgencyId,
     AreaCode,
     BirthYear,
@@ -100,6 +103,26 @@ def _unique(values: list[Any], what: str) -> None:
         raise ValueError(f"{what} must not repeat")
 
 
+# ----- rules of model validators, restated for the published JSON Schemas -----
+# (ops/contract_docs.py publishes model_json_schema(); tests/unit/test_schemas.py checks that an
+# independent validator and the models agree on every example.)
+
+# The keyword a list field that must not repeat gets in its schema.
+UNIQUE: JsonDict = restating({"uniqueItems": True})
+
+
+def _when(field: str, value: Any, then: JsonDict) -> JsonDict:
+    """``if field == value then ...`` (a field left out does not match)."""
+    return {"if": {"required": [field], "properties": {field: {"const": value}}}, "then": then}
+
+
+def _all_of(*rules: JsonDict) -> Any:
+    def extra(schema: JsonDict) -> None:
+        restate(schema, {"allOf": [*schema.get("allOf", ()), *rules]})
+
+    return extra
+
+
 # =====================================================================================
 # agency.<id>.submissions.v1 — written by the agency
 # =====================================================================================
@@ -119,6 +142,13 @@ _CONTACT_FORMATS: dict[ContactKind, TypeAdapter[str]] = {
 
 
 class Contact(Part):
+    model_config = ConfigDict(
+        json_schema_extra=_all_of(
+            _when("kind", "phone", {"properties": {"value": {"pattern": PHONE_PATTERN}}}),
+            _when("kind", "email", {"properties": {"value": {"pattern": EMAIL_PATTERN}}}),
+        )
+    )
+
     kind: ContactKind
     value: ShortText
     preferred: bool = False
@@ -164,6 +194,17 @@ class PersonalData(Part):
 class Profile(Part):
     """Pseudonymous profile: all that matching may see. Birth year or age band, not a birth date."""
 
+    model_config = ConfigDict(
+        json_schema_extra=_all_of(
+            {
+                "anyOf": [
+                    {"required": [f], "properties": {f: {"not": {"type": "null"}}}}
+                    for f in ("birth_year", "age_band")
+                ]
+            }
+        )
+    )
+
     sex: Sex
     birth_year: BirthYear | None = None
     age_band: AgeBand | None = None
@@ -172,9 +213,11 @@ class Profile(Part):
     return_date: PastDate
     return_type: ReturnType
     return_area: AreaCode
-    languages: list[LanguageCode] = Field(default_factory=list, max_length=MAX_LANGUAGES)
+    languages: list[LanguageCode] = Field(
+        default_factory=list, max_length=MAX_LANGUAGES, json_schema_extra=UNIQUE
+    )
     vulnerabilities: list[Vulnerability] = Field(
-        default_factory=list, max_length=MAX_VULNERABILITIES
+        default_factory=list, max_length=MAX_VULNERABILITIES, json_schema_extra=UNIQUE
     )
 
     @model_validator(mode="after")
@@ -188,12 +231,26 @@ class Profile(Part):
         return self
 
 
+# ``dimension`` may be given only as its category's (a category code starts with its dimension:
+# ``social.housing``).
+_NEED_RULES = _all_of(
+    *(
+        _when("dimension", d.value, {"properties": {"category": {"pattern": f"^{d.value}[.]"}}})
+        for d in Dimension
+    )
+)
+
+
 class Need(Part):
-    """One need. ``dimension`` may be omitted: it follows from the category."""
+    """One need. ``dimension`` may be omitted: it follows from the category (and is always
+    present on the events the services write)."""
+
+    model_config = ConfigDict(json_schema_extra=_NEED_RULES)
 
     need_id: Identifier
     category: CategoryCode
-    dimension: Dimension
+    # Senders may leave it out (the exporter publishes it so for the types agencies send).
+    dimension: Annotated[Dimension, Field(json_schema_extra={FILLED_FROM: "category"})]
     level: Level = Level.INDIVIDUAL
     urgency: Urgency = Urgency.NORMAL
 
@@ -230,6 +287,16 @@ class ConsentScope(Part):
 
 
 class Consent(Part):
+    model_config = ConfigDict(
+        json_schema_extra=_all_of(
+            {
+                "if": {"properties": {"given": {"const": True}}},
+                "then": {"required": ["scope"], "properties": {"scope": {"type": "object"}}},
+                "else": {"properties": {"scope": {"type": "null"}}},
+            }
+        )
+    )
+
     given: bool
     scope: ConsentScope | None = None
     recorded_at: PastDatetime
@@ -265,6 +332,17 @@ class CaseSubmission(Contract):
 
 class CaseUpdate(Contract):
     """A partial update of an existing case: only the blocks given are replaced."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_all_of(
+            {
+                "anyOf": [
+                    {"required": [f], "properties": {f: {"not": {"type": "null"}}}}
+                    for f in ("personal", "profile", "needs", "consent")
+                ]
+            }
+        )
+    )
 
     agency_id: AgencyId
     agency_case_ref: Identifier
@@ -337,6 +415,12 @@ class CapacityStatus(StrEnum):
 
 
 class Capacity(Part):
+    model_config = ConfigDict(
+        json_schema_extra=_all_of(
+            _when("status", "no_capacity", {"properties": {"open_slots": {"enum": [0, None]}}})
+        )
+    )
+
     status: CapacityStatus = CapacityStatus.HAS_CAPACITY
     open_slots: int | None = Field(default=None, ge=0, le=100_000)
 
@@ -378,8 +462,12 @@ class ServiceListing(Contract):
     url: Annotated[str, Field(pattern=r"^https://\S{1,500}$")] | None = None
     email: Email | None = None  # the service's public contact, never a person's
     status: ListingStatus = ListingStatus.ACTIVE
-    categories: list[CategoryCode] = Field(min_length=1, max_length=MAX_CATEGORIES_PER_SERVICE)
-    service_areas: list[AreaCode] = Field(min_length=1, max_length=MAX_COVERAGE_AREAS)
+    categories: list[CategoryCode] = Field(
+        min_length=1, max_length=MAX_CATEGORIES_PER_SERVICE, json_schema_extra=UNIQUE
+    )
+    service_areas: list[AreaCode] = Field(
+        min_length=1, max_length=MAX_COVERAGE_AREAS, json_schema_extra=UNIQUE
+    )
     languages: list[LanguageCode] = Field(default_factory=list, max_length=MAX_LANGUAGES)
     eligibility: Eligibility = Field(default_factory=Eligibility)
     capacity: Capacity = Field(default_factory=Capacity)
@@ -403,6 +491,10 @@ SERVICE_LISTED = event_type("directory", "service-listed")
 # =====================================================================================
 
 
+# 32 bytes in standard base64: 43 characters and one "=" of padding.
+_PUBLIC_KEY_PATTERN = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+
+
 def _x25519_public_key(value: str) -> str:
     try:
         raw = base64.b64decode(value, validate=True)
@@ -419,7 +511,13 @@ class AgencyRecord(Contract):
     type: AgencyType
     countries: list[CountryCode] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
     # For sealed disclosures (libsodium sealed box, X25519); without it no personal data is sent.
-    public_key: Annotated[str, Field(max_length=60)] | None = None
+    public_key: (
+        Annotated[
+            str,
+            Field(max_length=60, json_schema_extra=restating({"pattern": _PUBLIC_KEY_PATTERN})),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _key(self) -> Self:
@@ -480,9 +578,35 @@ class Outcome(StrEnum):
     NOT_ACHIEVED = "not_achieved"
 
 
+_NEEDS_REASON = (ReferralState.REJECTED, ReferralState.ON_HOLD, ReferralState.FAILED)
+
+
+def _response_rules() -> list[JsonDict]:
+    """Per action: which reason codes apply (required for reject, hold and fail), and an
+    outcome with complete only."""
+    rules: list[JsonDict] = []
+    for action, target in ACTION_TARGET.items():
+        reasons: list[Any] = [r.value for r in TAXONOMY.reasons_for(target.value)]
+        complete = action is ResponseAction.COMPLETE
+        then: JsonDict = {
+            "properties": {
+                "reason_code": {"enum": reasons if target in _NEEDS_REASON else [*reasons, None]},
+                "outcome": {"not": {"type": "null"}} if complete else {"type": "null"},
+            },
+            "required": [
+                *(["reason_code"] if target in _NEEDS_REASON else []),
+                *(["outcome"] if complete else []),
+            ],
+        }
+        rules.append(_when("action", action.value, then))
+    return rules
+
+
 class ReferralResponse(Contract):
     """An answer to a referral. ``note`` is for the audit trail of the referral service and must
     not contain personal data; it is not forwarded on referral.events.v1."""
+
+    model_config = ConfigDict(json_schema_extra=_all_of(*_response_rules()))
 
     referral_id: Identifier
     agency_id: AgencyId
@@ -495,11 +619,7 @@ class ReferralResponse(Contract):
     @model_validator(mode="after")
     def _reason_and_outcome(self) -> Self:
         target = ACTION_TARGET[self.action]
-        needs_reason = target in (
-            ReferralState.REJECTED,
-            ReferralState.ON_HOLD,
-            ReferralState.FAILED,
-        )
+        needs_reason = target in _NEEDS_REASON
         if needs_reason and self.reason_code is None:
             raise ValueError(f"{self.action.value} needs a reason_code")
         if self.reason_code is not None and not TAXONOMY.reason_applies(
@@ -551,12 +671,32 @@ class CaseErased(Contract):
     agency_case_ref: Identifier | None = None
 
 
+class SubmissionOutcome(StrEnum):
+    REGISTERED = "registered"  # a new case: agency_case_ref now names case_id
+    UPDATED = "updated"  # a resubmission or an update of the case
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    CLOSED = "closed"
+    ERASED = "erased"  # erasure-confirmed follows in the same inbox
+
+
+class SubmissionAccepted(Contract):
+    """A submission intake applied, told back to the agency that sent it: every submission is
+    answered by this or by a submission-rejected with the same ``submission_id``."""
+
+    submission_id: Annotated[str, Field(max_length=300)]  # the ce_id of the submission
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    case_id: Identifier
+    outcome: SubmissionOutcome
+
+
 CASE_REGISTERED = event_type("intake", "case-registered")
 # Same payload as CaseRegistered: the case as it stands after an agency resubmitted or updated it.
 CASE_UPDATED = event_type("intake", "case-updated")
 CONSENT_CHANGED = event_type("intake", "consent-changed")
 CASE_CLOSED = event_type("intake", "case-closed")
 CASE_ERASED = event_type("intake", "case-erased")
+SUBMISSION_ACCEPTED = event_type("intake", "submission-accepted")
 
 
 # =====================================================================================
@@ -705,6 +845,41 @@ class ResponseRefused(Contract):
     action: ResponseAction | None = None
     error: ResponseError
     current_state: ReferralState | None = None
+    # What was wrong, as for a refused submission (never the values sent).
+    reason: Annotated[str, Field(max_length=500)] | None = None
+    errors: list[FieldError] = Field(default_factory=list, max_length=200)
+
+
+class ResponseApplied(Contract):
+    """An answer that changed its referral, told back to the agency that sent it."""
+
+    response_id: Annotated[str, Field(max_length=300)]  # the ce_id of the applied response
+    agency_id: AgencyId
+    referral_id: Identifier
+    case_id: Identifier
+    action: ResponseAction
+    from_state: ReferralState
+    to_state: ReferralState
+
+
+class ListingPublicationStatus(StrEnum):
+    """Where a provider's listing stands after a message of its own listings topic."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    TEMPORARILY_CLOSED = "temporarily_closed"
+    WITHDRAWN = "withdrawn"  # a tombstone removed it from the directory
+
+
+class ListingPublished(Contract):
+    """A provider's listing message was applied to the directory (published, changed or, for a
+    tombstone, withdrawn), told back to the provider."""
+
+    # The ce_id of the listing message; a tombstone has none: ``<topic>/<partition>/<offset>``.
+    submission_id: Annotated[str, Field(max_length=300)]
+    agency_id: AgencyId
+    service_id: Identifier
+    status: ListingPublicationStatus
 
 
 class ReferralReminderDue(Contract):
@@ -718,6 +893,11 @@ class ReferralReminderDue(Contract):
     attempt: int = Field(ge=1, le=100)
 
 
+LISTING_PUBLISHED = event_type("referral", "listing-published")
+LISTING_WITHDRAWN = event_type("referral", "listing-withdrawn")
+# Same payload as SubmissionRejected: every refused message of an agency has one shape.
+LISTING_REJECTED = event_type("referral", "listing-rejected")
+RESPONSE_APPLIED = event_type("referral", "response-applied")
 REFERRAL_REQUESTED = event_type("referral", "referral-requested")
 REMINDER_DUE = event_type("referral", "reminder-due")
 REFERRAL_TRANSITIONED = event_type("referral", "referral-transitioned")
@@ -819,6 +999,11 @@ class InboxReferralRerouted(Contract):
 INBOX_REFERRAL_REROUTED = event_type("notification", "referral-rerouted")
 INBOX_RESPONSE_REFUSED = event_type("notification", "response-refused")
 INBOX_REFERRAL_REMINDER = event_type("notification", "referral-reminder")
+INBOX_SUBMISSION_ACCEPTED = event_type("notification", "submission-accepted")
+INBOX_LISTING_PUBLISHED = event_type("notification", "listing-published")
+INBOX_LISTING_WITHDRAWN = event_type("notification", "listing-withdrawn")
+INBOX_LISTING_REJECTED = event_type("notification", "listing-rejected")
+INBOX_RESPONSE_APPLIED = event_type("notification", "response-applied")
 
 
 # =====================================================================================
@@ -867,6 +1052,7 @@ PAYLOADS: dict[str, type[Contract]] = {
     CONSENT_CHANGED: ConsentChanged,
     CASE_CLOSED: CaseClosed,
     CASE_ERASED: CaseErased,
+    SUBMISSION_ACCEPTED: SubmissionAccepted,
     SUBMISSION_REJECTED: SubmissionRejected,
     DISCLOSURE_SEALED: DisclosureSealed,
     DISCLOSURE_REFUSED: DisclosureRefused,
@@ -874,6 +1060,10 @@ PAYLOADS: dict[str, type[Contract]] = {
     REFERRAL_TRANSITIONED: ReferralTransitioned,
     NEED_UNMATCHED: NeedUnmatched,
     RESPONSE_REFUSED: ResponseRefused,
+    RESPONSE_APPLIED: ResponseApplied,
+    LISTING_PUBLISHED: ListingPublished,
+    LISTING_WITHDRAWN: ListingPublished,
+    LISTING_REJECTED: SubmissionRejected,
     REMINDER_DUE: ReferralReminderDue,
     DELIVERY_ATTEMPTED: DeliveryAttempted,
     INBOX_REFERRAL_RECEIVED: InboxReferralReceived,
@@ -886,5 +1076,10 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_RESPONSE_REFUSED: ResponseRefused,
     INBOX_REFERRAL_REMINDER: ReferralReminderDue,
     INBOX_REFERRAL_REROUTED: InboxReferralRerouted,
+    INBOX_SUBMISSION_ACCEPTED: SubmissionAccepted,
+    INBOX_LISTING_PUBLISHED: ListingPublished,
+    INBOX_LISTING_WITHDRAWN: ListingPublished,
+    INBOX_LISTING_REJECTED: SubmissionRejected,
+    INBOX_RESPONSE_APPLIED: ResponseApplied,
     OPERATOR_COMMAND_AUDITED: OperatorCommandAudited,
 }

@@ -47,7 +47,9 @@ class TopicSpec:
     partitions: int
     cleanup_policy: CleanupPolicy = CleanupPolicy.DELETE
     retention_days: int | None = 30  # None: keep forever (compacted registries)
-    max_message_bytes: int = 1024 * 1024  # larger messages are refused before parsing
+    # The one size limit of the topic: the broker's max.message.bytes and the consuming
+    # service's check (key, value and headers, before any parsing) are both this number.
+    max_message_bytes: int = 1024 * 1024
     payloads: tuple[str, ...] = ()  # CloudEvents types carried (see events.PAYLOADS)
     description: str = ""
     consumers: tuple[Owner, ...] = ()
@@ -56,8 +58,10 @@ class TopicSpec:
         """Broker-side topic configuration."""
         cfg = {
             "cleanup.policy": self.cleanup_policy.value,
-            # the broker refuses bigger batches outright; consumers check the exact limit
-            "max.message.bytes": str(max(self.max_message_bytes, 64 * 1024) + 16 * 1024),
+            # The broker refuses a larger record batch (compressed, framing included) with
+            # MESSAGE_TOO_LARGE to the producer; a compressed one it let through is refused by
+            # the consumer's check of the same number, on the sender's inbox.
+            "max.message.bytes": str(self.max_message_bytes),
         }
         cfg["retention.ms"] = (
             "-1" if self.retention_days is None else str(self.retention_days * _DAY_MS)
@@ -128,9 +132,11 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "consent-changed",
                 "case-closed",
                 "case-erased",
+                "submission-accepted",
             )
         ),
-        description="Pseudonymous case events: never names, contacts or documents.",
+        description="Pseudonymous case events: never names, contacts or documents; and the "
+        "answer to each submission intake applied.",
     ),
     TopicSpec(
         INTAKE_REJECTIONS,
@@ -176,9 +182,15 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "need-unmatched",
                 "response-refused",
                 "reminder-due",
+                "response-applied",
+                "listing-published",
+                "listing-withdrawn",
+                "listing-rejected",
             )
         ),
-        description="Every referral lifecycle transition, and answers refused.",
+        description="Every referral lifecycle transition; the answer to each response and each "
+        "listing message an agency sent (keyed by case_id; listing answers by the provider's "
+        "agency_id).",
     ),
     TopicSpec(
         NOTIFICATION_DELIVERIES,
@@ -267,7 +279,9 @@ AGENCY_INBOX = TopicFamily(
     TopicSpec(
         "agency.<agency_id>.inbox.v1",
         _N,
-        "referral_id",
+        # What the event is about, as its ce_subject: a referral, need, case, service or the
+        # message answered (per type: docs/integrators.md §7).
+        "ce_subject",
         3,
         consumers=(Owner.AGENCY,),  # the agency named in the topic, and nobody else
         payloads=tuple(
@@ -283,6 +297,11 @@ AGENCY_INBOX = TopicFamily(
                 "response-refused",
                 "referral-reminder",
                 "referral-rerouted",
+                "submission-accepted",
+                "listing-published",
+                "listing-withdrawn",
+                "listing-rejected",
+                "response-applied",
             )
         ),
         description="What concerns the agency; only it may read.",

@@ -18,11 +18,13 @@ import pycountry
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
+from .json_schema import JsonSchemaExtra
 from .topics import AGENCY_ID_PATTERN
 
 __all__ = [
     "AREA_MAX_DIGITS",
     "EMAIL_MAX_LENGTH",
+    "EMAIL_PATTERN",
     "IDENTIFIER_MAX_LENGTH",
     "LONG_TEXT_MAX_LENGTH",
     "MAX_CATEGORIES_PER_SERVICE",
@@ -36,6 +38,7 @@ __all__ = [
     "NAME_MAX_LENGTH",
     "PHONE_MAX_DIGITS",
     "PHONE_MIN_DIGITS",
+    "PHONE_PATTERN",
     "SHORT_TEXT_MAX_LENGTH",
     "AgencyId",
     "AreaCode",
@@ -179,13 +182,36 @@ def country_of(area: str) -> str:
     return _valid_area(area)[:2]
 
 
-CountryCode = Annotated[str, AfterValidator(_country)]
+_COUNTRY_LIST = sorted(_COUNTRIES)
+
+# As patterns, not enums: one line each in the published schemas instead of 250.
+_COUNTRY_ALTERNATIVES = "|".join(_COUNTRY_LIST)
+
+CountryCode = Annotated[
+    str, AfterValidator(_country), JsonSchemaExtra({"pattern": f"^({_COUNTRY_ALTERNATIVES})$"})
+]
 """ISO 3166-1 alpha-2, uppercase (``"SN"``)."""
 
-LanguageCode = Annotated[str, AfterValidator(_language)]
+LanguageCode = Annotated[
+    str,
+    AfterValidator(_language),
+    # The shape only: the ~7,900 ISO 639-3 codes would make every schema that names a language
+    # ten times larger. The description says which codes are accepted.
+    JsonSchemaExtra(
+        {
+            "pattern": "^[a-z]{2,3}$",
+            "description": "ISO 639-1 or ISO 639-3 code of a language (not a special code "
+            "such as und, mul or zxx)",
+        }
+    ),
+]
 """ISO 639-1 (``"fr"``) or ISO 639-3 (``"wol"``), lowercase; see :func:`canonical_language`."""
 
-AreaCode = Annotated[str, AfterValidator(_area)]
+AreaCode = Annotated[
+    str,
+    AfterValidator(_area),
+    JsonSchemaExtra({"pattern": f"^({_COUNTRY_ALTERNATIVES})[0-9]{{0,{AREA_MAX_DIGITS}}}$"}),
+]
 """Hierarchical administrative area, P-code style: country + digits (``"SN"``, ``"SN0101"``)."""
 
 
@@ -214,13 +240,24 @@ def _birth_year(value: int) -> int:
     return value
 
 
-PastDate = Annotated[date, AfterValidator(_past_date)]
+PastDate = Annotated[
+    date, AfterValidator(_past_date), JsonSchemaExtra({"description": "not in the future (UTC)"})
+]
 """A date up to today (UTC) included."""
 
-PastDatetime = Annotated[AwareDatetime, AfterValidator(_past_datetime)]
+PastDatetime = Annotated[
+    AwareDatetime,
+    AfterValidator(_past_datetime),
+    JsonSchemaExtra({"description": "with a time zone; not in the future"}),
+]
 """A timezone-aware instant not in the future (up to :data:`MAX_CLOCK_SKEW` ahead tolerated)."""
 
-BirthYear = Annotated[int, Field(ge=MIN_BIRTH_YEAR), AfterValidator(_birth_year)]
+BirthYear = Annotated[
+    int,
+    Field(ge=MIN_BIRTH_YEAR),
+    AfterValidator(_birth_year),
+    JsonSchemaExtra({"description": "not after the current year"}),
+]
 """A year from :data:`MIN_BIRTH_YEAR` to the current year (UTC)."""
 
 
@@ -243,6 +280,15 @@ def _free_text(value: str) -> str:
     return value
 
 
+# The same rules as JSON Schema patterns (ECMA 262; Python's re reads them alike). Text is
+# stripped before it is checked: surrounding white space is allowed around what counts.
+_C0_C1 = "\\u0000-\\u001f\\u007f-\\u009f"
+_C0_C1_BUT_LINES = "\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f"
+_SINGLE_LINE_PATTERN = f"^\\s*[^\\s{_C0_C1}](?:[^{_C0_C1}]*[^\\s{_C0_C1}])?\\s*$"
+_FREE_TEXT_PATTERN = f"^[^{_C0_C1_BUT_LINES}]*$"
+_SINGLE_LINE = JsonSchemaExtra({"pattern": _SINGLE_LINE_PATTERN})
+
+
 def _pattern_check(kind: str, pattern: str, message: str) -> AfterValidator:
     compiled = re.compile(pattern)
 
@@ -258,6 +304,7 @@ ShortText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=SHORT_TEXT_MAX_LENGTH),
     AfterValidator(_single_line),
+    _SINGLE_LINE,
 ]
 """One line of 1 to 200 characters, surrounding whitespace stripped."""
 
@@ -265,6 +312,7 @@ Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
     AfterValidator(_single_line),
+    _SINGLE_LINE,
 ]
 """A given or family name: one line of 1 to 100 characters, stripped."""
 
@@ -272,6 +320,7 @@ LongText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=LONG_TEXT_MAX_LENGTH),
     AfterValidator(_free_text),
+    JsonSchemaExtra({"pattern": _FREE_TEXT_PATTERN}),
 ]
 """Free text up to 2000 characters (may be empty, may span lines), stripped."""
 
@@ -283,6 +332,7 @@ Identifier = Annotated[
         r"[A-Za-z0-9._:-]+",
         "may only contain letters A-Z a-z, digits and . _ : -",
     ),
+    JsonSchemaExtra({"pattern": "^[A-Za-z0-9._:-]+$"}),
 ]
 """An opaque identifier: 1 to 100 of ``A-Z a-z 0-9 . _ : -``."""
 
@@ -293,10 +343,16 @@ AgencyId = Annotated[
         AGENCY_ID_PATTERN,
         "must be 2 to 63 lowercase letters, digits or dashes, starting with a letter or digit",
     ),
+    JsonSchemaExtra({"pattern": f"^{AGENCY_ID_PATTERN}$"}),
 ]
 """An agency id, as used in topic names (``agency.<id>.inbox.v1``)."""
 
 _PHONE_SHAPE = re.compile(r"\+?[0-9]+(?:[ -][0-9]+)*")
+# The shape and the digit count, with the white space stripping allows around it.
+PHONE_PATTERN = (
+    f"^\\s*(?=(?:[^0-9]*[0-9]){{{PHONE_MIN_DIGITS},{PHONE_MAX_DIGITS}}}[^0-9]*$)"
+    "\\+?[0-9]+(?:[ -][0-9]+)*\\s*$"
+)
 
 
 def _phone(value: str) -> str:
@@ -311,16 +367,24 @@ def _phone(value: str) -> str:
     return value
 
 
-Phone = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_phone)]
+Phone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_phone),
+    JsonSchemaExtra({"pattern": PHONE_PATTERN}),
+]
 """A phone number, E.164-ish: ``+221 77 123 45 67``, ``0033-6-12-34-56-78``."""
+
+_EMAIL_SHAPE = r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(?:\.[^@\s\x00-\x1f\x7f.]+)+"
+EMAIL_PATTERN = (
+    "^\\s*[^@\\s\\u0000-\\u001f\\u007f]+@[^@\\s\\u0000-\\u001f\\u007f.]+"
+    "(?:\\.[^@\\s\\u0000-\\u001f\\u007f.]+)+\\s*$"
+)
 
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=EMAIL_MAX_LENGTH),
-    _pattern_check(
-        "email",
-        r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(?:\.[^@\s\x00-\x1f\x7f.]+)+",
-        "must be an e-mail address such as name@example.org",
-    ),
+    _pattern_check("email", _EMAIL_SHAPE, "must be an e-mail address such as name@example.org"),
+    JsonSchemaExtra({"pattern": EMAIL_PATTERN}),
 ]
 """An e-mail address (a plausibility check, not RFC 5322), up to 254 characters."""

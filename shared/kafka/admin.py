@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shared.contracts.topics import CATALOGUE, TopicSpec, agency_topics
 from shared.kafka.connection import KafkaConnection
@@ -18,6 +19,14 @@ class TopicResult:
     name: str
     created: bool
     error: str | None = None
+    # Broker-side settings brought back to the catalogue's (e.g. a size limit that changed).
+    reconciled: tuple[str, ...] = ()
+
+    @property
+    def state(self) -> str:
+        if self.created:
+            return "created"
+        return f"updated {', '.join(self.reconciled)}" if self.reconciled else "exists"
 
 
 class TopicCreationError(RuntimeError):
@@ -30,14 +39,16 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
 ) -> list[TopicResult]:
-    """Create the topics that are missing; existing ones are left as they are."""
+    """Create the topics that are missing. Existing ones keep their partitions, but the
+    settings the catalogue reconciles (:data:`RECONCILED_CONFIGS`) are set back to the
+    catalogue's values, so a limit changed in the catalogue reaches deployed topics too."""
     specs = list(specs)
     admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
-        results = [TopicResult(s.name, created=False) for s in specs if s.name in existing]
+        results = await _reconcile(admin, [s for s in specs if s.name in existing])
         if missing:
             response = await admin.create_topics(
                 [
@@ -57,6 +68,49 @@ async def ensure_topics(
     if failed:
         raise TopicCreationError("; ".join(f"{r.name}: {r.error}" for r in failed))
     return sorted(results, key=lambda r: r.name)
+
+
+# Settings of an existing topic that must follow the catalogue: the size limit is the contract
+# with the senders (docs/integrators.md quotes it) and the consumer checks the same number.
+RECONCILED_CONFIGS = ("max.message.bytes",)
+
+
+async def _reconcile(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicResult]:
+    if not specs:
+        return []
+    current = await topic_configs(admin, [s.name for s in specs])
+    results: list[TopicResult] = []
+    drifted: list[ConfigResource] = []
+    for s in specs:
+        wanted = s.config()
+        changed = tuple(
+            k for k in RECONCILED_CONFIGS if current.get(s.name, {}).get(k) != wanted[k]
+        )
+        if changed:
+            # AlterConfigs replaces a topic's whole dynamic configuration: send all of it.
+            drifted.append(ConfigResource(ConfigResourceType.TOPIC, s.name, wanted))
+        results.append(TopicResult(s.name, created=False, reconciled=changed))
+    if drifted:
+        for response in await admin.alter_configs(drifted):
+            for code, message, _type, name in response.resources:
+                if code:
+                    raise TopicCreationError(f"{name}: error {code} altering configs: {message}")
+    return results
+
+
+async def topic_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    """The broker's current configuration of each topic, name → value."""
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    )
+    out: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            _code, _message, _type, name, entries = resource[:5]
+            out[name] = {entry[0]: entry[1] for entry in entries}
+    return out
 
 
 async def ensure_agency_topics(kafka: KafkaConnection, agency_id: str) -> list[TopicResult]:

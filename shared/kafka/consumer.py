@@ -312,18 +312,19 @@ class ReliableConsumer:
             with _context(event):
                 await self._settle(handler, event, first_error=first_error)
 
-    async def process(self, event: InboundEvent, *, replaying: bool = False) -> bool:
+    async def process(self, event: InboundEvent) -> bool:
         """Apply one event exactly once or dead-letter it; True if it is applied (now or
         before). Raises only if dead-lettering fails.
 
-        ``replaying`` (a registry read again from its beginning, see replay.py): an invalid
-        record is skipped, not dead-lettered again — the consumer group dead-lettered it once
-        when it first came, and would otherwise do it again at every start."""
-        admitted = await self._admit(event, replaying)
+        A replayed event (``event.replayed``: a registry read again from its beginning, see
+        replay.py) that is invalid is skipped, not dead-lettered again — the consumer group
+        dead-lettered it once when it first came, and would otherwise do it again at every
+        start."""
+        admitted = await self._admit(event, event.replayed)
         if admitted is None:
             return False
         handler, event = admitted
-        return await self._settle(handler, event, replaying)
+        return await self._settle(handler, event, event.replayed)
 
     async def _admit(self, event: InboundEvent, replaying: bool = False) -> Admitted | None:
         """The handler and the (validated) event; or None once the record is dead-lettered

@@ -44,6 +44,9 @@ class InboundEvent:
     max_bytes: int | None = None
     # The data once validated against the model of its ce_type (see :meth:`validated`).
     payload: Contract | None = None
+    # Read again from a registry's beginning at start-up (shared.kafka.replay): the state it
+    # carries is rebuilt, but its sender was answered when it first came.
+    replayed: bool = False
 
     @classmethod
     def from_record(cls, record: ConsumerRecord[Any, Any]) -> InboundEvent:

@@ -7,6 +7,7 @@ Invalid records are skipped: the consumer group dead-lettered them when it first
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -70,7 +71,8 @@ async def replay_registries(
             for records in batch.values():
                 for record in records:
                     # Invalid records were dead-lettered once, when the group first read them.
-                    if await consumer.process(InboundEvent.from_record(record), replaying=True):
+                    event = dataclasses.replace(InboundEvent.from_record(record), replayed=True)
+                    if await consumer.process(event):
                         applied += 1
                     else:
                         skipped += 1

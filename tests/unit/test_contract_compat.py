@@ -24,9 +24,12 @@ from ops.contract_docs import (
     SCHEMAS_DIR,
     asyncapi_documents,
     dumps,
+    payload_schema,
     payload_schemas,
+    sent_by_agencies,
 )
 from shared.contracts import events as ev
+from shared.contracts.json_schema import RESTATED
 from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +39,15 @@ REGENERATE = "run `make contracts` and commit docs/schemas and docs/asyncapi"
 
 Schema = dict[str, Any]
 
-# Annotations: they do not change what is valid on the wire.
+# Annotations: they do not change what is valid on the wire (nor do vendor keywords, "x-…",
+# which JSON Schema validators ignore).
 _ANNOTATIONS = frozenset({"title", "description", "$comment", "examples", "$id", "$schema"})
+
+
+def _annotation(keyword: str) -> bool:
+    return keyword in _ANNOTATIONS or keyword.startswith("x-")
+
+
 # Keywords whose value maps *names* to schemas (a property may well be called "description").
 _NAME_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions"})
 # Keywords of an object schema compared one by one rather than as a whole.
@@ -47,7 +57,22 @@ _STRUCTURE = frozenset({"properties", "required", "$defs"})
 # ----- the guard ------------------------------------------------------------------------------
 
 
-def breaking_changes(old: Schema, new: Schema, where: str = "") -> list[str]:
+def first_publication(old: Any, new: Any) -> Any:
+    """``new`` without the keywords it publishes for the first time as restatements of a rule
+    the service already enforced (listed under ``x-refex-restated`` in their node, see
+    shared/contracts/json_schema.py): what was valid on the wire did not change. Once ``old``
+    has such a keyword too, any change of it counts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        fresh = set(new.get(RESTATED, ())) - set(old)
+        return {k: first_publication(old.get(k), v) for k, v in new.items() if k not in fresh}
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [first_publication(o, n) for o, n in zip(old, new, strict=True)]
+    return new
+
+
+def breaking_changes(
+    old: Schema, new: Schema, where: str = "", *, sent_by_agencies: bool = False
+) -> list[str]:
     """What in ``new`` would break a consumer or producer written against ``old``.
 
     Conservative: any change to an existing property's schema (type, format, constraints, enum,
@@ -56,6 +81,8 @@ def breaking_changes(old: Schema, new: Schema, where: str = "") -> list[str]:
     the object's own keywords, and a definition removed. ``$ref``s are followed by comparing the
     ``$defs`` entries of the same name, recursively.
     """
+    if not where:
+        new = first_publication(old, new)
     problems: list[str] = []
     here = where.rstrip(".") or "(root)"
     old_props: Schema = old.get("properties", {})
@@ -67,13 +94,15 @@ def breaking_changes(old: Schema, new: Schema, where: str = "") -> list[str]:
             problems.append(f"{where}{name}: type or constraints changed")
     old_required, new_required = set(old.get("required", [])), set(new.get("required", []))
     problems += [f"{where}{n}: new required property" for n in sorted(new_required - old_required)]
+    # A type only agencies send is read only by the services: asking less of its senders breaks
+    # nobody.
     problems += [
         f"{where}{n}: no longer required"
         for n in sorted(old_required - new_required)
-        if n in new_props
+        if n in new_props and not sent_by_agencies
     ]
     for keyword in sorted(set(old) | set(new)):
-        if keyword in _STRUCTURE or keyword in _ANNOTATIONS:
+        if keyword in _STRUCTURE or _annotation(keyword):
             continue
         if _strip(old.get(keyword)) != _strip(new.get(keyword)):
             problems.append(f"{here}: `{keyword}` changed")
@@ -81,7 +110,9 @@ def breaking_changes(old: Schema, new: Schema, where: str = "") -> list[str]:
     new_defs: Schema = new.get("$defs", {})
     for name, old_def in sorted(old_defs.items()):
         if name in new_defs:
-            problems += breaking_changes(old_def, new_defs[name], f"{where}{name}.")
+            problems += breaking_changes(
+                old_def, new_defs[name], f"{where}{name}.", sent_by_agencies=sent_by_agencies
+            )
         else:
             problems.append(f"{where}{name}: definition removed")
     return problems
@@ -93,7 +124,7 @@ def _strip(schema: Any, names: bool = False) -> Any:
         if names:
             return {k: _strip(v) for k, v in schema.items()}
         return {
-            k: _strip(v, names=k in _NAME_MAPS) for k, v in schema.items() if k not in _ANNOTATIONS
+            k: _strip(v, names=k in _NAME_MAPS) for k, v in schema.items() if not _annotation(k)
         }
     if isinstance(schema, list):
         return [_strip(v) for v in schema]
@@ -203,8 +234,12 @@ def test_no_breaking_change_against_any_committed_version() -> None:
             if not _superseded(name, set(current)):
                 problems.append(f"{name}: schema removed (was in {versions[0][0]})")
             continue
+        inbound = sent_by_agencies(name.removesuffix(".json"))
         for label, old in versions:
-            problems += [f"{name} vs {label}: {p}" for p in breaking_changes(old, current[name])]
+            problems += [
+                f"{name} vs {label}: {p}"
+                for p in breaking_changes(old, current[name], sent_by_agencies=inbound)
+            ]
     assert problems == [], (
         "breaking changes inside a major version (add a new major version instead):\n"
         + "\n".join(problems)
@@ -316,6 +351,25 @@ def test_guard_allows_a_new_optional_property_and_new_annotations() -> None:
     assert breaking_changes(BASE, new) == []
 
 
+def test_guard_allows_a_rule_published_for_the_first_time_as_a_restatement() -> None:
+    restated = _changed(properties__a={"type": "string", "maxLength": 200, "pattern": "^x$"})
+    restated["properties"]["a"][RESTATED] = ["pattern"]
+    assert breaking_changes(BASE, restated) == []
+    # unmarked, the same new pattern narrows the field
+    unmarked = _changed(properties__a={"type": "string", "maxLength": 200, "pattern": "^x$"})
+    assert breaking_changes(BASE, unmarked) == ["a: type or constraints changed"]
+    # once published, changing it counts
+    changed = json.loads(json.dumps(restated))
+    changed["properties"]["a"]["pattern"] = "^y$"
+    assert breaking_changes(restated, changed) == ["a: type or constraints changed"]
+
+
+def test_guard_allows_asking_less_only_of_what_agencies_send() -> None:
+    looser = _changed(required=["sex"])
+    assert breaking_changes(BASE, looser, sent_by_agencies=True) == []
+    assert breaking_changes(BASE, looser) == ["a: no longer required"]
+
+
 CASE_SUBMITTED_FILE = SCHEMAS / f"{ev.CASE_SUBMITTED}.json"
 
 
@@ -324,7 +378,7 @@ def test_guard_flags_a_required_field_added_to_case_submission() -> None:
     extended = create_model(
         "CaseSubmission", __base__=ev.CaseSubmission, referral_channel=(str, ...)
     )
-    problems = breaking_changes(committed, extended.model_json_schema())
+    problems = breaking_changes(committed, payload_schema(ev.CASE_SUBMITTED, extended))
     assert problems == ["referral_channel: new required property"]
 
 
@@ -333,7 +387,7 @@ def test_guard_allows_an_optional_field_added_to_case_submission() -> None:
     extended = create_model(
         "CaseSubmission", __base__=ev.CaseSubmission, referral_channel=(str | None, None)
     )
-    assert breaking_changes(committed, extended.model_json_schema()) == []
+    assert breaking_changes(committed, payload_schema(ev.CASE_SUBMITTED, extended)) == []
 
 
 def test_superseded_major_may_be_removed() -> None:

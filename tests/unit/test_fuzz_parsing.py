@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.intake.handlers import IntakeHandlers, IntakeKeys
-from services.intake.submissions import Rejection, read_submission
+from services.intake.submissions import read_submission
 from services.referral.handlers import ReferralHandlers
 from services.referral.routing import RoutingPolicy
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import parse_headers
 from shared.kafka import inbound
+from shared.kafka.agency_input import Refusal
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent, PermanentError, tolerant_parser
 from tests import factories as f
@@ -118,7 +119,7 @@ def test_the_generators_start_from_valid_messages() -> None:
         for base in target.bases:
             event = _event(fz.valid_record(target, base))
             if name == SUBMISSIONS:
-                assert not isinstance(read_submission(event), Rejection), base.ce_type
+                assert not isinstance(read_submission(event), Refusal), base.ce_type
             else:
                 assert event.validated().payload is not None, (name, base.ce_type)
 
@@ -140,7 +141,7 @@ def test_fixed_topics_refuse_every_malformed_record_before_any_handler(
 @given(record=fz.any_malformed(TARGETS[SUBMISSIONS]))
 def test_every_malformed_submission_is_rejected_to_the_agency(record: fz.Malformed) -> None:
     event = _event(record)
-    assert isinstance(read_submission(event), Rejection)
+    assert isinstance(read_submission(event), Refusal)
     db = Database()
     keys = IntakeKeys(master_key=b"m" * 32, duplicate_key=b"d" * 32, duplicate_key_id="k1")
     _run(IntakeHandlers(keys).on_submission(event, cast(Any, db)))
@@ -151,11 +152,16 @@ def test_every_malformed_submission_is_rejected_to_the_agency(record: fz.Malform
 
 @FUZZ
 @given(record=fz.any_malformed(TARGETS[LISTINGS]))
-def test_every_malformed_listing_is_refused_before_the_directory(record: fz.Malformed) -> None:
+def test_every_malformed_listing_is_rejected_to_the_agency_before_the_directory(
+    record: fz.Malformed,
+) -> None:
+    event = _event(record)
     db = Database()
-    with pytest.raises(PermanentError):
-        _run(REFERRAL.on_listing(_event(record), cast(Any, db)))
-    assert db.statements == []
+    _run(REFERRAL.on_listing(event, cast(Any, db)))
+    [row] = db.outbox()
+    assert [sql for sql, _ in db.statements if "INSERT INTO outbox" not in sql] == []
+    rejection = _outgoing_is_readable(row, ev.LISTING_REJECTED)
+    assert rejection["agency_id"] == AGENCY and rejection["submission_id"] == event.event_id
 
 
 @FUZZ
@@ -205,7 +211,7 @@ def test_records_over_their_topic_limit_are_refused_unparsed(parsing_forbidden: 
         assert event.attributes is None and event.envelope_error is None  # headers untouched
         if name == SUBMISSIONS:
             rejection = read_submission(event)
-            assert isinstance(rejection, Rejection) and "exceeds the limit" in rejection.reason
+            assert isinstance(rejection, Refusal) and "exceeds the limit" in rejection.reason
         elif name in (LISTINGS, RESPONSES):
             with pytest.raises(PermanentError, match="exceeds the limit"):
                 event.data_as(ev.ServiceListing if name == LISTINGS else ev.ReferralResponse)

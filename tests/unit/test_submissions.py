@@ -6,15 +6,15 @@ import json
 from services.intake.submissions import (
     MAX_SUBMISSION_BYTES,
     SUBMISSION_MODELS,
-    Rejection,
     read_submission,
 )
 from shared.contracts import events as ev
+from shared.kafka.agency_input import Refusal
 from shared.kafka.inbound import InboundEvent
 from tests import factories as f
 
 
-def _read(record: object) -> ev.CaseSubmission | Rejection:
+def _read(record: object) -> ev.CaseSubmission | Refusal:
     return read_submission(InboundEvent.from_record(record))  # type: ignore[arg-type]
 
 
@@ -27,7 +27,7 @@ def test_valid_submission_passes() -> None:
 
 def test_missing_envelope_is_rejected_with_fields() -> None:
     result = _read(f.record("agency.iom-sn.submissions.v1", b"{}", headers=[]))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     assert result.reason == "invalid CloudEvents envelope"
     assert {"ce_id", "ce_source", "ce_type"} <= {e.field for e in result.errors}
 
@@ -37,17 +37,17 @@ def test_unknown_type_is_rejected() -> None:
     headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_type"]
     headers.append(("ce_type", b"org.example.other.v1"))
     result = _read(f.record(out.topic, out.body, headers))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     assert "unknown ce_type" in result.reason
     assert [e.field for e in result.errors] == ["ce_type"]
-    assert result.submission_id == out.event_id
+    assert result.message_id == out.event_id
 
 
 def test_malformed_json_is_rejected() -> None:
     out = f.submission_event(f.submission())
     headers = [(k, v.encode()) for k, v in out.headers.items()]
     result = _read(f.record(out.topic, b'{"agency_id": ', headers))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     assert "not valid JSON" in result.reason
 
 
@@ -59,10 +59,10 @@ def test_invalid_fields_are_named_without_their_values() -> None:
     doc["needs"] = []
     headers = [(k, v.encode()) for k, v in out.headers.items()]
     result = _read(f.record(out.topic, json.dumps(doc).encode(), headers))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     fields = {e.field for e in result.errors}
     assert {"profile.return_area", "needs"} <= fields
-    assert "rue 12" not in result.payload().model_dump_json()
+    assert "rue 12" not in result.as_rejection().model_dump_json()
 
 
 def test_claiming_another_agency_in_the_header_is_rejected() -> None:
@@ -70,7 +70,7 @@ def test_claiming_another_agency_in_the_header_is_rejected() -> None:
     headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
     headers.append(("ce_agencyid", b"ngo-other"))
     result = _read(f.record(out.topic, out.body, headers))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     assert result.errors[0].field == "ce_agencyid"
     assert result.agency_id == "iom-sn"  # the rejection goes to the proven sender
 
@@ -80,7 +80,7 @@ def test_claiming_another_agency_in_the_body_is_rejected() -> None:
     headers = [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"]
     # published on iom-sn's own topic, with a body that claims ngo-other
     result = _read(f.record("agency.iom-sn.submissions.v1", out.body, headers))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     assert result.errors[0].field == "agency_id"
     assert result.agency_id == "iom-sn"
 
@@ -97,7 +97,7 @@ def test_a_key_other_than_the_case_reference_is_rejected() -> None:
     headers = [(k, v.encode()) for k, v in out.headers.items()]
     for key in (b"another-ref", None):
         result = _read(f.record(out.topic, out.body, headers, key=key))
-        assert isinstance(result, Rejection)
+        assert isinstance(result, Refusal)
         assert [e.field for e in result.errors] == ["(key)"]
 
 
@@ -105,7 +105,7 @@ def test_oversized_submission_is_rejected_before_parsing() -> None:
     out = f.submission_event(f.submission())
     headers = [(k, v.encode()) for k, v in out.headers.items()]
     result = _read(f.record(out.topic, b"{" + b" " * MAX_SUBMISSION_BYTES + b"}", headers))
-    assert isinstance(result, Rejection)
+    assert isinstance(result, Refusal)
     assert "exceeds the limit" in result.reason
 
 
@@ -116,6 +116,6 @@ def test_every_submission_type_is_validated_with_its_own_contract() -> None:
         headers.append(("ce_type", ce_type.encode()))
         body = b'{"agency_id": "iom-sn", "agency_case_ref": "R-1"}'
         result = _read(f.record(out.topic, body, headers))
-        assert isinstance(result, Rejection), ce_type
+        assert isinstance(result, Refusal), ce_type
         assert model.__name__ in result.reason
         assert result.errors, ce_type  # the missing fields are named

@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..json_schema import JsonSchemaExtra
+
 __all__ = [
     "TAXONOMY",
     "TAXONOMY_RESOURCE",
@@ -437,5 +439,7 @@ def _known_category(code: str) -> str:
     )
 
 
-CategoryCode = Annotated[str, AfterValidator(_known_category)]
+CategoryCode = Annotated[
+    str, AfterValidator(_known_category), JsonSchemaExtra({"enum": list(TAXONOMY.categories)})
+]
 """A service category code that exists in :data:`TAXONOMY` (e.g. ``"social.housing"``)."""
