@@ -161,10 +161,19 @@ def check(
     case_by_submission: dict[str, list[str]] = defaultdict(list)
     for r in cases.values():
         case_by_submission[headers(r).get("ce_correlationid", "")].append(data(r)["case_id"])
+    acknowledged: dict[str, list[Record]] = defaultdict(list)  # submission id → answers
+    for referrer in world.referrers:
+        inbox = records[topics.agency_inbox(referrer.agency_id)]
+        for r in _by_id(inbox, ev.INBOX_SUBMISSION_ACCEPTED).values():
+            acknowledged[data(r)["submission_id"]].append(r)
     needs: list[tuple[str, str, str]] = []  # (case id, need id, referring agency)
     for event_id, submission in sent.submissions.items():
         case_ids = sorted(set(case_by_submission.get(event_id, [])))
         _exactly_one(found, f"case of submission {submission.agency_case_ref}", case_ids)
+        answers = acknowledged.get(event_id, [])
+        _exactly_one(found, f"submission-accepted of {submission.agency_case_ref}", answers)
+        if answers and case_ids and data(answers[0])["case_id"] != case_ids[0]:
+            found.lost.append(f"submission {event_id}: acknowledged with another case id")
         for case_id in case_ids[:1]:
             needs += [(case_id, n.need_id, submission.agency_id) for n in submission.needs]
 

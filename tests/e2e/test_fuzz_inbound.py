@@ -54,21 +54,30 @@ SERVICE_ENV = {
     for s in ("intake", "referral", "notification")
 }
 # Where a service answers the sender instead of dead-lettering (see docs/integrators.md):
-# service -> (the agency topic answered, the answer's topic, its type, the field naming the record)
-ANSWERS = {
-    "intake": (
+# (service, the agency topic answered, the answer's topic, its type, the field naming the record)
+ANSWERS = [
+    (
+        "intake",
         topics.AGENCY_SUBMISSIONS,
         topics.INTAKE_REJECTIONS,
         ev.SUBMISSION_REJECTED,
         "submission_id",
     ),
-    "referral": (
+    (
+        "referral",
         topics.AGENCY_RESPONSES,
         topics.REFERRAL_EVENTS,
         ev.RESPONSE_REFUSED,
         "response_id",
     ),
-}
+    (
+        "referral",
+        topics.AGENCY_LISTINGS,
+        topics.REFERRAL_EVENTS,
+        ev.LISTING_REJECTED,
+        "submission_id",
+    ),
+]
 DEAD_LETTER_TOPICS = {s.value: topics.dead_letter_topic(s.value) for s in topics.Owner}
 TIMEOUT_S = 150  # from the start of the test until every record is answered
 
@@ -149,7 +158,7 @@ class Ledger:
                 self.sent[position].answers[service] += 1
                 self.sent[position].reasons.append(headers.get("dlq_error", ""))
             return
-        for service, (family, topic, ce_type, id_field) in ANSWERS.items():
+        for service, family, topic, ce_type, id_field in ANSWERS:
             if record.topic != topic or headers.get("ce_type") != ce_type:
                 continue
             data = json.loads(record.value or b"{}")
@@ -307,7 +316,7 @@ async def test_every_inbound_consumer_answers_every_malformed_record_and_flows_o
 
     followers = _valid_followers(agency, newcomer)
 
-    answer_topics = sorted({*DEAD_LETTER_TOPICS.values(), *(a[1] for a in ANSWERS.values())})
+    answer_topics = sorted({*DEAD_LETTER_TOPICS.values(), *(a[2] for a in ANSWERS)})
     effect_topics = [topics.INTAKE_CASES, topics.REFERRAL_EVENTS, topics.INTAKE_DISCLOSURES]
     starts = await _end_offsets(
         kafka, {*answer_topics, *effect_topics, topics.agency_inbox(agency)}

@@ -1,16 +1,19 @@
 """Referral's directory on real PostgreSQL: a provider lists, changes and withdraws only its own
-services; a claim for another agency changes nothing."""
+services; a claim for another agency changes nothing and is rejected to the sender."""
 
+import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from services.referral.handlers import ReferralHandlers
 from services.referral.routing import RoutingPolicy
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.db.migrations import discover, migrate
-from shared.kafka.inbound import InboundEvent, PermanentError
+from shared.kafka.inbound import InboundEvent
 from tests import factories as f
 
 HANDLERS = ReferralHandlers(RoutingPolicy(max_attempts=3))
@@ -24,9 +27,15 @@ async def referral_db(scratch_pool: asyncpg.Pool) -> asyncpg.Pool:
     return scratch_pool
 
 
-async def _apply(pool: asyncpg.Pool, record: object) -> None:
+async def _apply(pool: asyncpg.Pool, record: object) -> list[tuple[str, dict[str, Any]]]:
+    """Apply one listings record; the answers it queued for the provider: (ce_type, data)."""
     async with pool.acquire() as conn, conn.transaction():
+        before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
         await HANDLERS.on_listing(InboundEvent.from_record(record), conn)  # type: ignore[arg-type]
+        rows = await conn.fetch(
+            "SELECT headers, body FROM outbox WHERE id > $1 ORDER BY id", before
+        )
+    return [(json.loads(r["headers"])["ce_type"], json.loads(r["body"])) for r in rows]
 
 
 async def _owner(pool: asyncpg.Pool, service_id: str) -> str | None:
@@ -39,12 +48,22 @@ async def _owner(pool: asyncpg.Pool, service_id: str) -> str | None:
 
 async def test_provider_lists_and_withdraws_its_own_service(referral_db: asyncpg.Pool) -> None:
     listing = f.listing("ngo-a")
-    await _apply(referral_db, f.record_of(f.listing_event(listing)))
+    [(type_, published)] = await _apply(referral_db, f.record_of(f.listing_event(listing)))
+    assert (type_, published["status"], published["agency_id"]) == (
+        ev.LISTING_PUBLISHED,
+        "active",
+        "ngo-a",
+    )
     assert await _owner(referral_db, listing.service_id) == "ngo-a"
     tombstone = f.record(
-        topics.AGENCY_LISTINGS.name("ngo-a"), None, key=listing.service_id.encode()
+        topics.AGENCY_LISTINGS.name("ngo-a"), None, key=listing.service_id.encode(), offset=7
     )
-    await _apply(referral_db, tombstone)
+    [(type_, withdrawn)] = await _apply(referral_db, tombstone)
+    assert (type_, withdrawn["status"], withdrawn["submission_id"]) == (
+        ev.LISTING_WITHDRAWN,
+        "withdrawn",
+        f"{topics.AGENCY_LISTINGS.name('ngo-a')}/0/7",
+    )
     assert await _owner(referral_db, listing.service_id) is None
 
 
@@ -57,8 +76,9 @@ async def test_listing_claiming_another_agency_is_refused(referral_db: asyncpg.P
         [(k, v.encode()) for k, v in out.headers.items() if k != "ce_agencyid"],
         key=listing.service_id.encode(),
     )
-    with pytest.raises(PermanentError, match="not the agency of the topic"):
-        await _apply(referral_db, forged)
+    [(type_, rejected)] = await _apply(referral_db, forged)
+    assert (type_, rejected["agency_id"]) == (ev.LISTING_REJECTED, "ngo-b")
+    assert "not the agency of the topic" in rejected["reason"]
     assert await _owner(referral_db, listing.service_id) is None
 
 
@@ -68,10 +88,12 @@ async def test_another_agency_cannot_take_over_or_withdraw_a_service(
     listing = f.listing("ngo-a")
     await _apply(referral_db, f.record_of(f.listing_event(listing)))
     hijack = f.listing("ngo-b", service_id=listing.service_id, name="Hijacked")
-    with pytest.raises(PermanentError, match="another agency"):
-        await _apply(referral_db, f.record_of(f.listing_event(hijack)))
+    [(type_, rejected)] = await _apply(referral_db, f.record_of(f.listing_event(hijack)))
+    assert (type_, rejected["agency_id"]) == (ev.LISTING_REJECTED, "ngo-b")
+    assert "already listed by another agency" in rejected["reason"]
     tombstone = f.record(
         topics.AGENCY_LISTINGS.name("ngo-b"), None, key=listing.service_id.encode()
     )
-    await _apply(referral_db, tombstone)
+    [(type_, refused)] = await _apply(referral_db, tombstone)
+    assert (type_, refused["errors"][0]["field"]) == (ev.LISTING_REJECTED, "(key)")
     assert await _owner(referral_db, listing.service_id) == "ngo-a"

@@ -1,15 +1,26 @@
-"""The catalogue's topics exist on the real broker as declared, and nothing auto-creates topics."""
+"""The catalogue's topics exist on the real broker as declared, nothing auto-creates topics, and
+each topic has one size limit: the catalogue's, the broker's, the service check's, the guide's."""
 
 import asyncio
+import re
+import uuid
+from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+import pytest
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+from aiokafka.errors import (
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    UnknownTopicOrPartitionError,
+)
 
-from shared.contracts.topics import CATALOGUE
-from shared.kafka.admin import ensure_topics
+from shared.contracts import topics
+from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, Owner, agency_topics
+from shared.kafka.admin import ensure_agency_topics, ensure_topics, topic_configs
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.inbound import InboundEvent
 
 
 async def test_catalogue_topics_exist_with_partitions_and_cleanup_policy(
@@ -58,5 +69,80 @@ async def test_broker_does_not_auto_create_topics(kafka: KafkaConnection) -> Non
     await admin.start()
     try:
         assert "not.in.catalogue.v1" not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+# ----- one size limit per topic: catalogue, broker, service check and guide -----
+
+GUIDE = (Path(__file__).resolve().parents[2] / "docs" / "integrators.md").read_text()
+
+
+def _guide_limits() -> dict[str, int]:
+    """The limits table of the guide's §1: topic template → bytes."""
+    rows = re.findall(r"^\| `(agency\.<id>\.[a-z]+\.v1)` \| ([0-9,]+) \(", GUIDE, re.M)
+    return {name.replace("<id>", "<agency_id>"): int(n.replace(",", "")) for name, n in rows}
+
+
+async def test_each_topic_has_one_size_limit_on_the_broker_in_the_service_and_in_the_guide(
+    kafka: KafkaConnection,
+) -> None:
+    agency = f"limits-{uuid.uuid4().hex[:8]}"
+    await ensure_agency_topics(kafka, agency)
+    specs = [*CATALOGUE, *agency_topics(agency)]
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        configs = await topic_configs(admin, [s.name for s in specs])
+    finally:
+        await admin.close()
+    for spec in specs:
+        assert configs[spec.name]["max.message.bytes"] == str(spec.max_message_bytes), spec.name
+        record = ConsumerRecord(spec.name, 0, 0, 0, 0, b"k", b"{}", None, 1, 2, [])
+        assert InboundEvent.from_record(record).max_bytes == spec.max_message_bytes
+    documented = _guide_limits()
+    assert documented == {
+        fam.template.name: fam.template.max_message_bytes
+        for fam in AGENCY_FAMILIES
+        if fam.template.owner is Owner.AGENCY
+    }
+
+
+async def test_the_broker_refuses_a_message_over_the_limit_and_takes_one_within(
+    kafka: KafkaConnection,
+) -> None:
+    agency = f"limits-{uuid.uuid4().hex[:8]}"
+    await ensure_agency_topics(kafka, agency)
+    spec = topics.AGENCY_RESPONSES.spec(agency)
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", max_request_size=1 << 20)
+    await producer.start()
+    try:
+        # Within: the record plus its batch's framing (about 70 bytes) fits.
+        await producer.send_and_wait(spec.name, b"x" * (spec.max_message_bytes - 200), key=b"k")
+        with pytest.raises(MessageSizeTooLargeError):
+            await producer.send_and_wait(spec.name, b"x" * (spec.max_message_bytes + 1), key=b"k")
+    finally:
+        await producer.stop()
+
+
+async def test_provisioning_sets_a_drifted_limit_back_to_the_catalogue(
+    kafka: KafkaConnection,
+) -> None:
+    agency = f"limits-{uuid.uuid4().hex[:8]}"
+    await ensure_agency_topics(kafka, agency)
+    spec = topics.AGENCY_SUBMISSIONS.spec(agency)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        # What topics created before the limits were one number still carry.
+        old = {**spec.config(), "max.message.bytes": str(spec.max_message_bytes + 16 * 1024)}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, old)])
+        [result] = [r for r in await ensure_agency_topics(kafka, agency) if r.name == spec.name]
+        assert result.reconciled == ("max.message.bytes",)
+        configs = await topic_configs(admin, [spec.name])
+        assert configs[spec.name]["max.message.bytes"] == str(spec.max_message_bytes)
+        assert configs[spec.name]["retention.ms"] == spec.config()["retention.ms"]
+        [again] = [r for r in await ensure_agency_topics(kafka, agency) if r.name == spec.name]
+        assert again.reconciled == () and again.state == "exists"
     finally:
         await admin.close()
