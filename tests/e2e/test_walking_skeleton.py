@@ -91,11 +91,14 @@ async def test_submission_reaches_the_recipient_agency_inbox(
         kafka,
         topics.INTAKE_CASES,
         lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+        expected=2,
     )
-    assert [headers_of(r)["ce_type"] for r in cases] == [ev.CASE_REGISTERED]
-    assert cases[0].key.decode() == data["case_id"]
-    assert submission.personal.family_name.encode() not in cases[0].value
-    assert b"personal" not in cases[0].value
+    # the case, and the answer to the agency that ties its reference to the case id
+    assert [headers_of(r)["ce_type"] for r in cases] == [ev.CASE_REGISTERED, ev.SUBMISSION_ACCEPTED]
+    assert {r.key.decode() for r in cases} == {data["case_id"]}
+    for r in cases:
+        assert submission.personal.family_name.encode() not in r.value
+        assert b"personal" not in r.value
 
     # the causal chain: inbox event ← referral event ← case event ← submission
     referrals = await collect(
@@ -154,10 +157,14 @@ async def test_unmatched_need_is_told_to_the_referring_agency(
             kafka,
             topics.agency_inbox(referrer),
             lambda r, sent=sent: headers_of(r).get("ce_correlationid") == sent.event_id,
+            expected=2,
         )
-        assert [headers_of(r)["ce_type"] for r in inbox] == [ev.INBOX_NEED_UNMATCHED]
-        assert data_of(inbox[0])["need_id"] == "n1"
-        assert data_of(inbox[0])["reason"] == reason
+        # the acknowledgement of the submission, and the gap
+        by_type = {headers_of(r)["ce_type"]: data_of(r) for r in inbox}
+        assert len(inbox) == 2
+        assert sorted(by_type) == [ev.INBOX_NEED_UNMATCHED, ev.INBOX_SUBMISSION_ACCEPTED]
+        assert by_type[ev.INBOX_NEED_UNMATCHED]["need_id"] == "n1"
+        assert by_type[ev.INBOX_NEED_UNMATCHED]["reason"] == reason
 
 
 async def test_invalid_submission_is_rejected_back_to_the_sender(

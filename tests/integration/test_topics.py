@@ -125,6 +125,16 @@ async def test_the_broker_refuses_a_message_over_the_limit_and_takes_one_within(
         await producer.stop()
 
 
+async def _limit_becomes(admin: AIOKafkaAdminClient, topic: str, value: str) -> bool:
+    """A config change reaches the broker's view through the metadata log, shortly after."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while (await topic_configs(admin, [topic]))[topic]["max.message.bytes"] != value:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
 async def test_provisioning_sets_a_drifted_limit_back_to_the_catalogue(
     kafka: KafkaConnection,
 ) -> None:
@@ -137,10 +147,11 @@ async def test_provisioning_sets_a_drifted_limit_back_to_the_catalogue(
         # What topics created before the limits were one number still carry.
         old = {**spec.config(), "max.message.bytes": str(spec.max_message_bytes + 16 * 1024)}
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, old)])
+        assert await _limit_becomes(admin, spec.name, old["max.message.bytes"])
         [result] = [r for r in await ensure_agency_topics(kafka, agency) if r.name == spec.name]
         assert result.reconciled == ("max.message.bytes",)
+        assert await _limit_becomes(admin, spec.name, str(spec.max_message_bytes))
         configs = await topic_configs(admin, [spec.name])
-        assert configs[spec.name]["max.message.bytes"] == str(spec.max_message_bytes)
         assert configs[spec.name]["retention.ms"] == spec.config()["retention.ms"]
         [again] = [r for r in await ensure_agency_topics(kafka, agency) if r.name == spec.name]
         assert again.reconciled == () and again.state == "exists"
