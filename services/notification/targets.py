@@ -80,10 +80,16 @@ def target_refusal(
     for address in sorted(addresses):
         kind = address_kind(address)
         if kind is not None:
+            a_kind = f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
+            where = (
+                f"{host} is {a_kind}"
+                if host == address
+                else (f"the host {host} resolves to {address}, {a_kind}")
+            )
             return Refusal(
                 DeliveryError.TARGET_NOT_ALLOWED,
-                f"the host {host} resolves to {address} ({kind}); webhooks to "
-                f"loopback, private, link-local or reserved addresses are sent only with "
-                f"{ALLOW_SETTING}=true (local development and tests; production refuses it)",
+                f"{where}; webhooks to loopback, private, link-local or reserved addresses are "
+                f"sent only with {ALLOW_SETTING}=true (local development and tests; production "
+                f"refuses it)",
             )
     return None

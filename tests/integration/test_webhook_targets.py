@@ -126,5 +126,5 @@ async def test_a_host_now_resolving_to_a_private_address_fails_with_the_reason(
 
     again = await _add_webhook(agency, url)  # the same decision refuses it at registration now
     assert again.exit_code == 2
-    assert "10.0.0.7 (private)" in again.output
+    assert "resolves to 10.0.0.7, a private address" in again.output
     assert "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS=true" in again.output
