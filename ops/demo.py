@@ -29,8 +29,10 @@ from shared.operator import DEFAULT_BOOTSTRAP, Bootstrap, connect, console, run
 
 from . import kafka_access
 from .access_policy import agency_user
+from .webhook_receiver import receive_webhooks
 
-app = typer.Typer(help="Demo scenario.", no_args_is_help=True)
+app = typer.Typer(help="Demo scenario; a local webhook receiver.", no_args_is_help=True)
+app.command("receive-webhooks")(receive_webhooks)
 
 # Each demo agency gets a fresh key pair, so the demo can open what was sealed for it.
 PRIVATE_KEYS = {

@@ -8,6 +8,7 @@ from typing import Annotated
 import asyncpg
 import typer
 from pydantic import SecretStr, ValidationError
+from rich.markup import escape
 
 from shared.contracts import topics
 from shared.kafka.inbound import describe_error
@@ -29,6 +30,7 @@ from . import secret_store
 from .email import LANGUAGES
 from .secret_store import SecretsKey
 from .settings import NotificationSettings
+from .targets import target_refusal
 
 app = typer.Typer(
     help="Notification: agency inboxes and webhooks (register, rotate secrets, replay).",
@@ -97,12 +99,16 @@ def add_webhook(
         typer.Option("--type", help="Only these ce_types (repeatable); all when left out."),
     ] = None,
 ) -> None:
-    """Register (or replace) an agency's webhook; prints its new signing secret once."""
+    """Register (or replace) an agency's webhook; prints its new signing secret once.
+
+    A URL the service would refuse to call (loopback, private, link-local; see
+    NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS) is refused here, by the same decision."""
     topics.agency_inbox(agency_id)  # refuses a malformed agency id
-    key, secret = _secrets_key(), secret_store.new_secret()
+    settings = _settings()
+    key, secret = SecretsKey.from_setting(settings.secrets_key), secret_store.new_secret()
 
     async def _register() -> None:
-        conn = await asyncpg.connect(_dsn())
+        conn = await asyncpg.connect(settings.database_dsn)
         try:
             async with conn.transaction():
                 await conn.execute(
@@ -120,6 +126,14 @@ def add_webhook(
             await conn.close()
 
     with audited(operator_kafka(), "notification add-webhook", "webhook", agency_id):
+        refusal = target_refusal(url, settings.allow_private_webhook_targets)
+        if refusal is not None:
+            err_console.print(  # soft_wrap: the setting's name must stay whole when copied
+                f"[red]webhook URL refused:[/red] {escape(refusal.reason)}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
         run(_register())
     console.print(f"webhook of [bold]{agency_id}[/bold] → {url}")
     _show_once("signing secret (give it to the agency; it is not shown again)", secret)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import html
 import json
+import socket
+import ssl
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -25,7 +27,7 @@ from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, outbox
 from shared.logging import get_logger
 
-from .channels import accepts
+from .channels import accepts, caused_by
 from .webhooks import SOURCE, DeliveryPolicy
 
 log = get_logger(__name__)
@@ -133,10 +135,11 @@ async def send_due(
                 start_tls=smtp.start_tls,
                 timeout=15,
             )
-            status, delay = "sent", None
+            status, delay, error = "sent", None, None
         except (aiosmtplib.SMTPException, OSError) as exc:
             delay = policy.next_delay(row["attempts"])
             status = "pending" if delay is not None else "exhausted"
+            error = failure_of(exc)
             log.info("email_attempt_failed", email_id=row["email_id"], error=type(exc).__name__)
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -148,14 +151,38 @@ async def send_due(
                 status,
                 delay or 0.0,
             )
-            await outbox.enqueue(conn, [_report(row, status, started)])
+            await outbox.enqueue(conn, [_report(row, status, started, error)])
         log.info(
             "email_attempt", email_id=row["email_id"], agency_id=row["agency_id"], status=status
         )
     return len(rows)
 
 
-def _report(row: asyncpg.Record, status: str, started: float) -> OutgoingEvent:
+def failure_of(exc: aiosmtplib.SMTPException | OSError) -> ev.DeliveryError:
+    """Why sending failed, in the closed vocabulary of notification.deliveries.v1 (the
+    exception's text may quote an address: it is never reported)."""
+    if caused_by(exc, ssl.SSLError):
+        return ev.DeliveryError.TLS_ERROR
+    if isinstance(exc, TimeoutError):  # aiosmtplib's timeouts are TimeoutErrors too
+        return ev.DeliveryError.TIMEOUT
+    if caused_by(exc, socket.gaierror):
+        return ev.DeliveryError.DNS_FAILED
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return ev.DeliveryError.SMTP_AUTH_FAILED
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError | aiosmtplib.SMTPHeloError):
+        return ev.DeliveryError.PROTOCOL_ERROR  # the relay greeted us with an error
+    if isinstance(exc, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused):
+        return ev.DeliveryError.SMTP_REJECTED  # sender, recipients or message refused
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return ev.DeliveryError.PROTOCOL_ERROR  # the relay lacks STARTTLS or AUTH
+    if isinstance(exc, OSError):  # SMTPConnectError, SMTPServerDisconnected, a refused socket
+        return ev.DeliveryError.CONNECTION_FAILED
+    return ev.DeliveryError.REQUEST_FAILED
+
+
+def _report(
+    row: asyncpg.Record, status: str, started: float, error: ev.DeliveryError | None
+) -> OutgoingEvent:
     """The attempt on notification.deliveries.v1, like webhook attempts."""
     reported: Literal["delivered", "failed", "exhausted"] = (
         "delivered" if status == "sent" else "failed" if status == "pending" else "exhausted"
@@ -168,6 +195,7 @@ def _report(row: asyncpg.Record, status: str, started: float) -> OutgoingEvent:
         attempt=row["attempts"],
         status=reported,
         latency_ms=int((time.monotonic() - started) * 1000),
+        error=error,
     )
     return build_event(
         topic=topics.NOTIFICATION_DELIVERIES,

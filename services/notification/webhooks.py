@@ -11,17 +11,17 @@ sealed at rest and read only through :mod:`.secret_store`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import random
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -34,8 +34,9 @@ from shared.db import DbConnection, outbox
 from shared.logging import get_logger
 
 from . import secret_store
-from .channels import accepts
+from .channels import accepts, caused_by
 from .secret_store import SecretsKey
+from .targets import target_refusal
 
 log = get_logger(__name__)
 
@@ -71,22 +72,22 @@ class DeliveryPolicy:
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 
-def target_refused(url: str, allow_private: bool) -> str | None:
-    """Why a URL must not be called (SSRF guard), or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return "not an http(s) URL"
-    if allow_private:
-        return None
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, None)}
-    except OSError:
-        return "host does not resolve"
-    for address in addresses:
-        ip = ipaddress.ip_address(address)
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved:
-            return "private, loopback or link-local address"
-    return None
+def failure_of(exc: httpx.HTTPError | httpx.InvalidURL) -> ev.DeliveryError:
+    """Why a request failed, in the closed vocabulary of notification.deliveries.v1 (the
+    exception's text, which may quote the URL, is never reported)."""
+    if caused_by(exc, ssl.SSLError):
+        return ev.DeliveryError.TLS_ERROR
+    if isinstance(exc, httpx.TimeoutException):
+        return ev.DeliveryError.TIMEOUT
+    if caused_by(exc, socket.gaierror):  # looked up by the client (private targets allowed)
+        return ev.DeliveryError.DNS_FAILED
+    if isinstance(exc, httpx.ProtocolError):
+        return ev.DeliveryError.PROTOCOL_ERROR
+    if isinstance(exc, httpx.NetworkError):
+        return ev.DeliveryError.CONNECTION_FAILED
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return ev.DeliveryError.TARGET_NOT_ALLOWED
+    return ev.DeliveryError.REQUEST_FAILED
 
 
 async def enqueue_delivery(conn: DbConnection, agency_id: str, event: OutgoingEvent) -> bool:
@@ -147,15 +148,20 @@ async def _attempt(
 ) -> None:
     webhook_id, agency_id, attempts = row["webhook_id"], row["agency_id"], row["attempts"]
     if row["disabled_at"] is not None:
-        await _finish(pool, row, "endpoint_disabled", None, None)
+        await _finish(
+            pool, row, "endpoint_disabled", None, None, ev.DeliveryError.ENDPOINT_DISABLED
+        )
         return
-    refused = target_refused(row["url"], policy.allow_private_targets)
-    if refused is None and not secrets:  # never unsigned: receivers must be able to verify all
-        refused = "no signing secret that opens with the current key"
+    # Checked at every attempt, not only at registration: the host may resolve elsewhere now.
+    # In a thread: the name lookup blocks.
+    refusal = await asyncio.to_thread(target_refusal, row["url"], policy.allow_private_targets)
+    error = refusal.error if refusal is not None else None
+    if error is None and not secrets:  # never unsigned: receivers must be able to verify all
+        error = ev.DeliveryError.NO_SIGNING_SECRET
     status: int | None = None
     retry_after: float | None = None
     started = time.monotonic()
-    if refused is None:
+    if error is None:
         body = bytes(row["payload"])
         timestamp = int(time.time())
         signatures = " ".join(
@@ -173,16 +179,19 @@ async def _attempt(
                 },
             )
             status = response.status_code
+            if not 200 <= status < 300:
+                error = ev.DeliveryError.HTTP_ERROR
             if status in (429, 503):
                 retry_after = _retry_after(response.headers.get("retry-after"))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
+            error = failure_of(exc)
             log.info("webhook_attempt_failed", webhook_id=webhook_id, error=type(exc).__name__)
     latency_ms = int((time.monotonic() - started) * 1000)
-    if status is not None and 200 <= status < 300:
+    if error is None:
         await _mark_endpoint(pool, agency_id, failing=False)
-        await _finish(pool, row, "delivered", status, latency_ms)
+        await _finish(pool, row, "delivered", status, latency_ms, None)
     elif status == 410:
-        await _finish(pool, row, "endpoint_disabled", status, latency_ms, disable=True)
+        await _finish(pool, row, "endpoint_disabled", status, latency_ms, error, disable=True)
     elif await _mark_endpoint(pool, agency_id, failing=True) > policy.disable_after:
         await _finish(
             pool,
@@ -190,13 +199,14 @@ async def _attempt(
             "endpoint_disabled",
             status,
             latency_ms,
+            error,
             disable=True,
             reason=f"failing for more than {policy.disable_after}",
         )
     else:
         delay = retry_after if retry_after is not None else policy.next_delay(attempts)
         if delay is None:
-            await _finish(pool, row, "exhausted", status, latency_ms)
+            await _finish(pool, row, "exhausted", status, latency_ms, error)
         else:
             async with pool.acquire() as conn:
                 await conn.execute(
@@ -212,6 +222,7 @@ async def _attempt(
                 "failed",
                 status,
                 latency_ms,
+                error,
                 datetime.now(UTC) + timedelta(seconds=delay),
             )
     log.info(
@@ -220,7 +231,8 @@ async def _attempt(
         agency_id=agency_id,
         attempt=attempts,
         http_status=status,
-        refused=refused,
+        error=error,
+        refused=refusal.reason if refusal is not None else None,
     )
 
 
@@ -252,6 +264,7 @@ async def _finish(
     status: str,
     http_status: int | None,
     latency_ms: int | None,
+    error: ev.DeliveryError | None,
     *,
     disable: bool = False,
     reason: str = "HTTP 410 Gone",
@@ -272,7 +285,7 @@ async def _finish(
                 row["agency_id"],
                 reason,
             )
-    await _report(pool, row, status, http_status, latency_ms, None)
+    await _report(pool, row, status, http_status, latency_ms, error, None)
 
 
 async def _report(
@@ -281,6 +294,7 @@ async def _report(
     status: str,
     http_status: int | None,
     latency_ms: int | None,
+    error: ev.DeliveryError | None,
     next_at: datetime | None,
 ) -> None:
     attempted = ev.DeliveryAttempted(
@@ -297,6 +311,7 @@ async def _report(
         http_status=http_status,
         next_attempt_at=next_at,
         latency_ms=latency_ms,
+        error=error,
     )
     async with pool.acquire() as conn, conn.transaction():
         await outbox.enqueue(

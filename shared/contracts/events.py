@@ -910,6 +910,24 @@ RESPONSE_REFUSED = event_type("referral", "response-refused")
 # =====================================================================================
 
 
+class DeliveryError(StrEnum):
+    """Why a delivery attempt failed: a closed list, never an exception's message (which may
+    quote an address, a host name or a secret)."""
+
+    TARGET_NOT_ALLOWED = "target_not_allowed"  # not http(s), or a loopback/private/... address
+    DNS_FAILED = "dns_failed"  # the webhook's host name does not resolve
+    NO_SIGNING_SECRET = "no_signing_secret"  # none opens with the current key: never unsigned
+    CONNECTION_FAILED = "connection_failed"  # refused, unreachable, reset or closed early
+    TIMEOUT = "timeout"  # no complete answer in time
+    TLS_ERROR = "tls_error"  # TLS handshake or certificate verification failed
+    PROTOCOL_ERROR = "protocol_error"  # invalid HTTP; an SMTP relay's error greeting or lack
+    HTTP_ERROR = "http_error"  # an HTTP status other than 2xx (see http_status)
+    SMTP_REJECTED = "smtp_rejected"  # the relay refused the sender, recipients or message
+    SMTP_AUTH_FAILED = "smtp_auth_failed"  # the relay refused the notification's login
+    ENDPOINT_DISABLED = "endpoint_disabled"  # not attempted: the endpoint was disabled before
+    REQUEST_FAILED = "request_failed"  # any other failure
+
+
 class DeliveryAttempted(Contract):
     delivery_id: Identifier
     agency_id: AgencyId
@@ -920,6 +938,7 @@ class DeliveryAttempted(Contract):
     http_status: int | None = Field(default=None, ge=100, le=599)
     next_attempt_at: datetime | None = None
     latency_ms: int | None = Field(default=None, ge=0)
+    error: DeliveryError | None = None  # why a failed, exhausted or disabling attempt failed
 
 
 DELIVERY_ATTEMPTED = event_type("notification", "delivery-attempted")

@@ -9,11 +9,14 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -41,10 +44,11 @@ def _free_port() -> int:
 
 
 SMTP_PORT = _free_port()
+ALLOW_PRIVATE = {"NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true"}  # the receiver is loopback
 SERVICE_ENV = {
     "NOTIFICATION_SMTP_HOST": "127.0.0.1",
     "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
-    "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true",
+    **ALLOW_PRIVATE,
     "NOTIFICATION_WEBHOOK_SCHEDULE_S": "[0.5, 0.5]",
     "NOTIFICATION_WEBHOOK_INTERVAL_S": "0.2",
 }
@@ -107,7 +111,7 @@ async def _agency_with_webhook(kafka: KafkaConnection, url: str) -> tuple[str, s
     await register_agency_access(kafka, agency)
     await publish_events(kafka, [f.agency_event(f.agency(agency))])
     result = await asyncio.to_thread(
-        CliRunner().invoke, app, ["notification", "add-webhook", agency, url]
+        CliRunner().invoke, app, ["notification", "add-webhook", agency, url], env=ALLOW_PRIVATE
     )
     assert result.exit_code == 0, result.output
     secret = re.search(r"(whsec_\S+)", result.output)
@@ -235,12 +239,68 @@ async def test_exhaustion_is_reported(
     reports = await collect(
         kafka,
         topics.NOTIFICATION_DELIVERIES,
-        lambda r: data_of(r)["agency_id"] == agency and data_of(r)["status"] == "exhausted",
+        lambda r: data_of(r)["agency_id"] == agency,
+        expected=3,
     )
-    assert len(reports) == 1
-    assert data_of(reports[0])["attempt"] == 3  # immediately, then the two retries
-    assert headers_of(reports[0])["ce_type"] == ev.DELIVERY_ATTEMPTED
+    assert [data_of(r)["status"] for r in reports] == ["failed", "failed", "exhausted"]
+    assert data_of(reports[-1])["attempt"] == 3  # immediately, then the two retries
+    assert headers_of(reports[-1])["ce_type"] == ev.DELIVERY_ATTEMPTED
+    for report in map(data_of, reports):  # each failure says why
+        assert (report["error"], report["http_status"]) == ("http_error", 500)
     assert len(receiver.received("/down")) == 3
+
+
+async def test_a_refused_connection_is_reported_as_such(
+    services: dict[str, RunningService], kafka: KafkaConnection
+) -> None:
+    agency, _ = await _agency_with_webhook(kafka, f"http://127.0.0.1:{_free_port()}/closed")
+    await _provoke_rejection(kafka, agency)
+    reports = await collect(
+        kafka,
+        topics.NOTIFICATION_DELIVERIES,
+        lambda r: data_of(r)["agency_id"] == agency,
+        expected=3,
+    )
+    assert [(d["status"], d["error"], d.get("http_status")) for d in map(data_of, reports)] == [
+        ("failed", "connection_failed", None),
+        ("failed", "connection_failed", None),
+        ("exhausted", "connection_failed", None),
+    ]
+
+
+async def test_add_webhook_refuses_a_private_url_naming_the_setting_and_audits_the_failure(
+    services: dict[str, RunningService],
+    receiver: Receiver,
+    kafka: KafkaConnection,
+    database_urls: dict[str, str],
+) -> None:
+    agency = f.unique("ngo")
+    for url in (receiver.url("/never"), f"http://localhost:{receiver.port}/never"):
+        refused = await asyncio.to_thread(
+            CliRunner().invoke,
+            app,
+            ["notification", "add-webhook", agency, url],
+            env={"NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": None},  # as in production
+        )
+        assert refused.exit_code == 2, refused.output
+        assert "webhook URL refused" in refused.output and "a loopback address" in refused.output
+        assert "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS=true" in refused.output
+        assert "whsec_" not in refused.output  # no secret was made for it
+    conn = await asyncpg.connect(database_urls["notification"])
+    try:
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM webhook_endpoints WHERE agency_id = $1", agency
+        )
+    finally:
+        await conn.close()
+    assert stored == 0
+    audited = await collect(
+        kafka, topics.OPERATORS_AUDIT, lambda r: data_of(r).get("target_id") == agency, expected=4
+    )
+    assert [(d["command"], d["outcome"], d.get("error")) for d in map(data_of, audited)] == [
+        ("notification add-webhook", "started", None),
+        ("notification add-webhook", "failed", "exit code 2"),
+    ] * 2
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +389,45 @@ async def test_retry_after_is_honoured_across_a_restart(
     assert waited >= 5.5  # Retry-After: 6, not the 0.5 s schedule
     assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
     Webhook(secret).verify(second["body"], second["headers"])
+
+
+def _readme_webhook_commands() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("To receive an agency's webhooks on your machine", 1)[1]
+    match = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert match, "the README lost its local webhook commands"
+    return match.group(1)
+
+
+async def test_the_readme_receiver_gets_signed_deliveries(
+    services: dict[str, RunningService], kafka: KafkaConnection, tmp_path: Path
+) -> None:
+    commands = _readme_webhook_commands()
+    assert "NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS=true make run" in commands
+    assert "export NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS=true" in commands
+    assert "export REFEX_WEBHOOK_SECRET=" in commands
+    documented = re.search(r"(refex demo receive-webhooks --port) 9000", commands)
+    assert documented and "add-webhook ngo-jamm http://127.0.0.1:9000/ngo-jamm" in commands
+
+    port = _free_port()
+    agency, secret = await _agency_with_webhook(kafka, f"http://127.0.0.1:{port}/hooks")
+    output = tmp_path / "receiver.out"
+    refex = Path(sys.executable).parent / "refex"
+    with output.open("wb") as sink:
+        receiver = subprocess.Popen(  # noqa: ASYNC220 - a long-running process, polled below
+            [str(refex), *documented.group(1).split()[1:], str(port)],
+            env={**os.environ, "REFEX_WEBHOOK_SECRET": secret},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await _wait(lambda: "receiving webhooks" in output.read_text(), timeout=20)
+        assert "checking signatures" in output.read_text()
+        await _provoke_rejection(kafka, agency)
+        await _wait(lambda: "signature=" in output.read_text())
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+    line = next(x for x in output.read_text().splitlines() if "signature=" in x)
+    assert "POST /hooks" in line and f"type={ev.INBOX_SUBMISSION_REJECTED}" in line
+    assert line.endswith("signature=ok"), line

@@ -2,20 +2,16 @@
 clear (every row of every table is scanned, as text and as raw bytes), the operator commands
 seal, rotate and re-seal, and migration 0006 leaves no clear secret once the service started.
 
-Each test gets a fresh schema of the notification database with its migrations applied; the
-operator CLI reaches it through the DSN's ``search_path`` (asyncpg passes unknown DSN query
-parameters on as server settings)."""
+Each test gets a fresh schema of the notification database (tests/integration/
+notification_schema.py) with its migrations applied."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import re
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -24,50 +20,19 @@ from typer.testing import CliRunner, Result
 from ops.cli import app
 from services.notification import secret_store
 from services.notification.secret_store import CARRIED_OVER, Sealed, SecretsKey
-from shared.db.migrations import SHARED_MIGRATIONS, discover, migrate
+from tests.integration.notification_schema import Schema, fresh_schema, migrate_notification
 
 pytestmark = pytest.mark.integration
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "notification" / "migrations"
 KEY_B64 = base64.b64encode(bytes(range(32))).decode()
 OLD_KEY_B64 = base64.b64encode(bytes(range(100, 132))).decode()
 KEY, OLD_KEY = SecretsKey(base64.b64decode(KEY_B64)), SecretsKey(base64.b64decode(OLD_KEY_B64))
 
 
-@dataclass
-class Schema:
-    name: str
-    pool: asyncpg.Pool
-    dsn: str = field(repr=False)  # the notification database, confined to this schema
-
-
 @pytest.fixture
 async def schema(database_urls: dict[str, str]) -> AsyncIterator[Schema]:
-    name = f"test_{uuid.uuid4().hex[:10]}"
-    url = database_urls["notification"]
-    admin = await asyncpg.connect(url)
-    await admin.execute(f'CREATE SCHEMA "{name}"')
-    pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=2, server_settings={"search_path": name}
-    )
-    assert pool is not None
-    async with pool.acquire() as conn:
-        await migrate(conn, discover("shared", SHARED_MIGRATIONS))
-    separator = "&" if "?" in url else "?"
-    try:
-        yield Schema(name, pool, f"{url}{separator}search_path={name}")
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{name}" CASCADE')
-        await admin.close()
-
-
-async def _migrate(schema: Schema, up_to: str | None = None) -> None:
-    migrations = discover("notification", MIGRATIONS)
-    if up_to is not None:
-        migrations = [m for m in migrations if m.version <= f"notification/{up_to}"]
-    async with schema.pool.acquire() as conn:
-        await migrate(conn, migrations)
+    async with fresh_schema(database_urls["notification"]) as made:
+        yield made
 
 
 async def _everything_stored(conn: asyncpg.Connection) -> tuple[str, bytes]:
@@ -108,6 +73,8 @@ async def _invoke(*args: str) -> Result:
 async def _cli(schema: Schema, monkeypatch: pytest.MonkeyPatch, *args: str) -> str:
     monkeypatch.setenv("NOTIFICATION_DATABASE_URL", schema.dsn)
     monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", KEY_B64)
+    # The *.example URLs here resolve nowhere; which URLs are allowed: test_webhook_targets.py.
+    monkeypatch.setenv("NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS", "true")
     result = await _invoke(*args)
     assert result.exit_code == 0, result.output
     return result.output
@@ -122,7 +89,7 @@ def _secret_in(output: str) -> str:
 async def test_registered_and_rotated_secrets_are_stored_sealed_only(
     schema: Schema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _migrate(schema)
+    await migrate_notification(schema)
     first = _secret_in(
         await _cli(schema, monkeypatch, "add-webhook", "ngo-a", "https://a.example/h")
     )
@@ -149,7 +116,7 @@ async def test_registered_and_rotated_secrets_are_stored_sealed_only(
 
 
 async def test_a_rotation_never_extends_an_older_overlap(schema: Schema) -> None:
-    await _migrate(schema)
+    await migrate_notification(schema)
     secrets = [secret_store.new_secret() for _ in range(3)]
     soon, later = datetime.now(UTC) + timedelta(hours=1), datetime.now(UTC) + timedelta(hours=9)
     async with schema.pool.acquire() as conn:
@@ -177,7 +144,7 @@ async def test_a_rotation_never_extends_an_older_overlap(schema: Schema) -> None
 async def test_reencrypt_reseals_every_secret_under_the_new_key(
     schema: Schema, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _migrate(schema)
+    await migrate_notification(schema)
     secrets = [secret_store.new_secret() for _ in range(2)]
     async with schema.pool.acquire() as conn:
         for n, secret in enumerate(secrets):
@@ -216,7 +183,7 @@ async def test_reencrypt_reseals_every_secret_under_the_new_key(
 async def test_migration_0006_leaves_no_clear_secret_once_sealed_at_start_up(
     schema: Schema,
 ) -> None:
-    await _migrate(schema, up_to="0005_failing_since")
+    await migrate_notification(schema, up_to="0005_failing_since")
     current, overlapping, expired = (secret_store.new_secret().get_secret_value() for _ in "abc")
     until = datetime.now(UTC) + timedelta(hours=5)
     async with schema.pool.acquire() as conn:
@@ -229,7 +196,7 @@ async def test_migration_0006_leaves_no_clear_secret_once_sealed_at_start_up(
                 f' {{"secret": "{current}", "valid_until": null}}]'
             ),
         )
-    await _migrate(schema)
+    await migrate_notification(schema)
     async with schema.pool.acquire() as conn:
         columns = await conn.fetch(
             """SELECT column_name FROM information_schema.columns

@@ -1,12 +1,12 @@
-"""Webhook signing (checked with the independent standardwebhooks library), SSRF guard, retry
-schedule."""
+"""Webhook signing (checked with the independent standardwebhooks library), retry schedule.
+The SSRF guard: test_webhook_targets.py."""
 
 import json
 
 from standardwebhooks import Webhook
 
 from services.notification.secret_store import new_secret as new_sealed_secret
-from services.notification.webhooks import DeliveryPolicy, sign, target_refused
+from services.notification.webhooks import DeliveryPolicy, sign
 
 
 def new_secret() -> str:
@@ -37,20 +37,33 @@ def test_both_signatures_during_a_rotation_each_verify() -> None:
         )
 
 
-def test_private_targets_are_refused_unless_allowed() -> None:
-    for url in (
-        "http://127.0.0.1:8080/x",
-        "http://10.0.0.5/x",
-        "http://169.254.169.254/x",
-        "http://[::1]/x",
-        "ftp://example.org/x",
-    ):
-        assert target_refused(url, allow_private=False) is not None, url
-    assert target_refused("http://127.0.0.1:8080/x", allow_private=True) is None
-
-
 def test_schedule_has_jitter_and_an_end() -> None:
     policy = DeliveryPolicy(schedule_s=(5.0, 300.0))
     assert 4.5 <= (policy.next_delay(1) or 0) <= 5.5
     assert 270 <= (policy.next_delay(2) or 0) <= 330
     assert policy.next_delay(3) is None
+
+
+def test_the_local_receiver_checks_signatures_as_a_receiver_must() -> None:
+    import time
+
+    from ops.webhook_receiver import verify
+
+    secret, other, body, now = new_secret(), new_secret(), b'{"type":"x"}', int(time.time())
+
+    def headers(signature: str, timestamp: int = now) -> dict[str, str]:
+        return {
+            "webhook-id": "msg_3",
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }
+
+    good = sign(secret, "msg_3", now, body)
+    assert verify(secret, headers(good), body, now)
+    assert verify(secret, headers(f"{sign(other, 'msg_3', now, body)} {good}"), body, now)
+    assert not verify(secret, headers(good), body + b" ", now)  # body changed
+    assert not verify(other, headers(good), body, now)  # another secret
+    stale = sign(secret, "msg_3", now - 600, body)
+    assert not verify(secret, headers(stale, now - 600), body, now)  # a replay
+    assert not verify(secret, headers(good, now + 1), body, now)  # timestamp changed
+    assert not verify(secret, {"webhook-signature": good}, body, now)
