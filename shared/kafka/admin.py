@@ -98,33 +98,27 @@ async def wait_until_led(
 async def wait_for_group_coordinators(
     kafka: KafkaConnection, groups: Iterable[str], timeout_s: float = READY_TIMEOUT_S
 ) -> None:
-    """Return once each consumer group has a coordinator that has loaded its state.
+    """Return once each consumer group has a coordinator.
 
     On a fresh broker the first group lookup creates the internal offsets topic; until its
-    partitions are led and loaded, consumers starting at the same time log errors and warnings
+    partitions are led, consumers starting at the same time log errors and warnings
     (GroupCoordinatorNotAvailable, "Marking the coordinator dead") while they retry. Provisioning
     waits here instead, so the services start against a ready broker."""
-    groups = list(groups)
+    pending = list(groups)
     deadline = asyncio.get_running_loop().time() + timeout_s
     admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
     try:
         await admin.start()
-        while True:
+        while pending:
             try:
-                described = await admin.describe_consumer_groups(groups)
-                errors = [
-                    g["error_code"]
-                    for response in described
-                    for g in response.to_object()["groups"]
-                    if g["error_code"]
-                ]
-            except KafkaError as exc:  # e.g. no coordinator yet (the lookup raises)
-                errors = [type(exc).__name__]
-            if not errors:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise TopicCreationError(f"consumer group coordinators not ready: {errors}")
-            await asyncio.sleep(0.2)
+                await admin.find_coordinator(pending[0])  # raises until there is one
+                pending.pop(0)
+            except KafkaError as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TopicCreationError(
+                        f"no coordinator for consumer group {pending[0]}: {type(exc).__name__}"
+                    ) from exc
+                await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
