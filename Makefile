@@ -55,7 +55,7 @@ contracts: venv ## regenerate docs/schemas and docs/asyncapi from shared/contrac
 	$(BIN)/refex platform export-contracts
 
 demo: venv ## publish a small scenario to a running `make run` and show each agency's inbox
-	set -a; source .local/env; set +a; $(BIN)/refex demo run
+	set -a; source .local/operator.env; set +a; $(BIN)/refex demo run
 
 up: ## docker compose: build and start the whole system (needs a Docker engine and .env)
 	docker compose up -d --build
@@ -64,4 +64,4 @@ down: ## docker compose: stop it
 	docker compose down
 
 clean: stop ## remove local data (keeps the cached Kafka jars)
-	rm -rf .local/kafka .local/postgres .local/test .local/env
+	rm -rf .local/kafka .local/postgres .local/test .local/env .local/operator.env .local/mail

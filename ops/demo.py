@@ -209,6 +209,8 @@ def run_demo(
         for agency in AGENCIES:
             await ensure_agency_topics(admin, agency.agency_id)
         as_agency = _provision_agencies(admin)
+        for connection in as_agency.values():  # fresh passwords: usable a moment later
+            await kafka_access.wait_until_login_works(connection)
         await publish_events(admin, registry)
         await _publish_as_senders(as_agency, listings)
         console.print(

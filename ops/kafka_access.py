@@ -1,4 +1,5 @@
-"""Applies :mod:`ops.access_policy` to the broker: SCRAM credentials and ACLs.
+"""Applies :mod:`ops.access_policy` to the broker: SCRAM credentials and ACLs, and waits until
+a new credential logs in.
 
 aiokafka has no admin calls for ACLs or SCRAM credentials, so this (operator-only) module uses
 confluent-kafka's AdminClient (docs/decisions/0011-kafka-authentication.md). Every call is
@@ -8,11 +9,14 @@ provisioning can run at every start-up.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any, cast
 
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
@@ -34,6 +38,7 @@ from .access_policy import AclRule, Operation, Pattern, Resource, agency_rules, 
 
 SCRAM_ITERATIONS = 8192
 TIMEOUT_S = 30.0
+LOGIN_RETRY_S = 0.2
 
 _RESOURCE = {Resource.TOPIC: ResourceType.TOPIC, Resource.GROUP: ResourceType.GROUP}
 _PATTERN = {
@@ -176,3 +181,31 @@ def grant_agency(access: KafkaAccess, agency_id: str, password: str) -> None:
     topics: what registration does on the broker, topics aside."""
     access.set_password(agency_user(agency_id), password)
     access.grant(agency_rules(agency_id))
+
+
+async def wait_until_login_works(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
+    """Return once ``kafka``'s credential logs in on every bootstrap broker.
+
+    A new or changed SCRAM credential reaches a broker's login cache shortly after the
+    controller committed it (seconds under load, as make chaos and make bench showed); a login
+    in between is refused. Each try is one bare connection and one SASL login: an aiokafka
+    client would log every refused try as an ERROR (SaslAuthenticationFailed), a burst of alarming
+    lines for what is only the wait. Raises KafkaConnectionError if it never works."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    settings = kafka.client_kwargs()
+    del settings["bootstrap_servers"]
+    for server in kafka.servers:
+        host, _, port = server.rpartition(":")
+        while True:
+            try:
+                conn = await create_conn(host, int(port), client_id="refex-login-check", **settings)
+            except (KafkaError, OSError) as exc:
+                if loop.time() > deadline:
+                    raise KafkaConnectionError(
+                        f"{kafka.username} cannot log in on {server}: {exc}"
+                    ) from exc
+                await asyncio.sleep(LOGIN_RETRY_S)
+            else:
+                conn.close()
+                break

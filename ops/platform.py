@@ -16,7 +16,13 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.messages import agency_message
 from shared.contracts.topics import Owner
-from shared.kafka.admin import TopicCreationError, ensure_agency_topics, ensure_topics
+from shared.kafka.admin import (
+    TopicCreationError,
+    ensure_agency_topics,
+    ensure_topics,
+    wait_for_group_coordinators,
+)
+from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import follow, publish_events, publish_tombstone
 from shared.operator import (
     DEFAULT_BOOTSTRAP,
@@ -110,9 +116,15 @@ def grant_services(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
 @app.command("provision")
 def provision(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """create-topics, then grant-services: what a new or upgraded deployment needs before the
-    services start (compose's platform-init, deploy/local/up.sh). Idempotent."""
+    services start (compose's platform-init, deploy/local/up.sh). Idempotent. Returns once the
+    services' consumer groups have a coordinator, so they start without retrying."""
     create_topics(bootstrap)
     grant_services(bootstrap)
+    try:
+        run(wait_for_group_coordinators(connect(bootstrap), [s.value for s in SERVICES]))
+    except TopicCreationError as exc:
+        err_console.print(f"[red]the broker is not ready for consumers:[/red] {exc}")
+        raise typer.Exit(1) from exc
 
 
 def _hand_over(user: str, password: str, credentials_file: Path | None) -> None:
@@ -131,12 +143,18 @@ def _hand_over(user: str, password: str, credentials_file: Path | None) -> None:
 
 
 def _set_new_password(
-    access: kafka_access.KafkaAccess, user: str, credentials_file: Path | None
+    kafka: KafkaConnection,
+    access: kafka_access.KafkaAccess,
+    user: str,
+    credentials_file: Path | None,
 ) -> None:
     password = kafka_access.new_password()
     with _access_change(f"setting the password of {user}"):
         access.set_password(user, password)
     _hand_over(user, password, credentials_file)
+    # Handed over first: were the wait to fail, the password would still not be lost. Once it
+    # returns, the agency's first login with it works.
+    run(kafka_access.wait_until_login_works(kafka.as_user(user, password)))
 
 
 @app.command("register-agency")
@@ -156,7 +174,7 @@ def register_agency(
     with audited(kafka, "platform register-agency", "agency", agency.agency_id):
         run(ensure_agency_topics(kafka, agency.agency_id))
         if not access.has_credential(user):
-            _set_new_password(access, user, credentials_file)
+            _set_new_password(kafka, access, user, credentials_file)
         with _access_change(f"granting {user}"):
             access.grant(agency_rules(agency.agency_id))
         run(publish_events(kafka, [agency_message(agency)]))
@@ -179,7 +197,7 @@ def rotate_agency_password(
         err_console.print(f"[red]{user} has no credentials:[/red] register the agency first")
         raise typer.Exit(1)
     with audited(kafka, "platform rotate-agency-password", "agency", agency_id):
-        _set_new_password(access, user, credentials_file)
+        _set_new_password(kafka, access, user, credentials_file)
 
 
 @app.command("deregister-agency")

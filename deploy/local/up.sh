@@ -9,4 +9,4 @@ set -a; source "$LOCAL_DIR/env"; set +a
 # The catalogue's topics, each service's principal and ACLs (idempotent; agencies get theirs
 # when they are registered).
 "$REPO_ROOT/.venv/bin/refex" platform provision >/dev/null
-log "topics and service ACLs ready; environment in $LOCAL_DIR/env"
+log "topics and service ACLs ready; operator environment in $LOCAL_DIR/operator.env"

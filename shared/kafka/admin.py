@@ -1,17 +1,23 @@
-"""Explicit topic creation from the catalogue (subscribers never create topics)."""
+"""Explicit topic creation from the catalogue (subscribers never create topics), and waiting
+until what was created can be used: the new partitions' leaders, the consumer groups'
+coordinators."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from shared.contracts.topics import CATALOGUE, TopicSpec, agency_topics
 from shared.kafka.connection import KafkaConnection
 
 _TOPIC_ALREADY_EXISTS = 36
+READY_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,8 @@ async def ensure_topics(
     failed = [r for r in results if r.error]
     if failed:
         raise TopicCreationError("; ".join(f"{r.name}: {r.error}" for r in failed))
+    created = {r.name for r in results if r.created}
+    await wait_until_led(kafka, [s for s in specs if s.name in created])
     return sorted(results, key=lambda r: r.name)
 
 
@@ -111,6 +119,62 @@ async def topic_configs(
             _code, _message, _type, name, entries = resource[:5]
             out[name] = {entry[0]: entry[1] for entry in entries}
     return out
+
+
+async def wait_until_led(
+    kafka: KafkaConnection, specs: Iterable[TopicSpec], timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Return once every partition of these (new) topics has a leader that answers for it.
+
+    CreateTopics succeeds before the broker has made itself the partitions' leader; a write in
+    between is refused (NotLeaderForPartition) and retried by aiokafka with a warning per try,
+    which every first operator command after provisioning printed. Asking each partition's end
+    offset goes to its leader and is retried quietly until the leader serves it."""
+    partitions = [TopicPartition(s.name, p) for s in specs for p in range(s.partitions)]
+    if not partitions:
+        return
+    consumer = AIOKafkaConsumer(
+        **kafka.client_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="refex-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        await consumer.start()
+        await consumer.end_offsets(partitions)
+    except KafkaError as exc:
+        raise TopicCreationError(f"new topics have no leader yet: {type(exc).__name__}") from exc
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_group_coordinators(
+    kafka: KafkaConnection, groups: Iterable[str], timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Return once each consumer group has a coordinator.
+
+    On a fresh broker the first group lookup creates the internal offsets topic; until its
+    partitions are led, consumers starting at the same time log errors and warnings
+    (GroupCoordinatorNotAvailable, "Marking the coordinator dead") while they retry. Provisioning
+    waits here instead, so the services start against a ready broker."""
+    pending = list(groups)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
+    try:
+        await admin.start()
+        while pending:
+            try:
+                await admin.find_coordinator(pending[0])  # raises until there is one
+                pending.pop(0)
+            except KafkaError as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TopicCreationError(
+                        f"no coordinator for consumer group {pending[0]}: {type(exc).__name__}"
+                    ) from exc
+                await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 async def ensure_agency_topics(kafka: KafkaConnection, agency_id: str) -> list[TopicResult]:

@@ -2,7 +2,8 @@
 
 - Producer: ``acks=all`` and idempotence on, so a retried send is never written twice and per
   partition order holds.
-- No topic auto-creation: topics come from the catalogue only.
+- No topic auto-creation: topics come from the catalogue only (FastStream's notice saying so at
+  every subscriber start is filtered out, see below).
 - Subscribers (see :mod:`shared.kafka.consumer`) use manual acknowledgement: the offset is
   committed only after the handler's database transaction committed. FastStream's default Kafka
   policy (ACK_FIRST = auto-commit) is at-most-once and is never used here.
@@ -16,10 +17,27 @@ from faststream.kafka import KafkaBroker
 
 from shared.kafka.connection import KafkaConnection
 
+# Logged by FastStream (faststream/kafka/subscriber/usecase.py) at WARNING level each time a
+# subscriber starts with allow_auto_create_topics=False, whether or not a topic is missing.
+AUTO_CREATE_DISABLED_NOTICE = "Auto create topics is disabled. Make sure the topics exist."
+
+
+class _NoAutoCreateNotice(logging.Filter):
+    """Drops exactly that notice. Here it is the intended set-up, not a problem: every topic comes
+    from the catalogue, provisioned before the services start (and subscriptions are patterns,
+    which FastStream could not create anyway). A warning on every start would teach newcomers to
+    ignore warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != AUTO_CREATE_DISABLED_NOTICE
+
 
 def create_broker(
     kafka: KafkaConnection, client_id: str, *, topic_discovery_interval_s: float = 5.0
 ) -> KafkaBroker:
+    logger = logging.getLogger(f"faststream.{client_id}")
+    if not any(isinstance(f, _NoAutoCreateNotice) for f in logger.filters):
+        logger.addFilter(_NoAutoCreateNotice())
     return KafkaBroker(
         bootstrap_servers=kafka.servers,
         security=kafka.faststream_security(),
@@ -32,6 +50,6 @@ def create_broker(
         # topics; aiokafka's default (5 min) would leave its first messages waiting that long.
         metadata_max_age_ms=int(topic_discovery_interval_s * 1000),
         # A stdlib logger: records then go through the JSON formatter set up in shared.logging.
-        logger=logging.getLogger(f"faststream.{client_id}"),
+        logger=logger,
         graceful_timeout=30.0,
     )

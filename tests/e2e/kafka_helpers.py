@@ -9,7 +9,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
 
 from ops import kafka_access
 from ops.access_policy import agency_user
@@ -32,19 +31,9 @@ async def register_agency_access(kafka: KafkaConnection, agency_id: str) -> Kafk
 
 async def wait_until_authenticated(connection: KafkaConnection, timeout: float = 30) -> None:
     """A new SCRAM credential reaches the broker's cache shortly after the controller has
-    committed it: until then a login with it fails (seen under load in make chaos)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        admin = AIOKafkaAdminClient(**connection.client_kwargs())
-        try:
-            await admin.start()
-            return
-        except KafkaConnectionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
+    committed it: until then a login with it fails (seen under load in make chaos). Waits
+    quietly, as `refex platform register-agency` does."""
+    await kafka_access.wait_until_login_works(connection, timeout_s=timeout)
 
 
 async def wait_for_topic(kafka: KafkaConnection, topic: str, timeout: float = 30) -> None:

@@ -58,3 +58,45 @@ def test_up_again_reuses_the_running_infrastructure() -> None:
     assert kafka.returncode == 0 and "already running" in kafka.stderr
     postgres = _run("postgres.sh", {})
     assert postgres.returncode == 0 and "already running" in postgres.stderr
+
+
+def _env_file(name: str) -> tuple[Path, dict[str, str]]:
+    path = Path(os.environ["REFEX_LOCAL_DIR"]) / name
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return path, dict(line.split("=", 1) for line in lines)
+
+
+def test_the_operator_env_file_holds_no_service_secret() -> None:
+    """README tells an operator to source .local/operator.env: it carries the operator's own
+    Kafka principal and nothing of the services' (their Kafka and database passwords, keys),
+    which stay in the services' file that only run.py and the test drivers read."""
+    operator_path, operator = _env_file("operator.env")
+    services_path, services = _env_file("env")
+    assert set(operator) == {
+        "REFEX_KAFKA_BOOTSTRAP_SERVERS",
+        "REFEX_KAFKA_USERNAME",
+        "REFEX_KAFKA_PASSWORD",
+    }
+    secrets = {
+        k: v
+        for k, v in services.items()
+        if k.endswith(("_PASSWORD", "_DATABASE_URL", "_KEY")) and not k.startswith("REFEX_")
+    }
+    assert {"INTAKE_DATABASE_URL", "INTAKE_MASTER_KEY", "REFERRAL_KAFKA_PASSWORD"} <= set(secrets)
+    text = operator_path.read_text()
+    assert [k for k, v in secrets.items() if v in text] == []
+    assert "postgresql://" not in text
+    for path in (operator_path, services_path):
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+
+    # Enough for the operator CLI on its own: it reads the ACLs on the broker as admin.
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/refex"), "platform", "acls", "--user", "intake"],
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **operator},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "intake.cases.v1" in result.stdout

@@ -2,6 +2,7 @@
 each topic has one size limit: the catalogue's, the broker's, the service check's, the guide's."""
 
 import asyncio
+import logging
 import re
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from aiokafka.errors import (
 )
 
 from shared.contracts import topics
-from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, Owner, agency_topics
+from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, Owner, TopicSpec, agency_topics
 from shared.kafka.admin import ensure_agency_topics, ensure_topics, topic_configs
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.inbound import InboundEvent
@@ -71,6 +72,31 @@ async def test_broker_does_not_auto_create_topics(kafka: KafkaConnection) -> Non
         assert "not.in.catalogue.v1" not in await admin.list_topics()
     finally:
         await admin.close()
+
+
+async def test_new_topics_take_writes_at_once_without_retries(
+    kafka: KafkaConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ensure_topics returns once every new partition's leader takes writes: the first write
+    (e.g. an operator command's audit record right after provisioning) needs no
+    NotLeaderForPartition retries, which aiokafka would log as warnings. Several topics at once,
+    as provisioning and registration create them: that is when the leaders lag."""
+    specs = [
+        TopicSpec(f"test.{uuid.uuid4().hex[:12]}.v1", Owner.OPERATORS, "k", partitions=3)
+        for _ in range(8)
+    ]
+    with caplog.at_level(logging.WARNING, logger="aiokafka"):
+        results = await ensure_topics(kafka, specs)
+        producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all")
+        await producer.start()
+        try:
+            for spec in specs:
+                for partition in range(spec.partitions):
+                    await producer.send_and_wait(spec.name, b"x", partition=partition)
+        finally:
+            await producer.stop()
+    assert all(r.created for r in results)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # ----- one size limit per topic: catalogue, broker, service check and guide -----

@@ -369,7 +369,15 @@ def test_platform_init_provisions_topics_and_service_principals(
         audits.append((command, kind))
         yield
 
+    awaited_groups: list[str] = []
+
+    async def fake_wait_for_group_coordinators(kafka: KafkaConnection, groups: Any) -> None:
+        awaited_groups.extend(groups)
+
     monkeypatch.setattr(ops.platform, "ensure_topics", fake_ensure_topics)
+    monkeypatch.setattr(
+        ops.platform, "wait_for_group_coordinators", fake_wait_for_group_coordinators
+    )
     monkeypatch.setattr(ops.platform.kafka_access, "KafkaAccess", FakeAccess)
     monkeypatch.setattr(ops.platform, "audited", fake_audited)
     for key, value in environment(service).items():
@@ -388,6 +396,8 @@ def test_platform_init_provisions_topics_and_service_principals(
         assert passwords[service_user(owner)] == interpolate(given, generated_env)
         assert set(service_rules(owner)) <= set(granted)
     assert audits == [("platform grant-services", "service_principals")]
+    # ...and it returns once the services' consumer groups have a coordinator.
+    assert awaited_groups == [owner.value for owner in SERVICES]
 
 
 def advertised_broker() -> str:
