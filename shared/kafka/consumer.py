@@ -34,6 +34,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
     KafkaConnectionError,
     KafkaTimeoutError,
     NodeNotReadyError,
@@ -280,7 +282,13 @@ class ReliableConsumer:
             await message.nack()
             await asyncio.sleep(self._retry.max_delay_s)
             return
-        await message.ack()
+        try:
+            await message.ack()
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance (e.g. a new agency's topics matched the pattern) took the partitions
+            # between the database commit and the offset commit. Their next owner gets the
+            # records again and the inbox skips them: nothing is lost or applied twice.
+            log.info("batch_offsets_not_committed_after_rebalance", error=type(exc).__name__)
 
     async def process_batch(self, events: Sequence[InboundEvent]) -> None:
         """Apply every event of the batch exactly once or dead-letter it, in order per
