@@ -9,11 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.settings import service_environment
+from tests.readiness import service_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,13 +24,6 @@ def _die_with_parent() -> None:
     pr_set_pdeathsig = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 @dataclass
@@ -63,7 +56,7 @@ class ServiceProcess:
             )
 
     def ready(self) -> bool:
-        return self.alive() and _ready(self.port)
+        return self.alive() and service_ready(self.port)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import service_environment
+from tests.readiness import service_ready
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "referral", "notification")
@@ -34,13 +34,6 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
 
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
 
 def start_service(name: str, log_dir: Path, extra_env: dict[str, str]) -> RunningService:
     log_path = log_dir / f"{name}.log"
@@ -56,7 +49,7 @@ def start_service(name: str, log_dir: Path, extra_env: dict[str, str]) -> Runnin
 
 def wait_ready(running: list[RunningService], timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
-    while not all(_ready(s.port) for s in running):
+    while not all(service_ready(s.port) for s in running):
         dead = [s for s in running if s.process.poll() is not None]
         if dead or time.monotonic() > deadline:
             for s in running:
@@ -85,7 +78,7 @@ def services(
     environment, e.g. short deadlines)."""
     if "INTAKE_DATABASE_URL" not in os.environ:
         pytest.fail("e2e tests need the local infrastructure: run them with `make test`")
-    taken = [n for n in SERVICES if _ready(int(os.environ[f"{n.upper()}_HTTP_PORT"]))]
+    taken = [n for n in SERVICES if service_ready(int(os.environ[f"{n.upper()}_HTTP_PORT"]))]
     if taken:  # another instance (a `make run`?) would answer in place of ours
         pytest.fail(f"HTTP ports of {taken} already answer; stop the other instance first")
     log_dir = tmp_path_factory.mktemp("service-logs")

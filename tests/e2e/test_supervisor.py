@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import IO
 
 import pytest
+
+from tests.readiness import service_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +36,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 def _alive(pid: int) -> bool:
@@ -127,7 +121,7 @@ def test_a_crashed_service_is_restarted_and_sigterm_stops_everything(
     out.wait_for(r"referral exited \(killed by SIGKILL\); restarting it in", timeout=10)
     again = int(out.wait_for(r"referral is ready again \(pid (\d+)\)", timeout=60)[1])
     assert again != pids["referral"] and _alive(again)
-    assert all(_ready(ports[s]) for s in SERVICES)
+    assert all(service_ready(ports[s]) for s in SERVICES)
     assert all(_alive(pids[s]) for s in ("intake", "notification")), "the others kept running"
     assert proc.poll() is None
 
