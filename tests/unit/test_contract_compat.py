@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from pydantic import create_model
@@ -133,29 +133,78 @@ def _strip(schema: Any, names: bool = False) -> Any:
 
 # ----- committed versions ---------------------------------------------------------------------
 
+# Every committed docs/schemas file (the reader and the lower bound below use the same pathspec).
+SCHEMA_FILES = f"{SCHEMAS_DIR.as_posix()}/*.json"
+FULL_HISTORY = (
+    "the guard compares the models with every committed version of docs/schemas, so it needs the "
+    "repository's full git history: run the tests in a git clone (not an export), and in a "
+    "shallow clone run `git fetch --unshallow` first (CI: a full clone, e.g. actions/checkout "
+    "with fetch-depth: 0)"
+)
 
-def _git(*args: str, stdin: bytes | None = None) -> bytes | None:
+
+class GitError(Exception):
+    """git could not be run, or answered with an error (its message says which)."""
+
+
+class Version(NamedTuple):
+    label: str  # where it comes from, for messages
+    commit: str | None  # None: the file on disk
+    schema: Schema
+
+
+def _git(*args: str, stdin: bytes | None = None) -> bytes:
     try:
         result = subprocess.run(
             ["git", *args], cwd=ROOT, input=stdin, capture_output=True, check=False, timeout=120
         )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout if result.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GitError(f"`git {args[0]}` could not run: {exc}") from exc
+    if result.returncode != 0:
+        error = result.stderr.decode(errors="replace").strip()
+        raise GitError(f"`git {' '.join(args)}` failed: {error}")
+    return result.stdout
+
+
+def history_unreadable() -> str | None:
+    """Why the committed versions cannot be read (no git, not a clone, shallow), or None."""
+    try:
+        shallow = _git("rev-parse", "--is-shallow-repository").strip()
+    except GitError as exc:
+        return str(exc)
+    if shallow != b"false":
+        return "this is a shallow clone: older versions are missing"
+    return None
+
+
+def commits_changing_schemas() -> int:
+    """Lower bound, asked of git apart from the reader: the commits of HEAD's history that added
+    or changed a docs/schemas file (each must have given at least one version)."""
+    return int(_git("rev-list", "--count", "--diff-filter=d", "HEAD", "--", SCHEMA_FILES))
 
 
 def _history() -> list[tuple[str, str]]:
-    """(commit, path) of every committed version of a docs/schemas file; [] without full git."""
-    shallow = _git("rev-parse", "--is-shallow-repository")
-    if shallow is None or shallow.strip() != b"false":
+    """(commit, path) of every committed version of a docs/schemas file; [] without full git
+    (the guard then fails on its own check, see ``guard``)."""
+    if history_unreadable() is not None:
         return []
-    log = _git("log", "--format=%x01%H", "--name-only", "--", SCHEMAS_DIR.as_posix())
-    if log is None:
+    # A merge's files are listed against its first parent: a conflict resolved in the merge is a
+    # version no other commit holds.
+    try:
+        log = _git(
+            "log",
+            "--diff-merges=first-parent",
+            "--format=%x01%H",
+            "--name-only",
+            "--",
+            SCHEMA_FILES,
+        )
+    except GitError:
         return []
     versions: list[tuple[str, str]] = []
     for entry in log.decode().split("\x01")[1:]:
         sha, *paths = entry.split()
-        versions += [(sha, p) for p in paths if p.endswith(".json")]
+        versions += [(sha, p) for p in paths]
     return versions
 
 
@@ -163,8 +212,9 @@ def _read_blobs(versions: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]
     """``git show <sha>:<path>`` for many versions at once (one ``git cat-file --batch``)."""
     if not versions:
         return {}
-    out = _git("cat-file", "--batch", stdin="".join(f"{s}:{p}\n" for s, p in versions).encode())
-    if out is None:
+    try:
+        out = _git("cat-file", "--batch", stdin="".join(f"{s}:{p}\n" for s, p in versions).encode())
+    except GitError:
         return {}
     blobs: dict[tuple[str, str], bytes] = {}
     pos = 0
@@ -180,14 +230,18 @@ def _read_blobs(versions: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]
     return blobs
 
 
-def committed_versions() -> dict[str, list[tuple[str, Schema]]]:
-    """File name → (where from, schema) of each committed version, and of the file on disk."""
-    versions: dict[str, list[tuple[str, Schema]]] = {}
-    for path in sorted(SCHEMAS.glob("*.json")):
-        label = f"{SCHEMAS_DIR.as_posix()}/{path.name}"
-        versions.setdefault(path.name, []).append((label, json.loads(path.read_text())))
+def committed_versions() -> dict[str, list[Version]]:
+    """File name → each committed version, and the file on disk."""
+    versions: dict[str, list[Version]] = {}
+    for file in sorted(SCHEMAS.glob("*.json")):
+        label = f"{SCHEMAS_DIR.as_posix()}/{file.name}"
+        versions.setdefault(file.name, []).append(
+            Version(label, None, json.loads(file.read_text()))
+        )
     for (sha, path), blob in _read_blobs(_history()).items():
-        versions.setdefault(Path(path).name, []).append((f"{sha[:12]}:{path}", json.loads(blob)))
+        versions.setdefault(Path(path).name, []).append(
+            Version(f"{sha[:12]}:{path}", sha, json.loads(blob))
+        )
     return versions
 
 
@@ -226,31 +280,86 @@ def test_committed_contract_docs_are_up_to_date(folder: Path, generate: Any) -> 
 # ----- 2. no breaking change against any committed version ----------------------------------
 
 
-def test_no_breaking_change_against_any_committed_version() -> None:
+def guard() -> int:
+    """Fails (pytest.fail) on a breaking change against any committed version, and when the
+    history could not be read in full; returns how many commits' versions it compared."""
+    reason = history_unreadable()
+    if reason is not None:
+        pytest.fail(f"contract history cannot be read ({reason}): {FULL_HISTORY}", pytrace=False)
     current = payload_schemas()
     problems: list[str] = []
+    compared: set[str] = set()
     for name, versions in sorted(committed_versions().items()):
         if name not in current:
             if not _superseded(name, set(current)):
-                problems.append(f"{name}: schema removed (was in {versions[0][0]})")
+                problems.append(f"{name}: schema removed (was in {versions[0].label})")
             continue
         inbound = sent_by_agencies(name.removesuffix(".json"))
-        for label, old in versions:
+        for label, commit, old in versions:
+            compared.update([commit] if commit else [])
             problems += [
                 f"{name} vs {label}: {p}"
                 for p in breaking_changes(old, current[name], sent_by_agencies=inbound)
             ]
-    assert problems == [], (
-        "breaking changes inside a major version (add a new major version instead):\n"
-        + "\n".join(problems)
-    )
+    if problems:
+        pytest.fail(
+            "breaking changes inside a major version (add a new major version instead):\n"
+            + "\n".join(problems),
+            pytrace=False,
+        )
+    # Without this count the guard would pass having compared the models only with the files on
+    # disk, which test 1 forces to equal them.
+    expected = commits_changing_schemas()
+    if expected == 0 or len(compared) < expected:
+        pytest.fail(
+            f"compared the versions of {len(compared)} commit(s), but git lists {expected} that "
+            f"changed {SCHEMA_FILES}: {FULL_HISTORY}",
+            pytrace=False,
+        )
+    return len(compared)
 
 
-def test_history_reader_tolerates_missing_git(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "_git", lambda *a, **k: None)
-    versions = committed_versions()
+def test_no_breaking_change_against_any_committed_version() -> None:
+    assert guard() >= commits_changing_schemas() > 0
+
+
+def test_history_reader_tolerates_missing_git_but_the_guard_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_git(*args: str, **kwargs: Any) -> bytes:
+        raise GitError("`git rev-parse` could not run: [Errno 2] No such file or directory: 'git'")
+
+    monkeypatch.setattr(sys.modules[__name__], "_git", no_git)
+    versions = committed_versions()  # the reader: the files on disk only, no crash
     assert sorted(versions) == sorted(p.name for p in SCHEMAS.glob("*.json"))
-    assert all(len(v) == 1 for v in versions.values())
+    assert all(len(v) == 1 and v[0].commit is None for v in versions.values())
+    with pytest.raises(pytest.fail.Exception, match=r"No such file.*git fetch --unshallow"):
+        guard()
+
+
+def test_guard_fails_in_a_shallow_clone(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _git
+
+    def shallow(*args: str, **kwargs: Any) -> bytes:
+        if args == ("rev-parse", "--is-shallow-repository"):
+            return b"true\n"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sys.modules[__name__], "_git", shallow)
+    assert _history() == []
+    with pytest.raises(pytest.fail.Exception, match=r"shallow clone.*git fetch --unshallow"):
+        guard()
+
+
+def test_guard_fails_when_it_compared_fewer_commits_than_git_lists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    full = _history()
+    newest = [v for v in full if v[0] == full[0][0]]  # git log lists the newest commit first
+    for history, compared in (([], 0), (newest, 1)):
+        monkeypatch.setattr(sys.modules[__name__], "_history", lambda h=history: h)
+        with pytest.raises(pytest.fail.Exception, match=f"versions of {compared} commit"):
+            guard()
 
 
 # ----- 3. the guard itself ------------------------------------------------------------------
