@@ -354,6 +354,7 @@ def test_guard_fails_in_a_shallow_clone(monkeypatch: pytest.MonkeyPatch) -> None
 def test_guard_fails_when_it_compared_fewer_commits_than_git_lists(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert history_unreadable() is None, FULL_HISTORY
     full = _history()
     newest = [v for v in full if v[0] == full[0][0]]  # git log lists the newest commit first
     for history, compared in (([], 0), (newest, 1)):
