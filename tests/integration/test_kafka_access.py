@@ -266,6 +266,7 @@ async def test_a_deregistered_agency_loses_access_at_once(
 ) -> None:
     a, as_a = agency_a
     submissions = topics.AGENCY_SUBMISSIONS.name(a)
+    marker = f"marker-{uuid.uuid4().hex}".encode()
     live = AIOKafkaProducer(**as_a.client_kwargs(), acks="all", request_timeout_ms=5000)
     await live.start()
     try:
@@ -277,7 +278,6 @@ async def test_a_deregistered_agency_loses_access_at_once(
         await asyncio.to_thread(access.revoke_user, agency_user(a))
         await asyncio.sleep(1)  # the ACL change travels through the metadata log
         # The connection that is already open is refused too: ACLs are checked per request.
-        marker = f"marker-{uuid.uuid4().hex}".encode()
         before = await end_offsets(kafka, submissions)
         with pytest.raises(TopicAuthorizationFailedError):
             await asyncio.wait_for(live.send_and_wait(submissions, marker, key=b"k"), 15)
