@@ -7,13 +7,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ops import kafka_access
 from ops.access_policy import agency_user
 from shared.kafka.admin import ensure_agency_topics
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.oneshot import publish_events
+from tests import factories as f
+
+Match = Callable[[ConsumerRecord[bytes, bytes]], bool]
 
 
 async def register_agency_access(kafka: KafkaConnection, agency_id: str) -> KafkaConnection:
@@ -67,7 +72,8 @@ async def collect(
     settle: float = 1.0,
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """All records of the topic that match, once ``expected`` arrived (then ``settle`` seconds
-    more, so duplicates would show), or whatever arrived before the timeout."""
+    more, so duplicates would show), or whatever arrived before the timeout. Never use it to
+    show that something is absent (silence proves nothing): use :func:`absent_before_sentinel`."""
     await wait_for_topic(kafka, topic)
     consumer = AIOKafkaConsumer(
         topic,
@@ -92,21 +98,101 @@ async def collect(
     return found
 
 
-async def read_everything(
-    kafka: KafkaConnection, topic_names: list[str]
-) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record currently in the given topics, read with one consumer up to the end offsets."""
-    from aiokafka import TopicPartition
-
+async def _partitions(kafka: KafkaConnection, topic_names: list[str]) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         described = await admin.describe_topics(topic_names)
     finally:
         await admin.close()
-    partitions = [
-        TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
-    ]
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+
+
+async def read_past_sentinel(
+    kafka: KafkaConnection, topic: str, sentinel: Match, *, timeout: float = 45
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of every partition of ``topic`` up to the end offsets taken once a record
+    matching ``sentinel`` has been read. The sentinel must have been caused after the record
+    under test would have been written: its arrival proves the stream was read past that point.
+    Records of one agency's inbox are spread over partitions, so order across partitions proves
+    nothing: hence every partition to its end offset, not just the sentinel's."""
+    await wait_for_topic(kafka, topic)
+    partitions = await _partitions(kafka, [topic])
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    loop = asyncio.get_running_loop()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = loop.time() + timeout
+        while not any(sentinel(r) for r in records):
+            if loop.time() > deadline:
+                raise AssertionError(f"the sentinel never arrived on {topic}: nothing is proven")
+            for part in (await consumer.getmany(timeout_ms=300)).values():
+                records.extend(part)
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+        while pending:
+            for part in (await consumer.getmany(*pending, timeout_ms=1000)).values():
+                records.extend(part)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def absent_before_sentinel(
+    kafka: KafkaConnection, topic: str, forbidden: Match, sentinel: Match, *, timeout: float = 45
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Asserts that no record matching ``forbidden`` is on ``topic``, read past a sentinel (see
+    :func:`read_past_sentinel`); returns every record read."""
+    records = await read_past_sentinel(kafka, topic, sentinel, timeout=timeout)
+    found = [(headers_of(r).get("ce_type"), r.key) for r in records if forbidden(r)]
+    assert not found, f"on {topic}, read past the sentinel: {found}"
+    return records
+
+
+def subject_is(subject: str) -> Match:
+    return lambda r: headers_of(r).get("ce_subject") == subject
+
+
+async def provoke_rejection(kafka: KafkaConnection, agency: str) -> str:
+    """An invalid submission (no consent) in the agency's name: its rejection reaches the
+    agency's inbox with the submission's id as subject (a known answer, e.g. a sentinel).
+    Returns that id."""
+    sent = f.submission_event(f.submission(agency))
+    body = json.loads(sent.body)
+    del body["consent"]
+    await publish_events(
+        kafka, [type(sent)(sent.topic, sent.key, sent.headers, json.dumps(body).encode())]
+    )
+    return sent.event_id
+
+
+async def wait_until_consumed(
+    database_url: str, consumer: str, event_id: str, timeout: float = 45
+) -> None:
+    """Until the consumer group has applied the event (its claim in the service's inbox table,
+    committed with everything the event caused, outbox rows included)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    conn = await asyncpg.connect(database_url)
+    try:
+        while not await conn.fetchval(
+            "SELECT count(*) FROM inbox WHERE consumer = $1 AND event_id = $2", consumer, event_id
+        ):
+            assert loop.time() < deadline, f"{consumer} never applied {event_id}"
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def read_everything(
+    kafka: KafkaConnection, topic_names: list[str]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record currently in the given topics, read with one consumer up to the end offsets."""
+    partitions = await _partitions(kafka, topic_names)
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []

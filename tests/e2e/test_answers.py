@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.kafka_helpers import (
+    collect,
+    data_of,
+    headers_of,
+    provoke_rejection,
+    read_past_sentinel,
+    register_agency_access,
+    subject_is,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -221,3 +230,39 @@ async def test_every_agency_message_is_answered_under_its_documented_key(
     )
     assert data_of(gone)["submission_id"] == withdrawal
     await _inbox(kafka, provider, ev.INBOX_LISTING_WITHDRAWN, listing.service_id)
+
+    # Each answer exactly once: every one above is already in its inbox, so a second copy would
+    # be queued before an answer provoked now, the sentinel up to which both inboxes are read.
+    answered = {
+        provider: [
+            (ev.INBOX_LISTING_PUBLISHED, listing.service_id),
+            (ev.INBOX_LISTING_REJECTED, bad_listing.event_id),
+            (ev.INBOX_LISTING_REJECTED, stray),
+            (ev.INBOX_REFERRAL_RECEIVED, referral["referral_id"]),
+            (ev.INBOX_RESPONSE_APPLIED, referral["referral_id"]),
+            (ev.INBOX_RESPONSE_REFUSED, no_reason.event_id),
+            (ev.INBOX_RESPONSE_REFUSED, ghost.event_id),
+            (ev.INBOX_LISTING_WITHDRAWN, listing.service_id),
+        ],
+        referrer: [
+            (ev.INBOX_SUBMISSION_ACCEPTED, sent.event_id),
+            (ev.INBOX_SUBMISSION_REJECTED, bad_submission.event_id),
+            (ev.INBOX_STATUS_CHANGED + ":accepted", referral["referral_id"]),
+        ],
+    }
+    for agency, expected in answered.items():
+        sentinel = await provoke_rejection(kafka, agency)
+        inbox = await read_past_sentinel(kafka, topics.agency_inbox(agency), subject_is(sentinel))
+        seen = Counter(
+            (
+                headers_of(r)["ce_type"]
+                + (
+                    f":{data_of(r)['to_state']}"
+                    if headers_of(r)["ce_type"] == ev.INBOX_STATUS_CHANGED
+                    else ""
+                ),
+                headers_of(r)["ce_subject"],
+            )
+            for r in inbox
+        )
+        assert {answer: seen[answer] for answer in expected} == dict.fromkeys(expected, 1)

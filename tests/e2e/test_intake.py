@@ -29,11 +29,15 @@ from shared.keys import decode_key
 from tests import factories as f
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import (
+    absent_before_sentinel,
     collect,
     data_of,
     headers_of,
+    provoke_rejection,
     read_everything,
     register_agency_access,
+    subject_is,
+    wait_until_consumed,
 )
 
 pytestmark = pytest.mark.e2e
@@ -336,8 +340,16 @@ async def test_a_recipient_that_cannot_receive_sealed_data_gets_a_refusal(
     assert headers_of(refused)["ce_type"] == ev.DISCLOSURE_REFUSED
     assert data_of(refused)["reason"] == "no_public_key"
     assert data_of(refused)["recipient_agency_id"] == provider
-    inbox = await collect(kafka, topics.agency_inbox(provider), _by_correlation(sent), settle=2.0)
-    assert ev.INBOX_DISCLOSURE_RECEIVED not in [headers_of(r)["ce_type"] for r in inbox]
+    # Notification applied the refusal; an answer provoked afterwards is the sentinel.
+    await wait_until_consumed(
+        database_urls["notification"], "notification", headers_of(refused)["ce_id"]
+    )
+    await absent_before_sentinel(
+        kafka,
+        topics.agency_inbox(provider),
+        lambda r: headers_of(r).get("ce_type") == ev.INBOX_DISCLOSURE_RECEIVED,
+        subject_is(await provoke_rejection(kafka, provider)),
+    )
     conn = await asyncpg.connect(database_urls["intake"])
     try:
         logged = await conn.fetchrow(

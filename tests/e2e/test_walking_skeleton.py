@@ -18,7 +18,13 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.kafka_helpers import (
+    collect,
+    data_of,
+    headers_of,
+    register_agency_access,
+    subject_is,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -129,6 +135,15 @@ async def test_redelivered_submission_changes_nothing(
         settle=3.0,
     )
     assert len(inbox) == 1
+    # A sentinel behind the copy on its partition (same key): an invalid submission, whose
+    # rejection proves intake has read past the copy before the cases are counted.
+    other = f.submission_event(f.submission(referrer))
+    body = json.loads(other.body)
+    del body["consent"]
+    await publish_events(
+        kafka, [type(sent)(sent.topic, sent.key, other.headers, json.dumps(body).encode())]
+    )
+    await collect(kafka, topics.agency_inbox(referrer), subject_is(other.event_id), settle=0)
     cases = await _eventually(
         "SELECT count(*) FROM cases WHERE agency_id = $1", referrer, dsn=database_urls["intake"]
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import re
 import socket
@@ -32,7 +31,15 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.kafka_helpers import (
+    collect,
+    data_of,
+    headers_of,
+    provoke_rejection,
+    read_past_sentinel,
+    register_agency_access,
+    subject_is,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +77,9 @@ class Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.requests.append({"path": scope["path"], "headers": headers, "body": body})
+        self.requests.append(
+            {"path": scope["path"], "headers": headers, "body": body, "at": time.time()}
+        )
         self.seen[headers.get("webhook-id", "")] += 1
         status = {"/ok": 200, "/gone": 410, "/down": 500}.get(scope["path"], 200)
         extra: list[tuple[bytes, bytes]] = []
@@ -119,15 +128,7 @@ async def _agency_with_webhook(kafka: KafkaConnection, url: str) -> tuple[str, s
     return agency, secret.group(1)
 
 
-async def _provoke_rejection(kafka: KafkaConnection, agency: str) -> str:
-    """An invalid submission: its rejection is an inbox event for the agency."""
-    sent = f.submission_event(f.submission(agency))
-    body = json.loads(sent.body)
-    del body["consent"]
-    await publish_events(
-        kafka, [type(sent)(sent.topic, sent.key, sent.headers, json.dumps(body).encode())]
-    )
-    return sent.event_id
+_provoke_rejection = provoke_rejection  # an invalid submission: its rejection is an inbox event
 
 
 async def _wait(predicate: Any, timeout: float = 45) -> None:
@@ -226,8 +227,25 @@ async def test_410_disables_the_endpoint(
     finally:
         await conn.close()
     assert disabled == "HTTP 410 Gone"
-    await _provoke_rejection(kafka, agency)
-    await asyncio.sleep(3)
+    # A second event after the 410: wait for its own inbox record (it WAS processed; its webhook
+    # delivery, if any, was decided in that same transaction), then prove it was not sent.
+    second = await _provoke_rejection(kafka, agency)
+    [notice] = await collect(kafka, topics.agency_inbox(agency), subject_is(second))
+    webhook_id = f"msg_{headers_of(notice)['ce_id']}"
+    conn = await asyncpg.connect(database_urls["notification"])
+    try:
+        status = await conn.fetchval(
+            "SELECT status FROM webhook_deliveries WHERE webhook_id = $1", webhook_id
+        )
+        while status == "pending":  # queued before the endpoint was disabled: let it finish
+            await asyncio.sleep(0.2)
+            status = await conn.fetchval(
+                "SELECT status FROM webhook_deliveries WHERE webhook_id = $1", webhook_id
+            )
+    finally:
+        await conn.close()
+    assert status in (None, "endpoint_disabled"), status
+    assert receiver.seen[webhook_id] == 0  # the second event was never POSTed
     assert len(receiver.received("/gone")) == 1  # nothing more is sent to it
 
 
@@ -364,29 +382,60 @@ async def test_each_inbox_holds_only_its_own_agency_events(
     one, other = f.unique("ngo"), f.unique("ngo")
     for agency in (one, other):
         await register_agency_access(kafka, agency)
-    await _provoke_rejection(kafka, one)
+        await publish_events(kafka, [f.agency_event(f.agency(agency))])
+    mine_id = await _provoke_rejection(kafka, one)
     mine = await collect(kafka, topics.agency_inbox(one), lambda r: True)
-    theirs = await collect(kafka, topics.agency_inbox(other), lambda r: True, expected=0, timeout=3)
-    assert mine and all(data_of(r)["agency_id"] == one for r in mine)
-    assert theirs == []
+    assert [headers_of(r)["ce_subject"] for r in mine] == [mine_id]
+    assert all(data_of(r)["agency_id"] == one for r in mine)
+    # The rejection was applied (its answer is in one's inbox), so a copy routed to the other
+    # inbox was already queued: the other's own answer, provoked now, is queued after it.
+    sentinel = await _provoke_rejection(kafka, other)
+    theirs = await read_past_sentinel(kafka, topics.agency_inbox(other), subject_is(sentinel))
+    assert [headers_of(r)["ce_subject"] for r in theirs] == [sentinel]
+    assert all(data_of(r)["agency_id"] == other for r in theirs)
 
 
 async def test_retry_after_is_honoured_across_a_restart(
-    services: dict[str, RunningService], receiver: Receiver, kafka: KafkaConnection, tmp_path: Any
+    services: dict[str, RunningService],
+    receiver: Receiver,
+    kafka: KafkaConnection,
+    tmp_path: Any,
+    database_urls: dict[str, str],
 ) -> None:
     from tests.e2e.conftest import start_service, stop_service, wait_ready
 
     agency, secret = await _agency_with_webhook(kafka, receiver.url("/later"))
     await _provoke_rejection(kafka, agency)
     await _wait(lambda: len(receiver.received("/later")) >= 1)
-    first_at = time.monotonic()
+    first = receiver.received("/later")[0]
+    # The stored schedule, not the time a restart happens to take: the row's next attempt is
+    # Retry-After (6 s) after the 503, not the 0.5 s schedule (nor the 60 s lease).
+    conn = await asyncpg.connect(database_urls["notification"])
+    try:
+        for _ in range(100):
+            row = await conn.fetchrow(
+                """SELECT status, attempts, last_http_status, next_attempt_at
+                     FROM webhook_deliveries WHERE webhook_id = $1""",
+                first["headers"]["webhook-id"],
+            )
+            if row is not None and row["last_http_status"] == 503:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    assert row is not None and (row["status"], row["attempts"], row["last_http_status"]) == (
+        "pending",
+        1,
+        503,
+    )
+    due_at = row["next_attempt_at"].timestamp()
+    assert 5.9 <= due_at - first["at"] <= 9, due_at - first["at"]  # Retry-After: 6
     stop_service(services["notification"])  # the retry is due in 6 s: it must survive this
     services["notification"] = start_service("notification", tmp_path, SERVICE_ENV)
     wait_ready([services["notification"]])
     await _wait(lambda: len(receiver.received("/later")) >= 2)
-    waited = time.monotonic() - first_at
-    first, second = receiver.received("/later")[:2]
-    assert waited >= 5.5  # Retry-After: 6, not the 0.5 s schedule
+    second = receiver.received("/later")[1]
+    assert second["at"] >= due_at - 0.1  # not before the stored time
     assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
     Webhook(secret).verify(second["body"], second["headers"])
 
