@@ -173,7 +173,14 @@ def history_unreadable() -> str | None:
     except GitError as exc:
         return str(exc)
     if shallow != b"false":
-        return "this is a shallow clone: older versions are missing"
+        # A clone made with --depth: fetch the rest where its origin can be reached (a local
+        # clone's origin always can), and judge only if that fails.
+        try:
+            _git("fetch", "--quiet", "--unshallow")
+        except GitError:
+            return "this is a shallow clone: older versions are missing"
+        if _git("rev-parse", "--is-shallow-repository").strip() != b"false":
+            return "this is a shallow clone: older versions are missing"
     return None
 
 
@@ -343,6 +350,8 @@ def test_guard_fails_in_a_shallow_clone(monkeypatch: pytest.MonkeyPatch) -> None
     def shallow(*args: str, **kwargs: Any) -> bytes:
         if args == ("rev-parse", "--is-shallow-repository"):
             return b"true\n"
+        if args[0] == "fetch":  # the rest of the history cannot be fetched either
+            raise GitError("`git fetch` failed: no remote")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sys.modules[__name__], "_git", shallow)
