@@ -337,7 +337,8 @@ def _check_answers(
     refused = _group(_by_id(events, ev.RESPONSE_REFUSED).values(), "response_id")
     caused: dict[str, list[str]] = defaultdict(list)  # response id → states it led to
     for r in _by_id(events, ev.REFERRAL_TRANSITIONED).values():
-        caused[headers(r).get("ce_causationid", "")].append(data(r)["to_state"])
+        # .get: the poison records carry this type with a body that is not its payload
+        caused[headers(r).get("ce_causationid", "")].append(str(data(r).get("to_state")))
     for response_id, (referral_id, action) in answers.items():
         outcomes = [*applied.get(response_id, []), *refused.get(response_id, [])]
         what = f"answer {response_id} ({action} of {referral_id})"
@@ -365,9 +366,9 @@ def _check_reroutes(
     for referral in referrals:
         rid = referral["referral_id"]
         ended = [
-            data(r)["to_state"]
+            data(r).get("to_state")
             for r in transitions.get(rid, [])
-            if data(r)["to_state"] in ("rejected", "expired")
+            if data(r).get("to_state") in ("rejected", "expired")
         ]
         if not ended:
             continue
