@@ -79,28 +79,58 @@ async def read_between(
     return found
 
 
+def consumed_by(group: str, names: Iterable[str]) -> set[str]:
+    """Which of these topics the service's group consumes, by the catalogue."""
+    owner = topics.Owner(group)
+    out = set()
+    for name in names:
+        try:
+            spec = topics.spec(name)
+        except KeyError:
+            continue
+        if owner in spec.consumers:
+            out.add(name)
+    return out
+
+
 async def lag(kafka: KafkaConnection, watched: set[str]) -> dict[str, int]:
-    """Per service group: records not yet committed on the ``watched`` topics (the run's own;
-    asking the broker about every topic earlier tests left behind takes half a minute)."""
+    """Per service group: records of the ``watched`` topics it consumes (the run's own; asking
+    the broker about every topic earlier tests left behind takes half a minute) that it has not
+    committed. A partition the group never committed counts from its log start: a topic nobody
+    consumed is all lag, not none."""
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())
     await admin.start()
     try:
         committed = {
             g: {
-                tp: meta
+                tp: meta.offset
                 for tp, meta in (await admin.list_consumer_group_offsets(g)).items()
                 if tp.topic in watched
             }
             for g in GROUPS
         }
+        described = await admin.describe_topics(sorted(watched))
     finally:
         await admin.close()
-    names = {tp.topic for offsets in committed.values() for tp in offsets}
-    ends = await end_offsets(kafka, names) if names else {}
-    return {
-        g: sum(max(ends.get(tp, 0) - meta.offset, 0) for tp, meta in offsets.items())
-        for g, offsets in committed.items()
+    partitions = {
+        t["topic"]: [TopicPartition(t["topic"], p["partition"]) for p in t["partitions"]]
+        for t in described
     }
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        every = [tp for tps in partitions.values() for tp in tps]
+        ends = dict(await consumer.end_offsets(every)) if every else {}
+        starts = dict(await consumer.beginning_offsets(every)) if every else {}
+    finally:
+        await consumer.stop()
+    out: dict[str, int] = {}
+    for g in GROUPS:
+        mine = [tp for name in consumed_by(g, partitions) for tp in partitions[name]]
+        out[g] = sum(
+            max(ends.get(tp, 0) - committed[g].get(tp, starts.get(tp, 0)), 0) for tp in mine
+        )
+    return out
 
 
 async def wait_for_zero_lag(
@@ -114,14 +144,38 @@ async def wait_for_zero_lag(
         await asyncio.sleep(2)
 
 
+# Every family of checks, each of which must have examined at least one effect: a check that
+# examined nothing proves nothing (a run whose traffic never reached a stage passes it by
+# silence).
+FAMILIES = (
+    "case",
+    "submission-accepted",
+    "need",
+    "answer applied or refused",
+    "re-route or gap after rejection or expiry",
+    "referral",
+    "disclosure decision",
+    "referral-received (inbox)",
+    "referral-received (webhook)",
+    "need-unmatched (inbox)",
+    "poison dead letter",
+)
+
+
 @dataclass
 class Findings:
-    checked: dict[str, int] = field(default_factory=dict)
+    checked: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAMILIES, 0))
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
 
-    def count(self, name: str, n: int = 1) -> None:
-        self.checked[name] = self.checked.get(name, 0) + n
+    def count(self, family: str, n: int = 1) -> None:
+        assert family in FAMILIES, family
+        self.checked[family] = self.checked.get(family, 0) + n
+
+    @property
+    def unexamined(self) -> list[str]:
+        """The families of checks that examined nothing."""
+        return [f for f in FAMILIES if not self.checked.get(f)]
 
 
 def _by_id(records: Iterable[Record], ce_type: str) -> dict[str, Record]:
@@ -141,8 +195,8 @@ def _group(records: Iterable[Record], key: str) -> dict[str, list[Record]]:
     return grouped
 
 
-def _exactly_one(findings: Findings, what: str, items: list[Any]) -> None:
-    findings.count(what)
+def _exactly_one(findings: Findings, family: str, what: str, items: list[Any]) -> None:
+    findings.count(family)
     if not items:
         findings.lost.append(what)
     elif len(items) > 1:
@@ -155,8 +209,12 @@ def check(
     records: dict[str, list[Record]],
     deliveries: list[dict[str, Any]],
     starts: dict[TopicPartition, int],
+    answers: dict[str, tuple[str, str]] | None = None,
 ) -> Findings:
+    """``answers``: the provider answers whose outcome must be in ``records`` (those sent before
+    the groups settled; default: every answer sent)."""
     found = Findings()
+    answers = sent.responses if answers is None else answers
     cases = _by_id(records[topics.INTAKE_CASES], ev.CASE_REGISTERED)
     case_by_submission: dict[str, list[str]] = defaultdict(list)
     for r in cases.values():
@@ -169,10 +227,15 @@ def check(
     needs: list[tuple[str, str, str]] = []  # (case id, need id, referring agency)
     for event_id, submission in sent.submissions.items():
         case_ids = sorted(set(case_by_submission.get(event_id, [])))
-        _exactly_one(found, f"case of submission {submission.agency_case_ref}", case_ids)
-        answers = acknowledged.get(event_id, [])
-        _exactly_one(found, f"submission-accepted of {submission.agency_case_ref}", answers)
-        if answers and case_ids and data(answers[0])["case_id"] != case_ids[0]:
+        _exactly_one(found, "case", f"case of submission {submission.agency_case_ref}", case_ids)
+        acks = acknowledged.get(event_id, [])
+        _exactly_one(
+            found,
+            "submission-accepted",
+            f"submission-accepted of {submission.agency_case_ref}",
+            acks,
+        )
+        if acks and case_ids and data(acks[0])["case_id"] != case_ids[0]:
             found.lost.append(f"submission {event_id}: acknowledged with another case id")
         for case_id in case_ids[:1]:
             needs += [(case_id, n.need_id, submission.agency_id) for n in submission.needs]
@@ -207,6 +270,9 @@ def check(
         if len(accepted) > 1:
             found.duplicated.append(f"referral {referral['referral_id']}: slot held twice")
 
+    _check_answers(found, answers, events)
+    _check_reroutes(found, referrals, transitions, requested, unmatched)
+
     disclosures = _group(
         [
             *_by_id(records[topics.INTAKE_DISCLOSURES], ev.DISCLOSURE_SEALED).values(),
@@ -225,11 +291,23 @@ def check(
         hooks[(str(d["type"]), key)].add(d["webhook_id"])
     for referral in referrals:
         rid = referral["referral_id"]
-        _exactly_one(found, f"disclosure decision of {rid}", disclosures.get(rid, []))
-        _exactly_one(found, f"referral-received of {rid} in the inbox", inbox_received.get(rid, []))
+        _exactly_one(
+            found, "disclosure decision", f"disclosure decision of {rid}", disclosures.get(rid, [])
+        )
+        _exactly_one(
+            found,
+            "referral-received (inbox)",
+            f"referral-received of {rid} in the inbox",
+            inbox_received.get(rid, []),
+        )
         if referral["recipient_agency_id"] in world.webhook_agencies:
             webhook = sorted(hooks.get((ev.INBOX_REFERRAL_RECEIVED, rid), set()))
-            _exactly_one(found, f"referral-received of {rid} at the webhook", webhook)
+            _exactly_one(
+                found,
+                "referral-received (webhook)",
+                f"referral-received of {rid} at the webhook",
+                webhook,
+            )
     for case_id, need_id, referrer in needs:
         if not [r for r in unmatched.get(case_id, []) if data(r)["need_id"] == need_id]:
             continue
@@ -239,10 +317,71 @@ def check(
             for r in _by_id(inbox, ev.INBOX_NEED_UNMATCHED).values()
             if data(r)["case_id"] == case_id and data(r)["need_id"] == need_id
         ]
-        _exactly_one(found, f"need-unmatched of {case_id}/{need_id} in the inbox", notices)
+        _exactly_one(
+            found,
+            "need-unmatched (inbox)",
+            f"need-unmatched of {case_id}/{need_id} in the inbox",
+            notices,
+        )
 
     _check_dead_letters(found, sent, records, starts)
     return found
+
+
+def _check_answers(
+    found: Findings, answers: dict[str, tuple[str, str]], events: list[Record]
+) -> None:
+    """Every answer a provider sent ends in exactly one outcome: applied, with the transition
+    it asks for caused by it, or refused (an answer after its referral expired, say)."""
+    applied = _group(_by_id(events, ev.RESPONSE_APPLIED).values(), "response_id")
+    refused = _group(_by_id(events, ev.RESPONSE_REFUSED).values(), "response_id")
+    caused: dict[str, list[str]] = defaultdict(list)  # response id → states it led to
+    for r in _by_id(events, ev.REFERRAL_TRANSITIONED).values():
+        # .get: the poison records carry this type with a body that is not its payload
+        caused[headers(r).get("ce_causationid", "")].append(str(data(r).get("to_state")))
+    for response_id, (referral_id, action) in answers.items():
+        outcomes = [*applied.get(response_id, []), *refused.get(response_id, [])]
+        what = f"answer {response_id} ({action} of {referral_id})"
+        _exactly_one(found, "answer applied or refused", what, outcomes)
+        target = ev.ACTION_TARGET[ev.ResponseAction(action)].value
+        if applied.get(response_id) and target not in caused.get(response_id, []):
+            found.lost.append(f"{what}: applied, but no transition to {target} followed")
+
+
+def _check_reroutes(
+    found: Findings,
+    referrals: list[dict[str, Any]],
+    transitions: dict[str, list[Record]],
+    requested: dict[str, list[Record]],
+    unmatched: dict[str, list[Record]],
+) -> None:
+    """After a rejected or expired referral, its need goes to the next provider (a referral
+    naming it as the previous one) or ends as a recorded gap: a re-route must not get lost."""
+    successors = {
+        str(data(r).get("previous_referral_id"))
+        for rs in requested.values()
+        for r in rs
+        if data(r).get("previous_referral_id")
+    }
+    for referral in referrals:
+        rid = referral["referral_id"]
+        ended = [
+            data(r).get("to_state")
+            for r in transitions.get(rid, [])
+            if data(r).get("to_state") in ("rejected", "expired")
+        ]
+        if not ended:
+            continue
+        found.count("re-route or gap after rejection or expiry")
+        gap = [
+            r
+            for r in unmatched.get(referral["case_id"], [])
+            if data(r)["need_id"] == referral["need_id"]
+        ]
+        if rid not in successors and not gap:
+            found.lost.append(
+                f"referral {rid} {ended[0]}: no next attempt and no need-unmatched followed"
+            )
 
 
 def _during_the_run(letter: Record, starts: dict[TopicPartition, int]) -> bool:
@@ -266,7 +405,7 @@ def _check_dead_letters(
         letters = records[topics.dead_letter_topic(service)]
         reasons = {headers(r).get("ce_id"): headers(r).get("dlq_error") for r in letters}
         for poison_id in sent.poison_ids:
-            found.count(f"poison dead-lettered by {service}")
+            found.count("poison dead letter")
             if not reasons.get(poison_id):
                 found.lost.append(f"poison {poison_id}: no dead letter with a reason in {service}")
     for service in ("intake", "referral", "notification"):

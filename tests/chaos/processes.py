@@ -25,7 +25,6 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-
 @dataclass
 class ServiceProcess:
     """One instance of a service: ``name`` is the instance (e.g. referral-2), ``service`` the

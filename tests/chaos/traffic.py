@@ -146,6 +146,8 @@ class Sent:
     poison_ids: set[str] = field(default_factory=set)
     answers: Counter[str] = field(default_factory=Counter)
     decisions: dict[str, str] = field(default_factory=dict)
+    # Every answer a provider sent: its ce_id → (referral id, action).
+    responses: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def poison(rng: random.Random) -> OutgoingEvent:
@@ -244,7 +246,9 @@ async def _answer(provider: Agency, sent: Sent, value: bytes, headers: Any) -> N
                 **extra,
             }
         )
-        await provider.publish(response_message(response, case_id))
+        message = response_message(response, case_id)
+        sent.responses[message.event_id] = (referral_id, action)
+        await provider.publish(message)
         sent.answers[action] += 1
 
 

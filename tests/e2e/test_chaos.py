@@ -38,3 +38,4 @@ async def test_nothing_is_lost_or_applied_twice_through_kills_and_restarts(
     assert not any(report.final_lag.values()), report.final_lag
     assert report.dead_processes == []
     assert report.checked["need"] >= SHORT.submissions
+    assert report.unexamined == [], report.checked  # every family of checks examined effects
