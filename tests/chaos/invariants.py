@@ -134,12 +134,20 @@ async def lag(kafka: KafkaConnection, watched: set[str]) -> dict[str, int]:
 
 
 async def wait_for_zero_lag(
-    kafka: KafkaConnection, watched: set[str], timeout_s: float
+    kafka: KafkaConnection, watched: set[str], timeout_s: float, stalled_s: float = 60.0
 ) -> dict[str, int]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
+    """Until no group has lag, the timeout, or ``stalled_s`` without the total lag ever going
+    below its lowest so far: a group that consumes nothing (a service that never reads a
+    topic) is reported at once as lag, instead of waiting out the whole timeout."""
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + timeout_s
+    lowest, lowest_at = None, clock()
     while True:
         current = await lag(kafka, watched)
-        if not any(current.values()) or asyncio.get_running_loop().time() > deadline:
+        total = sum(current.values())
+        if lowest is None or total < lowest:
+            lowest, lowest_at = total, clock()
+        if not total or clock() > deadline or clock() - lowest_at > stalled_s:
             return current
         await asyncio.sleep(2)
 
@@ -152,7 +160,8 @@ FAMILIES = (
     "submission-accepted",
     "need",
     "answer applied or refused",
-    "re-route or gap after rejection or expiry",
+    "re-route or gap after rejection",
+    "re-route or gap after expiry",
     "referral",
     "disclosure decision",
     "referral-received (inbox)",
@@ -372,7 +381,7 @@ def _check_reroutes(
         ]
         if not ended:
             continue
-        found.count("re-route or gap after rejection or expiry")
+        found.count(f"re-route or gap after {'rejection' if ended[0] == 'rejected' else 'expiry'}")
         gap = [
             r
             for r in unmatched.get(referral["case_id"], [])

@@ -243,8 +243,17 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         report.final_lag = await settle(kafka, plan, watched)
         await asyncio.sleep(3)  # webhook deliveries go out every 0.5 s
         records = await invariants.read_between(kafka, starts, upstream)
-        waited = await wait_for_webhooks(world, records, receiver, plan.settle_timeout_s)
-        console.print(f"  webhook queue drained after {waited:.0f} s")
+        # A run that never settled fails on its lag: waiting for webhooks would only add the
+        # timeout before the report says so.
+        settled = not any(report.final_lag.values())
+        waited, undelivered = await wait_for_webhooks(
+            world, records, receiver, plan.settle_timeout_s if settled else 0
+        )
+        console.print(
+            f"  webhook queue drained after {waited:.0f} s"
+            if not undelivered
+            else f"  {len(undelivered)} inbox events never reached their webhook"
+        )
         stop.set()
         await responder
         findings = invariants.check(
@@ -252,7 +261,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         )
         report.checked, report.lost, report.duplicated = (
             findings.checked,
-            findings.lost,
+            findings.lost + [f"{m}: in the inbox, never at the webhook" for m in undelivered],
             findings.duplicated,
         )
         report.sent = {
@@ -275,9 +284,10 @@ async def run(plan: Plan, log_dir: Path) -> Report:
 
 async def wait_for_webhooks(
     world: World, records: dict[str, list[Any]], receiver: WebhookReceiver, timeout_s: float
-) -> float:
+) -> tuple[float, list[str]]:
     """Webhooks are a queue of their own (retries, leases of a killed sender): wait until every
-    inbox event of a webhook agency reached the receiver, or the timeout."""
+    inbox event of a webhook agency reached the receiver, or the timeout. Returns the time
+    waited and the webhook ids of the inbox events still not delivered (each one lost)."""
     expected = {
         f"msg_{invariants.headers(r)['ce_id']}"
         for agency_id in world.webhook_agencies
@@ -285,24 +295,25 @@ async def wait_for_webhooks(
         if "ce_id" in invariants.headers(r)
     }
     started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if expected <= {d["webhook_id"] for d in receiver.deliveries}:
-            break
+    while True:
+        missing = expected - {d["webhook_id"] for d in receiver.deliveries}
+        if not missing or time.monotonic() - started >= timeout_s:
+            return time.monotonic() - started, sorted(missing)
         await asyncio.sleep(2)
-    return time.monotonic() - started
 
 
 async def settle(kafka: KafkaConnection, plan: Plan, watched: set[str]) -> dict[str, int]:
-    """Until every group has consumed everything, twice in a row a few seconds apart."""
+    """Until every group has consumed everything, twice in a row a few seconds apart; or
+    until the lag stops going down (a stalled group), which fails the run at once."""
     deadline = time.monotonic() + plan.settle_timeout_s
     while True:
         remaining = max(deadline - time.monotonic(), 1)
         first = await invariants.wait_for_zero_lag(kafka, watched, remaining)
+        if any(first.values()):  # timed out or stalled: report the lag
+            return first
         await asyncio.sleep(3)
         second = await invariants.lag(kafka, watched)
-        if not any(first.values()) and not any(second.values()):
-            return second
-        if time.monotonic() > deadline:
+        if not any(second.values()) or time.monotonic() > deadline:
             return second
 
 

@@ -110,12 +110,14 @@ async def build_world(
             await admin.publish(f.agency_event(f.agency(agency.agency_id)))
     finally:
         await admin.stop()
-    for provider in world.providers:
-        listing = f.listing(provider.agency_id, categories=[MATCHED], service_areas=[area])
-        await provider.publish(f.listing_event(listing))
     world.webhook_agencies = [world.referrers[0].agency_id, world.providers[0].agency_id]
     for agency_id in world.webhook_agencies:
         add_webhook(agency_id, f"{receiver_url}/{agency_id}")
+    # After the webhooks: the answer to each listing reaches the provider's webhook too (an
+    # inbox event queued before its agency had a webhook never goes there).
+    for provider in world.providers:
+        listing = f.listing(provider.agency_id, categories=[MATCHED], service_areas=[area])
+        await provider.publish(f.listing_event(listing))
     return world
 
 

@@ -131,12 +131,7 @@ async def read_past_sentinel(
                 raise AssertionError(f"the sentinel never arrived on {topic}: nothing is proven")
             for part in (await consumer.getmany(timeout_ms=300)).values():
                 records.extend(part)
-        ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
-        while pending:
-            for part in (await consumer.getmany(*pending, timeout_ms=1000)).values():
-                records.extend(part)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        records += await _read_to_end(consumer, partitions)
     finally:
         await consumer.stop()
     return records
@@ -199,13 +194,23 @@ async def read_everything(
     try:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp, end in ends.items() if end > 0}
-        while pending:
-            for part in (await consumer.getmany(*pending, timeout_ms=1000)).values():
-                records.extend(part)
-            # position, not the last offset seen: compaction leaves gaps at the end
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        records += await _read_to_end(consumer, partitions)
     finally:
         await consumer.stop()
+    return records
+
+
+async def _read_to_end(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """From the consumer's positions up to the end offsets taken now (a fixed point: records
+    written later are not waited for)."""
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    ends = await consumer.end_offsets(partitions)
+    # position, not the last offset seen: compaction leaves gaps at the end
+    pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+    while pending:
+        for part in (await consumer.getmany(*pending, timeout_ms=1000)).values():
+            records.extend(part)
+        pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
     return records

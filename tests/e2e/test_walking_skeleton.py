@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from shared.contracts import events as ev
 from shared.contracts import topics
@@ -23,6 +24,7 @@ from tests.e2e.kafka_helpers import (
     collect,
     data_of,
     headers_of,
+    read_past_sentinel,
     register_agency_access,
     subject_is,
 )
@@ -138,6 +140,17 @@ async def test_submission_reaches_the_recipient_agency_inbox(
     assert f"coverage:{listing.service_areas[0]}" in explanation["matched"]
 
 
+def _ref_on_the_partition_of(sent: OutgoingEvent) -> str:
+    """A new agency case reference (the key of its submission) that the producer's partitioner
+    puts on the same partition as ``sent``: intake reads the two in order."""
+    partitions = list(range(topics.spec(sent.topic).partitions))
+    target = DefaultPartitioner()(sent.key.encode(), partitions, partitions)
+    while True:
+        ref = f.unique("case")
+        if DefaultPartitioner()(ref.encode(), partitions, partitions) == target:
+            return ref
+
+
 async def test_redelivered_submission_changes_nothing(
     services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
@@ -146,27 +159,41 @@ async def test_redelivered_submission_changes_nothing(
         _submission(referrer, profile=f.profile(return_area=listing.service_areas[0]))
     )
     await publish_events(kafka, [sent, sent])  # an agency retrying its send
-
-    inbox = await collect(
-        kafka,
-        topics.agency_inbox(provider),
-        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
-        settle=3.0,
-    )
-    assert len(inbox) == 1
-    # A sentinel behind the copy on its partition (same key): an invalid submission, whose
-    # rejection proves intake has read past the copy before the cases are counted.
-    other = f.submission_event(f.submission(referrer))
-    body = json.loads(other.body)
+    # Sentinels behind the copy on its partition (same key), written after it: a valid
+    # submission for the same provider, whose referral-received proves the provider's inbox is
+    # read past anything the copy could have caused; then an invalid one, whose rejection
+    # proves intake has read past both before the cases are counted.
+    invalid = f.submission_event(f.submission(referrer))
+    body = json.loads(invalid.body)
     del body["consent"]
-    await publish_events(
-        kafka, [type(sent)(sent.topic, sent.key, other.headers, json.dumps(body).encode())]
+    follower = _submission_event(
+        _submission(referrer, profile=f.profile(return_area=listing.service_areas[0])).model_copy(
+            update={"agency_case_ref": _ref_on_the_partition_of(sent)}
+        )
     )
-    await collect(kafka, topics.agency_inbox(referrer), subject_is(other.event_id), settle=0)
+    await publish_events(
+        kafka,
+        [follower, type(sent)(sent.topic, sent.key, invalid.headers, json.dumps(body).encode())],
+    )
+    await read_past_sentinel(kafka, topics.agency_inbox(referrer), subject_is(invalid.event_id))
     cases = await _eventually(
         "SELECT count(*) FROM cases WHERE agency_id = $1", referrer, dsn=database_urls["intake"]
     )
-    assert cases == 1
+    assert cases == 2, "the copy made no case: the original's and the follower's only"
+    # ...and changed none: no history entry caused by the copy (an update would add one).
+    history = await _eventually(
+        "SELECT array_agg(action ORDER BY id) FROM case_history WHERE agency_id = $1",
+        referrer,
+        dsn=database_urls["intake"],
+    )
+    assert history == ["registered", "registered"], history
+    inbox = await read_past_sentinel(
+        kafka,
+        topics.agency_inbox(provider),
+        lambda r: headers_of(r).get("ce_correlationid") == follower.event_id,
+    )
+    copies = [r for r in inbox if headers_of(r).get("ce_correlationid") == sent.event_id]
+    assert len(copies) == 1, "exactly one referral reached the provider"
 
 
 async def test_unmatched_need_is_told_to_the_referring_agency(

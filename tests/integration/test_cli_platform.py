@@ -14,9 +14,8 @@ from ops.cli import app
 from shared.contracts import topics
 from shared.db.migrations import migrate_service
 from shared.kafka.connection import KafkaConnection
-from shared.kafka.oneshot import follow
 from tests import factories as f
-from tests.e2e.kafka_helpers import wait_for_topic
+from tests.e2e.kafka_helpers import read_everything, wait_for_topic
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -32,14 +31,11 @@ def test_create_topics_reports_the_catalogue(kafka: KafkaConnection) -> None:
 
 
 def _audit_of(kafka: KafkaConnection, target_id: str) -> list[dict[str, object]]:
-    async def read() -> list[dict[str, object]]:
-        return [
-            json.loads(r.value or b"{}")
-            async for r in follow(kafka, topics.OPERATORS_AUDIT, idle_timeout_s=2.0)
-            if r.key == target_id.encode()
-        ]
-
-    return asyncio.run(read())
+    """The target's audit records, read to the end offsets: a command writes its audit records
+    (acknowledged) before it returns, so what is not there by then was never written."""
+    records = asyncio.run(read_everything(kafka, [topics.OPERATORS_AUDIT]))
+    ordered = sorted(records, key=lambda r: (r.partition, r.offset))  # one key, one partition
+    return [json.loads(r.value or b"{}") for r in ordered if r.key == target_id.encode()]
 
 
 def test_register_agency_creates_its_inbox_and_publishes_it(
@@ -70,7 +66,7 @@ def test_register_agency_creates_its_inbox_and_publishes_it(
         await wait_for_topic(kafka, topics.agency_inbox(agency.agency_id), timeout=5)
         return [
             json.loads(r.value or b"{}")
-            async for r in follow(kafka, topics.DIRECTORY_AGENCIES, idle_timeout_s=2.0)
+            for r in await read_everything(kafka, [topics.DIRECTORY_AGENCIES])
             if r.key == agency.agency_id.encode()
         ]
 

@@ -29,7 +29,6 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent, PermanentError
-from shared.kafka.oneshot import follow
 from tests import applied_ledger
 from tests.conftest import TopicFactory
 from tests.e2e.kafka_helpers import collect, read_everything
@@ -121,9 +120,10 @@ async def _records(kafka: KafkaConnection, topic: str) -> list[ConsumerRecord[by
 
 
 async def _audit_ids(kafka: KafkaConnection) -> list[tuple[str, str]]:
-    """(audit id, outcome) of every replay-dead-letters audit record for SERVICE."""
+    """(audit id, outcome) of every replay-dead-letters audit record for SERVICE, read to the
+    end offsets (the command's audit records are acknowledged before it returns)."""
     found = []
-    async for r in follow(kafka, topics.OPERATORS_AUDIT, idle_timeout_s=2.0):
+    for r in await _records(kafka, topics.OPERATORS_AUDIT):
         entry = json.loads(r.value or b"{}")
         if entry["command"] == "platform replay-dead-letters" and entry["target_id"] == SERVICE:
             assert entry["target_kind"] == "dead_letters"

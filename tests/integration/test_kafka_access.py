@@ -150,10 +150,16 @@ async def check_writes(
 
 
 async def values(
-    connection: KafkaConnection, topic: str, *, group: str | None = None, wait_s: float = 2.0
+    connection: KafkaConnection,
+    topic: str,
+    *,
+    group: str | None = None,
+    wait_s: float = READ_BACK_S,
+    until: bytes | None = None,
 ) -> set[bytes]:
-    """Every value ``connection`` manages to read from the topic (from the beginning) within
-    ``wait_s`` seconds; a group it may not use is refused outright."""
+    """The values ``connection`` reads from the topic (from the beginning) within ``wait_s``,
+    stopping early once ``until`` is among them. A topic or group it may not use is the
+    broker's refusal, raised (TopicAuthorizationFailedError, GroupAuthorizationFailedError)."""
     c = _consumer(connection, group)
     await c.start()
     found: set[bytes] = set()
@@ -163,9 +169,14 @@ async def values(
         else:
             c.subscribe([topic])
         deadline = asyncio.get_running_loop().time() + wait_s
-        while asyncio.get_running_loop().time() < deadline:
+        while asyncio.get_running_loop().time() < deadline and until not in found:
             for records in (await c.getmany(timeout_ms=500)).values():
                 found.update(r.value for r in records if r.value is not None)
+            # An assigned consumer denied a topic never fetches, so it raises nothing: the
+            # broker's refusal is in the metadata answer (TOPIC_AUTHORIZATION_FAILED), which
+            # aiokafka keeps on its cluster view.
+            if topic in c._client.cluster.unauthorized_topics:
+                raise TopicAuthorizationFailedError(topic)
     finally:
         await c.stop()
     return found
@@ -174,12 +185,16 @@ async def values(
 async def can_read(
     connection: KafkaConnection, topic: str, admin: KafkaConnection, group: str | None = None
 ) -> bool:
-    """Whether ``connection`` receives a marker the operator wrote to the topic."""
+    """Whether ``connection`` may read the topic: True when it receives a marker the operator
+    wrote there, False only when the broker refuses it. Neither within the bound fails the
+    test: silence proves nothing."""
     marker = await write(admin, topic)
     try:
-        return marker in await values(connection, topic, group=group)
-    except GroupAuthorizationFailedError:
+        found = await values(connection, topic, group=group, until=marker)
+    except (TopicAuthorizationFailedError, GroupAuthorizationFailedError):
         return False
+    assert marker in found, f"{topic}: neither read nor refused within {READ_BACK_S} s"
+    return True
 
 
 # ----- agencies -----
