@@ -249,11 +249,12 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         waited, undelivered = await wait_for_webhooks(
             world, records, receiver, plan.settle_timeout_s if settled else 0
         )
-        console.print(
-            f"  webhook queue drained after {waited:.0f} s"
-            if not undelivered
-            else f"  {len(undelivered)} inbox events never reached their webhook"
-        )
+        if not settled:
+            console.print("  the groups never caught up: the webhook queue was not waited for")
+        elif undelivered:
+            console.print(f"  {len(undelivered)} inbox events never reached their webhook")
+        else:
+            console.print(f"  webhook queue drained after {waited:.0f} s")
         stop.set()
         await responder
         findings = invariants.check(
