@@ -125,18 +125,23 @@ async def route_need(
     policy: RoutingPolicy,
     *,
     correlation_id: str | None,
-    previous: ReferralRow | None = None,
 ) -> Emitted:
-    """Refer the need to the best candidate not tried yet, or record why none is left."""
-    attempt = previous.attempt + 1 if previous else 1
-    tried = frozenset(
-        r["service_id"]
-        for r in await conn.fetch(
-            "SELECT service_id FROM referrals WHERE case_id = $1 AND need_id = $2",
-            case.case_id,
-            need.need_id,
-        )
+    """Refer the need to the best candidate not tried yet, or record why none is left.
+
+    The attempt continues the need's whole chain: a need that went unmatched after a rejection
+    and is retried when a new listing appears is its next attempt, linked to its last referral
+    (so the attempts limit holds and the referrer hears it as a re-route), never a second
+    attempt 1 (found by `make chaos`: two referrals with attempt 1 for one need)."""
+    chain = await conn.fetch(
+        """SELECT referral_id, service_id, attempt FROM referrals
+            WHERE case_id = $1 AND need_id = $2 ORDER BY attempt""",
+        case.case_id,
+        need.need_id,
     )
+    tried = frozenset(r["service_id"] for r in chain)
+    last = chain[-1] if chain else None
+    attempt = last["attempt"] + 1 if last else 1
+    previous_id = str(last["referral_id"]) if last else None
     candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
     chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
     if attempt > policy.max_attempts or not isinstance(chosen, Match):
@@ -185,7 +190,7 @@ async def route_need(
         match.candidate.service_id,
         match.explanation.model_dump_json(),
         attempt,
-        uuid.UUID(previous.referral_id) if previous else None,
+        uuid.UUID(previous_id) if previous_id else None,
         need.urgency.value,
         respond_by,
         correlation_id,
@@ -213,7 +218,7 @@ async def route_need(
                 recipient_agency_id=match.candidate.agency_id,
                 service_id=match.candidate.service_id,
                 attempt=attempt,
-                previous_referral_id=previous.referral_id if previous else None,
+                previous_referral_id=previous_id,
                 respond_by=respond_by,
                 explanation=match.explanation,
             ),
@@ -270,14 +275,13 @@ async def transition(
 
 
 async def reroute(conn: DbConnection, ref: ReferralRow, policy: RoutingPolicy) -> Emitted:
-    """After a rejection or expiry: the next candidate, linked to this referral."""
+    """After a rejection or expiry: the next candidate, linked to this referral (the last of
+    its need's chain)."""
     case = await load_case(conn, ref.case_id)
     need = next((n for n in case.needs if n.need_id == ref.need_id), None) if case else None
     if case is None or need is None:
         return []
-    return await route_need(
-        conn, case, need, policy, correlation_id=ref.correlation_id, previous=ref
-    )
+    return await route_need(conn, case, need, policy, correlation_id=ref.correlation_id)
 
 
 async def cancel_open(conn: DbConnection, case_id: str, reason: ReasonCode) -> Emitted:

@@ -219,6 +219,37 @@ async def test_a_new_listing_matches_the_unmatched_need(
     assert [data_of(r)["recipient_agency_id"] for r in requested] == [provider]
 
 
+async def test_a_need_retried_after_a_rejection_continues_its_chain(
+    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
+) -> None:
+    """Rejected by the only provider, the need is unmatched; a provider listed later gets it
+    as the chain's next attempt, linked to the rejected referral, not as a new attempt 1."""
+    area = f.unique_area("GQ")  # a country of its own: no other test's listing covers it
+    referrer = await _agency(kafka, "iom")
+    first, second = await _agency(kafka, "ngo"), await _agency(kafka, "ngo")
+    await _listed(kafka, database_urls["referral"], first, [area])
+    correlation = await _submit(kafka, referrer, area)
+    [rejected] = await _events(kafka, correlation, ev.REFERRAL_REQUESTED)
+    await _answer(kafka, first, rejected, "reject", reason_code="at_capacity")
+    [unmatched] = await _events(kafka, correlation, ev.NEED_UNMATCHED)
+    assert unmatched["attempts"] == 1
+    await _listed(kafka, database_urls["referral"], second, [area])
+    requested = await collect(
+        kafka,
+        topics.REFERRAL_EVENTS,
+        lambda r: (
+            headers_of(r).get("ce_type") == ev.REFERRAL_REQUESTED
+            and data_of(r)["case_id"] == rejected["case_id"]
+        ),
+        expected=2,
+    )
+    chain = [
+        (d["recipient_agency_id"], d["attempt"], d.get("previous_referral_id"))
+        for d in map(data_of, requested)
+    ]
+    assert chain == [(first, 1, None), (second, 2, rejected["referral_id"])]
+
+
 async def test_consent_withdrawal_cancels_open_referrals(
     services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
