@@ -110,14 +110,21 @@ async def build_world(
             await admin.publish(f.agency_event(f.agency(agency.agency_id)))
     finally:
         await admin.stop()
-    world.webhook_agencies = [world.referrers[0].agency_id, world.providers[0].agency_id]
+    listings = {
+        p.agency_id: f.listing(p.agency_id, categories=[MATCHED], service_areas=[area])
+        for p in world.providers
+    }
+    # The webhook provider is the one matching ranks first among equals (the lowest service_id):
+    # with more providers than attempts, the last in rank may never receive a referral, and the
+    # webhook check would then examine nothing.
+    first_in_rank = min(listings, key=lambda a: listings[a].service_id)
+    world.webhook_agencies = [world.referrers[0].agency_id, first_in_rank]
     for agency_id in world.webhook_agencies:
         add_webhook(agency_id, f"{receiver_url}/{agency_id}")
     # After the webhooks: the answer to each listing reaches the provider's webhook too (an
     # inbox event queued before its agency had a webhook never goes there).
     for provider in world.providers:
-        listing = f.listing(provider.agency_id, categories=[MATCHED], service_areas=[area])
-        await provider.publish(f.listing_event(listing))
+        await provider.publish(f.listing_event(listings[provider.agency_id]))
     return world
 
 
