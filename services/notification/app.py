@@ -4,14 +4,18 @@
 from datetime import timedelta
 from pathlib import Path
 
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.service import ServiceRuntime
+from shared.unit import typed_handler
 
 from .email import SmtpSettings, send_due
-from .handlers import NotificationHandlers
+from .fanout import SILENT, UPSTREAM_TYPES
+from .handlers import SOURCE, NotificationHandlers
 from .inbox_topics import InboxTopics
 from .secret_store import SecretsKey, seal_carried_over
 from .settings import NotificationSettings
+from .store import NotificationStore
 from .webhooks import DeliveryPolicy, deliver_due
 
 settings = NotificationSettings()  # database_url and the secrets key come from the environment
@@ -19,16 +23,19 @@ runtime = ServiceRuntime("notification", settings, Path(__file__).parent / "migr
 secrets_key = SecretsKey.from_setting(settings.secrets_key)
 # Before any delivery: seal what migration 0006 carried over in clear (idempotent).
 runtime.at_start("seal webhook secrets", lambda: seal_carried_over(runtime.pool, secrets_key))
-handlers = NotificationHandlers(InboxTopics(settings.kafka))
-runtime.consume(
+handlers = NotificationHandlers(InboxTopics(settings.kafka).ensure)
+# Typed dispatch: CloudEvents type → handler(payload, unit), for every topic notification reads.
+dispatch = typed_handler(
     {
-        topics.DIRECTORY_AGENCIES: handlers.on_agency,
-        topics.REFERRAL_EVENTS: handlers.on_referral_event,
-        topics.INTAKE_REJECTIONS: handlers.on_rejection,
-        topics.INTAKE_DISCLOSURES: handlers.on_disclosure,
-        topics.INTAKE_CASES: handlers.on_case_event,
-    }
+        ev.AGENCY_REGISTERED: handlers.on_agency,
+        # Who hears what: the fan-out table in fanout.py.
+        **dict.fromkeys(UPSTREAM_TYPES, handlers.notify),
+    },
+    NotificationStore,
+    SOURCE,
+    ignored=SILENT,  # the case events nobody is told about
 )
+runtime.consume(dict.fromkeys(topics.consumed_by(topics.Owner.NOTIFICATION), dispatch))
 webhook_policy = DeliveryPolicy(
     schedule_s=settings.webhook_schedule_s,
     allow_private_targets=settings.allow_private_webhook_targets,

@@ -24,10 +24,10 @@ from pydantic import SecretStr
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.db import DbConnection, outbox
+from shared.db import outbox
 from shared.logging import get_logger
 
-from .channels import accepts, caused_by
+from .channels import caused_by
 from .webhooks import SOURCE, DeliveryPolicy
 
 log = get_logger(__name__)
@@ -65,33 +65,6 @@ def render(ce_type: str, data: dict[str, Any], language: str) -> tuple[str, str,
         f"<title>{html.escape(subject)}</title><body>{body}</body></html>"
     )
     return subject, text, page
-
-
-async def enqueue_email(conn: DbConnection, agency_id: str, event: OutgoingEvent) -> bool:
-    channel = await conn.fetchrow(
-        "SELECT addresses, language, event_types FROM email_channels WHERE agency_id = $1",
-        agency_id,
-    )
-    ce_type = event.headers["ce_type"]
-    if channel is None or not accepts(channel["event_types"], ce_type):
-        return False
-    rendered = render(ce_type, json.loads(event.body), channel["language"])
-    if rendered is None:
-        return False
-    subject, text, page = rendered
-    await conn.execute(
-        """INSERT INTO email_deliveries (email_id, agency_id, notification_id, addresses,
-                                         subject, body_text, body_html)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (email_id) DO NOTHING""",
-        f"mail_{event.event_id}",
-        agency_id,
-        event.event_id,
-        channel["addresses"],
-        subject,
-        text,
-        page,
-    )
-    return True
 
 
 @dataclass(frozen=True, slots=True)

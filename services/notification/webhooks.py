@@ -30,11 +30,11 @@ from pydantic import SecretStr
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.db import DbConnection, outbox
+from shared.db import outbox
 from shared.logging import get_logger
 
 from . import secret_store
-from .channels import accepts, caused_by
+from .channels import caused_by
 from .secret_store import SecretsKey
 from .targets import target_refusal
 
@@ -88,28 +88,6 @@ def failure_of(exc: httpx.HTTPError | httpx.InvalidURL) -> ev.DeliveryError:
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return ev.DeliveryError.TARGET_NOT_ALLOWED
     return ev.DeliveryError.REQUEST_FAILED
-
-
-async def enqueue_delivery(conn: DbConnection, agency_id: str, event: OutgoingEvent) -> bool:
-    """Schedule the webhook delivery of an inbox event, if the agency has a matching endpoint."""
-    endpoint = await conn.fetchrow(
-        "SELECT event_types FROM webhook_endpoints WHERE agency_id = $1 AND disabled_at IS NULL",
-        agency_id,
-    )
-    ce_type = event.headers["ce_type"]
-    if endpoint is None or not accepts(endpoint["event_types"], ce_type):
-        return False
-    await conn.execute(
-        """INSERT INTO webhook_deliveries (webhook_id, agency_id, notification_id, ce_type,
-                                           payload)
-           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (webhook_id) DO NOTHING""",
-        f"msg_{event.event_id}",
-        agency_id,
-        event.event_id,
-        ce_type,
-        structured(event),
-    )
-    return True
 
 
 async def deliver_due(

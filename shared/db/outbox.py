@@ -29,13 +29,22 @@ PublishBatch = Callable[[Sequence[OutgoingEvent]], Awaitable[None]]
 
 
 async def enqueue(conn: DbConnection, events: Sequence[OutgoingEvent]) -> None:
-    """Add events to the outbox; call inside the transaction that makes the state change."""
+    """Add events to the outbox; call inside the transaction that makes the state change.
+    One statement whatever the number of events (arrays unnested in order: ``ORDER BY ord``
+    keeps the ids, hence the relay's order, in the order given)."""
     if not events:
         return
-    await conn.executemany(
+    await conn.execute(
         """INSERT INTO outbox (event_id, topic, key, headers, body)
-           VALUES ($1, $2, $3, $4::jsonb, $5)""",
-        [(e.event_id, e.topic, e.key, json.dumps(dict(e.headers)), e.body) for e in events],
+           SELECT event_id, topic, key, headers::jsonb, body
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+                  WITH ORDINALITY AS e (event_id, topic, key, headers, body, ord)
+            ORDER BY ord""",
+        [e.event_id for e in events],
+        [e.topic for e in events],
+        [e.key for e in events],
+        [json.dumps(dict(e.headers)) for e in events],
+        [e.body for e in events],
     )
 
 

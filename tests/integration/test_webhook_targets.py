@@ -20,8 +20,10 @@ from faststream.kafka import KafkaBroker
 from typer.testing import CliRunner
 
 from ops.cli import app
+from services.notification.handlers import notification_of
 from services.notification.secret_store import SecretsKey
-from services.notification.webhooks import DeliveryPolicy, deliver_due, enqueue_delivery
+from services.notification.store import NotificationStore
+from services.notification.webhooks import DeliveryPolicy, deliver_due
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import build_event
@@ -100,7 +102,10 @@ async def test_a_host_now_resolving_to_a_private_address_fails_with_the_reason(
         data=f.agency(agency),  # what it says does not matter to the delivery
     )
     async with schema.pool.acquire() as conn:
-        assert await enqueue_delivery(conn, agency, notice)
+        store = NotificationStore(conn)
+        channels = await store.channels([agency])
+        assert channels[agency].webhook_types is not None, "the endpoint is active"
+        await store.record([notification_of(notice, agency, "cause-1", channels[agency])])
 
     dns[HOST] = "10.0.0.7"  # now inside the private network
     policy = DeliveryPolicy(schedule_s=(60.0,))  # the retry is not due during this test

@@ -64,7 +64,9 @@ class Database:
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
 
     def _store(self, sql: str, args: tuple[Any, ...]) -> None:
-        for value in args:
+        # An array parameter (a set-based statement) is checked element by element.
+        values = [v for arg in args for v in (arg if isinstance(arg, list) else [arg])]
+        for value in values:
             if isinstance(value, str):
                 assert "\x00" not in value, f"NUL in a text parameter of {sql!r}"
                 value.encode("utf-8")  # raises on an unpaired surrogate
@@ -91,7 +93,13 @@ class Database:
         return []
 
     def outbox(self) -> list[tuple[Any, ...]]:
-        return [args for sql, args in self.statements if "INSERT INTO outbox" in sql]
+        """Each outbox row (the statement takes one array per column)."""
+        return [
+            row
+            for sql, args in self.statements
+            if "INSERT INTO outbox" in sql
+            for row in zip(*args, strict=True)
+        ]
 
 
 _LOOP = asyncio.new_event_loop()  # one for the module: a new loop per example is slow

@@ -1,0 +1,237 @@
+"""Who hears what: the fan-out table from each upstream event type to the inbox notices it causes.
+
+One row per notice: the upstream type, the inbox type, the agency that receives it, the inbox
+key (also the notice's ``ce_subject``: what the event is about, docs/integrators.md §7), the
+notice's payload, and when it applies. Pure: no I/O, no clock; the handler only carries out what
+:func:`notices` returns, and unit tests read the table directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.taxonomy import ReasonCode
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One inbox event to write: to ``agency_id``'s inbox, keyed (and subject) ``subject``."""
+
+    agency_id: str
+    inbox_type: str
+    subject: str
+    data: ev.Contract
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    upstream: str  # the CloudEvents type consumed
+    inbox_type: str  # the inbox type written
+    recipient: Callable[[Any], str | None]  # None: nobody to tell (e.g. a rejection of no agency)
+    # The notice's key and ce_subject, from the upstream payload's fields: "{referral_id}".
+    # docs/integrators.md §7 lists the same per inbox type (a unit test compares the two).
+    subject: str
+    view: Callable[[Any], ev.Contract] = lambda p: p  # the notice's payload (default: as is)
+    when: Callable[[Any], bool] = lambda _: True
+
+    def subject_of(self, payload: Any) -> str:
+        return _FIELD.sub(lambda m: str(getattr(payload, m.group(1))), self.subject)
+
+
+def _received(r: ev.ReferralRequested) -> ev.InboxReferralReceived:
+    return ev.InboxReferralReceived(
+        referral_id=r.referral_id,
+        case_id=r.case_id,
+        need_id=r.need_id,
+        category=r.category,
+        urgency=r.urgency,
+        service_id=r.service_id,
+        referring_agency_id=r.referring_agency_id,
+        respond_by=r.respond_by,
+        respond_on_topic=topics.AGENCY_RESPONSES.name(r.recipient_agency_id),
+    )
+
+
+def _rerouted(r: ev.ReferralRequested) -> ev.InboxReferralRerouted:
+    assert r.previous_referral_id is not None  # guarded by the route's ``when``
+    return ev.InboxReferralRerouted(
+        referral_id=r.referral_id,
+        previous_referral_id=r.previous_referral_id,
+        case_id=r.case_id,
+        need_id=r.need_id,
+        recipient_agency_id=r.recipient_agency_id,
+        attempt=r.attempt,
+    )
+
+
+def _status(c: ev.ReferralTransitioned) -> ev.InboxStatusChanged:
+    return ev.InboxStatusChanged(
+        referral_id=c.referral_id,
+        case_id=c.case_id,
+        need_id=c.need_id,
+        from_state=c.from_state,
+        to_state=c.to_state,
+        reason_code=c.reason_code,
+        outcome=c.outcome,
+        recipient_agency_id=c.recipient_agency_id,
+    )
+
+
+def _cancelled(c: ev.ReferralTransitioned) -> ev.InboxReferralCancelled:
+    assert c.reason_code is not None  # guarded by the route's ``when``
+    return ev.InboxReferralCancelled(
+        referral_id=c.referral_id,
+        case_id=c.case_id,
+        reason_code=c.reason_code,
+        # Consent withdrawn: the recipient must also erase what it was sent.
+        erase_received_data=c.reason_code is ReasonCode.CONSENT_WITHDRAWN,
+    )
+
+
+def _erased(e: ev.CaseErased) -> ev.InboxErasureConfirmed:
+    return ev.InboxErasureConfirmed(
+        case_id=e.case_id, agency_case_ref=e.agency_case_ref, erased_at=e.erased_at
+    )
+
+
+# In the order the notices of one upstream event are written.
+FANOUT: tuple[Route, ...] = (
+    Route(
+        ev.REFERRAL_REQUESTED,
+        ev.INBOX_REFERRAL_REROUTED,
+        recipient=lambda r: r.referring_agency_id,
+        subject="{referral_id}",
+        view=_rerouted,
+        when=lambda r: r.previous_referral_id is not None,
+    ),
+    Route(
+        ev.REFERRAL_REQUESTED,
+        ev.INBOX_REFERRAL_RECEIVED,
+        recipient=lambda r: r.recipient_agency_id,
+        subject="{referral_id}",
+        view=_received,
+    ),
+    Route(
+        ev.REFERRAL_TRANSITIONED,
+        ev.INBOX_STATUS_CHANGED,
+        recipient=lambda c: c.referring_agency_id,
+        subject="{referral_id}",
+        view=_status,
+    ),
+    Route(
+        ev.REFERRAL_TRANSITIONED,
+        ev.INBOX_REFERRAL_CANCELLED,
+        recipient=lambda c: c.recipient_agency_id,
+        subject="{referral_id}",
+        view=_cancelled,
+        when=lambda c: c.to_state is ev.ReferralState.CANCELLED and c.reason_code is not None,
+    ),
+    Route(
+        ev.NEED_UNMATCHED,
+        ev.INBOX_NEED_UNMATCHED,
+        recipient=lambda u: u.referring_agency_id,
+        subject="{case_id}:{need_id}",
+    ),
+    Route(
+        ev.REMINDER_DUE,
+        ev.INBOX_REFERRAL_REMINDER,
+        recipient=lambda r: r.recipient_agency_id,
+        subject="{referral_id}",
+    ),
+    Route(
+        ev.RESPONSE_REFUSED,
+        ev.INBOX_RESPONSE_REFUSED,
+        recipient=lambda r: r.agency_id,
+        subject="{response_id}",
+    ),
+    Route(
+        ev.RESPONSE_APPLIED,
+        ev.INBOX_RESPONSE_APPLIED,
+        recipient=lambda a: a.agency_id,
+        subject="{referral_id}",
+    ),
+    Route(
+        ev.LISTING_PUBLISHED,
+        ev.INBOX_LISTING_PUBLISHED,
+        recipient=lambda a: a.agency_id,
+        subject="{service_id}",
+    ),
+    Route(
+        ev.LISTING_WITHDRAWN,
+        ev.INBOX_LISTING_WITHDRAWN,
+        recipient=lambda a: a.agency_id,
+        subject="{service_id}",
+    ),
+    Route(
+        ev.LISTING_REJECTED,
+        ev.INBOX_LISTING_REJECTED,
+        recipient=lambda r: r.agency_id,
+        subject="{submission_id}",
+    ),
+    Route(
+        ev.SUBMISSION_ACCEPTED,
+        ev.INBOX_SUBMISSION_ACCEPTED,
+        recipient=lambda a: a.agency_id,
+        subject="{submission_id}",
+    ),
+    Route(
+        ev.CASE_ERASED,
+        ev.INBOX_ERASURE_CONFIRMED,
+        recipient=lambda e: e.submitting_agency_id,
+        subject="{case_id}",
+        view=_erased,
+    ),
+    Route(
+        ev.SUBMISSION_REJECTED,
+        ev.INBOX_SUBMISSION_REJECTED,
+        recipient=lambda r: r.agency_id,
+        subject="{submission_id}",
+    ),
+    Route(
+        ev.DISCLOSURE_SEALED,
+        ev.INBOX_DISCLOSURE_RECEIVED,
+        recipient=lambda s: s.recipient_agency_id,
+        subject="{referral_id}",
+    ),
+)
+
+_BY_UPSTREAM: dict[str, tuple[Route, ...]] = {}
+for _route in FANOUT:
+    _BY_UPSTREAM[_route.upstream] = (*_BY_UPSTREAM.get(_route.upstream, ()), _route)
+
+# Every upstream type notification consumes and tells nobody about (said, so that a type missing
+# from the table is a decision, not an oversight: tests check the two cover every payload).
+SILENT: frozenset[str] = frozenset(
+    {
+        ev.CASE_REGISTERED,
+        ev.CASE_UPDATED,
+        ev.CONSENT_CHANGED,
+        ev.CASE_CLOSED,
+        ev.DISCLOSURE_REFUSED,  # concerns no agency's inbox: the referrer hears the referral
+    }
+)
+
+UPSTREAM_TYPES: frozenset[str] = frozenset(_BY_UPSTREAM)
+
+
+def notices(ce_type: str, payload: ev.Contract) -> list[Notice]:
+    """The inbox notices one upstream event causes, in the order they are written."""
+    out = []
+    for route in _BY_UPSTREAM.get(ce_type, ()):
+        if not route.when(payload):
+            continue
+        agency_id = route.recipient(payload)
+        if agency_id is None:
+            continue
+        out.append(
+            Notice(agency_id, route.inbox_type, route.subject_of(payload), route.view(payload))
+        )
+    return out

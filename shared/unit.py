@@ -1,0 +1,130 @@
+"""One unit of work: a service's stores over one transaction, and the events it emits.
+
+A handler, a timer, a periodic job or a CLI command gets a :class:`Unit`. It reads and writes
+through ``unit.stores`` (the only modules with SQL) and announces what happened with
+``unit.emit(...)``: the envelope (source, correlation and causation ids) is filled from the
+unit's :class:`Cause`, and the emitted events reach the outbox in one statement when the unit's
+work is done, in the same transaction as the state change. Nothing outside the stores opens a
+transaction or builds an event by hand.
+
+Typed dispatch (:func:`typed_handler`): a service registers handlers by CloudEvents type in one
+table; the consumer has already validated the payload against its contract
+(``InboundEvent.validated``), and the handler gets ``(payload, unit)``. The agencies' own
+inbound topics keep raw-event handlers: bad input there must be answered to its sender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.envelope import OutgoingEvent, build_event
+from shared.db import DbConnection, outbox
+from shared.kafka.consumer import Handler
+from shared.kafka.inbound import InboundEvent, PermanentError
+
+StoresT = TypeVar("StoresT")
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """What a unit's events follow from: the conversation (correlation id), the event that
+    caused them (None for a timer or a command that starts one), and that event's type."""
+
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    ce_type: str | None = None
+
+    @classmethod
+    def of(cls, event: InboundEvent) -> Cause:
+        attributes = event.attributes
+        return cls(event.correlation_id, event.event_id, attributes.type if attributes else None)
+
+
+@dataclass(slots=True)
+class Unit(Generic[StoresT]):
+    conn: DbConnection
+    stores: StoresT
+    source: str  # this service's CloudEvents source
+    cause: Cause = field(default_factory=Cause)
+    emitted: list[OutgoingEvent] = field(default_factory=list)
+
+    def emit(
+        self,
+        ce_type: str,
+        payload: ev.Contract,
+        *,
+        topic: str,
+        key: str | None = None,
+        subject: str | None = None,
+        correlation_id: str | None = None,
+    ) -> OutgoingEvent:
+        """Queue one event. ``key``: by default what the topic catalogue says the topic is
+        keyed by (a payload field, or the subject); given only where a topic documents an
+        exception. ``correlation_id``: only where an event continues another conversation than
+        its cause's (a timer acting on a referral, say)."""
+        event = build_event(
+            topic=topic,
+            key=key if key is not None else catalogue_key(topic, payload, subject),
+            type_=ce_type,
+            source=self.source,
+            subject=subject,
+            data=payload,
+            correlation_id=correlation_id or self.cause.correlation_id,
+            causation_id=self.cause.causation_id,
+        )
+        self.emitted.append(event)
+        return event
+
+    async def flush(self) -> None:
+        """Write what was emitted to the outbox (one statement), inside the transaction."""
+        await outbox.enqueue(self.conn, self.emitted)
+        self.emitted.clear()
+
+
+def catalogue_key(topic: str, payload: ev.Contract, subject: str | None) -> str:
+    """The key of an event on ``topic``, as the catalogue's ``key`` names it."""
+    field_name = topics.spec(topic).key
+    value = subject if field_name == "ce_subject" else getattr(payload, field_name, None)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{topic} is keyed by {field_name}: {type(payload).__name__} has none")
+    return value
+
+
+TypedHandler = Callable[[Any, Unit[StoresT]], Awaitable[None]]
+
+
+def typed_handler(
+    table: Mapping[str, TypedHandler[StoresT]],
+    stores: Callable[[DbConnection], StoresT],
+    source: str,
+    *,
+    ignored: Collection[str] = (),
+    on_tombstone: Callable[[str, Unit[StoresT]], Awaitable[None]] | None = None,
+) -> Handler:
+    """One consumer handler from a table of CloudEvents type → ``handler(payload, unit)``.
+    ``ignored``: types consumed and deliberately left alone. A type in neither is refused
+    (dead-lettered with that reason): it means the table and the catalogue disagree."""
+
+    async def handle(event: InboundEvent, conn: DbConnection) -> None:
+        unit = Unit(conn, stores(conn), source, Cause.of(event))
+        if event.is_tombstone():
+            if on_tombstone is not None:
+                await on_tombstone(event.tombstone_key(), unit)
+                await unit.flush()
+            return
+        ce_type = event.require_attributes().type
+        if ce_type in ignored:
+            return
+        handler = table.get(ce_type)
+        if handler is None:
+            raise PermanentError(f"no handler for {ce_type} in this service")
+        if event.payload is None:  # pragma: no cover - the consumer validates fixed topics
+            raise PermanentError("the event was not validated against its contract")
+        await handler(event.payload, unit)
+        await unit.flush()
+
+    return handle
