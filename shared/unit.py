@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.db import DbConnection, outbox
+from shared.db import DbConnection, batch_scope, outbox
 from shared.kafka.consumer import Handler
 from shared.kafka.inbound import InboundEvent, PermanentError
 
@@ -80,9 +80,15 @@ class Unit(Generic[StoresT]):
         return event
 
     async def flush(self) -> None:
-        """Write what was emitted to the outbox (one statement), inside the transaction."""
-        await outbox.enqueue(self.conn, self.emitted)
-        self.emitted.clear()
+        """Hand what was emitted to the outbox, inside the transaction: deferred to the end of
+        the consumer's batch (one statement for all its events) when the unit runs in one,
+        written at once otherwise (a timer, a command)."""
+        scope = batch_scope.current(self.conn)
+        if scope is not None:
+            scope.defer("outbox", self.emitted, outbox.enqueue)
+        else:
+            await outbox.enqueue(self.conn, self.emitted)
+        self.emitted = []
 
 
 def catalogue_key(topic: str, payload: ev.Contract, subject: str | None) -> str:

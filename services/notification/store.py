@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from shared.contracts import events as ev
-from shared.db import DbConnection
+from shared.db import DbConnection, batch_scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,9 @@ class Notification:
     email: tuple[list[str], str, str, str] | None = None  # addresses, subject, text, HTML
 
 
+_CHANNELS = "notification.channels"  # the batch cache's entry
+
+
 class NotificationStore:
     def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
@@ -58,7 +61,18 @@ class NotificationStore:
         )
 
     async def channels(self, agency_ids: Collection[str]) -> dict[str, Channels]:
-        """Every given agency's channels, in one query (agencies without any: absent)."""
+        """Every given agency's channels (agencies without any: absent): one query for those
+        the consumer's batch has not read yet. Channels change only by operator command, in
+        a transaction of its own, so what a batch read holds for the rest of the batch."""
+        scope = batch_scope.current(self._conn)
+        known: dict[str, Channels | None] = scope.cache.setdefault(_CHANNELS, {}) if scope else {}
+        missing = set(agency_ids) - set(known)
+        if missing:
+            found = await self._read_channels(missing)
+            known.update({a: found.get(a) for a in missing})
+        return {a: c for a in agency_ids if (c := known.get(a)) is not None}
+
+    async def _read_channels(self, agency_ids: Collection[str]) -> dict[str, Channels]:
         rows = await self._conn.fetch(
             """SELECT a.agency_id, w.event_types AS webhook_types, w.agency_id IS NOT NULL
                       AS has_webhook, m.addresses, m.language, m.event_types AS email_types
@@ -83,47 +97,57 @@ class NotificationStore:
 
     async def record(self, notifications: Sequence[Notification]) -> None:
         """The notifications, their webhook deliveries and their e-mails: one statement per
-        table. A redelivered event's rows already exist: nothing is queued twice."""
-        if not notifications:
-            return
-        await self._conn.execute(
-            """INSERT INTO notifications (notification_id, agency_id, channel, source_event_id,
-                                          ce_type)
-               SELECT n, a, 'kafka_inbox', s, t
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x (n, a, s, t)""",
-            [n.notification_id for n in notifications],
-            [n.agency_id for n in notifications],
-            [n.source_event_id for n in notifications],
-            [n.ce_type for n in notifications],
+        table, for the whole batch when the consumer runs one (no handler reads these tables;
+        the delivery loops do, after the commit)."""
+        scope = batch_scope.current(self._conn)
+        if scope is not None:
+            scope.defer("notifications", notifications, _write_notifications)
+        else:
+            await _write_notifications(self._conn, notifications)
+
+
+async def _write_notifications(conn: DbConnection, notifications: Sequence[Notification]) -> None:
+    """A redelivered event's rows already exist: nothing is queued twice."""
+    if not notifications:
+        return
+    await conn.execute(
+        """INSERT INTO notifications (notification_id, agency_id, channel, source_event_id,
+                                      ce_type)
+           SELECT n, a, 'kafka_inbox', s, t
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS x (n, a, s, t)""",
+        [n.notification_id for n in notifications],
+        [n.agency_id for n in notifications],
+        [n.source_event_id for n in notifications],
+        [n.ce_type for n in notifications],
+    )
+    hooks = [n for n in notifications if n.webhook_payload is not None]
+    if hooks:
+        await conn.execute(
+            """INSERT INTO webhook_deliveries (webhook_id, agency_id, notification_id,
+                                               ce_type, payload)
+               SELECT 'msg_' || n, a, n, t, p
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
+                      AS x (n, a, t, p)
+               ON CONFLICT (webhook_id) DO NOTHING""",
+            [n.notification_id for n in hooks],
+            [n.agency_id for n in hooks],
+            [n.ce_type for n in hooks],
+            [n.webhook_payload for n in hooks],
         )
-        hooks = [n for n in notifications if n.webhook_payload is not None]
-        if hooks:
-            await self._conn.execute(
-                """INSERT INTO webhook_deliveries (webhook_id, agency_id, notification_id,
-                                                   ce_type, payload)
-                   SELECT 'msg_' || n, a, n, t, p
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])
-                          AS x (n, a, t, p)
-                   ON CONFLICT (webhook_id) DO NOTHING""",
-                [n.notification_id for n in hooks],
-                [n.agency_id for n in hooks],
-                [n.ce_type for n in hooks],
-                [n.webhook_payload for n in hooks],
-            )
-        mails = [n for n in notifications if n.email is not None]
-        if mails:
-            await self._conn.execute(
-                """INSERT INTO email_deliveries (email_id, agency_id, notification_id, addresses,
-                                                 subject, body_text, body_html)
-                   SELECT 'mail_' || n, a, n, string_to_array(d, chr(31)), s, t, h
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::text[]) AS x (n, a, d, s, t, h)
-                   ON CONFLICT (email_id) DO NOTHING""",
-                [n.notification_id for n in mails],
-                [n.agency_id for n in mails],
-                # text[][] must be rectangular: each address list travels as one string
-                [chr(31).join(n.email[0]) for n in mails if n.email],
-                [n.email[1] for n in mails if n.email],
-                [n.email[2] for n in mails if n.email],
-                [n.email[3] for n in mails if n.email],
-            )
+    mails = [n for n in notifications if n.email is not None]
+    if mails:
+        await conn.execute(
+            """INSERT INTO email_deliveries (email_id, agency_id, notification_id, addresses,
+                                             subject, body_text, body_html)
+               SELECT 'mail_' || n, a, n, string_to_array(d, chr(31)), s, t, h
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[]) AS x (n, a, d, s, t, h)
+               ON CONFLICT (email_id) DO NOTHING""",
+            [n.notification_id for n in mails],
+            [n.agency_id for n in mails],
+            # text[][] must be rectangular: each address list travels as one string
+            [chr(31).join(n.email[0]) for n in mails if n.email],
+            [n.email[1] for n in mails if n.email],
+            [n.email[2] for n in mails if n.email],
+            [n.email[3] for n in mails if n.email],
+        )

@@ -106,9 +106,7 @@ async def _reconcile(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list
     return results
 
 
-async def topic_configs(
-    admin: AIOKafkaAdminClient, names: list[str]
-) -> dict[str, dict[str, str]]:
+async def topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
     """The broker's current configuration of each topic, name → value."""
     responses = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]

@@ -48,6 +48,7 @@ from faststream.kafka.annotations import KafkaMessage
 from shared.contracts.envelope import EnvelopeError
 from shared.contracts.topics import TopicFamily
 from shared.db import DbConnection, inbox
+from shared.db.batch_scope import batch_scope
 from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import (
     InboundEvent,
@@ -390,11 +391,16 @@ class ReliableConsumer:
                 error = exc
 
     async def _apply(self, handler: Handler, event: InboundEvent) -> None:
-        async with self._pool().acquire() as conn, conn.transaction():
+        async with (
+            self._pool().acquire() as conn,
+            conn.transaction(),
+            batch_scope(conn) as scope,
+        ):
             if not await inbox.claim(conn, self.group, event.event_id, event.topic):
                 log.info("event_duplicate_skipped")
                 return
             await handler(event, conn)
+            await scope.flush()
         log.debug("event_processed", ce_type=_ce_type(event))
 
     async def _apply_batch(self, admitted: Sequence[Admitted]) -> BatchOutcome:
@@ -421,7 +427,13 @@ class ReliableConsumer:
         outcome = BatchOutcome()
         applied: list[InboundEvent] = []
         held_up: set[tuple[str, int]] = set()  # partitions with an event that failed
-        async with self._pool().acquire() as conn, conn.transaction():
+        async with (
+            self._pool().acquire() as conn,
+            conn.transaction(),
+            # Writes the handlers defer (the outbox, say) go in one statement per table for
+            # the batch; event by event, each event's within its savepoint.
+            batch_scope(conn) as scope,
+        ):
             fresh = await inbox.claim_many(
                 conn, self.group, [(e.event_id, e.topic) for _, e in admitted]
             )
@@ -448,7 +460,12 @@ class ReliableConsumer:
                             raise failed.error
                         else:
                             async with conn.transaction():  # a savepoint
-                                await handler(event, conn)
+                                try:
+                                    await handler(event, conn)
+                                except BaseException:
+                                    scope.discard()  # what it deferred goes with its savepoint
+                                    raise
+                                await scope.flush()
                     except PermanentError as exc:
                         if not savepoints:
                             raise _HandlerFailed(index, exc) from exc
@@ -464,6 +481,9 @@ class ReliableConsumer:
                         continue
                     fresh.discard(event.event_id)
                     applied.append(event)
+            # A deferred write that fails here fails the batch's transaction: the batch is then
+            # applied one event at a time, each event with its own writes (see on_batch).
+            await scope.flush()
         for event in applied:  # logged once committed, not before
             with _context(event):
                 log.debug("event_processed", ce_type=_ce_type(event))

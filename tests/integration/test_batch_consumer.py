@@ -8,12 +8,13 @@ import dataclasses
 import json
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
 
-from shared.db import DbConnection
+from shared.db import DbConnection, batch_scope
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent, PermanentError
 from tests import applied_ledger
@@ -39,6 +40,7 @@ class Batches:
     attempts: Counter[str] = field(default_factory=Counter)
     broken: set[str] = field(default_factory=set)  # ids refused until fixed
     offsets: Counter[int] = field(default_factory=Counter)
+    deferred_statements: int = 0
 
     def event(
         self, mode: str = "ok", partition: int = 0, event_id: str | None = None
@@ -58,6 +60,11 @@ class Batches:
     async def applied(self) -> list[str]:
         return await applied_ledger.applied(self.pool)
 
+    async def deferred(self) -> list[str]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT event_id FROM deferred ORDER BY n")
+        return [r["event_id"] for r in rows]
+
     async def claimed(self, event_id: str) -> bool:
         async with self.pool.acquire() as conn:
             return bool(
@@ -68,6 +75,8 @@ class Batches:
 @pytest.fixture
 async def batches(scratch_pool: asyncpg.Pool) -> Batches:
     await applied_ledger.create(scratch_pool)
+    async with scratch_pool.acquire() as conn:
+        await conn.execute("CREATE TABLE deferred (n serial, event_id text NOT NULL)")
     dead_letters = FakeDeadLetters()
     consumer = ReliableConsumer(
         group="test-batch",
@@ -79,11 +88,22 @@ async def batches(scratch_pool: asyncpg.Pool) -> Batches:
     )
     b = Batches(scratch_pool, consumer, dead_letters)
 
+    async def write_deferred(conn: DbConnection, rows: Sequence[str]) -> None:
+        b.deferred_statements += 1
+        await conn.execute(
+            "INSERT INTO deferred (event_id) SELECT * FROM unnest($1::text[]) WITH ORDINALITY"
+            " AS x (event_id, ord) ORDER BY ord",
+            list(rows),
+        )
+
     async def handler(event: InboundEvent, conn: DbConnection) -> None:
         mode = json.loads(event.value or b"{}")["mode"]
         b.attempts[event.event_id] += 1
         first = b.attempts[event.event_id] == 1
         await applied_ledger.record(conn, event.event_id)
+        scope = batch_scope.current(conn)
+        assert scope is not None, "the consumer opens a scope around every transaction"
+        scope.defer("deferred", [event.event_id], write_deferred)
         if mode == "permanent" or event.event_id in b.broken:
             raise PermanentError("refused")
         if mode == "fail_once" and first:
@@ -146,3 +166,25 @@ async def test_a_lost_database_connection_applies_the_batch_one_by_one(batches: 
     await batches.consumer.process_batch([a, dropper, c])
     assert await batches.applied() == [a.event_id, dropper.event_id, c.event_id]
     assert batches.dead_letters.letters == []
+
+
+async def test_deferred_writes_of_a_batch_go_in_one_statement_in_event_order(
+    batches: Batches,
+) -> None:
+    """Two events on one key (one partition) and one on another: every event's deferred row is
+    written, in the order of the batch, by one statement for the whole batch."""
+    a, b, other = batches.event(), batches.event(), batches.event(partition=1)
+    await batches.consumer.process_batch([a, other, b])
+    assert await batches.deferred() == [a.event_id, other.event_id, b.event_id]
+    assert batches.deferred_statements == 1
+
+
+async def test_a_refused_or_failing_event_takes_its_deferred_rows_with_it(
+    batches: Batches,
+) -> None:
+    good, bad, flaky = batches.event(), batches.event(), batches.event("fail_once", partition=1)
+    batches.broken.add(bad.event_id)
+    await batches.consumer.process_batch([good, bad, flaky])
+    # good once; bad never (refused: dead-lettered); flaky once, from its second try
+    assert sorted(await batches.deferred()) == sorted([good.event_id, flaky.event_id])
+    assert batches.dead_letters.letters == [(bad.event_id, "PermanentError")]

@@ -1,0 +1,66 @@
+"""What the events of one consumer batch share inside its transaction: writes deferred to the
+end (one statement per table for the whole batch), and a cache of what was read.
+
+The consumer opens a scope around each transaction it runs (a batch, or one event) and flushes
+it before the commit, or after each event inside its savepoint when a batch is applied event by
+event, so an event that fails takes its deferred rows with it.
+
+Defer only writes to tables that no handler reads while the batch runs (the outbox, records of
+what was sent): a deferred row is not in the database until the flush. Cache only what the
+batch's own events do not change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from shared.db import DbConnection
+
+Writer = Callable[[DbConnection, Sequence[Any]], Awaitable[None]]
+
+_current: ContextVar[BatchScope | None] = ContextVar("batch_scope", default=None)
+
+
+class BatchScope:
+    def __init__(self, conn: DbConnection) -> None:
+        self.conn = conn
+        self.cache: dict[Any, Any] = {}
+        self._pending: dict[str, tuple[Writer, list[Any]]] = {}  # in first-deferred order
+
+    def defer(self, table: str, rows: Sequence[Any], writer: Writer) -> None:
+        """Write ``rows`` with ``writer`` at the flush, with every other row deferred for the
+        same table, in the order deferred."""
+        if not rows:
+            return
+        _, pending = self._pending.setdefault(table, (writer, []))
+        pending.extend(rows)
+
+    def discard(self) -> None:
+        """Drop what is deferred and not yet flushed (an event that failed in its savepoint)."""
+        self._pending = {}
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for writer, rows in pending.values():
+            await writer(self.conn, rows)
+
+
+@contextlib.asynccontextmanager
+async def batch_scope(conn: DbConnection) -> AsyncIterator[BatchScope]:
+    """A scope for the transaction on ``conn``; the caller flushes it before committing."""
+    scope = BatchScope(conn)
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        _current.reset(token)
+
+
+def current(conn: DbConnection) -> BatchScope | None:
+    """The open scope of ``conn``'s transaction, if a consumer opened one (a CLI command or a
+    timer writes at once)."""
+    scope = _current.get()
+    return scope if scope is not None and scope.conn is conn else None
