@@ -13,8 +13,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import uvicorn
@@ -22,6 +23,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
 from faststream.specification import AsyncAPI
 
+from shared.db import DbConnection
 from shared.db.migrations import migrate_service
 from shared.db.outbox import OutboxRelay
 from shared.db.pool import create_pool, ping
@@ -32,6 +34,9 @@ from shared.kafka.publisher import EventPublisher
 from shared.kafka.replay import replay_registries
 from shared.logging import configure_logging, get_logger
 from shared.settings import ServiceSettings
+from shared.unit import Unit, open_unit
+
+StoresT = TypeVar("StoresT")
 
 log = get_logger(__name__)
 
@@ -85,6 +90,13 @@ class ServiceRuntime:
         )
         consumer.register(self.broker)
         return consumer
+
+    def units(
+        self, stores: Callable[[DbConnection], StoresT], source: str
+    ) -> Callable[[], AbstractAsyncContextManager[Unit[StoresT]]]:
+        """Units of work in transactions of their own, for timers and periodic jobs:
+        ``async with units() as unit`` (the consumer makes its own, inside its batches)."""
+        return lambda: open_unit(self.pool.acquire(), stores, source)
 
     def replay_at_start(self, consumer: ReliableConsumer, registries: list[Subscription]) -> None:
         """Apply these compacted registry topics from their beginning at every start (before

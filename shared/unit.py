@@ -15,7 +15,8 @@ inbound topics keep raw-event handlers: bad input there must be answered to its 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -134,3 +135,35 @@ def typed_handler(
         await unit.flush()
 
     return handle
+
+
+def raw_handler(
+    handler: Callable[[InboundEvent, Unit[StoresT]], Awaitable[None]],
+    stores: Callable[[DbConnection], StoresT],
+    source: str,
+) -> Handler:
+    """A consumer handler for an agency's own inbound topic: ``handler(event, unit)`` reads the
+    raw event (bad input is answered to its sender) and works through the same unit."""
+
+    async def handle(event: InboundEvent, conn: DbConnection) -> None:
+        unit = Unit(conn, stores(conn), source, Cause.of(event))
+        await handler(event, unit)
+        await unit.flush()
+
+    return handle
+
+
+@contextlib.asynccontextmanager
+async def open_unit(
+    connection: contextlib.AbstractAsyncContextManager[DbConnection],
+    stores: Callable[[DbConnection], StoresT],
+    source: str,
+    cause: Cause | None = None,
+) -> AsyncIterator[Unit[StoresT]]:
+    """A unit in a transaction of its own, for a timer, a periodic job or a command:
+    ``async with open_unit(pool.acquire(), Stores, SOURCE) as unit``. What it emitted reaches
+    the outbox in the same transaction; an exception rolls both back."""
+    async with connection as conn, conn.transaction():
+        unit = Unit(conn, stores(conn), source, cause or Cause())
+        yield unit
+        await unit.flush()

@@ -29,6 +29,9 @@ psql_su -d postgres -c "CREATE DATABASE bench_matching OWNER referral" >/dev/nul
 set -a; source "$REFEX_LOCAL_DIR/env"; set +a
 export BENCH_MATCHING_DATABASE_URL="${REFERRAL_DATABASE_URL%/*}/bench_matching"
 export BENCH_KAFKA_PID_FILE="$KAFKA_PID" BENCH_PG_PID_FILE="$PG_DATA/postmaster.pid"
+# pg_stat_statements as the superuser, over the local socket (trusted there): statements per
+# submission for each service database.
+export BENCH_PG_STATS_DSN="postgresql://$PG_SUPERUSER@/postgres?host=$PG_SOCKET_DIR&port=$PG_PORT"
 OUT="$REPO_ROOT/.local/bench-results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 status=0

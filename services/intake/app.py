@@ -2,12 +2,15 @@
 
 from pathlib import Path
 
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.keys import decode_key
 from shared.service import ServiceRuntime
+from shared.unit import raw_handler, typed_handler
 
-from .handlers import IntakeHandlers, IntakeKeys
+from .handlers import SOURCE, IntakeHandlers, IntakeKeys
 from .settings import IntakeSettings
+from .store import IntakeStore
 
 settings = IntakeSettings()  # database_url and the keys come from the environment
 runtime = ServiceRuntime("intake", settings, Path(__file__).parent / "migrations")
@@ -18,11 +21,24 @@ handlers = IntakeHandlers(
         duplicate_key_id=settings.duplicate_key_id,
     )
 )
+# Typed dispatch for the service topics: CloudEvents type → handler(payload, unit).
+typed = typed_handler(
+    {
+        ev.AGENCY_REGISTERED: handlers.on_agency,
+        ev.REFERRAL_REQUESTED: handlers.on_referral_requested,
+    },
+    IntakeStore,
+    SOURCE,
+    # The rest of the lifecycle concerns the agencies, not the registry of personal data.
+    ignored=set(topics.spec(topics.REFERRAL_EVENTS).payloads) - {ev.REFERRAL_REQUESTED},
+    on_tombstone=handlers.on_agency_removed,  # a deregistered agency
+)
 runtime.consume(
     {
-        topics.AGENCY_SUBMISSIONS: handlers.on_submission,
-        topics.REFERRAL_EVENTS: handlers.on_referral_event,
-        topics.DIRECTORY_AGENCIES: handlers.on_agency,
+        topics.DIRECTORY_AGENCIES: typed,
+        topics.REFERRAL_EVENTS: typed,
+        # The agencies' own topics: raw events, bad input answered to the sender.
+        topics.AGENCY_SUBMISSIONS: raw_handler(handlers.on_submission, IntakeStore, SOURCE),
     }
 )
 app = runtime.asgi_app(

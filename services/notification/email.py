@@ -23,11 +23,11 @@ from pydantic import SecretStr
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.db import outbox
 from shared.logging import get_logger
+from shared.unit import Cause, open_unit
 
 from .channels import caused_by
+from .store import NotificationStore
 from .webhooks import SOURCE, DeliveryPolicy
 
 log = get_logger(__name__)
@@ -114,8 +114,9 @@ async def send_due(
             status = "pending" if delay is not None else "exhausted"
             error = failure_of(exc)
             log.info("email_attempt_failed", email_id=row["email_id"], error=type(exc).__name__)
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
+        cause = Cause(causation_id=row["notification_id"])
+        async with open_unit(pool.acquire(), NotificationStore, SOURCE, cause) as unit:
+            await unit.conn.execute(
                 """UPDATE email_deliveries SET status = $2,
                           next_attempt_at = now() + make_interval(secs => $3),
                           sent_at = CASE WHEN $2 = 'sent' THEN now() END
@@ -124,7 +125,12 @@ async def send_due(
                 status,
                 delay or 0.0,
             )
-            await outbox.enqueue(conn, [_report(row, status, started, error)])
+            unit.emit(
+                ev.DELIVERY_ATTEMPTED,
+                _report(row, status, started, error),
+                topic=topics.NOTIFICATION_DELIVERIES,
+                subject=row["email_id"],
+            )
         log.info(
             "email_attempt", email_id=row["email_id"], agency_id=row["agency_id"], status=status
         )
@@ -155,7 +161,7 @@ def failure_of(exc: aiosmtplib.SMTPException | OSError) -> ev.DeliveryError:
 
 def _report(
     row: asyncpg.Record, status: str, started: float, error: ev.DeliveryError | None
-) -> OutgoingEvent:
+) -> ev.DeliveryAttempted:
     """The attempt on notification.deliveries.v1, like webhook attempts."""
     reported: Literal["delivered", "failed", "exhausted"] = (
         "delivered" if status == "sent" else "failed" if status == "pending" else "exhausted"
@@ -170,12 +176,4 @@ def _report(
         latency_ms=int((time.monotonic() - started) * 1000),
         error=error,
     )
-    return build_event(
-        topic=topics.NOTIFICATION_DELIVERIES,
-        key=row["agency_id"],
-        type_=ev.DELIVERY_ATTEMPTED,
-        source=SOURCE,
-        subject=row["email_id"],
-        data=attempted,
-        causation_id=row["notification_id"],
-    )
+    return attempted

@@ -29,13 +29,14 @@ from pydantic import SecretStr
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.db import outbox
+from shared.contracts.envelope import OutgoingEvent
 from shared.logging import get_logger
+from shared.unit import Cause, open_unit
 
 from . import secret_store
 from .channels import caused_by
 from .secret_store import SecretsKey
+from .store import NotificationStore
 from .targets import target_refusal
 
 log = get_logger(__name__)
@@ -291,18 +292,11 @@ async def _report(
         latency_ms=latency_ms,
         error=error,
     )
-    async with pool.acquire() as conn, conn.transaction():
-        await outbox.enqueue(
-            conn,
-            [
-                build_event(
-                    topic=topics.NOTIFICATION_DELIVERIES,
-                    key=row["agency_id"],
-                    type_=ev.DELIVERY_ATTEMPTED,
-                    source=SOURCE,
-                    subject=row["webhook_id"],
-                    data=attempted,
-                    causation_id=row["notification_id"],
-                )
-            ],
+    cause = Cause(causation_id=row["notification_id"])
+    async with open_unit(pool.acquire(), NotificationStore, SOURCE, cause) as unit:
+        unit.emit(
+            ev.DELIVERY_ATTEMPTED,
+            attempted,
+            topic=topics.NOTIFICATION_DELIVERIES,
+            subject=row["webhook_id"],
         )

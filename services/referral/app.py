@@ -3,12 +3,15 @@
 
 from pathlib import Path
 
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.service import ServiceRuntime
+from shared.unit import raw_handler, typed_handler
 
-from .handlers import ReferralHandlers
+from .handlers import SOURCE, ReferralHandlers
 from .routing import RoutingPolicy
 from .settings import ReferralSettings
+from .store import ReferralStore
 from .timers import expire_due
 
 settings = ReferralSettings()  # database_url comes from the environment
@@ -19,18 +22,32 @@ policy = RoutingPolicy(
     reminder_at_fraction=settings.reminder_at_fraction,
 )
 handlers = ReferralHandlers(policy)
+# Typed dispatch for the service topics: CloudEvents type → handler(payload, unit).
+typed = typed_handler(
+    {
+        ev.AGENCY_REGISTERED: handlers.on_agency,
+        ev.CASE_REGISTERED: handlers.on_case,
+        ev.CASE_UPDATED: handlers.on_case,
+        ev.CONSENT_CHANGED: handlers.on_consent_changed,
+        ev.CASE_CLOSED: handlers.on_case_ended,
+        ev.CASE_ERASED: handlers.on_case_ended,
+    },
+    ReferralStore,
+    SOURCE,
+    ignored={ev.SUBMISSION_ACCEPTED},  # intake's answer to the agency: notification's concern
+)
 consumer = runtime.consume(
     {
-        topics.AGENCY_LISTINGS: handlers.on_listing,
-        topics.DIRECTORY_AGENCIES: handlers.on_agency,
-        topics.INTAKE_CASES: handlers.on_case,
-        topics.AGENCY_RESPONSES: handlers.on_response,
+        topics.DIRECTORY_AGENCIES: typed,
+        topics.INTAKE_CASES: typed,
+        # The agencies' own topics: raw events, bad input answered to the sender.
+        topics.AGENCY_LISTINGS: raw_handler(handlers.on_listing, ReferralStore, SOURCE),
+        topics.AGENCY_RESPONSES: raw_handler(handlers.on_response, ReferralStore, SOURCE),
     }
 )
+units = runtime.units(ReferralStore, SOURCE)  # timers' units of work
 runtime.replay_at_start(consumer, [topics.DIRECTORY_AGENCIES, topics.AGENCY_LISTINGS])
-runtime.every(
-    settings.timer_interval_s, "referral-deadlines", lambda: expire_due(runtime.pool, policy)
-)
+runtime.every(settings.timer_interval_s, "referral-deadlines", lambda: expire_due(units, policy))
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "
     "through its lifecycle, deadlines and re-routing."

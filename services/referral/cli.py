@@ -15,6 +15,7 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.events import ReferralState
 from shared.contracts.messages import listing_message
+from shared.db import connected
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events, publish_tombstone
 from shared.operator import (
@@ -28,11 +29,13 @@ from shared.operator import (
     run,
 )
 from shared.operator_audit import audited
+from shared.unit import open_unit
 
 from . import routing
 from .evidence import COLUMNS, EvidenceRow, pathway_report
-from .handlers import emit
+from .handlers import SOURCE, announce
 from .settings import ReferralSettings
+from .store import ReferralStore
 
 app = typer.Typer(
     help="Referral: publish and withdraw service listings; evidence on pathways.",
@@ -108,19 +111,15 @@ def entered_in_error(referral_id: str) -> None:
         raise typer.Exit(2) from exc
 
     async def _mark() -> str | None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            async with conn.transaction():
-                ref = await routing.load_referral(conn, referral_id)
-                if ref is None:
-                    return None
-                if ref.status is ReferralState.ENTERED_IN_ERROR:
-                    return ref.status.value
-                out = await routing.transition(conn, ref, ReferralState.ENTERED_IN_ERROR)
-                await emit(conn, out, key=ref.case_id, correlation_id=ref.correlation_id)
+        async with open_unit(connected(dsn), ReferralStore, SOURCE) as unit:
+            ref = await routing.load_referral(unit.stores.conn, referral_id)
+            if ref is None:
+                return None
+            if ref.status is ReferralState.ENTERED_IN_ERROR:
                 return ref.status.value
-        finally:
-            await conn.close()
+            out = await routing.transition(unit.stores.conn, ref, ReferralState.ENTERED_IN_ERROR)
+            announce(unit, out, correlation_id=ref.correlation_id)
+            return ref.status.value
 
     with audited(operator_kafka(), "referral entered-in-error", "referral", referral_id):
         previous = run(_mark())

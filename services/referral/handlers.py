@@ -5,20 +5,22 @@ from __future__ import annotations
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import build_event
 from shared.contracts.taxonomy import ReasonCode
-from shared.db import DbConnection, outbox
 from shared.kafka.agency_input import Refusal, read_agency_message, refusal
 from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
+from shared.unit import Unit
 
 from . import directory, routing
 from .lifecycle import REROUTED_FROM, answer
 from .routing import Emitted, RoutingPolicy
+from .store import ReferralStore
 
 SOURCE = "urn:referralexchange:service:referral"
 
 log = get_logger(__name__)
+
+ReferralUnit = Unit[ReferralStore]
 
 LISTING_MODELS = {ev.SERVICE_LISTED: ev.ServiceListing}
 RESPONSE_MODELS = {ev.RESPONSE_SUBMITTED: ev.ReferralResponse}
@@ -32,40 +34,35 @@ _RESPONSE_ERRORS = {
 }
 
 
-async def emit(
-    conn: DbConnection,
+def announce(
+    unit: ReferralUnit,
     events: Emitted,
     *,
     key: str | None = None,
     correlation_id: str | None = None,
-    causation_id: str | None = None,
 ) -> None:
-    """Publish on referral.events.v1, keyed by case so a case's events stay in order."""
-    await outbox.enqueue(
-        conn,
-        [
-            build_event(
-                topic=topics.REFERRAL_EVENTS,
-                key=key or str(getattr(data, "case_id", None) or "unknown"),
-                type_=type_,
-                source=SOURCE,
-                subject=str(getattr(data, "referral_id", None) or getattr(data, "case_id", "")),
-                data=data,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
-            )
-            for type_, data in events
-        ],
-    )
+    """Emit on referral.events.v1: keyed by case (the catalogue's key) so a case's events stay
+    in order; ``key`` only for the answers the catalogue keys otherwise (listing answers by the
+    provider, a refused response about no known referral by its sender)."""
+    for type_, data in events:
+        subject = getattr(data, "referral_id", None) or getattr(data, "case_id", "")
+        unit.emit(
+            type_,
+            data,
+            topic=topics.REFERRAL_EVENTS,
+            key=key,
+            subject=str(subject),
+            correlation_id=correlation_id,
+        )
 
 
 class ReferralHandlers:
     def __init__(self, policy: RoutingPolicy) -> None:
         self._policy = policy
 
-    # ----- agency.<id>.listings.v1 -----
+    # ----- agency.<id>.listings.v1 (raw: bad input is answered to the provider) -----
 
-    async def on_listing(self, event: InboundEvent, conn: DbConnection) -> None:
+    async def on_listing(self, event: InboundEvent, unit: ReferralUnit) -> None:
         """A provider's own listings topic: it can list, change and withdraw only its services.
         Every message is answered on the provider's inbox (published, withdrawn or rejected
         with the reasons). A new or changed listing also gives unmatched needs it now fits
@@ -74,53 +71,53 @@ class ReferralHandlers:
         if provider is None:
             raise PermanentError("listing outside an agency's own listings topic")
         if event.is_tombstone():
-            await self._withdraw(event, conn, provider)
+            await self._withdraw(event, unit, provider)
             return
         listing = read_agency_message(event, LISTING_MODELS, key_field="service_id")
         if isinstance(listing, Refusal):
-            await self._refuse_listing(event, conn, listing)
+            self._refuse_listing(event, unit, listing)
             return
-        if not await directory.upsert_listing(conn, listing):
-            await self._refuse_listing(
+        if not await directory.upsert_listing(unit.stores.conn, listing):
+            self._refuse_listing(
                 event,
-                conn,
+                unit,
                 refusal(event, "service_id is already listed by another agency", "service_id"),
             )
             return
         log.info("listing_upserted", service_id=listing.service_id, status=listing.status.value)
-        await self._answer_listing(
+        self._answer_listing(
             event,
-            conn,
+            unit,
             ev.LISTING_PUBLISHED,
             listing.service_id,
             ev.ListingPublicationStatus(listing.status.value),
         )
         if listing.status is ev.ListingStatus.ACTIVE:
-            await self._retry_unmet(conn, event, listing)
+            await self._retry_unmet(unit, listing)
 
-    async def _withdraw(self, event: InboundEvent, conn: DbConnection, provider: str) -> None:
+    async def _withdraw(self, event: InboundEvent, unit: ReferralUnit, provider: str) -> None:
         try:
             service_id = event.tombstone_key()
         except PermanentError as exc:
-            await self._refuse_listing(event, conn, refusal(event, str(exc), "(key)"))
+            self._refuse_listing(event, unit, refusal(event, str(exc), "(key)"))
             return
-        withdrawn = await directory.withdraw_listing(conn, service_id, provider)
+        withdrawn = await directory.withdraw_listing(unit.stores.conn, service_id, provider)
         log.info("listing_withdrawn", service_id=service_id, found=withdrawn)
         if not withdrawn:
-            await self._refuse_listing(
+            self._refuse_listing(
                 event,
-                conn,
+                unit,
                 refusal(event, "no listing of this agency has this service_id", "(key)"),
             )
             return
-        await self._answer_listing(
-            event, conn, ev.LISTING_WITHDRAWN, service_id, ev.ListingPublicationStatus.WITHDRAWN
+        self._answer_listing(
+            event, unit, ev.LISTING_WITHDRAWN, service_id, ev.ListingPublicationStatus.WITHDRAWN
         )
 
-    async def _answer_listing(
+    def _answer_listing(
         self,
         event: InboundEvent,
-        conn: DbConnection,
+        unit: ReferralUnit,
         type_: str,
         service_id: str,
         status: ev.ListingPublicationStatus,
@@ -131,111 +128,81 @@ class ReferralHandlers:
         answer = ev.ListingPublished(
             submission_id=event.event_id, agency_id=provider, service_id=service_id, status=status
         )
-        await emit(
-            conn,
-            [(type_, answer)],
-            key=provider,
-            correlation_id=event.correlation_id,
-            causation_id=event.event_id,
-        )
+        announce(unit, [(type_, answer)], key=provider)
 
-    async def _refuse_listing(
-        self, event: InboundEvent, conn: DbConnection, refused: Refusal
-    ) -> None:
+    def _refuse_listing(self, event: InboundEvent, unit: ReferralUnit, refused: Refusal) -> None:
         fields = [e.field for e in refused.errors]
         log.info("listing_rejected", reason=refused.reason, fields=fields)
         if event.replayed:
             return
-        await emit(
-            conn,
+        announce(
+            unit,
             [(ev.LISTING_REJECTED, refused.as_rejection())],
             key=refused.agency_id or "unknown",
-            correlation_id=event.correlation_id,
-            causation_id=event.event_id,
         )
 
-    async def _retry_unmet(
-        self, conn: DbConnection, event: InboundEvent, listing: ev.ServiceListing
-    ) -> None:
-        rows = await conn.fetch(
-            """SELECT case_id, need_id FROM unmet_needs
-               WHERE category = ANY($1::text[]) AND reason <> 'attempts_exhausted'
-                 AND EXISTS (SELECT 1 FROM unnest($2::text[]) a WHERE starts_with(area, a))
-               ORDER BY since FOR UPDATE SKIP LOCKED""",
-            listing.categories,
-            listing.service_areas,
-        )
-        for row in rows:
-            case = await routing.load_case(conn, row["case_id"])
-            need = (
-                next((n for n in case.needs if n.need_id == row["need_id"]), None) if case else None
-            )
+    async def _retry_unmet(self, unit: ReferralUnit, listing: ev.ServiceListing) -> None:
+        conn = unit.stores.conn
+        for case_id, need_id in await unit.stores.unmet_needs_fitting(listing):
+            case = await routing.load_case(conn, case_id)
+            need = next((n for n in case.needs if n.need_id == need_id), None) if case else None
             if case is None or need is None:
                 continue
-            out = await routing.route_need(
-                conn, case, need, self._policy, correlation_id=event.correlation_id
-            )
-            await emit(
-                conn,
-                out,
-                key=case.case_id,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
+            announce(
+                unit,
+                await routing.route_need(
+                    conn, case, need, self._policy, correlation_id=unit.cause.correlation_id
+                ),
             )
 
     # ----- directory.agencies.v1 -----
 
-    async def on_agency(self, event: InboundEvent, conn: DbConnection) -> None:
-        if event.is_tombstone():
-            return
-        await directory.upsert_agency(conn, event.data_as(ev.AgencyRecord))
+    async def on_agency(self, agency: ev.AgencyRecord, unit: ReferralUnit) -> None:
+        await directory.upsert_agency(unit.stores.conn, agency)
 
     # ----- intake.cases.v1 -----
 
-    async def on_case(self, event: InboundEvent, conn: DbConnection) -> None:
-        type_ = event.require_attributes().type
+    async def on_case(self, case: ev.CaseRegistered, unit: ReferralUnit) -> None:
+        """A registered or updated case: its needs not yet routed are; a consent that no
+        longer covers referral cancels what is open."""
+        conn = unit.stores.conn
         out: Emitted = []
-        if type_ in (ev.CASE_REGISTERED, ev.CASE_UPDATED):
-            case = event.data_as(ev.CaseRegistered)
-            await routing.save_case(conn, case)
-            if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
-                out += await routing.cancel_open(conn, case.case_id, ReasonCode.CONSENT_WITHDRAWN)
-            for need in case.needs:
-                if not await routing.need_is_handled(conn, case.case_id, need.need_id):
-                    out += await routing.route_need(
-                        conn, case, need, self._policy, correlation_id=event.correlation_id
-                    )
-        elif type_ == ev.CONSENT_CHANGED:
-            changed = event.data_as(ev.ConsentChanged)
-            await conn.execute(
-                "UPDATE cases SET consent = $2::jsonb, updated_at = now() WHERE case_id = $1",
-                changed.case_id,
-                changed.consent.model_dump_json(),
-            )
-            if not changed.consent.covers(ev.ConsentPurpose.REFERRAL):
-                out += await routing.cancel_open(
-                    conn, changed.case_id, ReasonCode.CONSENT_WITHDRAWN
+        await routing.save_case(conn, case)
+        if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
+            out += await routing.cancel_open(conn, case.case_id, ReasonCode.CONSENT_WITHDRAWN)
+        for need in case.needs:
+            if not await routing.need_is_handled(conn, case.case_id, need.need_id):
+                out += await routing.route_need(
+                    conn, case, need, self._policy, correlation_id=unit.cause.correlation_id
                 )
-        elif type_ in (ev.CASE_CLOSED, ev.CASE_ERASED):
-            ended: ev.CaseClosed | ev.CaseErased = (
-                event.data_as(ev.CaseClosed)
-                if type_ == ev.CASE_CLOSED
-                else event.data_as(ev.CaseErased)
+        announce(unit, out)
+
+    async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:
+        await unit.stores.update_consent(changed.case_id, changed.consent)
+        if not changed.consent.covers(ev.ConsentPurpose.REFERRAL):
+            announce(
+                unit,
+                await routing.cancel_open(
+                    unit.stores.conn, changed.case_id, ReasonCode.CONSENT_WITHDRAWN
+                ),
             )
-            case_id = ended.case_id
-            await conn.execute("UPDATE cases SET status = 'closed' WHERE case_id = $1", case_id)
-            reason = ReasonCode.CONSENT_WITHDRAWN if type_ == ev.CASE_ERASED else ReasonCode.OTHER
-            out += await routing.cancel_open(conn, case_id, reason)
-        await emit(conn, out, correlation_id=event.correlation_id, causation_id=event.event_id)
 
-    # ----- agency.<id>.responses.v1 -----
+    async def on_case_ended(self, ended: ev.CaseClosed | ev.CaseErased, unit: ReferralUnit) -> None:
+        """Closed or erased: what is open is cancelled (an erasure as a consent withdrawal, so
+        recipients erase what they received)."""
+        await unit.stores.close_case(ended.case_id)
+        erased = isinstance(ended, ev.CaseErased)
+        reason = ReasonCode.CONSENT_WITHDRAWN if erased else ReasonCode.OTHER
+        announce(unit, await routing.cancel_open(unit.stores.conn, ended.case_id, reason))
 
-    async def on_response(self, event: InboundEvent, conn: DbConnection) -> None:
+    # ----- agency.<id>.responses.v1 (raw: bad input is answered to the agency) -----
+
+    async def on_response(self, event: InboundEvent, unit: ReferralUnit) -> None:
         """An agency's answer: applied if the agency is the recipient and the state allows it;
         otherwise nothing changes and the agency is told why."""
         sender = event.sender_agency or "unknown"
 
-        async def refuse(
+        def refuse(
             error: ev.ResponseError,
             response: ev.ReferralResponse | None = None,
             ref: routing.ReferralRow | None = None,
@@ -251,29 +218,24 @@ class ReferralHandlers:
                 reason=why.reason if why else _RESPONSE_ERRORS[error],
                 errors=why.errors if why else [],
             )
-            await emit(
-                conn,
-                [(ev.RESPONSE_REFUSED, refused)],
-                key=ref.case_id if ref else sender,
-                correlation_id=event.correlation_id,
-                causation_id=event.event_id,
-            )
+            announce(unit, [(ev.RESPONSE_REFUSED, refused)], key=ref.case_id if ref else sender)
             log.info("response_refused", error=error.value, agency_id=sender)
 
         response = read_agency_message(event, RESPONSE_MODELS)
         if isinstance(response, Refusal):
-            await refuse(ev.ResponseError.INVALID_RESPONSE, why=response)
+            refuse(ev.ResponseError.INVALID_RESPONSE, why=response)
             return
+        conn = unit.stores.conn
         ref = await routing.load_referral(conn, response.referral_id)
         if ref is None:
-            await refuse(ev.ResponseError.UNKNOWN_REFERRAL, response)
+            refuse(ev.ResponseError.UNKNOWN_REFERRAL, response)
             return
         if ref.recipient_agency_id != sender:
-            await refuse(ev.ResponseError.NOT_RECIPIENT, response, ref)
+            refuse(ev.ResponseError.NOT_RECIPIENT, response, ref)
             return
         target = answer(ref.status, response.action)
         if target is None:
-            await refuse(ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref)
+            refuse(ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref)
             return
         out = await routing.transition(
             conn, ref, target, reason=response.reason_code, outcome=response.outcome
@@ -290,11 +252,6 @@ class ReferralHandlers:
         out.append((ev.RESPONSE_APPLIED, applied))
         if target in REROUTED_FROM:
             out += await routing.reroute(conn, ref, self._policy)
-        await emit(
-            conn,
-            out,
-            key=ref.case_id,
-            correlation_id=ref.correlation_id,
-            causation_id=event.event_id,
-        )
+        # The referral's own conversation, not the answer's: a case's events share one.
+        announce(unit, out, correlation_id=ref.correlation_id)
         log.info("referral_answered", referral_id=ref.referral_id, to_state=target.value)

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
@@ -20,7 +18,7 @@ from . import directory
 from .lifecycle import OPEN_STATES, holds_a_slot
 from .matching import Match, best
 
-Emitted = list[tuple[str, BaseModel]]
+Emitted = list[tuple[str, ev.Contract]]
 
 
 @dataclass(frozen=True, slots=True)

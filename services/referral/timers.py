@@ -3,7 +3,8 @@ the database, never by sleeps in memory, so a restart (or another instance) lose
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from shared.contracts.events import REMINDER_DUE, ReferralReminderDue
 from shared.contracts.events import ReferralState as S
@@ -11,47 +12,39 @@ from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
 from . import routing
-from .handlers import emit
+from .handlers import ReferralUnit, announce
 from .lifecycle import can_expire
 from .routing import RoutingPolicy
 
 log = get_logger(__name__)
 
+# A unit in a transaction of its own (the runtime's ``unit()``).
+Units = Callable[[], AbstractAsyncContextManager[ReferralUnit]]
 
-async def expire_due(pool: asyncpg.Pool, policy: RoutingPolicy, limit: int = 100) -> int:
+
+async def expire_due(units: Units, policy: RoutingPolicy, limit: int = 100) -> int:
     """Expire what is due (skipping rows another instance holds); return how many."""
-    async with pool.acquire() as conn, conn.transaction():
-        due = await conn.fetch(
-            """SELECT referral_id FROM timers WHERE due_at <= now()
-               ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
-            limit,
-        )
-        for row in due:
-            ref = await routing.load_referral(conn, str(row["referral_id"]))
-            await conn.execute("DELETE FROM timers WHERE referral_id = $1", row["referral_id"])
+    async with units() as unit:
+        due = await unit.stores.take_due_deadlines(limit)
+        for referral_id in due:
+            ref = await routing.load_referral(unit.stores.conn, referral_id)
             if ref is None or not can_expire(ref.status):
                 continue
-            out = await routing.transition(conn, ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE)
-            out += await routing.reroute(conn, ref, policy)
-            await emit(conn, out, key=ref.case_id, correlation_id=ref.correlation_id)
-            log.info("referral_expired", referral_id=ref.referral_id, attempt=ref.attempt)
-    return len(due) + await remind_due(conn_pool=pool, limit=limit)
-
-
-async def remind_due(conn_pool: asyncpg.Pool, limit: int = 100) -> int:
-    """Remind recipients whose decision deadline is near (once per referral)."""
-    async with conn_pool.acquire() as conn, conn.transaction():
-        due = await conn.fetch(
-            """SELECT t.referral_id, t.due_at FROM timers t
-               WHERE NOT t.reminded AND t.remind_at <= now() AND t.due_at > now()
-               ORDER BY t.remind_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
-            limit,
-        )
-        for row in due:
-            await conn.execute(
-                "UPDATE timers SET reminded = true WHERE referral_id = $1", row["referral_id"]
+            out = await routing.transition(
+                unit.stores.conn, ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE
             )
-            ref = await routing.load_referral(conn, str(row["referral_id"]))
+            out += await routing.reroute(unit.stores.conn, ref, policy)
+            announce(unit, out, correlation_id=ref.correlation_id)
+            log.info("referral_expired", referral_id=ref.referral_id, attempt=ref.attempt)
+    return len(due) + await remind_due(units, limit=limit)
+
+
+async def remind_due(units: Units, limit: int = 100) -> int:
+    """Remind recipients whose decision deadline is near (once per referral)."""
+    async with units() as unit:
+        due = await unit.stores.take_due_reminders(limit)
+        for reminder_row in due:
+            ref = await routing.load_referral(unit.stores.conn, reminder_row.referral_id)
             if ref is None or not can_expire(ref.status):
                 continue
             reminder = ReferralReminderDue(
@@ -59,10 +52,8 @@ async def remind_due(conn_pool: asyncpg.Pool, limit: int = 100) -> int:
                 case_id=ref.case_id,
                 need_id=ref.need_id,
                 recipient_agency_id=ref.recipient_agency_id,
-                respond_by=row["due_at"],
+                respond_by=reminder_row.due_at,
                 attempt=ref.attempt,
             )
-            await emit(
-                conn, [(REMINDER_DUE, reminder)], key=ref.case_id, correlation_id=ref.correlation_id
-            )
+            announce(unit, [(REMINDER_DUE, reminder)], correlation_id=ref.correlation_id)
     return len(due)

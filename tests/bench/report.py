@@ -39,8 +39,24 @@ def targets(result: dict[str, Any]) -> list[Target]:
     def check(value: float | None, ok: bool) -> bool | None:
         return None if value is None else ok
 
+    cpu_ms = result["throughput"].get("cpu_ms_per_submission")
+    sql = result.get("sql_per_submission", {}).get("total", {}).get("work")
     return [
-        Target("throughput", ">= 1000 submissions/s", throughput, "/s", throughput >= 1000),
+        Target("throughput", ">= 300 submissions/s", throughput, "/s", throughput >= 300),
+        Target(
+            "CPU per submission (all processes)",
+            "<= 5 ms",
+            cpu_ms,
+            "ms",
+            check(cpu_ms, (cpu_ms or 0) <= 5),
+        ),
+        Target(
+            "SQL statements per submission (3 services)",
+            "<= 2",
+            sql,
+            "",
+            check(sql, (sql or 0) <= 2),
+        ),
         Target("p99 at half the rate", "<= 500 ms", half, "ms", check(half, (half or 0) <= 500)),
         Target(
             f"matching p99 ({listings:,} listings)",
@@ -73,11 +89,23 @@ def print_table(result: dict[str, Any], console: Console) -> None:
         table.add_row(t.name, t.goal, _fmt(t.measured, t.unit), _verdict(t.met))
     console.print(table)
     usage = Table(title="resources (throughput phase)")
-    for column in ("process", "CPU cores (avg)", "peak RSS MB"):
+    for column in ("process", "CPU cores (avg)", "CPU ms / submission", "peak RSS MB"):
         usage.add_column(column)
     for name, r in result["resources"].items():
-        usage.add_row(name, f"{r['cpu_cores']:.2f}", f"{r['peak_rss_mb']:.0f}")
+        usage.add_row(
+            name,
+            f"{r['cpu_cores']:.2f}",
+            f"{r.get('cpu_ms_per_submission', float('nan')):.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
     console.print(usage)
+    if "sql_per_submission" in result:
+        sql = Table(title="SQL statements per submission (throughput phase)")
+        for column in ("database", "all", "without BEGIN/COMMIT/SAVEPOINT"):
+            sql.add_column(column)
+        for db, c in result["sql_per_submission"].items():
+            sql.add_row(db, f"{c['all']:.2f}", f"{c['work']:.2f}")
+        console.print(sql)
     tp, half = result["throughput"], result.get("latency_at_half_rate", {})
     console.print(
         f"{tp['submissions']:,} submissions ({tp['needs']:,} needs): "
@@ -133,11 +161,26 @@ def markdown(result: dict[str, Any]) -> str:
     if "matching" in result:
         m = result["matching"]
         lines.append(f"| matching p50 / p99 | {m['p50_ms']:.3f} / {m['p99_ms']:.3f} ms |")
-    lines += ["", "| process | CPU cores (avg) | peak RSS MB |", "|---|---|---|"]
     lines += [
-        f"| {name} | {r['cpu_cores']:.2f} | {r['peak_rss_mb']:.0f} |"
+        "",
+        "| process | CPU cores (avg) | CPU ms / submission | peak RSS MB |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {r['cpu_cores']:.2f} | {r.get('cpu_ms_per_submission', float('nan')):.2f} "
+        f"| {r['peak_rss_mb']:.0f} |"
         for name, r in result["resources"].items()
     ]
+    if "sql_per_submission" in result:
+        lines += [
+            "",
+            "| database | SQL statements / submission | without transaction control |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {db} | {c['all']:.2f} | {c['work']:.2f} |"
+            for db, c in result["sql_per_submission"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 

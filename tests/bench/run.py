@@ -31,7 +31,7 @@ from tests import factories as f
 from tests.chaos.invariants import lag
 from tests.chaos.processes import ServiceProcess
 
-from . import baseline
+from . import baseline, dbstats
 from .matching import benchmark_matching
 from .pipeline import InboxWatcher, Traffic, percentile, send_submissions, sustained_rate
 from .profiling import Profiler
@@ -294,10 +294,23 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
             profiler = Profiler(out_dir) if options.profile else None
             if profiler is not None:
                 profiler.start(services)
+            stats_dsn = os.environ.get("BENCH_PG_STATS_DSN")
+            if stats_dsn:
+                await dbstats.reset(stats_dsn)
             traffic, cpu, wall = await _phase(
                 kafka, world, watcher, meter, options, label="throughput",
                 count=options.submissions, rate_per_s=None, seed=options.seed + 2,
             )  # fmt: skip
+            if stats_dsn:
+                counted = await dbstats.statements(stats_dsn, list(SERVICES))
+                result["sql_per_submission"] = {
+                    db: {k: round(n / options.submissions, 2) for k, n in c.items()}
+                    for db, c in counted.items()
+                }
+                result["sql_per_submission"]["total"] = {
+                    k: round(sum(c[k] for c in counted.values()) / options.submissions, 2)
+                    for k in ("all", "work")
+                }
             if profiler is not None:
                 profiler.stop()
             # All the work of every submission done (its needs in the inboxes, and the
@@ -319,9 +332,16 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
             }
             peaks = meter.peaks_mb()
             result["resources"] = {
-                name: {"cpu_cores": round(cpu[name] / wall, 2), "peak_rss_mb": peaks[name]}
+                name: {
+                    "cpu_cores": round(cpu[name] / wall, 2),
+                    "cpu_ms_per_submission": round(cpu[name] * 1000 / options.submissions, 2),
+                    "peak_rss_mb": peaks[name],
+                }
                 for name in cpu
             }
+            result["throughput"]["cpu_ms_per_submission"] = round(
+                sum(cpu.values()) * 1000 / options.submissions, 2
+            )
             half_rate = max(rate / 2, 1.0)
             half, _, _ = await _phase(
                 kafka, world, watcher, meter, options, label="half rate",

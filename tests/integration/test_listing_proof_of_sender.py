@@ -8,15 +8,20 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.referral.handlers import ReferralHandlers
+from services.referral.handlers import SOURCE, ReferralHandlers
 from services.referral.routing import RoutingPolicy
+from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.db.migrations import discover, migrate
 from shared.kafka.inbound import InboundEvent
+from shared.unit import raw_handler
 from tests import factories as f
 
-HANDLERS = ReferralHandlers(RoutingPolicy(max_attempts=3))
+# As services/referral/app.py wires it: the raw event, through a unit of work.
+ON_LISTING = raw_handler(
+    ReferralHandlers(RoutingPolicy(max_attempts=3)).on_listing, ReferralStore, SOURCE
+)
 REFERRAL_MIGRATIONS = Path(__file__).resolve().parents[2] / "services/referral/migrations"
 
 
@@ -31,7 +36,7 @@ async def _apply(pool: asyncpg.Pool, record: object) -> list[tuple[str, dict[str
     """Apply one listings record; the answers it queued for the provider: (ce_type, data)."""
     async with pool.acquire() as conn, conn.transaction():
         before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
-        await HANDLERS.on_listing(InboundEvent.from_record(record), conn)  # type: ignore[arg-type]
+        await ON_LISTING(InboundEvent.from_record(record), conn)
         rows = await conn.fetch(
             "SELECT headers, body FROM outbox WHERE id > $1 ORDER BY id", before
         )

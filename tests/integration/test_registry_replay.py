@@ -9,8 +9,10 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.referral.handlers import ReferralHandlers
+from services.referral.handlers import SOURCE, ReferralHandlers
 from services.referral.routing import RoutingPolicy
+from services.referral.store import ReferralStore
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.topics import Owner, TopicSpec
 from shared.db import DbConnection
@@ -22,6 +24,7 @@ from shared.kafka.dead_letters import DeadLetterPublisher
 from shared.kafka.inbound import InboundEvent
 from shared.kafka.oneshot import publish_events, publish_tombstone
 from shared.kafka.replay import replay_registries
+from shared.unit import raw_handler, typed_handler
 from tests import factories as f
 from tests.conftest import TopicFactory
 from tests.raw_kafka import RawHeaderName, raw_header_names
@@ -54,9 +57,11 @@ async def test_fresh_database_rebuilds_the_directory_and_replays_are_idempotent(
         group=group,
         pool=lambda: scratch_pool,
         dead_letters=dead_letters,
-        handlers={
-            topics.AGENCY_LISTINGS: handlers.on_listing,
-            topics.DIRECTORY_AGENCIES: handlers.on_agency,
+        handlers={  # as services/referral/app.py wires them
+            topics.AGENCY_LISTINGS: raw_handler(handlers.on_listing, ReferralStore, SOURCE),
+            topics.DIRECTORY_AGENCIES: typed_handler(
+                {ev.AGENCY_REGISTERED: handlers.on_agency}, ReferralStore, SOURCE
+            ),
         },
         retry=RetryPolicy(max_attempts=2, base_delay_s=0.01),
         max_message_bytes=1 << 20,

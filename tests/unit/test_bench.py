@@ -46,7 +46,9 @@ def test_percentiles_are_taken_from_the_sorted_values() -> None:
     assert percentile([], 0.5) != percentile([], 0.5)  # NaN: nothing measured
 
 
-def _result(throughput: float, p99: float, ratio: float, rss: float) -> dict[str, object]:
+def _result(
+    throughput: float, p99: float, ratio: float, rss: float, cpu_ms: float = 4.0, sql: float = 1.5
+) -> dict[str, object]:
     return {
         "when": "2026-11-23T00:00:00+00:00",
         "machine": {"cpus": 2},
@@ -59,6 +61,11 @@ def _result(throughput: float, p99: float, ratio: float, rss: float) -> dict[str
             "completion_rate_per_s": throughput,
             "p50_ms": 10.0,
             "p99_ms": 20.0,
+            "cpu_ms_per_submission": cpu_ms,
+        },
+        "sql_per_submission": {
+            "intake": {"all": sql * 2, "work": sql},
+            "total": {"all": sql * 2, "work": sql},
         },
         "latency_at_half_rate": {
             "rate_per_s": throughput / 2,
@@ -78,13 +85,17 @@ def test_targets_are_judged_against_the_measurements() -> None:
     verdicts = {t.name: t.met for t in targets(_result(1200, 400, 0.5, 100))}
     assert verdicts == {
         "throughput": True,
+        "CPU per submission (all processes)": True,
+        "SQL statements per submission (3 services)": True,  # BEGIN/COMMIT not counted
         "p99 at half the rate": True,
         "matching p99 (10,000 listings)": None,  # not measured in this run
         "pipeline / raw baseline": True,
         "peak memory per service": True,  # PostgreSQL's memory is not a service's
     }
-    missed = {t.name: t.met for t in targets(_result(40, 900, 0.01, 300))}
+    missed = {t.name: t.met for t in targets(_result(40, 900, 0.01, 300, cpu_ms=26, sql=45))}
     assert missed["throughput"] is False
+    assert missed["CPU per submission (all processes)"] is False
+    assert missed["SQL statements per submission (3 services)"] is False
     assert missed["p99 at half the rate"] is False
     assert missed["pipeline / raw baseline"] is False
     assert missed["peak memory per service"] is False
@@ -97,7 +108,8 @@ def test_the_docs_block_is_replaced_and_nothing_else(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "old run" not in text
     assert "kept" in text and "also kept" in text
-    assert "| throughput | >= 1000 submissions/s | 40.0 /s | NOT met |" in text
+    assert "| throughput | >= 300 submissions/s | 40.0 /s | NOT met |" in text
+    assert "| intake | 3.00 | 1.50 |" in text  # SQL statements per submission
     assert "![latency distribution](performance/latency.png)" in text
 
 

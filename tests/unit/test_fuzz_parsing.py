@@ -20,7 +20,8 @@ from faststream.kafka.parser import AioKafkaParser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.intake.handlers import IntakeHandlers, IntakeKeys
+from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
+from services.intake.store import IntakeStore
 from services.intake.submissions import read_submission
 from services.referral.handlers import ReferralHandlers
 from services.referral.routing import RoutingPolicy
@@ -31,6 +32,7 @@ from shared.kafka import inbound
 from shared.kafka.agency_input import Refusal
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent, PermanentError, tolerant_parser
+from shared.unit import raw_handler
 from tests import factories as f
 from tests import fuzzing as fz
 
@@ -152,7 +154,8 @@ def test_every_malformed_submission_is_rejected_to_the_agency(record: fz.Malform
     assert isinstance(read_submission(event), Refusal)
     db = Database()
     keys = IntakeKeys(master_key=b"m" * 32, duplicate_key=b"d" * 32, duplicate_key_id="k1")
-    _run(IntakeHandlers(keys).on_submission(event, cast(Any, db)))
+    # As services/intake/app.py wires it: the raw event, through a unit of work.
+    _run(raw_handler(IntakeHandlers(keys).on_submission, IntakeStore, SOURCE)(event, cast(Any, db)))
     [row] = db.outbox()
     rejection = _outgoing_is_readable(row, ev.SUBMISSION_REJECTED)
     assert rejection["agency_id"] == AGENCY and rejection["submission_id"] == event.event_id
