@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
 from services.intake.store import IntakeStore
 from services.intake.submissions import read_submission
+from services.referral.handlers import SOURCE as REFERRAL_SOURCE
 from services.referral.handlers import ReferralHandlers
 from services.referral.routing import RoutingPolicy
+from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import parse_headers
@@ -48,7 +50,10 @@ FIXED = [t.name for t in topics.CATALOGUE if t.consumers]
 SUBMISSIONS = topics.AGENCY_SUBMISSIONS.name(AGENCY)
 LISTINGS = topics.AGENCY_LISTINGS.name(AGENCY)
 RESPONSES = topics.AGENCY_RESPONSES.name(AGENCY)
+# As services/referral/app.py wires it: the raw event, through a unit of work.
 REFERRAL = ReferralHandlers(RoutingPolicy(max_attempts=3))
+ON_LISTING = raw_handler(REFERRAL.on_listing, ReferralStore, REFERRAL_SOURCE)
+ON_RESPONSE = raw_handler(REFERRAL.on_response, ReferralStore, REFERRAL_SOURCE)
 TARGETS = {name: fz.target(name, AGENCY) for name in [*FIXED, SUBMISSIONS, LISTINGS, RESPONSES]}
 
 
@@ -168,7 +173,7 @@ def test_every_malformed_listing_is_rejected_to_the_agency_before_the_directory(
 ) -> None:
     event = _event(record)
     db = Database()
-    _run(REFERRAL.on_listing(event, cast(Any, db)))
+    _run(ON_LISTING(event, cast(Any, db)))
     [row] = db.outbox()
     assert [sql for sql, _ in db.statements if "INSERT INTO outbox" not in sql] == []
     rejection = _outgoing_is_readable(row, ev.LISTING_REJECTED)
@@ -180,7 +185,7 @@ def test_every_malformed_listing_is_rejected_to_the_agency_before_the_directory(
 def test_every_malformed_response_is_refused_to_the_agency(record: fz.Malformed) -> None:
     event = _event(record)
     db = Database()
-    _run(REFERRAL.on_response(event, cast(Any, db)))
+    _run(ON_RESPONSE(event, cast(Any, db)))
     [row] = db.outbox()
     refused = _outgoing_is_readable(row, ev.RESPONSE_REFUSED)
     assert refused["agency_id"] == AGENCY and refused["response_id"] == event.event_id
