@@ -8,8 +8,8 @@ from shared.contracts import topics
 from shared.service import ServiceRuntime
 from shared.unit import raw_handler, typed_handler
 
+from .decisions import RoutingPolicy
 from .handlers import SOURCE, ReferralHandlers
-from .routing import RoutingPolicy
 from .settings import ReferralSettings
 from .store import ReferralStore
 from .timers import expire_due

@@ -12,8 +12,9 @@ from shared.logging import get_logger
 from shared.unit import Unit
 
 from . import directory, routing
+from .decisions import RoutingPolicy
 from .lifecycle import REROUTED_FROM, answer
-from .routing import Emitted, RoutingPolicy
+from .routing import Emitted
 from .store import ReferralStore
 
 SOURCE = "urn:referralexchange:service:referral"

@@ -6,35 +6,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
-from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
+from shared.contracts.taxonomy import ReasonCode, Urgency
 from shared.db import DbConnection
 
 from . import directory
+from .decisions import ChainLink, Gap, RoutingPolicy, decide_route
 from .lifecycle import OPEN_STATES, holds_a_slot
-from .matching import Match, best
 
 Emitted = list[tuple[str, ev.Contract]]
-
-
-@dataclass(frozen=True, slots=True)
-class RoutingPolicy:
-    max_attempts: int
-    sla_seconds_override: float | None = None
-    reminder_at_fraction: float = 0.75
-
-    def respond_by(self, urgency: Urgency, listing_sla_hours: int | None) -> datetime:
-        if self.sla_seconds_override is not None:
-            delay = timedelta(seconds=self.sla_seconds_override)
-        elif listing_sla_hours is not None:
-            delay = timedelta(hours=listing_sla_hours)
-        else:
-            delay = TAXONOMY.answer_within(urgency)
-        return datetime.now(UTC) + delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,27 +108,21 @@ async def route_need(
     *,
     correlation_id: str | None,
 ) -> Emitted:
-    """Refer the need to the best candidate not tried yet, or record why none is left.
-
-    The attempt continues the need's whole chain: a need that went unmatched after a rejection
-    and is retried when a new listing appears is its next attempt, linked to its last referral
-    (so the attempts limit holds and the referrer hears it as a re-route), never a second
-    attempt 1 (found by `make chaos`: two referrals with attempt 1 for one need)."""
-    chain = await conn.fetch(
-        """SELECT referral_id, service_id, attempt FROM referrals
-            WHERE case_id = $1 AND need_id = $2 ORDER BY attempt""",
-        case.case_id,
-        need.need_id,
-    )
-    tried = frozenset(r["service_id"] for r in chain)
-    last = chain[-1] if chain else None
-    attempt = last["attempt"] + 1 if last else 1
-    previous_id = str(last["referral_id"]) if last else None
+    """Refer the need to the best candidate not tried yet, or record why none is left: load the
+    chain and the candidates, decide (decisions.decide_route, pure), store what was decided."""
+    chain = [
+        ChainLink(str(r["referral_id"]), r["service_id"], r["attempt"])
+        for r in await conn.fetch(
+            "SELECT referral_id, service_id, attempt FROM referrals"
+            " WHERE case_id = $1 AND need_id = $2",
+            case.case_id,
+            need.need_id,
+        )
+    ]
     candidates = await directory.candidates_for(conn, need.category, case.profile.return_area)
-    chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
-    if attempt > policy.max_attempts or not isinstance(chosen, Match):
-        reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else chosen
-        assert isinstance(reason, ev.UnmatchedReason)
+    decided = decide_route(case, need, candidates, chain, policy, datetime.now(UTC))
+    if isinstance(decided, Gap):
+        gap = decided.unmatched
         await conn.execute(
             """INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
                VALUES ($1, $2, $3, $4, $5, $6)
@@ -154,74 +132,41 @@ async def route_need(
             need.need_id,
             need.category,
             case.profile.return_area,
-            reason.value,
-            attempt - 1,
+            gap.reason.value,
+            gap.attempts,
         )
-        return [
-            (
-                ev.NEED_UNMATCHED,
-                ev.NeedUnmatched(
-                    case_id=case.case_id,
-                    need_id=need.need_id,
-                    category=need.category,
-                    referring_agency_id=case.submitting_agency_id,
-                    reason=reason,
-                    attempts=attempt - 1,
-                ),
-            )
-        ]
-    match = chosen
-    referral_id = uuid.uuid4()
-    respond_by = policy.respond_by(need.urgency, match.candidate.sla_hours)
+        return [(ev.NEED_UNMATCHED, gap)]
+    referral = decided.referral
     await conn.execute(
         """INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
                recipient_agency_id, service_id, status, explanation, attempt,
                previous_referral_id, urgency, respond_by, correlation_id)
            VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8::jsonb, $9, $10, $11, $12,
                    $13)""",
-        referral_id,
+        uuid.UUID(referral.referral_id),
         case.case_id,
         need.need_id,
         need.category,
         case.submitting_agency_id,
-        match.candidate.agency_id,
-        match.candidate.service_id,
-        match.explanation.model_dump_json(),
-        attempt,
-        uuid.UUID(previous_id) if previous_id else None,
+        referral.recipient_agency_id,
+        referral.service_id,
+        referral.explanation.model_dump_json(),
+        referral.attempt,
+        uuid.UUID(referral.previous_referral_id) if referral.previous_referral_id else None,
         need.urgency.value,
-        respond_by,
+        decided.respond_by,
         correlation_id,
     )
-    now = datetime.now(UTC)
     await conn.execute(
         "INSERT INTO timers (referral_id, due_at, remind_at) VALUES ($1, $2, $3)",
-        referral_id,
-        respond_by,
-        now + (respond_by - now) * policy.reminder_at_fraction,
+        uuid.UUID(referral.referral_id),
+        decided.respond_by,
+        decided.remind_at,
     )
     await conn.execute(
         "DELETE FROM unmet_needs WHERE case_id = $1 AND need_id = $2", case.case_id, need.need_id
     )
-    return [
-        (
-            ev.REFERRAL_REQUESTED,
-            ev.ReferralRequested(
-                referral_id=str(referral_id),
-                case_id=case.case_id,
-                need_id=need.need_id,
-                category=need.category,
-                urgency=need.urgency,
-                referring_agency_id=case.submitting_agency_id,
-                recipient_agency_id=match.candidate.agency_id,
-                service_id=match.candidate.service_id,
-                attempt=attempt,
-                previous_referral_id=previous_id,
-                respond_by=respond_by,
-                explanation=match.explanation,
-            ),
-        )
-    ]
+    return [(ev.REFERRAL_REQUESTED, referral)]
 
 
 async def transition(

@@ -12,9 +12,9 @@ from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
 from . import routing
+from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce
 from .lifecycle import can_expire
-from .routing import RoutingPolicy
 
 log = get_logger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.referral.decisions import RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
-from services.referral.routing import RoutingPolicy
 from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts import topics

@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from services.referral.decisions import RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
-from services.referral.routing import RoutingPolicy
 from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts import topics

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
 from services.intake.store import IntakeStore
 from services.intake.submissions import read_submission
+from services.referral.decisions import RoutingPolicy
 from services.referral.handlers import SOURCE as REFERRAL_SOURCE
 from services.referral.handlers import ReferralHandlers
-from services.referral.routing import RoutingPolicy
 from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts import topics

@@ -1,0 +1,112 @@
+"""Referral's routing decision, apart from I/O: given a need, its chain so far and the
+candidates, the next referral or the recorded gap. Pure (the clock and the new id are
+arguments); routing.py loads what it needs and stores what it decides."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.contracts import events as ev
+from shared.contracts.taxonomy import TAXONOMY, Urgency
+
+from .matching import Candidate, Match, best
+
+
+@dataclass(frozen=True, slots=True)
+class ChainLink:
+    """One referral already made for the need."""
+
+    referral_id: str
+    service_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refer:
+    """Refer the need: the referral event, with when its deadline is and when to remind."""
+
+    referral: ev.ReferralRequested
+    respond_by: datetime
+    remind_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """No provider left for the need: why, after how many attempts."""
+
+    unmatched: ev.NeedUnmatched
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    max_attempts: int
+    sla_seconds_override: float | None = None
+    reminder_at_fraction: float = 0.75
+
+    def respond_by(
+        self, urgency: Urgency, listing_sla_hours: int | None, now: datetime
+    ) -> datetime:
+        """The decision deadline: the override (tests, chaos), else the listing's own SLA,
+        else the taxonomy's for the urgency."""
+        if self.sla_seconds_override is not None:
+            delay = timedelta(seconds=self.sla_seconds_override)
+        elif listing_sla_hours is not None:
+            delay = timedelta(hours=listing_sla_hours)
+        else:
+            delay = TAXONOMY.answer_within(urgency)
+        return now + delay
+
+
+def decide_route(
+    case: ev.CaseRegistered,
+    need: ev.Need,
+    candidates: list[Candidate],
+    chain: Sequence[ChainLink],
+    policy: RoutingPolicy,
+    now: datetime,
+    *,
+    new_id: uuid.UUID | None = None,
+) -> Refer | Gap:
+    """The best candidate not tried yet, as the chain's next attempt (linked to its last
+    referral, so the attempts limit holds and a retry is a re-route, never a second attempt 1);
+    or the gap, with the matching reason or ``attempts_exhausted``."""
+    ordered = sorted(chain, key=lambda link: link.attempt)
+    last = ordered[-1] if ordered else None
+    attempt = last.attempt + 1 if last else 1
+    tried = frozenset(link.service_id for link in ordered)
+    chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
+    if attempt > policy.max_attempts or not isinstance(chosen, Match):
+        reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else chosen
+        assert isinstance(reason, ev.UnmatchedReason)
+        return Gap(
+            ev.NeedUnmatched(
+                case_id=case.case_id,
+                need_id=need.need_id,
+                category=need.category,
+                referring_agency_id=case.submitting_agency_id,
+                reason=reason,
+                attempts=attempt - 1,
+            )
+        )
+    respond_by = policy.respond_by(need.urgency, chosen.candidate.sla_hours, now)
+    return Refer(
+        ev.ReferralRequested(
+            referral_id=str(new_id or uuid.uuid4()),
+            case_id=case.case_id,
+            need_id=need.need_id,
+            category=need.category,
+            urgency=need.urgency,
+            referring_agency_id=case.submitting_agency_id,
+            recipient_agency_id=chosen.candidate.agency_id,
+            service_id=chosen.candidate.service_id,
+            attempt=attempt,
+            previous_referral_id=last.referral_id if last else None,
+            respond_by=respond_by,
+            explanation=chosen.explanation,
+        ),
+        respond_by=respond_by,
+        remind_at=now + (respond_by - now) * policy.reminder_at_fraction,
+    )
