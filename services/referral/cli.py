@@ -31,7 +31,6 @@ from shared.operator import (
 from shared.operator_audit import audited
 from shared.unit import open_unit
 
-from . import routing
 from .evidence import COLUMNS, EvidenceRow, pathway_report
 from .handlers import SOURCE, announce
 from .settings import ReferralSettings
@@ -112,12 +111,12 @@ def entered_in_error(referral_id: str) -> None:
 
     async def _mark() -> str | None:
         async with open_unit(connected(dsn), ReferralStore, SOURCE) as unit:
-            ref = await routing.load_referral(unit.stores.conn, referral_id)
+            ref = await unit.stores.load_referral(referral_id)
             if ref is None:
                 return None
             if ref.status is ReferralState.ENTERED_IN_ERROR:
                 return ref.status.value
-            out = await routing.transition(unit.stores.conn, ref, ReferralState.ENTERED_IN_ERROR)
+            out = await unit.stores.transition(ref, ReferralState.ENTERED_IN_ERROR)
             announce(unit, out, correlation_id=ref.correlation_id)
             return ref.status.value
 

@@ -8,11 +8,44 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.contracts import events as ev
-from shared.contracts.taxonomy import TAXONOMY, Urgency
+from shared.contracts.events import ReferralState as S
+from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
 
 from .matching import Candidate, Match, best
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralRow:
+    referral_id: str
+    case_id: str
+    need_id: str
+    category: str
+    urgency: Urgency
+    status: S
+    attempt: int
+    referring_agency_id: str
+    recipient_agency_id: str
+    service_id: str
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, r: Any) -> ReferralRow:
+        return cls(
+            str(r["referral_id"]),
+            r["case_id"],
+            r["need_id"],
+            r["category"],
+            Urgency(r["urgency"]),
+            S(r["status"]),
+            r["attempt"],
+            r["referring_agency_id"],
+            r["recipient_agency_id"],
+            r["service_id"],
+            r["correlation_id"],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,4 +142,28 @@ def decide_route(
         ),
         respond_by=respond_by,
         remind_at=now + (respond_by - now) * policy.reminder_at_fraction,
+    )
+
+
+def transitioned(
+    ref: ReferralRow,
+    to: ev.ReferralState,
+    *,
+    reason: ReasonCode | None = None,
+    outcome: ev.Outcome | None = None,
+    now: datetime,
+) -> ev.ReferralTransitioned:
+    """The event of one referral's change of state (the lifecycle says which are allowed)."""
+    return ev.ReferralTransitioned(
+        referral_id=ref.referral_id,
+        case_id=ref.case_id,
+        need_id=ref.need_id,
+        from_state=ref.status,
+        to_state=to,
+        reason_code=reason,
+        outcome=outcome,
+        attempt=ref.attempt,
+        referring_agency_id=ref.referring_agency_id,
+        recipient_agency_id=ref.recipient_agency_id,
+        occurred_at=now,
     )

@@ -11,8 +11,7 @@ from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import directory, routing
-from .decisions import RoutingPolicy
+from .decisions import ReferralRow, RoutingPolicy
 from .lifecycle import REROUTED_FROM, answer
 from .routing import Emitted
 from .store import ReferralStore
@@ -78,7 +77,7 @@ class ReferralHandlers:
         if isinstance(listing, Refusal):
             self._refuse_listing(event, unit, listing)
             return
-        if not await directory.upsert_listing(unit.stores.conn, listing):
+        if not await unit.stores.upsert_listing(listing):
             self._refuse_listing(
                 event,
                 unit,
@@ -102,7 +101,7 @@ class ReferralHandlers:
         except PermanentError as exc:
             self._refuse_listing(event, unit, refusal(event, str(exc), "(key)"))
             return
-        withdrawn = await directory.withdraw_listing(unit.stores.conn, service_id, provider)
+        withdrawn = await unit.stores.withdraw_listing(service_id, provider)
         log.info("listing_withdrawn", service_id=service_id, found=withdrawn)
         if not withdrawn:
             self._refuse_listing(
@@ -143,39 +142,35 @@ class ReferralHandlers:
         )
 
     async def _retry_unmet(self, unit: ReferralUnit, listing: ev.ServiceListing) -> None:
-        conn = unit.stores.conn
-        for case_id, need_id in await unit.stores.unmet_needs_fitting(listing):
-            case = await routing.load_case(conn, case_id)
+        store = unit.stores
+        for case_id, need_id in await store.unmet_needs_fitting(listing):
+            case = await store.load_case(case_id)
             need = next((n for n in case.needs if n.need_id == need_id), None) if case else None
             if case is None or need is None:
                 continue
             announce(
                 unit,
-                await routing.route_need(
-                    conn, case, need, self._policy, correlation_id=unit.cause.correlation_id
-                ),
+                await store.route_need(case, need, self._policy, unit.cause.correlation_id),
             )
 
     # ----- directory.agencies.v1 -----
 
     async def on_agency(self, agency: ev.AgencyRecord, unit: ReferralUnit) -> None:
-        await directory.upsert_agency(unit.stores.conn, agency)
+        await unit.stores.upsert_agency(agency)
 
     # ----- intake.cases.v1 -----
 
     async def on_case(self, case: ev.CaseRegistered, unit: ReferralUnit) -> None:
         """A registered or updated case: its needs not yet routed are; a consent that no
         longer covers referral cancels what is open."""
-        conn = unit.stores.conn
+        store = unit.stores
         out: Emitted = []
-        await routing.save_case(conn, case)
+        await store.save_case(case)
         if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
-            out += await routing.cancel_open(conn, case.case_id, ReasonCode.CONSENT_WITHDRAWN)
+            out += await store.cancel_open(case.case_id, ReasonCode.CONSENT_WITHDRAWN)
         for need in case.needs:
-            if not await routing.need_is_handled(conn, case.case_id, need.need_id):
-                out += await routing.route_need(
-                    conn, case, need, self._policy, correlation_id=unit.cause.correlation_id
-                )
+            if not await store.need_is_handled(case.case_id, need.need_id):
+                out += await store.route_need(case, need, self._policy, unit.cause.correlation_id)
         announce(unit, out)
 
     async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:
@@ -183,9 +178,7 @@ class ReferralHandlers:
         if not changed.consent.covers(ev.ConsentPurpose.REFERRAL):
             announce(
                 unit,
-                await routing.cancel_open(
-                    unit.stores.conn, changed.case_id, ReasonCode.CONSENT_WITHDRAWN
-                ),
+                await unit.stores.cancel_open(changed.case_id, ReasonCode.CONSENT_WITHDRAWN),
             )
 
     async def on_case_ended(self, ended: ev.CaseClosed | ev.CaseErased, unit: ReferralUnit) -> None:
@@ -194,7 +187,7 @@ class ReferralHandlers:
         await unit.stores.close_case(ended.case_id)
         erased = isinstance(ended, ev.CaseErased)
         reason = ReasonCode.CONSENT_WITHDRAWN if erased else ReasonCode.OTHER
-        announce(unit, await routing.cancel_open(unit.stores.conn, ended.case_id, reason))
+        announce(unit, await unit.stores.cancel_open(ended.case_id, reason))
 
     # ----- agency.<id>.responses.v1 (raw: bad input is answered to the agency) -----
 
@@ -206,7 +199,7 @@ class ReferralHandlers:
         def refuse(
             error: ev.ResponseError,
             response: ev.ReferralResponse | None = None,
-            ref: routing.ReferralRow | None = None,
+            ref: ReferralRow | None = None,
             why: Refusal | None = None,
         ) -> None:
             refused = ev.ResponseRefused(
@@ -226,8 +219,8 @@ class ReferralHandlers:
         if isinstance(response, Refusal):
             refuse(ev.ResponseError.INVALID_RESPONSE, why=response)
             return
-        conn = unit.stores.conn
-        ref = await routing.load_referral(conn, response.referral_id)
+        store = unit.stores
+        ref = await store.load_referral(response.referral_id)
         if ref is None:
             refuse(ev.ResponseError.UNKNOWN_REFERRAL, response)
             return
@@ -238,8 +231,8 @@ class ReferralHandlers:
         if target is None:
             refuse(ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref)
             return
-        out = await routing.transition(
-            conn, ref, target, reason=response.reason_code, outcome=response.outcome
+        out = await store.transition(
+            ref, target, reason=response.reason_code, outcome=response.outcome
         )
         applied = ev.ResponseApplied(
             response_id=event.event_id,
@@ -252,7 +245,7 @@ class ReferralHandlers:
         )
         out.append((ev.RESPONSE_APPLIED, applied))
         if target in REROUTED_FROM:
-            out += await routing.reroute(conn, ref, self._policy)
+            out += await store.reroute(ref, self._policy)
         # The referral's own conversation, not the answer's: a case's events share one.
         announce(unit, out, correlation_id=ref.correlation_id)
         log.info("referral_answered", referral_id=ref.referral_id, to_state=target.value)

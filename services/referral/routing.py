@@ -5,51 +5,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
-from shared.contracts.taxonomy import ReasonCode, Urgency
+from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection
 
 from . import directory
-from .decisions import ChainLink, Gap, RoutingPolicy, decide_route
+from .decisions import ChainLink, Gap, ReferralRow, RoutingPolicy, decide_route, transitioned
 from .lifecycle import OPEN_STATES, holds_a_slot
 
 Emitted = list[tuple[str, ev.Contract]]
-
-
-@dataclass(frozen=True, slots=True)
-class ReferralRow:
-    referral_id: str
-    case_id: str
-    need_id: str
-    category: str
-    urgency: Urgency
-    status: S
-    attempt: int
-    referring_agency_id: str
-    recipient_agency_id: str
-    service_id: str
-    correlation_id: str | None
-
-    @classmethod
-    def of(cls, r: Any) -> ReferralRow:
-        return cls(
-            str(r["referral_id"]),
-            r["case_id"],
-            r["need_id"],
-            r["category"],
-            Urgency(r["urgency"]),
-            S(r["status"]),
-            r["attempt"],
-            r["referring_agency_id"],
-            r["recipient_agency_id"],
-            r["service_id"],
-            r["correlation_id"],
-        )
 
 
 async def load_referral(conn: DbConnection, referral_id: str) -> ReferralRow | None:
@@ -200,19 +167,7 @@ async def transition(
     return [
         (
             ev.REFERRAL_TRANSITIONED,
-            ev.ReferralTransitioned(
-                referral_id=ref.referral_id,
-                case_id=ref.case_id,
-                need_id=ref.need_id,
-                from_state=ref.status,
-                to_state=to,
-                reason_code=reason,
-                outcome=outcome,
-                attempt=ref.attempt,
-                referring_agency_id=ref.referring_agency_id,
-                recipient_agency_id=ref.recipient_agency_id,
-                occurred_at=datetime.now(UTC),
-            ),
+            transitioned(ref, to, reason=reason, outcome=outcome, now=datetime.now(UTC)),
         )
     ]
 

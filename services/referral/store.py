@@ -1,8 +1,8 @@
-"""Referral's SQL that handlers, timers and commands used to run inline: case status and consent,
-the unmet needs a new listing may fit, and the due timers.
+"""Referral's store: everything handlers, timers and commands read and write, behind one
+object (a fake of it runs the handlers in unit tests).
 
-The lifecycle and routing SQL is still in routing.py and directory.py (taking the unit's
-connection); splitting their decisions out as pure functions is the next step of issue 16.
+The routing and lifecycle statements live in routing.py and directory.py (the decisions they
+carry out are pure, in decisions.py and matching.py); the store hands them its connection.
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.contracts import events as ev
+from shared.contracts.events import ReferralState
+from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection
+
+from . import directory, routing
+from .decisions import ReferralRow, RoutingPolicy
+from .routing import Emitted
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +28,61 @@ class DueReminder:
 
 class ReferralStore:
     def __init__(self, conn: DbConnection) -> None:
-        self.conn = conn  # for routing.py and directory.py, until they are stores themselves
+        self.conn = conn
+
+    # ----- the directory -----
+
+    async def upsert_listing(self, listing: ev.ServiceListing) -> bool:
+        """False when another agency lists this service_id."""
+        return await directory.upsert_listing(self.conn, listing)
+
+    async def withdraw_listing(self, service_id: str, agency_id: str) -> bool:
+        return await directory.withdraw_listing(self.conn, service_id, agency_id)
+
+    async def upsert_agency(self, agency: ev.AgencyRecord) -> None:
+        await directory.upsert_agency(self.conn, agency)
+
+    # ----- cases and their referral chains -----
+
+    async def save_case(self, case: ev.CaseRegistered) -> None:
+        await routing.save_case(self.conn, case)
+
+    async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
+        return await routing.load_case(self.conn, case_id)
+
+    async def need_is_handled(self, case_id: str, need_id: str) -> bool:
+        return await routing.need_is_handled(self.conn, case_id, need_id)
+
+    async def route_need(
+        self,
+        case: ev.CaseRegistered,
+        need: ev.Need,
+        policy: RoutingPolicy,
+        correlation_id: str | None,
+    ) -> Emitted:
+        return await routing.route_need(
+            self.conn, case, need, policy, correlation_id=correlation_id
+        )
+
+    async def load_referral(self, referral_id: str) -> ReferralRow | None:
+        """Locked for the transaction (FOR UPDATE)."""
+        return await routing.load_referral(self.conn, referral_id)
+
+    async def transition(
+        self,
+        ref: ReferralRow,
+        to: ReferralState,
+        *,
+        reason: ReasonCode | None = None,
+        outcome: ev.Outcome | None = None,
+    ) -> Emitted:
+        return await routing.transition(self.conn, ref, to, reason=reason, outcome=outcome)
+
+    async def reroute(self, ref: ReferralRow, policy: RoutingPolicy) -> Emitted:
+        return await routing.reroute(self.conn, ref, policy)
+
+    async def cancel_open(self, case_id: str, reason: ReasonCode) -> Emitted:
+        return await routing.cancel_open(self.conn, case_id, reason)
 
     async def update_consent(self, case_id: str, consent: ev.Consent) -> None:
         await self.conn.execute(

@@ -11,7 +11,6 @@ from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
-from . import routing
 from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce
 from .lifecycle import can_expire
@@ -27,13 +26,11 @@ async def expire_due(units: Units, policy: RoutingPolicy, limit: int = 100) -> i
     async with units() as unit:
         due = await unit.stores.take_due_deadlines(limit)
         for referral_id in due:
-            ref = await routing.load_referral(unit.stores.conn, referral_id)
+            ref = await unit.stores.load_referral(referral_id)
             if ref is None or not can_expire(ref.status):
                 continue
-            out = await routing.transition(
-                unit.stores.conn, ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE
-            )
-            out += await routing.reroute(unit.stores.conn, ref, policy)
+            out = await unit.stores.transition(ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE)
+            out += await unit.stores.reroute(ref, policy)
             announce(unit, out, correlation_id=ref.correlation_id)
             log.info("referral_expired", referral_id=ref.referral_id, attempt=ref.attempt)
     return len(due) + await remind_due(units, limit=limit)
@@ -44,7 +41,7 @@ async def remind_due(units: Units, limit: int = 100) -> int:
     async with units() as unit:
         due = await unit.stores.take_due_reminders(limit)
         for reminder_row in due:
-            ref = await routing.load_referral(unit.stores.conn, reminder_row.referral_id)
+            ref = await unit.stores.load_referral(reminder_row.referral_id)
             if ref is None or not can_expire(ref.status):
                 continue
             reminder = ReferralReminderDue(

@@ -1,0 +1,224 @@
+"""Referral's handlers on an in-memory store: routing, answers, refusals and cancellations in
+milliseconds. The same rules run on the real broker and database in tests/e2e/test_referral.py;
+here the store is a fake whose routing and transitions are the service's own pure decisions
+(decisions.decide_route, decisions.transitioned)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from services.referral.decisions import (
+    ChainLink,
+    Gap,
+    ReferralRow,
+    RoutingPolicy,
+    decide_route,
+    transitioned,
+)
+from services.referral.handlers import SOURCE, ReferralHandlers
+from services.referral.lifecycle import OPEN_STATES
+from services.referral.matching import Candidate
+from services.referral.routing import Emitted
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.contracts.messages import response_message
+from shared.contracts.taxonomy import ReasonCode
+from shared.kafka.inbound import InboundEvent
+from shared.unit import Cause, Unit
+from tests import factories as f
+
+POLICY = RoutingPolicy(max_attempts=3)
+AREA = "SN0101"
+REFERRER = "iom-sn"
+
+
+class FakeStore:
+    """ReferralStore in memory: cases, referrals and unmet needs as dicts."""
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        self.candidates = candidates
+        self.cases: dict[str, ev.CaseRegistered] = {}
+        self.referrals: dict[str, ReferralRow] = {}
+        self.chains: dict[tuple[str, str], list[ChainLink]] = {}
+        self.unmet: dict[tuple[str, str], ev.UnmatchedReason] = {}
+
+    async def save_case(self, case: ev.CaseRegistered) -> None:
+        self.cases[case.case_id] = case
+
+    async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
+        return self.cases.get(case_id)
+
+    async def need_is_handled(self, case_id: str, need_id: str) -> bool:
+        return (case_id, need_id) in self.chains or (case_id, need_id) in self.unmet
+
+    async def route_need(
+        self, case: ev.CaseRegistered, need: ev.Need, policy: RoutingPolicy, correlation: Any
+    ) -> Emitted:
+        chain = self.chains.get((case.case_id, need.need_id), [])
+        decided = decide_route(case, need, self.candidates, chain, policy, datetime.now(UTC))
+        if isinstance(decided, Gap):
+            self.unmet[(case.case_id, need.need_id)] = decided.unmatched.reason
+            return [(ev.NEED_UNMATCHED, decided.unmatched)]
+        r = decided.referral
+        self.chains.setdefault((case.case_id, need.need_id), []).append(
+            ChainLink(r.referral_id, r.service_id, r.attempt)
+        )
+        self.referrals[r.referral_id] = ReferralRow(
+            r.referral_id, r.case_id, r.need_id, r.category, r.urgency,
+            ev.ReferralState.REQUESTED, r.attempt, r.referring_agency_id,
+            r.recipient_agency_id, r.service_id, correlation,
+        )  # fmt: skip
+        return [(ev.REFERRAL_REQUESTED, r)]
+
+    async def load_referral(self, referral_id: str) -> ReferralRow | None:
+        return self.referrals.get(referral_id)
+
+    async def transition(
+        self,
+        ref: ReferralRow,
+        to: ev.ReferralState,
+        *,
+        reason: ReasonCode | None = None,
+        outcome: ev.Outcome | None = None,
+    ) -> Emitted:
+        self.referrals[ref.referral_id] = replace(ref, status=to)
+        change = transitioned(ref, to, reason=reason, outcome=outcome, now=datetime.now(UTC))
+        return [(ev.REFERRAL_TRANSITIONED, change)]
+
+    async def reroute(self, ref: ReferralRow, policy: RoutingPolicy) -> Emitted:
+        case = self.cases[ref.case_id]
+        need = next(n for n in case.needs if n.need_id == ref.need_id)
+        return await self.route_need(case, need, policy, ref.correlation_id)
+
+    async def cancel_open(self, case_id: str, reason: ReasonCode) -> Emitted:
+        out: Emitted = []
+        for ref in list(self.referrals.values()):
+            if ref.case_id == case_id and ref.status in OPEN_STATES:
+                out += await self.transition(ref, ev.ReferralState.CANCELLED, reason=reason)
+        return out
+
+
+def _candidate(n: int) -> Candidate:
+    return Candidate(
+        service_id=f"svc-{n}",
+        agency_id=f"ngo-{n}",
+        agency_type=ev.AgencyType.NGO,
+        status=ev.ListingStatus.ACTIVE,
+        categories=("psychosocial.counselling",),
+        coverage_areas=(AREA,),
+        languages=("fr",),
+        capacity=ev.CapacityStatus.HAS_CAPACITY,
+        eligibility=ev.Eligibility(),
+    )
+
+
+def _case(**consent: Any) -> ev.CaseRegistered:
+    return ev.CaseRegistered.model_validate(
+        {
+            "case_id": str(uuid.uuid4()),
+            "submitting_agency_id": REFERRER,
+            "profile": f.profile(return_area=AREA),
+            "needs": [
+                {"need_id": "n1", "category": "psychosocial.counselling"},
+                {"need_id": "n2", "category": "economic.job_placement"},
+            ],
+            "consent": f.consent(**consent),
+        }
+    )
+
+
+def _unit(store: FakeStore, ce_type: str = ev.CASE_REGISTERED) -> Unit[Any]:
+    return Unit(None, store, SOURCE, Cause("conv-1", "cause-1", ce_type))  # type: ignore[arg-type]
+
+
+def _sent(unit: Unit[Any]) -> list[tuple[str, str]]:
+    return [(e.headers["ce_type"], e.key) for e in unit.emitted]
+
+
+async def test_a_new_case_is_routed_need_by_need_keyed_by_the_case() -> None:
+    store, case = FakeStore([_candidate(1)]), _case()
+    unit = _unit(store)
+    await ReferralHandlers(POLICY).on_case(case, unit)
+    # n1 has a provider, n2 (another category) none: a referral and a recorded gap
+    assert _sent(unit) == [
+        (ev.REFERRAL_REQUESTED, case.case_id),
+        (ev.NEED_UNMATCHED, case.case_id),
+    ]
+    assert all(e.topic == topics.REFERRAL_EVENTS for e in unit.emitted)
+    assert {e.headers["ce_causationid"] for e in unit.emitted} == {"cause-1"}
+    again = _unit(store)
+    await ReferralHandlers(POLICY).on_case(case, again)  # an update: nothing routed twice
+    assert again.emitted == []
+
+
+async def test_consent_that_no_longer_covers_referral_cancels_what_is_open() -> None:
+    store, case = FakeStore([_candidate(1)]), _case()
+    await ReferralHandlers(POLICY).on_case(case, _unit(store))
+    withdrawn = ev.ConsentChanged(
+        case_id=case.case_id, consent=ev.Consent.model_validate(f.consent(given=False, scope=None))
+    )
+    store.update_consent = _noop  # type: ignore[attr-defined]
+    unit = _unit(store, ev.CONSENT_CHANGED)
+    await ReferralHandlers(POLICY).on_consent_changed(withdrawn, unit)
+    [(type_, _)] = _sent(unit)
+    body = json.loads(unit.emitted[0].body)
+    assert type_ == ev.REFERRAL_TRANSITIONED
+    assert (body["to_state"], body["reason_code"]) == ("cancelled", "consent_withdrawn")
+
+
+async def _noop(*args: Any) -> None:
+    return None
+
+
+def _response(referral: ReferralRow, agency: str, action: str, **kw: Any) -> InboundEvent:
+    response = ev.ReferralResponse.model_validate(
+        {
+            "referral_id": referral.referral_id,
+            "agency_id": agency,
+            "action": action,
+            "responded_at": datetime.now(UTC).isoformat(),
+            **kw,
+        }
+    )
+    return InboundEvent.from_record(f.record_of(response_message(response, referral.case_id)))
+
+
+async def test_a_rejection_is_applied_and_rerouted_to_the_next_provider() -> None:
+    store, case = FakeStore([_candidate(1), _candidate(2)]), _case()
+    await ReferralHandlers(POLICY).on_case(case, _unit(store))
+    [first] = store.referrals.values()
+    event = _response(first, first.recipient_agency_id, "reject", reason_code="at_capacity")
+    unit = Unit(None, store, SOURCE, Cause.of(event))  # type: ignore[arg-type]
+    await ReferralHandlers(POLICY).on_response(event, unit)
+    assert _sent(unit) == [
+        (ev.REFERRAL_TRANSITIONED, case.case_id),
+        (ev.RESPONSE_APPLIED, case.case_id),
+        (ev.REFERRAL_REQUESTED, case.case_id),
+    ]
+    rerouted = json.loads(unit.emitted[2].body)
+    assert (rerouted["attempt"], rerouted["previous_referral_id"]) == (2, first.referral_id)
+    # the referral's own conversation, not the answer's
+    assert {e.headers["ce_correlationid"] for e in unit.emitted} == {"conv-1"}
+
+
+async def test_an_answer_from_another_agency_or_about_nothing_is_refused_to_its_sender() -> None:
+    store, case = FakeStore([_candidate(1)]), _case()
+    await ReferralHandlers(POLICY).on_case(case, _unit(store))
+    [referral] = store.referrals.values()
+    # ngo-9 is not the recipient (its own topic proves who it is)
+    intruder = _response(referral, "ngo-9", "accept")
+    unit = Unit(None, store, SOURCE, Cause.of(intruder))  # type: ignore[arg-type]
+    await ReferralHandlers(POLICY).on_response(intruder, unit)
+    assert _sent(unit) == [(ev.RESPONSE_REFUSED, case.case_id)]
+    assert json.loads(unit.emitted[0].body)["error"] == "not_recipient"
+    assert store.referrals[referral.referral_id].status is ev.ReferralState.REQUESTED
+
+    unknown = _response(replace(referral, referral_id=str(uuid.uuid4())), "ngo-9", "accept")
+    unit = Unit(None, store, SOURCE, Cause.of(unknown))  # type: ignore[arg-type]
+    await ReferralHandlers(POLICY).on_response(unknown, unit)
+    assert _sent(unit) == [(ev.RESPONSE_REFUSED, "ngo-9")]  # no case known: keyed by sender
+    assert json.loads(unit.emitted[0].body)["error"] == "unknown_referral"
