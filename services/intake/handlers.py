@@ -16,10 +16,9 @@ from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import cases, identity
+from . import identity
 from .cases import CaseRow
 from .consent import after_withdrawal
-from .disclosures import decide_disclosure
 from .store import IntakeStore
 from .submissions import read_submission
 
@@ -51,7 +50,7 @@ class IntakeHandlers:
         if isinstance(result, ev.CaseSubmission):
             await self._submit_case(event, unit, result)
             return
-        row = await cases.find_case(unit.stores.conn, result.agency_id, result.agency_case_ref)
+        row = await unit.stores.find_case(result.agency_id, result.agency_case_ref)
         if row is None or row.status == "erased":
             await _reject(
                 event,
@@ -71,9 +70,7 @@ class IntakeHandlers:
     async def _submit_case(
         self, event: InboundEvent, unit: IntakeUnit, submission: ev.CaseSubmission
     ) -> None:
-        row = await cases.find_case(
-            unit.stores.conn, submission.agency_id, submission.agency_case_ref
-        )
+        row = await unit.stores.find_case(submission.agency_id, submission.agency_case_ref)
         if row is not None and row.status != "open":
             await _reject(
                 event,
@@ -86,9 +83,9 @@ class IntakeHandlers:
             )
             return
         if row is None:
-            row = await cases.create_case(unit.stores.conn, submission, self._keys.master_key)
-            await cases.add_consent_record(
-                unit.stores.conn, row, "given" if row.consent.given else "refused", event.event_id
+            row = await unit.stores.create_case(submission, self._keys.master_key)
+            await unit.stores.add_consent_record(
+                row, "given" if row.consent.given else "refused", event.event_id
             )
             await self._registered(event, unit, row, submission.personal, ev.CASE_REGISTERED)
             return
@@ -106,8 +103,7 @@ class IntakeHandlers:
         self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, update: ev.CaseUpdate
     ) -> None:
         before = row
-        row = await cases.update_case(
-            unit.stores.conn,
+        row = await unit.stores.update_case(
             row,
             profile=update.profile,
             needs=update.needs,
@@ -115,16 +111,12 @@ class IntakeHandlers:
         )
         personal = update.personal
         if personal is not None:
-            await cases.replace_personal(
-                unit.stores.conn, row.case_id, self._keys.master_key, personal
-            )
+            await unit.stores.replace_personal(row.case_id, self._keys.master_key, personal)
         else:
-            personal = await cases.read_personal(
-                unit.stores.conn, row.case_id, self._keys.master_key
-            )
+            personal = await unit.stores.read_personal(row.case_id, self._keys.master_key)
         out: list[tuple[str, ev.Contract]] = []
         if row.consent_version != before.consent_version:
-            await cases.add_consent_record(unit.stores.conn, row, "changed", event.event_id)
+            await unit.stores.add_consent_record(row, "changed", event.event_id)
             out.append(
                 (ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=row.case_id, consent=row.consent))
             )
@@ -140,12 +132,9 @@ class IntakeHandlers:
         also: list[tuple[str, ev.Contract]] | None = None,
     ) -> None:
         hashes = identity.identity_hashes(self._keys.duplicate_key, personal)
-        duplicates = await cases.record_identity(
-            unit.stores.conn, row, self._keys.duplicate_key_id, hashes
-        )
+        duplicates = await unit.stores.record_identity(row, self._keys.duplicate_key_id, hashes)
         action = "registered" if type_ == ev.CASE_REGISTERED else "updated"
-        await cases.add_history(
-            unit.stores.conn,
+        await unit.stores.add_history(
             row.case_id,
             action,
             event.event_id,
@@ -156,9 +145,7 @@ class IntakeHandlers:
                 "possible_duplicate_of": duplicates,
             },
         )
-        await cases.record_submission(
-            unit.stores.conn, event.event_id, row.agency_id, row.case_id, action
-        )
+        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, action)
         outcome = (
             ev.SubmissionOutcome.REGISTERED
             if type_ == ev.CASE_REGISTERED
@@ -184,20 +171,17 @@ class IntakeHandlers:
     async def _withdraw_consent(
         self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, w: ev.ConsentWithdrawal
     ) -> None:
-        row = await cases.update_case(
-            unit.stores.conn, row, consent=after_withdrawal(row.consent, w)
-        )
-        await cases.add_consent_record(unit.stores.conn, row, "withdrawn", event.event_id)
-        await cases.add_history(
-            unit.stores.conn,
+        row = await unit.stores.update_case(row, consent=after_withdrawal(row.consent, w))
+        await unit.stores.add_consent_record(row, "withdrawn", event.event_id)
+        await unit.stores.add_history(
             row.case_id,
             "consent_withdrawn",
             event.event_id,
             row.agency_id,
             {"consent_version": row.consent_version},
         )
-        await cases.record_submission(
-            unit.stores.conn, event.event_id, row.agency_id, row.case_id, "consent_withdrawn"
+        await unit.stores.record_submission(
+            event.event_id, row.agency_id, row.case_id, "consent_withdrawn"
         )
         self._emit(
             unit,
@@ -210,13 +194,9 @@ class IntakeHandlers:
         log.info("consent_withdrawn", case_id=row.case_id, still_given=row.consent.given)
 
     async def _erase(self, event: InboundEvent, unit: IntakeUnit, row: CaseRow) -> None:
-        await cases.erase(unit.stores.conn, row.case_id)
-        await cases.add_history(
-            unit.stores.conn, row.case_id, "erased", event.event_id, row.agency_id
-        )
-        await cases.record_submission(
-            unit.stores.conn, event.event_id, row.agency_id, row.case_id, "erased"
-        )
+        await unit.stores.erase(row.case_id)
+        await unit.stores.add_history(row.case_id, "erased", event.event_id, row.agency_id)
+        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, "erased")
         erased = ev.CaseErased(
             case_id=row.case_id,
             erased_at=datetime.now(UTC),
@@ -233,18 +213,15 @@ class IntakeHandlers:
     async def _close(
         self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, closure: ev.CaseClosure
     ) -> None:
-        await cases.set_status(unit.stores.conn, row.case_id, "closed", closure.reason.value)
-        await cases.add_history(
-            unit.stores.conn,
+        await unit.stores.set_status(row.case_id, "closed", closure.reason.value)
+        await unit.stores.add_history(
             row.case_id,
             "closed",
             event.event_id,
             row.agency_id,
             {"reason": closure.reason.value},
         )
-        await cases.record_submission(
-            unit.stores.conn, event.event_id, row.agency_id, row.case_id, "closed"
-        )
+        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, "closed")
         closed = ev.CaseClosed(
             case_id=row.case_id, reason=closure.reason, closed_at=closure.closed_at
         )
@@ -261,8 +238,8 @@ class IntakeHandlers:
         """The recipient gets the minimum personal data sealed for its key, or the referral
         records why not (disclosures.py decides)."""
         assert unit.cause.causation_id is not None  # a consumed event caused it
-        decision = await decide_disclosure(
-            unit.stores.conn, referral, unit.cause.causation_id, self._keys.master_key
+        decision = await unit.stores.decide_disclosure(
+            referral, unit.cause.causation_id, self._keys.master_key
         )
         if decision is None:
             return  # decided before: a redelivery
@@ -301,9 +278,7 @@ def _accepted(
 
 
 async def _reject(event: InboundEvent, unit: IntakeUnit, rejection: Refusal) -> None:
-    await cases.record_submission(
-        unit.stores.conn, rejection.message_id, rejection.agency_id, None, "rejected"
-    )
+    await unit.stores.record_submission(rejection.message_id, rejection.agency_id, None, "rejected")
     unit.emit(
         ev.SUBMISSION_REJECTED,
         rejection.as_rejection(),
