@@ -91,8 +91,8 @@ async def batches(scratch_pool: asyncpg.Pool) -> Batches:
     async def write_deferred(conn: DbConnection, rows: Sequence[str]) -> None:
         b.deferred_statements += 1
         await conn.execute(
-            "INSERT INTO deferred (event_id) SELECT event_id FROM unnest($1::text[]) WITH ORDINALITY"
-            " AS x (event_id, ord) ORDER BY ord",
+            "INSERT INTO deferred (event_id) SELECT event_id"
+            " FROM unnest($1::text[]) WITH ORDINALITY AS x (event_id, ord) ORDER BY ord",
             list(rows),
         )
 
