@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import events as ev
-from shared.db import DbConnection
+from shared.db import DbConnection, batch_scope
+from shared.db.batch_scope import Writer
 
 from . import crypto
 
@@ -186,14 +188,23 @@ async def erase(conn: DbConnection, case_id: str) -> None:
 async def add_consent_record(
     conn: DbConnection, row: CaseRow, kind: str, source_event_id: str
 ) -> None:
+    await _log_row(
+        conn,
+        "consent_records",
+        (uuid.UUID(row.case_id), row.consent_version, kind, row.consent.model_dump_json(),
+         source_event_id),
+        _write_consent_records,
+    )  # fmt: skip
+
+
+async def _write_consent_records(conn: DbConnection, rows: Sequence[tuple[Any, ...]]) -> None:
     await conn.execute(
         """INSERT INTO consent_records (case_id, version, kind, consent, source_event_id)
-           VALUES ($1, $2, $3, $4::jsonb, $5)""",
-        uuid.UUID(row.case_id),
-        row.consent_version,
-        kind,
-        row.consent.model_dump_json(),
-        source_event_id,
+           SELECT c, v, k, j::jsonb, s
+             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
+                  WITH ORDINALITY AS x (c, v, k, j, s, ord)
+            ORDER BY ord""",
+        *_columns(rows, 5),
     )
 
 
@@ -206,14 +217,22 @@ async def add_history(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Pseudonymous audit entry: ids, types, counts — never personal data."""
+    await _log_row(
+        conn,
+        "case_history",
+        (uuid.UUID(case_id), action, source_event_id, agency_id, json.dumps(details or {})),
+        _write_history,
+    )
+
+
+async def _write_history(conn: DbConnection, rows: Sequence[tuple[Any, ...]]) -> None:
     await conn.execute(
         """INSERT INTO case_history (case_id, action, source_event_id, agency_id, details)
-           VALUES ($1, $2, $3, $4, $5::jsonb)""",
-        uuid.UUID(case_id),
-        action,
-        source_event_id,
-        agency_id,
-        json.dumps(details or {}),
+           SELECT c, a, s, g, d::jsonb
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                  WITH ORDINALITY AS x (c, a, s, g, d, ord)
+            ORDER BY ord""",
+        *_columns(rows, 5),
     )
 
 
@@ -255,11 +274,35 @@ async def record_submission(
     outcome: str,
 ) -> None:
     """The log of every message an agency sent and what became of it."""
+    await _log_row(
+        conn,
+        "submissions",
+        (submission_id, agency_id, uuid.UUID(case_id) if case_id else None, outcome),
+        _write_submissions,
+    )
+
+
+async def _write_submissions(conn: DbConnection, rows: Sequence[tuple[Any, ...]]) -> None:
     await conn.execute(
         """INSERT INTO submissions (submission_id, agency_id, case_id, outcome)
-           VALUES ($1, $2, $3, $4) ON CONFLICT (submission_id) DO NOTHING""",
-        submission_id,
-        agency_id,
-        uuid.UUID(case_id) if case_id else None,
-        outcome,
+           SELECT s, a, c, o FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                  WITH ORDINALITY AS x (s, a, c, o, ord)
+            ORDER BY ord
+           ON CONFLICT (submission_id) DO NOTHING""",
+        *_columns(rows, 4),
     )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def _log_row(conn: DbConnection, table: str, row: tuple[Any, ...], writer: Writer) -> None:
+    """The case's logs (history, consent records, submissions) are written, never read, while
+    a batch runs: deferred to the batch's end, one statement per table; at once outside one
+    (a command)."""
+    scope = batch_scope.current(conn)
+    if scope is None:
+        await writer(conn, [row])
+    else:
+        scope.defer(table, [row], writer)
