@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import asyncpg
 import typer
 from pydantic import ValidationError
 from rich.table import Table
 
 from shared.contracts import events as ev
 from shared.contracts.messages import submission_message
+from shared.db import connected
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import publish_events
 from shared.keys import decode_key, key_from_environment
@@ -27,12 +27,14 @@ from shared.operator import (
     run,
 )
 from shared.operator_audit import audited
+from shared.unit import open_unit
 
-from . import cases
 from .crypto import secret_key_id
+from .handlers import SOURCE
 from .identity import identity_hashes
 from .key_rotation import UnknownMasterKey, rewrap_data_keys
 from .settings import IntakeSettings
+from .store import IntakeStore
 
 app = typer.Typer(
     help="Intake: submit cases as an agency; inspect a case; rotate the master and duplicate keys.",
@@ -63,26 +65,8 @@ def case_history(case_id: str) -> None:
     data is decrypted). Runs beside the service, with its environment."""
 
     async def _show() -> None:
-        conn = await asyncpg.connect(_settings().database_dsn)
-        try:
-            cid = uuid.UUID(case_id)
-            history = await conn.fetch(
-                "SELECT at, action, agency_id, source_event_id, details FROM case_history "
-                "WHERE case_id = $1 ORDER BY id",
-                cid,
-            )
-            consents = await conn.fetch(
-                "SELECT version, kind, recorded_at, consent->'scope'->'purposes' AS purposes "
-                "FROM consent_records WHERE case_id = $1 ORDER BY version",
-                cid,
-            )
-            disclosures = await conn.fetch(
-                "SELECT at, referral_id, recipient_agency_id, outcome, reason, consent_version "
-                "FROM disclosure_log WHERE case_id = $1 ORDER BY at",
-                cid,
-            )
-        finally:
-            await conn.close()
+        async with open_unit(connected(_settings().database_dsn), IntakeStore, SOURCE) as unit:
+            history, consents, disclosures = await unit.stores.case_record(case_id)
         if not history:
             err_console.print(f"[red]no case {case_id}[/red]")
             raise typer.Exit(1)
@@ -102,7 +86,7 @@ def case_history(case_id: str) -> None:
     run(_show())
 
 
-def _table(title: str, columns: list[str], rows: list[asyncpg.Record]) -> None:
+def _table(title: str, columns: list[str], rows: list[Any]) -> None:
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
@@ -122,37 +106,19 @@ def rotate_duplicate_key(
     key, key_id = decode_key(settings.duplicate_key), settings.duplicate_key_id
 
     async def _rotate() -> tuple[int, int]:
-        conn = await asyncpg.connect(settings.database_dsn)
-        rehashed = dropped = 0
-        try:
-            ids = [
-                str(r["case_id"])
-                for r in await conn.fetch(
-                    "SELECT case_id FROM cases WHERE status <> 'erased' ORDER BY case_id"
-                )
-            ]
-            for start in range(0, len(ids), batch):
-                async with conn.transaction():
-                    for case_id in ids[start : start + batch]:
-                        personal = await cases.read_personal(conn, case_id, master)
-                        await conn.execute(
-                            "DELETE FROM identity_hashes WHERE case_id = $1 AND key_id = $2",
-                            uuid.UUID(case_id),
-                            key_id,
-                        )
-                        await conn.executemany(
-                            "INSERT INTO identity_hashes (case_id, key_id, hash) "
-                            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                            [
-                                (uuid.UUID(case_id), key_id, h)
-                                for h in identity_hashes(key, personal)
-                            ],
-                        )
-                        rehashed += 1
-            status = await conn.execute("DELETE FROM identity_hashes WHERE key_id <> $1", key_id)
-            dropped = int(status.split()[-1])
-        finally:
-            await conn.close()
+        dsn = settings.database_dsn
+        async with open_unit(connected(dsn), IntakeStore, SOURCE) as unit:
+            ids = await unit.stores.unerased_case_ids()
+        rehashed = 0
+        for start in range(0, len(ids), batch):  # one transaction per batch of cases
+            async with open_unit(connected(dsn), IntakeStore, SOURCE) as unit:
+                for case_id in ids[start : start + batch]:
+                    personal = await unit.stores.read_personal(case_id, master)
+                    hashes = identity_hashes(key, personal)
+                    await unit.stores.replace_identity_hashes(case_id, key_id, hashes)
+                    rehashed += 1
+        async with open_unit(connected(dsn), IntakeStore, SOURCE) as unit:
+            dropped = await unit.stores.drop_identity_hashes_except(key_id)
         return rehashed, dropped
 
     with audited(operator_kafka(), "intake rotate-duplicate-key", "key", key_id):
@@ -189,12 +155,9 @@ def rotate_master_key(
     key_id = secret_key_id(current)
 
     async def _rotate() -> tuple[int, int]:
-        conn = await asyncpg.connect(settings.database_dsn)
-        try:
+        async with connected(settings.database_dsn) as conn:  # its own transactions
             result = await rewrap_data_keys(conn, current, old_keys)
             return result.rewrapped, result.already_current
-        finally:
-            await conn.close()
 
     with audited(operator_kafka(), "intake rotate-master-key", "key", key_id):
         try:

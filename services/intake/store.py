@@ -6,6 +6,7 @@ store hands them its connection); the agency registry's are here.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from shared.contracts import events as ev
@@ -74,6 +75,50 @@ class IntakeStore:
         self, submission_id: str, agency_id: str | None, case_id: str | None, outcome: str
     ) -> None:
         await cases.record_submission(self.conn, submission_id, agency_id, case_id, outcome)
+
+    # ----- for operator commands -----
+
+    async def case_record(self, case_id: str) -> tuple[list[Any], list[Any], list[Any]]:
+        """A case's history, consent versions and disclosure log (pseudonymous), in order."""
+        cid = uuid.UUID(case_id)
+        history = await self.conn.fetch(
+            "SELECT at, action, agency_id, source_event_id, details FROM case_history "
+            "WHERE case_id = $1 ORDER BY id",
+            cid,
+        )
+        consents = await self.conn.fetch(
+            "SELECT version, kind, recorded_at, consent->'scope'->'purposes' AS purposes "
+            "FROM consent_records WHERE case_id = $1 ORDER BY version",
+            cid,
+        )
+        disclosures = await self.conn.fetch(
+            "SELECT at, referral_id, recipient_agency_id, outcome, reason, consent_version "
+            "FROM disclosure_log WHERE case_id = $1 ORDER BY at",
+            cid,
+        )
+        return list(history), list(consents), list(disclosures)
+
+    async def unerased_case_ids(self) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT case_id FROM cases WHERE status <> 'erased' ORDER BY case_id"
+        )
+        return [str(r["case_id"]) for r in rows]
+
+    async def replace_identity_hashes(self, case_id: str, key_id: str, hashes: list[bytes]) -> None:
+        """The case's hashes under ``key_id`` (those under other keys are left)."""
+        cid = uuid.UUID(case_id)
+        await self.conn.execute(
+            "DELETE FROM identity_hashes WHERE case_id = $1 AND key_id = $2", cid, key_id
+        )
+        await self.conn.executemany(
+            "INSERT INTO identity_hashes (case_id, key_id, hash) VALUES ($1, $2, $3)"
+            " ON CONFLICT DO NOTHING",
+            [(cid, key_id, h) for h in hashes],
+        )
+
+    async def drop_identity_hashes_except(self, key_id: str) -> int:
+        status = await self.conn.execute("DELETE FROM identity_hashes WHERE key_id <> $1", key_id)
+        return int(status.split()[-1])
 
     # ----- disclosures (disclosures.py) -----
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-import asyncpg
 import typer
 from pydantic import SecretStr, ValidationError
 from rich.markup import escape
 
 from shared.contracts import topics
+from shared.db import connected
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import follow
 from shared.keys import key_from_environment
@@ -25,11 +26,14 @@ from shared.operator import (
     run,
 )
 from shared.operator_audit import audited
+from shared.unit import Unit, open_unit
 
 from . import secret_store
 from .email import LANGUAGES
+from .handlers import SOURCE
 from .secret_store import SecretsKey
 from .settings import NotificationSettings
+from .store import NotificationStore
 from .targets import target_refusal
 
 app = typer.Typer(
@@ -82,12 +86,9 @@ def _secrets_key() -> SecretsKey:
     return SecretsKey.from_setting(_settings().secrets_key)
 
 
-async def _execute(query: str, *args: object) -> str:
-    conn = await asyncpg.connect(_dsn())
-    try:
-        return str(await conn.execute(query, *args))
-    finally:
-        await conn.close()
+def _unit() -> AbstractAsyncContextManager[Unit[NotificationStore]]:
+    """One transaction of an operator command, through the service's store."""
+    return open_unit(connected(_dsn()), NotificationStore, SOURCE)
 
 
 @app.command("add-webhook")
@@ -108,22 +109,9 @@ def add_webhook(
     key, secret = SecretsKey.from_setting(settings.secrets_key), secret_store.new_secret()
 
     async def _register() -> None:
-        conn = await asyncpg.connect(settings.database_dsn)
-        try:
-            async with conn.transaction():
-                await conn.execute(
-                    """INSERT INTO webhook_endpoints (agency_id, url, event_types)
-                       VALUES ($1, $2, $3)
-                       ON CONFLICT (agency_id) DO UPDATE SET url = EXCLUDED.url,
-                         event_types = EXCLUDED.event_types, disabled_at = NULL,
-                         disabled_reason = NULL""",
-                    agency_id,
-                    url,
-                    event_type,
-                )
-                await secret_store.replace_all(conn, key, agency_id, secret)
-        finally:
-            await conn.close()
+        async with open_unit(connected(settings.database_dsn), NotificationStore, SOURCE) as unit:
+            await unit.stores.save_webhook(agency_id, url, event_type)
+            await secret_store.replace_all(unit.conn, key, agency_id, secret)
 
     with audited(operator_kafka(), "notification add-webhook", "webhook", agency_id):
         refusal = target_refusal(url, settings.allow_private_webhook_targets)
@@ -157,18 +145,11 @@ def rotate_webhook_secret(
     until = datetime.now(UTC) + timedelta(hours=overlap_hours)
 
     async def _rotate() -> bool:
-        conn = await asyncpg.connect(_dsn())
-        try:
-            async with conn.transaction():
-                exists = await conn.fetchval(
-                    "SELECT true FROM webhook_endpoints WHERE agency_id = $1 FOR UPDATE",
-                    agency_id,
-                )
-                if exists:
-                    await secret_store.rotate(conn, key, agency_id, secret, until)
-                return bool(exists)
-        finally:
-            await conn.close()
+        async with _unit() as unit:
+            exists = await unit.stores.lock_webhook(agency_id)
+            if exists:
+                await secret_store.rotate(unit.conn, key, agency_id, secret, until)
+            return exists
 
     with audited(operator_kafka(), "notification rotate-webhook-secret", "webhook", agency_id):
         if not run(_rotate()):
@@ -198,12 +179,8 @@ def reencrypt_secrets(
     old_keys = [_old_key(name) for name in old_key_env or []]
 
     async def _reseal() -> secret_store.ResealReport:
-        conn = await asyncpg.connect(_dsn())
-        try:
-            async with conn.transaction():
-                return await secret_store.reseal(conn, key, old_keys)
-        finally:
-            await conn.close()
+        async with _unit() as unit:
+            return await secret_store.reseal(unit.conn, key, old_keys)
 
     with audited(operator_kafka(), "notification reencrypt-secrets", "key", key.key_id):
         report: secret_store.ResealReport = run(_reseal())
@@ -238,23 +215,19 @@ def replay(
         err_console.print("[red]give either --webhook-id or --since[/red]")
         raise typer.Exit(2)
     with audited(operator_kafka(), "notification replay", "webhook", agency_id):
-        status = _replay(agency_id, webhook_id, since)
-    console.print(f"{status.split()[-1]} message(s) of {agency_id} queued again")
+        queued = _replay(agency_id, webhook_id, since)
+    console.print(f"{queued} message(s) of {agency_id} queued again")
 
 
-def _replay(agency_id: str, webhook_id: str | None, since: datetime | None) -> str:
-    status: str = run(
-        _execute(
-            """UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
-                  next_attempt_at = now()
-           WHERE agency_id = $1 AND ($2::text IS NULL OR webhook_id = $2)
-             AND ($3::timestamptz IS NULL OR created_at >= $3)""",
-            agency_id,
-            webhook_id,
-            since.replace(tzinfo=since.tzinfo or UTC) if since else None,
-        )
-    )
-    return status
+def _replay(agency_id: str, webhook_id: str | None, since: datetime | None) -> int:
+    async def _requeue() -> int:
+        async with _unit() as unit:
+            return await unit.stores.requeue_deliveries(
+                agency_id, webhook_id, since.replace(tzinfo=since.tzinfo or UTC) if since else None
+            )
+
+    queued: int = run(_requeue())
+    return queued
 
 
 @app.command("add-email")
@@ -273,16 +246,10 @@ def add_email(
         err_console.print(f"[red]language must be one of {', '.join(LANGUAGES)}[/red]")
         raise typer.Exit(2)
     with audited(operator_kafka(), "notification add-email", "email_channel", agency_id):
-        run(
-            _execute(
-                """INSERT INTO email_channels (agency_id, addresses, language, event_types)
-               VALUES ($1, $2, $3, $4)
-               ON CONFLICT (agency_id) DO UPDATE SET addresses = EXCLUDED.addresses,
-                 language = EXCLUDED.language, event_types = EXCLUDED.event_types""",
-                agency_id,
-                address,
-                language,
-                event_type,
-            )
-        )
+
+        async def _save() -> None:
+            async with _unit() as unit:
+                await unit.stores.save_email_channel(agency_id, address, language, event_type)
+
+        run(_save())
     console.print(f"e-mail of [bold]{agency_id}[/bold] → {', '.join(address)} ({language})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from shared.contracts import events as ev
 from shared.db import DbConnection, batch_scope
@@ -58,6 +59,58 @@ class NotificationStore:
             agency.agency_id,
             inbox_topic,
             agency.model_dump_json(),
+        )
+
+    # ----- channels, as operator commands set them -----
+
+    async def save_webhook(self, agency_id: str, url: str, event_types: list[str] | None) -> None:
+        """Register or replace the agency's endpoint (enabled again if it was disabled)."""
+        await self._conn.execute(
+            """INSERT INTO webhook_endpoints (agency_id, url, event_types)
+               VALUES ($1, $2, $3)
+               ON CONFLICT (agency_id) DO UPDATE SET url = EXCLUDED.url,
+                 event_types = EXCLUDED.event_types, disabled_at = NULL,
+                 disabled_reason = NULL""",
+            agency_id,
+            url,
+            event_types,
+        )
+
+    async def lock_webhook(self, agency_id: str) -> bool:
+        """Whether the agency has an endpoint, locked for the transaction."""
+        return bool(
+            await self._conn.fetchval(
+                "SELECT true FROM webhook_endpoints WHERE agency_id = $1 FOR UPDATE", agency_id
+            )
+        )
+
+    async def requeue_deliveries(
+        self, agency_id: str, webhook_id: str | None, since: datetime | None
+    ) -> int:
+        """Send the agency's webhook messages again (one, or every one since a time)."""
+        status = await self._conn.execute(
+            """UPDATE webhook_deliveries SET status = 'pending', attempts = 0,
+                      next_attempt_at = now()
+                WHERE agency_id = $1 AND ($2::text IS NULL OR webhook_id = $2)
+                  AND ($3::timestamptz IS NULL OR created_at >= $3)""",
+            agency_id,
+            webhook_id,
+            since,
+        )
+        return int(status.split()[-1])
+
+    async def save_email_channel(
+        self, agency_id: str, addresses: list[str], language: str, event_types: list[str] | None
+    ) -> None:
+        await self._conn.execute(
+            """INSERT INTO email_channels (agency_id, addresses, language, event_types)
+               VALUES ($1, $2, $3, $4)
+               ON CONFLICT (agency_id) DO UPDATE SET addresses = EXCLUDED.addresses,
+                 language = EXCLUDED.language, event_types = EXCLUDED.event_types""",
+            agency_id,
+            addresses,
+            language,
+            event_types,
         )
 
     async def channels(self, agency_ids: Collection[str]) -> dict[str, Channels]:
