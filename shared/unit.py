@@ -84,11 +84,7 @@ class Unit(Generic[StoresT]):
         """Hand what was emitted to the outbox, inside the transaction: deferred to the end of
         the consumer's batch (one statement for all its events) when the unit runs in one,
         written at once otherwise (a timer, a command)."""
-        scope = batch_scope.current(self.conn)
-        if scope is not None:
-            scope.defer("outbox", self.emitted, outbox.enqueue)
-        else:
-            await outbox.enqueue(self.conn, self.emitted)
+        await batch_scope.write(self.conn, "outbox", self.emitted, outbox.enqueue)
         self.emitted = []
 
 

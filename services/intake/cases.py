@@ -301,8 +301,4 @@ async def _log_row(conn: DbConnection, table: str, row: tuple[Any, ...], writer:
     """The case's logs (history, consent records, submissions) are written, never read, while
     a batch runs: deferred to the batch's end, one statement per table; at once outside one
     (a command)."""
-    scope = batch_scope.current(conn)
-    if scope is None:
-        await writer(conn, [row])
-    else:
-        scope.defer(table, [row], writer)
+    await batch_scope.write(conn, table, [row], writer)

@@ -152,11 +152,7 @@ class NotificationStore:
         """The notifications, their webhook deliveries and their e-mails: one statement per
         table, for the whole batch when the consumer runs one (no handler reads these tables;
         the delivery loops do, after the commit)."""
-        scope = batch_scope.current(self._conn)
-        if scope is not None:
-            scope.defer("notifications", notifications, _write_notifications)
-        else:
-            await _write_notifications(self._conn, notifications)
+        await batch_scope.write(self._conn, "notifications", notifications, _write_notifications)
 
 
 async def _write_notifications(conn: DbConnection, notifications: Sequence[Notification]) -> None:

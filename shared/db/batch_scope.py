@@ -64,3 +64,14 @@ def current(conn: DbConnection) -> BatchScope | None:
     timer writes at once)."""
     scope = _current.get()
     return scope if scope is not None and scope.conn is conn else None
+
+
+async def write(conn: DbConnection, table: str, rows: Sequence[Any], writer: Writer) -> None:
+    """Write ``rows`` with ``writer``: deferred to the end of the consumer's batch when
+    ``conn``'s transaction has a scope, at once otherwise (a timer, a command)."""
+    scope = current(conn)
+    if scope is None:
+        if rows:
+            await writer(conn, rows)
+    else:
+        scope.defer(table, rows, writer)
