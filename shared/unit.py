@@ -16,7 +16,7 @@ inbound topics keep raw-event handlers: bad input there must be answered to its 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +24,6 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, batch_scope, outbox
-from shared.kafka.consumer import Handler
 from shared.kafka.inbound import InboundEvent, PermanentError
 
 StoresT = TypeVar("StoresT")
@@ -98,6 +97,31 @@ def catalogue_key(topic: str, payload: ev.Contract, subject: str | None) -> str:
 
 
 TypedHandler = Callable[[Any, Unit[StoresT]], Awaitable[None]]
+# Loads, for all the batch's payloads of one type, what their handler will read.
+TypedPreload = Callable[[StoresT, list[Any]], Awaitable[None]]
+RawPreload = Callable[[StoresT, Sequence[InboundEvent]], Awaitable[None]]
+
+
+@dataclass(frozen=True, eq=False)
+class UnitHandler(Generic[StoresT]):
+    """A consumer handler (shared.kafka.consumer.Handler) that runs ``run(event, unit)`` in a
+    unit over the consumer's connection, and hands what it emitted to the outbox. ``preload``:
+    before a batch is applied, what all its events will read is loaded at once (the consumer's
+    ``Preloading``); the stores then answer from the batch cache."""
+
+    run: Callable[[InboundEvent, Unit[StoresT]], Awaitable[None]]
+    stores: Callable[[DbConnection], StoresT]
+    source: str
+    preload_with: RawPreload[StoresT] | None = None
+
+    async def __call__(self, event: InboundEvent, conn: DbConnection) -> None:
+        unit = Unit(conn, self.stores(conn), self.source, Cause.of(event))
+        await self.run(event, unit)
+        await unit.flush()
+
+    async def preload(self, events: Sequence[InboundEvent], conn: DbConnection) -> None:
+        if self.preload_with is not None:
+            await self.preload_with(self.stores(conn), events)
 
 
 def typed_handler(
@@ -107,17 +131,17 @@ def typed_handler(
     *,
     ignored: Collection[str] = (),
     on_tombstone: Callable[[str, Unit[StoresT]], Awaitable[None]] | None = None,
-) -> Handler:
+    preload: Mapping[str, TypedPreload[StoresT]] | None = None,
+) -> UnitHandler[StoresT]:
     """One consumer handler from a table of CloudEvents type → ``handler(payload, unit)``.
     ``ignored``: types consumed and deliberately left alone. A type in neither is refused
-    (dead-lettered with that reason): it means the table and the catalogue disagree."""
+    (dead-lettered with that reason): it means the table and the catalogue disagree.
+    ``preload``: CloudEvents type → ``load(stores, payloads)`` for a batch's payloads of it."""
 
-    async def handle(event: InboundEvent, conn: DbConnection) -> None:
-        unit = Unit(conn, stores(conn), source, Cause.of(event))
+    async def run(event: InboundEvent, unit: Unit[StoresT]) -> None:
         if event.is_tombstone():
             if on_tombstone is not None:
                 await on_tombstone(event.tombstone_key(), unit)
-                await unit.flush()
             return
         ce_type = event.require_attributes().type
         if ce_type in ignored:
@@ -128,25 +152,31 @@ def typed_handler(
         if event.payload is None:  # pragma: no cover - the consumer validates fixed topics
             raise PermanentError("the event was not validated against its contract")
         await handler(event.payload, unit)
-        await unit.flush()
 
-    return handle
+    async def load(stores_: StoresT, events: Sequence[InboundEvent]) -> None:
+        payloads: dict[str, list[Any]] = {}
+        for event in events:
+            attributes = event.attributes
+            if attributes is not None and event.payload is not None:
+                payloads.setdefault(attributes.type, []).append(event.payload)
+        for ce_type, of_type in payloads.items():
+            if preload is not None and ce_type in preload:
+                await preload[ce_type](stores_, of_type)
+
+    return UnitHandler(run, stores, source, load if preload else None)
 
 
 def raw_handler(
     handler: Callable[[InboundEvent, Unit[StoresT]], Awaitable[None]],
     stores: Callable[[DbConnection], StoresT],
     source: str,
-) -> Handler:
+    *,
+    preload: RawPreload[StoresT] | None = None,
+) -> UnitHandler[StoresT]:
     """A consumer handler for an agency's own inbound topic: ``handler(event, unit)`` reads the
-    raw event (bad input is answered to its sender) and works through the same unit."""
-
-    async def handle(event: InboundEvent, conn: DbConnection) -> None:
-        unit = Unit(conn, stores(conn), source, Cause.of(event))
-        await handler(event, unit)
-        await unit.flush()
-
-    return handle
+    raw event (bad input is answered to its sender) and works through the same unit.
+    ``preload(stores, events)``: what a batch of these raw events will read, at once."""
+    return UnitHandler(handler, stores, source, preload)
 
 
 @contextlib.asynccontextmanager

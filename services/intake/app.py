@@ -32,13 +32,17 @@ typed = typed_handler(
     # The rest of the lifecycle concerns the agencies, not the registry of personal data.
     ignored=set(topics.spec(topics.REFERRAL_EVENTS).payloads) - {ev.REFERRAL_REQUESTED},
     on_tombstone=handlers.on_agency_removed,  # a deregistered agency
+    # What a batch's referrals and submissions will read is loaded at once (store.py).
+    preload={ev.REFERRAL_REQUESTED: IntakeStore.preload_disclosures},
 )
 runtime.consume(
     {
         topics.DIRECTORY_AGENCIES: typed,
         topics.REFERRAL_EVENTS: typed,
         # The agencies' own topics: raw events, bad input answered to the sender.
-        topics.AGENCY_SUBMISSIONS: raw_handler(handlers.on_submission, IntakeStore, SOURCE),
+        topics.AGENCY_SUBMISSIONS: raw_handler(
+            handlers.on_submission, IntakeStore, SOURCE, preload=IntakeStore.preload_submissions
+        ),
     }
 )
 app = runtime.asgi_app(

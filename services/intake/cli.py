@@ -155,9 +155,9 @@ def rotate_master_key(
     key_id = secret_key_id(current)
 
     async def _rotate() -> tuple[int, int]:
-        async with connected(settings.database_dsn) as conn:  # its own transactions
-            result = await rewrap_data_keys(conn, current, old_keys)
-            return result.rewrapped, result.already_current
+        dsn = settings.database_dsn
+        result = await rewrap_data_keys(lambda: connected(dsn), current, old_keys)
+        return result.rewrapped, result.already_current
 
     with audited(operator_kafka(), "intake rotate-master-key", "key", key_id):
         try:

@@ -6,6 +6,7 @@ personal data is stored encrypted and leaves only sealed for one recipient (disc
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,10 +17,10 @@ from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import identity
+from . import disclosures, identity
 from .cases import CaseRow
 from .consent import after_withdrawal
-from .store import IntakeStore
+from .store import DisclosureEntry, IntakeStore
 from .submissions import read_submission
 
 SOURCE = "urn:referralexchange:service:intake"
@@ -236,15 +237,100 @@ class IntakeHandlers:
 
     async def on_referral_requested(self, referral: ev.ReferralRequested, unit: IntakeUnit) -> None:
         """The recipient gets the minimum personal data sealed for its key, or the referral
-        records why not (disclosures.py decides)."""
-        assert unit.cause.causation_id is not None  # a consumed event caused it
-        decision = await unit.stores.decide_disclosure(
-            referral, unit.cause.causation_id, self._keys.master_key
-        )
-        if decision is None:
+        records why not (disclosures.py decides); either way the disclosure log says so."""
+        source_event_id = unit.cause.causation_id
+        assert source_event_id is not None  # a consumed event caused it
+        if await unit.stores.disclosure_decided(referral.referral_id):
             return  # decided before: a redelivery
-        type_, payload = decision
-        unit.emit(type_, payload, topic=topics.INTAKE_DISCLOSURES, subject=referral.referral_id)
+        case = await unit.stores.load_case(referral.case_id)
+        recipient = await unit.stores.recipient(referral.recipient_agency_id)
+        if recipient is None and case is not None:
+            # The registry and the referral events are separate topics: intake may simply not
+            # have read the recipient's record yet. Transient: retried, then dead-lettered.
+            raise LookupError(f"recipient agency {referral.recipient_agency_id} not known yet")
+        disclosure_id = str(uuid.uuid4())
+        reason = disclosures.refusal(referral, case, recipient, datetime.now(UTC).date())
+        if reason is None and case is not None and recipient and recipient.public_key:
+            personal = await unit.stores.read_personal(case.case_id, self._keys.master_key)
+            sealed = disclosures.sealed(
+                referral, case, recipient.public_key, personal, disclosure_id
+            )
+            await self._log_disclosure(
+                unit, referral, case, disclosure_id, None, sealed.recipient_key_sha256
+            )
+            unit.emit(
+                ev.DISCLOSURE_SEALED,
+                sealed,
+                topic=topics.INTAKE_DISCLOSURES,
+                subject=referral.referral_id,
+            )
+            log.info(
+                "disclosure_sealed",
+                case_id=case.case_id,
+                referral_id=referral.referral_id,
+                recipient=referral.recipient_agency_id,
+            )
+            return
+        reason = reason or ev.DisclosureRefusalReason.UNKNOWN_CASE
+        if case is not None:  # the log and the history are a case's: an unknown case has neither
+            await self._log_disclosure(unit, referral, case, disclosure_id, reason, None)
+        refused = ev.DisclosureRefused(
+            disclosure_id=disclosure_id,
+            referral_id=referral.referral_id,
+            case_id=referral.case_id,
+            recipient_agency_id=referral.recipient_agency_id,
+            reason=reason,
+        )
+        unit.emit(
+            ev.DISCLOSURE_REFUSED,
+            refused,
+            topic=topics.INTAKE_DISCLOSURES,
+            subject=referral.referral_id,
+        )
+        log.info(
+            "disclosure_refused",
+            case_id=referral.case_id,
+            referral_id=referral.referral_id,
+            recipient=referral.recipient_agency_id,
+            reason=reason.value,
+        )
+
+    async def _log_disclosure(
+        self,
+        unit: IntakeUnit,
+        referral: ev.ReferralRequested,
+        case: CaseRow,
+        disclosure_id: str,
+        reason: ev.DisclosureRefusalReason | None,
+        key_sha256: str | None,
+    ) -> None:
+        """The disclosure log's entry and the case history's, for a disclosure or a refusal."""
+        source_event_id = unit.cause.causation_id or ""
+        await unit.stores.log_disclosure(
+            DisclosureEntry(
+                disclosure_id=disclosure_id,
+                referral_id=referral.referral_id,
+                case_id=case.case_id,
+                recipient_agency_id=referral.recipient_agency_id,
+                outcome="refused" if reason is not None else "disclosed",
+                reason=reason.value if reason is not None else None,
+                consent_version=case.consent_version,
+                recipient_key_sha256=key_sha256,
+                source_event_id=source_event_id,
+            )
+        )
+        details: dict[str, object] = {"referral_id": referral.referral_id}
+        if reason is None:
+            details["consent_version"] = case.consent_version
+        else:
+            details["reason"] = reason.value
+        await unit.stores.add_history(
+            case.case_id,
+            "disclosed" if reason is None else "disclosure_refused",
+            source_event_id,
+            referral.recipient_agency_id,
+            details,
+        )
 
     # ----- directory.agencies.v1 -----
 

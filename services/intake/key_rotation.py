@@ -7,13 +7,18 @@ left alone, so an interrupted rotation is finished by running it again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from nacl.exceptions import CryptoError
 
 from shared.db import DbConnection
+from shared.unit import open_unit
 
 from .crypto import unwrap_key, wrap_key
+from .handlers import SOURCE
+from .store import IntakeStore
 
 
 class UnknownMasterKey(Exception):
@@ -37,35 +42,30 @@ def _open(wrapped: bytes, keys: list[bytes]) -> tuple[bytes, int] | None:
 
 
 async def rewrap_data_keys(
-    conn: DbConnection, current: bytes, old_keys: list[bytes], *, batch: int = 500
+    connection: Callable[[], AbstractAsyncContextManager[DbConnection]],
+    current: bytes,
+    old_keys: list[bytes],
+    *,
+    batch: int = 500,
 ) -> RewrapResult:
     """Re-wrap under ``current`` every live data key that opens with one of ``old_keys``.
-    Each batch is its own transaction; rows of erased cases (no key left) are skipped."""
+    Each batch is its own unit of work on a connection from ``connection()``; rows of erased
+    cases (no key left) are skipped."""
     rewrapped = current_count = 0
     last = None
     while True:
-        rows = await conn.fetch(
-            """SELECT case_id, wrapped_key FROM case_keys
-               WHERE wrapped_key IS NOT NULL AND ($1::uuid IS NULL OR case_id > $1)
-               ORDER BY case_id LIMIT $2""",
-            last,
-            batch,
-        )
-        if not rows:
-            return RewrapResult(rewrapped, current_count)
-        async with conn.transaction():
-            for row in rows:
-                opened = _open(bytes(row["wrapped_key"]), [current, *old_keys])
+        async with open_unit(connection(), IntakeStore, SOURCE) as unit:
+            keys = await unit.stores.wrapped_keys_after(last, batch)
+            if not keys:
+                return RewrapResult(rewrapped, current_count)
+            for case_id, wrapped in keys:
+                opened = _open(wrapped, [current, *old_keys])
                 if opened is None:
-                    raise UnknownMasterKey(f"the data key of case {row['case_id']}")
+                    raise UnknownMasterKey(f"the data key of case {case_id}")
                 data_key, index = opened
                 if index == 0:
                     current_count += 1
                     continue
-                await conn.execute(
-                    "UPDATE case_keys SET wrapped_key = $2 WHERE case_id = $1",
-                    row["case_id"],
-                    wrap_key(current, data_key),
-                )
+                await unit.stores.set_wrapped_key(case_id, wrap_key(current, data_key))
                 rewrapped += 1
-        last = rows[-1]["case_id"]
+        last = keys[-1][0]

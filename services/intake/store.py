@@ -1,33 +1,218 @@
-"""Intake's store: everything its handlers read and write, behind one object.
+"""Intake's store: all of intake's SQL, behind one object (handlers, timers and commands read
+and write only through it).
 
-The case registry's statements are in cases.py and the disclosure log's in disclosures.py (the
-store hands them its connection); the agency registry's are here.
+In a consumer's batch it works set-based. ``preload_submissions`` and ``preload_disclosures``
+read, in one query each, every case, data key, agency and earlier decision the batch's events
+will look at, into the batch cache; the lookups below answer from it, and every write here
+keeps it true (the store is the only writer of these tables). The logs that nothing reads
+while a batch runs (case history, consent records, submission records, the disclosure log)
+are deferred to the batch's end, one statement per table. Outside a batch (a command) every
+call is its own statement.
+
+Personal data is only ever written encrypted (crypto.py); the case rows are pseudonymous.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from shared.contracts import events as ev
-from shared.db import DbConnection
+from shared.db import DbConnection, batch_scope
+from shared.kafka.inbound import InboundEvent
 
-from . import cases
-from .cases import CaseRow
-from .disclosures import Decision, decide_disclosure
+from . import crypto
+from .cases import CaseRow, case_row, needs_json
+from .disclosures import Recipient
+
+MAX_SIGNALLED_DUPLICATES = 10
+
+_COLUMNS = """c.case_id, c.agency_id, c.agency_case_ref, c.status, c.profile, c.needs,
+              c.consent, c.consent_version"""
+# The batch cache's entries (shared.db.batch_scope.cache).
+_BY_REF = "intake.case_by_ref"  # (agency_id, agency_case_ref) → case_id | None
+_CASES = "intake.cases"  # case_id → CaseRow | None
+_SECRETS = "intake.secrets"  # case_id → Secret
+_AGENCIES = "intake.agencies"  # agency_id → Recipient | None
+_DECIDED = "intake.disclosures_decided"  # referral_id → bool
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A case's wrapped data key and its personal data ciphertext (None once erased)."""
+
+    wrapped_key: bytes | None
+    personal_sealed: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DisclosureEntry:
+    disclosure_id: str
+    referral_id: str
+    case_id: str
+    recipient_agency_id: str
+    outcome: str  # disclosed | refused
+    reason: str | None
+    consent_version: int | None
+    recipient_key_sha256: str | None
+    source_event_id: str
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None  # not an id intake ever gave out
+
+
+def _secret(record: Any) -> Secret:
+    key, sealed = record["wrapped_key"], record["personal_sealed"]
+    return Secret(
+        bytes(key) if key is not None else None, bytes(sealed) if sealed is not None else None
+    )
 
 
 class IntakeStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
 
-    # ----- the case registry (cases.py) -----
+    def _cache(self, name: str) -> dict[Any, Any] | None:
+        return batch_scope.cache(self.conn, name)
+
+    def _remember(self, row: CaseRow, secret: Secret | None = None) -> CaseRow:
+        cases, by_ref = self._cache(_CASES), self._cache(_BY_REF)
+        if cases is not None and by_ref is not None:
+            cases[row.case_id] = row
+            by_ref[(row.agency_id, row.agency_case_ref)] = row.case_id
+            secrets = self._cache(_SECRETS)
+            if secret is not None and secrets is not None:
+                secrets[row.case_id] = secret
+        return row
+
+    # ----- loading a batch at once -----
+
+    async def preload_submissions(self, events: Sequence[InboundEvent]) -> None:
+        """The cases (locked), data keys and ciphertexts a batch of submissions will touch: an
+        agency's own topic is keyed by the agency_case_ref (read_submission refuses any other
+        key), so the key and the topic's agency name the case before the body is parsed."""
+        wanted = set()
+        for event in events:
+            if event.sender_agency is not None and event.key is not None:
+                try:
+                    wanted.add((event.sender_agency, event.key.decode()))
+                except UnicodeDecodeError:
+                    continue  # refused by its handler; nothing to load
+        by_ref = self._cache(_BY_REF)
+        if not wanted or by_ref is None:
+            return
+        agencies, refs = zip(*sorted(wanted), strict=True)
+        records = await self.conn.fetch(
+            f"""SELECT {_COLUMNS}, k.wrapped_key, c.personal_sealed
+                  FROM unnest($1::text[], $2::text[]) AS r (agency_id, agency_case_ref)
+                  JOIN cases c ON c.agency_id = r.agency_id
+                              AND c.agency_case_ref = r.agency_case_ref
+                  LEFT JOIN case_keys k ON k.case_id = c.case_id
+                   FOR UPDATE OF c""",
+            list(agencies),
+            list(refs),
+        )
+        by_ref.update(dict.fromkeys(wanted))
+        for record in records:
+            self._remember(case_row(record), _secret(record))
+
+    async def preload_disclosures(self, referrals: Sequence[ev.ReferralRequested]) -> None:
+        """For a batch of referrals: whether each was decided before, its case (with key and
+        ciphertext) and its recipient's registry entry."""
+        decided, cases = self._cache(_DECIDED), self._cache(_CASES)
+        secrets, agencies = self._cache(_SECRETS), self._cache(_AGENCIES)
+        if decided is None or cases is None or secrets is None or agencies is None:
+            return
+        records = await self.conn.fetch(
+            f"""SELECT r.referral_id, r.case_key, r.recipient,
+                       d.referral_id IS NOT NULL AS decided, {_COLUMNS},
+                       k.wrapped_key, c.personal_sealed,
+                       a.agency_id AS known_agency, a.type AS agency_type, a.public_key
+                  FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                       AS r (referral_id, case_key, case_id, recipient)
+                  LEFT JOIN disclosure_log d ON d.referral_id = r.referral_id
+                  LEFT JOIN cases c ON c.case_id = r.case_id
+                  LEFT JOIN case_keys k ON k.case_id = r.case_id
+                  LEFT JOIN agencies a ON a.agency_id = r.recipient""",
+            [r.referral_id for r in referrals],
+            [r.case_id for r in referrals],
+            [_uuid(r.case_id) for r in referrals],
+            [r.recipient_agency_id for r in referrals],
+        )
+        for record in records:
+            decided[record["referral_id"]] = bool(record["decided"])
+            if record["case_id"] is None:
+                cases.setdefault(record["case_key"], None)
+            elif str(record["case_id"]) not in cases:  # a write earlier in the batch wins
+                self._remember(case_row(record), _secret(record))
+            agencies.setdefault(
+                record["recipient"],
+                Recipient(ev.AgencyType(record["agency_type"]), record["public_key"])
+                if record["known_agency"] is not None
+                else None,
+            )
+
+    # ----- the case registry -----
 
     async def find_case(self, agency_id: str, agency_case_ref: str) -> CaseRow | None:
-        return await cases.find_case(self.conn, agency_id, agency_case_ref)
+        """The agency's case by its own reference, locked for this transaction."""
+        by_ref, cases = self._cache(_BY_REF), self._cache(_CASES)
+        if by_ref is not None and cases is not None and (agency_id, agency_case_ref) in by_ref:
+            case_id = by_ref[(agency_id, agency_case_ref)]
+            return cases.get(case_id) if case_id is not None else None
+        record = await self.conn.fetchrow(
+            f"""SELECT {_COLUMNS} FROM cases c
+                 WHERE c.agency_id = $1 AND c.agency_case_ref = $2 FOR UPDATE""",
+            agency_id,
+            agency_case_ref,
+        )
+        return case_row(record) if record else None
+
+    async def load_case(self, case_id: str) -> CaseRow | None:
+        cases = self._cache(_CASES)
+        if cases is not None and case_id in cases:
+            cached: CaseRow | None = cases[case_id]
+            return cached
+        cid = _uuid(case_id)
+        record = (
+            await self.conn.fetchrow(f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1", cid)
+            if cid is not None
+            else None
+        )
+        return case_row(record) if record else None
 
     async def create_case(self, submission: ev.CaseSubmission, master_key: bytes) -> CaseRow:
-        return await cases.create_case(self.conn, submission, master_key)
+        """The case, its data key (wrapped by the master key) and its personal data
+        (encrypted with the data key), in one statement."""
+        case_id = uuid.uuid4()
+        data_key = crypto.new_data_key()
+        wrapped = crypto.wrap_key(master_key, data_key)
+        sealed = crypto.encrypt(data_key, submission.personal.model_dump_json().encode())
+        record = await self.conn.fetchrow(
+            f"""WITH c AS (
+                  INSERT INTO cases (case_id, agency_id, agency_case_ref, profile, needs,
+                                     consent, personal_sealed)
+                  VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
+                  RETURNING *),
+                k AS (INSERT INTO case_keys (case_id, wrapped_key) VALUES ($1, $8))
+                SELECT {_COLUMNS} FROM c""",
+            case_id,
+            submission.agency_id,
+            submission.agency_case_ref,
+            submission.profile.model_dump_json(),
+            needs_json(submission.needs),
+            submission.consent.model_dump_json(),
+            sealed,
+            wrapped,
+        )
+        return self._remember(case_row(record), Secret(wrapped, sealed))
 
     async def update_case(
         self,
@@ -37,26 +222,114 @@ class IntakeStore:
         needs: list[ev.Need] | None = None,
         consent: ev.Consent | None = None,
     ) -> CaseRow:
-        return await cases.update_case(
-            self.conn, row, profile=profile, needs=needs, consent=consent
+        """Replace the given pseudonymous blocks; a changed consent gets the next version."""
+        consent_changed = consent is not None and consent != row.consent
+        record = await self.conn.fetchrow(
+            f"""UPDATE cases c SET profile = $2::jsonb, needs = $3::jsonb, consent = $4::jsonb,
+                       consent_version = consent_version + $5, updated_at = now()
+                 WHERE c.case_id = $1 RETURNING {_COLUMNS}""",
+            uuid.UUID(row.case_id),
+            (profile or row.profile).model_dump_json(),
+            needs_json(needs if needs is not None else row.needs),
+            (consent or row.consent).model_dump_json(),
+            1 if consent_changed else 0,
         )
+        return self._remember(case_row(record))
+
+    async def set_status(self, case_id: str, status: str, reason: str | None) -> None:
+        record = await self.conn.fetchrow(
+            f"""UPDATE cases c SET status = $2, closed_reason = $3, updated_at = now()
+                 WHERE c.case_id = $1 RETURNING {_COLUMNS}""",
+            uuid.UUID(case_id),
+            status,
+            reason,
+        )
+        if record is not None:
+            self._remember(case_row(record))
+
+    async def erase(self, case_id: str) -> None:
+        """Crypto-shred: destroy the data key, drop the ciphertext and the identity hashes."""
+        record = await self.conn.fetchrow(
+            f"""WITH k AS (UPDATE case_keys SET wrapped_key = NULL, destroyed_at = now()
+                            WHERE case_id = $1),
+                     h AS (DELETE FROM identity_hashes WHERE case_id = $1)
+                UPDATE cases c SET personal_sealed = NULL, status = 'erased',
+                       closed_reason = NULL, updated_at = now()
+                 WHERE c.case_id = $1 RETURNING {_COLUMNS}""",
+            uuid.UUID(case_id),
+        )
+        if record is not None:
+            self._remember(case_row(record), Secret(None, None))
+
+    async def _secret_of(self, case_id: str) -> Secret:
+        secrets = self._cache(_SECRETS)
+        if secrets is not None and case_id in secrets:
+            cached: Secret = secrets[case_id]
+            return cached
+        record = await self.conn.fetchrow(
+            """SELECT k.wrapped_key, c.personal_sealed FROM cases c
+                 LEFT JOIN case_keys k ON k.case_id = c.case_id WHERE c.case_id = $1""",
+            uuid.UUID(case_id),
+        )
+        secret = _secret(record) if record is not None else Secret(None, None)
+        if secrets is not None:
+            secrets[case_id] = secret
+        return secret
 
     async def replace_personal(
         self, case_id: str, master_key: bytes, personal: ev.PersonalData
     ) -> None:
-        await cases.replace_personal(self.conn, case_id, master_key, personal)
+        secret = await self._secret_of(case_id)
+        data_key = crypto.unwrap_key(master_key, secret.wrapped_key)
+        sealed = crypto.encrypt(data_key, personal.model_dump_json().encode())
+        await self.conn.execute(
+            "UPDATE cases SET personal_sealed = $2 WHERE case_id = $1", uuid.UUID(case_id), sealed
+        )
+        secrets = self._cache(_SECRETS)
+        if secrets is not None:
+            secrets[case_id] = Secret(secret.wrapped_key, sealed)
 
     async def read_personal(self, case_id: str, master_key: bytes) -> ev.PersonalData:
-        return await cases.read_personal(self.conn, case_id, master_key)
+        """Decrypt a case's personal data; KeyDestroyed once the case was erased."""
+        secret = await self._secret_of(case_id)
+        data_key = crypto.unwrap_key(master_key, secret.wrapped_key)
+        if secret.personal_sealed is None:
+            raise crypto.KeyDestroyed("no personal data stored")
+        return ev.PersonalData.model_validate_json(crypto.decrypt(data_key, secret.personal_sealed))
 
-    async def set_status(self, case_id: str, status: str, reason: str | None) -> None:
-        await cases.set_status(self.conn, case_id, status, reason)
+    async def record_identity(self, row: CaseRow, key_id: str, hashes: list[bytes]) -> list[str]:
+        """Make ``hashes`` the case's identity hashes and link the cases of *other* agencies
+        sharing one; return those cases (at most the contract's limit), in one statement."""
+        others = await self.conn.fetch(
+            """WITH gone AS (
+                  DELETE FROM identity_hashes
+                   WHERE case_id = $1 AND NOT (key_id = $2 AND hash = ANY($3::bytea[]))),
+                added AS (
+                  INSERT INTO identity_hashes (case_id, key_id, hash)
+                  SELECT $1, $2, h FROM unnest($3::bytea[]) AS h ON CONFLICT DO NOTHING),
+                others AS (
+                  SELECT DISTINCT h.case_id FROM identity_hashes h JOIN cases c USING (case_id)
+                   WHERE h.key_id = $2 AND h.hash = ANY($3::bytea[]) AND h.case_id <> $1
+                     AND c.agency_id <> $4 AND c.status <> 'erased'),
+                linked AS (
+                  INSERT INTO duplicate_links (case_id, other_case_id)
+                  SELECT $1, case_id FROM others UNION ALL SELECT case_id, $1 FROM others
+                  ON CONFLICT DO NOTHING)
+               SELECT case_id FROM others ORDER BY case_id""",
+            uuid.UUID(row.case_id),
+            key_id,
+            hashes,
+            row.agency_id,
+        )
+        # All links are recorded; the case event names at most the contract's limit of them.
+        return [str(r["case_id"]) for r in others][:MAX_SIGNALLED_DUPLICATES]
 
-    async def erase(self, case_id: str) -> None:
-        await cases.erase(self.conn, case_id)
+    # ----- the logs: written, never read, while a batch runs (deferred to its end) -----
 
     async def add_consent_record(self, row: CaseRow, kind: str, source_event_id: str) -> None:
-        await cases.add_consent_record(self.conn, row, kind, source_event_id)
+        consent = row.consent.model_dump_json()
+        entry = (uuid.UUID(row.case_id), row.consent_version, kind, consent, source_event_id)
+        await batch_scope.write(self.conn, "consent_records", [entry], _write_consent_records)
 
     async def add_history(
         self,
@@ -66,15 +339,66 @@ class IntakeStore:
         agency_id: str | None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        await cases.add_history(self.conn, case_id, action, source_event_id, agency_id, details)
-
-    async def record_identity(self, row: CaseRow, key_id: str, hashes: list[bytes]) -> list[str]:
-        return await cases.record_identity(self.conn, row, key_id, hashes)
+        """Pseudonymous audit entry: ids, types, counts — never personal data."""
+        entry = (uuid.UUID(case_id), action, source_event_id, agency_id, json.dumps(details or {}))
+        await batch_scope.write(self.conn, "case_history", [entry], _write_history)
 
     async def record_submission(
         self, submission_id: str, agency_id: str | None, case_id: str | None, outcome: str
     ) -> None:
-        await cases.record_submission(self.conn, submission_id, agency_id, case_id, outcome)
+        """The log of every message an agency sent and what became of it."""
+        entry = (submission_id, agency_id, uuid.UUID(case_id) if case_id else None, outcome)
+        await batch_scope.write(self.conn, "submissions", [entry], _write_submissions)
+
+    # ----- disclosures -----
+
+    async def disclosure_decided(self, referral_id: str) -> bool:
+        """Whether the disclosure of this referral was decided (and logged) before."""
+        decided = self._cache(_DECIDED)
+        if decided is not None and referral_id in decided:
+            return bool(decided[referral_id])
+        found = await self.conn.fetchval(
+            "SELECT 1 FROM disclosure_log WHERE referral_id = $1", referral_id
+        )
+        return bool(found)
+
+    async def recipient(self, agency_id: str) -> Recipient | None:
+        agencies = self._cache(_AGENCIES)
+        if agencies is not None and agency_id in agencies:
+            cached: Recipient | None = agencies[agency_id]
+            return cached
+        record = await self.conn.fetchrow(
+            "SELECT type, public_key FROM agencies WHERE agency_id = $1", agency_id
+        )
+        return Recipient(ev.AgencyType(record["type"]), record["public_key"]) if record else None
+
+    async def log_disclosure(self, entry: DisclosureEntry) -> None:
+        """The disclosure log's entry (read only by the redelivery check and by commands)."""
+        decided = self._cache(_DECIDED)
+        if decided is not None:
+            decided[entry.referral_id] = True
+        await batch_scope.write(self.conn, "disclosure_log", [entry], _write_disclosures)
+
+    # ----- the agency registry -----
+
+    async def save_agency(self, agency: ev.AgencyRecord) -> None:
+        await self.conn.execute(
+            """INSERT INTO agencies (agency_id, type, public_key) VALUES ($1, $2, $3)
+               ON CONFLICT (agency_id) DO UPDATE SET type = EXCLUDED.type,
+                 public_key = EXCLUDED.public_key, updated_at = now()""",
+            agency.agency_id,
+            agency.type.value,
+            agency.public_key,
+        )
+        agencies = self._cache(_AGENCIES)
+        if agencies is not None:
+            agencies[agency.agency_id] = Recipient(agency.type, agency.public_key)
+
+    async def remove_agency(self, agency_id: str) -> None:
+        await self.conn.execute("DELETE FROM agencies WHERE agency_id = $1", agency_id)
+        agencies = self._cache(_AGENCIES)
+        if agencies is not None:
+            agencies[agency_id] = None
 
     # ----- for operator commands -----
 
@@ -120,25 +444,75 @@ class IntakeStore:
         status = await self.conn.execute("DELETE FROM identity_hashes WHERE key_id <> $1", key_id)
         return int(status.split()[-1])
 
-    # ----- disclosures (disclosures.py) -----
+    async def wrapped_keys_after(
+        self, last: uuid.UUID | None, limit: int
+    ) -> list[tuple[uuid.UUID, bytes]]:
+        """Live wrapped data keys in case order, after ``last`` (master-key rotation)."""
+        rows = await self.conn.fetch(
+            """SELECT case_id, wrapped_key FROM case_keys
+               WHERE wrapped_key IS NOT NULL AND ($1::uuid IS NULL OR case_id > $1)
+               ORDER BY case_id LIMIT $2""",
+            last,
+            limit,
+        )
+        return [(r["case_id"], bytes(r["wrapped_key"])) for r in rows]
 
-    async def decide_disclosure(
-        self, referral: ev.ReferralRequested, source_event_id: str, master_key: bytes
-    ) -> Decision | None:
-        """Sealed or refused, logged; None when decided before (a redelivery)."""
-        return await decide_disclosure(self.conn, referral, source_event_id, master_key)
-
-    # ----- the agency registry -----
-
-    async def save_agency(self, agency: ev.AgencyRecord) -> None:
+    async def set_wrapped_key(self, case_id: uuid.UUID, wrapped: bytes) -> None:
         await self.conn.execute(
-            """INSERT INTO agencies (agency_id, type, public_key) VALUES ($1, $2, $3)
-               ON CONFLICT (agency_id) DO UPDATE SET type = EXCLUDED.type,
-                 public_key = EXCLUDED.public_key, updated_at = now()""",
-            agency.agency_id,
-            agency.type.value,
-            agency.public_key,
+            "UPDATE case_keys SET wrapped_key = $2 WHERE case_id = $1", case_id, wrapped
         )
 
-    async def remove_agency(self, agency_id: str) -> None:
-        await self.conn.execute("DELETE FROM agencies WHERE agency_id = $1", agency_id)
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+async def _write_consent_records(conn: DbConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    await conn.execute(
+        """INSERT INTO consent_records (case_id, version, kind, consent, source_event_id)
+           SELECT c, v, k, j::jsonb, s
+             FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[])
+                  WITH ORDINALITY AS x (c, v, k, j, s, ord)
+            ORDER BY ord""",
+        *_columns(rows, 5),
+    )
+
+
+async def _write_history(conn: DbConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    await conn.execute(
+        """INSERT INTO case_history (case_id, action, source_event_id, agency_id, details)
+           SELECT c, a, s, g, d::jsonb
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                  WITH ORDINALITY AS x (c, a, s, g, d, ord)
+            ORDER BY ord""",
+        *_columns(rows, 5),
+    )
+
+
+async def _write_submissions(conn: DbConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    await conn.execute(
+        """INSERT INTO submissions (submission_id, agency_id, case_id, outcome)
+           SELECT s, a, c, o FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[])
+                  WITH ORDINALITY AS x (s, a, c, o, ord)
+            ORDER BY ord
+           ON CONFLICT (submission_id) DO NOTHING""",
+        *_columns(rows, 4),
+    )
+
+
+async def _write_disclosures(conn: DbConnection, entries: Sequence[DisclosureEntry]) -> None:
+    await conn.execute(
+        """INSERT INTO disclosure_log (referral_id, disclosure_id, case_id, recipient_agency_id,
+               outcome, reason, consent_version, recipient_key_sha256, source_event_id)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+                                $6::text[], $7::int[], $8::text[], $9::text[])""",
+        [e.referral_id for e in entries],
+        [e.disclosure_id for e in entries],
+        [uuid.UUID(e.case_id) for e in entries],
+        [e.recipient_agency_id for e in entries],
+        [e.outcome for e in entries],
+        [e.reason for e in entries],
+        [e.consent_version for e in entries],
+        [e.recipient_key_sha256 for e in entries],
+        [e.source_event_id for e in entries],
+    )

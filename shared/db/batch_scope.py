@@ -6,8 +6,10 @@ it before the commit, or after each event inside its savepoint when a batch is a
 event, so an event that fails takes its deferred rows with it.
 
 Defer only writes to tables that no handler reads while the batch runs (the outbox, records of
-what was sent): a deferred row is not in the database until the flush. Cache only what the
-batch's own events do not change.
+what was sent): a deferred row is not in the database until the flush. The cache holds rows a
+store loaded for the whole batch (see the consumer's ``preload``); a store that caches a table
+keeps its entries true when it writes that table, and an event that fails in its savepoint
+drops the whole cache (its writes are rolled back, the cache may hold them).
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ class BatchScope:
         pending.extend(rows)
 
     def discard(self) -> None:
-        """Drop what is deferred and not yet flushed (an event that failed in its savepoint)."""
+        """Drop what is deferred and not yet flushed, and what is cached (an event that failed
+        in its savepoint: what it wrote is rolled back; the stores read again what they need)."""
         self._pending = {}
+        self.cache.clear()
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, {}
@@ -64,6 +68,13 @@ def current(conn: DbConnection) -> BatchScope | None:
     timer writes at once)."""
     scope = _current.get()
     return scope if scope is not None and scope.conn is conn else None
+
+
+def cache(conn: DbConnection, name: str) -> dict[Any, Any] | None:
+    """The batch cache's entry ``name`` (a dict, created empty) for ``conn``'s transaction;
+    None outside a consumer's batch (a command or a timer reads the database)."""
+    scope = current(conn)
+    return scope.cache.setdefault(name, {}) if scope is not None else None
 
 
 async def write(conn: DbConnection, table: str, rows: Sequence[Any], writer: Writer) -> None:

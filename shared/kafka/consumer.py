@@ -29,7 +29,7 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -62,6 +62,17 @@ from shared.logging import get_logger, message_context
 log = get_logger(__name__)
 
 Handler = Callable[[InboundEvent, DbConnection], Awaitable[None]]
+
+
+@runtime_checkable
+class Preloading(Protocol):
+    """A handler that can load, before a batch is applied, what all the batch's events it
+    handles will read (one query per table, into the batch scope's cache), so that handling
+    them one by one costs no round trip per event to read (see shared.unit.UnitHandler)."""
+
+    async def preload(self, events: Sequence[InboundEvent], conn: DbConnection) -> None: ...
+
+
 # A fixed topic name, or a per-agency topic family (all its agencies' topics, present and future).
 Subscription = str | TopicFamily
 
@@ -438,6 +449,8 @@ class ReliableConsumer:
                 conn, self.group, [(e.event_id, e.topic) for _, e in admitted]
             )
 
+            await _preload(conn, [(h, e) for h, e in admitted if e.event_id in fresh])
+
             async def unclaim(event: InboundEvent) -> None:
                 if event.event_id in fresh:  # only a claim this batch made
                     fresh.discard(event.event_id)
@@ -503,6 +516,18 @@ class ReliableConsumer:
             reason=describe_error(error)[:300],
         )
         return False
+
+
+async def _preload(conn: DbConnection, admitted: Sequence[Admitted]) -> None:
+    """Let each handler that preloads read, for all its events of the batch at once, what they
+    will read. A preload that fails fails the batch's transaction (applied one by one then,
+    without preloading: the stores read what they need event by event)."""
+    by_handler: dict[int, tuple[Handler, list[InboundEvent]]] = {}  # by identity, in order
+    for handler, event in admitted:
+        by_handler.setdefault(id(handler), (handler, []))[1].append(event)
+    for handler, events in by_handler.values():
+        if isinstance(handler, Preloading):
+            await handler.preload(events, conn)
 
 
 def _ce_type(event: InboundEvent) -> str | None:

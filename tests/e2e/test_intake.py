@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, SealedBox
 
-from services.intake import cases as case_store
 from services.intake.crypto import KeyDestroyed
+from services.intake.store import IntakeStore
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent
@@ -140,7 +140,7 @@ async def test_registration_stores_personal_data_only_encrypted(
             == 1
         )
         master = decode_key(pydantic_secret("INTAKE_MASTER_KEY"))
-        personal = await case_store.read_personal(conn, case_id, master)
+        personal = await IntakeStore(conn).read_personal(case_id, master)
         assert personal.given_name == PERSONAL["given_name"]
     finally:
         await conn.close()
@@ -410,7 +410,7 @@ async def test_withdrawal_and_erasure(
         assert [(r["version"], r["kind"]) for r in versions] == [(1, "given"), (2, "withdrawn")]
         master = decode_key(pydantic_secret("INTAKE_MASTER_KEY"))
         with pytest.raises(KeyDestroyed):
-            await case_store.read_personal(conn, case_id, master)
+            await IntakeStore(conn).read_personal(case_id, master)
         key_row = await conn.fetchrow(
             "SELECT wrapped_key, destroyed_at FROM case_keys WHERE case_id = $1", uuid.UUID(case_id)
         )

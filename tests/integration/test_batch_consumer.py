@@ -188,3 +188,41 @@ async def test_a_refused_or_failing_event_takes_its_deferred_rows_with_it(
     # good once; bad never (refused: dead-lettered); flaky once, from its second try
     assert sorted(await batches.deferred()) == sorted([good.event_id, flaky.event_id])
     assert batches.dead_letters.letters == [(bad.event_id, "PermanentError")]
+
+
+@dataclass
+class Preloader:
+    """A handler that loads what a batch will read before applying it (shared.unit's
+    UnitHandler is the real one)."""
+
+    loaded: list[list[str]] = field(default_factory=list)
+    fail_loads: int = 0
+
+    async def preload(self, events: Sequence[InboundEvent], conn: DbConnection) -> None:
+        self.loaded.append([e.event_id for e in events])
+        if self.fail_loads:
+            self.fail_loads -= 1
+            raise RuntimeError("the load failed")
+
+    async def __call__(self, event: InboundEvent, conn: DbConnection) -> None:
+        await applied_ledger.record(conn, event.event_id)
+
+
+async def test_a_batch_is_preloaded_once_with_its_fresh_events(batches: Batches) -> None:
+    preloader = Preloader()
+    batches.consumer.handler_for = lambda topic: preloader  # type: ignore[method-assign]
+    a, b, c = batches.event(), batches.event(partition=1), batches.event()
+    await batches.consumer.process_batch([a, b])
+    await batches.consumer.process_batch([a, c])  # a redelivered: applied before
+    assert preloader.loaded == [[a.event_id, b.event_id], [c.event_id]]
+    assert await batches.applied() == [a.event_id, b.event_id, c.event_id]
+
+
+async def test_a_failed_preload_applies_the_batch_one_by_one(batches: Batches) -> None:
+    preloader = Preloader(fail_loads=1)
+    batches.consumer.handler_for = lambda topic: preloader  # type: ignore[method-assign]
+    a, b = batches.event(), batches.event()
+    await batches.consumer.process_batch([a, b])
+    assert await batches.applied() == [a.event_id, b.event_id]
+    assert batches.dead_letters.letters == []
+    assert preloader.loaded == [[a.event_id, b.event_id]]  # one by one: no preload

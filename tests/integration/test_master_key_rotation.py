@@ -9,9 +9,9 @@ import asyncpg
 import nacl.utils
 import pytest
 
-from services.intake import cases
 from services.intake.crypto import KeyDestroyed
 from services.intake.key_rotation import UnknownMasterKey, rewrap_data_keys
+from services.intake.store import IntakeStore
 from shared.db.migrations import discover, migrate
 from tests import factories as f
 
@@ -22,21 +22,22 @@ async def test_rotation_rewraps_every_live_key(scratch_pool: asyncpg.Pool) -> No
     old, new, stranger = (nacl.utils.random(32) for _ in range(3))
     async with scratch_pool.acquire() as conn:
         await migrate(conn, discover("intake", INTAKE_MIGRATIONS))
+        cases = IntakeStore(conn)
         submissions = [f.submission(f.unique("iom")) for _ in range(5)]
-        rows = [await cases.create_case(conn, s, old) for s in submissions]
-        await cases.erase(conn, rows[0].case_id)
+        rows = [await cases.create_case(s, old) for s in submissions]
+        await cases.erase(rows[0].case_id)
 
-        first = await rewrap_data_keys(conn, new, [old], batch=2)
+        first = await rewrap_data_keys(scratch_pool.acquire, new, [old], batch=2)
         assert (first.rewrapped, first.already_current) == (4, 0)
         for row, sent in zip(rows[1:], submissions[1:], strict=True):
-            assert await cases.read_personal(conn, row.case_id, new) == sent.personal
+            assert await cases.read_personal(row.case_id, new) == sent.personal
             with pytest.raises(Exception):  # noqa: B017 - any failure: the old key is gone
-                await cases.read_personal(conn, row.case_id, old)
+                await cases.read_personal(row.case_id, old)
         with pytest.raises(KeyDestroyed):
-            await cases.read_personal(conn, rows[0].case_id, new)
+            await cases.read_personal(rows[0].case_id, new)
 
-        again = await rewrap_data_keys(conn, new, [old])
+        again = await rewrap_data_keys(scratch_pool.acquire, new, [old])
         assert (again.rewrapped, again.already_current) == (0, 4)
 
         with pytest.raises(UnknownMasterKey):
-            await rewrap_data_keys(conn, stranger, [nacl.utils.random(32)])
+            await rewrap_data_keys(scratch_pool.acquire, stranger, [nacl.utils.random(32)])

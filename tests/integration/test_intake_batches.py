@@ -1,0 +1,244 @@
+"""Intake's handlers in consumer batches on the real PostgreSQL, as services/intake/app.py wires
+them: what a batch reads is loaded once per table (the round trips of a batch do not grow with
+its disclosures), and an event sees what an earlier event of the same batch wrote — the same
+case submitted twice, personal data replaced, consent withdrawn — before a disclosure is
+decided."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from nacl.public import PrivateKey, SealedBox
+
+from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
+from services.intake.store import IntakeStore
+from shared.contracts import events as ev
+from shared.contracts import messages, topics
+from shared.contracts.envelope import build_event
+from shared.db.migrations import discover, migrate
+from shared.kafka.consumer import ReliableConsumer, RetryPolicy
+from shared.kafka.inbound import InboundEvent
+from shared.unit import raw_handler, typed_handler
+from tests import factories as f
+from tests.integration.test_batch_consumer import FakeDeadLetters
+
+INTAKE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services/intake/migrations"
+AGENCY = "iom-sn"
+STATEMENTS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+
+class CountingConnection:
+    """The connection, counting the statements sent through it (each one a round trip)."""
+
+    def __init__(self, conn: asyncpg.Connection, counted: Counter[str]) -> None:
+        self._conn = conn
+        self._counted = counted
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._conn, name)
+        if name in STATEMENTS:
+            self._counted["statements"] += 1
+        return attribute
+
+
+class CountingPool:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.counted: Counter[str] = Counter()
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[CountingConnection]:
+        async with self.pool.acquire() as conn:
+            yield CountingConnection(conn, self.counted)
+
+
+class Intake:
+    def __init__(self, pool: CountingPool, recipient_key: PrivateKey) -> None:
+        self.pool = pool
+        self.recipient_key = recipient_key
+        handlers = IntakeHandlers(
+            IntakeKeys(master_key=b"m" * 32, duplicate_key=b"d" * 32, duplicate_key_id="k1")
+        )
+        typed = typed_handler(
+            {ev.REFERRAL_REQUESTED: handlers.on_referral_requested},
+            IntakeStore,
+            SOURCE,
+            preload={ev.REFERRAL_REQUESTED: IntakeStore.preload_disclosures},
+        )
+        submissions = raw_handler(
+            handlers.on_submission, IntakeStore, SOURCE, preload=IntakeStore.preload_submissions
+        )
+        self.consumer = ReliableConsumer(
+            group="intake",
+            pool=lambda: pool,  # type: ignore[arg-type, return-value]
+            dead_letters=FakeDeadLetters(),  # type: ignore[arg-type]
+            handlers={topics.REFERRAL_EVENTS: typed, topics.AGENCY_SUBMISSIONS: submissions},
+            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
+            max_message_bytes=1_000_000,
+        )
+        self.offset = 0
+
+    def inbound(self, outgoing: Any) -> InboundEvent:
+        self.offset += 1
+        return InboundEvent.from_record(f.record_of(outgoing, offset=self.offset))
+
+    def submitted(self, submission: ev.CaseSubmission) -> InboundEvent:
+        return self.inbound(messages.submission_message(submission))
+
+    def withdrawn(self, ref: str) -> InboundEvent:
+        withdrawal = ev.ConsentWithdrawal(
+            agency_id=AGENCY,
+            agency_case_ref=ref,
+            withdrawn_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
+        return self.inbound(
+            build_event(
+                topic=topics.AGENCY_SUBMISSIONS.name(AGENCY),
+                key=ref,
+                type_=ev.CONSENT_WITHDRAWN,
+                source=messages.agency_source(AGENCY),
+                data=withdrawal,
+                agency_id=AGENCY,
+            )
+        )
+
+    def referred(self, case_id: str, referral_id: str | None = None) -> InboundEvent:
+        referral = ev.ReferralRequested(
+            referral_id=referral_id or str(uuid.uuid4()),
+            case_id=case_id,
+            need_id="n1",
+            category="psychosocial.counselling",
+            urgency="normal",
+            referring_agency_id=AGENCY,
+            recipient_agency_id="provider-1",
+            service_id="svc-1",
+            explanation=ev.MatchExplanation(matched=[], score=0.5, components={}),
+        )
+        return self.inbound(
+            build_event(
+                topic=topics.REFERRAL_EVENTS,
+                key=case_id,
+                type_=ev.REFERRAL_REQUESTED,
+                source="urn:referralexchange:service:referral",
+                subject=referral.referral_id,
+                data=referral,
+            )
+        )
+
+    async def apply(self, events: list[InboundEvent]) -> int:
+        """Apply one batch; the statements it took."""
+        before = self.pool.counted["statements"]
+        await self.consumer.process_batch(events)
+        return self.pool.counted["statements"] - before
+
+    async def outbox(self, ce_type: str) -> list[dict[str, Any]]:
+        async with self.pool.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT body FROM outbox WHERE headers->>'ce_type' = $1 ORDER BY id", ce_type
+            )
+        return [json.loads(r["body"]) for r in rows]
+
+    async def case_id(self, ref: str) -> str:
+        async with self.pool.pool.acquire() as conn:
+            found = await conn.fetchval("SELECT case_id FROM cases WHERE agency_case_ref = $1", ref)
+        return str(found)
+
+    def opened(self, sealed: dict[str, Any]) -> dict[str, Any]:
+        box = SealedBox(self.recipient_key).decrypt(base64.b64decode(sealed["sealed_box"]))
+        opened: dict[str, Any] = json.loads(box)
+        return opened
+
+
+@pytest.fixture
+async def intake(scratch_pool: asyncpg.Pool) -> Intake:
+    recipient_key = PrivateKey.generate()
+    async with scratch_pool.acquire() as conn:
+        await migrate(conn, discover("intake", INTAKE_MIGRATIONS))
+        await IntakeStore(conn).save_agency(
+            ev.AgencyRecord.model_validate(
+                {
+                    **f.agency("provider-1").model_dump(mode="json"),
+                    "public_key": base64.b64encode(bytes(recipient_key.public_key)).decode(),
+                }
+            )
+        )
+    return Intake(CountingPool(scratch_pool), recipient_key)
+
+
+async def test_a_case_submitted_twice_in_one_batch_is_registered_then_updated(
+    intake: Intake,
+) -> None:
+    first = f.submission(AGENCY)
+    again = first.model_copy(
+        update={"consent": ev.Consent.model_validate(f.consent(recorded_at="2026-11-02T10:00:00Z"))}
+    )
+    await intake.apply([intake.submitted(first), intake.submitted(again)])
+    accepted = await intake.outbox(ev.SUBMISSION_ACCEPTED)
+    assert [a["outcome"] for a in accepted] == ["registered", "updated"]
+    assert accepted[0]["case_id"] == accepted[1]["case_id"]
+    [registered] = await intake.outbox(ev.CASE_REGISTERED)
+    [updated] = await intake.outbox(ev.CASE_UPDATED)
+    assert registered["case_id"] == updated["case_id"]
+    [changed] = await intake.outbox(ev.CONSENT_CHANGED)  # the second consent is newer
+    assert changed["case_id"] == registered["case_id"]
+
+
+async def test_a_disclosure_sees_what_the_batch_changed_before_it(intake: Intake) -> None:
+    kept, withdrawn = f.submission(AGENCY), f.submission(AGENCY)
+    await intake.apply([intake.submitted(kept), intake.submitted(withdrawn)])
+    kept_id, withdrawn_id = (
+        await intake.case_id(kept.agency_case_ref),
+        await intake.case_id(withdrawn.agency_case_ref),
+    )
+    renamed = kept.model_copy(
+        update={"personal": kept.personal.model_copy(update={"given_name": "Renamed"})}
+    )
+    await intake.apply(
+        [
+            intake.submitted(renamed),  # new personal data, then a referral on the case
+            intake.referred(kept_id),
+            intake.withdrawn(withdrawn.agency_case_ref),  # consent gone, then a referral
+            intake.referred(withdrawn_id),
+        ]
+    )
+    [sealed] = await intake.outbox(ev.DISCLOSURE_SEALED)
+    assert sealed["case_id"] == kept_id
+    assert intake.opened(sealed)["given_name"] == "Renamed"
+    [refused] = await intake.outbox(ev.DISCLOSURE_REFUSED)
+    assert (refused["case_id"], refused["reason"]) == (withdrawn_id, "no_consent")
+
+
+async def test_the_round_trips_of_a_batch_do_not_grow_with_its_disclosures(
+    intake: Intake,
+) -> None:
+    submissions = [f.submission(AGENCY) for _ in range(2)]
+    await intake.apply([intake.submitted(s) for s in submissions])
+    case_ids = [await intake.case_id(s.agency_case_ref) for s in submissions]
+    few = await intake.apply([intake.referred(c) for c in case_ids])
+    many = await intake.apply([intake.referred(c) for c in case_ids * 6])
+    assert len(await intake.outbox(ev.DISCLOSURE_SEALED)) == 14
+    assert few == many, f"{few} statements for 2 disclosures, {many} for 12"
+    # the inbox claim, one load, the outbox, the disclosure log and the case history
+    assert many <= 5
+
+
+async def test_a_redelivered_or_repeated_referral_is_decided_once(intake: Intake) -> None:
+    submission = f.submission(AGENCY)
+    await intake.apply([intake.submitted(submission)])
+    case_id = await intake.case_id(submission.agency_case_ref)
+    referral_id = str(uuid.uuid4())
+    referral = intake.referred(case_id, referral_id)
+    # the same event twice, and another event about the same referral, in one batch
+    await intake.apply([referral, referral, intake.referred(case_id, referral_id)])
+    await intake.apply([intake.referred(case_id, referral_id)])  # and again in a later one
+    assert len(await intake.outbox(ev.DISCLOSURE_SEALED)) == 1
