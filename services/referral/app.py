@@ -35,6 +35,11 @@ typed = typed_handler(
     ReferralStore,
     SOURCE,
     ignored={ev.SUBMISSION_ACCEPTED},  # intake's answer to the agency: notification's concern
+    # What a batch's cases will read (chains, gaps, candidates) is loaded at once (store.py).
+    preload={
+        ev.CASE_REGISTERED: ReferralStore.preload_cases,
+        ev.CASE_UPDATED: ReferralStore.preload_cases,
+    },
 )
 consumer = runtime.consume(
     {

@@ -6,7 +6,6 @@ import csv
 from pathlib import Path
 from typing import Annotated
 
-import asyncpg
 import typer
 from pydantic import ValidationError
 from rich.table import Table
@@ -31,7 +30,8 @@ from shared.operator import (
 from shared.operator_audit import audited
 from shared.unit import open_unit
 
-from .evidence import COLUMNS, EvidenceRow, pathway_report
+from . import routing
+from .evidence import COLUMNS, EvidenceRow
 from .handlers import SOURCE, announce
 from .settings import ReferralSettings
 from .store import ReferralStore
@@ -80,11 +80,8 @@ def evidence(
         raise typer.Exit(2) from exc
 
     async def _report() -> list[EvidenceRow]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await pathway_report(conn, area_digits)
-        finally:
-            await conn.close()
+        async with open_unit(connected(dsn), ReferralStore, SOURCE) as unit:
+            return await unit.stores.pathway_report(area_digits)
 
     rows = run(_report())
     table = Table(*COLUMNS, title="Referral pathways")
@@ -116,7 +113,7 @@ def entered_in_error(referral_id: str) -> None:
                 return None
             if ref.status is ReferralState.ENTERED_IN_ERROR:
                 return ref.status.value
-            out = await unit.stores.transition(ref, ReferralState.ENTERED_IN_ERROR)
+            out = await routing.transition(unit.stores, ref, ReferralState.ENTERED_IN_ERROR)
             announce(unit, out, correlation_id=ref.correlation_id)
             return ref.status.value
 

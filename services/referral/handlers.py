@@ -11,6 +11,7 @@ from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
 
+from . import routing
 from .decisions import ReferralRow, RoutingPolicy
 from .lifecycle import REROUTED_FROM, answer
 from .routing import Emitted
@@ -150,7 +151,9 @@ class ReferralHandlers:
                 continue
             announce(
                 unit,
-                await store.route_need(case, need, self._policy, unit.cause.correlation_id),
+                await routing.route_need(
+                    store, case, need, self._policy, correlation_id=unit.cause.correlation_id
+                ),
             )
 
     # ----- directory.agencies.v1 -----
@@ -167,10 +170,12 @@ class ReferralHandlers:
         out: Emitted = []
         await store.save_case(case)
         if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
-            out += await store.cancel_open(case.case_id, ReasonCode.CONSENT_WITHDRAWN)
+            out += await routing.cancel_open(store, case.case_id, ReasonCode.CONSENT_WITHDRAWN)
         for need in case.needs:
             if not await store.need_is_handled(case.case_id, need.need_id):
-                out += await store.route_need(case, need, self._policy, unit.cause.correlation_id)
+                out += await routing.route_need(
+                    store, case, need, self._policy, correlation_id=unit.cause.correlation_id
+                )
         announce(unit, out)
 
     async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:
@@ -178,7 +183,9 @@ class ReferralHandlers:
         if not changed.consent.covers(ev.ConsentPurpose.REFERRAL):
             announce(
                 unit,
-                await unit.stores.cancel_open(changed.case_id, ReasonCode.CONSENT_WITHDRAWN),
+                await routing.cancel_open(
+                    unit.stores, changed.case_id, ReasonCode.CONSENT_WITHDRAWN
+                ),
             )
 
     async def on_case_ended(self, ended: ev.CaseClosed | ev.CaseErased, unit: ReferralUnit) -> None:
@@ -187,7 +194,7 @@ class ReferralHandlers:
         await unit.stores.close_case(ended.case_id)
         erased = isinstance(ended, ev.CaseErased)
         reason = ReasonCode.CONSENT_WITHDRAWN if erased else ReasonCode.OTHER
-        announce(unit, await unit.stores.cancel_open(ended.case_id, reason))
+        announce(unit, await routing.cancel_open(unit.stores, ended.case_id, reason))
 
     # ----- agency.<id>.responses.v1 (raw: bad input is answered to the agency) -----
 
@@ -231,8 +238,8 @@ class ReferralHandlers:
         if target is None:
             refuse(ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref)
             return
-        out = await store.transition(
-            ref, target, reason=response.reason_code, outcome=response.outcome
+        out = await routing.transition(
+            store, ref, target, reason=response.reason_code, outcome=response.outcome
         )
         applied = ev.ResponseApplied(
             response_id=event.event_id,
@@ -245,7 +252,7 @@ class ReferralHandlers:
         )
         out.append((ev.RESPONSE_APPLIED, applied))
         if target in REROUTED_FROM:
-            out += await store.reroute(ref, self._policy)
+            out += await routing.reroute(store, ref, self._policy)
         # The referral's own conversation, not the answer's: a case's events share one.
         announce(unit, out, correlation_id=ref.correlation_id)
         log.info("referral_answered", referral_id=ref.referral_id, to_state=target.value)

@@ -1,23 +1,42 @@
-"""Referral's store: everything handlers, timers and commands read and write, behind one
-object (a fake of it runs the handlers in unit tests).
+"""Referral's store: all of referral's SQL, behind one object (handlers, timers and commands
+read and write only through it; a fake of it runs the handlers in unit tests).
 
-The routing and lifecycle statements live in routing.py and directory.py (the decisions they
-carry out are pure, in decisions.py and matching.py); the store hands them its connection.
+In a consumer's batch it works set-based: ``preload_cases`` reads, in one query per table, the
+referral chains and recorded gaps of every case the batch's case events name, and the candidate
+listings of every (category, area) their needs ask for. The lookups below answer from the
+batch cache, and every write here keeps it true: a route recorded extends its need's chain,
+and anything that changes what matching reads (a listing, an agency, a referral's state, which
+moves held slots and answer rates) drops the cached candidates. Outside a batch (a timer, a
+command) every call is its own statement.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState
 from shared.contracts.taxonomy import ReasonCode
-from shared.db import DbConnection
+from shared.db import DbConnection, batch_scope
 
-from . import directory, routing
-from .decisions import ReferralRow, RoutingPolicy
-from .routing import Emitted
+from .decisions import ChainLink, Gap, Refer, ReferralRow
+from .directory import candidate, containing_codes
+from .evidence import COLUMNS, EvidenceRow
+from .matching import Candidate
+
+# The batch cache's entries (shared.db.batch_scope.cache).
+_CHAINS = "referral.chains"  # (case_id, need_id) → list[ChainLink]
+_HANDLED = "referral.handled"  # (case_id, need_id) → bool: a chain or a recorded gap
+_CANDIDATES = "referral.candidates"  # (category, area) → list[Candidate]
+
+_CANDIDATE_COLUMNS = """l.service_id, l.agency_id, l.status, l.categories, l.coverage_areas,
+                  l.languages, l.capacity, l.open_slots, l.held_slots, l.eligibility,
+                  l.acceptance_sla_hours, m.agency_type, m.answer_rate, m.median_hours_to_decide"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,59 +49,179 @@ class ReferralStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
 
+    def _cache(self, name: str) -> dict[Any, Any] | None:
+        return batch_scope.cache(self.conn, name)
+
+    def _directory_changed(self) -> None:
+        """What matching reads changed: the candidates cached for the batch are read again."""
+        candidates = self._cache(_CANDIDATES)
+        if candidates is not None:
+            candidates.clear()
+
+    # ----- loading a batch at once -----
+
+    async def preload_cases(self, cases: Sequence[ev.CaseRegistered]) -> None:
+        """The chains and gaps of the batch's cases, and the candidates of all their needs."""
+        chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
+        if chains is None or handled is None or not cases:
+            return
+        case_ids = sorted({c.case_id for c in cases})
+        records = await self.conn.fetch(
+            """SELECT case_id, need_id, referral_id, service_id, attempt FROM referrals
+                WHERE case_id = ANY($1::text[])
+               UNION ALL
+               SELECT case_id, need_id, NULL, NULL, NULL FROM unmet_needs
+                WHERE case_id = ANY($1::text[])""",
+            case_ids,
+        )
+        for case in cases:
+            for need in case.needs:
+                chains.setdefault((case.case_id, need.need_id), [])
+                handled.setdefault((case.case_id, need.need_id), False)
+        for r in records:
+            key = (r["case_id"], r["need_id"])
+            handled[key] = True
+            if r["referral_id"] is not None:
+                chains.setdefault(key, []).append(
+                    ChainLink(str(r["referral_id"]), r["service_id"], r["attempt"])
+                )
+        await self.preload_candidates(
+            {(n.category, c.profile.return_area) for c in cases for n in c.needs}
+        )
+
+    async def preload_candidates(self, wanted: set[tuple[str, str]]) -> None:
+        """The candidates of many (category, area) questions in one query: each question is
+        answered by the same index as :meth:`candidates` (a lateral join per question)."""
+        cached = self._cache(_CANDIDATES)
+        if cached is None:
+            return
+        questions = sorted(q for q in wanted if q not in cached)
+        if not questions:
+            return
+        numbers, categories, codes = [], [], []
+        for n, (category, area) in enumerate(questions):
+            for code in containing_codes(area):
+                numbers.append(n)
+                categories.append(category)
+                codes.append(code)
+        records = await self.conn.fetch(
+            f"""WITH q AS (
+                  SELECT n, category, array_agg(code) AS codes
+                    FROM unnest($1::int[], $2::text[], $3::text[]) AS x (n, category, code)
+                   GROUP BY n, category)
+                SELECT q.n, c.* FROM q CROSS JOIN LATERAL (
+                  SELECT {_CANDIDATE_COLUMNS}
+                    FROM listings l LEFT JOIN matching_agencies m USING (agency_id)
+                   WHERE l.categories @> ARRAY[q.category] AND l.coverage_areas && q.codes
+                     AND l.status = 'active') c""",
+            numbers,
+            categories,
+            codes,
+        )
+        found: dict[int, list[Candidate]] = {n: [] for n in range(len(questions))}
+        for r in records:
+            found[r[0]].append(candidate(r[1:]))
+        for n, question in enumerate(questions):
+            cached[question] = found[n]
+
     # ----- the directory -----
 
     async def upsert_listing(self, listing: ev.ServiceListing) -> bool:
-        """False when another agency lists this service_id."""
-        return await directory.upsert_listing(self.conn, listing)
+        """Insert or update; False when another agency lists this service_id (nothing
+        changed)."""
+        self._directory_changed()
+        row = await self.conn.fetchval(
+            """INSERT INTO listings (service_id, agency_id, status, categories, coverage_areas,
+                                     languages, capacity, listing)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
+               ON CONFLICT (service_id) DO UPDATE SET
+                 agency_id = EXCLUDED.agency_id, status = EXCLUDED.status,
+                 categories = EXCLUDED.categories, coverage_areas = EXCLUDED.coverage_areas,
+                 languages = EXCLUDED.languages, capacity = EXCLUDED.capacity,
+                 listing = EXCLUDED.listing, held_slots = 0, updated_at = now()
+               WHERE listings.agency_id = EXCLUDED.agency_id
+               RETURNING 1""",
+            listing.service_id,
+            listing.agency_id,
+            listing.status.value,
+            listing.categories,
+            listing.service_areas,
+            listing.languages,
+            listing.capacity.status.value,
+            listing.model_dump_json(),
+        )
+        return row is not None
 
     async def withdraw_listing(self, service_id: str, agency_id: str) -> bool:
-        return await directory.withdraw_listing(self.conn, service_id, agency_id)
+        self._directory_changed()
+        status = await self.conn.execute(
+            "DELETE FROM listings WHERE service_id = $1 AND agency_id = $2", service_id, agency_id
+        )
+        return bool(status != "DELETE 0")
 
     async def upsert_agency(self, agency: ev.AgencyRecord) -> None:
-        await directory.upsert_agency(self.conn, agency)
-
-    # ----- cases and their referral chains -----
-
-    async def save_case(self, case: ev.CaseRegistered) -> None:
-        await routing.save_case(self.conn, case)
-
-    async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
-        return await routing.load_case(self.conn, case_id)
-
-    async def need_is_handled(self, case_id: str, need_id: str) -> bool:
-        return await routing.need_is_handled(self.conn, case_id, need_id)
-
-    async def route_need(
-        self,
-        case: ev.CaseRegistered,
-        need: ev.Need,
-        policy: RoutingPolicy,
-        correlation_id: str | None,
-    ) -> Emitted:
-        return await routing.route_need(
-            self.conn, case, need, policy, correlation_id=correlation_id
+        self._directory_changed()
+        await self.conn.execute(
+            """INSERT INTO agencies (agency_id, type, record) VALUES ($1, $2, $3::jsonb)
+               ON CONFLICT (agency_id) DO UPDATE SET type = EXCLUDED.type,
+                 record = EXCLUDED.record, updated_at = now()""",
+            agency.agency_id,
+            agency.type.value,
+            agency.model_dump_json(),
         )
 
-    async def load_referral(self, referral_id: str) -> ReferralRow | None:
-        """Locked for the transaction (FOR UPDATE)."""
-        return await routing.load_referral(self.conn, referral_id)
+    async def candidates(self, category: str, area: str) -> list[Candidate]:
+        """Active listings of the category whose coverage contains the area (prefix match),
+        with their agency's type and its record of answering referrals (share not left to
+        expire). Matching drops other listings before any filter that could name a gap, so
+        leaving them out changes no choice and no reason.
 
-    async def transition(
-        self,
-        ref: ReferralRow,
-        to: ReferralState,
-        *,
-        reason: ReasonCode | None = None,
-        outcome: ev.Outcome | None = None,
-    ) -> Emitted:
-        return await routing.transition(self.conn, ref, to, reason=reason, outcome=outcome)
+        Category and area are answered by one GIN index, the agency's type and record by its
+        row of ``matching_agencies`` (kept by triggers, migration 0006): the cost follows the
+        number of candidates, not the size of the directory or of the referral history."""
+        cached = self._cache(_CANDIDATES)
+        if cached is not None and (category, area) in cached:
+            known: list[Candidate] = cached[(category, area)]
+            return known
+        rows = await self.conn.fetch(
+            f"""SELECT {_CANDIDATE_COLUMNS}
+                  FROM listings l LEFT JOIN matching_agencies m USING (agency_id)
+                 WHERE l.categories @> ARRAY[$1]::text[] AND l.coverage_areas && $2::text[]
+                   AND l.status = 'active'""",
+            category,
+            containing_codes(area),
+        )
+        found = [candidate(r) for r in rows]
+        if cached is not None:
+            cached[(category, area)] = found
+        return found
 
-    async def reroute(self, ref: ReferralRow, policy: RoutingPolicy) -> Emitted:
-        return await routing.reroute(self.conn, ref, policy)
+    # ----- cases -----
 
-    async def cancel_open(self, case_id: str, reason: ReasonCode) -> Emitted:
-        return await routing.cancel_open(self.conn, case_id, reason)
+    async def save_case(self, case: ev.CaseRegistered) -> None:
+        await self.conn.execute(
+            """INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
+               VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb)
+               ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile,
+                 needs = EXCLUDED.needs, consent = EXCLUDED.consent, updated_at = now()""",
+            case.case_id,
+            case.submitting_agency_id,
+            case.profile.model_dump_json(),
+            json.dumps([n.model_dump(mode="json") for n in case.needs]),
+            case.consent.model_dump_json(),
+        )
+
+    async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
+        row = await self.conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+        if row is None:
+            return None
+        return ev.CaseRegistered(
+            case_id=case_id,
+            submitting_agency_id=row["submitting_agency_id"],
+            profile=ev.Profile.model_validate_json(row["profile"]),
+            needs=[ev.Need.model_validate(n) for n in json.loads(row["needs"])],
+            consent=ev.Consent.model_validate_json(row["consent"]),
+        )
 
     async def update_consent(self, case_id: str, consent: ev.Consent) -> None:
         await self.conn.execute(
@@ -93,6 +232,97 @@ class ReferralStore:
 
     async def close_case(self, case_id: str) -> None:
         await self.conn.execute("UPDATE cases SET status = 'closed' WHERE case_id = $1", case_id)
+
+    # ----- each need's chain of referrals, and its gap -----
+
+    async def need_is_handled(self, case_id: str, need_id: str) -> bool:
+        """A need already has a chain or a recorded gap: a redelivery or an update adds
+        nothing."""
+        handled = self._cache(_HANDLED)
+        if handled is not None and (case_id, need_id) in handled:
+            return bool(handled[(case_id, need_id)])
+        return bool(
+            await self.conn.fetchval(
+                """SELECT EXISTS (SELECT 1 FROM referrals WHERE case_id = $1 AND need_id = $2)
+                   OR EXISTS (SELECT 1 FROM unmet_needs WHERE case_id = $1 AND need_id = $2)""",
+                case_id,
+                need_id,
+            )
+        )
+
+    async def chain(self, case_id: str, need_id: str) -> list[ChainLink]:
+        """The referrals already made for the need."""
+        chains = self._cache(_CHAINS)
+        if chains is not None and (case_id, need_id) in chains:
+            return list(chains[(case_id, need_id)])
+        return [
+            ChainLink(str(r["referral_id"]), r["service_id"], r["attempt"])
+            for r in await self.conn.fetch(
+                "SELECT referral_id, service_id, attempt FROM referrals"
+                " WHERE case_id = $1 AND need_id = $2",
+                case_id,
+                need_id,
+            )
+        ]
+
+    async def record_route(
+        self,
+        case: ev.CaseRegistered,
+        need: ev.Need,
+        decided: Refer | Gap,
+        correlation_id: str | None,
+    ) -> None:
+        """What routing decided for the need, in one statement: the gap; or the referral, its
+        decision timer, and the need no longer unmet."""
+        key = (case.case_id, need.need_id)
+        handled = self._cache(_HANDLED)
+        if handled is not None:
+            handled[key] = True
+        if isinstance(decided, Gap):
+            gap = decided.unmatched
+            await self.conn.execute(
+                """INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
+                   VALUES ($1, $2, $3, $4, $5, $6)
+                   ON CONFLICT (case_id, need_id) DO UPDATE SET reason = EXCLUDED.reason,
+                     attempts = EXCLUDED.attempts""",
+                case.case_id,
+                need.need_id,
+                need.category,
+                case.profile.return_area,
+                gap.reason.value,
+                gap.attempts,
+            )
+            return
+        referral = decided.referral
+        chains = self._cache(_CHAINS)
+        if chains is not None and key in chains:
+            chains[key].append(
+                ChainLink(referral.referral_id, referral.service_id, referral.attempt)
+            )
+        await self.conn.execute(
+            """WITH r AS (
+                 INSERT INTO referrals (referral_id, case_id, need_id, category,
+                     referring_agency_id, recipient_agency_id, service_id, status, explanation,
+                     attempt, previous_referral_id, urgency, respond_by, correlation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8::jsonb, $9, $10, $11,
+                         $12, $13)),
+               t AS (INSERT INTO timers (referral_id, due_at, remind_at) VALUES ($1, $12, $14))
+               DELETE FROM unmet_needs WHERE case_id = $2 AND need_id = $3""",
+            uuid.UUID(referral.referral_id),
+            case.case_id,
+            need.need_id,
+            need.category,
+            case.submitting_agency_id,
+            referral.recipient_agency_id,
+            referral.service_id,
+            referral.explanation.model_dump_json(),
+            referral.attempt,
+            uuid.UUID(referral.previous_referral_id) if referral.previous_referral_id else None,
+            need.urgency.value,
+            decided.respond_by,
+            correlation_id,
+            decided.remind_at,
+        )
 
     async def unmet_needs_fitting(self, listing: ev.ServiceListing) -> list[tuple[str, str]]:
         """(case id, need id) of the unmet needs the listing may serve, oldest first, locked
@@ -106,6 +336,64 @@ class ReferralStore:
             listing.service_areas,
         )
         return [(str(r["case_id"]), r["need_id"]) for r in rows]
+
+    # ----- referrals and their states -----
+
+    async def load_referral(self, referral_id: str) -> ReferralRow | None:
+        """Locked for the transaction (FOR UPDATE)."""
+        try:
+            rid = uuid.UUID(referral_id)
+        except ValueError:
+            return None
+        row = await self.conn.fetchrow(
+            "SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE", rid
+        )
+        return ReferralRow.of(row) if row else None
+
+    async def open_referrals(
+        self, case_id: str, states: Sequence[ReferralState]
+    ) -> list[ReferralRow]:
+        """The case's referrals in ``states``, locked for the transaction."""
+        rows = await self.conn.fetch(
+            "SELECT * FROM referrals WHERE case_id = $1 AND status = ANY($2::text[]) FOR UPDATE",
+            case_id,
+            [s.value for s in states],
+        )
+        return [ReferralRow.of(r) for r in rows]
+
+    async def set_state(
+        self,
+        ref: ReferralRow,
+        to: ReferralState,
+        *,
+        reason: ReasonCode | None,
+        outcome: ev.Outcome | None,
+        slot_change: int,
+        deadline_ends: bool,
+    ) -> None:
+        """The referral's new state and its transition record; ``slot_change`` slots held (or
+        given back) at its listing; ``deadline_ends``: its decision timer is dropped."""
+        self._directory_changed()  # held slots and answer rates move with states
+        await self.conn.execute(
+            """WITH r AS (
+                 UPDATE referrals SET status = $2, reason_code = $3, outcome = $4,
+                        updated_at = now()
+                  WHERE referral_id = $1),
+               s AS (
+                 UPDATE listings SET held_slots = greatest(held_slots + $7, 0)
+                  WHERE service_id = $6 AND $7 <> 0),
+               d AS (DELETE FROM timers WHERE referral_id = $1 AND $8)
+               INSERT INTO referral_transitions (referral_id, from_state, to_state, reason_code)
+               VALUES ($1, $5, $2, $3)""",
+            uuid.UUID(ref.referral_id),
+            to.value,
+            reason.value if reason else None,
+            outcome.value if outcome else None,
+            ref.status.value,
+            ref.service_id,
+            slot_change,
+            deadline_ends,
+        )
 
     async def take_due_deadlines(self, limit: int) -> list[str]:
         """The referrals whose decision deadline has passed, their timers deleted (rows
@@ -131,3 +419,52 @@ class ReferralStore:
         )
         ordered = sorted(rows, key=lambda r: r["remind_at"])
         return [DueReminder(str(r["referral_id"]), r["due_at"]) for r in ordered]
+
+    # ----- evidence (evidence.py words it) -----
+
+    async def pathway_report(self, area_digits: int = 2) -> list[EvidenceRow]:
+        """Per area (``area_digits`` digits after the country code: 2 = first administrative
+        level, as in P-codes "SN01"), dimension and category: referrals made, acceptance and
+        completion rates, median hours to answer and to decide, unmet needs by reason."""
+        rows = await self.conn.fetch(_PATHWAY_REPORT, area_digits)
+        return [EvidenceRow(tuple(r[c] for c in COLUMNS)) for r in rows]
+
+
+_PATHWAY_REPORT = """
+WITH r AS (
+    SELECT r.referral_id, r.category, split_part(r.category, '.', 1) AS dimension,
+           left(c.profile->>'return_area', 2 + $1) AS area, r.status, r.created_at,
+           (SELECT min(t.at) FROM referral_transitions t WHERE t.referral_id = r.referral_id
+             AND t.to_state <> 'cancelled') AS first_answer_at,
+           (SELECT min(t.at) FROM referral_transitions t WHERE t.referral_id = r.referral_id
+             AND t.to_state IN ('accepted', 'rejected')) AS decided_at,
+           EXISTS (SELECT 1 FROM referral_transitions t WHERE t.referral_id = r.referral_id
+             AND t.to_state = 'accepted') AS was_accepted
+      FROM referrals r JOIN cases c USING (case_id)
+), made AS (
+    SELECT area, dimension, category,
+           count(*) AS referrals,
+           avg(CASE WHEN was_accepted THEN 1.0 ELSE 0.0 END) AS acceptance_rate,
+           avg(CASE WHEN status = 'completed' THEN 1.0 ELSE 0.0 END)
+               FILTER (WHERE was_accepted) AS completion_rate,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY
+               extract(epoch FROM first_answer_at - created_at) / 3600) AS median_hours_to_answer,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY
+               extract(epoch FROM decided_at - created_at) / 3600) AS median_hours_to_decide
+      FROM r GROUP BY 1, 2, 3
+), unmet_by_reason AS (
+    SELECT left(area, 2 + $1) AS area, split_part(category, '.', 1) AS dimension, category,
+           reason, count(*) AS n
+      FROM unmet_needs GROUP BY 1, 2, 3, 4
+), unmet AS (
+    SELECT area, dimension, category, sum(n)::int AS unmet_needs,
+           string_agg(reason || ' x' || n, ', ' ORDER BY reason) AS unmet_reasons
+      FROM unmet_by_reason GROUP BY 1, 2, 3
+)
+SELECT coalesce(m.area, u.area) AS area, coalesce(m.dimension, u.dimension) AS dimension,
+       coalesce(m.category, u.category) AS category, coalesce(m.referrals, 0) AS referrals,
+       m.acceptance_rate, m.completion_rate, m.median_hours_to_answer, m.median_hours_to_decide,
+       coalesce(u.unmet_needs, 0) AS unmet_needs, coalesce(u.unmet_reasons, '') AS unmet_reasons
+  FROM made m FULL JOIN unmet u USING (area, dimension, category)
+ ORDER BY 1, 2, 3
+"""

@@ -11,6 +11,7 @@ from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
+from . import routing
 from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce
 from .lifecycle import can_expire
@@ -29,8 +30,10 @@ async def expire_due(units: Units, policy: RoutingPolicy, limit: int = 100) -> i
             ref = await unit.stores.load_referral(referral_id)
             if ref is None or not can_expire(ref.status):
                 continue
-            out = await unit.stores.transition(ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE)
-            out += await unit.stores.reroute(ref, policy)
+            out = await routing.transition(
+                unit.stores, ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE
+            )
+            out += await routing.reroute(unit.stores, ref, policy)
             announce(unit, out, correlation_id=ref.correlation_id)
             log.info("referral_expired", referral_id=ref.referral_id, attempt=ref.attempt)
     return len(due) + await remind_due(units, limit=limit)

@@ -1,5 +1,5 @@
 """Micro-benchmark of matching one need: the referral service's own lookup and ranking
-(``directory.candidates_for`` then ``matching.best``, exactly what ``routing.route_need`` runs)
+(``ReferralStore.candidates`` then ``matching.best``, exactly what ``routing.route_need`` runs)
 against a realistic directory in a scratch schema of the referral database.
 
 The directory: listings over a hierarchical P-code tree of several countries (country ``SN``,
@@ -37,9 +37,11 @@ from typing import Any
 import asyncpg
 
 from services.referral import directory, matching
+from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts.taxonomy import TAXONOMY, BeneficiaryType, Vulnerability
 from shared.db import DbConnection
+from shared.db.batch_scope import batch_scope
 from shared.db.migrations import migrate_service
 from shared.logging import configure_logging
 
@@ -61,6 +63,8 @@ AGENCIES_PER_LISTINGS = 25  # a provider runs ~25 services: 400 agencies for 10,
 REFERRALS_PER_LISTING = 2  # history behind the answer statistics
 HISTORY_BATCH = 200
 WARM_UP_QUERIES = 50
+# Needs per consumer batch in the batched timing: a batch of 200 events holds ~100 cases' needs.
+BATCH_NEEDS = 100
 
 # What a referral ended as, with weights: decided (answered or expired) and still open.
 _HISTORY: tuple[tuple[str, int], ...] = (
@@ -299,9 +303,9 @@ async def load_directory(
             record = ev.AgencyRecord(
                 agency_id=a.agency_id, name=a.agency_id, type=a.type, countries=[a.country]
             )
-            await directory.upsert_agency(conn, record)
+            await ReferralStore(conn).upsert_agency(record)
         for listing in listings:
-            await directory.upsert_listing(conn, listing)
+            await ReferralStore(conn).upsert_listing(listing)
     return listings
 
 
@@ -390,12 +394,36 @@ async def time_queries(
     matched = 0
     for q in questions:
         started = time.perf_counter()
-        candidates = await directory.candidates_for(conn, q.need.category, q.profile.return_area)
+        candidates = await ReferralStore(conn).candidates(q.need.category, q.profile.return_area)
         chosen = matching.best(q.need, q.profile, q.consent, candidates)
         durations.append((time.perf_counter() - started) * 1000)
         sizes.append(len(candidates))
         matched += isinstance(chosen, matching.Match)
     return durations, sizes, matched
+
+
+async def time_batched_queries(
+    conn: DbConnection, questions: Sequence[Question], batch: int = BATCH_NEEDS
+) -> list[float]:
+    """Milliseconds per question as a consumer batch pays it: the candidates of ``batch``
+    questions read in one query (``ReferralStore.preload_candidates``, as referral does for a
+    batch's cases), that query's time shared equally, plus each question's own ranking."""
+    durations: list[float] = []
+    for start in range(0, len(questions), batch):
+        chunk = questions[start : start + batch]
+        async with batch_scope(conn):
+            store = ReferralStore(conn)
+            started = time.perf_counter()
+            await store.preload_candidates(
+                {(q.need.category, q.profile.return_area) for q in chunk}
+            )
+            shared_ms = (time.perf_counter() - started) * 1000 / len(chunk)
+            for q in chunk:
+                started = time.perf_counter()
+                candidates = await store.candidates(q.need.category, q.profile.return_area)
+                matching.best(q.need, q.profile, q.consent, candidates)
+                durations.append(shared_ms + (time.perf_counter() - started) * 1000)
+    return durations
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -433,6 +461,7 @@ async def benchmark_matching(
         gc.freeze()
         try:
             durations, sizes, matched = await time_queries(conn, questions)
+            batched = await time_batched_queries(conn, questions)
         finally:
             gc.unfreeze()
     return {
@@ -443,6 +472,10 @@ async def benchmark_matching(
         "p99_ms": round(percentile(durations, 99), 3),
         "mean_candidates": round(statistics.fmean(sizes), 1),
         "max_ms": round(max(durations), 3),
+        # the same questions, BATCH_NEEDS at a time, as referral's consumer asks them
+        "batched_p50_ms": round(percentile(batched, 50), 3),
+        "batched_p99_ms": round(percentile(batched, 99), 3),
+        "batch_needs": BATCH_NEEDS,
         "referrals": history,
         "matched_share": round(matched / queries, 3),
     }

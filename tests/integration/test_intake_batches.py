@@ -9,9 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,36 +27,11 @@ from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent
 from shared.unit import raw_handler, typed_handler
 from tests import factories as f
+from tests.integration.counting import CountingPool
 from tests.integration.test_batch_consumer import FakeDeadLetters
 
 INTAKE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services/intake/migrations"
 AGENCY = "iom-sn"
-STATEMENTS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
-
-
-class CountingConnection:
-    """The connection, counting the statements sent through it (each one a round trip)."""
-
-    def __init__(self, conn: asyncpg.Connection, counted: Counter[str]) -> None:
-        self._conn = conn
-        self._counted = counted
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._conn, name)
-        if name in STATEMENTS:
-            self._counted["statements"] += 1
-        return attribute
-
-
-class CountingPool:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.counted: Counter[str] = Counter()
-
-    @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[CountingConnection]:
-        async with self.pool.acquire() as conn:
-            yield CountingConnection(conn, self.counted)
 
 
 class Intake:

@@ -18,10 +18,12 @@ from asyncpg import Record
 from services.referral import directory, routing
 from services.referral.lifecycle import ANSWERS, REROUTED_FROM, can_cancel, can_expire
 from services.referral.matching import Candidate, best, rank
+from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection
+from shared.db.batch_scope import batch_scope
 from shared.db.migrations import SHARED_MIGRATIONS, Migration, discover, migrate
 from tests.bench import matching as bench
 from tests.unit.test_matching import reference_rank
@@ -99,12 +101,18 @@ async def assert_same_as_reference(
     as the reference makes of all its candidates; returns how many questions found a listing
     (so a test can tell it compared real choices)."""
     matched = 0
+    asked = {(q.need.category, q.profile.return_area) for q in questions}
+    async with batch_scope(conn):  # all questions at once, as a consumer batch loads them
+        store = ReferralStore(conn)
+        await store.preload_candidates(asked)
+        batched = {question: await store.candidates(*question) for question in asked}
     for q in questions:
         category, area = q.need.category, q.profile.return_area
-        found = await directory.candidates_for(conn, category, area)
+        found = await ReferralStore(conn).candidates(category, area)
         expected = await reference_candidates(conn, category, area)
         active = [c for c in expected if c.status is ev.ListingStatus.ACTIVE]
         assert _by_id(found) == _by_id(active), (category, area)
+        assert _by_id(batched[(category, area)]) == _by_id(active), (category, area)
         tried = frozenset(c.service_id for c in expected if rng.random() < 0.2)
         ranked = reference_rank(q.need, q.profile, q.consent, expected, exclude_services=tried)
         assert rank(q.need, q.profile, q.consent, found, exclude_services=tried) == ranked
@@ -193,7 +201,7 @@ class World:
                 else ev.AgencyType.NGO,
                 countries=[agency.country],
             )
-            await directory.upsert_agency(conn, record)
+            await ReferralStore(conn).upsert_agency(record)
         unknown = ev.ServiceListing(
             service_id="svc-unknown-agency",
             agency_id="not-registered",
@@ -202,7 +210,7 @@ class World:
             service_areas=["SN", "GM01"],
             assured_date=date(2026, 1, 15),
         )
-        await directory.upsert_listing(conn, unknown)
+        await ReferralStore(conn).upsert_listing(unknown)
         for listing in self.rng.sample(self.listings, 40):  # new areas and categories
             categories = {*listing.categories, "social.transport"}
             changed = ev.ServiceListing.model_validate(
@@ -212,13 +220,17 @@ class World:
                     "service_areas": [self.tree.return_area(self.rng)[:4]],
                 }
             )
-            await directory.upsert_listing(conn, changed)
+            await ReferralStore(conn).upsert_listing(changed)
         for listing in self.rng.sample(self.listings, 20):
-            await directory.withdraw_listing(conn, listing.service_id, listing.agency_id)
+            await ReferralStore(conn).withdraw_listing(listing.service_id, listing.agency_id)
         for listing in self.listings:
             slots = listing.capacity.open_slots
             if slots is not None and self.rng.random() < 0.3:
-                await directory.hold_slot(conn, listing.service_id, slots)
+                await conn.execute(
+                    "UPDATE listings SET held_slots = held_slots + $2 WHERE service_id = $1",
+                    listing.service_id,
+                    slots,
+                )
 
     def questions(self, n: int) -> list[bench.Question]:
         out = [bench.draw_question(self.rng, self.tree, self.agencies) for _ in range(n)]
@@ -244,8 +256,8 @@ async def drive_referrals(pool: asyncpg.Pool, world: World, n: int) -> int:
             consent=q.consent,
         )
         async with pool.acquire() as conn, conn.transaction():
-            await routing.save_case(conn, case)
-            await routing.route_need(conn, case, q.need, POLICY, correlation_id=None)
+            await ReferralStore(conn).save_case(case)
+            await routing.route_need(ReferralStore(conn), case, q.need, POLICY, correlation_id=None)
         for _ in range(world.rng.randint(1, 5)):
             async with pool.acquire() as conn, conn.transaction():
                 steps += await _step(conn, case.case_id, world.rng)
@@ -257,7 +269,7 @@ async def _step(conn: DbConnection, case_id: str, rng: random.Random) -> int:
         "SELECT referral_id FROM referrals WHERE case_id = $1 ORDER BY attempt DESC LIMIT 1",
         case_id,
     )
-    ref = await routing.load_referral(conn, str(row["referral_id"])) if row else None
+    ref = await ReferralStore(conn).load_referral(str(row["referral_id"])) if row else None
     if ref is None:
         return 0
     # Decisions some hours after the referral: the median is then not trivially ~0.
@@ -278,9 +290,9 @@ async def _step(conn: DbConnection, case_id: str, rng: random.Random) -> int:
         return 0
     target = rng.choice(options)
     reason = ReasonCode.NO_RESPONSE if target is S.EXPIRED else None
-    await routing.transition(conn, ref, target, reason=reason)
+    await routing.transition(ReferralStore(conn), ref, target, reason=reason)
     if target in REROUTED_FROM:
-        await routing.reroute(conn, ref, POLICY)
+        await routing.reroute(ReferralStore(conn), ref, POLICY)
     return 1
 
 
@@ -354,9 +366,9 @@ async def test_concurrent_decisions_of_one_agency_keep_its_median_exact(
             )
 
     async def decide(conn: DbConnection, n: int, to: S) -> None:
-        ref = await routing.load_referral(conn, str(uuid.UUID(int=n)))
+        ref = await ReferralStore(conn).load_referral(str(uuid.UUID(int=n)))
         assert ref is not None
-        await routing.transition(conn, ref, to)
+        await routing.transition(ReferralStore(conn), ref, to)
 
     async with pool.acquire() as first, pool.acquire() as second:
         one, other = first.transaction(), second.transaction()

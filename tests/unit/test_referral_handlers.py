@@ -1,7 +1,7 @@
 """Referral's handlers on an in-memory store: routing, answers, refusals and cancellations in
 milliseconds. The same rules run on the real broker and database in tests/e2e/test_referral.py;
-here the store is a fake whose routing and transitions are the service's own pure decisions
-(decisions.decide_route, decisions.transitioned)."""
+here the store is a fake that keeps what it is given; the routing and the transitions are the
+service's own (routing.py over the pure decisions.py)."""
 
 from __future__ import annotations
 
@@ -11,22 +11,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from services.referral.decisions import (
-    ChainLink,
-    Gap,
-    ReferralRow,
-    RoutingPolicy,
-    decide_route,
-    transitioned,
-)
+from services.referral.decisions import ChainLink, Gap, Refer, ReferralRow, RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
-from services.referral.lifecycle import OPEN_STATES
 from services.referral.matching import Candidate
-from services.referral.routing import Emitted
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.messages import response_message
-from shared.contracts.taxonomy import ReasonCode
 from shared.kafka.inbound import InboundEvent
 from shared.unit import Cause, Unit
 from tests import factories as f
@@ -37,10 +27,11 @@ REFERRER = "iom-sn"
 
 
 class FakeStore:
-    """ReferralStore in memory: cases, referrals and unmet needs as dicts."""
+    """ReferralStore in memory: cases, referrals, chains and unmet needs as dicts. It only
+    keeps what it is given, as the real store does; routing decides (routing.py)."""
 
     def __init__(self, candidates: list[Candidate]) -> None:
-        self.candidates = candidates
+        self.listed = candidates
         self.cases: dict[str, ev.CaseRegistered] = {}
         self.referrals: dict[str, ReferralRow] = {}
         self.chains: dict[tuple[str, str], list[ChainLink]] = {}
@@ -55,51 +46,38 @@ class FakeStore:
     async def need_is_handled(self, case_id: str, need_id: str) -> bool:
         return (case_id, need_id) in self.chains or (case_id, need_id) in self.unmet
 
-    async def route_need(
-        self, case: ev.CaseRegistered, need: ev.Need, policy: RoutingPolicy, correlation: Any
-    ) -> Emitted:
-        chain = self.chains.get((case.case_id, need.need_id), [])
-        decided = decide_route(case, need, self.candidates, chain, policy, datetime.now(UTC))
+    async def chain(self, case_id: str, need_id: str) -> list[ChainLink]:
+        return list(self.chains.get((case_id, need_id), []))
+
+    async def candidates(self, category: str, area: str) -> list[Candidate]:
+        return self.listed
+
+    async def record_route(
+        self, case: ev.CaseRegistered, need: ev.Need, decided: Refer | Gap, correlation: Any
+    ) -> None:
+        key = (case.case_id, need.need_id)
         if isinstance(decided, Gap):
-            self.unmet[(case.case_id, need.need_id)] = decided.unmatched.reason
-            return [(ev.NEED_UNMATCHED, decided.unmatched)]
+            self.unmet[key] = decided.unmatched.reason
+            return
         r = decided.referral
-        self.chains.setdefault((case.case_id, need.need_id), []).append(
-            ChainLink(r.referral_id, r.service_id, r.attempt)
-        )
+        self.unmet.pop(key, None)
+        self.chains.setdefault(key, []).append(ChainLink(r.referral_id, r.service_id, r.attempt))
         self.referrals[r.referral_id] = ReferralRow(
             r.referral_id, r.case_id, r.need_id, r.category, r.urgency,
             ev.ReferralState.REQUESTED, r.attempt, r.referring_agency_id,
             r.recipient_agency_id, r.service_id, correlation,
         )  # fmt: skip
-        return [(ev.REFERRAL_REQUESTED, r)]
 
     async def load_referral(self, referral_id: str) -> ReferralRow | None:
         return self.referrals.get(referral_id)
 
-    async def transition(
-        self,
-        ref: ReferralRow,
-        to: ev.ReferralState,
-        *,
-        reason: ReasonCode | None = None,
-        outcome: ev.Outcome | None = None,
-    ) -> Emitted:
+    async def open_referrals(
+        self, case_id: str, states: list[ev.ReferralState]
+    ) -> list[ReferralRow]:
+        return [r for r in self.referrals.values() if r.case_id == case_id and r.status in states]
+
+    async def set_state(self, ref: ReferralRow, to: ev.ReferralState, **_: Any) -> None:
         self.referrals[ref.referral_id] = replace(ref, status=to)
-        change = transitioned(ref, to, reason=reason, outcome=outcome, now=datetime.now(UTC))
-        return [(ev.REFERRAL_TRANSITIONED, change)]
-
-    async def reroute(self, ref: ReferralRow, policy: RoutingPolicy) -> Emitted:
-        case = self.cases[ref.case_id]
-        need = next(n for n in case.needs if n.need_id == ref.need_id)
-        return await self.route_need(case, need, policy, ref.correlation_id)
-
-    async def cancel_open(self, case_id: str, reason: ReasonCode) -> Emitted:
-        out: Emitted = []
-        for ref in list(self.referrals.values()):
-            if ref.case_id == case_id and ref.status in OPEN_STATES:
-                out += await self.transition(ref, ev.ReferralState.CANCELLED, reason=reason)
-        return out
 
 
 def _candidate(n: int) -> Candidate:

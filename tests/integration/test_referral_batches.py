@@ -1,0 +1,160 @@
+"""Referral's case handling in consumer batches on the real PostgreSQL, as services/referral/
+app.py wires it: the chains, gaps and candidates of a batch's cases are loaded once (the round
+trips of a batch grow with the needs it routes, one statement each, not with what routing
+reads), and an event sees what an earlier event of the same batch changed — a listing
+published, a need already routed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from services.referral.decisions import RoutingPolicy
+from services.referral.handlers import SOURCE, ReferralHandlers
+from services.referral.store import ReferralStore
+from shared.contracts import events as ev
+from shared.contracts import messages, topics
+from shared.contracts.envelope import build_event
+from shared.kafka.consumer import ReliableConsumer, RetryPolicy
+from shared.kafka.inbound import InboundEvent
+from shared.unit import raw_handler, typed_handler
+from tests import factories as f
+from tests.integration.counting import CountingPool
+from tests.integration.test_batch_consumer import FakeDeadLetters
+from tests.integration.test_matching_index import referral_schema
+
+REFERRER = "iom-sn"
+CATEGORY = "psychosocial.counselling"
+
+
+class Referral:
+    def __init__(self, pool: CountingPool) -> None:
+        self.pool = pool
+        handlers = ReferralHandlers(RoutingPolicy(max_attempts=3))
+        typed = typed_handler(
+            {
+                ev.CASE_REGISTERED: handlers.on_case,
+                ev.CASE_UPDATED: handlers.on_case,
+                ev.AGENCY_REGISTERED: handlers.on_agency,
+            },
+            ReferralStore,
+            SOURCE,
+            preload={
+                ev.CASE_REGISTERED: ReferralStore.preload_cases,
+                ev.CASE_UPDATED: ReferralStore.preload_cases,
+            },
+        )
+        self.consumer = ReliableConsumer(
+            group="referral",
+            pool=lambda: pool,  # type: ignore[arg-type, return-value]
+            dead_letters=FakeDeadLetters(),  # type: ignore[arg-type]
+            handlers={
+                topics.INTAKE_CASES: typed,
+                topics.DIRECTORY_AGENCIES: typed,
+                topics.AGENCY_LISTINGS: raw_handler(handlers.on_listing, ReferralStore, SOURCE),
+            },
+            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
+            max_message_bytes=1_000_000,
+        )
+        self.offset = 0
+
+    def inbound(self, outgoing: Any) -> InboundEvent:
+        self.offset += 1
+        return InboundEvent.from_record(f.record_of(outgoing, offset=self.offset))
+
+    def registered(
+        self, case: ev.CaseRegistered, ce_type: str = ev.CASE_REGISTERED
+    ) -> InboundEvent:
+        return self.inbound(
+            build_event(
+                topic=topics.INTAKE_CASES,
+                key=case.case_id,
+                type_=ce_type,
+                source="urn:referralexchange:service:intake",
+                subject=case.case_id,
+                data=case,
+            )
+        )
+
+    def listed(self, listing: ev.ServiceListing) -> InboundEvent:
+        return self.inbound(messages.listing_message(listing))
+
+    async def apply(self, events: list[InboundEvent]) -> int:
+        before = self.pool.counted["statements"]
+        await self.consumer.process_batch(events)
+        return self.pool.counted["statements"] - before
+
+    async def routed(self, case_id: str) -> list[tuple[str, str]]:
+        """(need, service) of the case's referrals, and (need, 'unmet') of its gaps."""
+        async with self.pool.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT need_id, service_id FROM referrals WHERE case_id = $1
+                   UNION ALL SELECT need_id, 'unmet' FROM unmet_needs WHERE case_id = $1
+                   ORDER BY 1""",
+                case_id,
+            )
+        return [(r[0], r[1]) for r in rows]
+
+
+@pytest.fixture
+async def referral(database_urls: dict[str, str]) -> AsyncIterator[Referral]:
+    async with referral_schema(database_urls["referral"]) as pool:
+        yield Referral(CountingPool(pool))
+
+
+def _case(area: str, needs: int = 1) -> ev.CaseRegistered:
+    return ev.CaseRegistered.model_validate(
+        {
+            "case_id": str(uuid.uuid4()),
+            "submitting_agency_id": REFERRER,
+            "profile": f.profile(return_area=area),
+            "needs": [{"need_id": f"n{i}", "category": CATEGORY} for i in range(needs)],
+            "consent": f.consent(),
+        }
+    )
+
+
+def _listing(agency: str, area: str) -> ev.ServiceListing:
+    return f.listing(agency, categories=[CATEGORY], service_areas=[area])
+
+
+async def test_a_listing_published_earlier_in_the_batch_is_a_candidate(
+    referral: Referral,
+) -> None:
+    area = f.unique_area()
+    early, late, listing = _case(area), _case(area), _listing("ngo-a", area)
+    await referral.apply(
+        [
+            referral.inbound(messages.agency_message(f.agency("ngo-a"))),
+            referral.registered(early),  # no listing yet: a gap
+            referral.listed(listing),  # (which retries the gap)
+            referral.registered(late),  # the listing is there
+        ]
+    )
+    assert await referral.routed(late.case_id) == [("n0", listing.service_id)]
+    assert await referral.routed(early.case_id) == [("n0", listing.service_id)]
+
+
+async def test_a_case_updated_in_the_batch_that_routed_it_is_not_routed_again(
+    referral: Referral,
+) -> None:
+    area = f.unique_area()
+    await referral.apply([referral.listed(_listing("ngo-b", area))])
+    case = _case(area, needs=2)
+    await referral.apply([referral.registered(case), referral.registered(case, ev.CASE_UPDATED)])
+    assert len(await referral.routed(case.case_id)) == 2  # one referral per need, not two
+
+
+async def test_what_routing_reads_costs_no_round_trip_per_need(referral: Referral) -> None:
+    areas = [f.unique_area() for _ in range(3)]
+    await referral.apply([referral.listed(_listing(f"ngo-{n}", a)) for n, a in enumerate(areas)])
+    few = await referral.apply([referral.registered(_case(a)) for a in areas[:1]])
+    many = await referral.apply([referral.registered(_case(a, needs=3)) for a in areas * 2])
+    # per case its row, per need its referral (or gap): nothing else grows with the batch
+    per_batch_few = few - 1 * (1 + 1)
+    per_batch_many = many - 6 * (1 + 3)
+    assert per_batch_few == per_batch_many, (few, many)
+    assert per_batch_many <= 5  # the inbox claim, two loads, the outbox
