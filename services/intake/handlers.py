@@ -84,11 +84,14 @@ class IntakeHandlers:
             )
             return
         if row is None:
-            row = await unit.stores.create_case(submission, self._keys.master_key)
+            hashes = identity.identity_hashes(self._keys.duplicate_key, submission.personal)
+            row, duplicates = await unit.stores.create_case(
+                submission, self._keys.master_key, self._keys.duplicate_key_id, hashes
+            )
             await unit.stores.add_consent_record(
                 row, "given" if row.consent.given else "refused", event.event_id
             )
-            await self._registered(event, unit, row, submission.personal, ev.CASE_REGISTERED)
+            await self._registered(event, unit, row, duplicates, ev.CASE_REGISTERED)
             return
         update = ev.CaseUpdate(
             agency_id=submission.agency_id,
@@ -115,25 +118,26 @@ class IntakeHandlers:
             await unit.stores.replace_personal(row.case_id, self._keys.master_key, personal)
         else:
             personal = await unit.stores.read_personal(row.case_id, self._keys.master_key)
+        hashes = identity.identity_hashes(self._keys.duplicate_key, personal)
+        duplicates = await unit.stores.record_identity(row, self._keys.duplicate_key_id, hashes)
         out: list[tuple[str, ev.Contract]] = []
         if row.consent_version != before.consent_version:
             await unit.stores.add_consent_record(row, "changed", event.event_id)
             out.append(
                 (ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=row.case_id, consent=row.consent))
             )
-        await self._registered(event, unit, row, personal, ev.CASE_UPDATED, out)
+        await self._registered(event, unit, row, duplicates, ev.CASE_UPDATED, out)
 
     async def _registered(
         self,
         event: InboundEvent,
         unit: IntakeUnit,
         row: CaseRow,
-        personal: ev.PersonalData,
+        duplicates: list[str],
         type_: str,
         also: list[tuple[str, ev.Contract]] | None = None,
     ) -> None:
-        hashes = identity.identity_hashes(self._keys.duplicate_key, personal)
-        duplicates = await unit.stores.record_identity(row, self._keys.duplicate_key_id, hashes)
+        """``duplicates``: the cases of other agencies sharing an identity hash with it."""
         action = "registered" if type_ == ev.CASE_REGISTERED else "updated"
         await unit.stores.add_history(
             row.case_id,

@@ -61,6 +61,29 @@ class DisclosureEntry:
     source_event_id: str
 
 
+def _identity(case: str, agency: str, key: str, hashes: str) -> str:
+    """The identity check as CTEs: the case's ``hashes`` under ``key`` stored, and the cases
+    of agencies other than ``agency`` sharing one (``others``) linked both ways. The arguments
+    are the statement's parameter numbers."""
+    return f"""added AS (
+                  INSERT INTO identity_hashes (case_id, key_id, hash)
+                  SELECT {case}, {key}, h FROM unnest({hashes}::bytea[]) AS h
+                  ON CONFLICT DO NOTHING),
+                others AS (
+                  SELECT DISTINCT h.case_id FROM identity_hashes h JOIN cases c USING (case_id)
+                   WHERE h.key_id = {key} AND h.hash = ANY({hashes}::bytea[])
+                     AND h.case_id <> {case} AND c.agency_id <> {agency}
+                     AND c.status <> 'erased'),
+                linked AS (
+                  INSERT INTO duplicate_links (case_id, other_case_id)
+                  SELECT {case}, case_id FROM others UNION ALL SELECT case_id, {case} FROM others
+                  ON CONFLICT DO NOTHING)"""
+
+
+_CREATE_IDENTITY = _identity("$1", "$2", "$9", "$10")
+_REPLACE_IDENTITY = _identity("$1", "$2", "$3", "$4")
+
+
 def _uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
@@ -188,21 +211,26 @@ class IntakeStore:
         )
         return case_row(record) if record else None
 
-    async def create_case(self, submission: ev.CaseSubmission, master_key: bytes) -> CaseRow:
-        """The case, its data key (wrapped by the master key) and its personal data
-        (encrypted with the data key), in one statement."""
+    async def create_case(
+        self, submission: ev.CaseSubmission, master_key: bytes, key_id: str, hashes: list[bytes]
+    ) -> tuple[CaseRow, list[str]]:
+        """The case, its data key (wrapped by the master key), its personal data (encrypted
+        with the data key) and its identity hashes, in one statement; with the cases of *other*
+        agencies sharing a hash (linked as possible duplicates)."""
         case_id = uuid.uuid4()
         data_key = crypto.new_data_key()
         wrapped = crypto.wrap_key(master_key, data_key)
         sealed = crypto.encrypt(data_key, submission.personal.model_dump_json().encode())
-        record = await self.conn.fetchrow(
+        records = await self.conn.fetch(
             f"""WITH c AS (
                   INSERT INTO cases (case_id, agency_id, agency_case_ref, profile, needs,
                                      consent, personal_sealed)
                   VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7)
                   RETURNING *),
-                k AS (INSERT INTO case_keys (case_id, wrapped_key) VALUES ($1, $8))
-                SELECT {_COLUMNS} FROM c""",
+                k AS (INSERT INTO case_keys (case_id, wrapped_key) VALUES ($1, $8)),
+                {_CREATE_IDENTITY}
+                SELECT {_COLUMNS}, o.case_id AS duplicate
+                  FROM c LEFT JOIN (SELECT case_id FROM others ORDER BY case_id) o ON true""",
             case_id,
             submission.agency_id,
             submission.agency_case_ref,
@@ -211,8 +239,12 @@ class IntakeStore:
             submission.consent.model_dump_json(),
             sealed,
             wrapped,
+            key_id,
+            hashes,
         )
-        return self._remember(case_row(record), Secret(wrapped, sealed))
+        row = self._remember(case_row(records[0]), Secret(wrapped, sealed))
+        duplicates = [str(r["duplicate"]) for r in records if r["duplicate"] is not None]
+        return row, sorted(duplicates)[:MAX_SIGNALLED_DUPLICATES]
 
     async def update_case(
         self,
@@ -301,25 +333,15 @@ class IntakeStore:
         """Make ``hashes`` the case's identity hashes and link the cases of *other* agencies
         sharing one; return those cases (at most the contract's limit), in one statement."""
         others = await self.conn.fetch(
-            """WITH gone AS (
+            f"""WITH gone AS (
                   DELETE FROM identity_hashes
-                   WHERE case_id = $1 AND NOT (key_id = $2 AND hash = ANY($3::bytea[]))),
-                added AS (
-                  INSERT INTO identity_hashes (case_id, key_id, hash)
-                  SELECT $1, $2, h FROM unnest($3::bytea[]) AS h ON CONFLICT DO NOTHING),
-                others AS (
-                  SELECT DISTINCT h.case_id FROM identity_hashes h JOIN cases c USING (case_id)
-                   WHERE h.key_id = $2 AND h.hash = ANY($3::bytea[]) AND h.case_id <> $1
-                     AND c.agency_id <> $4 AND c.status <> 'erased'),
-                linked AS (
-                  INSERT INTO duplicate_links (case_id, other_case_id)
-                  SELECT $1, case_id FROM others UNION ALL SELECT case_id, $1 FROM others
-                  ON CONFLICT DO NOTHING)
+                   WHERE case_id = $1 AND NOT (key_id = $3 AND hash = ANY($4::bytea[]))),
+                {_REPLACE_IDENTITY}
                SELECT case_id FROM others ORDER BY case_id""",
             uuid.UUID(row.case_id),
+            row.agency_id,
             key_id,
             hashes,
-            row.agency_id,
         )
         # All links are recorded; the case event names at most the contract's limit of them.
         return [str(r["case_id"]) for r in others][:MAX_SIGNALLED_DUPLICATES]

@@ -166,16 +166,14 @@ class ReferralHandlers:
     async def on_case(self, case: ev.CaseRegistered, unit: ReferralUnit) -> None:
         """A registered or updated case: its needs not yet routed are; a consent that no
         longer covers referral cancels what is open."""
-        store = unit.stores
         out: Emitted = []
-        await store.save_case(case)
         if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
-            out += await routing.cancel_open(store, case.case_id, ReasonCode.CONSENT_WITHDRAWN)
-        for need in case.needs:
-            if not await store.need_is_handled(case.case_id, need.need_id):
-                out += await routing.route_need(
-                    store, case, need, self._policy, correlation_id=unit.cause.correlation_id
-                )
+            out += await routing.cancel_open(
+                unit.stores, case.case_id, ReasonCode.CONSENT_WITHDRAWN
+            )
+        out += await routing.route_case(
+            unit.stores, case, self._policy, correlation_id=unit.cause.correlation_id
+        )
         announce(unit, out)
 
     async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:

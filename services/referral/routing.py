@@ -11,13 +11,47 @@ from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 
-from .decisions import Gap, ReferralRow, RoutingPolicy, decide_route, transitioned
+from .decisions import Gap, Refer, ReferralRow, RoutingPolicy, decide_route, transitioned
 from .lifecycle import OPEN_STATES, holds_a_slot
 
 if TYPE_CHECKING:
     from .store import ReferralStore
 
 Emitted = list[tuple[str, ev.Contract]]
+
+
+async def decide(
+    store: ReferralStore, case: ev.CaseRegistered, need: ev.Need, policy: RoutingPolicy
+) -> Refer | Gap:
+    """The best candidate not tried yet for the need, or why none is left (nothing stored)."""
+    chain = await store.chain(case.case_id, need.need_id)
+    candidates = await store.candidates(need.category, case.profile.return_area)
+    return decide_route(case, need, candidates, chain, policy, datetime.now(UTC))
+
+
+def announced(decided: Refer | Gap) -> tuple[str, ev.Contract]:
+    """The event that says what routing decided."""
+    if isinstance(decided, Gap):
+        return ev.NEED_UNMATCHED, decided.unmatched
+    return ev.REFERRAL_REQUESTED, decided.referral
+
+
+async def route_case(
+    store: ReferralStore,
+    case: ev.CaseRegistered,
+    policy: RoutingPolicy,
+    *,
+    correlation_id: str | None,
+) -> Emitted:
+    """Store the case and route its needs not routed yet (a redelivery or an update adds
+    nothing), in one write."""
+    routes = [
+        (need, await decide(store, case, need, policy))
+        for need in case.needs
+        if not await store.need_is_handled(case.case_id, need.need_id)
+    ]
+    await store.save_case(case, routes, correlation_id)
+    return [announced(decided) for _, decided in routes]
 
 
 async def route_need(
@@ -28,14 +62,11 @@ async def route_need(
     *,
     correlation_id: str | None,
 ) -> Emitted:
-    """Refer the need to the best candidate not tried yet, or record why none is left."""
-    chain = await store.chain(case.case_id, need.need_id)
-    candidates = await store.candidates(need.category, case.profile.return_area)
-    decided = decide_route(case, need, candidates, chain, policy, datetime.now(UTC))
+    """Refer one need of a stored case to the best candidate not tried yet, or record why none
+    is left."""
+    decided = await decide(store, case, need, policy)
     await store.record_route(case, need, decided, correlation_id)
-    if isinstance(decided, Gap):
-        return [(ev.NEED_UNMATCHED, decided.unmatched)]
-    return [(ev.REFERRAL_REQUESTED, decided.referral)]
+    return [announced(decided)]
 
 
 async def transition(

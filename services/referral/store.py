@@ -198,18 +198,14 @@ class ReferralStore:
 
     # ----- cases -----
 
-    async def save_case(self, case: ev.CaseRegistered) -> None:
-        await self.conn.execute(
-            """INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
-               VALUES ($1, $2, $3::jsonb, $4::jsonb, $5::jsonb)
-               ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile,
-                 needs = EXCLUDED.needs, consent = EXCLUDED.consent, updated_at = now()""",
-            case.case_id,
-            case.submitting_agency_id,
-            case.profile.model_dump_json(),
-            json.dumps([n.model_dump(mode="json") for n in case.needs]),
-            case.consent.model_dump_json(),
-        )
+    async def save_case(
+        self,
+        case: ev.CaseRegistered,
+        routes: Sequence[tuple[ev.Need, Refer | Gap]] = (),
+        correlation_id: str | None = None,
+    ) -> None:
+        """The case's row, and what routing decided for its needs, in one statement."""
+        await self._write_routes(case, routes, correlation_id, with_case=True)
 
     async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
         row = await self.conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
@@ -272,56 +268,63 @@ class ReferralStore:
         decided: Refer | Gap,
         correlation_id: str | None,
     ) -> None:
-        """What routing decided for the need, in one statement: the gap; or the referral, its
-        decision timer, and the need no longer unmet."""
-        key = (case.case_id, need.need_id)
-        handled = self._cache(_HANDLED)
-        if handled is not None:
-            handled[key] = True
-        if isinstance(decided, Gap):
-            gap = decided.unmatched
-            await self.conn.execute(
-                """INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
-                   VALUES ($1, $2, $3, $4, $5, $6)
-                   ON CONFLICT (case_id, need_id) DO UPDATE SET reason = EXCLUDED.reason,
-                     attempts = EXCLUDED.attempts""",
-                case.case_id,
-                need.need_id,
-                need.category,
-                case.profile.return_area,
-                gap.reason.value,
-                gap.attempts,
-            )
+        """What routing decided for one need of a stored case, in one statement: the gap; or
+        the referral, its decision timer, and the need no longer unmet."""
+        await self._write_routes(case, [(need, decided)], correlation_id, with_case=False)
+
+    async def _write_routes(
+        self,
+        case: ev.CaseRegistered,
+        routes: Sequence[tuple[ev.Need, Refer | Gap]],
+        correlation_id: str | None,
+        *,
+        with_case: bool,
+    ) -> None:
+        chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
+        referred = [(n, d) for n, d in routes if isinstance(d, Refer)]
+        gaps = [(n, d.unmatched) for n, d in routes if isinstance(d, Gap)]
+        for need, decided in routes:
+            key = (case.case_id, need.need_id)
+            if handled is not None:
+                handled[key] = True
+            if isinstance(decided, Refer) and chains is not None and key in chains:
+                r = decided.referral
+                chains[key].append(ChainLink(r.referral_id, r.service_id, r.attempt))
+        if not with_case and not routes:
             return
-        referral = decided.referral
-        chains = self._cache(_CHAINS)
-        if chains is not None and key in chains:
-            chains[key].append(
-                ChainLink(referral.referral_id, referral.service_id, referral.attempt)
-            )
+        refs = [d.referral for _, d in referred]
         await self.conn.execute(
-            """WITH r AS (
-                 INSERT INTO referrals (referral_id, case_id, need_id, category,
-                     referring_agency_id, recipient_agency_id, service_id, status, explanation,
-                     attempt, previous_referral_id, urgency, respond_by, correlation_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8::jsonb, $9, $10, $11,
-                         $12, $13)),
-               t AS (INSERT INTO timers (referral_id, due_at, remind_at) VALUES ($1, $12, $14))
-               DELETE FROM unmet_needs WHERE case_id = $2 AND need_id = $3""",
-            uuid.UUID(referral.referral_id),
+            _WRITE_CASE_AND_ROUTES if with_case else _WRITE_ROUTES,
             case.case_id,
-            need.need_id,
-            need.category,
             case.submitting_agency_id,
-            referral.recipient_agency_id,
-            referral.service_id,
-            referral.explanation.model_dump_json(),
-            referral.attempt,
-            uuid.UUID(referral.previous_referral_id) if referral.previous_referral_id else None,
-            need.urgency.value,
-            decided.respond_by,
+            case.profile.return_area,
             correlation_id,
-            decided.remind_at,
+            # the referrals, with their timers; their needs are no longer unmet
+            [uuid.UUID(r.referral_id) for r in refs],
+            [r.need_id for r in refs],
+            [r.category for r in refs],
+            [r.recipient_agency_id for r in refs],
+            [r.service_id for r in refs],
+            [r.explanation.model_dump_json() for r in refs],
+            [r.attempt for r in refs],
+            [uuid.UUID(r.previous_referral_id) if r.previous_referral_id else None for r in refs],
+            [r.urgency.value for r in refs],
+            [d.respond_by for _, d in referred],
+            [d.remind_at for _, d in referred],
+            # the gaps
+            [g.need_id for _, g in gaps],
+            [g.category for _, g in gaps],
+            [g.reason.value for _, g in gaps],
+            [g.attempts for _, g in gaps],
+            *(
+                (
+                    case.profile.model_dump_json(),
+                    json.dumps([n.model_dump(mode="json") for n in case.needs]),
+                    case.consent.model_dump_json(),
+                )
+                if with_case
+                else ()
+            ),
         )
 
     async def unmet_needs_fitting(self, listing: ev.ServiceListing) -> list[tuple[str, str]]:
@@ -429,6 +432,42 @@ class ReferralStore:
         rows = await self.conn.fetch(_PATHWAY_REPORT, area_digits)
         return [EvidenceRow(tuple(r[c] for c in COLUMNS)) for r in rows]
 
+
+# What routing decided for some needs of a case ($1): referrals ($5.. parallel arrays) with their
+# decision timers, the unmet-need rows of the referred needs dropped, gaps ($16..) recorded.
+_ROUTES = """
+  r AS (
+    INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
+        recipient_agency_id, service_id, status, explanation, attempt, previous_referral_id,
+        urgency, respond_by, correlation_id)
+    SELECT id, $1, need, category, $2, recipient, service, 'requested', explanation::jsonb,
+           attempt, previous, urgency, due, $4
+      FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                  $11::int[], $12::uuid[], $13::text[], $14::timestamptz[])
+           AS x (id, need, category, recipient, service, explanation, attempt, previous,
+                 urgency, due)),
+  t AS (
+    INSERT INTO timers (referral_id, due_at, remind_at)
+    SELECT * FROM unnest($5::uuid[], $14::timestamptz[], $15::timestamptz[])),
+  d AS (DELETE FROM unmet_needs WHERE case_id = $1 AND need_id = ANY($6::text[])),
+  g AS (
+    INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
+    SELECT $1, need, category, $3, reason, attempts
+      FROM unnest($16::text[], $17::text[], $18::text[], $19::int[])
+           AS x (need, category, reason, attempts)
+    ON CONFLICT (case_id, need_id) DO UPDATE SET reason = EXCLUDED.reason,
+      attempts = EXCLUDED.attempts)
+"""
+_WRITE_ROUTES = "WITH" + _ROUTES + "SELECT 1"
+_WRITE_CASE_AND_ROUTES = (
+    """WITH c AS (
+    INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
+    VALUES ($1, $2, $20::jsonb, $21::jsonb, $22::jsonb)
+    ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile, needs = EXCLUDED.needs,
+      consent = EXCLUDED.consent, updated_at = now()),"""
+    + _ROUTES
+    + "SELECT 1"
+)
 
 _PATHWAY_REPORT = """
 WITH r AS (

@@ -24,7 +24,7 @@ async def test_rotation_rewraps_every_live_key(scratch_pool: asyncpg.Pool) -> No
         await migrate(conn, discover("intake", INTAKE_MIGRATIONS))
         cases = IntakeStore(conn)
         submissions = [f.submission(f.unique("iom")) for _ in range(5)]
-        rows = [await cases.create_case(s, old) for s in submissions]
+        rows = [(await cases.create_case(s, old, "k1", []))[0] for s in submissions]
         await cases.erase(rows[0].case_id)
 
         first = await rewrap_data_keys(scratch_pool.acquire, new, [old], batch=2)

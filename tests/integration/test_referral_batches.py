@@ -153,8 +153,8 @@ async def test_what_routing_reads_costs_no_round_trip_per_need(referral: Referra
     await referral.apply([referral.listed(_listing(f"ngo-{n}", a)) for n, a in enumerate(areas)])
     few = await referral.apply([referral.registered(_case(a)) for a in areas[:1]])
     many = await referral.apply([referral.registered(_case(a, needs=3)) for a in areas * 2])
-    # per case its row, per need its referral (or gap): nothing else grows with the batch
-    per_batch_few = few - 1 * (1 + 1)
-    per_batch_many = many - 6 * (1 + 3)
+    # one statement per case (its row and all its needs' referrals or gaps); nothing else
+    # grows with the batch
+    per_batch_few, per_batch_many = few - 1, many - 6
     assert per_batch_few == per_batch_many, (few, many)
     assert per_batch_many <= 5  # the inbox claim, two loads, the outbox

@@ -37,8 +37,12 @@ class FakeStore:
         self.chains: dict[tuple[str, str], list[ChainLink]] = {}
         self.unmet: dict[tuple[str, str], ev.UnmatchedReason] = {}
 
-    async def save_case(self, case: ev.CaseRegistered) -> None:
+    async def save_case(
+        self, case: ev.CaseRegistered, routes: Any = (), correlation: Any = None
+    ) -> None:
         self.cases[case.case_id] = case
+        for need, decided in routes:
+            await self.record_route(case, need, decided, correlation)
 
     async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
         return self.cases.get(case_id)
