@@ -88,12 +88,14 @@ class OutboxRelay:
     async def drain_once(self) -> int:
         """Publish one batch of unsent rows; return how many (0: none, or another relay's turn)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK_ID):
-                return 0
+            # One relay at a time (the lock is the transaction's); the lock and the rows in one
+            # round trip: none when another relay holds it.
             rows = await conn.fetch(
-                """SELECT id, event_id, topic, key, headers, body FROM outbox
-                   WHERE sent_at IS NULL ORDER BY id LIMIT $1""",
+                """WITH relay AS (SELECT pg_try_advisory_xact_lock($2) AS mine)
+                   SELECT id, event_id, topic, key, headers, body FROM outbox, relay
+                    WHERE relay.mine AND sent_at IS NULL ORDER BY id LIMIT $1""",
                 self._batch_size,
+                _RELAY_LOCK_ID,
             )
             if not rows:
                 return 0

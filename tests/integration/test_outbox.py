@@ -1,7 +1,7 @@
 """Transactional outbox relay against the real broker and PostgreSQL."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import pytest
@@ -183,3 +183,24 @@ async def test_the_relay_outlives_losing_its_listening_connection(
     finally:
         await relay.stop()
     assert [dict(r.headers)["ce_id"].decode() for r in records] == [events[0].event_id]
+
+
+async def test_one_relay_at_a_time_publishes(scratch_pool: asyncpg.Pool) -> None:
+    """While another relay of the database holds the relay lock, a drain publishes nothing
+    and leaves the rows unsent; once it is free, the rows go out."""
+    published: list[str] = []
+
+    async def publish(events: Sequence[OutgoingEvent]) -> None:
+        published.extend(e.event_id for e in events)
+
+    events = _events("test.relay-lock.v1", ["a", "b"])
+    async with scratch_pool.acquire() as conn:
+        await outbox.enqueue(conn, events)
+    relay = OutboxRelay(scratch_pool, publish)
+    async with scratch_pool.acquire() as other, other.transaction():
+        assert await other.fetchval("SELECT pg_try_advisory_xact_lock($1)", outbox._RELAY_LOCK_ID)
+        assert await relay.drain_once() == 0
+        assert published == []
+    assert await relay.drain_once() == 2
+    assert published == [e.event_id for e in events]
+    assert await relay.drain_once() == 0  # sent: not again
