@@ -254,49 +254,35 @@ class IntakeHandlers:
             raise LookupError(f"recipient agency {referral.recipient_agency_id} not known yet")
         disclosure_id = str(uuid.uuid4())
         reason = disclosures.refusal(referral, case, recipient, datetime.now(UTC).date())
+        decided: ev.DisclosureSealed | ev.DisclosureRefused
         if reason is None and case is not None and recipient and recipient.public_key:
             personal = await unit.stores.read_personal(case.case_id, self._keys.master_key)
-            sealed = disclosures.sealed(
+            decided = disclosures.sealed(
                 referral, case, recipient.public_key, personal, disclosure_id
             )
             await self._log_disclosure(
-                unit, referral, case, disclosure_id, None, sealed.recipient_key_sha256
+                unit, referral, case, disclosure_id, None, decided.recipient_key_sha256
             )
-            unit.emit(
-                ev.DISCLOSURE_SEALED,
-                sealed,
-                topic=topics.INTAKE_DISCLOSURES,
-                subject=referral.referral_id,
-            )
-            log.info(
-                "disclosure_sealed",
-                case_id=case.case_id,
+            type_ = ev.DISCLOSURE_SEALED
+        else:
+            reason = reason or ev.DisclosureRefusalReason.UNKNOWN_CASE
+            if case is not None:  # the logs are a case's: an unknown case has none
+                await self._log_disclosure(unit, referral, case, disclosure_id, reason, None)
+            decided = ev.DisclosureRefused(
+                disclosure_id=disclosure_id,
                 referral_id=referral.referral_id,
-                recipient=referral.recipient_agency_id,
+                case_id=referral.case_id,
+                recipient_agency_id=referral.recipient_agency_id,
+                reason=reason,
             )
-            return
-        reason = reason or ev.DisclosureRefusalReason.UNKNOWN_CASE
-        if case is not None:  # the log and the history are a case's: an unknown case has neither
-            await self._log_disclosure(unit, referral, case, disclosure_id, reason, None)
-        refused = ev.DisclosureRefused(
-            disclosure_id=disclosure_id,
-            referral_id=referral.referral_id,
-            case_id=referral.case_id,
-            recipient_agency_id=referral.recipient_agency_id,
-            reason=reason,
-        )
-        unit.emit(
-            ev.DISCLOSURE_REFUSED,
-            refused,
-            topic=topics.INTAKE_DISCLOSURES,
-            subject=referral.referral_id,
-        )
+            type_ = ev.DISCLOSURE_REFUSED
+        unit.emit(type_, decided, topic=topics.INTAKE_DISCLOSURES, subject=referral.referral_id)
         log.info(
-            "disclosure_refused",
+            "disclosure_sealed" if reason is None else "disclosure_refused",
             case_id=referral.case_id,
             referral_id=referral.referral_id,
             recipient=referral.recipient_agency_id,
-            reason=reason.value,
+            reason=reason.value if reason is not None else None,
         )
 
     async def _log_disclosure(

@@ -23,20 +23,17 @@ from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
 from shared.db.migrations import discover, migrate
-from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent
 from shared.unit import raw_handler, typed_handler
 from tests import factories as f
-from tests.integration.counting import CountingPool
-from tests.integration.test_batch_consumer import FakeDeadLetters
+from tests.integration.counting import CountingPool, ServiceBatches
 
 INTAKE_MIGRATIONS = Path(__file__).resolve().parents[2] / "services/intake/migrations"
 AGENCY = "iom-sn"
 
 
-class Intake:
+class Intake(ServiceBatches):
     def __init__(self, pool: CountingPool, recipient_key: PrivateKey) -> None:
-        self.pool = pool
         self.recipient_key = recipient_key
         handlers = IntakeHandlers(
             IntakeKeys(master_key=b"m" * 32, duplicate_key=b"d" * 32, duplicate_key_id="k1")
@@ -50,19 +47,11 @@ class Intake:
         submissions = raw_handler(
             handlers.on_submission, IntakeStore, SOURCE, preload=IntakeStore.preload_submissions
         )
-        self.consumer = ReliableConsumer(
-            group="intake",
-            pool=lambda: pool,  # type: ignore[arg-type, return-value]
-            dead_letters=FakeDeadLetters(),  # type: ignore[arg-type]
-            handlers={topics.REFERRAL_EVENTS: typed, topics.AGENCY_SUBMISSIONS: submissions},
-            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
-            max_message_bytes=1_000_000,
+        super().__init__(
+            pool,
+            "intake",
+            {topics.REFERRAL_EVENTS: typed, topics.AGENCY_SUBMISSIONS: submissions},
         )
-        self.offset = 0
-
-    def inbound(self, outgoing: Any) -> InboundEvent:
-        self.offset += 1
-        return InboundEvent.from_record(f.record_of(outgoing, offset=self.offset))
 
     def submitted(self, submission: ev.CaseSubmission) -> InboundEvent:
         return self.inbound(messages.submission_message(submission))
@@ -106,12 +95,6 @@ class Intake:
                 data=referral,
             )
         )
-
-    async def apply(self, events: list[InboundEvent]) -> int:
-        """Apply one batch; the statements it took."""
-        before = self.pool.counted["statements"]
-        await self.consumer.process_batch(events)
-        return self.pool.counted["statements"] - before
 
     async def outbox(self, ce_type: str) -> list[dict[str, Any]]:
         async with self.pool.pool.acquire() as conn:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -18,21 +17,18 @@ from services.referral.store import ReferralStore
 from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
-from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent
 from shared.unit import raw_handler, typed_handler
 from tests import factories as f
-from tests.integration.counting import CountingPool
-from tests.integration.test_batch_consumer import FakeDeadLetters
+from tests.integration.counting import CountingPool, ServiceBatches
 from tests.integration.test_matching_index import referral_schema
 
 REFERRER = "iom-sn"
 CATEGORY = "psychosocial.counselling"
 
 
-class Referral:
+class Referral(ServiceBatches):
     def __init__(self, pool: CountingPool) -> None:
-        self.pool = pool
         handlers = ReferralHandlers(RoutingPolicy(max_attempts=3))
         typed = typed_handler(
             {
@@ -47,23 +43,15 @@ class Referral:
                 ev.CASE_UPDATED: ReferralStore.preload_cases,
             },
         )
-        self.consumer = ReliableConsumer(
-            group="referral",
-            pool=lambda: pool,  # type: ignore[arg-type, return-value]
-            dead_letters=FakeDeadLetters(),  # type: ignore[arg-type]
-            handlers={
+        super().__init__(
+            pool,
+            "referral",
+            {
                 topics.INTAKE_CASES: typed,
                 topics.DIRECTORY_AGENCIES: typed,
                 topics.AGENCY_LISTINGS: raw_handler(handlers.on_listing, ReferralStore, SOURCE),
             },
-            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01),
-            max_message_bytes=1_000_000,
         )
-        self.offset = 0
-
-    def inbound(self, outgoing: Any) -> InboundEvent:
-        self.offset += 1
-        return InboundEvent.from_record(f.record_of(outgoing, offset=self.offset))
 
     def registered(
         self, case: ev.CaseRegistered, ce_type: str = ev.CASE_REGISTERED
@@ -81,11 +69,6 @@ class Referral:
 
     def listed(self, listing: ev.ServiceListing) -> InboundEvent:
         return self.inbound(messages.listing_message(listing))
-
-    async def apply(self, events: list[InboundEvent]) -> int:
-        before = self.pool.counted["statements"]
-        await self.consumer.process_batch(events)
-        return self.pool.counted["statements"] - before
 
     async def routed(self, case_id: str) -> list[tuple[str, str]]:
         """(need, service) of the case's referrals, and (need, 'unmet') of its gaps."""
