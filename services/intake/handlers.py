@@ -59,6 +59,19 @@ class IntakeHandlers:
                 refusal(event, "no case with this agency_case_ref", "agency_case_ref"),
             )
             return
+        if row.status == "closed" and isinstance(result, ev.CaseUpdate | ev.CaseClosure):
+            # A closed case takes no more updates (they would route new needs) and is not
+            # closed twice; a withdrawal or an erasure still applies (the returnee's rights).
+            await _reject(
+                event,
+                unit,
+                refusal(
+                    event,
+                    "the case is closed; submit it under a new agency_case_ref",
+                    "agency_case_ref",
+                ),
+            )
+            return
         if isinstance(result, ev.CaseUpdate):
             await self._update_case(event, unit, row, result)
         elif isinstance(result, ev.ConsentWithdrawal):

@@ -663,14 +663,6 @@ async def test_a_submission_for_a_closed_case_is_rejected_and_changes_nothing() 
     assert store.submissions[event.event_id] == (AGENCY, None, "rejected")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (handlers.py on_submission): a case-update-submitted for a *closed* case is "
-    "applied (only None/erased is refused there), while a case-submitted for the same closed "
-    "case is refused by _submit_case ('the case is closed; submit it under a new "
-    "agency_case_ref'). The update emits case-updated, and referral's on_case then routes any "
-    "new need of the closed case to a provider.",
-)
 async def test_an_update_for_a_closed_case_is_rejected_like_a_resubmission() -> None:
     store = FakeIntakeStore()
     row = await _register(store)
@@ -680,6 +672,10 @@ async def test_an_update_for_a_closed_case_is_rejected_like_a_resubmission() -> 
     unit = await _submit(store, _update(row.agency_case_ref, needs=f.needs("social.housing")))
 
     assert _sent(unit) == [(topics.INTAKE_REJECTIONS, ev.SUBMISSION_REJECTED, AGENCY)]
+    assert store.cases[row.case_id] == closed
+
+    again = await _submit(store, _closure(row.agency_case_ref))  # nor is it closed twice
+    assert _sent(again) == [(topics.INTAKE_REJECTIONS, ev.SUBMISSION_REJECTED, AGENCY)]
     assert store.cases[row.case_id] == closed
 
 
