@@ -108,6 +108,16 @@ def _topology_line(result: dict[str, Any]) -> str | None:
     )
 
 
+def _load(result: dict[str, Any]) -> str:
+    load = result["machine"].get("load_average")
+    return f", load average {' → '.join(f'{v:.1f}' for v in load)}" if load else ""
+
+
+def _instances(result: dict[str, Any]) -> str:
+    n = result.get("options", {}).get("instances", 1)
+    return f", {n} instances per service" if n > 1 else ""
+
+
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "not measured"
@@ -174,9 +184,9 @@ def print_table(result: dict[str, Any], console: Console) -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"Run of {result['when']} on {result['machine']['cpus']} cores "
+        f"Run of {result['when']} on {result['machine']['cpus']} cores{_load(result)} "
         f"({result['throughput']['submissions']:,} submissions, "
-        f"{result['directory']['listings']:,} listings).",
+        f"{result['directory']['listings']:,} listings{_instances(result)}).",
         "",
         "| target | goal | measured | |",
         "|---|---|---|---|",

@@ -316,7 +316,12 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
     meter.start_sampling()
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # other work on the machine: the 1-minute load average at the start and the end
+            "load_average": [round(os.getloadavg()[0], 1)],
+        },
         "options": asdict(options),
         "services": list(services),
     }
@@ -468,4 +473,5 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
         await meter.stop_sampling()
         for p in processes:
             p.stop()
+    result["machine"]["load_average"].append(round(os.getloadavg()[0], 1))
     return result

@@ -205,3 +205,13 @@ def test_the_target_is_the_topology_ratio_and_the_3_hop_one_is_a_reference() -> 
 def test_duplicates_fail_the_run() -> None:
     assert duplicates(_result(0.4, 0.01)) == 0
     assert duplicates(_result(0.4, 0.01, duplicated=3)) == 3
+
+
+def test_the_docs_block_says_the_instances_and_the_machine_load() -> None:
+    result = _result(0.4, 0.01)
+    assert "listings)." in markdown(result).splitlines()[0]  # one instance, no load recorded
+    result["machine"] = {"cpus": 2, "load_average": [1.5, 3.25]}
+    result["options"] = {"instances": 2}
+    first = markdown(result).splitlines()[0]
+    assert "on 2 cores, load average 1.5 → 3.2" in first
+    assert "2,000 listings, 2 instances per service)." in first
