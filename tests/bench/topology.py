@@ -43,6 +43,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -566,6 +567,7 @@ class RawTopology:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
         admin = AIOKafkaAdminClient(**self.kafka.client_kwargs())
         await admin.start()
         try:
