@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # `make bench`: the whole pipeline against a raw Kafka baseline (tests/bench), on a private, fresh
 # Kafka and PostgreSQL on their own ports, torn down afterwards. Options go to
-# `python -m tests.bench` (e.g. `make bench ARGS="--submissions 2000"`). With ARGS containing
-# --use-running it measures the system `make run` started instead (nothing is started or stopped).
+# `python -m tests.bench` (e.g. `make bench ARGS="--submissions 2000"`, `--instances 2`,
+# `--no-matching`, `--no-baseline`, `--no-topology-baseline`). Ports: REFEX_BENCH_KAFKA_PORT,
+# REFEX_BENCH_KAFKA_CONTROLLER_PORT, REFEX_BENCH_PG_PORT, REFEX_BENCH_<SERVICE>_HTTP_PORT.
+# With ARGS containing --use-running it measures the system `make run` started instead (nothing
+# is started or stopped).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO_ROOT"
@@ -14,7 +17,10 @@ export REFEX_LOCAL_DIR="$REPO_ROOT/.local/bench"
 export REFEX_KAFKA_PORT="${REFEX_BENCH_KAFKA_PORT:-26092}"
 export REFEX_KAFKA_CONTROLLER_PORT="${REFEX_BENCH_KAFKA_CONTROLLER_PORT:-26093}"
 export REFEX_PG_PORT="${REFEX_BENCH_PG_PORT:-26432}"
-export REFEX_INTAKE_HTTP_PORT=26101 REFEX_REFERRAL_HTTP_PORT=26102 REFEX_NOTIFICATION_HTTP_PORT=26103
+# With --instances N, instance n (from 0) of a service listens on its port + 10 n.
+export REFEX_INTAKE_HTTP_PORT="${REFEX_BENCH_INTAKE_HTTP_PORT:-26101}"
+export REFEX_REFERRAL_HTTP_PORT="${REFEX_BENCH_REFERRAL_HTTP_PORT:-26102}"
+export REFEX_NOTIFICATION_HTTP_PORT="${REFEX_BENCH_NOTIFICATION_HTTP_PORT:-26103}"
 # The broker gets a heap that fits a few thousand messages a second.
 export REFEX_KAFKA_HEAP="${REFEX_KAFKA_HEAP:-1g}"
 source "$REPO_ROOT/deploy/local/common.sh"

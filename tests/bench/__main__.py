@@ -13,7 +13,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .report import markdown, plot_latencies, print_table, update_doc
+from .report import duplicates, markdown, plot_latencies, print_table, update_doc
 from .run import Options, console, run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,6 +48,9 @@ def main() -> int:
         for name in ("bench.json", "latency.png"):
             shutil.copy(args.out / name, docs / name)
         update_doc(REPO / "docs" / "performance.md", markdown(result), "performance/latency.png")
+    if duplicates(result):
+        console.print(f"[bold red]FAILED: {duplicates(result)} inbox events applied twice")
+        return 1
     return 0
 
 

@@ -5,7 +5,12 @@ Every need of a submission ends, for the bench, with one inbox event: ``referral
 provider's inbox, or ``need-unmatched`` in the referrer's. The inbox event carries the
 submission's id as its correlation id, so its latency is the inbox record's timestamp (set by
 notification's producer) less the moment the bench sent the submission. A submission is complete
-when all its needs have arrived."""
+when all its needs have arrived.
+
+Nothing may be applied twice (also with several instances of a service in one group): an inbox
+record seen again with the same ``ce_id`` is a redelivery (at-least-once, counted once); two
+*distinct* inbox events for one need, or for one (inbox, type, subject), are a duplicate, a side
+effect applied twice, and fail the run."""
 
 from __future__ import annotations
 
@@ -38,12 +43,29 @@ class Traffic:
     completed_at: dict[str, float] = field(default_factory=dict)
     inbox_events: list[float] = field(default_factory=list)  # every inbox record of the phase
     ends: dict[str, int] = field(default_factory=dict)  # inbox type -> count
+    redelivered: int = 0  # inbox records seen again with the same ce_id
+    # distinct inbox event ids per need end and per (inbox topic, ce_type, ce_subject)
+    need_events: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    effect_events: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    _ids: set[str] = field(default_factory=set)
 
     def expects(self, correlation_id: str) -> bool:
         return correlation_id in self.needs
 
-    def record(self, correlation_id: str, need_id: str, ce_type: str, at: float) -> None:
+    def first_time(self, event_id: str, topic: str, ce_type: str, subject: str) -> bool:
+        """Whether this inbox record is new (False: a redelivery of one already seen)."""
+        if event_id in self._ids:
+            self.redelivered += 1
+            return False
+        self._ids.add(event_id)
+        self.effect_events.setdefault((topic, ce_type, subject), set()).add(event_id)
+        return True
+
+    def record(
+        self, correlation_id: str, need_id: str, ce_type: str, at: float, event_id: str = ""
+    ) -> None:
         self.ends[ce_type] = self.ends.get(ce_type, 0) + 1
+        self.need_events.setdefault((correlation_id, need_id), set()).add(event_id)
         needs = self.arrived.setdefault(correlation_id, {})
         needs.setdefault(need_id, at)  # a redelivery keeps the first arrival
         if len(needs) == self.needs[correlation_id]:
@@ -59,6 +81,16 @@ class Traffic:
     @property
     def pending(self) -> int:
         return len(self.needs) - len(self.completed_at)
+
+    @property
+    def duplicate_need_ends(self) -> int:
+        """Needs that ended more than once (distinct inbox events), counted per extra event."""
+        return sum(len(ids) - 1 for ids in self.need_events.values())
+
+    @property
+    def duplicate_inbox_events(self) -> int:
+        """Extra distinct inbox events for one (inbox, type, subject)."""
+        return sum(len(ids) - 1 for ids in self.effect_events.values())
 
 
 class InboxWatcher:
@@ -91,17 +123,24 @@ class InboxWatcher:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
             for records in batches.values():
                 for r in records:
-                    self._dispatch(dict(r.headers or ()), r.value or b"", r.timestamp / 1000)
+                    self._dispatch(
+                        r.topic, dict(r.headers or ()), r.value or b"", r.timestamp / 1000
+                    )
 
-    def _dispatch(self, headers: dict[str, bytes], value: bytes, at: float) -> None:
+    def _dispatch(self, topic: str, headers: dict[str, bytes], value: bytes, at: float) -> None:
         correlation_id = headers.get("ce_correlationid", b"").decode()
         ce_type = headers.get("ce_type", b"").decode()
+        event_id = headers.get("ce_id", b"").decode()
+        subject = headers.get("ce_subject", b"").decode()
         for phase in self.phases:
             if not phase.expects(correlation_id):
                 continue
+            if not phase.first_time(event_id, topic, ce_type, subject):
+                return
             phase.inbox_events.append(at)
             if ce_type in NEED_ENDS:
-                phase.record(correlation_id, str(json.loads(value)["need_id"]), ce_type, at)
+                need_id = str(json.loads(value)["need_id"])
+                phase.record(correlation_id, need_id, ce_type, at, event_id)
             return
 
 

@@ -4,14 +4,19 @@ agencies, then
 1. throughput: all submissions at once, as fast as the referrers' producers send them; the
    sustained rate is taken between 10 % and 90 % of completions;
 2. latency at half that rate: submissions paced at half the measured rate for a while;
-3. the raw 3-hop aiokafka baseline with the same number of messages;
+3. the raw baselines on the same broker: the 3-hop aiokafka chain with the same number of
+   messages, and the pipeline's own topology (tests/bench/topology: the records the throughput
+   phase produced, per topic, size and fan-out, through one raw process per service instance);
 4. the matching micro-benchmark at 10,000 listings;
 
-and report targets, resources, JSON, markdown and a PNG."""
+and report targets, resources, JSON, markdown and a PNG. With ``--instances N`` every service runs
+as N processes in its consumer group (HTTP ports 10 apart), to see how throughput scales and that
+nothing is applied twice."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import random
@@ -22,16 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from aiokafka import TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
 from tests import factories as f
-from tests.chaos.invariants import lag
 from tests.chaos.processes import ServiceProcess
 
-from . import baseline, dbstats
+from . import baseline, dbstats, topology
 from .matching import benchmark_matching
 from .pipeline import InboxWatcher, Traffic, percentile, send_submissions, sustained_rate
 from .profiling import Profiler
@@ -51,7 +56,9 @@ class Options:
     listings: int = 2_000
     matching_listings: int = 10_000
     matching_queries: int = 2_000
-    baseline: bool = True
+    baseline: bool = True  # the raw 3-hop chain
+    topology_baseline: bool = True  # the raw run of the pipeline's own topology (topology.py)
+    instances: int = 1  # processes per service, in one consumer group (scale-out check)
     matching: bool = True  # the matching micro-benchmark (needs BENCH_MATCHING_DATABASE_URL)
     use_running: bool = False  # measure a system started by `make run` instead of starting one
     profile: bool = False  # py-spy the services during the throughput phase (tests/bench/profiling)
@@ -59,10 +66,23 @@ class Options:
     seed: int = 11
 
 
-def _start_services(log_dir: Path) -> list[ServiceProcess]:
+def instance_names(instances: int) -> list[tuple[str, str, int]]:
+    """(process name, service, n) of every service process: ``intake`` with one instance,
+    ``intake-1``, ``intake-2``… with more."""
+    return [
+        (s if instances == 1 else f"{s}-{n + 1}", s, n) for s in SERVICES for n in range(instances)
+    ]
+
+
+def _start_services(log_dir: Path, instances: int) -> list[ServiceProcess]:
     processes = [
-        ServiceProcess(s, s, int(os.environ[f"{s.upper()}_HTTP_PORT"]), log_dir / f"{s}.log")
-        for s in SERVICES
+        ServiceProcess(
+            name,
+            s,
+            int(os.environ[f"{s.upper()}_HTTP_PORT"]) + 10 * n,
+            log_dir / f"{name}.log",
+        )
+        for name, s, n in instance_names(instances)
     ]
     for p in processes:
         p.start()
@@ -114,26 +134,15 @@ async def wait_for_directory(world: World, timeout_s: float = 300) -> float:
         await asyncio.sleep(1)
 
 
-def _watched(world: World) -> set[str]:
-    """The topics the services consume in this run (lag is asked about these only)."""
-    fixed = {
-        topics.INTAKE_CASES,
-        topics.INTAKE_REJECTIONS,
-        topics.INTAKE_DISCLOSURES,
-        topics.REFERRAL_EVENTS,
-        topics.DIRECTORY_AGENCIES,
-    }
-    families = (topics.AGENCY_SUBMISSIONS, topics.AGENCY_LISTINGS, topics.AGENCY_RESPONSES)
-    return fixed | {family.name(a) for family in families for a in world.agency_ids}
-
-
 async def drain(kafka: KafkaConnection, world: World, timeout_s: float = 600) -> float:
-    """Until every service group has consumed everything (e.g. the disclosures that follow
-    the needs the bench waits for); returns the wall-clock time (time.time()) it was so."""
-    watched = _watched(world)
+    """Until every service group has consumed everything of this run it consumes (e.g. the
+    disclosures that follow the needs the bench waits for); returns the wall-clock time
+    (time.time()) it was so. Asked every 0.5 s; one question takes a fraction of a second."""
+    roles = topology.roles(world.agency_ids)
+    groups = {s: roles.inputs(s) for s in SERVICES}
     deadline = time.monotonic() + timeout_s
     while True:
-        left = await lag(kafka, watched)
+        left = await topology.group_lag(kafka, groups)
         if not any(left.values()):
             return time.time()
         if time.monotonic() > deadline:
@@ -229,6 +238,52 @@ async def _baseline(kafka: KafkaConnection, world: World, count: int, seed: int)
     }
 
 
+async def _topology_baseline(
+    kafka: KafkaConnection, topo: topology.Topology, options: Options, seed: int
+) -> dict[str, Any]:
+    """The pipeline's topology through raw processes (one per service instance), timed as the
+    pipeline's throughput phase is: from the first send until every group has consumed all."""
+    raw = topology.RawTopology(kafka, topo, options.instances)
+    submissions = sum(
+        n for t, n in topo.sources.items() if topics.AGENCY_SUBMISSIONS.agency_of(t) is not None
+    )
+    await raw.start()
+    meter = ResourceMeter()
+    for name, pid in raw.pids().items():
+        meter.add(name, pid)
+    kafka_pid = pid_from_file(Path(os.environ.get("BENCH_KAFKA_PID_FILE", "/nonexistent")))
+    if kafka_pid:
+        meter.add("kafka", kafka_pid)  # the broker's share of the raw run
+    tps = [
+        TopicPartition(topology.scratch(raw.run_id, t), p)
+        for t, n in raw.topics.items()
+        for p in range(n)
+    ]
+    try:
+        # warm-up: about 50 submissions' worth (connections, metadata of every output topic)
+        await raw.feed(min(1.0, 50 / max(submissions, 1)), seed=seed)
+        await raw.drain()
+        before = await topology.end_offsets(kafka, tps)
+        cpu_before = meter.cpu_snapshot()
+        started = await raw.feed(1.0, seed=seed + 1)
+        wall = await raw.drain() - started
+        usage = meter.usage(cpu_before, meter.cpu_snapshot(), wall)
+        after = await topology.end_offsets(kafka, tps)
+    finally:
+        await raw.stop()
+    messages = sum(after[tp] - before.get(tp, 0) for tp in after)
+    return {
+        "processes": len(raw.processes),
+        "submissions": submissions,
+        "submissions_per_s": round(submissions / wall, 1),
+        "messages": messages,
+        "messages_per_s": round(messages / wall, 1),
+        "wall_s": round(wall, 1),
+        "cpu_cores": usage.cores(),
+        "topology": topo.summary(submissions),
+    }
+
+
 async def _matching(options: Options) -> dict[str, Any] | None:
     url = os.environ.get("BENCH_MATCHING_DATABASE_URL")
     if not options.matching:
@@ -255,13 +310,18 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
             raise RuntimeError(f"--use-running: no running {', '.join(missing)} (make run?)")
         services = {f"{s}-{n + 1}": pid for s, found in pids.items() for n, pid in enumerate(found)}
     else:
-        processes = _start_services(out_dir)
+        processes = _start_services(out_dir, options.instances)
         services = {p.name: p.process.pid for p in processes if p.process is not None}
     meter = _meter(services)
     meter.start_sampling()
     result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # other work on the machine: the 1-minute load average at the start and the end
+            "load_average": [round(os.getloadavg()[0], 1)],
+        },
         "options": asdict(options),
         "services": list(services),
     }
@@ -297,6 +357,10 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
             stats_dsn = os.environ.get("BENCH_PG_STATS_DSN")
             if stats_dsn:
                 await dbstats.reset(stats_dsn)
+            # Every topic of the run, counted before and after: what the phase produced.
+            roles = topology.roles(world.agency_ids)
+            census = await topology.partitions_of(kafka, roles.partitions)
+            offsets_before = await topology.end_offsets(kafka, census)
             traffic, cpu, wall = await _phase(
                 kafka, world, watcher, meter, options, label="throughput",
                 count=options.submissions, rate_per_s=None, seed=options.seed + 2,
@@ -313,6 +377,9 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
                 }
             if profiler is not None:
                 profiler.stop()
+            await asyncio.sleep(2)  # the outbox relays' last records after the groups' commits
+            offsets_after = await topology.end_offsets(kafka, census)
+            phase_records = sum(n - offsets_before.get(tp, 0) for tp, n in offsets_after.items())
             # All the work of every submission done (its needs in the inboxes, and the
             # disclosures and everything else after them): what the system can sustain.
             rate = options.submissions / wall
@@ -326,6 +393,8 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
                     sustained_rate(list(traffic.completed_at.values())), 1
                 ),
                 "inbox_events": len(traffic.inbox_events),
+                "messages": phase_records,  # every record of the phase, on every topic
+                "messages_per_s": round(phase_records / wall, 1),
                 "ends": traffic.ends,
                 "wall_s": round(wall, 1),
                 **_latency(traffic.latencies_ms()),
@@ -353,6 +422,13 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
                 "submissions": len(half.needs),
                 **_latency(half.latencies_ms()),
             }
+            # Nothing applied twice, in any phase (tests/bench/pipeline: Traffic).
+            result["exactly_once"] = {
+                "duplicate_need_ends": sum(p.duplicate_need_ends for p in watcher.phases),
+                "duplicate_inbox_events": sum(p.duplicate_inbox_events for p in watcher.phases),
+                "redelivered": sum(p.redelivered for p in watcher.phases),
+                "inbox_events": sum(len(p.inbox_events) for p in watcher.phases),
+            }
             result["latencies_ms"] = {
                 f"saturation ({rate:.0f}/s)": traffic.latencies_ms(),
                 f"half rate ({half_rate:.0f}/s)": half.latencies_ms(),
@@ -371,6 +447,25 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
                 / max(result["baseline"]["messages_per_s"], 1e-9),
                 3,
             )
+        if options.topology_baseline:
+            seen, headers = await topology.read_back(kafka, offsets_before, offsets_after)
+            topo = topology.derive(roles, seen, headers)
+            (out_dir / "topology.json").write_text(
+                json.dumps(topology.as_json(topo), indent=1) + "\n"
+            )
+            console.print(
+                f"raw baseline, same topology: {topo.records:,} records on "
+                f"{sum(1 for s in topo.topics.values() if s.records)} topics, "
+                f"{options.instances} process(es) per service …"
+            )
+            result["topology_baseline"] = await _topology_baseline(
+                kafka, topo, options, options.seed
+            )
+            result["topology_baseline"]["ratio"] = round(
+                result["throughput"]["submissions_per_s"]
+                / max(result["topology_baseline"]["submissions_per_s"], 1e-9),
+                3,
+            )
         matching = await _matching(options)
         if matching is not None:
             result["matching"] = matching
@@ -378,4 +473,5 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
         await meter.stop_sampling()
         for p in processes:
             p.stop()
+    result["machine"]["load_average"].append(round(os.getloadavg()[0], 1))
     return result
