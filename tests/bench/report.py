@@ -30,7 +30,9 @@ def targets(result: dict[str, Any]) -> list[Target]:
     half = result.get("latency_at_half_rate", {}).get("p99_ms")
     ratio = result.get("topology_baseline", {}).get("ratio")
     ratio_3hop = result.get("baseline", {}).get("ratio")
-    matching = result.get("matching", {}).get("p99_ms")
+    # per need as referral's consumer pays it: the candidates of a batch's needs read at once
+    matched = result.get("matching", {})
+    matching = matched.get("batched_p99_ms", matched.get("p99_ms"))
     listings = result.get("matching", {}).get("listings", 10_000)  # the target's size
     peak = max(
         (v["peak_rss_mb"] for k, v in result["resources"].items() if k in result["services"]),
@@ -60,7 +62,7 @@ def targets(result: dict[str, Any]) -> list[Target]:
         ),
         Target("p99 at half the rate", "<= 500 ms", half, "ms", check(half, (half or 0) <= 500)),
         Target(
-            f"matching p99 ({listings:,} listings)",
+            f"matching p99 per need, batched ({listings:,} listings)",
             "<= 2 ms",
             matching,
             "ms",
@@ -230,7 +232,14 @@ def markdown(result: dict[str, Any]) -> str:
         )
     if "matching" in result:
         m = result["matching"]
-        lines.append(f"| matching p50 / p99 | {m['p50_ms']:.3f} / {m['p99_ms']:.3f} ms |")
+        lines.append(
+            f"| matching p50 / p99, one need at a time | {m['p50_ms']:.3f} / {m['p99_ms']:.3f} ms |"
+        )
+        if "batched_p99_ms" in m:
+            lines.append(
+                f"| matching p50 / p99 per need, {m['batch_needs']} needs a batch | "
+                f"{m['batched_p50_ms']:.3f} / {m['batched_p99_ms']:.3f} ms |"
+            )
     lines += [
         "",
         "| process | CPU cores (avg) | CPU ms / submission | peak RSS MB |",
