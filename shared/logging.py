@@ -58,6 +58,26 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             fs_logger.propagate = True
     # aiokafka is chatty at INFO about every rebalance step; warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    client_log = logging.getLogger("aiokafka.client")
+    if not any(isinstance(f, NoNodeYetNotice) for f in client_log.filters):
+        client_log.addFilter(NoNodeYetNotice())
+
+
+class NoNodeYetNotice(logging.Filter):
+    """Drops aiokafka's "Unable connect to node with id None: StaleMetadata" error. It is logged
+    when the client asks for a connection before it knows any broker for the request (a group
+    coordinator not found yet, typically on a loaded machine at start-up); the client refreshes
+    its metadata and tries again, so nothing is wrong. A failure to reach a *known* broker has
+    its id, not None, and is still logged as the error it is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        unknown_node = (
+            record.msg == "Unable connect to node with id %s: %s"
+            and isinstance(record.args, tuple)
+            and len(record.args) == 2
+            and record.args[0] is None
+        )
+        return not unknown_node
 
 
 def _add_service(service: str) -> Any:

@@ -24,3 +24,21 @@ def test_json_lines_with_context_bound_and_cleared(capsys: pytest.CaptureFixture
     assert "event_id" not in after and "correlation_id" not in after
     assert stdlib["event"] == "stdlib record" and stdlib["service"] == "unit"
     structlog.reset_defaults()
+
+
+def test_aiokafka_asking_for_no_broker_yet_is_not_an_error_but_an_unreachable_one_is(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """aiokafka logs "Unable connect to node with id None" when it has no broker for a request
+    yet (and retries); a broker it knows but cannot reach is still an error."""
+    configure_logging("unit", "INFO")
+    client = logging.getLogger("aiokafka.client")
+    stale = "StaleMetadata: Broker id None not in current metadata"
+    client.error("Unable connect to node with id %s: %s", None, stale)
+    client.error("Unable connect to node with id %s: %s", 1, "[Errno 111] Connect call failed")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["event"] for line in lines] == [
+        "Unable connect to node with id 1: [Errno 111] Connect call failed"
+    ]
+    assert lines[0]["level"] == "error"
+    structlog.reset_defaults()
