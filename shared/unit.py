@@ -131,12 +131,14 @@ def typed_handler(
     *,
     ignored: Collection[str] = (),
     on_tombstone: Callable[[str, Unit[StoresT]], Awaitable[None]] | None = None,
-    preload: Mapping[str, TypedPreload[StoresT]] | None = None,
+    preload: Mapping[str, TypedPreload[StoresT]] | RawPreload[StoresT] | None = None,
 ) -> UnitHandler[StoresT]:
     """One consumer handler from a table of CloudEvents type → ``handler(payload, unit)``.
     ``ignored``: types consumed and deliberately left alone. A type in neither is refused
     (dead-lettered with that reason): it means the table and the catalogue disagree.
-    ``preload``: CloudEvents type → ``load(stores, payloads)`` for a batch's payloads of it."""
+    ``preload``: CloudEvents type → ``load(stores, payloads)`` for a batch's payloads of it; or
+    one ``load(stores, events)`` for all the batch's (validated) events, when what to load
+    depends on the type and the payload together (notification's fan-out)."""
 
     async def run(event: InboundEvent, unit: Unit[StoresT]) -> None:
         if event.is_tombstone():
@@ -154,6 +156,9 @@ def typed_handler(
         await handler(event.payload, unit)
 
     async def load(stores_: StoresT, events: Sequence[InboundEvent]) -> None:
+        if callable(preload):
+            await preload(stores_, events)
+            return
         payloads: dict[str, list[Any]] = {}
         for event in events:
             attributes = event.attributes

@@ -5,6 +5,7 @@ database is in tests/integration/test_batch_consumer.py."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -133,3 +134,27 @@ async def test_typed_dispatch_ignores_what_it_is_told_to_and_refuses_the_rest() 
     refusing = typed_handler({ev.CASE_CLOSED: never}, lambda conn: None, "urn:test")
     with pytest.raises(PermanentError, match="no handler"):
         await refusing(event, FakeConnection())  # type: ignore[arg-type]
+
+
+async def test_typed_preload_hands_each_type_its_payloads_or_one_function_every_event() -> None:
+    agencies = [_validated(f.agency_event(f.agency(f"ngo-{n}"))) for n in range(2)]
+    listing = _validated(f.listing_event(f.listing("ngo-0")))
+    by_type: list[tuple[str, list[str]]] = []
+
+    async def load_agencies(stores: None, payloads: list[ev.AgencyRecord]) -> None:
+        by_type.append(("agencies", [p.agency_id for p in payloads]))
+
+    per_type = typed_handler(
+        {}, lambda conn: None, "urn:test", preload={ev.AGENCY_REGISTERED: load_agencies}
+    )
+    await per_type.preload([*agencies, listing], FakeConnection())  # type: ignore[arg-type]
+    assert by_type == [("agencies", ["ngo-0", "ngo-1"])]  # the listing's type has no load
+
+    everything: list[str] = []
+
+    async def load_all(stores: None, events: Sequence[InboundEvent]) -> None:
+        everything.extend(e.event_id for e in events)
+
+    one = typed_handler({}, lambda conn: None, "urn:test", preload=load_all)
+    await one.preload([*agencies, listing], FakeConnection())  # type: ignore[arg-type]
+    assert everything == [e.event_id for e in (*agencies, listing)]
