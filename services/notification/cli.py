@@ -29,8 +29,8 @@ from shared.operator_audit import audited
 from shared.unit import Unit, open_unit
 
 from . import secret_store
+from .constants import SOURCE
 from .email import LANGUAGES
-from .handlers import SOURCE
 from .secret_store import SecretsKey
 from .settings import NotificationSettings
 from .store import NotificationStore

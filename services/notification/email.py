@@ -27,8 +27,9 @@ from shared.logging import get_logger
 from shared.unit import Cause, open_unit
 
 from .channels import caused_by
+from .constants import SOURCE
 from .store import NotificationStore
-from .webhooks import SOURCE, DeliveryPolicy
+from .webhooks import DeliveryPolicy
 
 log = get_logger(__name__)
 LANGUAGES = ("en", "fr")

@@ -35,13 +35,13 @@ from shared.unit import Cause, open_unit
 
 from . import secret_store
 from .channels import caused_by
+from .constants import SOURCE
 from .secret_store import SecretsKey
 from .store import NotificationStore
 from .targets import target_refusal
 
 log = get_logger(__name__)
 
-SOURCE = "urn:referralexchange:service:notification"
 LEASE = timedelta(seconds=60)  # a claimed row is retried by anyone after this, if its claimer died
 TIMEOUT_S = 15.0
 
