@@ -9,9 +9,10 @@ from shared.contracts import topics
 from shared.service import ServiceRuntime
 from shared.unit import typed_handler
 
+from .constants import SOURCE
 from .email import SmtpSettings, send_due
 from .fanout import SILENT, UPSTREAM_TYPES
-from .handlers import SOURCE, NotificationHandlers
+from .handlers import NotificationHandlers
 from .inbox_topics import InboxTopics
 from .secret_store import SecretsKey, seal_carried_over
 from .settings import NotificationSettings

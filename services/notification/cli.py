@@ -29,8 +29,8 @@ from shared.operator_audit import audited
 from shared.unit import Unit, open_unit
 
 from . import secret_store
+from .constants import SOURCE
 from .email import LANGUAGES
-from .handlers import SOURCE
 from .secret_store import SecretsKey
 from .settings import NotificationSettings
 from .store import NotificationStore
@@ -111,7 +111,7 @@ def add_webhook(
     async def _register() -> None:
         async with open_unit(connected(settings.database_dsn), NotificationStore, SOURCE) as unit:
             await unit.stores.save_webhook(agency_id, url, event_type)
-            await secret_store.replace_all(unit.conn, key, agency_id, secret)
+            await secret_store.replace_all(unit.stores, key, agency_id, secret)
 
     with audited(operator_kafka(), "notification add-webhook", "webhook", agency_id):
         refusal = target_refusal(url, settings.allow_private_webhook_targets)
@@ -148,7 +148,7 @@ def rotate_webhook_secret(
         async with _unit() as unit:
             exists = await unit.stores.lock_webhook(agency_id)
             if exists:
-                await secret_store.rotate(unit.conn, key, agency_id, secret, until)
+                await secret_store.rotate(unit.stores, key, agency_id, secret, until)
             return exists
 
     with audited(operator_kafka(), "notification rotate-webhook-secret", "webhook", agency_id):
@@ -180,7 +180,7 @@ def reencrypt_secrets(
 
     async def _reseal() -> secret_store.ResealReport:
         async with _unit() as unit:
-            return await secret_store.reseal(unit.conn, key, old_keys)
+            return await secret_store.reseal(unit.stores, key, old_keys)
 
     with audited(operator_kafka(), "notification reencrypt-secrets", "key", key.key_id):
         report: secret_store.ResealReport = run(_reseal())

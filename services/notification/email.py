@@ -1,7 +1,8 @@
 """E-mail notifications: rendered per event type in the agency's language (English, French),
 plain text and HTML, references and what to do next only — never personal data (the inbox
 payloads carry none; a sealed disclosure is only announced). Queued in the database and sent by
-a periodic job with the webhook retry schedule."""
+a periodic job with the webhook retry schedule; the queue is reached through the store, in units
+of work (each outcome with its report on notification.deliveries.v1)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from shared.logging import get_logger
 from shared.unit import Cause, open_unit
 
 from .channels import caused_by
-from .store import NotificationStore
-from .webhooks import SOURCE, DeliveryPolicy
+from .constants import SOURCE
+from .store import DueEmail, NotificationStore
+from .webhooks import DeliveryPolicy
 
 log = get_logger(__name__)
 LANGUAGES = ("en", "fr")
@@ -80,23 +82,15 @@ class SmtpSettings:
 async def send_due(
     pool: asyncpg.Pool, smtp: SmtpSettings, policy: DeliveryPolicy, limit: int = 20
 ) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """UPDATE email_deliveries SET attempts = attempts + 1,
-                      next_attempt_at = now() + interval '60 seconds'
-                WHERE email_id IN (SELECT email_id FROM email_deliveries
-                                    WHERE status = 'pending' AND next_attempt_at <= now()
-                                    ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-            RETURNING *""",
-            limit,
-        )
-    for row in rows:
+    async with open_unit(pool.acquire(), NotificationStore, SOURCE) as unit:
+        due = await unit.stores.lease_emails(limit)
+    for mail in due:
         message = EmailMessage()
-        message["From"], message["To"] = smtp.sender, ", ".join(row["addresses"])
-        message["Subject"] = row["subject"]
-        message["Message-ID"] = f"<{row['email_id']}@referralexchange>"
-        message.set_content(row["body_text"])
-        message.add_alternative(row["body_html"], subtype="html")
+        message["From"], message["To"] = smtp.sender, ", ".join(mail.addresses)
+        message["Subject"] = mail.subject
+        message["Message-ID"] = f"<{mail.email_id}@referralexchange>"
+        message.set_content(mail.body_text)
+        message.add_alternative(mail.body_html, subtype="html")
         started = time.monotonic()
         try:
             await aiosmtplib.send(
@@ -110,31 +104,21 @@ async def send_due(
             )
             status, delay, error = "sent", None, None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            delay = policy.next_delay(row["attempts"])
+            delay = policy.next_delay(mail.attempts)
             status = "pending" if delay is not None else "exhausted"
             error = failure_of(exc)
-            log.info("email_attempt_failed", email_id=row["email_id"], error=type(exc).__name__)
-        cause = Cause(causation_id=row["notification_id"])
+            log.info("email_attempt_failed", email_id=mail.email_id, error=type(exc).__name__)
+        cause = Cause(causation_id=mail.notification_id)
         async with open_unit(pool.acquire(), NotificationStore, SOURCE, cause) as unit:
-            await unit.conn.execute(
-                """UPDATE email_deliveries SET status = $2,
-                          next_attempt_at = now() + make_interval(secs => $3),
-                          sent_at = CASE WHEN $2 = 'sent' THEN now() END
-                   WHERE email_id = $1""",
-                row["email_id"],
-                status,
-                delay or 0.0,
-            )
+            await unit.stores.email_attempted(mail.email_id, status, delay or 0.0)
             unit.emit(
                 ev.DELIVERY_ATTEMPTED,
-                _report(row, status, started, error),
+                _report(mail, status, started, error),
                 topic=topics.NOTIFICATION_DELIVERIES,
-                subject=row["email_id"],
+                subject=mail.email_id,
             )
-        log.info(
-            "email_attempt", email_id=row["email_id"], agency_id=row["agency_id"], status=status
-        )
-    return len(rows)
+        log.info("email_attempt", email_id=mail.email_id, agency_id=mail.agency_id, status=status)
+    return len(due)
 
 
 def failure_of(exc: aiosmtplib.SMTPException | OSError) -> ev.DeliveryError:
@@ -160,18 +144,18 @@ def failure_of(exc: aiosmtplib.SMTPException | OSError) -> ev.DeliveryError:
 
 
 def _report(
-    row: asyncpg.Record, status: str, started: float, error: ev.DeliveryError | None
+    mail: DueEmail, status: str, started: float, error: ev.DeliveryError | None
 ) -> ev.DeliveryAttempted:
     """The attempt on notification.deliveries.v1, like webhook attempts."""
     reported: Literal["delivered", "failed", "exhausted"] = (
         "delivered" if status == "sent" else "failed" if status == "pending" else "exhausted"
     )
     attempted = ev.DeliveryAttempted(
-        delivery_id=row["email_id"],
-        agency_id=row["agency_id"],
+        delivery_id=mail.email_id,
+        agency_id=mail.agency_id,
         channel="email",
-        event_id=row["notification_id"],
-        attempt=row["attempts"],
+        event_id=mail.notification_id,
+        attempt=mail.attempts,
         status=reported,
         latency_ms=int((time.monotonic() - started) * 1000),
         error=error,

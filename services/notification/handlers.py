@@ -21,8 +21,6 @@ from .fanout import notices
 from .store import Channels, Notification, NotificationStore
 from .webhooks import structured
 
-SOURCE = "urn:referralexchange:service:notification"
-
 log = get_logger(__name__)
 
 NotificationUnit = Unit[NotificationStore]

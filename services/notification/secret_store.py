@@ -1,4 +1,5 @@
-"""Webhook signing secrets at rest. The only module that writes or reads them.
+"""Webhook signing secrets at rest. The only module that seals or opens them; the store
+(:mod:`.store`, ``webhook_secrets``) keeps and returns them only as sealed boxes.
 
 Signing needs the plaintext (HMAC-SHA256 keyed by the secret), so the secrets cannot be hashed:
 each is stored in ``webhook_secrets`` as a PyNaCl secret box (XSalsa20-Poly1305) under
@@ -17,19 +18,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
 import asyncpg
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 from pydantic import SecretStr
 
-from shared.db import DbConnection
 from shared.keys import decode_key
 from shared.logging import get_logger
+from shared.unit import open_unit
+
+from .constants import SOURCE
+from .store import NotificationStore, Sealed
 
 log = get_logger(__name__)
 
@@ -70,13 +73,6 @@ class SecretsKey:
         return bytes(self._box.decrypt(box))
 
 
-class Sealed(NamedTuple):
-    """A secret as stored: which key sealed it, and the secret box (nonce + ciphertext)."""
-
-    key_id: str
-    box: bytes
-
-
 @dataclass(frozen=True, slots=True)
 class ResealReport:
     resealed: int = 0  # now sealed under the current key (from an old key, or carried over)
@@ -112,19 +108,18 @@ def unseal(key: SecretsKey, sealed: Sealed) -> SecretStr:
         ) from None  # the library's own error adds nothing and must not travel further
 
 
-# ----- the webhook_secrets table -----
+# ----- the webhook_secrets table, through the store -----
 
 
 async def replace_all(
-    conn: DbConnection, key: SecretsKey, agency_id: str, secret: SecretStr
+    store: NotificationStore, key: SecretsKey, agency_id: str, secret: SecretStr
 ) -> None:
     """Make ``secret`` the agency's only signing secret (a new or re-registered webhook)."""
-    await conn.execute("DELETE FROM webhook_secrets WHERE agency_id = $1", agency_id)
-    await _insert(conn, agency_id, seal(key, secret))
+    await store.replace_secrets(agency_id, seal(key, secret))
 
 
 async def rotate(
-    conn: DbConnection,
+    store: NotificationStore,
     key: SecretsKey,
     agency_id: str,
     secret: SecretStr,
@@ -133,59 +128,48 @@ async def rotate(
     """Add ``secret`` as the current one; the previous current one still signs until
     ``previous_valid_until``. Secrets already past their overlap are deleted; one still in an
     earlier overlap keeps its end (a rotation never extends an old secret's life)."""
-    await conn.execute(
-        "DELETE FROM webhook_secrets WHERE agency_id = $1 AND valid_until <= now()", agency_id
-    )
-    await conn.execute(
-        "UPDATE webhook_secrets SET valid_until = $2 WHERE agency_id = $1 AND valid_until IS NULL",
-        agency_id,
-        previous_valid_until,
-    )
-    await _insert(conn, agency_id, seal(key, secret))
+    await store.rotate_secret(agency_id, seal(key, secret), previous_valid_until)
 
 
 async def signing_secrets(
-    conn: DbConnection, key: SecretsKey, agency_ids: Iterable[str]
+    store: NotificationStore, key: SecretsKey, agency_ids: Iterable[str]
 ) -> dict[str, list[SecretStr]]:
-    """The secrets that sign now, per agency (several during a rotation's overlap). One that
-    does not open is left out and logged with its key id: the others still sign."""
-    rows = await conn.fetch(
-        """SELECT agency_id, key_id, sealed FROM webhook_secrets
-            WHERE agency_id = ANY($1::text[]) AND (valid_until IS NULL OR valid_until > now())
-            ORDER BY agency_id, secret_id""",
-        list(agency_ids),
-    )
+    """The secrets that sign now, per agency (several during a rotation's overlap)."""
+    return opened(key, await store.secrets_in_force(list(agency_ids)))
+
+
+def opened(key: SecretsKey, sealed: Mapping[str, Sequence[Sealed]]) -> dict[str, list[SecretStr]]:
+    """Per agency, its sealed secrets opened, in their order. One that does not open is left
+    out and logged with its key id: the others still sign."""
     found: dict[str, list[SecretStr]] = {}
-    for row in rows:
-        try:
-            secret = unseal(key, Sealed(row["key_id"], bytes(row["sealed"])))
-        except SecretUnreadable:
-            log.error(
-                "webhook_secret_unreadable",
-                agency_id=row["agency_id"],
-                sealed_with=row["key_id"],
-                current_key=key.key_id,
-            )
-            continue
-        found.setdefault(row["agency_id"], []).append(secret)
+    for agency_id in sorted(sealed):
+        for stored in sealed[agency_id]:
+            try:
+                secret = unseal(key, stored)
+            except SecretUnreadable:
+                log.error(
+                    "webhook_secret_unreadable",
+                    agency_id=agency_id,
+                    sealed_with=stored.key_id,
+                    current_key=key.key_id,
+                )
+                continue
+            found.setdefault(agency_id, []).append(secret)
     return found
 
 
 async def seal_carried_over(pool: asyncpg.Pool, key: SecretsKey) -> int:
     """Seal the secrets migration 0006 carried over in clear, and warn about secrets sealed
     under another key. Run at every start-up, before any delivery; idempotent."""
-    async with pool.acquire() as conn, conn.transaction():
-        report = await _reseal_rows(conn, key, [], only=CARRIED_OVER)
-        others = await conn.fetch(
-            "SELECT key_id, count(*) AS n FROM webhook_secrets WHERE key_id <> $1 GROUP BY key_id",
-            key.key_id,
-        )
+    async with open_unit(pool.acquire(), NotificationStore, SOURCE) as unit:
+        report = await _reseal_rows(unit.stores, key, [], only=CARRIED_OVER)
+        others = await unit.stores.secrets_under_other_keys(key.key_id)
     if report.resealed:
         log.info("webhook_secrets_sealed", count=report.resealed, key_id=key.key_id)
     if others:
         log.warning(
             "webhook_secrets_under_other_keys",
-            key_ids={r["key_id"]: r["n"] for r in others},
+            key_ids=others,
             current_key=key.key_id,
             remedy="refex notification reencrypt-secrets --old-key-env VAR",
         )
@@ -193,46 +177,36 @@ async def seal_carried_over(pool: asyncpg.Pool, key: SecretsKey) -> int:
 
 
 async def reseal(
-    conn: DbConnection, key: SecretsKey, old_keys: Sequence[SecretsKey]
+    store: NotificationStore, key: SecretsKey, old_keys: Sequence[SecretsKey]
 ) -> ResealReport:
     """Re-seal every stored secret under ``key``: those of ``old_keys`` are opened and sealed
     again, carried-over clear ones are sealed; those of any other key are left and counted.
-    Idempotent: run it again with the missing key. Call it inside a transaction."""
-    return await _reseal_rows(conn, key, old_keys, only=None)
+    Idempotent: run it again with the missing key. Call it in a unit of work (one
+    transaction)."""
+    return await _reseal_rows(store, key, old_keys, only=None)
 
 
 async def _reseal_rows(
-    conn: DbConnection, key: SecretsKey, old_keys: Sequence[SecretsKey], *, only: str | None
+    store: NotificationStore,
+    key: SecretsKey,
+    old_keys: Sequence[SecretsKey],
+    *,
+    only: str | None,
 ) -> ResealReport:
     """Re-seal the rows not under ``key`` (only those of key id ``only``, when given)."""
     by_id = {old.key_id: old for old in old_keys}
-    rows = await conn.fetch(
-        """SELECT secret_id, key_id, sealed FROM webhook_secrets
-            WHERE key_id <> $1 AND ($2::text IS NULL OR key_id = $2)
-            ORDER BY secret_id FOR UPDATE""",
-        key.key_id,
-        only,
-    )
-    resealed = 0
+    resealed: list[tuple[int, Sealed]] = []
     unreadable: dict[str, int] = {}
-    for row in rows:
+    for secret_id, stored in await store.secrets_to_reseal(key.key_id, only):
         try:
-            secret = _plaintext_of(Sealed(row["key_id"], bytes(row["sealed"])), by_id)
+            secret = _plaintext_of(stored, by_id)
         except SecretUnreadable:
-            unreadable[row["key_id"]] = unreadable.get(row["key_id"], 0) + 1
+            unreadable[stored.key_id] = unreadable.get(stored.key_id, 0) + 1
             continue
-        new = seal(key, secret)
-        await conn.execute(
-            "UPDATE webhook_secrets SET key_id = $2, sealed = $3 WHERE secret_id = $1",
-            row["secret_id"],
-            new.key_id,
-            new.box,
-        )
-        resealed += 1
-    current = await conn.fetchval(
-        "SELECT count(*) FROM webhook_secrets WHERE key_id = $1", key.key_id
-    )
-    return ResealReport(resealed, int(current) - resealed, unreadable)
+        resealed.append((secret_id, seal(key, secret)))
+    await store.reseal_secrets(resealed)
+    current = await store.count_secrets(key.key_id)
+    return ResealReport(len(resealed), current - len(resealed), unreadable)
 
 
 def _plaintext_of(stored: Sealed, keys: dict[str, SecretsKey]) -> SecretStr:
@@ -242,12 +216,3 @@ def _plaintext_of(stored: Sealed, keys: dict[str, SecretsKey]) -> SecretStr:
     if old is None:
         raise SecretUnreadable(f"no key with id {stored.key_id} at hand")
     return unseal(old, stored)
-
-
-async def _insert(conn: DbConnection, agency_id: str, sealed: Sealed) -> None:
-    await conn.execute(
-        "INSERT INTO webhook_secrets (agency_id, key_id, sealed) VALUES ($1, $2, $3)",
-        agency_id,
-        sealed.key_id,
-        sealed.box,
-    )

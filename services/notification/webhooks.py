@@ -1,8 +1,9 @@
 """Webhook delivery per the Standard Webhooks specification, with a durable retry schedule.
 
 Each inbox notification for an agency with a webhook becomes a row in ``webhook_deliveries``
-(in the same transaction). A periodic job leases due rows, POSTs them and records the outcome;
-schedule, leases and attempts live in the database, so a restart loses nothing.
+(in the same transaction). A periodic job leases due rows, POSTs them and records each outcome
+with its report on notification.deliveries.v1 in one unit of work; schedule, leases and attempts
+live in the database (all their SQL in the store), so a restart loses nothing.
 
 Signature: ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "<id>.<timestamp>.<body>")>``,
 one per valid secret (space-separated) so a rotation overlaps; secrets are ``whsec_`` + base64,
@@ -22,6 +23,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 import httpx
@@ -35,13 +37,13 @@ from shared.unit import Cause, open_unit
 
 from . import secret_store
 from .channels import caused_by
+from .constants import SOURCE
 from .secret_store import SecretsKey
-from .store import NotificationStore
+from .store import DueWebhook, NotificationStore
 from .targets import target_refusal
 
 log = get_logger(__name__)
 
-SOURCE = "urn:referralexchange:service:notification"
 LEASE = timedelta(seconds=60)  # a claimed row is retried by anyone after this, if its claimer died
 TIMEOUT_S = 15.0
 
@@ -94,61 +96,91 @@ def failure_of(exc: httpx.HTTPError | httpx.InvalidURL) -> ev.DeliveryError:
 async def deliver_due(
     pool: asyncpg.Pool, policy: DeliveryPolicy, key: SecretsKey, limit: int = 20
 ) -> int:
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """UPDATE webhook_deliveries d SET next_attempt_at = now() + $2::interval,
-                      attempts = attempts + 1
-                 FROM webhook_endpoints e
-                WHERE d.webhook_id IN (
-                        SELECT webhook_id FROM webhook_deliveries
-                         WHERE status = 'pending' AND next_attempt_at <= now()
-                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
-                  AND e.agency_id = d.agency_id
-            RETURNING d.webhook_id, d.agency_id, d.payload, d.attempts, d.notification_id,
-                      e.url, e.disabled_at""",
-            limit,
-            LEASE,
-        )
-        if not rows:  # the common case every tick: no HTTP client to set up
-            return 0
-        secrets = await secret_store.signing_secrets(conn, key, {r["agency_id"] for r in rows})
+    async with open_unit(pool.acquire(), NotificationStore, SOURCE) as unit:
+        due = await unit.stores.lease_webhooks(limit, LEASE)
+    if not due:  # the common case every tick: no HTTP client to set up
+        return 0
+    secrets = secret_store.opened(key, {d.agency_id: d.secrets for d in due})
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
-        for row in rows:
-            await _attempt(pool, policy, client, row, secrets.get(row["agency_id"], []))
-    return len(rows)
+        for delivery in due:
+            await _attempt(pool, policy, client, delivery, secrets.get(delivery.agency_id, []))
+    return len(due)
+
+
+# How an attempt is reported on notification.deliveries.v1 ("failed": retried later).
+Reported = Literal["delivered", "failed", "exhausted", "endpoint_disabled"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tried:
+    """What one attempt got (before its outcome is recorded)."""
+
+    http_status: int | None
+    latency_ms: int | None
+    error: ev.DeliveryError | None
+    retry_after: float | None = None
 
 
 async def _attempt(
     pool: asyncpg.Pool,
     policy: DeliveryPolicy,
     client: httpx.AsyncClient,
-    row: asyncpg.Record,
+    delivery: DueWebhook,
     secrets: list[SecretStr],
 ) -> None:
-    webhook_id, agency_id, attempts = row["webhook_id"], row["agency_id"], row["attempts"]
-    if row["disabled_at"] is not None:
-        await _finish(
-            pool, row, "endpoint_disabled", None, None, ev.DeliveryError.ENDPOINT_DISABLED
+    refusal = None
+    if delivery.disabled_at is not None:
+        tried = _Tried(None, None, ev.DeliveryError.ENDPOINT_DISABLED)
+    else:
+        # Checked at every attempt, not only at registration: the host may resolve elsewhere
+        # now. In a thread: the name lookup blocks.
+        refusal = await asyncio.to_thread(
+            target_refusal, delivery.url, policy.allow_private_targets
         )
-        return
-    # Checked at every attempt, not only at registration: the host may resolve elsewhere now.
-    # In a thread: the name lookup blocks.
-    refusal = await asyncio.to_thread(target_refusal, row["url"], policy.allow_private_targets)
-    error = refusal.error if refusal is not None else None
+        tried = await _post(client, delivery, secrets, refusal.error if refusal else None)
+    # The outcome and its report on notification.deliveries.v1: one unit, one transaction.
+    cause = Cause(causation_id=delivery.notification_id)
+    async with open_unit(pool.acquire(), NotificationStore, SOURCE, cause) as unit:
+        status, next_at = await _settle(unit.stores, policy, delivery, tried)
+        unit.emit(
+            ev.DELIVERY_ATTEMPTED,
+            _report(delivery, status, tried, next_at),
+            topic=topics.NOTIFICATION_DELIVERIES,
+            subject=delivery.webhook_id,
+        )
+    if delivery.disabled_at is None:
+        log.info(
+            "webhook_attempt",
+            webhook_id=delivery.webhook_id,
+            agency_id=delivery.agency_id,
+            attempt=delivery.attempts,
+            http_status=tried.http_status,
+            error=tried.error,
+            refused=refusal.reason if refusal is not None else None,
+        )
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    delivery: DueWebhook,
+    secrets: list[SecretStr],
+    refused: ev.DeliveryError | None,
+) -> _Tried:
+    """POST the message, signed with every secret, unless it is refused already."""
+    error = refused
     if error is None and not secrets:  # never unsigned: receivers must be able to verify all
         error = ev.DeliveryError.NO_SIGNING_SECRET
     status: int | None = None
     retry_after: float | None = None
     started = time.monotonic()
     if error is None:
-        body = bytes(row["payload"])
-        timestamp = int(time.time())
+        webhook_id, body, timestamp = delivery.webhook_id, delivery.payload, int(time.time())
         signatures = " ".join(
             sign(s.get_secret_value(), webhook_id, timestamp, body) for s in secrets
         )
         try:
             response = await client.post(
-                row["url"],
+                delivery.url,
                 content=body,
                 headers={
                     "webhook-id": webhook_id,
@@ -165,67 +197,42 @@ async def _attempt(
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
             error = failure_of(exc)
             log.info("webhook_attempt_failed", webhook_id=webhook_id, error=type(exc).__name__)
-    latency_ms = int((time.monotonic() - started) * 1000)
-    if error is None:
-        await _mark_endpoint(pool, agency_id, failing=False)
-        await _finish(pool, row, "delivered", status, latency_ms, None)
-    elif status == 410:
-        await _finish(pool, row, "endpoint_disabled", status, latency_ms, error, disable=True)
-    elif await _mark_endpoint(pool, agency_id, failing=True) > policy.disable_after:
-        await _finish(
-            pool,
-            row,
-            "endpoint_disabled",
-            status,
-            latency_ms,
-            error,
-            disable=True,
-            reason=f"failing for more than {policy.disable_after}",
-        )
-    else:
-        delay = retry_after if retry_after is not None else policy.next_delay(attempts)
-        if delay is None:
-            await _finish(pool, row, "exhausted", status, latency_ms, error)
-        else:
-            async with pool.acquire() as conn:
-                await conn.execute(
-                    """UPDATE webhook_deliveries SET next_attempt_at = now() + $2::interval,
-                              last_http_status = $3 WHERE webhook_id = $1""",
-                    webhook_id,
-                    timedelta(seconds=delay),
-                    status,
-                )
-            await _report(
-                pool,
-                row,
-                "failed",
-                status,
-                latency_ms,
-                error,
-                datetime.now(UTC) + timedelta(seconds=delay),
-            )
-    log.info(
-        "webhook_attempt",
-        webhook_id=webhook_id,
-        agency_id=agency_id,
-        attempt=attempts,
-        http_status=status,
-        error=error,
-        refused=refusal.reason if refusal is not None else None,
-    )
+    return _Tried(status, int((time.monotonic() - started) * 1000), error, retry_after)
 
 
-async def _mark_endpoint(pool: asyncpg.Pool, agency_id: str, *, failing: bool) -> timedelta:
-    """Record whether the endpoint works; return how long it has been failing."""
-    async with pool.acquire() as conn:
-        since = await conn.fetchval(
-            """UPDATE webhook_endpoints
-                  SET failing_since = CASE WHEN $2 THEN coalesce(failing_since, now()) END
-                WHERE agency_id = $1 RETURNING failing_since""",
-            agency_id,
-            failing,
+async def _settle(
+    store: NotificationStore, policy: DeliveryPolicy, delivery: DueWebhook, tried: _Tried
+) -> tuple[Reported, datetime | None]:
+    """Record what the attempt means for the message and its endpoint; return how it is
+    reported and, for a retry, when it is due."""
+    webhook_id, agency_id, status = delivery.webhook_id, delivery.agency_id, tried.http_status
+    if delivery.disabled_at is not None:
+        await store.finish_webhook(webhook_id, agency_id, "endpoint_disabled", None)
+        return "endpoint_disabled", None
+    if tried.error is None:
+        await store.webhook_delivered(webhook_id, agency_id, status)
+        return "delivered", None
+    if status == 410:
+        await store.finish_webhook(
+            webhook_id, agency_id, "endpoint_disabled", status, disable_reason="HTTP 410 Gone"
         )
-    return datetime.now(UTC) - since if since is not None else timedelta(0)
+        return "endpoint_disabled", None
+    since = await store.endpoint_failing(agency_id)
+    failing_for = datetime.now(UTC) - since if since is not None else timedelta(0)
+    if failing_for > policy.disable_after:
+        reason = f"failing for more than {policy.disable_after}"
+        await store.finish_webhook(
+            webhook_id, agency_id, "endpoint_disabled", status, disable_reason=reason
+        )
+        return "endpoint_disabled", None
+    delay = tried.retry_after
+    if delay is None:
+        delay = policy.next_delay(delivery.attempts)
+    if delay is None:
+        await store.finish_webhook(webhook_id, agency_id, "exhausted", status)
+        return "exhausted", None
+    await store.retry_webhook(webhook_id, timedelta(seconds=delay), status)
+    return "failed", datetime.now(UTC) + timedelta(seconds=delay)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -237,66 +244,19 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-async def _finish(
-    pool: asyncpg.Pool,
-    row: asyncpg.Record,
-    status: str,
-    http_status: int | None,
-    latency_ms: int | None,
-    error: ev.DeliveryError | None,
-    *,
-    disable: bool = False,
-    reason: str = "HTTP 410 Gone",
-) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """UPDATE webhook_deliveries SET status = $2, last_http_status = $3,
-                      delivered_at = CASE WHEN $2 = 'delivered' THEN now() END
-               WHERE webhook_id = $1""",
-            row["webhook_id"],
-            status,
-            http_status,
-        )
-        if disable:
-            await conn.execute(
-                """UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $2
-                   WHERE agency_id = $1""",
-                row["agency_id"],
-                reason,
-            )
-    await _report(pool, row, status, http_status, latency_ms, error, None)
-
-
-async def _report(
-    pool: asyncpg.Pool,
-    row: asyncpg.Record,
-    status: str,
-    http_status: int | None,
-    latency_ms: int | None,
-    error: ev.DeliveryError | None,
-    next_at: datetime | None,
-) -> None:
-    attempted = ev.DeliveryAttempted(
-        delivery_id=row["webhook_id"],
-        agency_id=row["agency_id"],
+def _report(
+    delivery: DueWebhook, status: Reported, tried: _Tried, next_at: datetime | None
+) -> ev.DeliveryAttempted:
+    """The attempt on notification.deliveries.v1."""
+    return ev.DeliveryAttempted(
+        delivery_id=delivery.webhook_id,
+        agency_id=delivery.agency_id,
         channel="webhook",
-        event_id=row["notification_id"],
-        attempt=row["attempts"],
-        status="delivered"
-        if status == "delivered"
-        else status
-        if status in ("failed", "exhausted", "endpoint_disabled")
-        else "failed",
-        http_status=http_status,
+        event_id=delivery.notification_id,
+        attempt=delivery.attempts,
+        status=status,
+        http_status=tried.http_status,
         next_attempt_at=next_at,
-        latency_ms=latency_ms,
-        error=error,
+        latency_ms=tried.latency_ms,
+        error=tried.error,
     )
-    cause = Cause(causation_id=row["notification_id"])
-    async with open_unit(pool.acquire(), NotificationStore, SOURCE, cause) as unit:
-        unit.emit(
-            ev.DELIVERY_ATTEMPTED,
-            attempted,
-            topic=topics.NOTIFICATION_DELIVERIES,
-            subject=row["webhook_id"],
-        )

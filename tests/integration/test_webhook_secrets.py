@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 from ops.cli import app
 from services.notification import secret_store
 from services.notification.secret_store import CARRIED_OVER, Sealed, SecretsKey
+from services.notification.store import NotificationStore
 from tests.integration.notification_schema import Schema, fresh_schema, migrate_notification
 
 pytestmark = pytest.mark.integration
@@ -100,7 +101,7 @@ async def test_registered_and_rotated_secrets_are_stored_sealed_only(
             "SELECT key_id, valid_until FROM webhook_secrets WHERE agency_id = 'ngo-a' "
             "ORDER BY secret_id"
         )
-        signing = await secret_store.signing_secrets(conn, KEY, ["ngo-a"])
+        signing = await secret_store.signing_secrets(NotificationStore(conn), KEY, ["ngo-a"])
     assert [r["key_id"] for r in rows] == [KEY.key_id, KEY.key_id]  # the key that sealed each
     assert rows[0]["valid_until"] > datetime.now(UTC) + timedelta(hours=23)  # overlap
     assert rows[1]["valid_until"] is None
@@ -110,7 +111,7 @@ async def test_registered_and_rotated_secrets_are_stored_sealed_only(
         await _cli(schema, monkeypatch, "add-webhook", "ngo-a", "https://a.example/2")
     )
     async with schema.pool.acquire() as conn:
-        signing = await secret_store.signing_secrets(conn, KEY, ["ngo-a"])
+        signing = await secret_store.signing_secrets(NotificationStore(conn), KEY, ["ngo-a"])
     assert [s.get_secret_value() for s in signing["ngo-a"]] == [third]  # re-registering resets
     await _assert_nowhere_in_clear(schema, first, second, third)
 
@@ -123,9 +124,9 @@ async def test_a_rotation_never_extends_an_older_overlap(schema: Schema) -> None
         await conn.execute(
             "INSERT INTO webhook_endpoints (agency_id, url) VALUES ('ngo-b', 'https://b.example')"
         )
-        await secret_store.replace_all(conn, KEY, "ngo-b", secrets[0])
-        await secret_store.rotate(conn, KEY, "ngo-b", secrets[1], soon)
-        await secret_store.rotate(conn, KEY, "ngo-b", secrets[2], later)
+        await secret_store.replace_all(NotificationStore(conn), KEY, "ngo-b", secrets[0])
+        await secret_store.rotate(NotificationStore(conn), KEY, "ngo-b", secrets[1], soon)
+        await secret_store.rotate(NotificationStore(conn), KEY, "ngo-b", secrets[2], later)
         ends = [
             r["valid_until"]
             for r in await conn.fetch("SELECT valid_until FROM webhook_secrets ORDER BY secret_id")
@@ -134,7 +135,7 @@ async def test_a_rotation_never_extends_an_older_overlap(schema: Schema) -> None
             "UPDATE webhook_secrets SET valid_until = now() WHERE secret_id = "
             "(SELECT min(secret_id) FROM webhook_secrets)"
         )
-        signing = await secret_store.signing_secrets(conn, KEY, ["ngo-b"])
+        signing = await secret_store.signing_secrets(NotificationStore(conn), KEY, ["ngo-b"])
     assert ends == [soon, later, None]
     assert [s.get_secret_value() for s in signing["ngo-b"]] == [
         s.get_secret_value() for s in secrets[1:]
@@ -147,15 +148,16 @@ async def test_reencrypt_reseals_every_secret_under_the_new_key(
     await migrate_notification(schema)
     secrets = [secret_store.new_secret() for _ in range(2)]
     async with schema.pool.acquire() as conn:
+        store = NotificationStore(conn)
         for n, secret in enumerate(secrets):
             agency = f"ngo-{n}"
             await conn.execute(
                 "INSERT INTO webhook_endpoints (agency_id, url) VALUES ($1, 'https://x.example')",
                 agency,
             )
-            await secret_store.replace_all(conn, OLD_KEY, agency, secret)
+            await secret_store.replace_all(store, OLD_KEY, agency, secret)
         # the service, given the new key before the re-sealing, cannot open them: said clearly
-        assert await secret_store.signing_secrets(conn, KEY, ["ngo-0", "ngo-1"]) == {}
+        assert await secret_store.signing_secrets(store, KEY, ["ngo-0", "ngo-1"]) == {}
 
     monkeypatch.setenv("NOTIFICATION_DATABASE_URL", schema.dsn)
     monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", KEY_B64)
@@ -172,7 +174,8 @@ async def test_reencrypt_reseals_every_secret_under_the_new_key(
     assert OLD_KEY_B64 not in first + again and KEY_B64 not in first + again
     async with schema.pool.acquire() as conn:
         key_ids = {r["key_id"] for r in await conn.fetch("SELECT key_id FROM webhook_secrets")}
-        signing = await secret_store.signing_secrets(conn, KEY, ["ngo-0", "ngo-1"])
+        store = NotificationStore(conn)
+        signing = await secret_store.signing_secrets(store, KEY, ["ngo-0", "ngo-1"])
     assert key_ids == {KEY.key_id}
     assert [signing[f"ngo-{n}"][0].get_secret_value() for n in range(2)] == [
         s.get_secret_value() for s in secrets

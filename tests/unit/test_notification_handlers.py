@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from services.notification.constants import SOURCE
 from services.notification.fanout import FANOUT, SILENT, UPSTREAM_TYPES, notices
-from services.notification.handlers import SOURCE, NotificationHandlers
+from services.notification.handlers import NotificationHandlers
 from services.notification.store import Channels, EmailChannel, Notification
 from shared.contracts import events as ev
 from shared.contracts import topics

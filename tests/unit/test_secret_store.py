@@ -17,6 +17,7 @@ from ops.cli import app
 from services.notification import secret_store
 from services.notification.email import SmtpSettings
 from services.notification.secret_store import Sealed, SecretsKey, SecretUnreadable
+from services.notification.store import NotificationStore
 from shared.logging import configure_logging
 
 KEY = bytes(range(32))
@@ -87,7 +88,7 @@ def test_reprs_show_neither_secrets_nor_keys() -> None:
 
 
 class FakeConn:
-    """Just enough of a connection for signing_secrets."""
+    """Just enough of a connection for signing_secrets (through the store)."""
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         self.rows = rows
@@ -107,7 +108,8 @@ async def test_an_unreadable_secret_is_left_out_and_logged_by_key_id_only(
     ]
     configure_logging("unit", "INFO")
     try:
-        found = await secret_store.signing_secrets(FakeConn(rows), key, ["ngo-a"])  # type: ignore[arg-type]
+        store = NotificationStore(FakeConn(rows))  # type: ignore[arg-type]
+        found = await secret_store.signing_secrets(store, key, ["ngo-a"])
     finally:
         out = capsys.readouterr().out
         structlog.reset_defaults()
