@@ -35,6 +35,7 @@ dispatch = typed_handler(
     NotificationStore,
     SOURCE,
     ignored=SILENT,  # the case events nobody is told about
+    preload=NotificationHandlers.preload,  # the channels of a batch's recipients, at once
 )
 runtime.consume(dict.fromkeys(topics.consumed_by(topics.Owner.NOTIFICATION), dispatch))
 webhook_policy = DeliveryPolicy(

@@ -7,11 +7,12 @@ the decision needs in one query, write in one statement per table, emit the inbo
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import OutgoingEvent
+from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
 
@@ -60,6 +61,19 @@ class NotificationHandlers:
         topic = await self._inbox_topic(agency.agency_id)
         await unit.stores.save_agency(agency, topic)
         log.info("agency_inbox_ready", agency_id=agency.agency_id, topic=topic)
+
+    @staticmethod
+    async def preload(stores: NotificationStore, events: Sequence[InboundEvent]) -> None:
+        """The channels of every agency the batch's events notify, in one query (the fan-out
+        table decides who they are, as :meth:`notify` will)."""
+        await stores.channels(
+            {
+                notice.agency_id
+                for event in events
+                if event.attributes is not None and event.payload is not None
+                for notice in notices(event.attributes.type, event.payload)
+            }
+        )
 
     async def notify(self, payload: Any, unit: NotificationUnit) -> None:
         """The inbox events the upstream event causes, each with its webhook and e-mail."""

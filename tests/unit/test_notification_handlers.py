@@ -20,7 +20,9 @@ from services.notification.handlers import NotificationHandlers
 from services.notification.store import Channels, EmailChannel, Notification
 from shared.contracts import events as ev
 from shared.contracts import topics
+from shared.contracts.envelope import build_event
 from shared.contracts.taxonomy import ReasonCode, Urgency
+from shared.kafka.inbound import InboundEvent
 from shared.unit import Cause, Unit
 from tests import factories as f
 
@@ -36,12 +38,14 @@ class FakeStore:
         self.known_channels = channels or {}
         self.recorded: list[Notification] = []
         self.channel_queries = 0
+        self.asked: list[set[str]] = []
 
     async def save_agency(self, agency: ev.AgencyRecord, inbox_topic: str) -> None:
         self.agencies[agency.agency_id] = inbox_topic
 
     async def channels(self, agency_ids: Collection[str]) -> dict[str, Channels]:
         self.channel_queries += 1
+        self.asked.append(set(agency_ids))
         return {a: self.known_channels[a] for a in agency_ids if a in self.known_channels}
 
     async def record(self, notifications: Sequence[Notification]) -> None:
@@ -225,3 +229,28 @@ def test_the_guides_inbox_key_table_is_the_fanout_tables() -> None:
         else:
             as_documented = f"`{as_documented}`"
         assert documented[route.inbox_type] == as_documented, route.inbox_type
+
+
+async def test_a_batch_reads_the_channels_of_all_its_recipients_at_once() -> None:
+    """The preload asks, once, for every agency the fan-out table says the batch's events
+    notify (a first referral: its provider; a re-routed one: the referrer too)."""
+    first = _requested(recipient_agency_id="ngo-first")
+    rerouted = _requested(attempt=2, previous_referral_id=str(uuid.uuid4()))
+    events = [
+        InboundEvent.from_record(
+            f.record_of(
+                build_event(
+                    topic=topics.REFERRAL_EVENTS,
+                    key=r.case_id,
+                    type_=ev.REFERRAL_REQUESTED,
+                    source="urn:referralexchange:service:referral",
+                    subject=r.referral_id,
+                    data=r,
+                )
+            )
+        ).validated()
+        for r in (first, rerouted)
+    ]
+    store = FakeStore()
+    await NotificationHandlers.preload(store, events)  # type: ignore[arg-type]
+    assert store.asked == [{"ngo-first", REFERRER, PROVIDER}]
