@@ -58,7 +58,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             fs_logger.propagate = True
     # aiokafka is chatty at INFO about every rebalance step; warnings still come through.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
-    client_log = logging.getLogger("aiokafka.client")
+    client_log = logging.getLogger("aiokafka")  # aiokafka/client.py logs under this name
     if not any(isinstance(f, NoNodeYetNotice) for f in client_log.filters):
         client_log.addFilter(NoNodeYetNotice())
 

@@ -173,7 +173,7 @@ class IntakeStore:
             decided[record["referral_id"]] = bool(record["decided"])
             if record["case_id"] is None:
                 cases.setdefault(record["case_key"], None)
-            elif str(record["case_id"]) not in cases:  # a write earlier in the batch wins
+            elif str(record["case_id"]) not in cases:  # loaded (and locked) with the submissions
                 self._remember(case_row(record), _secret(record))
             agencies.setdefault(
                 record["recipient"],

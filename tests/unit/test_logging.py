@@ -1,6 +1,7 @@
 import json
 import logging
 
+import aiokafka.client
 import pytest
 import structlog
 
@@ -32,7 +33,7 @@ def test_aiokafka_asking_for_no_broker_yet_is_not_an_error_but_an_unreachable_on
     """aiokafka logs "Unable connect to node with id None" when it has no broker for a request
     yet (and retries); a broker it knows but cannot reach is still an error."""
     configure_logging("unit", "INFO")
-    client = logging.getLogger("aiokafka.client")
+    client = aiokafka.client.log  # the logger aiokafka's client really logs it with
     stale = "StaleMetadata: Broker id None not in current metadata"
     client.error("Unable connect to node with id %s: %s", None, stale)
     client.error("Unable connect to node with id %s: %s", 1, "[Errno 111] Connect call failed")
