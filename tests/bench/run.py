@@ -51,6 +51,7 @@ SERVICES = ("intake", "referral", "notification")
 class Options:
     submissions: int = 10_000
     latency_seconds: float = 30.0  # how long the half-rate phase sends
+    latency_rate: float = 0.0  # the latency phase's rate (submissions/s); 0: half the measured
     referrers: int = 8
     providers: int = 80
     listings: int = 2_000
@@ -411,7 +412,7 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
             result["throughput"]["cpu_ms_per_submission"] = round(
                 sum(cpu.values()) * 1000 / options.submissions, 2
             )
-            half_rate = max(rate / 2, 1.0)
+            half_rate = options.latency_rate or max(rate / 2, 1.0)
             half, _, _ = await _phase(
                 kafka, world, watcher, meter, options, label="half rate",
                 count=max(int(half_rate * options.latency_seconds), 100),
