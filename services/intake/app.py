@@ -41,7 +41,7 @@ runtime.consume(
         topics.REFERRAL_EVENTS: typed,
         # The agencies' own topics: raw events, bad input answered to the sender.
         topics.AGENCY_SUBMISSIONS: raw_handler(
-            handlers.on_submission, IntakeStore, SOURCE, preload=IntakeStore.preload_submissions
+            handlers.on_submission, IntakeStore, SOURCE, preload=handlers.preload_submissions
         ),
     }
 )

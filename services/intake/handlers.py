@@ -7,6 +7,7 @@ personal data is stored encrypted and leaves only sealed for one recipient (disc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +43,22 @@ class IntakeHandlers:
         self._keys = keys
 
     # ----- agency.<id>.submissions.v1 -----
+
+    async def preload_submissions(
+        self, stores: IntakeStore, events: Sequence[InboundEvent]
+    ) -> None:
+        """What a batch of submissions will read, loaded at once: its cases, and the holders
+        of the identity hashes its personal data gives (each message is read here once more:
+        validation is cheap beside a round trip per case)."""
+        hashes = []
+        for event in events:
+            result = read_submission(event)
+            personal = (
+                result.personal if isinstance(result, ev.CaseSubmission | ev.CaseUpdate) else None
+            )
+            if personal is not None:
+                hashes += identity.identity_hashes(self._keys.duplicate_key, personal)
+        await stores.preload_submissions(events, self._keys.duplicate_key_id, hashes)
 
     async def on_submission(self, event: InboundEvent, unit: IntakeUnit) -> None:
         result = read_submission(event)

@@ -2,18 +2,22 @@
 and write only through it).
 
 In a consumer's batch it works set-based. ``preload_submissions`` and ``preload_disclosures``
-read, in one query each, every case, data key, agency and earlier decision the batch's events
-will look at, into the batch cache; the lookups below answer from it, and every write here
-keeps it true (the store is the only writer of these tables). The logs that nothing reads
-while a batch runs (case history, consent records, submission records, the disclosure log)
-are deferred to the batch's end, one statement per table. Outside a batch (a command) every
-call is its own statement.
+read, in one query each, every case, data key, agency, earlier decision and identity hash the
+batch's events will look at, into the batch cache; the lookups below answer from it, and every
+write here keeps it true (the store is the only writer of these tables). The writes are
+deferred to the batch's end, one statement per table for the whole batch: the cases created or
+changed (their final state), their new data keys, their identity hashes and duplicate links,
+and the logs (case history, consent records, submission records, the disclosure log). A
+lookup the cache cannot answer, and an erasure, first write what is pending
+(``batch_scope.settle``), so no statement misses an earlier event's write. Outside a batch (a
+command) every call is its own statement.
 
 Personal data is only ever written encrypted (crypto.py); the case rows are pseudonymous.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -38,6 +42,11 @@ _CASES = "intake.cases"  # case_id → CaseRow | None
 _SECRETS = "intake.secrets"  # case_id → Secret
 _AGENCIES = "intake.agencies"  # agency_id → Recipient | None
 _DECIDED = "intake.disclosures_decided"  # referral_id → bool
+_CLOSED_REASONS = "intake.closed_reasons"  # case_id → the reason of a closure in this batch
+_HOLDERS = "intake.identity_holders"  # (key_id, hash) → {case_id: agency_id}, not erased
+_HASHES = "intake.identity_hashes"  # case_id → (key_id, hashes): its set, replaced this batch
+# The order the deferred writes run in at the flush: a case before what references it.
+_RANK_CASES, _RANK_KEYS, _RANK_HASHES, _RANK_LINKS = -4, -3, -2, -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +126,19 @@ class IntakeStore:
 
     # ----- loading a batch at once -----
 
-    async def preload_submissions(self, events: Sequence[InboundEvent]) -> None:
+    async def preload_submissions(
+        self,
+        events: Sequence[InboundEvent],
+        key_id: str | None = None,
+        hashes: Sequence[bytes] = (),
+    ) -> None:
         """The cases (locked), data keys and ciphertexts a batch of submissions will touch: an
         agency's own topic is keyed by the agency_case_ref (read_submission refuses any other
-        key), so the key and the topic's agency name the case before the body is parsed."""
+        key), so the key and the topic's agency name the case before the body is parsed. With
+        the identity ``hashes`` (under ``key_id``) its submissions carry: the cases holding
+        each (the duplicate check of a new case then costs no round trip)."""
+        if key_id is not None:
+            await self._load_holders(key_id, hashes)
         wanted = set()
         for event in events:
             if event.sender_agency is not None and event.key is not None:
@@ -153,6 +171,7 @@ class IntakeStore:
         secrets, agencies = self._cache(_SECRETS), self._cache(_AGENCIES)
         if decided is None or cases is None or secrets is None or agencies is None:
             return
+        await batch_scope.settle(self.conn)
         records = await self.conn.fetch(
             f"""SELECT r.referral_id, r.case_key, r.recipient,
                        d.referral_id IS NOT NULL AS decided, {_COLUMNS},
@@ -190,13 +209,14 @@ class IntakeStore:
         if by_ref is not None and cases is not None and (agency_id, agency_case_ref) in by_ref:
             case_id = by_ref[(agency_id, agency_case_ref)]
             return cases.get(case_id) if case_id is not None else None
+        await batch_scope.settle(self.conn)
         record = await self.conn.fetchrow(
             f"""SELECT {_COLUMNS} FROM cases c
                  WHERE c.agency_id = $1 AND c.agency_case_ref = $2 FOR UPDATE""",
             agency_id,
             agency_case_ref,
         )
-        return case_row(record) if record else None
+        return self._remember(case_row(record)) if record else None
 
     async def load_case(self, case_id: str) -> CaseRow | None:
         cases = self._cache(_CASES)
@@ -204,23 +224,54 @@ class IntakeStore:
             cached: CaseRow | None = cases[case_id]
             return cached
         cid = _uuid(case_id)
-        record = (
-            await self.conn.fetchrow(f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1", cid)
-            if cid is not None
-            else None
+        if cid is None:
+            return None
+        await batch_scope.settle(self.conn)
+        record = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1", cid
         )
-        return case_row(record) if record else None
+        return self._remember(case_row(record)) if record else None
+
+    def _in_batch(self) -> bool:
+        return self._cache(_CASES) is not None
+
+    def _changed(self, row: CaseRow, secret: Secret | None = None) -> CaseRow:
+        """In a batch: the case's new state, kept in the cache and written at the flush."""
+        self._remember(row, secret)
+        scope = batch_scope.current(self.conn)
+        assert scope is not None  # only called in a batch
+        scope.defer("cases", [row.case_id], _write_cases, _RANK_CASES)
+        return row
 
     async def create_case(
         self, submission: ev.CaseSubmission, master_key: bytes, key_id: str, hashes: list[bytes]
     ) -> tuple[CaseRow, list[str]]:
         """The case, its data key (wrapped by the master key), its personal data (encrypted
-        with the data key) and its identity hashes, in one statement; with the cases of *other*
-        agencies sharing a hash (linked as possible duplicates)."""
+        with the data key) and its identity hashes; with the cases of *other* agencies sharing
+        a hash (linked as possible duplicates). In a batch, written at its end with the batch's
+        other cases; outside one, in one statement."""
         case_id = uuid.uuid4()
         data_key = crypto.new_data_key()
         wrapped = crypto.wrap_key(master_key, data_key)
         sealed = crypto.encrypt(data_key, submission.personal.model_dump_json().encode())
+        if self._in_batch():
+            row = self._changed(
+                CaseRow(
+                    case_id=str(case_id),
+                    agency_id=submission.agency_id,
+                    agency_case_ref=submission.agency_case_ref,
+                    status="open",
+                    profile=submission.profile,
+                    needs=submission.needs,
+                    consent=submission.consent,
+                    consent_version=1,
+                ),
+                Secret(wrapped, sealed),
+            )
+            await batch_scope.write(
+                self.conn, "case_keys", [(case_id, wrapped)], _write_new_keys, _RANK_KEYS
+            )
+            return row, await self._identify_in_batch(row, key_id, hashes)
         records = await self.conn.fetch(
             f"""WITH c AS (
                   INSERT INTO cases (case_id, agency_id, agency_case_ref, profile, needs,
@@ -242,7 +293,7 @@ class IntakeStore:
             key_id,
             hashes,
         )
-        row = self._remember(case_row(records[0]), Secret(wrapped, sealed))
+        row = case_row(records[0])
         duplicates = [str(r["duplicate"]) for r in records if r["duplicate"] is not None]
         return row, sorted(duplicates)[:MAX_SIGNALLED_DUPLICATES]
 
@@ -256,6 +307,16 @@ class IntakeStore:
     ) -> CaseRow:
         """Replace the given pseudonymous blocks; a changed consent gets the next version."""
         consent_changed = consent is not None and consent != row.consent
+        if self._in_batch():
+            return self._changed(
+                dataclasses.replace(
+                    row,
+                    profile=profile or row.profile,
+                    needs=needs if needs is not None else row.needs,
+                    consent=consent or row.consent,
+                    consent_version=row.consent_version + (1 if consent_changed else 0),
+                )
+            )
         record = await self.conn.fetchrow(
             f"""UPDATE cases c SET profile = $2::jsonb, needs = $3::jsonb, consent = $4::jsonb,
                        consent_version = consent_version + $5, updated_at = now()
@@ -266,9 +327,15 @@ class IntakeStore:
             (consent or row.consent).model_dump_json(),
             1 if consent_changed else 0,
         )
-        return self._remember(case_row(record))
+        return case_row(record)
 
     async def set_status(self, case_id: str, status: str, reason: str | None) -> None:
+        cases, reasons = self._cache(_CASES), self._cache(_CLOSED_REASONS)
+        if cases is not None and reasons is not None and cases.get(case_id) is not None:
+            reasons[case_id] = reason
+            self._changed(dataclasses.replace(cases[case_id], status=status))
+            return
+        await batch_scope.settle(self.conn)
         record = await self.conn.fetchrow(
             f"""UPDATE cases c SET status = $2, closed_reason = $3, updated_at = now()
                  WHERE c.case_id = $1 RETURNING {_COLUMNS}""",
@@ -280,7 +347,10 @@ class IntakeStore:
             self._remember(case_row(record))
 
     async def erase(self, case_id: str) -> None:
-        """Crypto-shred: destroy the data key, drop the ciphertext and the identity hashes."""
+        """Crypto-shred: destroy the data key, drop the ciphertext and the identity hashes.
+        At once, even in a batch (rare, and it must not wait on anything): what the batch
+        deferred is written first."""
+        await batch_scope.settle(self.conn)
         record = await self.conn.fetchrow(
             f"""WITH k AS (UPDATE case_keys SET wrapped_key = NULL, destroyed_at = now()
                             WHERE case_id = $1),
@@ -292,12 +362,18 @@ class IntakeStore:
         )
         if record is not None:
             self._remember(case_row(record), Secret(None, None))
+        holders, final = self._cache(_HOLDERS), self._cache(_HASHES)
+        if holders is not None and final is not None:
+            final.pop(case_id, None)
+            for held in holders.values():
+                held.pop(case_id, None)
 
     async def _secret_of(self, case_id: str) -> Secret:
         secrets = self._cache(_SECRETS)
         if secrets is not None and case_id in secrets:
             cached: Secret = secrets[case_id]
             return cached
+        await batch_scope.settle(self.conn)
         record = await self.conn.fetchrow(
             """SELECT k.wrapped_key, c.personal_sealed FROM cases c
                  LEFT JOIN case_keys k ON k.case_id = c.case_id WHERE c.case_id = $1""",
@@ -314,12 +390,13 @@ class IntakeStore:
         secret = await self._secret_of(case_id)
         data_key = crypto.unwrap_key(master_key, secret.wrapped_key)
         sealed = crypto.encrypt(data_key, personal.model_dump_json().encode())
+        cases = self._cache(_CASES)
+        if cases is not None and cases.get(case_id) is not None:
+            self._changed(cases[case_id], Secret(secret.wrapped_key, sealed))
+            return
         await self.conn.execute(
             "UPDATE cases SET personal_sealed = $2 WHERE case_id = $1", uuid.UUID(case_id), sealed
         )
-        secrets = self._cache(_SECRETS)
-        if secrets is not None:
-            secrets[case_id] = Secret(secret.wrapped_key, sealed)
 
     async def read_personal(self, case_id: str, master_key: bytes) -> ev.PersonalData:
         """Decrypt a case's personal data; KeyDestroyed once the case was erased."""
@@ -331,7 +408,10 @@ class IntakeStore:
 
     async def record_identity(self, row: CaseRow, key_id: str, hashes: list[bytes]) -> list[str]:
         """Make ``hashes`` the case's identity hashes and link the cases of *other* agencies
-        sharing one; return those cases (at most the contract's limit), in one statement."""
+        sharing one; return those cases (at most the contract's limit). In a batch, written at
+        its end; outside one, in one statement."""
+        if self._in_batch():
+            return await self._identify_in_batch(row, key_id, hashes)
         others = await self.conn.fetch(
             f"""WITH gone AS (
                   DELETE FROM identity_hashes
@@ -345,6 +425,66 @@ class IntakeStore:
         )
         # All links are recorded; the case event names at most the contract's limit of them.
         return [str(r["case_id"]) for r in others][:MAX_SIGNALLED_DUPLICATES]
+
+    # ----- the duplicate check in a batch: against the holders of each hash, in memory -----
+
+    async def _load_holders(self, key_id: str, hashes: Sequence[bytes]) -> None:
+        """The cases (not erased) holding each of ``hashes`` that the cache does not know yet,
+        in one query; the batch's own writes keep the entries true from then on."""
+        holders, final, cases = self._cache(_HOLDERS), self._cache(_HASHES), self._cache(_CASES)
+        if holders is None or final is None or cases is None:
+            return
+        missing = sorted({h for h in hashes if (key_id, h) not in holders})
+        if not missing:
+            return
+        await batch_scope.settle(self.conn)
+        records = await self.conn.fetch(
+            """SELECT h.hash, h.case_id, c.agency_id FROM identity_hashes h
+                 JOIN cases c USING (case_id)
+                WHERE h.key_id = $1 AND h.hash = ANY($2::bytea[]) AND c.status <> 'erased'""",
+            key_id,
+            missing,
+        )
+        for h in missing:
+            holders[(key_id, h)] = {}
+        for r in records:
+            case_id, h = str(r["case_id"]), bytes(r["hash"])
+            replaced = final.get(case_id)
+            if replaced is not None and (replaced[0] != key_id or h not in replaced[1]):
+                continue  # no longer its hash: the batch replaced its set
+            cached = cases.get(case_id)
+            if cached is not None and cached.status == "erased":
+                continue
+            holders[(key_id, h)][case_id] = r["agency_id"]
+
+    async def _identify_in_batch(self, row: CaseRow, key_id: str, hashes: list[bytes]) -> list[str]:
+        """What :meth:`record_identity` does, decided against the batch cache (the database's
+        holders and the batch's own cases) and deferred: the case's hash set, replaced, and its
+        links to the cases of other agencies sharing a hash."""
+        await self._load_holders(key_id, hashes)
+        holders, final = self._cache(_HOLDERS), self._cache(_HASHES)
+        assert holders is not None and final is not None
+        others = sorted(
+            {
+                other
+                for h in hashes
+                for other, agency in holders[(key_id, h)].items()
+                if agency != row.agency_id and other != row.case_id
+            }
+        )
+        for held in holders.values():  # its earlier set, if any, is replaced
+            held.pop(row.case_id, None)
+        for h in hashes:
+            holders[(key_id, h)][row.case_id] = row.agency_id
+        final[row.case_id] = (key_id, list(hashes))
+        me = uuid.UUID(row.case_id)
+        links = [(me, uuid.UUID(o)) for o in others] + [(uuid.UUID(o), me) for o in others]
+        await batch_scope.write(
+            self.conn, "identity_hashes", [row.case_id], _write_identity, _RANK_HASHES
+        )
+        await batch_scope.write(self.conn, "duplicate_links", links, _write_links, _RANK_LINKS)
+        # All links are recorded; the case event names at most the contract's limit of them.
+        return others[:MAX_SIGNALLED_DUPLICATES]
 
     # ----- the logs: written, never read, while a batch runs (deferred to its end) -----
 
@@ -537,4 +677,91 @@ async def _write_disclosures(conn: DbConnection, entries: Sequence[DisclosureEnt
         [e.consent_version for e in entries],
         [e.recipient_key_sha256 for e in entries],
         [e.source_event_id for e in entries],
+    )
+
+
+# ----- the deferred writers of a batch's cases (they read the final state from its cache) -----
+
+
+async def _write_cases(conn: DbConnection, case_ids: Sequence[str]) -> None:
+    """The final state of every case the batch created or changed, in one statement: the
+    pseudonymous blocks, the status and the personal data ciphertext (kept when the batch did
+    not replace it; an erasure writes at once, never through here)."""
+    cases = batch_scope.cache(conn, _CASES)
+    secrets = batch_scope.cache(conn, _SECRETS)
+    reasons = batch_scope.cache(conn, _CLOSED_REASONS)
+    assert cases is not None and secrets is not None and reasons is not None
+    rows: list[CaseRow] = [cases[c] for c in dict.fromkeys(case_ids)]
+    sealed = [secrets.get(r.case_id) for r in rows]
+    await conn.execute(
+        """INSERT INTO cases (case_id, agency_id, agency_case_ref, status, closed_reason,
+                              profile, needs, consent, consent_version, personal_sealed)
+           SELECT c, a, r, s, cr, p::jsonb, n::jsonb, co::jsonb, v, ps
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::text[], $8::text[], $9::int[], $10::bytea[])
+                  AS x (c, a, r, s, cr, p, n, co, v, ps)
+           ON CONFLICT (case_id) DO UPDATE SET
+             status = EXCLUDED.status,
+             closed_reason = CASE WHEN EXCLUDED.status = 'closed'
+                                  THEN coalesce(EXCLUDED.closed_reason, cases.closed_reason) END,
+             profile = EXCLUDED.profile, needs = EXCLUDED.needs, consent = EXCLUDED.consent,
+             consent_version = EXCLUDED.consent_version,
+             personal_sealed = coalesce(EXCLUDED.personal_sealed, cases.personal_sealed),
+             updated_at = now()""",
+        [uuid.UUID(r.case_id) for r in rows],
+        [r.agency_id for r in rows],
+        [r.agency_case_ref for r in rows],
+        [r.status for r in rows],
+        [reasons.get(r.case_id) for r in rows],
+        [r.profile.model_dump_json() for r in rows],
+        [needs_json(r.needs) for r in rows],
+        [r.consent.model_dump_json() for r in rows],
+        [r.consent_version for r in rows],
+        [s.personal_sealed if s is not None else None for s in sealed],
+    )
+
+
+async def _write_new_keys(conn: DbConnection, rows: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+    await conn.execute(
+        """INSERT INTO case_keys (case_id, wrapped_key)
+           SELECT * FROM unnest($1::uuid[], $2::bytea[])""",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+    )
+
+
+async def _write_identity(conn: DbConnection, case_ids: Sequence[str]) -> None:
+    """Each case's identity hash set, replaced by the one the batch left it with."""
+    final = batch_scope.cache(conn, _HASHES)
+    assert final is not None
+    owners, keys, hashes = [], [], []
+    ids = [c for c in dict.fromkeys(case_ids) if c in final]  # an erased one is gone
+    for case_id in ids:
+        key_id, held = final[case_id]
+        for h in held:
+            owners.append(uuid.UUID(case_id))
+            keys.append(key_id)
+            hashes.append(h)
+    await conn.execute(
+        """WITH x AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::bytea[])
+                        AS x (case_id, key_id, hash)),
+                gone AS (
+                  DELETE FROM identity_hashes h WHERE h.case_id = ANY($1::uuid[])
+                     AND NOT EXISTS (SELECT 1 FROM x WHERE x.case_id = h.case_id
+                                        AND x.key_id = h.key_id AND x.hash = h.hash))
+           INSERT INTO identity_hashes (case_id, key_id, hash) SELECT * FROM x
+           ON CONFLICT DO NOTHING""",
+        [uuid.UUID(c) for c in ids],
+        owners,
+        keys,
+        hashes,
+    )
+
+
+async def _write_links(conn: DbConnection, rows: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    await conn.execute(
+        """INSERT INTO duplicate_links (case_id, other_case_id)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING""",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
     )

@@ -6,8 +6,11 @@ referral chains and recorded gaps of every case the batch's case events name, an
 listings of every (category, area) their needs ask for. The lookups below answer from the
 batch cache, and every write here keeps it true: a route recorded extends its need's chain,
 and anything that changes what matching reads (a listing, an agency, a referral's state, which
-moves held slots and answer rates) drops the cached candidates. Outside a batch (a timer, a
-command) every call is its own statement.
+moves held slots and answer rates) drops the cached candidates. What routing decides for the
+batch's cases (their rows, referrals, decision timers and gaps) is written at the batch's end,
+one statement for all of them; any statement that reads or changes those tables first writes
+what is pending (``batch_scope.settle``). Outside a batch (a timer, a command) every call is its
+own statement.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class ReferralStore:
         if chains is None or handled is None or not cases:
             return
         case_ids = sorted({c.case_id for c in cases})
+        await batch_scope.settle(self.conn)
         records = await self.conn.fetch(
             """SELECT case_id, need_id, referral_id, service_id, attempt FROM referrals
                 WHERE case_id = ANY($1::text[])
@@ -183,6 +187,7 @@ class ReferralStore:
         if cached is not None and (category, area) in cached:
             known: list[Candidate] = cached[(category, area)]
             return known
+        await batch_scope.settle(self.conn)
         rows = await self.conn.fetch(
             f"""SELECT {_CANDIDATE_COLUMNS}
                   FROM listings l LEFT JOIN matching_agencies m USING (agency_id)
@@ -208,6 +213,7 @@ class ReferralStore:
         await self._write_routes(case, routes, correlation_id, with_case=True)
 
     async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
+        await batch_scope.settle(self.conn)
         row = await self.conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
         if row is None:
             return None
@@ -220,6 +226,7 @@ class ReferralStore:
         )
 
     async def update_consent(self, case_id: str, consent: ev.Consent) -> None:
+        await batch_scope.settle(self.conn)
         await self.conn.execute(
             "UPDATE cases SET consent = $2::jsonb, updated_at = now() WHERE case_id = $1",
             case_id,
@@ -227,6 +234,7 @@ class ReferralStore:
         )
 
     async def close_case(self, case_id: str) -> None:
+        await batch_scope.settle(self.conn)
         await self.conn.execute("UPDATE cases SET status = 'closed' WHERE case_id = $1", case_id)
 
     # ----- each need's chain of referrals, and its gap -----
@@ -237,6 +245,7 @@ class ReferralStore:
         handled = self._cache(_HANDLED)
         if handled is not None and (case_id, need_id) in handled:
             return bool(handled[(case_id, need_id)])
+        await batch_scope.settle(self.conn)
         return bool(
             await self.conn.fetchval(
                 """SELECT EXISTS (SELECT 1 FROM referrals WHERE case_id = $1 AND need_id = $2)
@@ -251,6 +260,7 @@ class ReferralStore:
         chains = self._cache(_CHAINS)
         if chains is not None and (case_id, need_id) in chains:
             return list(chains[(case_id, need_id)])
+        await batch_scope.settle(self.conn)
         return [
             ChainLink(str(r["referral_id"]), r["service_id"], r["attempt"])
             for r in await self.conn.fetch(
@@ -281,8 +291,6 @@ class ReferralStore:
         with_case: bool,
     ) -> None:
         chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
-        referred = [(n, d) for n, d in routes if isinstance(d, Refer)]
-        gaps = [(n, d.unmatched) for n, d in routes if isinstance(d, Gap)]
         for need, decided in routes:
             key = (case.case_id, need.need_id)
             if handled is not None:
@@ -292,44 +300,13 @@ class ReferralStore:
                 chains[key].append(ChainLink(r.referral_id, r.service_id, r.attempt))
         if not with_case and not routes:
             return
-        refs = [d.referral for _, d in referred]
-        await self.conn.execute(
-            _WRITE_CASE_AND_ROUTES if with_case else _WRITE_ROUTES,
-            case.case_id,
-            case.submitting_agency_id,
-            case.profile.return_area,
-            correlation_id,
-            # the referrals, with their timers; their needs are no longer unmet
-            [uuid.UUID(r.referral_id) for r in refs],
-            [r.need_id for r in refs],
-            [r.category for r in refs],
-            [r.recipient_agency_id for r in refs],
-            [r.service_id for r in refs],
-            [r.explanation.model_dump_json() for r in refs],
-            [r.attempt for r in refs],
-            [uuid.UUID(r.previous_referral_id) if r.previous_referral_id else None for r in refs],
-            [r.urgency.value for r in refs],
-            [d.respond_by for _, d in referred],
-            [d.remind_at for _, d in referred],
-            # the gaps
-            [g.need_id for _, g in gaps],
-            [g.category for _, g in gaps],
-            [g.reason.value for _, g in gaps],
-            [g.attempts for _, g in gaps],
-            *(
-                (
-                    case.profile.model_dump_json(),
-                    json.dumps([n.model_dump(mode="json") for n in case.needs]),
-                    case.consent.model_dump_json(),
-                )
-                if with_case
-                else ()
-            ),
-        )
+        pending = _Routes(case, list(routes), correlation_id, with_case)
+        await batch_scope.write(self.conn, "routes", [pending], _write_routes)
 
     async def unmet_needs_fitting(self, listing: ev.ServiceListing) -> list[tuple[str, str]]:
         """(case id, need id) of the unmet needs the listing may serve, oldest first, locked
         (another instance skips them)."""
+        await batch_scope.settle(self.conn)
         rows = await self.conn.fetch(
             """SELECT case_id, need_id FROM unmet_needs
                WHERE category = ANY($1::text[]) AND reason <> 'attempts_exhausted'
@@ -348,6 +325,7 @@ class ReferralStore:
             rid = uuid.UUID(referral_id)
         except ValueError:
             return None
+        await batch_scope.settle(self.conn)
         row = await self.conn.fetchrow(
             "SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE", rid
         )
@@ -357,6 +335,7 @@ class ReferralStore:
         self, case_id: str, states: Sequence[ReferralState]
     ) -> list[ReferralRow]:
         """The case's referrals in ``states``, locked for the transaction."""
+        await batch_scope.settle(self.conn)
         rows = await self.conn.fetch(
             "SELECT * FROM referrals WHERE case_id = $1 AND status = ANY($2::text[]) FOR UPDATE",
             case_id,
@@ -377,6 +356,7 @@ class ReferralStore:
         """The referral's new state and its transition record; ``slot_change`` slots held (or
         given back) at its listing; ``deadline_ends``: its decision timer is dropped."""
         self._directory_changed()  # held slots and answer rates move with states
+        await batch_scope.settle(self.conn)
         await self.conn.execute(
             """WITH r AS (
                  UPDATE referrals SET status = $2, reason_code = $3, outcome = $4,
@@ -433,41 +413,115 @@ class ReferralStore:
         return [EvidenceRow(tuple(r[c] for c in COLUMNS)) for r in rows]
 
 
-# What routing decided for some needs of a case ($1): referrals ($5.. parallel arrays) with their
-# decision timers, the unmet-need rows of the referred needs dropped, gaps ($16..) recorded.
-_ROUTES = """
+@dataclass(frozen=True, slots=True)
+class _Routes:
+    """What routing decided for some needs of one case (and the case's row, ``with_case``)."""
+
+    case: ev.CaseRegistered
+    routes: list[tuple[ev.Need, Refer | Gap]]
+    correlation_id: str | None
+    with_case: bool
+
+
+async def _write_routes(conn: DbConnection, written: Sequence[_Routes]) -> None:
+    """The cases' rows, and what routing decided for their needs, in one statement for all of
+    them: referrals with their decision timers (their needs no longer unmet), and gaps. A case
+    or a need decided twice keeps its last row."""
+    cases = {w.case.case_id: w.case for w in written if w.with_case}
+    refs: list[tuple[_Routes, Refer]] = []
+    gaps: dict[tuple[str, str], tuple[_Routes, ev.NeedUnmatched]] = {}
+    for w in written:
+        for need, decided in w.routes:
+            if isinstance(decided, Refer):
+                refs.append((w, decided))
+                gaps.pop((w.case.case_id, need.need_id), None)
+            else:
+                gaps[(w.case.case_id, need.need_id)] = (w, decided.unmatched)
+    await conn.execute(
+        _WRITE_ROUTES,
+        # the cases
+        list(cases),
+        [c.submitting_agency_id for c in cases.values()],
+        [c.profile.model_dump_json() for c in cases.values()],
+        [json.dumps([n.model_dump(mode="json") for n in c.needs]) for c in cases.values()],
+        [c.consent.model_dump_json() for c in cases.values()],
+        # the referrals, with their timers; their needs are no longer unmet
+        [uuid.UUID(d.referral.referral_id) for _, d in refs],
+        [w.case.case_id for w, _ in refs],
+        [d.referral.need_id for _, d in refs],
+        [d.referral.category for _, d in refs],
+        [w.case.submitting_agency_id for w, _ in refs],
+        [d.referral.recipient_agency_id for _, d in refs],
+        [d.referral.service_id for _, d in refs],
+        [d.referral.explanation.model_dump_json() for _, d in refs],
+        [d.referral.attempt for _, d in refs],
+        [
+            uuid.UUID(d.referral.previous_referral_id) if d.referral.previous_referral_id else None
+            for _, d in refs
+        ],
+        [d.referral.urgency.value for _, d in refs],
+        [d.respond_by for _, d in refs],
+        [d.remind_at for _, d in refs],
+        [w.correlation_id for w, _ in refs],
+        # the gaps
+        [case_id for case_id, _ in gaps],
+        [need_id for _, need_id in gaps],
+        [g.category for _, g in gaps.values()],
+        [w.case.profile.return_area for w, _ in gaps.values()],
+        [g.reason.value for _, g in gaps.values()],
+        [g.attempts for _, g in gaps.values()],
+        # the needs referred, and not left with a gap after it, are no longer unmet
+        *_columns(
+            [
+                (w.case.case_id, d.referral.need_id)
+                for w, d in refs
+                if (w.case.case_id, d.referral.need_id) not in gaps
+            ],
+            2,
+        ),
+    )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[row[i] for row in rows] for i in range(width)]
+
+
+# What routing decided for the needs of some cases: the cases' rows ($1..$5, parallel arrays),
+# referrals ($6..$19) with their decision timers, gaps ($20..$25) recorded, the unmet-need rows
+# of the needs referred ($26, $27) dropped.
+_WRITE_ROUTES = """
+WITH c AS (
+    INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
+    SELECT id, agency, profile::jsonb, needs::jsonb, consent::jsonb
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+           AS x (id, agency, profile, needs, consent)
+    ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile, needs = EXCLUDED.needs,
+      consent = EXCLUDED.consent, updated_at = now()),
   r AS (
     INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
         recipient_agency_id, service_id, status, explanation, attempt, previous_referral_id,
         urgency, respond_by, correlation_id)
-    SELECT id, $1, need, category, $2, recipient, service, 'requested', explanation::jsonb,
-           attempt, previous, urgency, due, $4
-      FROM unnest($5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                  $11::int[], $12::uuid[], $13::text[], $14::timestamptz[])
-           AS x (id, need, category, recipient, service, explanation, attempt, previous,
-                 urgency, due)),
+    SELECT id, case_id, need, category, referring, recipient, service, 'requested',
+           explanation::jsonb, attempt, previous, urgency, due, correlation
+      FROM unnest($6::uuid[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                  $12::text[], $13::text[], $14::int[], $15::uuid[], $16::text[],
+                  $17::timestamptz[], $19::text[])
+           AS x (id, case_id, need, category, referring, recipient, service, explanation,
+                 attempt, previous, urgency, due, correlation)),
   t AS (
     INSERT INTO timers (referral_id, due_at, remind_at)
-    SELECT * FROM unnest($5::uuid[], $14::timestamptz[], $15::timestamptz[])),
-  d AS (DELETE FROM unmet_needs WHERE case_id = $1 AND need_id = ANY($6::text[])),
+    SELECT * FROM unnest($6::uuid[], $17::timestamptz[], $18::timestamptz[])),
+  d AS (
+    DELETE FROM unmet_needs u USING unnest($26::text[], $27::text[]) AS x (case_id, need_id)
+     WHERE u.case_id = x.case_id AND u.need_id = x.need_id),
   g AS (
     INSERT INTO unmet_needs (case_id, need_id, category, area, reason, attempts)
-    SELECT $1, need, category, $3, reason, attempts
-      FROM unnest($16::text[], $17::text[], $18::text[], $19::int[])
-           AS x (need, category, reason, attempts)
+    SELECT * FROM unnest($20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
+                         $25::int[])
     ON CONFLICT (case_id, need_id) DO UPDATE SET reason = EXCLUDED.reason,
       attempts = EXCLUDED.attempts)
+SELECT 1
 """
-_WRITE_ROUTES = "WITH" + _ROUTES + "SELECT 1"
-_WRITE_CASE_AND_ROUTES = (
-    """WITH c AS (
-    INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
-    VALUES ($1, $2, $20::jsonb, $21::jsonb, $22::jsonb)
-    ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile, needs = EXCLUDED.needs,
-      consent = EXCLUDED.consent, updated_at = now()),"""
-    + _ROUTES
-    + "SELECT 1"
-)
 
 _PATHWAY_REPORT = """
 WITH r AS (

@@ -5,11 +5,16 @@ The consumer opens a scope around each transaction it runs (a batch, or one even
 it before the commit, or after each event inside its savepoint when a batch is applied event by
 event, so an event that fails takes its deferred rows with it.
 
-Defer only writes to tables that no handler reads while the batch runs (the outbox, records of
-what was sent): a deferred row is not in the database until the flush. The cache holds rows a
-store loaded for the whole batch (see the consumer's ``preload``); a store that caches a table
-keeps its entries true when it writes that table, and an event that fails in its savepoint
-drops the whole cache (its writes are rolled back, the cache may hold them).
+A deferred row is not in the database until the flush. So a store defers writes to a table
+only where it answers every read of that table in the batch from the cache (see the consumer's
+``preload``), and calls :func:`settle` before any statement that reads such a table: that
+flushes what is pending first, so the statement sees it (one extra round trip where the cache
+could not answer, never a wrong answer). Writers run at the flush in the order of their
+``rank`` (parents before the rows that reference them), then in first-deferred order.
+
+A store that caches a table keeps its entries true when it writes that table, and an event that
+fails in its savepoint drops the whole cache (its writes are rolled back, the cache may hold
+them).
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ class BatchScope:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
         self.cache: dict[Any, Any] = {}
-        self._pending: dict[str, tuple[Writer, list[Any]]] = {}  # in first-deferred order
+        # table → (rank, writer, rows), in first-deferred order
+        self._pending: dict[str, tuple[int, Writer, list[Any]]] = {}
 
-    def defer(self, table: str, rows: Sequence[Any], writer: Writer) -> None:
+    def defer(self, table: str, rows: Sequence[Any], writer: Writer, rank: int = 0) -> None:
         """Write ``rows`` with ``writer`` at the flush, with every other row deferred for the
-        same table, in the order deferred."""
+        same table, in the order deferred; tables of a lower ``rank`` are written first."""
         if not rows:
             return
-        _, pending = self._pending.setdefault(table, (writer, []))
+        _, _, pending = self._pending.setdefault(table, (rank, writer, []))
         pending.extend(rows)
 
     def discard(self) -> None:
@@ -48,7 +54,7 @@ class BatchScope:
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, {}
-        for writer, rows in pending.values():
+        for _, writer, rows in sorted(pending.values(), key=lambda p: p[0]):  # stable sort
             await writer(self.conn, rows)
 
 
@@ -77,7 +83,9 @@ def cache(conn: DbConnection, name: str) -> dict[Any, Any] | None:
     return scope.cache.setdefault(name, {}) if scope is not None else None
 
 
-async def write(conn: DbConnection, table: str, rows: Sequence[Any], writer: Writer) -> None:
+async def write(
+    conn: DbConnection, table: str, rows: Sequence[Any], writer: Writer, rank: int = 0
+) -> None:
     """Write ``rows`` with ``writer``: deferred to the end of the consumer's batch when
     ``conn``'s transaction has a scope, at once otherwise (a timer, a command)."""
     scope = current(conn)
@@ -85,4 +93,13 @@ async def write(conn: DbConnection, table: str, rows: Sequence[Any], writer: Wri
         if rows:
             await writer(conn, rows)
     else:
-        scope.defer(table, rows, writer)
+        scope.defer(table, rows, writer, rank)
+
+
+async def settle(conn: DbConnection) -> None:
+    """Before a statement that reads (or updates) a table whose writes a store defers: write
+    what is pending, so the statement sees it. Nothing to do, and no round trip, when nothing
+    is pending or outside a batch."""
+    scope = current(conn)
+    if scope is not None:
+        await scope.flush()

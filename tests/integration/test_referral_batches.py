@@ -1,13 +1,14 @@
 """Referral's case handling in consumer batches on the real PostgreSQL, as services/referral/
-app.py wires it: the chains, gaps and candidates of a batch's cases are loaded once (the round
-trips of a batch grow with the needs it routes, one statement each, not with what routing
-reads), and an event sees what an earlier event of the same batch changed — a listing
-published, a need already routed."""
+app.py wires it: the chains, gaps and candidates of a batch's cases are loaded once and what
+routing decides for all of them is written in one statement (the round trips of a batch do not
+grow with its cases or their needs), and an event sees what an earlier event of the same batch
+changed — a listing published, a need already routed, a referral made."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -35,6 +36,7 @@ class Referral(ServiceBatches):
                 ev.CASE_REGISTERED: handlers.on_case,
                 ev.CASE_UPDATED: handlers.on_case,
                 ev.AGENCY_REGISTERED: handlers.on_agency,
+                ev.CASE_CLOSED: handlers.on_case_ended,
             },
             ReferralStore,
             SOURCE,
@@ -66,6 +68,28 @@ class Referral(ServiceBatches):
                 data=case,
             )
         )
+
+    def closed(self, case_id: str) -> InboundEvent:
+        closure = ev.CaseClosed(
+            case_id=case_id, reason=ev.ClosureReason.COMPLETED, closed_at=datetime.now(UTC)
+        )
+        return self.inbound(
+            build_event(
+                topic=topics.INTAKE_CASES,
+                key=case_id,
+                type_=ev.CASE_CLOSED,
+                source="urn:referralexchange:service:intake",
+                subject=case_id,
+                data=closure,
+            )
+        )
+
+    async def states(self, case_id: str) -> list[str]:
+        async with self.pool.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT status FROM referrals WHERE case_id = $1 ORDER BY need_id", case_id
+            )
+        return [r[0] for r in rows]
 
     def listed(self, listing: ev.ServiceListing) -> InboundEvent:
         return self.inbound(messages.listing_message(listing))
@@ -131,13 +155,45 @@ async def test_a_case_updated_in_the_batch_that_routed_it_is_not_routed_again(
     assert len(await referral.routed(case.case_id)) == 2  # one referral per need, not two
 
 
-async def test_what_routing_reads_costs_no_round_trip_per_need(referral: Referral) -> None:
+async def test_the_round_trips_of_a_batch_do_not_grow_with_its_cases_or_needs(
+    referral: Referral,
+) -> None:
     areas = [f.unique_area() for _ in range(3)]
     await referral.apply([referral.listed(_listing(f"ngo-{n}", a)) for n, a in enumerate(areas)])
-    few = await referral.apply([referral.registered(_case(a)) for a in areas[:1]])
-    many = await referral.apply([referral.registered(_case(a, needs=3)) for a in areas * 2])
-    # one statement per case (its row and all its needs' referrals or gaps); nothing else
-    # grows with the batch
-    per_batch_few, per_batch_many = few - 1, many - 6
-    assert per_batch_few == per_batch_many, (few, many)
-    assert per_batch_many <= 5  # the inbox claim, two loads, the outbox
+    gapless = f.unique_area()  # no listing: its needs are gaps
+    few_cases = [_case(areas[0])]
+    many_cases = [_case(a, needs=3) for a in areas * 2] + [_case(gapless, needs=2)]
+    few = await referral.apply([referral.registered(c) for c in few_cases])
+    many = await referral.apply([referral.registered(c) for c in many_cases])
+    assert few == many, f"{few} statements for 1 case and 1 need, {many} for 7 cases, 20 needs"
+    assert many <= 5  # the inbox claim, two loads, the routes, the outbox
+    # what the one statement wrote is what routing decided
+    for case in many_cases[:-1]:
+        assert [need for need, _ in await referral.routed(case.case_id)] == ["n0", "n1", "n2"]
+        assert await referral.states(case.case_id) == ["requested"] * 3
+    assert await referral.routed(many_cases[-1].case_id) == [("n0", "unmet"), ("n1", "unmet")]
+    async with referral.pool.pool.acquire() as conn:
+        timers = await conn.fetchval(
+            """SELECT count(*) FROM timers t JOIN referrals r USING (referral_id)
+                WHERE r.case_id = ANY($1::text[])""",
+            [c.case_id for c in many_cases],
+        )
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM cases WHERE case_id = ANY($1::text[])",
+            [c.case_id for c in many_cases],
+        )
+    assert (timers, stored) == (18, 7)
+
+
+async def test_a_case_closed_in_the_batch_that_routed_it_has_its_referrals_cancelled(
+    referral: Referral,
+) -> None:
+    """The closure reads the referrals routing made earlier in the batch, not yet written."""
+    area = f.unique_area()
+    await referral.apply([referral.listed(_listing("ngo-c", area))])
+    kept, closed = _case(area), _case(area, needs=2)
+    await referral.apply(
+        [referral.registered(closed), referral.registered(kept), referral.closed(closed.case_id)]
+    )
+    assert await referral.states(closed.case_id) == ["cancelled", "cancelled"]
+    assert await referral.states(kept.case_id) == ["requested"]
