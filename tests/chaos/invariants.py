@@ -172,6 +172,12 @@ FAMILIES = (
     "referral-received (webhook)",
     "need-unmatched (inbox)",
     "poison dead letter",
+    "assistance end",
+    "handover proposal",
+    "handover answer",
+    "handover moved or failed",
+    "case data sealed",
+    "support-continues",
 )
 
 
@@ -321,13 +327,15 @@ def check(
                 f"referral-received of {rid} at the webhook",
                 webhook,
             )
+    successor = [world.successor.agency_id] if world.successor else []
     for case_id, need_id, referrer in needs:
         if not [r for r in unmatched.get(case_id, []) if data(r)["need_id"] == need_id]:
             continue
-        inbox = records[topics.agency_inbox(referrer)]
+        # The case's owner hears it: the referrer, or the successor once the case moved.
         notices = [
             r
-            for r in _by_id(inbox, ev.INBOX_NEED_UNMATCHED).values()
+            for agency in (referrer, *successor)
+            for r in _by_id(records[topics.agency_inbox(agency)], ev.INBOX_NEED_UNMATCHED).values()
             if data(r)["case_id"] == case_id and data(r)["need_id"] == need_id
         ]
         _exactly_one(
@@ -337,8 +345,66 @@ def check(
             notices,
         )
 
+    _check_continuity(found, sent, records)
     _check_dead_letters(found, sent, records, starts)
     return found
+
+
+def _caused_by(records: Iterable[Record], *ce_types: str) -> dict[str, list[Record]]:
+    """Distinct events of these types, by the ce_id of the message that caused them."""
+    out: dict[str, list[Record]] = defaultdict(list)
+    for ce_type in ce_types:
+        for r in _by_id(records, ce_type).values():
+            out[headers(r).get("ce_causationid", "")].append(r)
+    return out
+
+
+def _check_continuity(found: Findings, sent: Sent, records: dict[str, list[Record]]) -> None:
+    """Every end of assistance and every handover message has exactly one outcome; every
+    accepted handover moves the case or fails, once; every move seals the case's data for the
+    new owner once; no provider is told twice, for one cause, that its referral continues."""
+    cases, events = records[topics.INTAKE_CASES], records[topics.REFERRAL_EVENTS]
+    rejected = _group(
+        _by_id(records[topics.INTAKE_REJECTIONS], ev.SUBMISSION_REJECTED).values(), "submission_id"
+    )
+    ended = _caused_by(cases, ev.ASSISTANCE_ENDED)
+    for ce_id, case_id in sent.assistance_ends.items():
+        outcomes = [*ended.get(ce_id, []), *rejected.get(ce_id, [])]
+        _exactly_one(found, "assistance end", f"end of assistance on {case_id}", outcomes)
+    refused = _group(_by_id(events, ev.HANDOVER_REFUSED).values(), "message_id")
+    proposed = _group(_by_id(events, ev.HANDOVER_PROPOSED).values(), "message_id")
+    for ce_id, case_id in sent.proposals.items():
+        outcomes = [*proposed.get(ce_id, []), *refused.get(ce_id, [])]
+        _exactly_one(found, "handover proposal", f"handover proposal of {case_id}", outcomes)
+    answered = _caused_by(events, ev.HANDOVER_ACCEPTED, ev.HANDOVER_ENDED)
+    for ce_id, (handover_id, action) in sent.handover_answers.items():
+        outcomes = [*answered.get(ce_id, []), *refused.get(ce_id, [])]
+        what = f"handover answer {ce_id} ({action} of {handover_id})"
+        _exactly_one(found, "handover answer", what, outcomes)
+    moved = _group(
+        [*_by_id(cases, ev.CASE_HANDED_OVER).values(), *_by_id(cases, ev.HANDOVER_FAILED).values()],
+        "handover_id",
+    )
+    for accepted in _by_id(events, ev.HANDOVER_ACCEPTED).values():
+        handover_id = str(data(accepted).get("handover_id"))
+        what = f"case move or failure of handover {handover_id}"
+        _exactly_one(found, "handover moved or failed", what, moved.get(handover_id, []))
+    sealed = _group(
+        _by_id(records[topics.INTAKE_DISCLOSURES], ev.CASE_DATA_SEALED).values(), "handover_id"
+    )
+    for handed in _by_id(cases, ev.CASE_HANDED_OVER).values():
+        handover_id = str(data(handed).get("handover_id"))
+        what = f"sealed case data of handover {handover_id}"
+        _exactly_one(found, "case data sealed", what, sealed.get(handover_id, []))
+    told: dict[tuple[str, str], list[Record]] = defaultdict(list)
+    for r in _by_id(events, ev.SUPPORT_CONTINUES).values():
+        told[(str(data(r).get("referral_id")), str(data(r).get("cause")))].append(r)
+    for (referral_id, cause), notices in told.items():
+        found.count("support-continues")
+        if len(notices) > 1:
+            found.duplicated.append(
+                f"referral {referral_id}: told {len(notices)} times it continues ({cause})"
+            )
 
 
 def _check_answers(

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,6 +272,12 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             "poison records": len(sent.poison_ids),
             **{f"answers: {a}": n for a, n in sorted(sent.answers.items())},
             "webhook deliveries received": len(receiver.deliveries),
+            "ends of assistance": len(sent.assistance_ends),
+            "handover proposals": len(sent.proposals),
+            **{
+                f"handover answers: {a}": n
+                for a, n in sorted(Counter(a for _, a in sent.handover_answers.values()).items())
+            },
         }
         report.dead_processes = [n for n, p in processes.items() if not p.alive()]
         for agency in world.agencies:

@@ -1,30 +1,35 @@
 """What the chaos run sends and answers, as agencies would: registered agencies with their own
 credentials, listings, a stream of case submissions, providers answering the referrals they
-receive (accept then complete, reject, accept only, or no answer), poison records, and an HTTP
-receiver for the agencies' webhooks."""
+receive (accept then complete, reject, accept only, or no answer), referrers that end their
+assistance on some cases and hand them over to a government successor (which accepts or
+rejects), poison records, and an HTTP receiver for the agencies' webhooks."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import json
 import os
 import random
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from nacl.public import PrivateKey
 
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.contracts.messages import response_message
+from shared.contracts.messages import agency_source, response_message
 from shared.kafka.connection import KafkaConnection
 from tests import factories as f
 from tests.e2e.kafka_helpers import register_agency_access
@@ -36,6 +41,22 @@ UNMATCHED = "economic.vocational_training"  # listed by none: the need-unmatched
 
 
 _ANSWERS = ("complete",) * 4 + ("reject",) * 2 + ("accept",) + ("silent",) * 3
+
+
+def _share(identifier: str, every: int) -> bool:
+    """One identifier in ``every``, the same for every redelivery of it."""
+    return int(identifier.replace("-", "")[-8:], 16) % every == 0
+
+
+def hands_over(case_id: str) -> bool:
+    """Whether the referrer ends its assistance on a case and offers it to the successor: one
+    case in four."""
+    return _share(case_id, 4)
+
+
+def successor_accepts(handover_id: str) -> bool:
+    """How the successor answers a handover: two in three accepted, the rest rejected."""
+    return not _share(handover_id, 3)
 
 
 def decision(referral_id: str) -> str:
@@ -83,10 +104,12 @@ class World:
     referrers: list[Agency]
     providers: list[Agency]
     webhook_agencies: list[str]
+    # A government agency with a key: the referrers hand some of their cases over to it.
+    successor: Agency | None = None
 
     @property
     def agencies(self) -> list[Agency]:
-        return [*self.referrers, *self.providers]
+        return [*self.referrers, *self.providers, *([self.successor] if self.successor else [])]
 
 
 async def build_world(
@@ -102,12 +125,27 @@ async def build_world(
             agency = Agency(agency_id, await register_agency_access(kafka, agency_id))
             await agency.start()
             made.append(agency)
-    world = World(area, made[:referrers], made[referrers:], [])
+    successor_id = f.unique("chaos-gov")
+    successor = Agency(successor_id, await register_agency_access(kafka, successor_id))
+    await successor.start()
+    world = World(area, made[:referrers], made[referrers:], [], successor)
     admin = Agency("operators", kafka)
     await admin.start()
     try:
-        for agency in world.agencies:
+        for agency in [*world.referrers, *world.providers]:
             await admin.publish(f.agency_event(f.agency(agency.agency_id)))
+        key = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+        await admin.publish(
+            f.agency_event(
+                ev.AgencyRecord(
+                    agency_id=successor_id,
+                    name=successor_id,
+                    type=ev.AgencyType.GOVERNMENT,
+                    countries=["SN"],
+                    public_key=key,
+                )
+            )
+        )
     finally:
         await admin.stop()
     listings = {
@@ -157,6 +195,12 @@ class Sent:
     decisions: dict[str, str] = field(default_factory=dict)
     # Every answer a provider sent: its ce_id → (referral id, action).
     responses: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Continuity (by ce_id): ends of assistance and handover proposals → case id; the
+    # successor's answers → (handover id, action).
+    assistance_ends: dict[str, str] = field(default_factory=dict)
+    proposals: dict[str, str] = field(default_factory=dict)
+    handover_answers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    followed: set[str] = field(default_factory=set)  # cases and handovers acted on once
 
 
 def poison(rng: random.Random) -> OutgoingEvent:
@@ -202,17 +246,31 @@ async def stream(
 
 
 async def respond(world: World, sent: Sent, stop: asyncio.Event) -> None:
-    """Every provider answers what reaches its inbox, with its own credentials and group."""
-    await asyncio.gather(*(_respond_as(p, sent, stop) for p in world.providers))
+    """Every provider answers what reaches its inbox, every referrer follows its cases (ending
+    its assistance and proposing a handover on some), the successor answers handovers: each
+    with its own credentials and group."""
+    followers = [_follow(p, sent, stop, _answer) for p in world.providers]
+    if world.successor is not None:
+        to_successor = functools.partial(_continue_or_not, world.successor.agency_id)
+        followers += [_follow(r, sent, stop, to_successor) for r in world.referrers]
+        followers.append(_follow(world.successor, sent, stop, _take_over))
+    await asyncio.gather(*followers)
 
 
-async def _respond_as(provider: Agency, sent: Sent, stop: asyncio.Event) -> None:
-    inbox = topics.agency_inbox(provider.agency_id)
+async def _follow(
+    agency: Agency,
+    sent: Sent,
+    stop: asyncio.Event,
+    act: Callable[[Agency, Sent, bytes, Any], Awaitable[None]],
+) -> None:
+    """Read the agency's inbox until ``stop``, calling ``act(agency, sent, value, headers)``
+    for each record (again after a broker restart: from the group's last commit)."""
+    inbox = topics.agency_inbox(agency.agency_id)
     while not stop.is_set():
         consumer = AIOKafkaConsumer(
             inbox,
-            **provider.connection.client_kwargs(),
-            group_id=f"agency.{provider.agency_id}.responder",
+            **agency.connection.client_kwargs(),
+            group_id=f"agency.{agency.agency_id}.responder",
             auto_offset_reset="earliest",
             enable_auto_commit=True,
         )
@@ -222,7 +280,7 @@ async def _respond_as(provider: Agency, sent: Sent, stop: asyncio.Event) -> None
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():
                     for record in records:
-                        await _answer(provider, sent, record.value or b"{}", record.headers)
+                        await act(agency, sent, record.value or b"{}", record.headers)
         except KafkaError:
             await asyncio.sleep(1)  # the broker is restarting: read again from the commit
         finally:
@@ -230,6 +288,7 @@ async def _respond_as(provider: Agency, sent: Sent, stop: asyncio.Event) -> None
 
 
 async def _answer(provider: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """A provider answers each referral it receives, once, as ``decision`` says."""
     ce_type = dict(headers or ()).get("ce_type", b"").decode()
     if ce_type != ev.INBOX_REFERRAL_RECEIVED:
         return
@@ -259,6 +318,83 @@ async def _answer(provider: Agency, sent: Sent, value: bytes, headers: Any) -> N
         sent.responses[message.event_id] = (referral_id, action)
         await provider.publish(message)
         sent.answers[action] += 1
+
+
+async def _continue_or_not(
+    successor_id: str, referrer: Agency, sent: Sent, value: bytes, headers: Any
+) -> None:
+    """On some newly registered cases: end the referrer's assistance, then offer the case to
+    the successor."""
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_SUBMISSION_ACCEPTED:
+        return
+    accepted = json.loads(value)
+    case_id, ref = accepted["case_id"], accepted["agency_case_ref"]
+    if accepted["outcome"] != "registered" or not hands_over(case_id) or case_id in sent.followed:
+        return
+    sent.followed.add(case_id)
+    end = build_event(
+        topic=topics.AGENCY_SUBMISSIONS.name(referrer.agency_id),
+        key=ref,
+        type_=ev.ASSISTANCE_END_SUBMITTED,
+        source=agency_source(referrer.agency_id),
+        data=ev.AssistanceEnd(
+            agency_id=referrer.agency_id,
+            agency_case_ref=ref,
+            ended_at=datetime.now(UTC) - timedelta(seconds=1),
+            reason=ev.AssistanceEndReason.PROGRAMME_ENDED,
+        ),
+        agency_id=referrer.agency_id,
+    )
+    sent.assistance_ends[end.event_id] = case_id
+    await referrer.publish(end)
+    proposal = build_event(
+        topic=topics.AGENCY_RESPONSES.name(referrer.agency_id),
+        key=case_id,
+        type_=ev.HANDOVER_PROPOSAL_SUBMITTED,
+        source=agency_source(referrer.agency_id),
+        data=ev.HandoverProposal(
+            case_id=case_id,
+            agency_id=referrer.agency_id,
+            to_agency_id=successor_id,
+            reason=ev.HandoverReason.GOVERNMENT_SERVICE,
+            respond_by=datetime.now(UTC) + timedelta(days=1),
+        ),
+        agency_id=referrer.agency_id,
+    )
+    sent.proposals[proposal.event_id] = case_id
+    await referrer.publish(proposal)
+
+
+async def _take_over(successor: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """The successor answers each handover offered to it, once."""
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_HANDOVER_PROPOSED:
+        return
+    offer = json.loads(value)
+    handover_id, case_id = offer["handover_id"], offer["case_id"]
+    if offer["answering_agency_id"] != successor.agency_id or handover_id in sent.followed:
+        return
+    sent.followed.add(handover_id)
+    accept = successor_accepts(handover_id)
+    answer = ev.HandoverAnswer(
+        handover_id=handover_id,
+        case_id=case_id,
+        agency_id=successor.agency_id,
+        action=ev.HandoverAction.ACCEPT if accept else ev.HandoverAction.REJECT,
+        agency_case_ref=f"gov:{handover_id}" if accept else None,
+        reason=None if accept else ev.HandoverDeclineReason.NO_CAPACITY,
+    )
+    message = build_event(
+        topic=topics.AGENCY_RESPONSES.name(successor.agency_id),
+        key=case_id,
+        type_=ev.HANDOVER_ANSWER_SUBMITTED,
+        source=agency_source(successor.agency_id),
+        data=answer,
+        agency_id=successor.agency_id,
+    )
+    sent.handover_answers[message.event_id] = (handover_id, answer.action.value)
+    await successor.publish(message)
 
 
 @dataclass
