@@ -19,7 +19,15 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from .envelope import event_type
 from .json_schema import FILLED_FROM, JsonDict, restate, restating
@@ -674,11 +682,6 @@ class HandoverReason(StrEnum):
     OTHER = "other"
 
 
-def _aware_deadline(respond_by: datetime) -> None:
-    if respond_by.tzinfo is None:
-        raise ValueError("respond_by needs a time zone")
-
-
 class HandoverProposal(Contract):
     """The owner offers its case to another registered agency, on the owner's responses topic.
     ``consent``: a new consent record covering the new owner, if the current one does not."""
@@ -687,13 +690,8 @@ class HandoverProposal(Contract):
     agency_id: AgencyId  # the owner, who sends it
     to_agency_id: AgencyId
     reason: HandoverReason
-    respond_by: datetime
+    respond_by: AwareDatetime
     consent: Consent | None = None
-
-    @model_validator(mode="after")
-    def _aware(self) -> Self:
-        _aware_deadline(self.respond_by)
-        return self
 
 
 class HandoverRequest(Contract):
@@ -704,12 +702,7 @@ class HandoverRequest(Contract):
     agency_id: AgencyId  # the requester, who sends it
     agency_case_ref: Identifier
     reason: HandoverReason
-    respond_by: datetime
-
-    @model_validator(mode="after")
-    def _aware(self) -> Self:
-        _aware_deadline(self.respond_by)
-        return self
+    respond_by: AwareDatetime
 
 
 class HandoverAction(StrEnum):
@@ -725,16 +718,19 @@ class HandoverDeclineReason(StrEnum):
     OTHER = "other"
 
 
+def _handover_answer_rules(schema: JsonDict) -> None:
+    _all_of(_when("action", "reject", {"required": ["reason"]}))(schema)
+    # Published after the first version (as a keyword of its own, so the guard sees a rule the
+    # service already enforced, not a change): no reason with accept.
+    restate(schema, _when("action", "accept", {"properties": {"reason": {"type": "null"}}}))
+
+
 class HandoverAnswer(Contract):
     """The answer of the agency a handover waits on (the receiver of an offer, the owner asked
     by a request), on its responses topic. Accepting an offer names the ``agency_case_ref`` the
     new owner will use; rejecting gives a reason."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_all_of(
-            _when("action", "reject", {"required": ["reason"]}),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=_handover_answer_rules)
 
     handover_id: Identifier
     case_id: Identifier
