@@ -383,11 +383,37 @@ class ClosureReason(StrEnum):
     OTHER = "other"
 
 
+class OpenReferralsOnClosure(StrEnum):
+    """What closing a case does to its referrals still open with providers."""
+
+    CANCEL = "cancel"  # each is cancelled; its provider hears it (the default)
+    CONTINUE = "continue"  # each goes on; its provider hears the case is closed by its owner
+
+
 class CaseClosure(Contract):
     agency_id: AgencyId
     agency_case_ref: Identifier
     closed_at: PastDatetime
     reason: ClosureReason
+    open_referrals: OpenReferralsOnClosure = OpenReferralsOnClosure.CANCEL
+
+
+class AssistanceEndReason(StrEnum):
+    COMPLETED = "completed"  # the programme's assistance plan is done
+    BUDGET_ENDED = "budget_ended"
+    PROGRAMME_ENDED = "programme_ended"
+    RETURNEE_MOVED = "returnee_moved"
+    CONTACT_LOST = "contact_lost"
+
+
+class AssistanceEnd(Contract):
+    """The owner ends *its own* assistance: the case stays open, referrals with other providers
+    go on, and their providers are told (a closure is a separate act)."""
+
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    ended_at: PastDatetime
+    reason: AssistanceEndReason
 
 
 CASE_SUBMITTED = event_type("intake", "case-submitted")
@@ -395,6 +421,7 @@ CASE_UPDATE_SUBMITTED = event_type("intake", "case-update-submitted")
 CONSENT_WITHDRAWN = event_type("intake", "consent-withdrawn")
 ERASURE_REQUESTED = event_type("intake", "erasure-requested")
 CASE_CLOSURE_SUBMITTED = event_type("intake", "case-closure-submitted")
+ASSISTANCE_END_SUBMITTED = event_type("intake", "assistance-end-submitted")
 
 
 # =====================================================================================
@@ -475,6 +502,9 @@ class ServiceListing(Contract):
     fees: Literal["free", "subsidised", "fee_based"] = "free"
     fees_description: ShortText | None = None  # HSDS fees_description
     assured_date: PastDate  # HSDS: when the listing was last verified
+    # The programme takes cases over for the long run (follow-up, a government service): it is
+    # proposed as a next owner when another programme's assistance ends with needs open.
+    takes_over_cases: bool = False
 
     @model_validator(mode="after")
     def _no_repeats(self) -> Self:
@@ -636,6 +666,97 @@ class ReferralResponse(Contract):
 RESPONSE_SUBMITTED = event_type("referral", "response-submitted")
 
 
+class HandoverReason(StrEnum):
+    PROGRAMME_ENDED = "programme_ended"  # the proposer's programme or budget ends
+    LONG_TERM_SUPPORT = "long_term_support"  # needs outlast short-term assistance
+    GOVERNMENT_SERVICE = "government_service"  # an institution of the country takes over
+    RETURNEE_MOVED = "returnee_moved"
+    OTHER = "other"
+
+
+def _aware_deadline(respond_by: datetime) -> None:
+    if respond_by.tzinfo is None:
+        raise ValueError("respond_by needs a time zone")
+
+
+class HandoverProposal(Contract):
+    """The owner offers its case to another registered agency, on the owner's responses topic.
+    ``consent``: a new consent record covering the new owner, if the current one does not."""
+
+    case_id: Identifier
+    agency_id: AgencyId  # the owner, who sends it
+    to_agency_id: AgencyId
+    reason: HandoverReason
+    respond_by: datetime
+    consent: Consent | None = None
+
+    @model_validator(mode="after")
+    def _aware(self) -> Self:
+        _aware_deadline(self.respond_by)
+        return self
+
+
+class HandoverRequest(Contract):
+    """An agency asks the owner for a case, on the requester's responses topic;
+    ``agency_case_ref``: the reference it will keep the case under if the owner approves."""
+
+    case_id: Identifier
+    agency_id: AgencyId  # the requester, who sends it
+    agency_case_ref: Identifier
+    reason: HandoverReason
+    respond_by: datetime
+
+    @model_validator(mode="after")
+    def _aware(self) -> Self:
+        _aware_deadline(self.respond_by)
+        return self
+
+
+class HandoverAction(StrEnum):
+    ACCEPT = "accept"  # an offer accepted by the receiver, or a request approved by the owner
+    REJECT = "reject"
+
+
+class HandoverDeclineReason(StrEnum):
+    NO_CAPACITY = "no_capacity"
+    NOT_IN_MANDATE = "not_in_mandate"
+    AREA_NOT_COVERED = "area_not_covered"
+    OWNER_CONTINUES = "owner_continues"  # the owner keeps the case (a request refused)
+    OTHER = "other"
+
+
+class HandoverAnswer(Contract):
+    """The answer of the agency a handover waits on (the receiver of an offer, the owner asked
+    by a request), on its responses topic. Accepting an offer names the ``agency_case_ref`` the
+    new owner will use; rejecting gives a reason."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_all_of(
+            _when("action", "reject", {"required": ["reason"]}),
+        )
+    )
+
+    handover_id: Identifier
+    case_id: Identifier
+    agency_id: AgencyId  # the answering agency
+    action: HandoverAction
+    agency_case_ref: Identifier | None = None
+    reason: HandoverDeclineReason | None = None
+
+    @model_validator(mode="after")
+    def _reason(self) -> Self:
+        if self.action is HandoverAction.REJECT and self.reason is None:
+            raise ValueError("reject needs a reason")
+        if self.action is HandoverAction.ACCEPT and self.reason is not None:
+            raise ValueError("a reason is given with reject only")
+        return self
+
+
+HANDOVER_PROPOSAL_SUBMITTED = event_type("referral", "handover-proposal-submitted")
+HANDOVER_REQUEST_SUBMITTED = event_type("referral", "handover-request-submitted")
+HANDOVER_ANSWER_SUBMITTED = event_type("referral", "handover-answer-submitted")
+
+
 # =====================================================================================
 # intake.cases.v1 — written by intake; pseudonymous only
 # =====================================================================================
@@ -661,6 +782,52 @@ class CaseClosed(Contract):
     case_id: Identifier
     reason: ClosureReason
     closed_at: PastDatetime
+    open_referrals: OpenReferralsOnClosure = OpenReferralsOnClosure.CANCEL
+
+
+class AssistanceEnded(Contract):
+    """The owner ended its own assistance; the case stays open under it."""
+
+    case_id: Identifier
+    owner_agency_id: AgencyId
+    reason: AssistanceEndReason
+    ended_at: PastDatetime
+
+
+class CaseHandedOver(Contract):
+    """Ownership moved: from now on only ``to_agency_id`` writes the case, under
+    ``to_agency_case_ref`` on its own submissions topic."""
+
+    handover_id: Identifier
+    case_id: Identifier
+    from_agency_id: AgencyId
+    to_agency_id: AgencyId
+    to_agency_case_ref: Identifier
+    handed_over_at: datetime
+
+
+class HandoverFailureReason(StrEnum):
+    """Why an accepted handover could not move the case (the owner keeps it)."""
+
+    NO_CONSENT = "no_consent"  # consent refused or withdrawn
+    PURPOSE_NOT_COVERED = "purpose_not_covered"  # consent does not include referral
+    CONSENT_EXPIRED = "consent_expired"
+    AGENCY_NOT_COVERED = "agency_not_covered"  # the consent names other agencies
+    AGENCY_TYPE_NOT_COVERED = "agency_type_not_covered"
+    UNKNOWN_AGENCY = "unknown_agency"
+    NO_PUBLIC_KEY = "no_public_key"  # the new owner cannot receive the personal data
+    CASE_NOT_OPEN = "case_not_open"  # closed or erased meanwhile
+    OWNER_CHANGED = "owner_changed"  # the case changed hands meanwhile
+    REFERENCE_TAKEN = "reference_taken"  # the new owner already uses that agency_case_ref
+    UNKNOWN_CASE = "unknown_case"
+
+
+class HandoverFailed(Contract):
+    handover_id: Identifier
+    case_id: Identifier
+    from_agency_id: AgencyId
+    to_agency_id: AgencyId
+    reason: HandoverFailureReason
 
 
 class CaseErased(Contract):
@@ -697,6 +864,9 @@ CONSENT_CHANGED = event_type("intake", "consent-changed")
 CASE_CLOSED = event_type("intake", "case-closed")
 CASE_ERASED = event_type("intake", "case-erased")
 SUBMISSION_ACCEPTED = event_type("intake", "submission-accepted")
+ASSISTANCE_ENDED = event_type("intake", "assistance-ended")
+CASE_HANDED_OVER = event_type("intake", "case-handed-over")
+HANDOVER_FAILED = event_type("intake", "handover-failed")
 
 
 # =====================================================================================
@@ -768,8 +938,23 @@ class DisclosureRefused(Contract):
     reason: DisclosureRefusalReason
 
 
+class CaseDataSealed(Contract):
+    """The whole personal data of a case handed over (PersonalData's JSON), sealed for the new
+    owner's key: it now keeps the case and may need every field. Logged in the disclosure log."""
+
+    disclosure_id: Identifier
+    handover_id: Identifier
+    case_id: Identifier
+    recipient_agency_id: AgencyId
+    # libsodium sealed box of PersonalData's JSON for the recipient's X25519 public key.
+    sealed_box: Annotated[str, Field(max_length=65_536, pattern=r"^[A-Za-z0-9+/]+=*$")]
+    recipient_key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    consent_recorded_at: PastDatetime
+
+
 DISCLOSURE_SEALED = event_type("intake", "disclosure-sealed")
 DISCLOSURE_REFUSED = event_type("intake", "disclosure-refused")
+CASE_DATA_SEALED = event_type("intake", "case-data-sealed")
 
 
 # =====================================================================================
@@ -810,6 +995,9 @@ class ReferralTransitioned(Contract):
     referring_agency_id: AgencyId
     recipient_agency_id: AgencyId
     occurred_at: datetime
+    # Who owns the case now and hears the referral's progress, when not the referring agency
+    # (the case was handed over since the referral was made).
+    case_owner_agency_id: AgencyId | None = None
 
 
 class UnmatchedReason(StrEnum):
@@ -892,6 +1080,130 @@ class ReferralReminderDue(Contract):
     respond_by: datetime
     attempt: int = Field(ge=1, le=100)
 
+
+class HandoverDirection(StrEnum):
+    OFFER = "offer"  # the owner proposed it; the receiver answers
+    REQUEST = "request"  # the receiver asked; the owner answers
+
+
+class HandoverState(StrEnum):
+    PROPOSED = "proposed"
+    ACCEPTED = "accepted"  # intake then moves the case (case-handed-over or handover-failed)
+    REJECTED = "rejected"
+    EXPIRED = "expired"  # unanswered by respond_by: the owner keeps the case
+    COMPLETED = "completed"  # the case moved
+    FAILED = "failed"  # accepted, but intake could not move it (handover-failed says why)
+
+
+class HandoverProposed(Contract):
+    """A handover waits on ``answering_agency_id``'s answer until ``respond_by``."""
+
+    handover_id: Identifier
+    case_id: Identifier
+    direction: HandoverDirection
+    owner_agency_id: AgencyId
+    receiving_agency_id: AgencyId
+    answering_agency_id: AgencyId
+    reason: HandoverReason
+    respond_by: datetime
+    message_id: Annotated[str, Field(max_length=300)]  # the ce_id of the proposal or request
+
+
+class HandoverAccepted(Contract):
+    """The answer that moves the case: intake moves it, with its personal data under consent.
+    ``consent``: the new consent record the offer carried, applied first."""
+
+    handover_id: Identifier
+    case_id: Identifier
+    owner_agency_id: AgencyId
+    receiving_agency_id: AgencyId
+    receiving_case_ref: Identifier
+    consent: Consent | None = None
+
+
+class HandoverEnded(Contract):
+    """A handover that did not move the case: rejected (with the reason) or expired."""
+
+    handover_id: Identifier
+    case_id: Identifier
+    owner_agency_id: AgencyId
+    receiving_agency_id: AgencyId
+    state: HandoverState
+    reason: HandoverDeclineReason | None = None
+    occurred_at: datetime
+
+
+class HandoverError(StrEnum):
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_CASE = "unknown_case"
+    NOT_OWNER = "not_owner"  # a proposal or an approval from an agency that does not own it
+    UNKNOWN_AGENCY = "unknown_agency"  # unknown or deregistered
+    ALREADY_OWNER = "already_owner"
+    CASE_NOT_OPEN = "case_not_open"  # closed or erased
+    CONSENT_NOT_COVERING = "consent_not_covering"
+    ALREADY_PENDING = "already_pending"  # the case has a handover waiting for an answer
+    UNKNOWN_HANDOVER = "unknown_handover"
+    NOT_ANSWERING_AGENCY = "not_answering_agency"
+    NOT_PENDING = "not_pending"  # answered, expired or ended already
+    REFERENCE_MISSING = "reference_missing"  # an offer accepted without agency_case_ref
+
+
+class HandoverRefused(Contract):
+    """A handover message that changed nothing, told back to its sender."""
+
+    message_id: Annotated[str, Field(max_length=300)]  # the ce_id of the refused message
+    agency_id: AgencyId
+    case_id: Identifier | None = None
+    handover_id: Identifier | None = None
+    error: HandoverError
+    state: HandoverState | None = None  # the handover's, for an answer that came too late
+    reason: Annotated[str, Field(max_length=500)]
+    errors: list[FieldError] = Field(default_factory=list, max_length=200)
+
+
+class ContinuationCause(StrEnum):
+    ASSISTANCE_ENDED = "assistance_ended"
+    CASE_HANDED_OVER = "case_handed_over"
+    CASE_CLOSED = "case_closed"  # closed with open_referrals=continue
+
+
+class SupportContinues(Contract):
+    """To a provider with an open referral: the referring side changed, the referral goes on,
+    and ``owner_agency_id`` is who now owns the case (and hears the referral's progress)."""
+
+    referral_id: Identifier
+    case_id: Identifier
+    need_id: Identifier
+    recipient_agency_id: AgencyId
+    owner_agency_id: AgencyId
+    cause: ContinuationCause
+    assistance_end_reason: AssistanceEndReason | None = None
+    occurred_at: datetime
+
+
+class ContinuityCandidate(Part):
+    agency_id: AgencyId
+    agency_type: AgencyType | None = None
+    service_id: Identifier
+    explanation: MatchExplanation
+
+
+class ContinuityProposed(Contract):
+    """To the owner whose assistance ended with needs still open: the programmes that declare
+    they take cases over and fit the case, best first; the owner may propose a handover."""
+
+    case_id: Identifier
+    owner_agency_id: AgencyId
+    open_need_ids: list[Identifier] = Field(min_length=1, max_length=MAX_NEEDS)
+    candidates: list[ContinuityCandidate] = Field(max_length=10)
+
+
+HANDOVER_PROPOSED = event_type("referral", "handover-proposed")
+HANDOVER_ACCEPTED = event_type("referral", "handover-accepted")
+HANDOVER_ENDED = event_type("referral", "handover-ended")
+HANDOVER_REFUSED = event_type("referral", "handover-refused")
+SUPPORT_CONTINUES = event_type("referral", "support-continues")
+CONTINUITY_PROPOSED = event_type("referral", "continuity-proposed")
 
 LISTING_PUBLISHED = event_type("referral", "listing-published")
 LISTING_WITHDRAWN = event_type("referral", "listing-withdrawn")
@@ -1025,6 +1337,31 @@ INBOX_LISTING_REJECTED = event_type("notification", "listing-rejected")
 INBOX_RESPONSE_APPLIED = event_type("notification", "response-applied")
 
 
+class InboxHandoverProposed(Contract):
+    """To both parties of a handover: it waits on ``answering_agency_id``, which answers on
+    ``respond_on_topic`` (handover-answer-submitted) by ``respond_by``."""
+
+    handover_id: Identifier
+    case_id: Identifier
+    direction: HandoverDirection
+    owner_agency_id: AgencyId
+    receiving_agency_id: AgencyId
+    answering_agency_id: AgencyId
+    reason: HandoverReason
+    respond_by: datetime
+    respond_on_topic: Annotated[str, Field(max_length=300)]
+
+
+INBOX_HANDOVER_PROPOSED = event_type("notification", "handover-proposed")
+INBOX_HANDOVER_ENDED = event_type("notification", "handover-ended")
+INBOX_HANDOVER_REFUSED = event_type("notification", "handover-refused")
+INBOX_CASE_HANDED_OVER = event_type("notification", "case-handed-over")
+INBOX_HANDOVER_FAILED = event_type("notification", "handover-failed")
+INBOX_CASE_DATA_RECEIVED = event_type("notification", "case-data-received")
+INBOX_SUPPORT_CONTINUES = event_type("notification", "support-continues")
+INBOX_CONTINUITY_PROPOSED = event_type("notification", "continuity-proposed")
+
+
 # =====================================================================================
 # operators.audit.v1 — written by operator tooling (refex), read by operators only
 # =====================================================================================
@@ -1063,18 +1400,26 @@ PAYLOADS: dict[str, type[Contract]] = {
     CONSENT_WITHDRAWN: ConsentWithdrawal,
     ERASURE_REQUESTED: ErasureRequest,
     CASE_CLOSURE_SUBMITTED: CaseClosure,
+    ASSISTANCE_END_SUBMITTED: AssistanceEnd,
     SERVICE_LISTED: ServiceListing,
     AGENCY_REGISTERED: AgencyRecord,
     RESPONSE_SUBMITTED: ReferralResponse,
+    HANDOVER_PROPOSAL_SUBMITTED: HandoverProposal,
+    HANDOVER_REQUEST_SUBMITTED: HandoverRequest,
+    HANDOVER_ANSWER_SUBMITTED: HandoverAnswer,
     CASE_REGISTERED: CaseRegistered,
     CASE_UPDATED: CaseRegistered,
     CONSENT_CHANGED: ConsentChanged,
     CASE_CLOSED: CaseClosed,
     CASE_ERASED: CaseErased,
     SUBMISSION_ACCEPTED: SubmissionAccepted,
+    ASSISTANCE_ENDED: AssistanceEnded,
+    CASE_HANDED_OVER: CaseHandedOver,
+    HANDOVER_FAILED: HandoverFailed,
     SUBMISSION_REJECTED: SubmissionRejected,
     DISCLOSURE_SEALED: DisclosureSealed,
     DISCLOSURE_REFUSED: DisclosureRefused,
+    CASE_DATA_SEALED: CaseDataSealed,
     REFERRAL_REQUESTED: ReferralRequested,
     REFERRAL_TRANSITIONED: ReferralTransitioned,
     NEED_UNMATCHED: NeedUnmatched,
@@ -1084,6 +1429,12 @@ PAYLOADS: dict[str, type[Contract]] = {
     LISTING_WITHDRAWN: ListingPublished,
     LISTING_REJECTED: SubmissionRejected,
     REMINDER_DUE: ReferralReminderDue,
+    HANDOVER_PROPOSED: HandoverProposed,
+    HANDOVER_ACCEPTED: HandoverAccepted,
+    HANDOVER_ENDED: HandoverEnded,
+    HANDOVER_REFUSED: HandoverRefused,
+    SUPPORT_CONTINUES: SupportContinues,
+    CONTINUITY_PROPOSED: ContinuityProposed,
     DELIVERY_ATTEMPTED: DeliveryAttempted,
     INBOX_REFERRAL_RECEIVED: InboxReferralReceived,
     INBOX_STATUS_CHANGED: InboxStatusChanged,
@@ -1100,5 +1451,13 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_LISTING_WITHDRAWN: ListingPublished,
     INBOX_LISTING_REJECTED: SubmissionRejected,
     INBOX_RESPONSE_APPLIED: ResponseApplied,
+    INBOX_HANDOVER_PROPOSED: InboxHandoverProposed,
+    INBOX_HANDOVER_ENDED: HandoverEnded,
+    INBOX_HANDOVER_REFUSED: HandoverRefused,
+    INBOX_CASE_HANDED_OVER: CaseHandedOver,
+    INBOX_HANDOVER_FAILED: HandoverFailed,
+    INBOX_CASE_DATA_RECEIVED: CaseDataSealed,
+    INBOX_SUPPORT_CONTINUES: SupportContinues,
+    INBOX_CONTINUITY_PROPOSED: ContinuityProposed,
     OPERATOR_COMMAND_AUDITED: OperatorCommandAudited,
 }

@@ -133,10 +133,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "case-closed",
                 "case-erased",
                 "submission-accepted",
+                "assistance-ended",
+                "case-handed-over",
+                "handover-failed",
             )
         ),
-        description="Pseudonymous case events: never names, contacts or documents; and the "
-        "answer to each submission intake applied.",
+        description="Pseudonymous case events: never names, contacts or documents; the "
+        "answer to each submission intake applied; ends of assistance and changes of owner.",
     ),
     TopicSpec(
         INTAKE_REJECTIONS,
@@ -153,9 +156,13 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         "case_id",
         3,
         consumers=(_N,),
-        payloads=(f"{_T}intake.disclosure-sealed.v1", f"{_T}intake.disclosure-refused.v1"),
+        payloads=(
+            f"{_T}intake.disclosure-sealed.v1",
+            f"{_T}intake.disclosure-refused.v1",
+            f"{_T}intake.case-data-sealed.v1",
+        ),
         description="Minimum personal data sealed for one recipient agency's public key, or "
-        "why none was sent.",
+        "why none was sent; a handed-over case's personal data sealed for its new owner.",
     ),
     TopicSpec(
         DIRECTORY_AGENCIES,
@@ -186,11 +193,18 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "listing-published",
                 "listing-withdrawn",
                 "listing-rejected",
+                "handover-proposed",
+                "handover-accepted",
+                "handover-ended",
+                "handover-refused",
+                "support-continues",
+                "continuity-proposed",
             )
         ),
         description="Every referral lifecycle transition; the answer to each response and each "
         "listing message an agency sent (keyed by case_id; listing answers by the provider's "
-        "agency_id).",
+        "agency_id; a refused handover message about no known case by its sender); each "
+        "handover's lifecycle; providers told their referral continues; next owners proposed.",
     ),
     TopicSpec(
         NOTIFICATION_DELIVERIES,
@@ -237,10 +251,11 @@ AGENCY_SUBMISSIONS = TopicFamily(
                 "consent-withdrawn",
                 "erasure-requested",
                 "case-closure-submitted",
+                "assistance-end-submitted",
             )
         ),
-        description="The agency's case submissions, updates, consent withdrawals, erasure requests "
-        "and closures.",
+        description="The agency's case submissions, updates, consent withdrawals, erasure "
+        "requests, ends of its assistance and closures.",
     ),
 )
 AGENCY_LISTINGS = TopicFamily(
@@ -269,8 +284,14 @@ AGENCY_RESPONSES = TopicFamily(
         1,
         consumers=(_R,),
         max_message_bytes=16 * 1024,
-        payloads=(f"{_T}referral.response-submitted.v1",),
-        description="The agency's answers to referrals it received.",
+        payloads=(
+            f"{_T}referral.response-submitted.v1",
+            f"{_T}referral.handover-proposal-submitted.v1",
+            f"{_T}referral.handover-request-submitted.v1",
+            f"{_T}referral.handover-answer-submitted.v1",
+        ),
+        description="The agency's answers to referrals it received; its case handovers: "
+        "proposals of cases it owns, requests for cases, answers to handovers waiting on it.",
     ),
 )
 AGENCY_INBOX = TopicFamily(
@@ -302,6 +323,14 @@ AGENCY_INBOX = TopicFamily(
                 "listing-withdrawn",
                 "listing-rejected",
                 "response-applied",
+                "handover-proposed",
+                "handover-ended",
+                "handover-refused",
+                "case-handed-over",
+                "handover-failed",
+                "case-data-received",
+                "support-continues",
+                "continuity-proposed",
             )
         ),
         description="What concerns the agency; only it may read.",
