@@ -43,13 +43,26 @@ def _templates(language: str) -> dict[str, dict[str, str]]:
     return loaded
 
 
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):  # e.g. a continuity proposal's open_need_ids: "n1, n2"
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
 def _fields(data: dict[str, Any]) -> dict[str, str]:
     values = {
-        k: "" if v is None else str(v)
+        k: _text(v)
         for k, v in data.items()
-        if k not in ("sealed_box", "errors", "schema_version")
+        if k not in ("sealed_box", "errors", "schema_version", "candidates")
     }
     values["fields"] = ", ".join(e["field"] for e in data.get("errors", [])) or "-"
+    # A continuity proposal's candidates by agency, best first (their explanations stay in the
+    # inbox event).
+    values["candidate_agencies"] = (
+        ", ".join(c["agency_id"] for c in data.get("candidates", [])) or "-"
+    )
     return values
 
 

@@ -96,6 +96,28 @@ def _cancelled(c: ev.ReferralTransitioned) -> ev.InboxReferralCancelled:
     )
 
 
+def _handover_proposed(p: ev.HandoverProposed) -> ev.InboxHandoverProposed:
+    return ev.InboxHandoverProposed(
+        handover_id=p.handover_id,
+        case_id=p.case_id,
+        direction=p.direction,
+        owner_agency_id=p.owner_agency_id,
+        receiving_agency_id=p.receiving_agency_id,
+        answering_agency_id=p.answering_agency_id,
+        reason=p.reason,
+        respond_by=p.respond_by,
+        # Both parties see where the answer is awaited: only the answering agency can write it.
+        respond_on_topic=topics.AGENCY_RESPONSES.name(p.answering_agency_id),
+    )
+
+
+def _other_party(p: ev.HandoverProposed) -> str:
+    """The party the handover does not wait on: the owner of an offer, the requester."""
+    if p.direction is ev.HandoverDirection.OFFER:
+        return p.owner_agency_id
+    return p.receiving_agency_id
+
+
 def _erased(e: ev.CaseErased) -> ev.InboxErasureConfirmed:
     return ev.InboxErasureConfirmed(
         case_id=e.case_id, agency_case_ref=e.agency_case_ref, erased_at=e.erased_at
@@ -122,7 +144,8 @@ FANOUT: tuple[Route, ...] = (
     Route(
         ev.REFERRAL_TRANSITIONED,
         ev.INBOX_STATUS_CHANGED,
-        recipient=lambda c: c.referring_agency_id,
+        # The case's current owner: after a handover, the new owner follows referrals in flight.
+        recipient=lambda c: c.case_owner_agency_id or c.referring_agency_id,
         subject="{referral_id}",
         view=_status,
     ),
@@ -201,6 +224,82 @@ FANOUT: tuple[Route, ...] = (
         recipient=lambda s: s.recipient_agency_id,
         subject="{referral_id}",
     ),
+    # Continuity (decision 16). A handover's notices are keyed by handover_id, so each party
+    # reads its steps in order; the move itself by case_id (it changes who writes the case).
+    Route(
+        ev.HANDOVER_PROPOSED,
+        ev.INBOX_HANDOVER_PROPOSED,
+        recipient=lambda p: p.answering_agency_id,
+        subject="{handover_id}",
+        view=_handover_proposed,
+    ),
+    Route(
+        ev.HANDOVER_PROPOSED,
+        ev.INBOX_HANDOVER_PROPOSED,
+        recipient=_other_party,
+        subject="{handover_id}",
+        view=_handover_proposed,
+    ),
+    Route(
+        ev.HANDOVER_ENDED,
+        ev.INBOX_HANDOVER_ENDED,
+        recipient=lambda e: e.owner_agency_id,
+        subject="{handover_id}",
+    ),
+    Route(
+        ev.HANDOVER_ENDED,
+        ev.INBOX_HANDOVER_ENDED,
+        recipient=lambda e: e.receiving_agency_id,
+        subject="{handover_id}",
+    ),
+    Route(
+        ev.HANDOVER_REFUSED,
+        ev.INBOX_HANDOVER_REFUSED,
+        recipient=lambda r: r.agency_id,
+        subject="{message_id}",
+    ),
+    Route(
+        ev.CASE_HANDED_OVER,
+        ev.INBOX_CASE_HANDED_OVER,
+        recipient=lambda h: h.from_agency_id,
+        subject="{case_id}",
+    ),
+    Route(
+        ev.CASE_HANDED_OVER,
+        ev.INBOX_CASE_HANDED_OVER,
+        recipient=lambda h: h.to_agency_id,
+        subject="{case_id}",
+    ),
+    Route(
+        ev.HANDOVER_FAILED,
+        ev.INBOX_HANDOVER_FAILED,
+        recipient=lambda h: h.from_agency_id,
+        subject="{handover_id}",
+    ),
+    Route(
+        ev.HANDOVER_FAILED,
+        ev.INBOX_HANDOVER_FAILED,
+        recipient=lambda h: h.to_agency_id,
+        subject="{handover_id}",
+    ),
+    Route(
+        ev.CASE_DATA_SEALED,
+        ev.INBOX_CASE_DATA_RECEIVED,
+        recipient=lambda s: s.recipient_agency_id,
+        subject="{handover_id}",
+    ),
+    Route(
+        ev.SUPPORT_CONTINUES,
+        ev.INBOX_SUPPORT_CONTINUES,
+        recipient=lambda s: s.recipient_agency_id,
+        subject="{referral_id}",
+    ),
+    Route(
+        ev.CONTINUITY_PROPOSED,
+        ev.INBOX_CONTINUITY_PROPOSED,
+        recipient=lambda c: c.owner_agency_id,
+        subject="{case_id}",
+    ),
 )
 
 _BY_UPSTREAM: dict[str, tuple[Route, ...]] = {}
@@ -216,6 +315,12 @@ SILENT: frozenset[str] = frozenset(
         ev.CONSENT_CHANGED,
         ev.CASE_CLOSED,
         ev.DISCLOSURE_REFUSED,  # concerns no agency's inbox: the referrer hears the referral
+        # The owner hears its end of assistance as submission-accepted (outcome updated), and
+        # each provider with an open referral support-continues.
+        ev.ASSISTANCE_ENDED,
+        # An accepted handover is for intake to carry out: the parties hear how it ended,
+        # case-handed-over or handover-failed.
+        ev.HANDOVER_ACCEPTED,
     }
 )
 

@@ -35,6 +35,13 @@ VALID_EXAMPLES = {
     "case-closure.json": ev.CaseClosure,
     "response-accept.json": ev.ReferralResponse,
     "response-reject.json": ev.ReferralResponse,
+    "assistance-end.json": ev.AssistanceEnd,
+    "case-closure-continue.json": ev.CaseClosure,
+    "handover-proposal.json": ev.HandoverProposal,
+    "handover-proposal-consent.json": ev.HandoverProposal,
+    "handover-request.json": ev.HandoverRequest,
+    "handover-answer-accept.json": ev.HandoverAnswer,
+    "handover-answer-reject.json": ev.HandoverAnswer,
 }
 
 

@@ -1,9 +1,13 @@
 """E-mail templates: every inbox type in every language, no personal data, HTML escaped."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from services.notification.email import LANGUAGES, render
+from shared.contracts import events as ev
 from shared.contracts import topics
+from shared.contracts.events import Contract
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -35,3 +39,61 @@ def test_a_sealed_disclosure_is_announced_never_included() -> None:
     ) or ("", "", "")
     assert "U0VDUkVU" not in text and "U0VDUkVU" not in page
     assert "r-1" in text
+
+
+def _rendered(ce_type: str, payload: Contract, language: str = "en") -> tuple[str, str, str]:
+    rendered = render(ce_type, payload.model_dump(mode="json"), language)
+    assert rendered is not None
+    return rendered
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_proposed_handover_says_who_answers_where_and_by_when(language: str) -> None:
+    notice = ev.InboxHandoverProposed(
+        handover_id="h-1",
+        case_id="c-1",
+        direction=ev.HandoverDirection.OFFER,
+        owner_agency_id="iom-sn",
+        receiving_agency_id="gov-labour",
+        answering_agency_id="gov-labour",
+        reason=ev.HandoverReason.GOVERNMENT_SERVICE,
+        respond_by=datetime(2026, 12, 9, 17, tzinfo=UTC),
+        respond_on_topic=topics.AGENCY_RESPONSES.name("gov-labour"),
+    )
+    subject, text, _ = _rendered(ev.INBOX_HANDOVER_PROPOSED, notice, language)
+    assert "h-1" in subject and "gov-labour" in subject
+    assert "agency.gov-labour.responses.v1" in text
+    assert notice.model_dump(mode="json")["respond_by"] in text
+    assert "$" not in subject + text, "every placeholder filled"
+
+
+def test_next_owners_are_named_by_agency_and_open_needs_listed() -> None:
+    explanation = ev.MatchExplanation(matched=["category"], score=1.0, components={})
+    proposed = ev.ContinuityProposed(
+        case_id="c-1",
+        owner_agency_id="iom-sn",
+        open_need_ids=["n1", "n2"],
+        candidates=[
+            ev.ContinuityCandidate(agency_id=a, service_id=f"{a}-svc", explanation=explanation)
+            for a in ("gov-labour", "undp-sn")
+        ],
+    )
+    _, text, _ = _rendered(ev.INBOX_CONTINUITY_PROPOSED, proposed)
+    assert "gov-labour, undp-sn" in text and "n1, n2" in text
+    assert "explanation" not in text and "[" not in text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_handed_over_cases_personal_data_is_announced_never_included(language: str) -> None:
+    sealed = ev.CaseDataSealed(
+        disclosure_id="d-1",
+        handover_id="h-1",
+        case_id="c-1",
+        recipient_agency_id="gov-labour",
+        sealed_box="U0VDUkVU",
+        recipient_key_sha256="a" * 64,
+        consent_recorded_at=datetime(2026, 10, 29, tzinfo=UTC),
+    )
+    subject, text, page = _rendered(ev.INBOX_CASE_DATA_RECEIVED, sealed, language)
+    assert "U0VDUkVU" not in subject + text + page
+    assert "c-1" in subject and "h-1" in text

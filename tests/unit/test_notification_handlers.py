@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from tests import factories as f
 
 REPO = Path(__file__).resolve().parents[2]
 REFERRER, PROVIDER = "ngo-referrer", "ngo-provider"
+OWNER, RECEIVER = "iom-owner", "gov-labour"  # the parties of a handover
 
 
 class FakeStore:
@@ -77,7 +78,9 @@ def _requested(**overrides: Any) -> ev.ReferralRequested:
     )
 
 
-def _transitioned(to: ev.ReferralState, reason: ReasonCode | None) -> ev.ReferralTransitioned:
+def _transitioned(
+    to: ev.ReferralState, reason: ReasonCode | None, case_owner: str | None = None
+) -> ev.ReferralTransitioned:
     return ev.ReferralTransitioned(
         referral_id=str(uuid.uuid4()),
         case_id=str(uuid.uuid4()),
@@ -89,6 +92,7 @@ def _transitioned(to: ev.ReferralState, reason: ReasonCode | None) -> ev.Referra
         referring_agency_id=REFERRER,
         recipient_agency_id=PROVIDER,
         occurred_at=datetime.now(UTC),
+        case_owner_agency_id=case_owner,
     )
 
 
@@ -254,3 +258,258 @@ async def test_a_batch_reads_the_channels_of_all_its_recipients_at_once() -> Non
     store = FakeStore()
     await NotificationHandlers.preload(store, events)  # type: ignore[arg-type]
     assert store.asked == [{"ngo-first", REFERRER, PROVIDER}]
+
+
+# ----- continuity (decision 16): who hears each step of an end of assistance or a handover -----
+
+
+async def _heard(ce_type: str, payload: ev.Contract) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """What the handler writes for one upstream event: (inbox topic, key, ce_type, body), each
+    checked to have its key as ce_subject and to be a valid inbox payload."""
+    store = FakeStore()
+    unit = _unit(ce_type, store)
+    await NotificationHandlers(_inbox).notify(payload, unit)
+    out = []
+    for event in unit.emitted:
+        assert event.headers["ce_subject"] == event.key
+        assert event.headers["ce_causationid"] == "cause-1"
+        body = json.loads(event.body)
+        ev.PAYLOADS[event.headers["ce_type"]].model_validate(body)
+        out.append((event.topic, event.key, event.headers["ce_type"], body))
+    assert [n.agency_id for n in store.recorded] == [t.split(".")[1] for t, *_ in out], (
+        "each notice recorded for its agency's channels"
+    )
+    return out
+
+
+def _handover_proposed(direction: ev.HandoverDirection) -> ev.HandoverProposed:
+    answering = RECEIVER if direction is ev.HandoverDirection.OFFER else OWNER
+    return ev.HandoverProposed(
+        handover_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        direction=direction,
+        owner_agency_id=OWNER,
+        receiving_agency_id=RECEIVER,
+        answering_agency_id=answering,
+        reason=ev.HandoverReason.GOVERNMENT_SERVICE,
+        respond_by=datetime.now(UTC) + timedelta(days=7),
+        message_id=str(uuid.uuid4()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("direction", "answering", "other"),
+    [
+        (ev.HandoverDirection.OFFER, RECEIVER, OWNER),
+        (ev.HandoverDirection.REQUEST, OWNER, RECEIVER),
+    ],
+)
+async def test_a_proposed_handover_tells_the_answering_agency_where_to_answer_and_the_other_party(
+    direction: ev.HandoverDirection, answering: str, other: str
+) -> None:
+    proposed = _handover_proposed(direction)
+    heard = await _heard(ev.HANDOVER_PROPOSED, proposed)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(answering), proposed.handover_id, ev.INBOX_HANDOVER_PROPOSED),
+        (topics.agency_inbox(other), proposed.handover_id, ev.INBOX_HANDOVER_PROPOSED),
+    ]
+    for *_, body in heard:
+        # both see the same notice: who it waits on, where and by when it is answered
+        assert body["answering_agency_id"] == answering
+        assert body["respond_on_topic"] == topics.AGENCY_RESPONSES.name(answering)
+        assert datetime.fromisoformat(body["respond_by"]) == proposed.respond_by
+        assert (body["owner_agency_id"], body["receiving_agency_id"]) == (OWNER, RECEIVER)
+        assert (body["direction"], body["reason"]) == (direction, proposed.reason)
+        assert "message_id" not in body, "the proposer's ce_id is not the inbox's business"
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (ev.HandoverState.REJECTED, ev.HandoverDeclineReason.NO_CAPACITY),
+        (ev.HandoverState.EXPIRED, None),
+    ],
+)
+async def test_an_ended_handover_tells_both_parties(
+    state: ev.HandoverState, reason: ev.HandoverDeclineReason | None
+) -> None:
+    ended = ev.HandoverEnded(
+        handover_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        owner_agency_id=OWNER,
+        receiving_agency_id=RECEIVER,
+        state=state,
+        reason=reason,
+        occurred_at=datetime.now(UTC),
+    )
+    heard = await _heard(ev.HANDOVER_ENDED, ended)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(party), ended.handover_id, ev.INBOX_HANDOVER_ENDED)
+        for party in (OWNER, RECEIVER)
+    ]
+    for *_, body in heard:
+        assert ev.HandoverEnded.model_validate(body) == ended
+
+
+@pytest.mark.parametrize("about_a_handover", [True, False])
+async def test_a_refused_handover_message_is_told_to_its_sender_under_the_message_id(
+    about_a_handover: bool,
+) -> None:
+    refused = ev.HandoverRefused(
+        message_id=str(uuid.uuid4()),
+        agency_id=RECEIVER,
+        case_id=str(uuid.uuid4()) if about_a_handover else None,
+        handover_id=str(uuid.uuid4()) if about_a_handover else None,
+        error=ev.HandoverError.NOT_PENDING
+        if about_a_handover
+        else ev.HandoverError.INVALID_MESSAGE,
+        state=ev.HandoverState.EXPIRED if about_a_handover else None,
+        reason="the handover is no longer pending" if about_a_handover else "not JSON",
+    )
+    heard = await _heard(ev.HANDOVER_REFUSED, refused)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(RECEIVER), refused.message_id, ev.INBOX_HANDOVER_REFUSED)
+    ]
+    assert ev.HandoverRefused.model_validate(heard[0][3]) == refused
+
+
+async def test_a_case_handed_over_tells_the_previous_and_the_new_owner_under_the_case_id() -> None:
+    moved = ev.CaseHandedOver(
+        handover_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        from_agency_id=OWNER,
+        to_agency_id=RECEIVER,
+        to_agency_case_ref="MOL-2026-7",
+        handed_over_at=datetime.now(UTC),
+    )
+    heard = await _heard(ev.CASE_HANDED_OVER, moved)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(party), moved.case_id, ev.INBOX_CASE_HANDED_OVER)
+        for party in (OWNER, RECEIVER)
+    ]
+    for *_, body in heard:
+        assert ev.CaseHandedOver.model_validate(body) == moved
+
+
+async def test_a_failed_handover_tells_both_parties_why() -> None:
+    failed = ev.HandoverFailed(
+        handover_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        from_agency_id=OWNER,
+        to_agency_id=RECEIVER,
+        reason=ev.HandoverFailureReason.AGENCY_NOT_COVERED,
+    )
+    heard = await _heard(ev.HANDOVER_FAILED, failed)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(party), failed.handover_id, ev.INBOX_HANDOVER_FAILED)
+        for party in (OWNER, RECEIVER)
+    ]
+    for *_, body in heard:
+        assert ev.HandoverFailed.model_validate(body) == failed
+
+
+async def test_a_handed_over_cases_sealed_data_goes_to_the_new_owner_only() -> None:
+    sealed = ev.CaseDataSealed(
+        disclosure_id=str(uuid.uuid4()),
+        handover_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        recipient_agency_id=RECEIVER,
+        sealed_box="U0VBTEVE",
+        recipient_key_sha256="0" * 64,
+        consent_recorded_at=datetime.now(UTC) - timedelta(days=1),
+    )
+    heard = await _heard(ev.CASE_DATA_SEALED, sealed)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(RECEIVER), sealed.handover_id, ev.INBOX_CASE_DATA_RECEIVED)
+    ]
+    assert ev.CaseDataSealed.model_validate(heard[0][3]) == sealed
+
+
+@pytest.mark.parametrize("cause", list(ev.ContinuationCause))
+async def test_a_provider_hears_its_referral_continues_and_who_owns_the_case(
+    cause: ev.ContinuationCause,
+) -> None:
+    continues = ev.SupportContinues(
+        referral_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        need_id="n1",
+        recipient_agency_id=PROVIDER,
+        owner_agency_id=RECEIVER if cause is ev.ContinuationCause.CASE_HANDED_OVER else OWNER,
+        cause=cause,
+        assistance_end_reason=(
+            ev.AssistanceEndReason.BUDGET_ENDED
+            if cause is ev.ContinuationCause.ASSISTANCE_ENDED
+            else None
+        ),
+        occurred_at=datetime.now(UTC),
+    )
+    heard = await _heard(ev.SUPPORT_CONTINUES, continues)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(PROVIDER), continues.referral_id, ev.INBOX_SUPPORT_CONTINUES)
+    ]
+    assert ev.SupportContinues.model_validate(heard[0][3]) == continues
+
+
+async def test_next_owners_are_proposed_to_the_owner_under_the_case_id() -> None:
+    proposed = ev.ContinuityProposed(
+        case_id=str(uuid.uuid4()),
+        owner_agency_id=OWNER,
+        open_need_ids=["n1", "n2"],
+        candidates=[
+            ev.ContinuityCandidate(
+                agency_id=RECEIVER,
+                agency_type=ev.AgencyType.GOVERNMENT,
+                service_id="mol-jobs",
+                explanation=ev.MatchExplanation(
+                    matched=["category", "area"], score=0.5, components={"categories": 0.5}
+                ),
+            )
+        ],
+    )
+    heard = await _heard(ev.CONTINUITY_PROPOSED, proposed)
+    assert [(t, k, c) for t, k, c, _ in heard] == [
+        (topics.agency_inbox(OWNER), proposed.case_id, ev.INBOX_CONTINUITY_PROPOSED)
+    ]
+    assert ev.ContinuityProposed.model_validate(heard[0][3]) == proposed
+
+
+def test_an_end_of_assistance_and_an_accepted_handover_are_told_by_what_follows() -> None:
+    """Silent by decision: the owner hears its end of assistance as submission-accepted and its
+    providers support-continues; an accepted handover's parties hear case-handed-over or
+    handover-failed once intake has moved the case (or not)."""
+    assert {ev.ASSISTANCE_ENDED, ev.HANDOVER_ACCEPTED} <= SILENT
+    ended = ev.AssistanceEnded(
+        case_id=str(uuid.uuid4()),
+        owner_agency_id=OWNER,
+        reason=ev.AssistanceEndReason.PROGRAMME_ENDED,
+        ended_at=datetime.now(UTC),
+    )
+    accepted = ev.HandoverAccepted(
+        handover_id=str(uuid.uuid4()),
+        case_id=str(uuid.uuid4()),
+        owner_agency_id=OWNER,
+        receiving_agency_id=RECEIVER,
+        receiving_case_ref="MOL-2026-7",
+    )
+    assert notices(ev.ASSISTANCE_ENDED, ended) == []
+    assert notices(ev.HANDOVER_ACCEPTED, accepted) == []
+
+
+@pytest.mark.parametrize(
+    ("to", "reason"),
+    [(ev.ReferralState.COMPLETED, None), (ev.ReferralState.CANCELLED, ReasonCode.DUPLICATE)],
+)
+def test_after_a_handover_the_new_owner_hears_the_referrals_progress(
+    to: ev.ReferralState, reason: ReasonCode | None
+) -> None:
+    before = notices(ev.REFERRAL_TRANSITIONED, _transitioned(to, reason))
+    after = notices(ev.REFERRAL_TRANSITIONED, _transitioned(to, reason, case_owner=RECEIVER))
+    status = [n.agency_id for n in after if n.inbox_type == ev.INBOX_STATUS_CHANGED]
+    assert [n.agency_id for n in before if n.inbox_type == ev.INBOX_STATUS_CHANGED] == [REFERRER]
+    assert status == [RECEIVER], "the case's current owner, not the agency that referred"
+    # the provider's notices do not depend on who owns the case
+    assert [(n.agency_id, n.inbox_type) for n in after if n.agency_id == PROVIDER] == [
+        (n.agency_id, n.inbox_type) for n in before if n.agency_id == PROVIDER
+    ]
+    (changed,) = (n for n in after if n.inbox_type == ev.INBOX_STATUS_CHANGED)
+    assert changed.data.recipient_agency_id == PROVIDER  # type: ignore[attr-defined]

@@ -31,10 +31,17 @@ GUIDE = REPO / "docs" / "integrators.md"
 EXAMPLE_TYPES = {
     "agency-provider.json": ev.AGENCY_REGISTERED,
     "agency-referrer.json": ev.AGENCY_REGISTERED,
+    "assistance-end.json": ev.ASSISTANCE_END_SUBMITTED,
     "case-closure.json": ev.CASE_CLOSURE_SUBMITTED,
+    "case-closure-continue.json": ev.CASE_CLOSURE_SUBMITTED,
     "case-update.json": ev.CASE_UPDATE_SUBMITTED,
     "consent-withdrawal.json": ev.CONSENT_WITHDRAWN,
     "erasure-request.json": ev.ERASURE_REQUESTED,
+    "handover-answer-accept.json": ev.HANDOVER_ANSWER_SUBMITTED,
+    "handover-answer-reject.json": ev.HANDOVER_ANSWER_SUBMITTED,
+    "handover-proposal.json": ev.HANDOVER_PROPOSAL_SUBMITTED,
+    "handover-proposal-consent.json": ev.HANDOVER_PROPOSAL_SUBMITTED,
+    "handover-request.json": ev.HANDOVER_REQUEST_SUBMITTED,
     "listing.json": ev.SERVICE_LISTED,
     "response-accept.json": ev.RESPONSE_SUBMITTED,
     "response-reject.json": ev.RESPONSE_SUBMITTED,
@@ -225,6 +232,24 @@ VARIANTS: list[tuple[str, str, Callable[[Any], Any], bool]] = [
         False,
     ),
     ("agency-provider.json", "public key too short", _set("public_key", "abc="), False),
+    ("assistance-end.json", "unknown end of assistance", _set("reason", "finished"), False),
+    ("case-closure-continue.json", "open referrals kept", _set("open_referrals", "keep"), False),
+    ("case-closure.json", "open referrals cancelled", _set("open_referrals", "cancel"), True),
+    ("handover-proposal.json", "unknown handover reason", _set("reason", "budget"), False),
+    (
+        "handover-proposal-consent.json",
+        "carried consent refused with scope",
+        _set("consent.given", False),
+        False,
+    ),
+    ("handover-request.json", "request without reference", _set("agency_case_ref", _DROP), False),
+    ("handover-answer-reject.json", "handover reject without reason", _set("reason", _DROP), False),
+    (
+        "handover-answer-accept.json",
+        "approval without reference",
+        _set("agency_case_ref", _DROP),
+        True,
+    ),
 ]
 
 
