@@ -6,7 +6,7 @@ from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.keys import decode_key
 from shared.service import ServiceRuntime
-from shared.unit import raw_handler, typed_handler
+from shared.unit import TypedHandler, raw_handler, typed_handler
 
 from .handlers import SOURCE, IntakeHandlers, IntakeKeys
 from .settings import IntakeSettings
@@ -22,15 +22,20 @@ handlers = IntakeHandlers(
     )
 )
 # Typed dispatch for the service topics: CloudEvents type → handler(payload, unit).
+table: dict[str, TypedHandler[IntakeStore]] = {
+    ev.AGENCY_REGISTERED: handlers.on_agency,
+    ev.REFERRAL_REQUESTED: handlers.on_referral_requested,
+    # Referral runs a handover's lifecycle; intake records its steps and moves the case.
+    ev.HANDOVER_PROPOSED: handlers.on_handover_proposed,
+    ev.HANDOVER_ACCEPTED: handlers.on_handover_accepted,
+    ev.HANDOVER_ENDED: handlers.on_handover_ended,
+}
 typed = typed_handler(
-    {
-        ev.AGENCY_REGISTERED: handlers.on_agency,
-        ev.REFERRAL_REQUESTED: handlers.on_referral_requested,
-    },
+    table,
     IntakeStore,
     SOURCE,
     # The rest of the lifecycle concerns the agencies, not the registry of personal data.
-    ignored=set(topics.spec(topics.REFERRAL_EVENTS).payloads) - {ev.REFERRAL_REQUESTED},
+    ignored=set(topics.spec(topics.REFERRAL_EVENTS).payloads) - set(table),
     on_tombstone=handlers.on_agency_removed,  # a deregistered agency
     # What a batch's referrals and submissions will read is loaded at once (store.py).
     preload={ev.REFERRAL_REQUESTED: IntakeStore.preload_disclosures},

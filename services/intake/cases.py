@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared.contracts import events as ev
@@ -19,6 +20,10 @@ class CaseRow:
     needs: list[ev.Need]
     consent: ev.Consent
     consent_version: int
+    # The owner's own assistance ended (the case stays open under it); None while it runs,
+    # and again once the case changes hands.
+    assistance_ended_at: datetime | None = None
+    assistance_end_reason: str | None = None
 
     def pseudonymous(self, duplicates: list[str]) -> ev.CaseRegistered:
         return ev.CaseRegistered(
@@ -42,6 +47,8 @@ def case_row(record: Any) -> CaseRow:
         needs=[ev.Need.model_validate(n) for n in json.loads(record["needs"])],
         consent=ev.Consent.model_validate_json(record["consent"]),
         consent_version=record["consent_version"],
+        assistance_ended_at=record["assistance_ended_at"],
+        assistance_end_reason=record["assistance_end_reason"],
     )
 
 

@@ -74,7 +74,15 @@ def case_history(case_id: str) -> None:
         _table("consent versions", ["version", "kind", "recorded", "purposes"], consents)
         _table(
             "disclosure log",
-            ["at", "referral", "recipient", "outcome", "reason", "consent version"],
+            [
+                "at",
+                "kind",
+                "referral / handover",
+                "recipient",
+                "outcome",
+                "reason",
+                "consent version",
+            ],
             disclosures,
         )
 

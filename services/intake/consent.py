@@ -19,16 +19,13 @@ def after_withdrawal(consent: ev.Consent, withdrawal: ev.ConsentWithdrawal) -> e
     return consent.model_copy(update={"scope": scope, "recorded_at": withdrawal.withdrawn_at})
 
 
-def disclosure_refusal(
-    consent: ev.Consent,
-    *,
-    recipient_id: str,
-    recipient_type: ev.AgencyType,
-    category: str,
-    today: date,
+def agency_refusal(
+    consent: ev.Consent, *, recipient_id: str, recipient_type: ev.AgencyType, today: date
 ) -> Refusal | None:
-    """None when the consent covers disclosing contact details to this recipient for this
-    service category; otherwise the first reason it does not (checked in this order)."""
+    """None when the consent covers giving the returnee's data to this agency at all (given,
+    for referral, not expired, the agency and its type within the scope); otherwise the first
+    reason it does not (checked in this order). A handover asks this: the new owner keeps the
+    whole case, whatever the need."""
     scope = consent.scope
     if not consent.given or scope is None:
         return Refusal.NO_CONSENT
@@ -40,6 +37,25 @@ def disclosure_refusal(
         return Refusal.AGENCY_NOT_COVERED
     if scope.agency_types is not None and recipient_type not in scope.agency_types:
         return Refusal.AGENCY_TYPE_NOT_COVERED
-    if scope.categories is not None and category not in scope.categories:
+    return None
+
+
+def disclosure_refusal(
+    consent: ev.Consent,
+    *,
+    recipient_id: str,
+    recipient_type: ev.AgencyType,
+    category: str,
+    today: date,
+) -> Refusal | None:
+    """None when the consent covers disclosing contact details to this recipient for this
+    service category; otherwise the first reason it does not (checked in this order)."""
+    refused = agency_refusal(
+        consent, recipient_id=recipient_id, recipient_type=recipient_type, today=today
+    )
+    if refused is not None:
+        return refused
+    categories = consent.scope.categories if consent.scope is not None else None
+    if categories is not None and category not in categories:
         return Refusal.CATEGORY_NOT_COVERED
     return None

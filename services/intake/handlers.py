@@ -1,7 +1,8 @@
 """Intake's Kafka handlers; each runs inside the consumer's transaction (shared.kafka.consumer).
 
 Only pseudonymous data leaves in clear: case events carry the profile, needs and consent; the
-personal data is stored encrypted and leaves only sealed for one recipient (disclosures.py).
+personal data is stored encrypted and leaves only sealed for one recipient: a referral's
+(disclosures.py) or a handed-over case's new owner (handovers.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import disclosures, identity
+from . import disclosures, handovers, identity
 from .cases import CaseRow
 from .consent import after_withdrawal
 from .store import DisclosureEntry, IntakeStore
@@ -65,10 +66,26 @@ class IntakeHandlers:
         if isinstance(result, Refusal):
             await _reject(event, unit, result)
             return
-        if isinstance(result, ev.CaseSubmission):
-            await self._submit_case(event, unit, result)
-            return
         row = await unit.stores.find_case(result.agency_id, result.agency_case_ref)
+        if row is None:
+            former = await unit.stores.former_owner(result.agency_id, result.agency_case_ref)
+            if former is not None:
+                # Whatever it is (even a whole case again): the reference is the new owner's
+                # case now, and only the new owner writes it.
+                await _reject(
+                    event,
+                    unit,
+                    refusal(
+                        event,
+                        f"the case was handed over to {former.to_agency_id}; "
+                        "its new owner writes it",
+                        "agency_case_ref",
+                    ),
+                )
+                return
+        if isinstance(result, ev.CaseSubmission):
+            await self._submit_case(event, unit, result, row)
+            return
         if row is None or row.status == "erased":
             await _reject(
                 event,
@@ -89,7 +106,9 @@ class IntakeHandlers:
                 ),
             )
             return
-        if isinstance(result, ev.CaseUpdate):
+        if isinstance(result, ev.AssistanceEnd):
+            await self._end_assistance(event, unit, row, result)
+        elif isinstance(result, ev.CaseUpdate):
             await self._update_case(event, unit, row, result)
         elif isinstance(result, ev.ConsentWithdrawal):
             await self._withdraw_consent(event, unit, row, result)
@@ -99,9 +118,12 @@ class IntakeHandlers:
             await self._close(event, unit, row, result)
 
     async def _submit_case(
-        self, event: InboundEvent, unit: IntakeUnit, submission: ev.CaseSubmission
+        self,
+        event: InboundEvent,
+        unit: IntakeUnit,
+        submission: ev.CaseSubmission,
+        row: CaseRow | None,
     ) -> None:
-        row = await unit.stores.find_case(submission.agency_id, submission.agency_case_ref)
         if row is not None and row.status != "open":
             await _reject(
                 event,
@@ -245,6 +267,45 @@ class IntakeHandlers:
         )
         log.info("case_erased", case_id=row.case_id)
 
+    async def _end_assistance(
+        self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, end: ev.AssistanceEnd
+    ) -> None:
+        """The owner's own assistance ends; the case stays open under it (referral tells the
+        providers with open referrals, and may propose next owners)."""
+        if row.status == "closed":
+            reason = "the case is closed; its assistance ended with it"
+        elif row.assistance_ended_at is not None:
+            reason = "the owner's assistance has already ended"
+        else:
+            reason = None
+        if reason is not None:
+            await _reject(event, unit, refusal(event, reason, "agency_case_ref"))
+            return
+        row = await unit.stores.end_assistance(row, end.ended_at, end.reason.value)
+        await unit.stores.add_history(
+            row.case_id,
+            "assistance_ended",
+            event.event_id,
+            row.agency_id,
+            {"reason": end.reason.value},
+        )
+        await unit.stores.record_submission(
+            event.event_id, row.agency_id, row.case_id, "assistance_ended"
+        )
+        ended = ev.AssistanceEnded(
+            case_id=row.case_id,
+            owner_agency_id=row.agency_id,
+            reason=end.reason,
+            ended_at=end.ended_at,
+        )
+        # The v1 outcome enum cannot grow: an end of assistance is an update of the case.
+        self._emit(
+            unit,
+            row.case_id,
+            [(ev.ASSISTANCE_ENDED, ended), _accepted(event, row, ev.SubmissionOutcome.UPDATED)],
+        )
+        log.info("assistance_ended", case_id=row.case_id, reason=end.reason.value)
+
     async def _close(
         self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, closure: ev.CaseClosure
     ) -> None:
@@ -254,18 +315,27 @@ class IntakeHandlers:
             "closed",
             event.event_id,
             row.agency_id,
-            {"reason": closure.reason.value},
+            {"reason": closure.reason.value, "open_referrals": closure.open_referrals.value},
         )
         await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, "closed")
+        # What becomes of the open referrals is referral's to carry out: it reads the choice here.
         closed = ev.CaseClosed(
-            case_id=row.case_id, reason=closure.reason, closed_at=closure.closed_at
+            case_id=row.case_id,
+            reason=closure.reason,
+            closed_at=closure.closed_at,
+            open_referrals=closure.open_referrals,
         )
         self._emit(
             unit,
             row.case_id,
             [(ev.CASE_CLOSED, closed), _accepted(event, row, ev.SubmissionOutcome.CLOSED)],
         )
-        log.info("case_closed", case_id=row.case_id, reason=closure.reason.value)
+        log.info(
+            "case_closed",
+            case_id=row.case_id,
+            reason=closure.reason.value,
+            open_referrals=closure.open_referrals.value,
+        )
 
     # ----- referral.events.v1: disclosures -----
 
@@ -350,6 +420,184 @@ class IntakeHandlers:
             source_event_id,
             referral.recipient_agency_id,
             details,
+        )
+
+    # ----- referral.events.v1: handovers -----
+
+    async def on_handover_proposed(self, proposed: ev.HandoverProposed, unit: IntakeUnit) -> None:
+        """Referral runs the handover; intake's case history records each step of it."""
+        case = await unit.stores.load_case(proposed.case_id)
+        if case is None:
+            return  # referral knew a case intake never had: nothing to record it on
+        await unit.stores.add_history(
+            case.case_id,
+            "handover_proposed",
+            unit.cause.causation_id or "",
+            proposed.receiving_agency_id,
+            {
+                "handover_id": proposed.handover_id,
+                "direction": proposed.direction.value,
+                "to": proposed.receiving_agency_id,
+            },
+        )
+
+    async def on_handover_ended(self, ended: ev.HandoverEnded, unit: IntakeUnit) -> None:
+        """A handover that did not move the case: rejected or expired (the owner keeps it)."""
+        if ended.state not in (ev.HandoverState.REJECTED, ev.HandoverState.EXPIRED):
+            return  # the contract's other states are never an end without a move
+        case = await unit.stores.load_case(ended.case_id)
+        if case is None:
+            return
+        details: dict[str, object] = {"handover_id": ended.handover_id}
+        if ended.reason is not None:
+            details["reason"] = ended.reason.value  # a code: why the answering agency declined
+        await unit.stores.add_history(
+            case.case_id,
+            f"handover_{ended.state.value}",
+            unit.cause.causation_id or "",
+            ended.receiving_agency_id,
+            details,
+        )
+
+    async def on_handover_accepted(self, accepted: ev.HandoverAccepted, unit: IntakeUnit) -> None:
+        """The case moves to its new owner with its whole personal data sealed for it, or the
+        handover fails with the reason and nothing moves (handovers.py decides). Decided once
+        per handover: the disclosure log keeps the decision, as it does a referral's."""
+        if await unit.stores.handover_decided(accepted.handover_id):
+            return  # decided before: another delivery of the same acceptance
+        case = await unit.stores.lock_case(accepted.case_id)
+        receiver = await unit.stores.recipient(accepted.receiving_agency_id)
+        holder = None
+        if case is not None:
+            holder = await unit.stores.reference_holder(
+                accepted.receiving_agency_id, accepted.receiving_case_ref
+            )
+        reason = handovers.refusal(accepted, case, receiver, holder, datetime.now(UTC).date())
+        if reason is not None:
+            await self._handover_failed(unit, accepted, case, reason)
+            return
+        # refusal() said why otherwise: a known open case, a known receiver with a key
+        assert case is not None and receiver is not None and receiver.public_key
+        consent = handovers.consent_for(case.consent, accepted.consent)
+        await self._hand_over(unit, accepted, case, consent, receiver.public_key)
+
+    async def _hand_over(
+        self,
+        unit: IntakeUnit,
+        accepted: ev.HandoverAccepted,
+        case: CaseRow,
+        consent: ev.Consent,
+        public_key: str,
+    ) -> None:
+        source_event_id = unit.cause.causation_id or ""
+        out: list[tuple[str, ev.Contract]] = []
+        if consent != case.consent:  # the newer record the handover carried
+            case = await unit.stores.update_case(case, consent=consent)
+            await unit.stores.add_consent_record(case, "changed", source_event_id)
+            out.append(
+                (ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=case.case_id, consent=consent))
+            )
+        personal = await unit.stores.read_personal(case.case_id, self._keys.master_key)
+        moved = await unit.stores.hand_over(
+            case, accepted.receiving_agency_id, accepted.receiving_case_ref, accepted.handover_id
+        )
+        sealed = handovers.sealed(accepted, moved, public_key, personal, str(uuid.uuid4()))
+        await unit.stores.log_disclosure(
+            DisclosureEntry(
+                disclosure_id=sealed.disclosure_id,
+                referral_id=None,
+                case_id=moved.case_id,
+                recipient_agency_id=accepted.receiving_agency_id,
+                outcome="disclosed",
+                reason=None,
+                consent_version=moved.consent_version,
+                recipient_key_sha256=sealed.recipient_key_sha256,
+                source_event_id=source_event_id,
+                kind="handover",
+                handover_id=accepted.handover_id,
+            )
+        )
+        await unit.stores.add_history(
+            moved.case_id,
+            "handed_over",
+            source_event_id,
+            accepted.receiving_agency_id,
+            {
+                "from": case.agency_id,
+                "to": moved.agency_id,
+                "handover_id": accepted.handover_id,
+                "consent_version": moved.consent_version,
+            },
+        )
+        handed_over = ev.CaseHandedOver(
+            handover_id=accepted.handover_id,
+            case_id=moved.case_id,
+            from_agency_id=case.agency_id,
+            to_agency_id=moved.agency_id,
+            to_agency_case_ref=moved.agency_case_ref,
+            handed_over_at=datetime.now(UTC),
+        )
+        self._emit(unit, moved.case_id, [*out, (ev.CASE_HANDED_OVER, handed_over)])
+        unit.emit(
+            ev.CASE_DATA_SEALED,
+            sealed,
+            topic=topics.INTAKE_DISCLOSURES,
+            subject=accepted.handover_id,
+        )
+        log.info(
+            "case_handed_over",
+            case_id=moved.case_id,
+            handover_id=accepted.handover_id,
+            from_agency=case.agency_id,
+            to_agency=moved.agency_id,
+        )
+
+    async def _handover_failed(
+        self,
+        unit: IntakeUnit,
+        accepted: ev.HandoverAccepted,
+        case: CaseRow | None,
+        reason: ev.HandoverFailureReason,
+    ) -> None:
+        """Nothing moves; the owner keeps the case. The decision is logged (the case's personal
+        data was not sent to the receiver, and why), except for a case intake never had."""
+        source_event_id = unit.cause.causation_id or ""
+        if case is not None:
+            await unit.stores.log_disclosure(
+                DisclosureEntry(
+                    disclosure_id=str(uuid.uuid4()),
+                    referral_id=None,
+                    case_id=case.case_id,
+                    recipient_agency_id=accepted.receiving_agency_id,
+                    outcome="refused",
+                    reason=reason.value,
+                    consent_version=case.consent_version,
+                    recipient_key_sha256=None,
+                    source_event_id=source_event_id,
+                    kind="handover",
+                    handover_id=accepted.handover_id,
+                )
+            )
+            await unit.stores.add_history(
+                case.case_id,
+                "handover_failed",
+                source_event_id,
+                accepted.receiving_agency_id,
+                {"handover_id": accepted.handover_id, "reason": reason.value},
+            )
+        failed = ev.HandoverFailed(
+            handover_id=accepted.handover_id,
+            case_id=accepted.case_id,
+            from_agency_id=accepted.owner_agency_id,
+            to_agency_id=accepted.receiving_agency_id,
+            reason=reason,
+        )
+        self._emit(unit, accepted.case_id, [(ev.HANDOVER_FAILED, failed)])
+        log.info(
+            "handover_failed",
+            case_id=accepted.case_id,
+            handover_id=accepted.handover_id,
+            reason=reason.value,
         )
 
     # ----- directory.agencies.v1 -----

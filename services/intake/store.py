@@ -8,9 +8,9 @@ write here keeps it true (the store is the only writer of these tables). The wri
 deferred to the batch's end, one statement per table for the whole batch: the cases created or
 changed (their final state), their new data keys, their identity hashes and duplicate links,
 and the logs (case history, consent records, submission records, the disclosure log). A
-lookup the cache cannot answer, and an erasure, first write what is pending
-(``batch_scope.settle``), so no statement misses an earlier event's write. Outside a batch (a
-command) every call is its own statement.
+lookup the cache cannot answer, an erasure and a handover (rare: written at once) first write
+what is pending (``batch_scope.settle``), so no statement misses an earlier event's write.
+Outside a batch (a command) every call is its own statement.
 
 Personal data is only ever written encrypted (crypto.py); the case rows are pseudonymous.
 """
@@ -22,6 +22,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared.contracts import events as ev
@@ -35,13 +36,15 @@ from .disclosures import Recipient
 MAX_SIGNALLED_DUPLICATES = 10
 
 _COLUMNS = """c.case_id, c.agency_id, c.agency_case_ref, c.status, c.profile, c.needs,
-              c.consent, c.consent_version"""
+              c.consent, c.consent_version, c.assistance_ended_at, c.assistance_end_reason"""
 # The batch cache's entries (shared.db.batch_scope.cache).
 _BY_REF = "intake.case_by_ref"  # (agency_id, agency_case_ref) → case_id | None
 _CASES = "intake.cases"  # case_id → CaseRow | None
 _SECRETS = "intake.secrets"  # case_id → Secret
 _AGENCIES = "intake.agencies"  # agency_id → Recipient | None
 _DECIDED = "intake.disclosures_decided"  # referral_id → bool
+_HANDOVERS_DECIDED = "intake.handovers_decided"  # handover_id → bool
+_FORMER = "intake.former_owners"  # (agency_id, agency_case_ref) → FormerOwner | None
 _CLOSED_REASONS = "intake.closed_reasons"  # case_id → the reason of a closure in this batch
 _HOLDERS = "intake.identity_holders"  # (key_id, hash) → {case_id: agency_id}, not erased
 _HASHES = "intake.identity_hashes"  # case_id → (key_id, hashes): its set, replaced this batch
@@ -59,8 +62,11 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class DisclosureEntry:
+    """One decision of the disclosure log: a referral's contact details (``referral_id``), or a
+    handed-over case's whole personal data (kind ``handover``, ``handover_id``)."""
+
     disclosure_id: str
-    referral_id: str
+    referral_id: str | None
     case_id: str
     recipient_agency_id: str
     outcome: str  # disclosed | refused
@@ -68,6 +74,16 @@ class DisclosureEntry:
     consent_version: int | None
     recipient_key_sha256: str | None
     source_event_id: str
+    kind: str = "referral"  # referral | handover
+    handover_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FormerOwner:
+    """An (agency, reference) pair that named a case before the agency handed it over."""
+
+    case_id: str
+    to_agency_id: str  # whom that owner handed it to
 
 
 def _identity(case: str, agency: str, key: str, hashes: str) -> str:
@@ -150,19 +166,37 @@ class IntakeStore:
         if not wanted or by_ref is None:
             return
         agencies, refs = zip(*sorted(wanted), strict=True)
+        # The pairs that name no case may name one a former owner handed over (its writes are
+        # refused with whom it went to): read in the same statement, as one JSON list carried
+        # by every row (and by a row of nulls when no pair names a case).
         records = await self.conn.fetch(
-            f"""SELECT {_COLUMNS}, k.wrapped_key, c.personal_sealed
-                  FROM unnest($1::text[], $2::text[]) AS r (agency_id, agency_case_ref)
-                  JOIN cases c ON c.agency_id = r.agency_id
-                              AND c.agency_case_ref = r.agency_case_ref
-                  LEFT JOIN case_keys k ON k.case_id = c.case_id
-                   FOR UPDATE OF c""",
+            f"""WITH r AS (SELECT * FROM unnest($1::text[], $2::text[])
+                              AS r (agency_id, agency_case_ref)),
+                     locked AS (
+                       SELECT {_COLUMNS}, k.wrapped_key, c.personal_sealed
+                         FROM r JOIN cases c ON c.agency_id = r.agency_id
+                                            AND c.agency_case_ref = r.agency_case_ref
+                         LEFT JOIN case_keys k ON k.case_id = c.case_id
+                          FOR UPDATE OF c),
+                     former AS (
+                       SELECT coalesce(json_agg(json_build_array(
+                                f.agency_id, f.agency_case_ref, f.case_id, f.to_agency_id)),
+                                '[]') AS former_owners
+                         FROM r JOIN former_owners f ON f.agency_id = r.agency_id
+                                                    AND f.agency_case_ref = r.agency_case_ref)
+                SELECT locked.*, former.former_owners FROM former LEFT JOIN locked ON true""",
             list(agencies),
             list(refs),
         )
         by_ref.update(dict.fromkeys(wanted))
+        former = self._cache(_FORMER)
+        if former is not None:
+            former.update(dict.fromkeys(wanted))
+            for agency, ref, case_id, to_agency in json.loads(records[0]["former_owners"]):
+                former[(agency, ref)] = FormerOwner(str(case_id), to_agency)
         for record in records:
-            self._remember(case_row(record), _secret(record))
+            if record["case_id"] is not None:
+                self._remember(case_row(record), _secret(record))
 
     async def preload_disclosures(self, referrals: Sequence[ev.ReferralRequested]) -> None:
         """For a batch of referrals: whether each was decided before, its case (with key and
@@ -368,6 +402,116 @@ class IntakeStore:
             for held in holders.values():
                 held.pop(case_id, None)
 
+    async def end_assistance(self, row: CaseRow, ended_at: datetime, reason: str) -> CaseRow:
+        """The owner's own assistance ended; the case stays open under it."""
+        if self._in_batch():
+            return self._changed(
+                dataclasses.replace(row, assistance_ended_at=ended_at, assistance_end_reason=reason)
+            )
+        record = await self.conn.fetchrow(
+            f"""UPDATE cases c SET assistance_ended_at = $2, assistance_end_reason = $3,
+                       updated_at = now()
+                 WHERE c.case_id = $1 RETURNING {_COLUMNS}""",
+            uuid.UUID(row.case_id),
+            ended_at,
+            reason,
+        )
+        return case_row(record)
+
+    # ----- handovers -----
+
+    async def lock_case(self, case_id: str) -> CaseRow | None:
+        """The case as the database holds it, locked for this transaction (a handover decides
+        on it, and the owner's submissions may be applied elsewhere at the same time): what
+        the batch deferred is written first, and the cache takes the row read."""
+        cid = _uuid(case_id)
+        if cid is None:
+            return None
+        await batch_scope.settle(self.conn)
+        record = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM cases c WHERE c.case_id = $1 FOR UPDATE", cid
+        )
+        return self._remember(case_row(record)) if record else None
+
+    async def former_owner(self, agency_id: str, agency_case_ref: str) -> FormerOwner | None:
+        """The case this pair named before its agency handed it over, if it did."""
+        former = self._cache(_FORMER)
+        if former is not None and (agency_id, agency_case_ref) in former:
+            cached: FormerOwner | None = former[(agency_id, agency_case_ref)]
+            return cached
+        record = await self.conn.fetchrow(
+            """SELECT case_id, to_agency_id FROM former_owners
+                WHERE agency_id = $1 AND agency_case_ref = $2""",
+            agency_id,
+            agency_case_ref,
+        )
+        found = FormerOwner(str(record["case_id"]), record["to_agency_id"]) if record else None
+        if former is not None:
+            former[(agency_id, agency_case_ref)] = found
+        return found
+
+    async def reference_holder(self, agency_id: str, agency_case_ref: str) -> str | None:
+        """The case this agency's reference names, as its owner's or a former owner's (an
+        erased or closed case keeps its reference: references are never reused)."""
+        row = await self.find_case(agency_id, agency_case_ref)
+        if row is not None:
+            return row.case_id
+        former = await self.former_owner(agency_id, agency_case_ref)
+        return former.case_id if former is not None else None
+
+    async def hand_over(
+        self, row: CaseRow, agency_id: str, agency_case_ref: str, handover_id: str
+    ) -> CaseRow:
+        """Move the case to its new owner under the new owner's reference, its assistance
+        running again; the old pair is kept as a former owner's (the pair of a case coming back
+        to a former owner names it again). At once, even in a batch (rare; it changes the keys
+        the batch cache finds cases by): what the batch deferred is written first."""
+        await batch_scope.settle(self.conn)
+        record = await self.conn.fetchrow(
+            f"""WITH back AS (
+                  DELETE FROM former_owners WHERE agency_id = $2 AND agency_case_ref = $3),
+                former AS (
+                  INSERT INTO former_owners (agency_id, agency_case_ref, case_id, to_agency_id,
+                                             handover_id)
+                  VALUES ($4, $5, $1, $2, $6)
+                  ON CONFLICT (agency_id, agency_case_ref) DO UPDATE SET
+                    case_id = EXCLUDED.case_id, to_agency_id = EXCLUDED.to_agency_id,
+                    handover_id = EXCLUDED.handover_id, handed_over_at = now())
+                UPDATE cases c SET agency_id = $2, agency_case_ref = $3,
+                       assistance_ended_at = NULL, assistance_end_reason = NULL,
+                       updated_at = now()
+                 WHERE c.case_id = $1 RETURNING {_COLUMNS}""",
+            uuid.UUID(row.case_id),
+            agency_id,
+            agency_case_ref,
+            row.agency_id,
+            row.agency_case_ref,
+            handover_id,
+        )
+        moved = case_row(record)
+        by_ref, former = self._cache(_BY_REF), self._cache(_FORMER)
+        if by_ref is not None and former is not None:
+            by_ref[(row.agency_id, row.agency_case_ref)] = None
+            former[(row.agency_id, row.agency_case_ref)] = FormerOwner(row.case_id, agency_id)
+            former[(agency_id, agency_case_ref)] = None
+        holders = self._cache(_HOLDERS)
+        for held in (holders or {}).values():  # the duplicate check compares owners
+            if row.case_id in held:
+                held[row.case_id] = agency_id
+        return self._remember(moved)
+
+    async def handover_decided(self, handover_id: str) -> bool:
+        """Whether the move of this handover was decided (and logged) before."""
+        decided = self._cache(_HANDOVERS_DECIDED)
+        if decided is not None and handover_id in decided:
+            return bool(decided[handover_id])
+        found = await self.conn.fetchval(
+            "SELECT 1 FROM disclosure_log WHERE handover_id = $1", handover_id
+        )
+        if decided is not None:
+            decided[handover_id] = bool(found)
+        return bool(found)
+
     async def _secret_of(self, case_id: str) -> Secret:
         secrets = self._cache(_SECRETS)
         if secrets is not None and case_id in secrets:
@@ -535,10 +679,13 @@ class IntakeStore:
         return Recipient(ev.AgencyType(record["type"]), record["public_key"]) if record else None
 
     async def log_disclosure(self, entry: DisclosureEntry) -> None:
-        """The disclosure log's entry (read only by the redelivery check and by commands)."""
-        decided = self._cache(_DECIDED)
+        """The disclosure log's entry (read only by the redelivery checks and by commands)."""
+        if entry.kind == "handover":
+            decided, decision = self._cache(_HANDOVERS_DECIDED), entry.handover_id
+        else:
+            decided, decision = self._cache(_DECIDED), entry.referral_id
         if decided is not None:
-            decided[entry.referral_id] = True
+            decided[decision] = True
         await batch_scope.write(self.conn, "disclosure_log", [entry], _write_disclosures)
 
     # ----- the agency registry -----
@@ -578,8 +725,8 @@ class IntakeStore:
             cid,
         )
         disclosures = await self.conn.fetch(
-            "SELECT at, referral_id, recipient_agency_id, outcome, reason, consent_version "
-            "FROM disclosure_log WHERE case_id = $1 ORDER BY at",
+            "SELECT at, kind, coalesce(referral_id, handover_id) AS of, recipient_agency_id, "
+            "outcome, reason, consent_version FROM disclosure_log WHERE case_id = $1 ORDER BY at",
             cid,
         )
         return list(history), list(consents), list(disclosures)
@@ -665,9 +812,11 @@ async def _write_submissions(conn: DbConnection, rows: Sequence[tuple[Any, ...]]
 async def _write_disclosures(conn: DbConnection, entries: Sequence[DisclosureEntry]) -> None:
     await conn.execute(
         """INSERT INTO disclosure_log (referral_id, disclosure_id, case_id, recipient_agency_id,
-               outcome, reason, consent_version, recipient_key_sha256, source_event_id)
+               outcome, reason, consent_version, recipient_key_sha256, source_event_id, kind,
+               handover_id)
            SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[],
-                                $6::text[], $7::int[], $8::text[], $9::text[])""",
+                                $6::text[], $7::int[], $8::text[], $9::text[], $10::text[],
+                                $11::text[])""",
         [e.referral_id for e in entries],
         [e.disclosure_id for e in entries],
         [uuid.UUID(e.case_id) for e in entries],
@@ -677,6 +826,8 @@ async def _write_disclosures(conn: DbConnection, entries: Sequence[DisclosureEnt
         [e.consent_version for e in entries],
         [e.recipient_key_sha256 for e in entries],
         [e.source_event_id for e in entries],
+        [e.kind for e in entries],
+        [e.handover_id for e in entries],
     )
 
 
@@ -695,18 +846,23 @@ async def _write_cases(conn: DbConnection, case_ids: Sequence[str]) -> None:
     sealed = [secrets.get(r.case_id) for r in rows]
     await conn.execute(
         """INSERT INTO cases (case_id, agency_id, agency_case_ref, status, closed_reason,
-                              profile, needs, consent, consent_version, personal_sealed)
-           SELECT c, a, r, s, cr, p::jsonb, n::jsonb, co::jsonb, v, ps
+                              profile, needs, consent, consent_version, personal_sealed,
+                              assistance_ended_at, assistance_end_reason)
+           SELECT c, a, r, s, cr, p::jsonb, n::jsonb, co::jsonb, v, ps, ae, ar
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::text[], $9::int[], $10::bytea[])
-                  AS x (c, a, r, s, cr, p, n, co, v, ps)
+                         $6::text[], $7::text[], $8::text[], $9::int[], $10::bytea[],
+                         $11::timestamptz[], $12::text[])
+                  AS x (c, a, r, s, cr, p, n, co, v, ps, ae, ar)
            ON CONFLICT (case_id) DO UPDATE SET
+             agency_id = EXCLUDED.agency_id, agency_case_ref = EXCLUDED.agency_case_ref,
              status = EXCLUDED.status,
              closed_reason = CASE WHEN EXCLUDED.status = 'closed'
                                   THEN coalesce(EXCLUDED.closed_reason, cases.closed_reason) END,
              profile = EXCLUDED.profile, needs = EXCLUDED.needs, consent = EXCLUDED.consent,
              consent_version = EXCLUDED.consent_version,
              personal_sealed = coalesce(EXCLUDED.personal_sealed, cases.personal_sealed),
+             assistance_ended_at = EXCLUDED.assistance_ended_at,
+             assistance_end_reason = EXCLUDED.assistance_end_reason,
              updated_at = now()""",
         [uuid.UUID(r.case_id) for r in rows],
         [r.agency_id for r in rows],
@@ -718,6 +874,8 @@ async def _write_cases(conn: DbConnection, case_ids: Sequence[str]) -> None:
         [r.consent.model_dump_json() for r in rows],
         [r.consent_version for r in rows],
         [s.personal_sealed if s is not None else None for s in sealed],
+        [r.assistance_ended_at for r in rows],
+        [r.assistance_end_reason for r in rows],
     )
 
 

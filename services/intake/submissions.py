@@ -12,7 +12,12 @@ from shared.kafka.agency_input import Refusal, read_agency_message
 from shared.kafka.inbound import InboundEvent
 
 Submission = (
-    ev.CaseSubmission | ev.CaseUpdate | ev.ConsentWithdrawal | ev.ErasureRequest | ev.CaseClosure
+    ev.CaseSubmission
+    | ev.CaseUpdate
+    | ev.ConsentWithdrawal
+    | ev.ErasureRequest
+    | ev.CaseClosure
+    | ev.AssistanceEnd
 )
 SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.CASE_SUBMITTED: ev.CaseSubmission,
@@ -20,6 +25,7 @@ SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.CONSENT_WITHDRAWN: ev.ConsentWithdrawal,
     ev.ERASURE_REQUESTED: ev.ErasureRequest,
     ev.CASE_CLOSURE_SUBMITTED: ev.CaseClosure,
+    ev.ASSISTANCE_END_SUBMITTED: ev.AssistanceEnd,
 }
 MAX_SUBMISSION_BYTES = topics.AGENCY_SUBMISSIONS.template.max_message_bytes
 

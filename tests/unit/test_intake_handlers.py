@@ -1,5 +1,6 @@
 """Intake's handlers on an in-memory store: submissions, consent, erasure, closure, rejections
-and disclosures in milliseconds. The same rules run on the real broker and database in
+and disclosures in milliseconds (ends of assistance and handovers, on the same fake:
+tests/unit/test_intake_continuity.py). The same rules run on the real broker and database in
 tests/integration/test_intake_batches.py and the e2e tests; here the store is a fake that keeps
 what it is given (personal data in clear, it is the store that encrypts), while the decisions,
 the identity hashes, the consent rules and the sealing of disclosures are the service's own."""
@@ -22,7 +23,7 @@ from services.intake import crypto
 from services.intake.cases import CaseRow
 from services.intake.disclosures import Recipient
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
-from services.intake.store import MAX_SIGNALLED_DUPLICATES, DisclosureEntry
+from services.intake.store import MAX_SIGNALLED_DUPLICATES, DisclosureEntry, FormerOwner
 from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
@@ -53,8 +54,10 @@ class FakeIntakeStore:
         self.consent_records: list[tuple[str, int, str, ev.Consent, str]] = []
         self.history: list[History] = []
         self.submissions: dict[str, tuple[str | None, str | None, str]] = {}
-        self.disclosures: dict[str, DisclosureEntry] = {}
+        self.disclosures: dict[str, DisclosureEntry] = {}  # a referral's, by referral
+        self.handover_log: dict[str, DisclosureEntry] = {}  # a handover's, by handover
         self.agencies: dict[str, Recipient] = {}
+        self.former: dict[tuple[str, str], FormerOwner] = {}
 
     @staticmethod
     def _check(master_key: bytes) -> None:
@@ -86,6 +89,9 @@ class FakeIntakeStore:
         )
 
     async def load_case(self, case_id: str) -> CaseRow | None:
+        return self.cases.get(case_id)
+
+    async def lock_case(self, case_id: str) -> CaseRow | None:
         return self.cases.get(case_id)
 
     async def create_case(
@@ -130,6 +136,44 @@ class FakeIntakeStore:
     async def set_status(self, case_id: str, status: str, reason: str | None) -> None:
         self.cases[case_id] = replace(self.cases[case_id], status=status)
         self.closed_reasons[case_id] = reason
+
+    async def end_assistance(self, row: CaseRow, ended_at: datetime, reason: str) -> CaseRow:
+        ended = replace(
+            self.cases[row.case_id], assistance_ended_at=ended_at, assistance_end_reason=reason
+        )
+        self.cases[row.case_id] = ended
+        return ended
+
+    async def former_owner(self, agency_id: str, agency_case_ref: str) -> FormerOwner | None:
+        return self.former.get((agency_id, agency_case_ref))
+
+    async def reference_holder(self, agency_id: str, agency_case_ref: str) -> str | None:
+        row = await self.find_case(agency_id, agency_case_ref)
+        if row is not None:
+            return row.case_id
+        former = self.former.get((agency_id, agency_case_ref))
+        return former.case_id if former is not None else None
+
+    async def hand_over(
+        self, row: CaseRow, agency_id: str, agency_case_ref: str, handover_id: str
+    ) -> CaseRow:
+        stored = self.cases[row.case_id]
+        moved = replace(
+            stored,
+            agency_id=agency_id,
+            agency_case_ref=agency_case_ref,
+            assistance_ended_at=None,
+            assistance_end_reason=None,
+        )
+        self.cases[row.case_id] = moved
+        self.former.pop((agency_id, agency_case_ref), None)
+        self.former[(stored.agency_id, stored.agency_case_ref)] = FormerOwner(
+            row.case_id, agency_id
+        )
+        return moved
+
+    async def handover_decided(self, handover_id: str) -> bool:
+        return handover_id in self.handover_log
 
     async def erase(self, case_id: str) -> None:
         self.cases[case_id] = replace(self.cases[case_id], status="erased")
@@ -187,6 +231,12 @@ class FakeIntakeStore:
         return self.agencies.get(agency_id)
 
     async def log_disclosure(self, entry: DisclosureEntry) -> None:
+        if entry.kind == "handover":
+            assert entry.handover_id is not None and entry.referral_id is None
+            assert entry.handover_id not in self.handover_log, "one decision per handover"
+            self.handover_log[entry.handover_id] = entry
+            return
+        assert entry.referral_id is not None and entry.handover_id is None
         assert entry.referral_id not in self.disclosures, "the log is keyed by referral"
         self.disclosures[entry.referral_id] = entry
 
@@ -592,6 +642,7 @@ async def test_a_closure_closes_the_case_with_its_reason() -> None:
     ]
     closed = _body(unit, 0)
     assert (closed["case_id"], closed["reason"]) == (row.case_id, "relocated")
+    assert closed["open_referrals"] == "cancel", "the default, as before"
     sent = ev.CaseClosure.model_validate_json(event.value or b"")
     assert datetime.fromisoformat(closed["closed_at"]) == sent.closed_at
     assert _body(unit, 1)["outcome"] == "closed"
@@ -602,7 +653,7 @@ async def test_a_closure_closes_the_case_with_its_reason() -> None:
         "closed",
         event.event_id,
         AGENCY,
-        {"reason": "relocated"},
+        {"reason": "relocated", "open_referrals": "cancel"},
     )
     assert store.submissions[event.event_id] == (AGENCY, row.case_id, "closed")
 
