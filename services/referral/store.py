@@ -166,12 +166,13 @@ class ReferralStore:
         return bool(status != "DELETE 0")
 
     async def upsert_agency(self, agency: ev.AgencyRecord) -> None:
-        """A registration (or a registration again, after a deregistration)."""
+        """A registration (or a registration again after a deregistration: a trigger of
+        migration 0008 clears the mark)."""
         self._directory_changed()
         await self.conn.execute(
             """INSERT INTO agencies (agency_id, type, record) VALUES ($1, $2, $3::jsonb)
                ON CONFLICT (agency_id) DO UPDATE SET type = EXCLUDED.type,
-                 record = EXCLUDED.record, deregistered_at = NULL, updated_at = now()""",
+                 record = EXCLUDED.record, updated_at = now()""",
             agency.agency_id,
             agency.type.value,
             agency.model_dump_json(),

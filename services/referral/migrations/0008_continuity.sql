@@ -5,6 +5,21 @@
 -- statistics name it) but no longer a receiver of handovers or a next owner.
 ALTER TABLE agencies ADD COLUMN deregistered_at timestamptz;
 
+-- A registration again (the upsert of a record, which leaves deregistered_at alone) makes the
+-- agency registered again; only the deregistration itself sets the column. Done here rather
+-- than in the upsert, so every version of the service's upsert keeps its meaning.
+CREATE FUNCTION registered_again() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.deregistered_at IS NOT DISTINCT FROM OLD.deregistered_at THEN
+        NEW.deregistered_at := NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER agencies_registered_again BEFORE UPDATE ON agencies
+    FOR EACH ROW WHEN (OLD.deregistered_at IS NOT NULL)
+    EXECUTE FUNCTION registered_again();
+
 -- An erased case is told apart from a closed one (a handover of it is refused with that reason).
 ALTER TABLE cases DROP CONSTRAINT cases_status_check;
 ALTER TABLE cases ADD CONSTRAINT cases_status_check
