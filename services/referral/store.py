@@ -524,12 +524,16 @@ class ReferralStore:
         )
 
     async def take_due_handovers(self, limit: int) -> list[str]:
-        """The handovers whose answer deadline has passed, their timers deleted (rows another
-        instance holds are skipped), oldest deadline first."""
+        """The handovers whose answer deadline has passed, their timers deleted, oldest
+        deadline first. Each handover's row is locked with its timer, skipping rows another
+        transaction holds: a handover being answered is left to its answer (which holds the
+        handover, then drops the timer), so the expiry never waits on an answer and an answer
+        only waits for an expiry that already holds both."""
         rows = await self.conn.fetch(
             """DELETE FROM handover_timers WHERE handover_id IN (
-                   SELECT handover_id FROM handover_timers WHERE due_at <= now()
-                   ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+                   SELECT t.handover_id FROM handover_timers t JOIN handovers h USING (handover_id)
+                    WHERE t.due_at <= now()
+                    ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t, h SKIP LOCKED)
                RETURNING handover_id, due_at""",
             limit,
         )
