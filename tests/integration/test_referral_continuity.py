@@ -7,15 +7,20 @@ events of one batch that read what routing made earlier in it (deferred writes s
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from typer.testing import CliRunner
 
+from services.referral import cli
+from services.referral.cli import continuity_csv
 from services.referral.decisions import RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
 from services.referral.store import ReferralStore
@@ -486,7 +491,12 @@ async def test_case_events_of_a_batch_tell_the_providers_of_the_referrals_made_e
     assert recorded == 1
 
 
-async def test_the_continuity_evidence_per_area_and_programme(referral: Referral) -> None:
+async def test_the_continuity_evidence_per_area_and_programme(
+    referral: Referral,
+    database_urls: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     area = f.unique_area()
     await _directory(referral, area)
     cases = [_case(area) for _ in range(5)]
@@ -567,3 +577,16 @@ async def test_the_continuity_evidence_per_area_and_programme(referral: Referral
     async with open_unit(referral.pool.pool.acquire(), ReferralStore, SOURCE) as unit:
         by_country = await unit.stores.continuity_report(area_digits=0)
     assert [r.values for r in by_country] == [(area[:2], OWNER, 4, 0, 1, 1, 1, 1, 2, 1)]
+
+    # the operator's command prints it and writes it beside the pathways' CSV
+    [(schema,)] = await referral.fetch("SELECT current_schema()")
+    monkeypatch.setenv("REFERRAL_DATABASE_URL", f"{database_urls['referral']}?search_path={schema}")
+    out = tmp_path / "evidence.csv"
+    command = ["evidence", "--area-digits", "0", "--csv", str(out)]
+    result = await asyncio.to_thread(CliRunner().invoke, cli.app, command)
+    assert result.exit_code == 0, result.output
+    assert "Continuity" in result.output and "Referral pathways" in result.output
+    assert next(csv.DictReader(out.open()))["referrals"] == str(len(cases))  # as before
+    [row] = list(csv.DictReader(continuity_csv(out).open()))
+    assert (row["area"], row["programme"], row["handovers_expired"]) == (area[:2], OWNER, "1")
+    assert row["needs_continued"] == "1"
