@@ -12,7 +12,7 @@ from .decisions import RoutingPolicy
 from .handlers import SOURCE, ReferralHandlers
 from .settings import ReferralSettings
 from .store import ReferralStore
-from .timers import expire_due
+from .timers import expire_due, expire_due_handovers
 
 settings = ReferralSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("referral", settings, Path(__file__).parent / "migrations")
@@ -31,10 +31,14 @@ typed = typed_handler(
         ev.CONSENT_CHANGED: handlers.on_consent_changed,
         ev.CASE_CLOSED: handlers.on_case_ended,
         ev.CASE_ERASED: handlers.on_case_ended,
+        ev.ASSISTANCE_ENDED: handlers.on_assistance_ended,
+        ev.CASE_HANDED_OVER: handlers.on_case_handed_over,
+        ev.HANDOVER_FAILED: handlers.on_handover_failed,
     },
     ReferralStore,
     SOURCE,
     ignored={ev.SUBMISSION_ACCEPTED},  # intake's answer to the agency: notification's concern
+    on_tombstone=handlers.on_agency_removed,  # directory.agencies.v1: a deregistered agency
     # What a batch's cases will read (chains, gaps, candidates) is loaded at once (store.py).
     preload={
         ev.CASE_REGISTERED: ReferralStore.preload_cases,
@@ -47,12 +51,15 @@ consumer = runtime.consume(
         topics.INTAKE_CASES: typed,
         # The agencies' own topics: raw events, bad input answered to the sender.
         topics.AGENCY_LISTINGS: raw_handler(handlers.on_listing, ReferralStore, SOURCE),
+        # Answers to referrals and case handovers (handlers.ANSWER_MODELS: type → contract).
         topics.AGENCY_RESPONSES: raw_handler(handlers.on_response, ReferralStore, SOURCE),
     }
 )
 units = runtime.units(ReferralStore, SOURCE)  # timers' units of work
 runtime.replay_at_start(consumer, [topics.DIRECTORY_AGENCIES, topics.AGENCY_LISTINGS])
 runtime.every(settings.timer_interval_s, "referral-deadlines", lambda: expire_due(units, policy))
+# Handover deadlines on the same interval (one setting for every deadline).
+runtime.every(settings.timer_interval_s, "handover-deadlines", lambda: expire_due_handovers(units))
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "
     "through its lifecycle, deadlines and re-routing."

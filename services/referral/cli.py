@@ -31,7 +31,7 @@ from shared.operator_audit import audited
 from shared.unit import open_unit
 
 from . import routing
-from .evidence import COLUMNS, EvidenceRow
+from .evidence import COLUMNS, CONTINUITY_COLUMNS, ContinuityRow, EvidenceRow
 from .handlers import SOURCE, announce
 from .settings import ReferralSettings
 from .store import ReferralStore
@@ -68,32 +68,58 @@ def evidence(
             help="Digits of the area code after the country: 0 country, 2 first level, ..."
         ),
     ] = 2,
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write a CSV here.")] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Also write the pathways as CSV here, and the continuity table beside it "
+            "(FILE's name with -continuity before its suffix).",
+        ),
+    ] = None,
 ) -> None:
     """Per area, dimension and category: referrals, acceptance and completion rates, median
-    hours to answer and to decide, unmet needs and why. Runs beside the referral service, with
-    its environment (REFERRAL_DATABASE_URL)."""
+    hours to answer and to decide, unmet needs and why. Per area and programme (the owner
+    agency): handovers proposed, requested, completed, rejected, expired and failed, ends of
+    assistance, and needs whose support continued after the owner's assistance ended. Runs
+    beside the referral service, with its environment (REFERRAL_DATABASE_URL)."""
     try:
         dsn = ReferralSettings().database_dsn
     except ValidationError as exc:
         err_console.print(f"[red]referral settings incomplete:[/red] {describe_error(exc)}")
         raise typer.Exit(2) from exc
 
-    async def _report() -> list[EvidenceRow]:
+    async def _report() -> tuple[list[EvidenceRow], list[ContinuityRow]]:
         async with open_unit(connected(dsn), ReferralStore, SOURCE) as unit:
-            return await unit.stores.pathway_report(area_digits)
+            pathways = await unit.stores.pathway_report(area_digits)
+            return pathways, await unit.stores.continuity_report(area_digits)
 
-    rows = run(_report())
+    rows, continued = run(_report())
     table = Table(*COLUMNS, title="Referral pathways")
     for row in rows:
         table.add_row(*row.formatted())
     console.print(table)
+    continuity = Table(*CONTINUITY_COLUMNS, title="Continuity (per area and programme)")
+    for c in continued:
+        continuity.add_row(*c.formatted())
+    console.print(continuity)
     if csv_file is not None:
-        with csv_file.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            writer.writerows(row.values for row in rows)
-        console.print(f"wrote {len(rows)} rows to {csv_file}")
+        _write_csv(csv_file, COLUMNS, [row.values for row in rows])
+        beside = continuity_csv(csv_file)
+        _write_csv(beside, CONTINUITY_COLUMNS, [c.values for c in continued])
+        console.print(f"wrote {len(rows)} rows to {csv_file}, {len(continued)} to {beside}")
+
+
+def continuity_csv(csv_file: Path) -> Path:
+    """Where the continuity table goes beside the pathways' CSV: evidence.csv →
+    evidence-continuity.csv."""
+    return csv_file.with_name(f"{csv_file.stem}-continuity{csv_file.suffix or '.csv'}")
+
+
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(rows)
 
 
 @app.command("entered-in-error")

@@ -30,6 +30,9 @@ class ReferralRow:
     recipient_agency_id: str
     service_id: str
     correlation_id: str | None
+    # Who owns the case now (read with the referral): another agency than the referring one
+    # once the case was handed over.
+    case_owner_agency_id: str | None = None
 
     @classmethod
     def of(cls, r: Any) -> ReferralRow:
@@ -45,6 +48,7 @@ class ReferralRow:
             r["recipient_agency_id"],
             r["service_id"],
             r["correlation_id"],
+            r.get("case_owner_agency_id"),
         )
 
 
@@ -153,7 +157,10 @@ def transitioned(
     outcome: ev.Outcome | None = None,
     now: datetime,
 ) -> ev.ReferralTransitioned:
-    """The event of one referral's change of state (the lifecycle says which are allowed)."""
+    """The event of one referral's change of state (the lifecycle says which are allowed); it
+    names the case's owner when the case changed hands since the referral was made, so the
+    progress reaches the owner of now."""
+    owner = ref.case_owner_agency_id
     return ev.ReferralTransitioned(
         referral_id=ref.referral_id,
         case_id=ref.case_id,
@@ -166,4 +173,5 @@ def transitioned(
         referring_agency_id=ref.referring_agency_id,
         recipient_agency_id=ref.recipient_agency_id,
         occurred_at=now,
+        case_owner_agency_id=owner if owner and owner != ref.referring_agency_id else None,
     )

@@ -1,7 +1,9 @@
 """Evidence on pathways: per return area, dimension and category — referrals made, acceptance
-and completion rates, median hours to acknowledge and to decide, and unmet needs by reason.
-Pseudonymous aggregates only. The store computes them (``ReferralStore.pathway_report``); this
-module names and formats them."""
+and completion rates, median hours to acknowledge and to decide, and unmet needs by reason; and
+on continuity, per return area and programme (the owner agency) — handovers and how they ended,
+ends of assistance, and needs whose support continued after the owner's assistance ended.
+Pseudonymous aggregates only. The store computes them (``ReferralStore.pathway_report``,
+``continuity_report``); this module names and formats them."""
 
 from __future__ import annotations
 
@@ -37,3 +39,25 @@ class EvidenceRow:
             else:
                 out.append(str(value))
         return out
+
+
+CONTINUITY_COLUMNS = (
+    "area",
+    "programme",
+    "handovers_proposed",
+    "handovers_requested",
+    "handovers_completed",
+    "handovers_rejected",
+    "handovers_expired",
+    "handovers_failed",
+    "assistance_ended",
+    "needs_continued",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuityRow:
+    values: tuple[object, ...]
+
+    def formatted(self) -> list[str]:
+        return ["" if value is None else str(value) for value in self.values]

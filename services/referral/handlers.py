@@ -3,6 +3,9 @@ consumer's transaction; events go out through the outbox."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.taxonomy import ReasonCode
@@ -11,9 +14,11 @@ from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import routing
+from . import continuity, handovers, routing
+from .continuity import support_continues
 from .decisions import ReferralRow, RoutingPolicy
-from .lifecycle import REROUTED_FROM, answer
+from .handovers import HandoverRow, Refused
+from .lifecycle import OPEN_STATES, REROUTED_FROM, answer
 from .routing import Emitted
 from .store import ReferralStore
 
@@ -25,6 +30,13 @@ ReferralUnit = Unit[ReferralStore]
 
 LISTING_MODELS = {ev.SERVICE_LISTED: ev.ServiceListing}
 RESPONSE_MODELS = {ev.RESPONSE_SUBMITTED: ev.ReferralResponse}
+HANDOVER_MODELS: dict[str, type[ev.Contract]] = {
+    ev.HANDOVER_PROPOSAL_SUBMITTED: ev.HandoverProposal,
+    ev.HANDOVER_REQUEST_SUBMITTED: ev.HandoverRequest,
+    ev.HANDOVER_ANSWER_SUBMITTED: ev.HandoverAnswer,
+}
+# What an agency's responses topic carries: its answers to referrals, and its handovers.
+ANSWER_MODELS: dict[str, type[ev.Contract]] = {**RESPONSE_MODELS, **HANDOVER_MODELS}
 # What each refusal of a valid response says to its sender.
 _RESPONSE_ERRORS = {
     ev.ResponseError.UNKNOWN_REFERRAL: "no referral has this referral_id",
@@ -161,6 +173,10 @@ class ReferralHandlers:
     async def on_agency(self, agency: ev.AgencyRecord, unit: ReferralUnit) -> None:
         await unit.stores.upsert_agency(agency)
 
+    async def on_agency_removed(self, agency_id: str, unit: ReferralUnit) -> None:
+        """A tombstone: the agency was deregistered (no handover goes to it any more)."""
+        await unit.stores.deregister_agency(agency_id)
+
     # ----- intake.cases.v1 -----
 
     async def on_case(self, case: ev.CaseRegistered, unit: ReferralUnit) -> None:
@@ -188,53 +204,176 @@ class ReferralHandlers:
 
     async def on_case_ended(self, ended: ev.CaseClosed | ev.CaseErased, unit: ReferralUnit) -> None:
         """Closed or erased: what is open is cancelled (an erasure as a consent withdrawal, so
-        recipients erase what they received)."""
-        await unit.stores.close_case(ended.case_id)
+        recipients erase what they received) — unless the owner closed it with its open
+        referrals continued: each goes on, and its provider is told."""
+        store = unit.stores
         erased = isinstance(ended, ev.CaseErased)
+        if isinstance(ended, ev.CaseClosed) and (
+            ended.open_referrals is ev.OpenReferralsOnClosure.CONTINUE
+        ):
+            case = await store.load_case_facts(ended.case_id)
+            await store.close_case(ended.case_id)
+            if case is not None:
+                await self._support_continues(
+                    unit, case.case_id, case.owner_agency_id, ev.ContinuationCause.CASE_CLOSED
+                )
+            return
+        await store.close_case(ended.case_id, erased=erased)
         reason = ReasonCode.CONSENT_WITHDRAWN if erased else ReasonCode.OTHER
-        announce(unit, await routing.cancel_open(unit.stores, ended.case_id, reason))
+        announce(unit, await routing.cancel_open(store, ended.case_id, reason))
+
+    async def _support_continues(
+        self,
+        unit: ReferralUnit,
+        case_id: str,
+        owner_agency_id: str,
+        cause: ev.ContinuationCause,
+        assistance_end_reason: ev.AssistanceEndReason | None = None,
+        refs: list[ReferralRow] | None = None,
+    ) -> None:
+        """Each provider with an open referral of the case: it goes on, under this owner."""
+        if refs is None:
+            refs = await unit.stores.open_referrals(case_id, list(OPEN_STATES))
+        now = datetime.now(UTC)
+        announce(
+            unit,
+            [
+                (
+                    ev.SUPPORT_CONTINUES,
+                    support_continues(
+                        ref,
+                        owner_agency_id=owner_agency_id,
+                        cause=cause,
+                        now=now,
+                        assistance_end_reason=assistance_end_reason,
+                    ),
+                )
+                for ref in refs
+            ],
+        )
+
+    async def on_assistance_ended(self, ended: ev.AssistanceEnded, unit: ReferralUnit) -> None:
+        """The owner's own assistance ended; the case stays open under it. Each provider with
+        an open referral hears that it goes on; if needs are still open, the owner is proposed
+        the programmes that could take the case over."""
+        store = unit.stores
+        refs = await store.open_referrals(ended.case_id, list(OPEN_STATES))
+        await store.record_assistance_end(ended, [r.referral_id for r in refs])
+        await self._support_continues(
+            unit,
+            ended.case_id,
+            ended.owner_agency_id,
+            ev.ContinuationCause.ASSISTANCE_ENDED,
+            ended.reason,
+            refs,
+        )
+        case = await store.load_case_facts(ended.case_id)
+        if case is None:
+            return
+        still_open = continuity.open_needs(
+            case.needs, await store.last_referral_states(case.case_id)
+        )
+        if not still_open:
+            return
+        candidates = continuity.next_owners(
+            owner_agency_id=ended.owner_agency_id,
+            return_area=case.return_area,
+            open_categories=[n.category for n in still_open],
+            consent=case.consent,
+            listings=await store.takeover_listings(case.return_area, ended.owner_agency_id),
+            now=datetime.now(UTC),
+        )
+        proposed = ev.ContinuityProposed(
+            case_id=case.case_id,
+            owner_agency_id=ended.owner_agency_id,
+            open_need_ids=[n.need_id for n in still_open],
+            candidates=candidates,
+        )
+        announce(unit, [(ev.CONTINUITY_PROPOSED, proposed)])
+        log.info("continuity_proposed", case_id=case.case_id, candidates=len(candidates))
+
+    async def on_case_handed_over(self, handed: ev.CaseHandedOver, unit: ReferralUnit) -> None:
+        """Intake moved the case: the new owner refers its new needs and hears the progress of
+        the referrals in flight, whose providers are told who owns the case now."""
+        await unit.stores.hand_over_case(handed)
+        await self._support_continues(
+            unit, handed.case_id, handed.to_agency_id, ev.ContinuationCause.CASE_HANDED_OVER
+        )
+        log.info("case_handed_over", case_id=handed.case_id, handover_id=handed.handover_id)
+
+    async def on_handover_failed(self, failed: ev.HandoverFailed, unit: ReferralUnit) -> None:
+        """Intake could not move the case (its event tells both parties why)."""
+        await unit.stores.fail_handover(failed)
+        log.info("handover_failed", case_id=failed.case_id, handover_id=failed.handover_id)
 
     # ----- agency.<id>.responses.v1 (raw: bad input is answered to the agency) -----
 
     async def on_response(self, event: InboundEvent, unit: ReferralUnit) -> None:
+        """An agency's message on its responses topic: an answer to a referral, or one of its
+        case handovers. Whatever cannot be applied changes nothing and is told back to it."""
+        message = read_agency_message(event, ANSWER_MODELS)
+        if isinstance(message, Refusal):
+            # Not parsed: the type it claims says which refusal its sender reads.
+            claimed = event.attributes.type if event.attributes else None
+            if claimed in HANDOVER_MODELS:
+                self._refuse_handover(
+                    event,
+                    unit,
+                    Refused(ev.HandoverError.INVALID_MESSAGE, message.reason, message.errors),
+                )
+            else:
+                self._refuse_response(event, unit, ev.ResponseError.INVALID_RESPONSE, why=message)
+            return
+        if isinstance(message, ev.ReferralResponse):
+            await self._apply_response(event, message, unit)
+        elif isinstance(message, ev.HandoverAnswer):
+            await self._answer_handover(event, message, unit)
+        else:
+            assert isinstance(message, ev.HandoverProposal | ev.HandoverRequest)
+            await self._open_handover(event, message, unit)
+
+    def _refuse_response(
+        self,
+        event: InboundEvent,
+        unit: ReferralUnit,
+        error: ev.ResponseError,
+        response: ev.ReferralResponse | None = None,
+        ref: ReferralRow | None = None,
+        why: Refusal | None = None,
+    ) -> None:
+        sender = event.sender_agency or "unknown"
+        refused = ev.ResponseRefused(
+            response_id=event.event_id,
+            agency_id=sender,
+            referral_id=response.referral_id if response else None,
+            action=response.action if response else None,
+            error=error,
+            current_state=ref.status if ref and ref.recipient_agency_id == sender else None,
+            reason=why.reason if why else _RESPONSE_ERRORS[error],
+            errors=why.errors if why else [],
+        )
+        announce(unit, [(ev.RESPONSE_REFUSED, refused)], key=ref.case_id if ref else sender)
+        log.info("response_refused", error=error.value, agency_id=sender)
+
+    async def _apply_response(
+        self, event: InboundEvent, response: ev.ReferralResponse, unit: ReferralUnit
+    ) -> None:
         """An agency's answer: applied if the agency is the recipient and the state allows it;
         otherwise nothing changes and the agency is told why."""
         sender = event.sender_agency or "unknown"
-
-        def refuse(
-            error: ev.ResponseError,
-            response: ev.ReferralResponse | None = None,
-            ref: ReferralRow | None = None,
-            why: Refusal | None = None,
-        ) -> None:
-            refused = ev.ResponseRefused(
-                response_id=event.event_id,
-                agency_id=sender,
-                referral_id=response.referral_id if response else None,
-                action=response.action if response else None,
-                error=error,
-                current_state=ref.status if ref and ref.recipient_agency_id == sender else None,
-                reason=why.reason if why else _RESPONSE_ERRORS[error],
-                errors=why.errors if why else [],
-            )
-            announce(unit, [(ev.RESPONSE_REFUSED, refused)], key=ref.case_id if ref else sender)
-            log.info("response_refused", error=error.value, agency_id=sender)
-
-        response = read_agency_message(event, RESPONSE_MODELS)
-        if isinstance(response, Refusal):
-            refuse(ev.ResponseError.INVALID_RESPONSE, why=response)
-            return
         store = unit.stores
         ref = await store.load_referral(response.referral_id)
         if ref is None:
-            refuse(ev.ResponseError.UNKNOWN_REFERRAL, response)
+            self._refuse_response(event, unit, ev.ResponseError.UNKNOWN_REFERRAL, response)
             return
         if ref.recipient_agency_id != sender:
-            refuse(ev.ResponseError.NOT_RECIPIENT, response, ref)
+            self._refuse_response(event, unit, ev.ResponseError.NOT_RECIPIENT, response, ref)
             return
         target = answer(ref.status, response.action)
         if target is None:
-            refuse(ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref)
+            self._refuse_response(
+                event, unit, ev.ResponseError.TRANSITION_NOT_ALLOWED, response, ref
+            )
             return
         out = await routing.transition(
             store, ref, target, reason=response.reason_code, outcome=response.outcome
@@ -254,3 +393,101 @@ class ReferralHandlers:
         # The referral's own conversation, not the answer's: a case's events share one.
         announce(unit, out, correlation_id=ref.correlation_id)
         log.info("referral_answered", referral_id=ref.referral_id, to_state=target.value)
+
+    # ----- handovers, on the same topics (handovers.py decides) -----
+
+    async def _open_handover(
+        self,
+        event: InboundEvent,
+        message: ev.HandoverProposal | ev.HandoverRequest,
+        unit: ReferralUnit,
+    ) -> None:
+        """A proposal by the owner or a request by another agency: the handover and its
+        deadline are recorded and announced, or the sender is told why not."""
+        store = unit.stores
+        case = await store.load_case_facts(message.case_id, lock=True)
+        pending = await store.pending_handover(message.case_id) if case else None
+        now, handover_id = datetime.now(UTC), str(uuid.uuid4())
+        correlation_id, message_id = unit.cause.correlation_id, event.event_id
+        decided: HandoverRow | Refused
+        if isinstance(message, ev.HandoverProposal):
+            decided = handovers.decide_proposal(
+                message,
+                case=case,
+                receiver=await store.load_agency(message.to_agency_id),
+                pending=pending,
+                now=now,
+                handover_id=handover_id,
+                message_id=message_id,
+                correlation_id=correlation_id,
+            )
+        else:
+            decided = handovers.decide_request(
+                message,
+                case=case,
+                requester=await store.load_agency(message.agency_id),
+                pending=pending,
+                now=now,
+                handover_id=handover_id,
+                message_id=message_id,
+                correlation_id=correlation_id,
+            )
+        if isinstance(decided, Refused):
+            self._refuse_handover(event, unit, decided, message, known_case=case is not None)
+            return
+        await store.record_handover(decided)
+        announce(unit, [(ev.HANDOVER_PROPOSED, handovers.proposed_event(decided))])
+        log.info(
+            "handover_proposed",
+            handover_id=decided.handover_id,
+            case_id=decided.case_id,
+            direction=decided.direction.value,
+        )
+
+    async def _answer_handover(
+        self, event: InboundEvent, message: ev.HandoverAnswer, unit: ReferralUnit
+    ) -> None:
+        """The answering agency accepts (intake then moves the case) or rejects."""
+        store = unit.stores
+        handover = await store.load_handover(message.handover_id)
+        decided = handovers.decide_answer(message, handover)
+        if isinstance(decided, Refused):
+            known = handover is not None and handover.case_id == message.case_id
+            if not known:
+                known = await store.load_case_facts(message.case_id) is not None
+            self._refuse_handover(event, unit, decided, message, known_case=known)
+            return
+        await store.update_handover(decided)
+        announce(
+            unit,
+            [handovers.answered_event(decided, datetime.now(UTC))],
+            correlation_id=decided.correlation_id,
+        )
+        log.info("handover_answered", handover_id=decided.handover_id, state=decided.state.value)
+
+    def _refuse_handover(
+        self,
+        event: InboundEvent,
+        unit: ReferralUnit,
+        refused: Refused,
+        message: ev.HandoverProposal | ev.HandoverRequest | ev.HandoverAnswer | None = None,
+        *,
+        known_case: bool = False,
+    ) -> None:
+        """Told to the sender, keyed by the case when the message names a known one (its
+        handover's events stay in order), else by the sender; nothing changed."""
+        sender = event.sender_agency or "unknown"
+        case_id = message.case_id if message else None
+        answer = ev.HandoverRefused(
+            message_id=event.event_id,
+            agency_id=sender,
+            case_id=case_id,
+            handover_id=message.handover_id if isinstance(message, ev.HandoverAnswer) else None,
+            error=refused.error,
+            state=refused.state,
+            reason=refused.reason,
+            errors=list(refused.errors),
+        )
+        key = case_id if case_id and known_case else sender
+        announce(unit, [(ev.HANDOVER_REFUSED, answer)], key=key)
+        log.info("handover_refused", error=refused.error.value, agency_id=sender)

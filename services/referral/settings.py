@@ -26,5 +26,5 @@ class ReferralSettings(ServiceSettings):
         description="When, as a share of the time to the deadline, the recipient is reminded.",
     )
     timer_interval_s: float = Field(
-        default=1.0, gt=0, description="How often deadlines are checked."
+        default=1.0, gt=0, description="How often deadlines (referrals, handovers) are checked."
     )

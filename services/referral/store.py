@@ -27,9 +27,11 @@ from shared.contracts.events import ReferralState
 from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection, batch_scope
 
+from .continuity import TakeoverListing
 from .decisions import ChainLink, Gap, Refer, ReferralRow
 from .directory import candidate, containing_codes
-from .evidence import COLUMNS, EvidenceRow
+from .evidence import COLUMNS, CONTINUITY_COLUMNS, ContinuityRow, EvidenceRow
+from .handovers import AgencyFacts, CaseFacts, HandoverRow
 from .matching import Candidate
 
 # The batch cache's entries (shared.db.batch_scope.cache).
@@ -164,6 +166,8 @@ class ReferralStore:
         return bool(status != "DELETE 0")
 
     async def upsert_agency(self, agency: ev.AgencyRecord) -> None:
+        """A registration (or a registration again after a deregistration: a trigger of
+        migration 0008 clears the mark)."""
         self._directory_changed()
         await self.conn.execute(
             """INSERT INTO agencies (agency_id, type, record) VALUES ($1, $2, $3::jsonb)
@@ -173,6 +177,24 @@ class ReferralStore:
             agency.type.value,
             agency.model_dump_json(),
         )
+
+    async def deregister_agency(self, agency_id: str) -> None:
+        """A tombstone on the registry: the row stays (referrals and statistics name the
+        agency), marked, so no handover goes to it and it is no next owner. Matching reads
+        nothing of it that changes."""
+        await self.conn.execute(
+            """UPDATE agencies SET deregistered_at = now(), updated_at = now()
+                WHERE agency_id = $1 AND deregistered_at IS NULL""",
+            agency_id,
+        )
+
+    async def load_agency(self, agency_id: str) -> AgencyFacts | None:
+        row = await self.conn.fetchrow(
+            "SELECT type, deregistered_at FROM agencies WHERE agency_id = $1", agency_id
+        )
+        if row is None:
+            return None
+        return AgencyFacts(agency_id, ev.AgencyType(row[0]), registered=row[1] is None)
 
     async def candidates(self, category: str, area: str) -> list[Candidate]:
         """Active listings of the category whose coverage contains the area (prefix match),
@@ -213,8 +235,13 @@ class ReferralStore:
         await self._write_routes(case, routes, correlation_id, with_case=True)
 
     async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
+        """An open case, to route more of its needs (re-routing, a listing that fits a gap):
+        a closed or erased case gets no new referral, even while some go on after a closure
+        that continued them."""
         await batch_scope.settle(self.conn)
-        row = await self.conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+        row = await self.conn.fetchrow(
+            "SELECT * FROM cases WHERE case_id = $1 AND status = 'open'", case_id
+        )
         if row is None:
             return None
         return ev.CaseRegistered(
@@ -233,9 +260,44 @@ class ReferralStore:
             consent.model_dump_json(),
         )
 
-    async def close_case(self, case_id: str) -> None:
+    async def close_case(self, case_id: str, *, erased: bool = False) -> None:
         await batch_scope.settle(self.conn)
-        await self.conn.execute("UPDATE cases SET status = 'closed' WHERE case_id = $1", case_id)
+        await self.conn.execute(
+            "UPDATE cases SET status = $2, updated_at = now() WHERE case_id = $1",
+            case_id,
+            "erased" if erased else "closed",
+        )
+
+    async def load_case_facts(self, case_id: str, *, lock: bool = False) -> CaseFacts | None:
+        """Owner, status, consent, area and needs of a case; ``lock``: the row is held for the
+        transaction (a handover decided on it cannot race another)."""
+        await batch_scope.settle(self.conn)
+        row = await self.conn.fetchrow(
+            "SELECT submitting_agency_id, status, consent, profile->>'return_area', needs"
+            " FROM cases WHERE case_id = $1" + (" FOR UPDATE" if lock else ""),
+            case_id,
+        )
+        if row is None:
+            return None
+        return CaseFacts(
+            case_id=case_id,
+            owner_agency_id=row[0],
+            status=row[1],
+            consent=ev.Consent.model_validate_json(row[2]),
+            return_area=row[3],
+            needs=tuple(ev.Need.model_validate(n) for n in json.loads(row[4])),
+        )
+
+    async def last_referral_states(self, case_id: str) -> dict[str, ReferralState]:
+        """Need id → the state of the last referral of its chain (needs never referred are
+        absent)."""
+        await batch_scope.settle(self.conn)
+        rows = await self.conn.fetch(
+            """SELECT DISTINCT ON (need_id) need_id, status FROM referrals
+                WHERE case_id = $1 ORDER BY need_id, attempt DESC""",
+            case_id,
+        )
+        return {r[0]: ReferralState(r[1]) for r in rows}
 
     # ----- each need's chain of referrals, and its gap -----
 
@@ -327,7 +389,7 @@ class ReferralStore:
             return None
         await batch_scope.settle(self.conn)
         row = await self.conn.fetchrow(
-            "SELECT * FROM referrals WHERE referral_id = $1 FOR UPDATE", rid
+            f"SELECT {_REFERRAL_WITH_OWNER} WHERE r.referral_id = $1 FOR UPDATE OF r", rid
         )
         return ReferralRow.of(row) if row else None
 
@@ -337,7 +399,9 @@ class ReferralStore:
         """The case's referrals in ``states``, locked for the transaction."""
         await batch_scope.settle(self.conn)
         rows = await self.conn.fetch(
-            "SELECT * FROM referrals WHERE case_id = $1 AND status = ANY($2::text[]) FOR UPDATE",
+            f"""SELECT {_REFERRAL_WITH_OWNER}
+                 WHERE r.case_id = $1 AND r.status = ANY($2::text[])
+                 ORDER BY r.need_id FOR UPDATE OF r""",
             case_id,
             [s.value for s in states],
         )
@@ -403,6 +467,139 @@ class ReferralStore:
         ordered = sorted(rows, key=lambda r: r["remind_at"])
         return [DueReminder(str(r["referral_id"]), r["due_at"]) for r in ordered]
 
+    # ----- handovers and their deadlines (handovers.py decides) -----
+
+    async def pending_handover(self, case_id: str) -> HandoverRow | None:
+        """The case's handover still waiting (proposed, or accepted and not yet moved)."""
+        row = await self.conn.fetchrow(
+            "SELECT * FROM handovers WHERE case_id = $1 AND state IN ('proposed', 'accepted')",
+            case_id,
+        )
+        return _handover(row) if row else None
+
+    async def load_handover(self, handover_id: str) -> HandoverRow | None:
+        """Locked for the transaction (FOR UPDATE): an answer and the expiry cannot race."""
+        row = await self.conn.fetchrow(
+            "SELECT * FROM handovers WHERE handover_id = $1 FOR UPDATE", handover_id
+        )
+        return _handover(row) if row else None
+
+    async def record_handover(self, h: HandoverRow) -> None:
+        """A new handover and its deadline's timer, in one statement."""
+        await self.conn.execute(
+            """WITH h AS (
+                 INSERT INTO handovers (handover_id, case_id, direction, owner_agency_id,
+                     receiving_agency_id, answering_agency_id, reason, respond_by, state,
+                     receiving_case_ref, consent, message_id, correlation_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13))
+               INSERT INTO handover_timers (handover_id, due_at) VALUES ($1, $8)""",
+            h.handover_id,
+            h.case_id,
+            h.direction.value,
+            h.owner_agency_id,
+            h.receiving_agency_id,
+            h.answering_agency_id,
+            h.reason.value,
+            h.respond_by,
+            h.state.value,
+            h.receiving_case_ref,
+            h.consent.model_dump_json() if h.consent else None,
+            h.message_id,
+            h.correlation_id,
+        )
+
+    async def update_handover(self, h: HandoverRow) -> None:
+        """The handover's new state (with the new owner's reference, or the reason it was
+        rejected); its timer is dropped once it no longer waits for an answer."""
+        await self.conn.execute(
+            """WITH h AS (
+                 UPDATE handovers SET state = $2, receiving_case_ref = $3, decline_reason = $4,
+                        updated_at = now()
+                  WHERE handover_id = $1)
+               DELETE FROM handover_timers WHERE handover_id = $1 AND $2 <> 'proposed'""",
+            h.handover_id,
+            h.state.value,
+            h.receiving_case_ref,
+            h.decline_reason.value if h.decline_reason else None,
+        )
+
+    async def take_due_handovers(self, limit: int) -> list[str]:
+        """The handovers whose answer deadline has passed, their timers deleted, oldest
+        deadline first. Each handover's row is locked with its timer, skipping rows another
+        transaction holds: a handover being answered is left to its answer (which holds the
+        handover, then drops the timer), so the expiry never waits on an answer and an answer
+        only waits for an expiry that already holds both."""
+        rows = await self.conn.fetch(
+            """DELETE FROM handover_timers WHERE handover_id IN (
+                   SELECT t.handover_id FROM handover_timers t JOIN handovers h USING (handover_id)
+                    WHERE t.due_at <= now()
+                    ORDER BY t.due_at LIMIT $1 FOR UPDATE OF t, h SKIP LOCKED)
+               RETURNING handover_id, due_at""",
+            limit,
+        )
+        return [r["handover_id"] for r in sorted(rows, key=lambda r: r["due_at"])]
+
+    async def hand_over_case(self, handed: ev.CaseHandedOver) -> None:
+        """Intake moved the case: its owner is the new one (who refers its new needs and hears
+        its referrals' progress), and the handover is completed."""
+        await batch_scope.settle(self.conn)
+        await self.conn.execute(
+            """WITH c AS (
+                 UPDATE cases SET submitting_agency_id = $3, updated_at = now()
+                  WHERE case_id = $2)
+               UPDATE handovers SET state = 'completed', updated_at = now()
+                WHERE handover_id = $1 AND case_id = $2 AND state = 'accepted'""",
+            handed.handover_id,
+            handed.case_id,
+            handed.to_agency_id,
+        )
+
+    async def fail_handover(self, failed: ev.HandoverFailed) -> None:
+        """Intake could not move the case: the owner keeps it."""
+        await self.conn.execute(
+            """UPDATE handovers SET state = 'failed', updated_at = now()
+                WHERE handover_id = $1 AND case_id = $2 AND state = 'accepted'""",
+            failed.handover_id,
+            failed.case_id,
+        )
+
+    # ----- continuity after an owner's assistance ends (continuity.py decides) -----
+
+    async def record_assistance_end(
+        self, ended: ev.AssistanceEnded, open_referral_ids: Sequence[str]
+    ) -> None:
+        """The end of the owner's assistance and the referrals open at that moment (the
+        evidence counts those that moved afterwards), in one statement."""
+        await batch_scope.settle(self.conn)
+        await self.conn.execute(
+            """WITH e AS (
+                 INSERT INTO assistance_ends (case_id, owner_agency_id, reason, ended_at)
+                 VALUES ($1, $2, $3, $4) RETURNING id)
+               INSERT INTO assistance_end_referrals (assistance_end_id, referral_id)
+               SELECT e.id, x.referral_id FROM e, unnest($5::uuid[]) AS x (referral_id)""",
+            ended.case_id,
+            ended.owner_agency_id,
+            ended.reason.value,
+            ended.ended_at,
+            [uuid.UUID(r) for r in open_referral_ids],
+        )
+
+    async def takeover_listings(self, area: str, owner_agency_id: str) -> list[TakeoverListing]:
+        """Active listings that take cases over, whose coverage contains ``area``, of
+        registered agencies other than the owner (with their agency's type)."""
+        rows = await self.conn.fetch(
+            """SELECT l.service_id, l.agency_id, a.type, l.categories, l.coverage_areas
+                 FROM listings l JOIN agencies a USING (agency_id)
+                WHERE l.takes_over_cases AND l.status = 'active'
+                  AND l.coverage_areas && $1::text[]
+                  AND l.agency_id <> $2 AND a.deregistered_at IS NULL""",
+            containing_codes(area),
+            owner_agency_id,
+        )
+        return [
+            TakeoverListing(r[0], r[1], ev.AgencyType(r[2]), tuple(r[3]), tuple(r[4])) for r in rows
+        ]
+
     # ----- evidence (evidence.py words it) -----
 
     async def pathway_report(self, area_digits: int = 2) -> list[EvidenceRow]:
@@ -411,6 +608,40 @@ class ReferralStore:
         completion rates, median hours to answer and to decide, unmet needs by reason."""
         rows = await self.conn.fetch(_PATHWAY_REPORT, area_digits)
         return [EvidenceRow(tuple(r[c] for c in COLUMNS)) for r in rows]
+
+    async def continuity_report(self, area_digits: int = 2) -> list[ContinuityRow]:
+        """Per area (as :meth:`pathway_report`) and programme (the owner agency at the time):
+        handovers proposed (offers and requests), requested, completed, rejected, expired and
+        failed; ends of assistance; needs whose support continued after the owner's assistance
+        ended (a referral open at the end that its provider answered afterwards)."""
+        rows = await self.conn.fetch(_CONTINUITY_REPORT, area_digits)
+        return [ContinuityRow(tuple(r[c] for c in CONTINUITY_COLUMNS)) for r in rows]
+
+
+def _handover(r: Any) -> HandoverRow:
+    return HandoverRow(
+        handover_id=r["handover_id"],
+        case_id=r["case_id"],
+        direction=ev.HandoverDirection(r["direction"]),
+        owner_agency_id=r["owner_agency_id"],
+        receiving_agency_id=r["receiving_agency_id"],
+        answering_agency_id=r["answering_agency_id"],
+        reason=ev.HandoverReason(r["reason"]),
+        respond_by=r["respond_by"],
+        state=ev.HandoverState(r["state"]),
+        message_id=r["message_id"],
+        receiving_case_ref=r["receiving_case_ref"],
+        consent=ev.Consent.model_validate_json(r["consent"]) if r["consent"] else None,
+        decline_reason=(
+            ev.HandoverDeclineReason(r["decline_reason"]) if r["decline_reason"] else None
+        ),
+        correlation_id=r["correlation_id"],
+    )
+
+
+# A referral's row with its case's owner of now (none if referral has no row of the case).
+_REFERRAL_WITH_OWNER = """r.*, c.submitting_agency_id AS case_owner_agency_id
+  FROM referrals r LEFT JOIN cases c USING (case_id)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -495,8 +726,9 @@ WITH c AS (
     SELECT id, agency, profile::jsonb, needs::jsonb, consent::jsonb
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
            AS x (id, agency, profile, needs, consent)
-    ON CONFLICT (case_id) DO UPDATE SET profile = EXCLUDED.profile, needs = EXCLUDED.needs,
-      consent = EXCLUDED.consent, updated_at = now()),
+    ON CONFLICT (case_id) DO UPDATE SET submitting_agency_id = EXCLUDED.submitting_agency_id,
+      profile = EXCLUDED.profile, needs = EXCLUDED.needs, consent = EXCLUDED.consent,
+      updated_at = now()),
   r AS (
     INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
         recipient_agency_id, service_id, status, explanation, attempt, previous_referral_id,
@@ -560,4 +792,43 @@ SELECT coalesce(m.area, u.area) AS area, coalesce(m.dimension, u.dimension) AS d
        coalesce(u.unmet_needs, 0) AS unmet_needs, coalesce(u.unmet_reasons, '') AS unmet_reasons
   FROM made m FULL JOIN unmet u USING (area, dimension, category)
  ORDER BY 1, 2, 3
+"""
+
+_CONTINUITY_REPORT = """
+WITH h AS (
+    SELECT left(c.profile->>'return_area', 2 + $1) AS area, h.owner_agency_id AS programme,
+           count(*) AS handovers_proposed,
+           count(*) FILTER (WHERE h.direction = 'request') AS handovers_requested,
+           count(*) FILTER (WHERE h.state = 'completed') AS handovers_completed,
+           count(*) FILTER (WHERE h.state = 'rejected') AS handovers_rejected,
+           count(*) FILTER (WHERE h.state = 'expired') AS handovers_expired,
+           count(*) FILTER (WHERE h.state = 'failed') AS handovers_failed
+      FROM handovers h JOIN cases c USING (case_id)
+     GROUP BY 1, 2
+), a AS (
+    SELECT left(c.profile->>'return_area', 2 + $1) AS area, e.owner_agency_id AS programme,
+           count(DISTINCT e.id) AS assistance_ended,
+           -- a need counts once, however many of its referrals went on
+           count(DISTINCT r.case_id || '/' || r.need_id) FILTER (WHERE EXISTS (
+               SELECT 1 FROM referral_transitions t
+                WHERE t.referral_id = r.referral_id AND t.at > e.ended_at
+                  -- the provider's own answers, not what the service did to the referral
+                  AND t.to_state NOT IN ('cancelled', 'expired', 'entered_in_error')
+           )) AS needs_continued
+      FROM assistance_ends e JOIN cases c USING (case_id)
+      LEFT JOIN assistance_end_referrals x ON x.assistance_end_id = e.id
+      LEFT JOIN referrals r ON r.referral_id = x.referral_id
+     GROUP BY 1, 2
+)
+SELECT area, programme,
+       coalesce(h.handovers_proposed, 0) AS handovers_proposed,
+       coalesce(h.handovers_requested, 0) AS handovers_requested,
+       coalesce(h.handovers_completed, 0) AS handovers_completed,
+       coalesce(h.handovers_rejected, 0) AS handovers_rejected,
+       coalesce(h.handovers_expired, 0) AS handovers_expired,
+       coalesce(h.handovers_failed, 0) AS handovers_failed,
+       coalesce(a.assistance_ended, 0) AS assistance_ended,
+       coalesce(a.needs_continued, 0) AS needs_continued
+  FROM h FULL JOIN a USING (area, programme)
+ ORDER BY 1, 2
 """

@@ -1,17 +1,19 @@
-"""Decision deadlines: due timer rows expire their referral and re-route the need. Driven by
-the database, never by sleeps in memory, so a restart (or another instance) loses none."""
+"""Deadlines: due timer rows expire their referral and re-route the need, or expire a handover
+still unanswered (the owner keeps the case). Driven by the database, never by sleeps in
+memory, so a restart (or another instance) loses none."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
 
 from shared.contracts.events import REMINDER_DUE, ReferralReminderDue
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
-from . import routing
+from . import handovers, routing
 from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce
 from .lifecycle import can_expire
@@ -56,4 +58,24 @@ async def remind_due(units: Units, limit: int = 100) -> int:
                 attempt=ref.attempt,
             )
             announce(unit, [(REMINDER_DUE, reminder)], correlation_id=ref.correlation_id)
+    return len(due)
+
+
+async def expire_due_handovers(units: Units, limit: int = 100) -> int:
+    """Expire the handovers whose answer deadline passed unanswered; return how many timers
+    were due (an answer that came first already ended the handover and dropped its timer)."""
+    async with units() as unit:
+        due = await unit.stores.take_due_handovers(limit)
+        for handover_id in due:
+            handover = await unit.stores.load_handover(handover_id)
+            ended = handovers.expired(handover) if handover else None
+            if ended is None:
+                continue
+            await unit.stores.update_handover(ended)
+            announce(
+                unit,
+                [handovers.answered_event(ended, datetime.now(UTC))],
+                correlation_id=ended.correlation_id,
+            )
+            log.info("handover_expired", handover_id=ended.handover_id, case_id=ended.case_id)
     return len(due)
