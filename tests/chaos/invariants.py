@@ -229,9 +229,11 @@ def check(
     deliveries: list[dict[str, Any]],
     starts: dict[TopicPartition, int],
     answers: dict[str, tuple[str, str]] | None = None,
+    continuity: Sent | None = None,
 ) -> Findings:
-    """``answers``: the provider answers whose outcome must be in ``records`` (those sent before
-    the groups settled; default: every answer sent)."""
+    """``answers`` and ``continuity``: the provider answers and the continuity messages whose
+    outcome must be in ``records`` (those sent before the groups settled; default: every one
+    sent)."""
     found = Findings()
     answers = sent.responses if answers is None else answers
     cases = _by_id(records[topics.INTAKE_CASES], ev.CASE_REGISTERED)
@@ -345,7 +347,7 @@ def check(
             notices,
         )
 
-    _check_continuity(found, sent, records)
+    _check_continuity(found, continuity or sent, records)
     _check_dead_letters(found, sent, records, starts)
     return found
 

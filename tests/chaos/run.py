@@ -11,7 +11,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,13 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         # The answers whose outcome the check requires: those sent before the groups settle
         # (the responders go on answering until the end).
         answered = dict(sent.responses)
+        # The same for the continuity messages (the referrers and the successor go on too).
+        continued = replace(
+            sent,
+            assistance_ends=dict(sent.assistance_ends),
+            proposals=dict(sent.proposals),
+            handover_answers=dict(sent.handover_answers),
+        )
         settling = time.monotonic()
         watched = {
             topics.DIRECTORY_AGENCIES,
@@ -259,7 +266,13 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         stop.set()
         await responder
         findings = invariants.check(
-            world, sent, records, receiver.deliveries, starts, answers=answered
+            world,
+            sent,
+            records,
+            receiver.deliveries,
+            starts,
+            answers=answered,
+            continuity=continued,
         )
         report.checked, report.lost, report.duplicated = (
             findings.checked,
