@@ -12,7 +12,7 @@ from .decisions import RoutingPolicy
 from .handlers import SOURCE, ReferralHandlers
 from .settings import ReferralSettings
 from .store import ReferralStore
-from .timers import expire_due, expire_due_handovers
+from .timers import answer_stale_waiting, expire_due, expire_due_handovers
 
 settings = ReferralSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("referral", settings, Path(__file__).parent / "migrations")
@@ -60,6 +60,12 @@ runtime.replay_at_start(consumer, [topics.DIRECTORY_AGENCIES, topics.AGENCY_LIST
 runtime.every(settings.timer_interval_s, "referral-deadlines", lambda: expire_due(units, policy))
 # Handover deadlines on the same interval (one setting for every deadline).
 runtime.every(settings.timer_interval_s, "handover-deadlines", lambda: expire_due_handovers(units))
+# Handover messages that waited too long for their case are answered (unknown_case).
+runtime.every(
+    settings.timer_interval_s,
+    "handover-case-waits",
+    lambda: answer_stale_waiting(units, settings.handover_case_wait_s),
+)
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "
     "through its lifecycle, deadlines and re-routing."

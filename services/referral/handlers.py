@@ -4,6 +4,7 @@ consumer's transaction; events go out through the outbox."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shared.contracts import events as ev
@@ -17,7 +18,7 @@ from shared.unit import Unit
 from . import continuity, handovers, routing
 from .continuity import support_continues
 from .decisions import ReferralRow, RoutingPolicy
-from .handovers import HandoverRow, Refused
+from .handovers import HandoverRow, Refused, WaitingHandover
 from .lifecycle import OPEN_STATES, REROUTED_FROM, answer
 from .routing import Emitted
 from .store import ReferralStore
@@ -181,7 +182,8 @@ class ReferralHandlers:
 
     async def on_case(self, case: ev.CaseRegistered, unit: ReferralUnit) -> None:
         """A registered or updated case: its needs not yet routed are; a consent that no
-        longer covers referral cancels what is open."""
+        longer covers referral cancels what is open; the handover proposals and requests that
+        waited for it are decided."""
         out: Emitted = []
         if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
             out += await routing.cancel_open(
@@ -191,6 +193,9 @@ class ReferralHandlers:
             unit.stores, case, self._policy, correlation_id=unit.cause.correlation_id
         )
         announce(unit, out)
+        # Handover messages that came before the case (read on another topic) are decided now.
+        for waiting in await unit.stores.take_waiting(case.case_id):
+            await decide_waiting(unit, waiting)
 
     async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:
         await unit.stores.update_consent(changed.case_id, changed.consent)
@@ -403,46 +408,9 @@ class ReferralHandlers:
         unit: ReferralUnit,
     ) -> None:
         """A proposal by the owner or a request by another agency: the handover and its
-        deadline are recorded and announced, or the sender is told why not."""
-        store = unit.stores
-        case = await store.load_case_facts(message.case_id, lock=True)
-        pending = await store.pending_handover(message.case_id) if case else None
-        now, handover_id = datetime.now(UTC), str(uuid.uuid4())
-        correlation_id, message_id = unit.cause.correlation_id, event.event_id
-        decided: HandoverRow | Refused
-        if isinstance(message, ev.HandoverProposal):
-            decided = handovers.decide_proposal(
-                message,
-                case=case,
-                receiver=await store.load_agency(message.to_agency_id),
-                pending=pending,
-                now=now,
-                handover_id=handover_id,
-                message_id=message_id,
-                correlation_id=correlation_id,
-            )
-        else:
-            decided = handovers.decide_request(
-                message,
-                case=case,
-                requester=await store.load_agency(message.agency_id),
-                pending=pending,
-                now=now,
-                handover_id=handover_id,
-                message_id=message_id,
-                correlation_id=correlation_id,
-            )
-        if isinstance(decided, Refused):
-            self._refuse_handover(event, unit, decided, message, known_case=case is not None)
-            return
-        await store.record_handover(decided)
-        announce(unit, [(ev.HANDOVER_PROPOSED, handovers.proposed_event(decided))])
-        log.info(
-            "handover_proposed",
-            handover_id=decided.handover_id,
-            case_id=decided.case_id,
-            direction=decided.direction.value,
-        )
+        deadline are recorded and announced, or the sender is told why not; one naming a case
+        referral has not read yet waits for it (nothing answered yet)."""
+        await open_handover(unit, message, Origin.of(event, unit), may_wait=True)
 
     async def _answer_handover(
         self, event: InboundEvent, message: ev.HandoverAnswer, unit: ReferralUnit
@@ -474,20 +442,136 @@ class ReferralHandlers:
         *,
         known_case: bool = False,
     ) -> None:
-        """Told to the sender, keyed by the case when the message names a known one (its
-        handover's events stay in order), else by the sender; nothing changed."""
-        sender = event.sender_agency or "unknown"
-        case_id = message.case_id if message else None
-        answer = ev.HandoverRefused(
-            message_id=event.event_id,
-            agency_id=sender,
-            case_id=case_id,
-            handover_id=message.handover_id if isinstance(message, ev.HandoverAnswer) else None,
-            error=refused.error,
-            state=refused.state,
-            reason=refused.reason,
-            errors=list(refused.errors),
+        refuse_handover(unit, refused, Origin.of(event, unit), message, known_case=known_case)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Which handover message, from whom, in which conversation: what its answer names, is
+    keyed by and continues (also when it is decided after waiting for its case)."""
+
+    message_id: str
+    sender: str
+    correlation_id: str | None
+
+    @classmethod
+    def of(cls, event: InboundEvent, unit: ReferralUnit) -> Origin:
+        return cls(event.event_id, event.sender_agency or "unknown", unit.cause.correlation_id)
+
+    @classmethod
+    def waited(cls, waiting: WaitingHandover) -> Origin:
+        return cls(waiting.message_id, waiting.sender_agency_id, waiting.correlation_id)
+
+
+async def open_handover(
+    unit: ReferralUnit,
+    message: ev.HandoverProposal | ev.HandoverRequest,
+    origin: Origin,
+    *,
+    may_wait: bool,
+) -> None:
+    """Decide a proposal or request and record, announce or refuse it. ``may_wait``: as it
+    arrives, one naming a case referral does not know waits for the case instead of being
+    refused (its case-registered may not be read yet); without, it is decided for good (the
+    case came, or it waited long enough: an unknown case is refused as it would have been)."""
+    store = unit.stores
+    case = await store.load_case_facts(message.case_id, lock=True)
+    pending = await store.pending_handover(message.case_id) if case else None
+    now, handover_id = datetime.now(UTC), str(uuid.uuid4())
+    decided: HandoverRow | Refused
+    if case is None and not may_wait:
+        decided = handovers.refused(ev.HandoverError.UNKNOWN_CASE)
+    elif isinstance(message, ev.HandoverProposal):
+        decided = handovers.decide_proposal(
+            message,
+            case=case,
+            receiver=await store.load_agency(message.to_agency_id),
+            pending=pending,
+            now=now,
+            handover_id=handover_id,
+            message_id=origin.message_id,
+            correlation_id=origin.correlation_id,
         )
-        key = case_id if case_id and known_case else sender
-        announce(unit, [(ev.HANDOVER_REFUSED, answer)], key=key)
-        log.info("handover_refused", error=refused.error.value, agency_id=sender)
+    else:
+        decided = handovers.decide_request(
+            message,
+            case=case,
+            requester=await store.load_agency(message.agency_id),
+            pending=pending,
+            now=now,
+            handover_id=handover_id,
+            message_id=origin.message_id,
+            correlation_id=origin.correlation_id,
+        )
+    if isinstance(decided, Refused):
+        if may_wait and decided.error is ev.HandoverError.UNKNOWN_CASE:
+            await _wait_for_case(unit, message, origin)
+            return
+        refuse_handover(unit, decided, origin, message, known_case=case is not None)
+        return
+    await store.record_handover(decided)
+    announce(
+        unit,
+        [(ev.HANDOVER_PROPOSED, handovers.proposed_event(decided))],
+        correlation_id=origin.correlation_id,
+    )
+    log.info(
+        "handover_proposed",
+        handover_id=decided.handover_id,
+        case_id=decided.case_id,
+        direction=decided.direction.value,
+    )
+
+
+async def _wait_for_case(
+    unit: ReferralUnit, message: ev.HandoverProposal | ev.HandoverRequest, origin: Origin
+) -> None:
+    ce_type = (
+        ev.HANDOVER_PROPOSAL_SUBMITTED
+        if isinstance(message, ev.HandoverProposal)
+        else ev.HANDOVER_REQUEST_SUBMITTED
+    )
+    waiting = WaitingHandover(
+        message_id=origin.message_id,
+        case_id=message.case_id,
+        ce_type=ce_type,
+        sender_agency_id=origin.sender,
+        payload=message.model_dump_json(),
+        correlation_id=origin.correlation_id,
+    )
+    parked = await unit.stores.park_handover(waiting)
+    log.info("handover_waits_for_case", case_id=message.case_id, first=parked)
+
+
+async def decide_waiting(unit: ReferralUnit, waiting: WaitingHandover) -> None:
+    """A message that waited for its case, decided as if it arrived now (no more waiting)."""
+    model = HANDOVER_MODELS[waiting.ce_type]
+    message = model.model_validate_json(waiting.payload)
+    assert isinstance(message, ev.HandoverProposal | ev.HandoverRequest)
+    await open_handover(unit, message, Origin.waited(waiting), may_wait=False)
+
+
+def refuse_handover(
+    unit: ReferralUnit,
+    refused: Refused,
+    origin: Origin,
+    message: ev.HandoverProposal | ev.HandoverRequest | ev.HandoverAnswer | None = None,
+    *,
+    known_case: bool = False,
+) -> None:
+    """Told to the sender, keyed by the case when the message names a known one (its
+    handover's events stay in order), else by the sender; nothing changed."""
+    case_id = message.case_id if message else None
+    answer = ev.HandoverRefused(
+        message_id=origin.message_id,
+        agency_id=origin.sender,
+        case_id=case_id,
+        handover_id=message.handover_id if isinstance(message, ev.HandoverAnswer) else None,
+        error=refused.error,
+        state=refused.state,
+        reason=refused.reason,
+        errors=list(refused.errors),
+    )
+    key = case_id if case_id and known_case else origin.sender
+    announce(unit, [(ev.HANDOVER_REFUSED, answer)], key=key, correlation_id=origin.correlation_id)
+    log.info("handover_refused", error=refused.error.value, agency_id=origin.sender)

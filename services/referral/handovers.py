@@ -78,6 +78,22 @@ class HandoverRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingHandover:
+    """A proposal or request that named a case referral had not read yet (an agency's
+    responses topic and intake.cases.v1 are read independently): it waits for the case, then
+    is decided as if it arrived then; or is refused after a while. ``payload``: the validated
+    message as JSON."""
+
+    message_id: str  # its ce_id
+    case_id: str
+    ce_type: str
+    sender_agency_id: str
+    payload: str
+    correlation_id: str | None = None
+    received_at: datetime | None = None  # set by the store
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     """A handover message that changes nothing, and what its sender is told."""
 

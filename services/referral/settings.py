@@ -28,3 +28,9 @@ class ReferralSettings(ServiceSettings):
     timer_interval_s: float = Field(
         default=1.0, gt=0, description="How often deadlines (referrals, handovers) are checked."
     )
+    handover_case_wait_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a handover proposal or request naming a case not yet read from "
+        "intake.cases.v1 waits for it before it is refused with unknown_case.",
+    )

@@ -31,13 +31,14 @@ from .continuity import TakeoverListing
 from .decisions import ChainLink, Gap, Refer, ReferralRow
 from .directory import candidate, containing_codes
 from .evidence import COLUMNS, CONTINUITY_COLUMNS, ContinuityRow, EvidenceRow
-from .handovers import AgencyFacts, CaseFacts, HandoverRow
+from .handovers import AgencyFacts, CaseFacts, HandoverRow, WaitingHandover
 from .matching import Candidate
 
 # The batch cache's entries (shared.db.batch_scope.cache).
 _CHAINS = "referral.chains"  # (case_id, need_id) → list[ChainLink]
 _HANDLED = "referral.handled"  # (case_id, need_id) → bool: a chain or a recorded gap
 _CANDIDATES = "referral.candidates"  # (category, area) → list[Candidate]
+_WAITING = "referral.waiting"  # case_id → bool: handover messages wait for the case
 
 _CANDIDATE_COLUMNS = """l.service_id, l.agency_id, l.status, l.categories, l.coverage_areas,
                   l.languages, l.capacity, l.open_slots, l.held_slots, l.eligibility,
@@ -68,23 +69,33 @@ class ReferralStore:
     async def preload_cases(self, cases: Sequence[ev.CaseRegistered]) -> None:
         """The chains and gaps of the batch's cases, and the candidates of all their needs."""
         chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
-        if chains is None or handled is None or not cases:
+        waiting = self._cache(_WAITING)
+        if chains is None or handled is None or waiting is None or not cases:
             return
         case_ids = sorted({c.case_id for c in cases})
         await batch_scope.settle(self.conn)
+        # The cases with handover messages waiting come in the same query (a row without a
+        # need), so a batch of cases takes no more round trips for them.
         records = await self.conn.fetch(
             """SELECT case_id, need_id, referral_id, service_id, attempt FROM referrals
                 WHERE case_id = ANY($1::text[])
                UNION ALL
                SELECT case_id, need_id, NULL, NULL, NULL FROM unmet_needs
+                WHERE case_id = ANY($1::text[])
+               UNION ALL
+               SELECT case_id, NULL, NULL, NULL, NULL FROM waiting_handovers
                 WHERE case_id = ANY($1::text[])""",
             case_ids,
         )
         for case in cases:
+            waiting.setdefault(case.case_id, False)
             for need in case.needs:
                 chains.setdefault((case.case_id, need.need_id), [])
                 handled.setdefault((case.case_id, need.need_id), False)
         for r in records:
+            if r["need_id"] is None:
+                waiting[r["case_id"]] = True
+                continue
             key = (r["case_id"], r["need_id"])
             handled[key] = True
             if r["referral_id"] is not None:
@@ -523,6 +534,53 @@ class ReferralStore:
             h.decline_reason.value if h.decline_reason else None,
         )
 
+    async def park_handover(self, w: WaitingHandover) -> bool:
+        """A proposal or request waits for its case; False if it waits already (a redelivery).
+        Reads and writes no table a batch defers (no settle)."""
+        waiting = self._cache(_WAITING)
+        if waiting is not None:
+            waiting[w.case_id] = True
+        row = await self.conn.fetchval(
+            """INSERT INTO waiting_handovers (ce_id, case_id, ce_type, sender_agency_id,
+                   correlation_id, payload)
+               VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+               ON CONFLICT (ce_id) DO NOTHING RETURNING ce_id""",
+            w.message_id,
+            w.case_id,
+            w.ce_type,
+            w.sender_agency_id,
+            w.correlation_id,
+            w.payload,
+        )
+        return row is not None
+
+    async def take_waiting(self, case_id: str) -> list[WaitingHandover]:
+        """The messages waiting for the case, oldest first, no longer waiting. No round trip
+        when the batch's preload found none and none was parked in the batch since."""
+        waiting = self._cache(_WAITING)
+        if waiting is not None and waiting.get(case_id) is False:
+            return []
+        rows = await self.conn.fetch(
+            "DELETE FROM waiting_handovers WHERE case_id = $1 RETURNING *", case_id
+        )
+        if waiting is not None:
+            waiting[case_id] = False
+        return sorted((_waiting(r) for r in rows), key=_arrival)
+
+    async def take_stale_waiting(self, older_than_s: float, limit: int) -> list[WaitingHandover]:
+        """The messages that waited longer than ``older_than_s`` for their case, oldest first,
+        no longer waiting; rows another transaction holds (its case arriving) are skipped."""
+        rows = await self.conn.fetch(
+            """DELETE FROM waiting_handovers WHERE ce_id IN (
+                   SELECT ce_id FROM waiting_handovers
+                    WHERE received_at <= now() - make_interval(secs => $1)
+                    ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            older_than_s,
+            limit,
+        )
+        return sorted((_waiting(r) for r in rows), key=_arrival)
+
     async def take_due_handovers(self, limit: int) -> list[str]:
         """The handovers whose answer deadline has passed, their timers deleted, oldest
         deadline first. Each handover's row is locked with its timer, skipping rows another
@@ -637,6 +695,22 @@ def _handover(r: Any) -> HandoverRow:
         ),
         correlation_id=r["correlation_id"],
     )
+
+
+def _waiting(r: Any) -> WaitingHandover:
+    return WaitingHandover(
+        message_id=r["ce_id"],
+        case_id=r["case_id"],
+        ce_type=r["ce_type"],
+        sender_agency_id=r["sender_agency_id"],
+        payload=r["payload"],
+        correlation_id=r["correlation_id"],
+        received_at=r["received_at"],
+    )
+
+
+def _arrival(w: WaitingHandover) -> tuple[Any, str]:
+    return (w.received_at, w.message_id)
 
 
 # A referral's row with its case's owner of now (none if referral has no row of the case).

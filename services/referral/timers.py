@@ -1,5 +1,6 @@
 """Deadlines: due timer rows expire their referral and re-route the need, or expire a handover
-still unanswered (the owner keeps the case). Driven by the database, never by sleeps in
+still unanswered (the owner keeps the case); a handover message that waited too long for its
+case is answered. Driven by the database, never by sleeps in
 memory, so a restart (or another instance) loses none."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from shared.logging import get_logger
 
 from . import handovers, routing
 from .decisions import RoutingPolicy
-from .handlers import ReferralUnit, announce
+from .handlers import ReferralUnit, announce, decide_waiting
 from .lifecycle import can_expire
 
 log = get_logger(__name__)
@@ -79,3 +80,15 @@ async def expire_due_handovers(units: Units, limit: int = 100) -> int:
             )
             log.info("handover_expired", handover_id=ended.handover_id, case_id=ended.case_id)
     return len(due)
+
+
+async def answer_stale_waiting(units: Units, wait_s: float, limit: int = 100) -> int:
+    """Decide the handover proposals and requests that waited longer than ``wait_s`` for their
+    case: refused with unknown_case if it still did not come (so the sender always hears), as
+    if they arrived now if it came meanwhile (read by another transaction before the message
+    waited). Return how many."""
+    async with units() as unit:
+        stale = await unit.stores.take_stale_waiting(wait_s, limit)
+        for waiting in stale:
+            await decide_waiting(unit, waiting)
+    return len(stale)

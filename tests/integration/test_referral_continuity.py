@@ -24,7 +24,7 @@ from services.referral.cli import continuity_csv
 from services.referral.decisions import RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
 from services.referral.store import ReferralStore
-from services.referral.timers import expire_due_handovers
+from services.referral.timers import answer_stale_waiting, expire_due_handovers
 from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
@@ -182,6 +182,15 @@ class Referral(ServiceBatches):
         )
         return str(row[0])
 
+    async def waiting(self) -> list[str]:
+        """The ce_ids of the handover messages waiting for their case, oldest first."""
+        rows = await self.fetch("SELECT ce_id FROM waiting_handovers ORDER BY received_at")
+        return [r[0] for r in rows]
+
+    def units(self) -> Any:
+        """A unit of work of the timers (its own transaction)."""
+        return open_unit(self.pool.pool.acquire(), ReferralStore, SOURCE)
+
     async def written(self) -> tuple[Any, ...]:
         """Everything a refused handover message must leave as it was."""
         return (
@@ -308,7 +317,7 @@ async def test_handover_messages_the_rules_refuse_change_nothing(referral: Refer
             referral.proposal(case.case_id, PROGRAMME),  # deregistered
             referral.proposal(case.case_id, OWNER),  # the current owner
             referral.proposal(erased.case_id, MINISTRY),  # an erased case
-            referral.proposal(str(uuid.uuid4()), MINISTRY),  # an unknown case
+            unknown := referral.proposal(str(uuid.uuid4()), MINISTRY),  # a case not read yet
         ]
     )
     refused = await referral.sent(ev.HANDOVER_REFUSED)
@@ -317,15 +326,59 @@ async def test_handover_messages_the_rules_refuse_change_nothing(referral: Refer
         ("unknown_agency", case.case_id),
         ("already_owner", case.case_id),
         ("case_not_open", erased.case_id),
-        ("unknown_case", OWNER),
     ]
     assert "erased" in refused[3]["reason"]
     assert await referral.written() == before
+    # the unknown case's proposal waits for it; it never comes: refused after the wait
+    assert await referral.waiting() == [unknown.event_id]
+    assert await answer_stale_waiting(referral.units, wait_s=0) == 1
+    [*_, never] = await referral.sent(ev.HANDOVER_REFUSED)
+    assert (never["error"], never["(key)"], never["message_id"]) == (
+        "unknown_case",
+        OWNER,
+        unknown.event_id,
+    )
+    assert await referral.waiting() == [] and await referral.written() == before
     # registered again (the registry's next record): a receiver again
     await referral.apply([referral.agency(PROGRAMME, ev.AgencyType.DEVELOPMENT_PROGRAMME)])
     await referral.apply([referral.proposal(case.case_id, PROGRAMME)])
     [proposed] = await referral.sent(ev.HANDOVER_PROPOSED)
     assert proposed["receiving_agency_id"] == PROGRAMME
+
+
+@pytest.mark.parametrize("batches", ["one batch", "two batches"])
+async def test_a_proposal_read_before_its_case_is_proposed_once_the_case_is(
+    referral: Referral, batches: str
+) -> None:
+    """The owner proposes on hearing submission-accepted; referral reads its responses topic
+    before intake.cases.v1 has given it the case: the proposal waits, then is proposed."""
+    area = f.unique_area()
+    await _directory(referral, area)
+    case = _case(area)
+    early = referral.proposal(case.case_id, MINISTRY)
+    registered = referral.intake(ev.CASE_REGISTERED, case)
+    if batches == "one batch":
+        await referral.apply([early, registered])
+    else:
+        await referral.apply([early])
+        assert await referral.waiting() == [early.event_id]
+        assert await referral.sent(ev.HANDOVER_PROPOSED) == []
+        await referral.apply([registered])
+    [proposed] = await referral.sent(ev.HANDOVER_PROPOSED)
+    assert (proposed["(key)"], proposed["message_id"]) == (case.case_id, early.event_id)
+    assert proposed["receiving_agency_id"] == MINISTRY
+    assert await referral.sent(ev.HANDOVER_REFUSED) == []
+    assert await referral.waiting() == []
+    assert (await referral.handover(proposed["handover_id"]))["state"] == "proposed"
+    # the case's referrals were routed as always
+    assert len(await referral.sent(ev.REFERRAL_REQUESTED)) == 1
+    # an update of the case, a redelivery of the proposal (skipped by the inbox), the job:
+    # nothing more is proposed or refused
+    await referral.apply([referral.intake(ev.CASE_UPDATED, case)])
+    await referral.consumer.process_batch([early])
+    assert await answer_stale_waiting(referral.units, wait_s=0) == 0
+    assert len(await referral.sent(ev.HANDOVER_PROPOSED)) == 1
+    assert await referral.sent(ev.HANDOVER_REFUSED) == []
 
 
 async def test_a_second_proposal_in_the_same_batch_waits_for_the_first(referral: Referral) -> None:

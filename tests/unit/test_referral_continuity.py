@@ -20,7 +20,7 @@ from services.referral.continuity import TakeoverListing, next_owners, open_need
 from services.referral.decisions import ReferralRow
 from services.referral.handlers import SOURCE, ReferralHandlers
 from services.referral.handovers import AgencyFacts, CaseFacts, HandoverRow
-from services.referral.timers import expire_due_handovers
+from services.referral.timers import answer_stale_waiting, expire_due_handovers
 from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
@@ -66,6 +66,7 @@ class Store(FakeStore):
             {c: case.submitting_agency_id for c, case in self.cases.items()},
             dict(self.referrals),
             list(self.ends),
+            dict(self.waiting),
         )
 
     # cases
@@ -341,9 +342,102 @@ async def test_a_proposal_that_breaks_the_contract_is_refused_with_its_field_err
     ] == ["agency_id"]
 
 
-async def test_a_proposal_of_an_unknown_case_is_refused_keyed_by_its_sender() -> None:
+def _units(store: Store, emitted: list[Unit[Any]]) -> Any:
+    """The timers' units of work on the fake store, each kept in ``emitted``."""
+
+    @asynccontextmanager
+    async def units() -> AsyncIterator[Unit[Any]]:
+        unit = _unit(store)
+        yield unit
+        emitted.append(unit)
+
+    return units
+
+
+async def test_a_proposal_before_its_case_waits_and_is_decided_when_the_case_arrives() -> None:
+    """The owner heard submission-accepted and proposed before referral read the case."""
     store, _ = await _world()
-    await refused(store, proposal("no-such-case", MINISTRY), "unknown_case", OWNER)
+    case = _case()
+    before = store.snapshot()
+    event = proposal(case.case_id, MINISTRY)
+    waits = await send(store, event)
+    assert _sent(waits) == []  # not answered yet
+    assert [w.message_id for w in store.waiting.values()] == [event.event_id]
+    assert store.snapshot()[:-1] == before[:-1]  # only the waiting message
+    arrived = _unit(store)
+    await HANDLERS.on_case(case, arrived)
+    proposed = [e for e in arrived.emitted if e.headers["ce_type"] == ev.HANDOVER_PROPOSED]
+    assert [e.key for e in proposed] == [case.case_id]
+    body = json.loads(proposed[0].body)
+    assert (body["message_id"], body["receiving_agency_id"]) == (event.event_id, MINISTRY)
+    # the proposal's conversation, not the case's
+    assert proposed[0].headers["ce_correlationid"] == event.correlation_id
+    assert store.handovers[body["handover_id"]].state is HandoverState.PROPOSED
+    assert store.waiting == {}
+    await HANDLERS.on_case(case, again := _unit(store))  # an update decides nothing again
+    assert ev.HANDOVER_PROPOSED not in [t for t, _ in _sent(again)]
+
+
+async def test_a_waiting_message_is_decided_by_the_rules_when_its_case_arrives() -> None:
+    """Decided as if it arrived then: a proposal by another agency than the owner is refused."""
+    store, _ = await _world()
+    case = _case()
+    event = proposal(case.case_id, MINISTRY, by=STRANGER)
+    assert _sent(await send(store, event)) == []
+    await HANDLERS.on_case(case, arrived := _unit(store))
+    [refusal] = [e for e in arrived.emitted if e.headers["ce_type"] == ev.HANDOVER_REFUSED]
+    body = json.loads(refusal.body)
+    assert (body["error"], refusal.key) == ("not_owner", case.case_id)
+    assert (body["message_id"], body["agency_id"]) == (event.event_id, STRANGER)
+    assert store.handovers == {} and store.waiting == {}
+
+
+async def test_a_waiting_message_whose_case_never_comes_is_refused_after_the_wait() -> None:
+    store, _ = await _world()
+    event = proposal("no-such-case", MINISTRY)
+    assert _sent(await send(store, event)) == []
+    emitted: list[Unit[Any]] = []
+    units = _units(store, emitted)
+    assert await answer_stale_waiting(units, wait_s=120) == 0  # still waiting
+    assert [_sent(u) for u in emitted] == [[]]
+    before = store.snapshot()
+    for m, w in store.waiting.items():  # the wait has passed
+        assert w.received_at is not None
+        store.waiting[m] = replace(w, received_at=w.received_at - timedelta(seconds=121))
+    assert await answer_stale_waiting(units, wait_s=120) == 1
+    unit = emitted[-1]
+    assert _sent(unit) == [(ev.HANDOVER_REFUSED, OWNER)]  # no known case: keyed by the sender
+    body = _body(unit)
+    assert (body["error"], body["message_id"], body["agency_id"]) == (
+        "unknown_case",
+        event.event_id,
+        OWNER,
+    )
+    assert unit.emitted[0].headers["ce_correlationid"] == event.correlation_id
+    assert store.snapshot()[:-1] == before[:-1] and store.waiting == {}
+    assert await answer_stale_waiting(units, wait_s=0) == 0  # answered once
+
+
+async def test_a_redelivered_waiting_message_waits_once_and_is_decided_once() -> None:
+    store, _ = await _world()
+    case = _case()
+    event = proposal(case.case_id, MINISTRY)
+    assert _sent(await send(store, event)) == []
+    assert _sent(await send(store, event)) == []  # the same ce_id again
+    assert len(store.waiting) == 1
+    await HANDLERS.on_case(case, arrived := _unit(store))
+    assert [t for t, _ in _sent(arrived)].count(ev.HANDOVER_PROPOSED) == 1
+    assert ev.HANDOVER_REFUSED not in [t for t, _ in _sent(arrived)]
+    assert len(store.handovers) == 1
+
+
+async def test_a_proposal_of_an_unknown_case_with_a_past_deadline_is_refused_at_once() -> None:
+    """The contract is checked first: nothing to wait for."""
+    store, _ = await _world()
+    body = await refused(
+        store, proposal("no-such-case", MINISTRY, respond_by=_later(-1)), "invalid_message", OWNER
+    )
+    assert [e["field"] for e in body["errors"]] == ["respond_by"]
 
 
 async def test_a_proposal_of_a_case_the_sender_does_not_own_is_refused() -> None:
@@ -455,7 +549,14 @@ async def test_a_request_waits_on_the_owner_and_carries_the_requesters_reference
 
 async def test_requests_the_rules_do_not_allow_are_refused() -> None:
     store, case = await _world(scope={"purposes": ["referral"], "agency_types": ["government"]})
-    await refused(store, request("no-such-case", MINISTRY), "unknown_case", MINISTRY)
+    # a request of a case not read yet waits for it (refused by the job if it never comes)
+    waits = request("no-such-case", MINISTRY)
+    assert _sent(await send(store, waits)) == []
+    assert [w.ce_type for w in store.waiting.values()] == [ev.HANDOVER_REQUEST_SUBMITTED]
+    emitted: list[Unit[Any]] = []
+    assert await answer_stale_waiting(_units(store, emitted), wait_s=0) == 1
+    assert _sent(emitted[0]) == [(ev.HANDOVER_REFUSED, MINISTRY)]
+    assert _body(emitted[0])["error"] == "unknown_case"
     # a requester the registry does not know cannot write on a topic, but may be deregistered
     await HANDLERS.on_agency_removed(STRANGER, _unit(store))
     await refused(store, request(case.case_id, STRANGER), "unknown_agency", case.case_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from services.referral.decisions import ChainLink, Gap, Refer, ReferralRow, RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
+from services.referral.handovers import WaitingHandover
 from services.referral.matching import Candidate
 from shared.contracts import events as ev
 from shared.contracts import topics
@@ -36,6 +37,7 @@ class FakeStore:
         self.referrals: dict[str, ReferralRow] = {}
         self.chains: dict[tuple[str, str], list[ChainLink]] = {}
         self.unmet: dict[tuple[str, str], ev.UnmatchedReason] = {}
+        self.waiting: dict[str, WaitingHandover] = {}  # handover messages by ce_id
 
     async def save_case(
         self, case: ev.CaseRegistered, routes: Any = (), correlation: Any = None
@@ -82,6 +84,25 @@ class FakeStore:
 
     async def set_state(self, ref: ReferralRow, to: ev.ReferralState, **_: Any) -> None:
         self.referrals[ref.referral_id] = replace(ref, status=to)
+
+    # handover messages waiting for their case (ce_id the key, in arrival order)
+    async def park_handover(self, w: WaitingHandover) -> bool:
+        if w.message_id in self.waiting:
+            return False
+        self.waiting[w.message_id] = replace(w, received_at=datetime.now(UTC))
+        return True
+
+    async def take_waiting(self, case_id: str) -> list[WaitingHandover]:
+        return [self.waiting.pop(m) for m, w in list(self.waiting.items()) if w.case_id == case_id]
+
+    async def take_stale_waiting(self, older_than_s: float, limit: int) -> list[WaitingHandover]:
+        now = datetime.now(UTC)
+        stale = [
+            m
+            for m, w in self.waiting.items()
+            if w.received_at and (now - w.received_at).total_seconds() >= older_than_s
+        ]
+        return [self.waiting.pop(m) for m in stale[:limit]]
 
 
 def _candidate(n: int) -> Candidate:
