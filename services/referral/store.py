@@ -568,13 +568,16 @@ class ReferralStore:
         return sorted((_waiting(r) for r in rows), key=_arrival)
 
     async def take_stale_waiting(self, older_than_s: float, limit: int) -> list[WaitingHandover]:
-        """The messages that waited longer than ``older_than_s`` for their case, oldest first,
-        no longer waiting; rows another transaction holds (its case arriving) are skipped."""
+        """The messages that waited longer than ``older_than_s`` for their case, or whose case
+        has come meanwhile (another instance applied it while the message was being parked, so
+        it never saw the message), oldest first, no longer waiting; rows another transaction
+        holds (its case arriving) are skipped."""
         rows = await self.conn.fetch(
             """DELETE FROM waiting_handovers WHERE ce_id IN (
-                   SELECT ce_id FROM waiting_handovers
+                   SELECT ce_id FROM waiting_handovers w
                     WHERE received_at <= now() - make_interval(secs => $1)
-                    ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                       OR EXISTS (SELECT 1 FROM cases c WHERE c.case_id = w.case_id)
+                    ORDER BY received_at LIMIT $2 FOR UPDATE OF w SKIP LOCKED)
                RETURNING *""",
             older_than_s,
             limit,

@@ -84,9 +84,10 @@ async def expire_due_handovers(units: Units, limit: int = 100) -> int:
 
 async def answer_stale_waiting(units: Units, wait_s: float, limit: int = 100) -> int:
     """Decide the handover proposals and requests that waited longer than ``wait_s`` for their
-    case: refused with unknown_case if it still did not come (so the sender always hears), as
-    if they arrived now if it came meanwhile (read by another transaction before the message
-    waited). Return how many."""
+    case, or whose case has come meanwhile: refused with unknown_case if it still did not come
+    (so the sender always hears), as if they arrived now if it came (applied by another
+    transaction, or instance, that could not see the message yet: decided at the next tick,
+    not after the wait). Return how many."""
     async with units() as unit:
         stale = await unit.stores.take_stale_waiting(wait_s, limit)
         for waiting in stale:

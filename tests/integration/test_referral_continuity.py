@@ -381,6 +381,26 @@ async def test_a_proposal_read_before_its_case_is_proposed_once_the_case_is(
     assert await referral.sent(ev.HANDOVER_REFUSED) == []
 
 
+async def test_a_proposal_whose_case_another_instance_applied_is_decided_at_the_next_tick(
+    referral: Referral,
+) -> None:
+    """The proposal is parked while another instance applies its case without seeing it (both
+    uncommitted): the timer job decides it at its next tick, not after the whole wait."""
+    area = f.unique_area()
+    await _directory(referral, area)
+    case = _case(area)
+    early = referral.proposal(case.case_id, MINISTRY)
+    await referral.apply([early])
+    assert await referral.waiting() == [early.event_id]
+    async with open_unit(referral.pool.pool.acquire(), ReferralStore, SOURCE) as unit:
+        await unit.stores.save_case(case)  # the case, as the other instance stored it
+    assert await answer_stale_waiting(referral.units, wait_s=3600) == 1
+    [proposed] = await referral.sent(ev.HANDOVER_PROPOSED)
+    assert proposed["message_id"] == early.event_id
+    assert await referral.sent(ev.HANDOVER_REFUSED) == []
+    assert await referral.waiting() == []
+
+
 async def test_a_second_proposal_in_the_same_batch_waits_for_the_first(referral: Referral) -> None:
     area = f.unique_area()
     await _directory(referral, area)
