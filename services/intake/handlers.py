@@ -191,31 +191,23 @@ class IntakeHandlers:
     ) -> None:
         """``duplicates``: the cases of other agencies sharing an identity hash with it."""
         action = "registered" if type_ == ev.CASE_REGISTERED else "updated"
-        await unit.stores.add_history(
-            row.case_id,
-            action,
-            event.event_id,
-            row.agency_id,
-            {
-                "needs": [n.need_id for n in row.needs],
-                "consent_version": row.consent_version,
-                "possible_duplicate_of": duplicates,
-            },
-        )
-        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, action)
         outcome = (
             ev.SubmissionOutcome.REGISTERED
             if type_ == ev.CASE_REGISTERED
             else ev.SubmissionOutcome.UPDATED
         )
-        self._emit(
+        await self._applied(
+            event,
             unit,
-            row.case_id,
-            [
-                (type_, row.pseudonymous(duplicates)),
-                *(also or []),
-                _accepted(event, row, outcome),
-            ],
+            row,
+            action,
+            {
+                "needs": [n.need_id for n in row.needs],
+                "consent_version": row.consent_version,
+                "possible_duplicate_of": duplicates,
+            },
+            [(type_, row.pseudonymous(duplicates)), *(also or [])],
+            outcome,
         )
         log.info(
             "case_stored",
@@ -230,40 +222,33 @@ class IntakeHandlers:
     ) -> None:
         row = await unit.stores.update_case(row, consent=after_withdrawal(row.consent, w))
         await unit.stores.add_consent_record(row, "withdrawn", event.event_id)
-        await unit.stores.add_history(
-            row.case_id,
-            "consent_withdrawn",
-            event.event_id,
-            row.agency_id,
-            {"consent_version": row.consent_version},
-        )
-        await unit.stores.record_submission(
-            event.event_id, row.agency_id, row.case_id, "consent_withdrawn"
-        )
-        self._emit(
+        await self._applied(
+            event,
             unit,
-            row.case_id,
-            [
-                (ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=row.case_id, consent=row.consent)),
-                _accepted(event, row, ev.SubmissionOutcome.CONSENT_WITHDRAWN),
-            ],
+            row,
+            "consent_withdrawn",
+            {"consent_version": row.consent_version},
+            [(ev.CONSENT_CHANGED, ev.ConsentChanged(case_id=row.case_id, consent=row.consent))],
+            ev.SubmissionOutcome.CONSENT_WITHDRAWN,
         )
         log.info("consent_withdrawn", case_id=row.case_id, still_given=row.consent.given)
 
     async def _erase(self, event: InboundEvent, unit: IntakeUnit, row: CaseRow) -> None:
         await unit.stores.erase(row.case_id)
-        await unit.stores.add_history(row.case_id, "erased", event.event_id, row.agency_id)
-        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, "erased")
         erased = ev.CaseErased(
             case_id=row.case_id,
             erased_at=datetime.now(UTC),
             submitting_agency_id=row.agency_id,
             agency_case_ref=row.agency_case_ref,
         )
-        self._emit(
+        await self._applied(
+            event,
             unit,
-            row.case_id,
-            [(ev.CASE_ERASED, erased), _accepted(event, row, ev.SubmissionOutcome.ERASED)],
+            row,
+            "erased",
+            None,
+            [(ev.CASE_ERASED, erased)],
+            ev.SubmissionOutcome.ERASED,
         )
         log.info("case_erased", case_id=row.case_id)
 
@@ -282,16 +267,6 @@ class IntakeHandlers:
             await _reject(event, unit, refusal(event, reason, "agency_case_ref"))
             return
         row = await unit.stores.end_assistance(row, end.ended_at, end.reason.value)
-        await unit.stores.add_history(
-            row.case_id,
-            "assistance_ended",
-            event.event_id,
-            row.agency_id,
-            {"reason": end.reason.value},
-        )
-        await unit.stores.record_submission(
-            event.event_id, row.agency_id, row.case_id, "assistance_ended"
-        )
         ended = ev.AssistanceEnded(
             case_id=row.case_id,
             owner_agency_id=row.agency_id,
@@ -299,10 +274,14 @@ class IntakeHandlers:
             ended_at=end.ended_at,
         )
         # The v1 outcome enum cannot grow: an end of assistance is an update of the case.
-        self._emit(
+        await self._applied(
+            event,
             unit,
-            row.case_id,
-            [(ev.ASSISTANCE_ENDED, ended), _accepted(event, row, ev.SubmissionOutcome.UPDATED)],
+            row,
+            "assistance_ended",
+            {"reason": end.reason.value},
+            [(ev.ASSISTANCE_ENDED, ended)],
+            ev.SubmissionOutcome.UPDATED,
         )
         log.info("assistance_ended", case_id=row.case_id, reason=end.reason.value)
 
@@ -310,14 +289,6 @@ class IntakeHandlers:
         self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, closure: ev.CaseClosure
     ) -> None:
         await unit.stores.set_status(row.case_id, "closed", closure.reason.value)
-        await unit.stores.add_history(
-            row.case_id,
-            "closed",
-            event.event_id,
-            row.agency_id,
-            {"reason": closure.reason.value, "open_referrals": closure.open_referrals.value},
-        )
-        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, "closed")
         # What becomes of the open referrals is referral's to carry out: it reads the choice here.
         closed = ev.CaseClosed(
             case_id=row.case_id,
@@ -325,10 +296,14 @@ class IntakeHandlers:
             closed_at=closure.closed_at,
             open_referrals=closure.open_referrals,
         )
-        self._emit(
+        await self._applied(
+            event,
             unit,
-            row.case_id,
-            [(ev.CASE_CLOSED, closed), _accepted(event, row, ev.SubmissionOutcome.CLOSED)],
+            row,
+            "closed",
+            {"reason": closure.reason.value, "open_referrals": closure.open_referrals.value},
+            [(ev.CASE_CLOSED, closed)],
+            ev.SubmissionOutcome.CLOSED,
         )
         log.info(
             "case_closed",
@@ -607,6 +582,23 @@ class IntakeHandlers:
 
     async def on_agency_removed(self, agency_id: str, unit: IntakeUnit) -> None:
         await unit.stores.remove_agency(agency_id)
+
+    async def _applied(
+        self,
+        event: InboundEvent,
+        unit: IntakeUnit,
+        row: CaseRow,
+        action: str,
+        details: dict[str, object] | None,
+        events: list[tuple[str, ev.Contract]],
+        outcome: ev.SubmissionOutcome,
+    ) -> None:
+        """What every applied submission leaves: the case history's entry and the submission's
+        record (both named ``action``), the case events it causes, then the answer to its
+        sender."""
+        await unit.stores.add_history(row.case_id, action, event.event_id, row.agency_id, details)
+        await unit.stores.record_submission(event.event_id, row.agency_id, row.case_id, action)
+        self._emit(unit, row.case_id, [*events, _accepted(event, row, outcome)])
 
     def _emit(self, unit: IntakeUnit, case_id: str, events: list[tuple[str, ev.Contract]]) -> None:
         """On intake.cases.v1, keyed by the case (the catalogue's key)."""
