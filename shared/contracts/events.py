@@ -432,6 +432,62 @@ CASE_CLOSURE_SUBMITTED = event_type("intake", "case-closure-submitted")
 ASSISTANCE_END_SUBMITTED = event_type("intake", "assistance-end-submitted")
 
 
+# ----- issue 18 community needs and levels -----
+
+#: Fields of a case submission that hold personal data: a community need carrying one is refused
+#: field by field (it describes a community, never a person).
+PERSONAL_FIELDS = (
+    "personal",
+    "profile",
+    "given_name",
+    "family_name",
+    "other_names",
+    "date_of_birth",
+    "birth_year",
+    "contacts",
+    "documents",
+    "preferred_language",
+    "consent",
+)
+
+
+class CommunityNeedSubmission(Contract):
+    """A need of a community (a village, a neighbourhood) an agency reports: who is affected is
+    counted, never named. Submitting the same ``agency_case_ref`` again updates it; a
+    case-closure-submitted or erasure-requested with that reference closes or erases it.
+    ``description`` is free text: intake keeps it encrypted and seals it to the recipient only."""
+
+    model_config = ConfigDict(json_schema_extra=_NEED_RULES)
+
+    agency_id: AgencyId
+    agency_case_ref: Identifier
+    area: AreaCode
+    category: CategoryCode
+    dimension: Annotated[Dimension, Field(json_schema_extra={FILLED_FROM: "category"})]
+    urgency: Urgency = Urgency.NORMAL
+    people_affected: int = Field(ge=1, le=10_000_000)
+    returnee_share: float = Field(ge=0, le=1)
+    description: LongText = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dimension_from_category(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dimension" not in data:
+            category = data.get("category")
+            if isinstance(category, str) and TAXONOMY.is_category(category):
+                return {**data, "dimension": TAXONOMY.dimension_of(category)}
+        return data
+
+    @model_validator(mode="after")
+    def _dimension_matches(self) -> Self:
+        if TAXONOMY.dimension_of(self.category) != self.dimension:
+            raise ValueError("dimension does not match the category's dimension")
+        return self
+
+
+COMMUNITY_NEED_SUBMITTED = event_type("intake", "community-need-submitted")
+
+
 # =====================================================================================
 # agency.<id>.listings.v1 — written by the provider agency (compacted; Open Referral HSDS names)
 # =====================================================================================
@@ -513,11 +569,22 @@ class ServiceListing(Contract):
     # The programme takes cases over for the long run (follow-up, a government service): it is
     # proposed as a next owner when another programme's assistance ends with needs open.
     takes_over_cases: bool = False
+    # issue 18: the levels the service works at (IOM's integrated approach); with
+    # eligibility.beneficiary_types it says whom it serves: an individual need goes only to a
+    # listing of level individual serving returnees, a community need only to one of level
+    # community serving community members.
+    levels: list[Level] = Field(
+        default_factory=lambda: [Level.INDIVIDUAL],
+        min_length=1,
+        max_length=len(Level),
+        json_schema_extra=UNIQUE,
+    )
 
     @model_validator(mode="after")
     def _no_repeats(self) -> Self:
         _unique(self.categories, "categories")
         _unique(self.service_areas, "service_areas")
+        _unique(self.levels, "levels")
         return self
 
 
@@ -865,6 +932,24 @@ CASE_HANDED_OVER = event_type("intake", "case-handed-over")
 HANDOVER_FAILED = event_type("intake", "handover-failed")
 
 
+# ----- issue 18 community needs and levels -----
+
+
+class CommunityNeedRegistered(Contract):
+    """A community need as referral routes it (registered, or again after an update): its one
+    ``need`` has level community; no description (free text stays in intake)."""
+
+    case_id: Identifier
+    submitting_agency_id: AgencyId
+    area: AreaCode
+    need: Need
+    people_affected: int = Field(ge=1, le=10_000_000)
+    returnee_share: float = Field(ge=0, le=1)
+
+
+COMMUNITY_NEED_REGISTERED = event_type("intake", "community-need-registered")
+
+
 # =====================================================================================
 # intake.rejections.v1 — written by intake
 # =====================================================================================
@@ -909,6 +994,26 @@ class DisclosureSealed(Contract):
     sealed_box: Annotated[str, Field(max_length=16_384, pattern=r"^[A-Za-z0-9+/]+=*$")]
     recipient_key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     consent_recorded_at: PastDatetime
+    # issue 18: what the sealed box holds once opened: a DisclosedContact (a returnee's), or a
+    # CommunityNeedBrief (a community need's; no consent applies, consent_recorded_at is then
+    # when the need was last submitted).
+    content: Literal["contact", "community_need"] = "contact"
+
+
+# ----- issue 18 community needs and levels -----
+
+
+class CommunityNeedBrief(Contract):
+    """What a sealed disclosure of a community need holds once opened: its description and
+    counts, for the provider the need was referred to."""
+
+    case_id: Identifier
+    agency_case_ref: Identifier
+    area: AreaCode
+    category: CategoryCode
+    people_affected: int = Field(ge=1, le=10_000_000)
+    returnee_share: float = Field(ge=0, le=1)
+    description: LongText = ""
 
 
 class DisclosureRefusalReason(StrEnum):
@@ -1456,4 +1561,7 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_SUPPORT_CONTINUES: SupportContinues,
     INBOX_CONTINUITY_PROPOSED: ContinuityProposed,
     OPERATOR_COMMAND_AUDITED: OperatorCommandAudited,
+    # issue 18 community needs and levels
+    COMMUNITY_NEED_SUBMITTED: CommunityNeedSubmission,
+    COMMUNITY_NEED_REGISTERED: CommunityNeedRegistered,
 }

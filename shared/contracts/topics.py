@@ -136,6 +136,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "assistance-ended",
                 "case-handed-over",
                 "handover-failed",
+                "community-need-registered",
             )
         ),
         description="Pseudonymous case events: never names, contacts or documents; the "
@@ -252,6 +253,7 @@ AGENCY_SUBMISSIONS = TopicFamily(
                 "erasure-requested",
                 "case-closure-submitted",
                 "assistance-end-submitted",
+                "community-need-submitted",
             )
         ),
         description="The agency's case submissions, updates, consent withdrawals, erasure "
