@@ -19,11 +19,12 @@ from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import disclosures, handovers, identity
+from . import community, disclosures, handovers, identity
 from .cases import CaseRow
+from .community import CommunityNeedRow
 from .consent import after_withdrawal
 from .store import DisclosureEntry, IntakeStore
-from .submissions import read_submission
+from .submissions import Submission, read_submission
 
 SOURCE = "urn:referralexchange:service:intake"
 
@@ -83,8 +84,13 @@ class IntakeHandlers:
                     ),
                 )
                 return
+        if isinstance(result, ev.CommunityNeedSubmission):
+            await self._submit_community_need(event, unit, result, row)
+            return
         if isinstance(result, ev.CaseSubmission):
             await self._submit_case(event, unit, result, row)
+            return
+        if row is None and await self._ends_community_need(event, unit, result):
             return
         if row is None or row.status == "erased":
             await _reject(
@@ -312,6 +318,166 @@ class IntakeHandlers:
             open_referrals=closure.open_referrals.value,
         )
 
+    # ----- community needs (issue 18, decision 17; community.py decides) -----
+
+    async def _submit_community_need(
+        self,
+        event: InboundEvent,
+        unit: IntakeUnit,
+        submission: ev.CommunityNeedSubmission,
+        case: CaseRow | None,
+    ) -> None:
+        """A community need registered, or updated under the same reference; announced to
+        referral without its description (kept encrypted)."""
+        if case is not None:
+            await _reject(
+                event,
+                unit,
+                refusal(
+                    event,
+                    "agency_case_ref names a case of this agency; "
+                    "a community need needs a reference of its own",
+                    "agency_case_ref",
+                ),
+            )
+            return
+        store = unit.stores
+        existing = await store.find_community_need(submission.agency_id, submission.agency_case_ref)
+        reason = community.refusal(submission, existing)
+        if reason is not None:
+            await _reject(event, unit, refusal(event, reason, "agency_case_ref"))
+            return
+        need = await store.save_community_need(submission, self._keys.master_key, existing)
+        action = "updated" if existing else "registered"
+        await store.record_submission(event.event_id, need.agency_id, None, action)
+        outcome = ev.SubmissionOutcome.UPDATED if existing else ev.SubmissionOutcome.REGISTERED
+        self._emit(
+            unit,
+            need.need_id,
+            [
+                (ev.COMMUNITY_NEED_REGISTERED, need.registered()),
+                _community_accepted(event, need, outcome),
+            ],
+        )
+        log.info("community_need_stored", case_id=need.need_id, action=action)
+
+    async def _ends_community_need(
+        self, event: InboundEvent, unit: IntakeUnit, message: Submission
+    ) -> bool:
+        """A closure or erasure naming a community need of the sender applied to it (True);
+        another message naming one refused; False when the reference names none."""
+        store = unit.stores
+        need = await store.find_community_need(message.agency_id, message.agency_case_ref)
+        if need is None or need.status == "erased":
+            return False
+        if not isinstance(message, ev.CaseClosure | ev.ErasureRequest):
+            await _reject(
+                event,
+                unit,
+                refusal(
+                    event,
+                    "agency_case_ref names a community need: it takes community-need-submitted, "
+                    "case-closure-submitted and erasure-requested only",
+                    "agency_case_ref",
+                ),
+            )
+            return True
+        emitted: tuple[str, ev.Contract]
+        if isinstance(message, ev.ErasureRequest):
+            await store.erase_community_need(need.need_id)
+            action, outcome = "erased", ev.SubmissionOutcome.ERASED
+            emitted = (
+                ev.CASE_ERASED,
+                ev.CaseErased(
+                    case_id=need.need_id,
+                    erased_at=datetime.now(UTC),
+                    submitting_agency_id=need.agency_id,
+                    agency_case_ref=need.agency_case_ref,
+                ),
+            )
+        else:
+            if need.status == "closed":
+                await _reject(
+                    event,
+                    unit,
+                    refusal(
+                        event,
+                        "the community need is closed; submit it under a new agency_case_ref",
+                        "agency_case_ref",
+                    ),
+                )
+                return True
+            await store.close_community_need(need.need_id, message.reason.value)
+            action, outcome = "closed", ev.SubmissionOutcome.CLOSED
+            emitted = (
+                ev.CASE_CLOSED,
+                ev.CaseClosed(
+                    case_id=need.need_id,
+                    reason=message.reason,
+                    closed_at=message.closed_at,
+                    open_referrals=message.open_referrals,
+                ),
+            )
+        await store.record_submission(event.event_id, need.agency_id, None, action)
+        self._emit(unit, need.need_id, [emitted, _community_accepted(event, need, outcome)])
+        log.info("community_need_ended", case_id=need.need_id, action=action)
+        return True
+
+    async def _disclose_community_need(
+        self, referral: ev.ReferralRequested, need: CommunityNeedRow, unit: IntakeUnit
+    ) -> None:
+        """A referral of a community need: its brief sealed for the recipient's key (no
+        consent applies: no person), or why not; logged either way."""
+        recipient = await unit.stores.recipient(referral.recipient_agency_id)
+        if recipient is None and need.status == "open":
+            # as for a case: the registry may not be read yet (transient, retried)
+            raise LookupError(f"recipient agency {referral.recipient_agency_id} not known yet")
+        disclosure_id = str(uuid.uuid4())
+        reason = community.disclosure_refusal(
+            need, recipient.type if recipient else None, recipient.public_key if recipient else None
+        )
+        decided: ev.DisclosureSealed | ev.DisclosureRefused
+        if reason is None and recipient is not None and recipient.public_key:
+            description = await unit.stores.read_community_description(
+                need.need_id, self._keys.master_key
+            )
+            decided = community.sealed(
+                referral, need, description, recipient.public_key, disclosure_id
+            )
+            type_, key_sha256 = ev.DISCLOSURE_SEALED, decided.recipient_key_sha256
+        else:
+            reason = reason or ev.DisclosureRefusalReason.UNKNOWN_AGENCY
+            decided = ev.DisclosureRefused(
+                disclosure_id=disclosure_id,
+                referral_id=referral.referral_id,
+                case_id=referral.case_id,
+                recipient_agency_id=referral.recipient_agency_id,
+                reason=reason,
+            )
+            type_, key_sha256 = ev.DISCLOSURE_REFUSED, None
+        await unit.stores.log_disclosure(
+            DisclosureEntry(
+                disclosure_id=disclosure_id,
+                referral_id=referral.referral_id,
+                case_id=need.need_id,
+                recipient_agency_id=referral.recipient_agency_id,
+                outcome="refused" if reason is not None else "disclosed",
+                reason=reason.value if reason is not None else None,
+                consent_version=None,
+                recipient_key_sha256=key_sha256,
+                source_event_id=unit.cause.causation_id or "",
+                kind="community_need",
+            )
+        )
+        unit.emit(type_, decided, topic=topics.INTAKE_DISCLOSURES, subject=referral.referral_id)
+        log.info(
+            "community_need_disclosed" if reason is None else "disclosure_refused",
+            case_id=referral.case_id,
+            referral_id=referral.referral_id,
+            recipient=referral.recipient_agency_id,
+            reason=reason.value if reason is not None else None,
+        )
+
     # ----- referral.events.v1: disclosures -----
 
     async def on_referral_requested(self, referral: ev.ReferralRequested, unit: IntakeUnit) -> None:
@@ -322,6 +488,11 @@ class IntakeHandlers:
         if await unit.stores.disclosure_decided(referral.referral_id):
             return  # decided before: a redelivery
         case = await unit.stores.load_case(referral.case_id)
+        if case is None:
+            need = await unit.stores.load_community_need(referral.case_id)
+            if need is not None:
+                await self._disclose_community_need(referral, need, unit)
+                return
         recipient = await unit.stores.recipient(referral.recipient_agency_id)
         if recipient is None and case is not None:
             # The registry and the referral events are separate topics: intake may simply not
@@ -618,6 +789,22 @@ def _accepted(
             agency_id=row.agency_id,
             agency_case_ref=row.agency_case_ref,
             case_id=row.case_id,
+            outcome=outcome,
+        ),
+    )
+
+
+def _community_accepted(
+    event: InboundEvent, need: CommunityNeedRow, outcome: ev.SubmissionOutcome
+) -> tuple[str, ev.Contract]:
+    """The answer to an applied community-need message: its reference tied to its id."""
+    return (
+        ev.SUBMISSION_ACCEPTED,
+        ev.SubmissionAccepted(
+            submission_id=event.event_id,
+            agency_id=need.agency_id,
+            agency_case_ref=need.agency_case_ref,
+            case_id=need.need_id,
             outcome=outcome,
         ),
     )

@@ -26,11 +26,13 @@ from datetime import datetime
 from typing import Any
 
 from shared.contracts import events as ev
+from shared.contracts.taxonomy import Urgency
 from shared.db import DbConnection, batch_scope
 from shared.kafka.inbound import InboundEvent
 
 from . import crypto
 from .cases import CaseRow, case_row, needs_json
+from .community import CommunityNeedRow
 from .disclosures import Recipient
 
 MAX_SIGNALLED_DUPLICATES = 10
@@ -74,7 +76,7 @@ class DisclosureEntry:
     consent_version: int | None
     recipient_key_sha256: str | None
     source_event_id: str
-    kind: str = "referral"  # referral | handover
+    kind: str = "referral"  # referral | handover | community_need
     handover_id: str | None = None
 
 
@@ -107,6 +109,25 @@ def _identity(case: str, agency: str, key: str, hashes: str) -> str:
 
 _CREATE_IDENTITY = _identity("$1", "$2", "$9", "$10")
 _REPLACE_IDENTITY = _identity("$1", "$2", "$3", "$4")
+
+
+_COMMUNITY_COLUMNS = """need_id, agency_id, agency_case_ref, status, area, category, urgency,
+                        people_affected, returnee_share, submitted_at"""
+
+
+def _community_need(record: Any) -> CommunityNeedRow:
+    return CommunityNeedRow(
+        need_id=str(record["need_id"]),
+        agency_id=record["agency_id"],
+        agency_case_ref=record["agency_case_ref"],
+        status=record["status"],
+        area=record["area"],
+        category=record["category"],
+        urgency=Urgency(record["urgency"]),
+        people_affected=record["people_affected"],
+        returnee_share=float(record["returnee_share"]),
+        submitted_at=record["submitted_at"],
+    )
 
 
 def _uuid(value: str) -> uuid.UUID | None:
@@ -688,6 +709,91 @@ class IntakeStore:
             decided[decision] = True
         await batch_scope.write(self.conn, "disclosure_log", [entry], _write_disclosures)
 
+    # ----- community needs (issue 18; community.py decides). Written at once: no handler
+    # reads them through the batch cache, and they are few. -----
+
+    async def find_community_need(
+        self, agency_id: str, agency_case_ref: str
+    ) -> CommunityNeedRow | None:
+        """The agency's community need by its own reference, locked for this transaction."""
+        record = await self.conn.fetchrow(
+            f"""SELECT {_COMMUNITY_COLUMNS} FROM community_needs
+                 WHERE agency_id = $1 AND agency_case_ref = $2 FOR UPDATE""",
+            agency_id,
+            agency_case_ref,
+        )
+        return _community_need(record) if record else None
+
+    async def load_community_need(self, need_id: str) -> CommunityNeedRow | None:
+        nid = _uuid(need_id)
+        if nid is None:
+            return None
+        record = await self.conn.fetchrow(
+            f"SELECT {_COMMUNITY_COLUMNS} FROM community_needs WHERE need_id = $1", nid
+        )
+        return _community_need(record) if record else None
+
+    async def save_community_need(
+        self,
+        submission: ev.CommunityNeedSubmission,
+        master_key: bytes,
+        existing: CommunityNeedRow | None,
+    ) -> CommunityNeedRow:
+        """A new community need, or the new version of ``existing``; the description under a
+        new data key (wrapped by the master key) either way."""
+        data_key = crypto.new_data_key()
+        record = await self.conn.fetchrow(
+            f"""INSERT INTO community_needs (need_id, agency_id, agency_case_ref, area, category,
+                    urgency, people_affected, returnee_share, wrapped_key, description_sealed)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                ON CONFLICT (need_id) DO UPDATE SET area = EXCLUDED.area,
+                  category = EXCLUDED.category, urgency = EXCLUDED.urgency,
+                  people_affected = EXCLUDED.people_affected,
+                  returnee_share = EXCLUDED.returnee_share, wrapped_key = EXCLUDED.wrapped_key,
+                  description_sealed = EXCLUDED.description_sealed, submitted_at = now(),
+                  updated_at = now()
+                RETURNING {_COMMUNITY_COLUMNS}""",
+            uuid.UUID(existing.need_id) if existing else uuid.uuid4(),
+            submission.agency_id,
+            submission.agency_case_ref,
+            submission.area,
+            submission.category,
+            submission.urgency.value,
+            submission.people_affected,
+            submission.returnee_share,
+            crypto.wrap_key(master_key, data_key),
+            crypto.encrypt(data_key, submission.description.encode()),
+        )
+        return _community_need(record)
+
+    async def close_community_need(self, need_id: str, reason: str) -> None:
+        await self.conn.execute(
+            """UPDATE community_needs SET status = 'closed', closed_reason = $2,
+                      updated_at = now() WHERE need_id = $1""",
+            uuid.UUID(need_id),
+            reason,
+        )
+
+    async def erase_community_need(self, need_id: str) -> None:
+        """Crypto-shred the description: its key and ciphertext are dropped."""
+        await self.conn.execute(
+            """UPDATE community_needs SET status = 'erased', wrapped_key = NULL,
+                      description_sealed = NULL, closed_reason = NULL, updated_at = now()
+                WHERE need_id = $1""",
+            uuid.UUID(need_id),
+        )
+
+    async def read_community_description(self, need_id: str, master_key: bytes) -> str:
+        """Decrypt a community need's description; KeyDestroyed once it was erased."""
+        record = await self.conn.fetchrow(
+            "SELECT wrapped_key, description_sealed FROM community_needs WHERE need_id = $1",
+            uuid.UUID(need_id),
+        )
+        if record is None or record["description_sealed"] is None:
+            raise crypto.KeyDestroyed("no description stored")
+        data_key = crypto.unwrap_key(master_key, record["wrapped_key"])
+        return crypto.decrypt(data_key, record["description_sealed"]).decode()
+
     # ----- the agency registry -----
 
     async def save_agency(self, agency: ev.AgencyRecord) -> None:
@@ -813,13 +919,13 @@ async def _write_disclosures(conn: DbConnection, entries: Sequence[DisclosureEnt
     await conn.execute(
         """INSERT INTO disclosure_log (referral_id, disclosure_id, case_id, recipient_agency_id,
                outcome, reason, consent_version, recipient_key_sha256, source_event_id, kind,
-               handover_id)
+               handover_id, community_need_id)
            SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[],
                                 $6::text[], $7::int[], $8::text[], $9::text[], $10::text[],
-                                $11::text[])""",
+                                $11::text[], $12::uuid[])""",
         [e.referral_id for e in entries],
         [e.disclosure_id for e in entries],
-        [uuid.UUID(e.case_id) for e in entries],
+        [uuid.UUID(e.case_id) if e.kind != "community_need" else None for e in entries],
         [e.recipient_agency_id for e in entries],
         [e.outcome for e in entries],
         [e.reason for e in entries],
@@ -828,6 +934,8 @@ async def _write_disclosures(conn: DbConnection, entries: Sequence[DisclosureEnt
         [e.source_event_id for e in entries],
         [e.kind for e in entries],
         [e.handover_id for e in entries],
+        # a community need's disclosure names the community need (issue 18), not a case
+        [uuid.UUID(e.case_id) if e.kind == "community_need" else None for e in entries],
     )
 
 

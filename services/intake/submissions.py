@@ -6,6 +6,8 @@ Pure functions: no database, no Kafka. Refusals name each bad field and never ec
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.kafka.agency_input import Refusal, read_agency_message
@@ -18,6 +20,7 @@ Submission = (
     | ev.ErasureRequest
     | ev.CaseClosure
     | ev.AssistanceEnd
+    | ev.CommunityNeedSubmission
 )
 SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.CASE_SUBMITTED: ev.CaseSubmission,
@@ -26,6 +29,7 @@ SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.ERASURE_REQUESTED: ev.ErasureRequest,
     ev.CASE_CLOSURE_SUBMITTED: ev.CaseClosure,
     ev.ASSISTANCE_END_SUBMITTED: ev.AssistanceEnd,
+    ev.COMMUNITY_NEED_SUBMITTED: ev.CommunityNeedSubmission,
 }
 MAX_SUBMISSION_BYTES = topics.AGENCY_SUBMISSIONS.template.max_message_bytes
 
@@ -37,4 +41,28 @@ def read_submission(event: InboundEvent) -> Submission | Refusal:
     message that claims any other agency, in ``ce_agencyid`` or in the body, is refused. The
     key must be the ``agency_case_ref``: a case's messages keep their order only under one key.
     """
-    return read_agency_message(event, SUBMISSION_MODELS, key_field="agency_case_ref")
+    result = read_agency_message(event, SUBMISSION_MODELS, key_field="agency_case_ref")
+    claimed = event.attributes.type if event.attributes is not None else None
+    if isinstance(result, Refusal) and claimed == ev.COMMUNITY_NEED_SUBMITTED:
+        return _no_personal_data(result)
+    return result
+
+
+NO_PERSONAL_DATA = "a community need holds no personal data: leave this field out"
+
+
+def _no_personal_data(refused: Refusal) -> Refusal:
+    """A community need refused for carrying personal fields says so, field by field (issue
+    18): the contract has no such field, and it is not a case submission sent by mistake."""
+    personal = frozenset(ev.PERSONAL_FIELDS)
+    errors = [
+        ev.FieldError(field=e.field, message=NO_PERSONAL_DATA)
+        if e.field.split(".")[0] in personal
+        else e
+        for e in refused.errors
+    ]
+    if errors == refused.errors:
+        return refused
+    named = sorted({e.field for e in errors if e.message == NO_PERSONAL_DATA})
+    reason = "a community need holds no personal data (" + ", ".join(named) + ")"
+    return replace(refused, reason=reason[:500], errors=errors)

@@ -321,6 +321,9 @@ SILENT: frozenset[str] = frozenset(
         # An accepted handover is for intake to carry out: the parties hear how it ended,
         # case-handed-over or handover-failed.
         ev.HANDOVER_ACCEPTED,
+        # issue 18: the reporting agency hears its community need as submission-accepted, and
+        # its referrals as for a case.
+        ev.COMMUNITY_NEED_REGISTERED,
     }
 )
 

@@ -34,6 +34,8 @@ typed = typed_handler(
         ev.ASSISTANCE_ENDED: handlers.on_assistance_ended,
         ev.CASE_HANDED_OVER: handlers.on_case_handed_over,
         ev.HANDOVER_FAILED: handlers.on_handover_failed,
+        # issue 18: a community need is routed as a case's need
+        ev.COMMUNITY_NEED_REGISTERED: handlers.on_community_need,
     },
     ReferralStore,
     SOURCE,

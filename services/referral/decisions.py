@@ -14,7 +14,7 @@ from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
 
-from .matching import Candidate, Match, best
+from .matching import Candidate, Match, best, best_community
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,39 @@ class ReferralRow:
             r["correlation_id"],
             r.get("case_owner_agency_id"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CommunityCase:
+    """A community need as referral routes it (issue 18, decision 17): a case of kind community
+    with one need of level community, in an area; no profile and no consent (no person)."""
+
+    case_id: str
+    submitting_agency_id: str
+    area: str
+    needs: list[ev.Need]
+    people_affected: int
+    returnee_share: float
+
+    @classmethod
+    def of(cls, registered: ev.CommunityNeedRegistered) -> CommunityCase:
+        return cls(
+            case_id=registered.case_id,
+            submitting_agency_id=registered.submitting_agency_id,
+            area=registered.area,
+            needs=[registered.need],
+            people_affected=registered.people_affected,
+            returnee_share=registered.returnee_share,
+        )
+
+
+# What routing refers: a returnee's case, or a community need.
+Routable = ev.CaseRegistered | CommunityCase
+
+
+def area_of(case: Routable) -> str:
+    """Where the need lies: the returnee's return area, or the community's."""
+    return case.area if isinstance(case, CommunityCase) else case.profile.return_area
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +131,7 @@ class RoutingPolicy:
 
 
 def decide_route(
-    case: ev.CaseRegistered,
+    case: Routable,
     need: ev.Need,
     candidates: list[Candidate],
     chain: Sequence[ChainLink],
@@ -114,7 +147,10 @@ def decide_route(
     last = ordered[-1] if ordered else None
     attempt = last.attempt + 1 if last else 1
     tried = frozenset(link.service_id for link in ordered)
-    chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
+    if isinstance(case, CommunityCase):
+        chosen = best_community(need, case.area, candidates, exclude_services=tried)
+    else:
+        chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
     if attempt > policy.max_attempts or not isinstance(chosen, Match):
         reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else chosen
         assert isinstance(reason, ev.UnmatchedReason)

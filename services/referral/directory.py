@@ -3,10 +3,12 @@ coverage must list to contain an area, capacity less held slots. Pure (the store
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
 from shared.contracts import events as ev
+from shared.contracts.taxonomy import Level
 
 from .matching import Candidate
 
@@ -39,6 +41,7 @@ def candidate(row: Any) -> Candidate:
     (
         service_id, agency_id, status, categories, coverage_areas, languages, capacity,
         open_slots, held_slots, eligibility, sla_hours, agency_type, answer_rate, median_hours,
+        levels,
     ) = row  # fmt: skip
     return Candidate(
         service_id=service_id,
@@ -53,6 +56,7 @@ def candidate(row: Any) -> Candidate:
         answer_rate=answer_rate,
         sla_hours=sla_hours,
         median_hours_to_decide=median_hours,
+        levels=_levels(levels),
     )
 
 
@@ -67,3 +71,14 @@ def _eligibility(json_text: str) -> ev.Eligibility:
     """Parsed once per distinct eligibility: most listings share a few (the model is frozen, so
     sharing one instance is safe)."""
     return ev.Eligibility.model_validate_json(json_text)
+
+
+_INDIVIDUAL = frozenset({Level.INDIVIDUAL})
+
+
+@lru_cache(maxsize=64)
+def _levels(json_text: str | None) -> frozenset[Level]:
+    """The listing's levels (a JSON list; none for a row written before migration 0010)."""
+    if json_text is None:
+        return _INDIVIDUAL
+    return frozenset(Level(v) for v in json.loads(json_text))

@@ -61,3 +61,32 @@ class ContinuityRow:
 
     def formatted(self) -> list[str]:
         return ["" if value is None else str(value) for value in self.values]
+
+
+# ----- issue 18: by level and beneficiary type -----
+
+LEVEL_COLUMNS = (
+    "level",
+    "beneficiary_type",
+    "needs",
+    "needs_referred",
+    "needs_accepted",
+    "needs_completed",
+    "needs_unmet",
+    "people_affected",
+    "returnees_affected",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LevelRow:
+    """Per level (individual, community, structural) and beneficiary type (returnee for a
+    returnee's case, community_member for a community need): the needs, how many were
+    referred, accepted, completed and are left unmet; the people concerned (one per returnee
+    case; a community need's people affected) and the returnees among them (a community need's
+    people affected times its returnee share, rounded)."""
+
+    values: tuple[object, ...]
+
+    def formatted(self) -> list[str]:
+        return ["" if value is None else str(value) for value in self.values]

@@ -17,7 +17,7 @@ from shared.unit import Unit
 
 from . import continuity, handovers, routing
 from .continuity import support_continues
-from .decisions import ReferralRow, RoutingPolicy
+from .decisions import CommunityCase, ReferralRow, RoutingPolicy
 from .handovers import HandoverRow, Refused, WaitingHandover
 from .lifecycle import OPEN_STATES, REROUTED_FROM, answer
 from .routing import Emitted
@@ -196,6 +196,20 @@ class ReferralHandlers:
         # Handover messages that came before the case (read on another topic) are decided now.
         for waiting in await unit.stores.take_waiting(case.case_id):
             await decide_waiting(unit, waiting)
+
+    async def on_community_need(
+        self, registered: ev.CommunityNeedRegistered, unit: ReferralUnit
+    ) -> None:
+        """A community need registered or updated (issue 18, decision 17): stored as a case of
+        kind community and routed as a case's need is (the same chain, deadlines, re-routing
+        and gap); an update routes nothing again."""
+        case = CommunityCase.of(registered)
+        announce(
+            unit,
+            await routing.route_case(
+                unit.stores, case, self._policy, correlation_id=unit.cause.correlation_id
+            ),
+        )
 
     async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:
         await unit.stores.update_consent(changed.case_id, changed.consent)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from shared.contracts import events as ev
 from shared.contracts.events import UnmatchedReason
-from shared.contracts.taxonomy import BeneficiaryType
+from shared.contracts.taxonomy import BeneficiaryType, Level
 
 _CAPACITY_SCORE = {ev.CapacityStatus.HAS_CAPACITY: 1.0, ev.CapacityStatus.WAITLIST: 0.5}
 WEIGHTS = {
@@ -64,6 +64,8 @@ class Candidate:
     answer_rate: float | None = None
     sla_hours: int | None = None
     median_hours_to_decide: float | None = None
+    # The levels the service works at (ServiceListing.levels).
+    levels: frozenset[Level] = frozenset({Level.INDIVIDUAL})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +97,37 @@ class _Returnee:
     than once per candidate (a need has up to a few hundred candidates)."""
 
     area: str
-    ages: tuple[int, int]
-    sex: ev.Sex
+    ages: tuple[int, int] | None  # None: a community (no age or sex filter)
+    sex: ev.Sex | None
     languages: frozenset[str]
     vulnerabilities: frozenset[str]
+    # Who is served: the need's level, and the beneficiary type a listing must serve.
+    level: Level = Level.INDIVIDUAL
+    beneficiary: BeneficiaryType = BeneficiaryType.RETURNEE
 
     @classmethod
-    def of(cls, profile: ev.Profile, now: datetime) -> _Returnee:
+    def of(cls, profile: ev.Profile, now: datetime, level: Level = Level.INDIVIDUAL) -> _Returnee:
         return cls(
             area=profile.return_area,
             ages=age_range(profile, now),
             sex=profile.sex,
             languages=frozenset(profile.languages),
             vulnerabilities=frozenset(profile.vulnerabilities),
+            level=level,
+        )
+
+    @classmethod
+    def community(cls, area: str) -> _Returnee:
+        """A community of ``area``: served by listings of level community for community
+        members; no age, sex, language or vulnerability of anyone is known."""
+        return cls(
+            area=area,
+            ages=None,
+            sex=None,
+            languages=frozenset(),
+            vulnerabilities=frozenset(),
+            level=Level.COMMUNITY,
+            beneficiary=BeneficiaryType.COMMUNITY_MEMBER,
         )
 
 
@@ -135,20 +155,24 @@ class _Allowed:
         )
 
 
-def eligible(c: Candidate, profile: ev.Profile) -> bool:
-    return _eligible(c, _Returnee.of(profile, datetime.now(UTC)))
+def eligible(c: Candidate, profile: ev.Profile, level: Level = Level.INDIVIDUAL) -> bool:
+    return _eligible(c, _Returnee.of(profile, datetime.now(UTC), level))
 
 
 def _eligible(c: Candidate, returnee: _Returnee) -> bool:
+    """The listing works at the need's level and serves its beneficiaries; for a person, its
+    age and sex fit too (a community has neither)."""
     e = c.eligibility
+    if returnee.level not in c.levels or returnee.beneficiary not in e.beneficiary_types:
+        return False
+    if returnee.ages is None:
+        return True
     low, high = returnee.ages
     if e.minimum_age is not None and high < e.minimum_age:
         return False
     if e.maximum_age is not None and low > e.maximum_age:
         return False
-    if e.sexes is not None and returnee.sex not in e.sexes:
-        return False
-    return BeneficiaryType.RETURNEE in e.beneficiary_types
+    return e.sexes is None or returnee.sex in e.sexes
 
 
 def consent_covers(c: Candidate, consent: ev.Consent, category: str) -> bool:
@@ -210,11 +234,18 @@ def rank(
 ) -> list[Match] | UnmatchedReason:
     """Every acceptable candidate, best first; or the reason there is none (the furthest filter
     any candidate got past names the gap: area, eligibility, capacity or consent)."""
-    scored = _acceptable(need.category, profile, consent, candidates, exclude_services)
+    now = datetime.now(UTC)
+    scored = _acceptable(
+        need.category,
+        _Returnee.of(profile, now, need.level),
+        _Allowed.of(consent, need.category, now),
+        candidates,
+        exclude_services,
+    )
     if not isinstance(scored, list):
         return scored
     scored.sort(key=_best_first)
-    return [_match(need, profile, s) for s in scored]
+    return [_match(need, profile.return_area, s) for s in scored]
 
 
 def best(
@@ -227,32 +258,78 @@ def best(
 ) -> Match | UnmatchedReason:
     """``rank(...)[0]`` (or the same reason), explaining only the chosen candidate: what
     routing needs, without an explanation model per acceptable candidate."""
-    scored = _acceptable(need.category, profile, consent, candidates, exclude_services)
+    now = datetime.now(UTC)
+    scored = _acceptable(
+        need.category,
+        _Returnee.of(profile, now, need.level),
+        _Allowed.of(consent, need.category, now),
+        candidates,
+        exclude_services,
+    )
     if not isinstance(scored, list):
         return scored
-    return _match(need, profile, min(scored, key=_best_first))  # the first of equals, as sort
+    # the first of equals, as sort
+    return _match(need, profile.return_area, min(scored, key=_best_first))
+
+
+# ----- issue 18: community needs (no person, so no consent, age or sex applies) -----
+
+# A community need is referred by the agency that reported it; no consent restricts where.
+_ANYWHERE = _Allowed(referral=True, agency_ids=None, agency_types=None)
+
+
+def rank_community(
+    need: ev.Need,
+    area: str,
+    candidates: list[Candidate],
+    *,
+    exclude_services: frozenset[str] = frozenset(),
+) -> list[Match] | UnmatchedReason:
+    """:func:`rank` for a need of the community of ``area``: listings of level community that
+    serve community members, scored as for a person (coverage, capacity, record)."""
+    scored = _acceptable(
+        need.category, _Returnee.community(area), _ANYWHERE, candidates, exclude_services
+    )
+    if not isinstance(scored, list):
+        return scored
+    scored.sort(key=_best_first)
+    return [_match(need, area, s, community=True) for s in scored]
+
+
+def best_community(
+    need: ev.Need,
+    area: str,
+    candidates: list[Candidate],
+    *,
+    exclude_services: frozenset[str] = frozenset(),
+) -> Match | UnmatchedReason:
+    """``rank_community(...)[0]`` (or the same reason)."""
+    scored = _acceptable(
+        need.category, _Returnee.community(area), _ANYWHERE, candidates, exclude_services
+    )
+    if not isinstance(scored, list):
+        return scored
+    return _match(need, area, min(scored, key=_best_first), community=True)
 
 
 def _best_first(s: _Scored) -> tuple[float, str]:
     return -s[0], s[1].service_id
 
 
-def _match(need: ev.Need, profile: ev.Profile, s: _Scored) -> Match:
+def _match(need: ev.Need, area: str, s: _Scored, *, community: bool = False) -> Match:
     total, c, values = s
     components = dict(zip(_COMPONENTS, values, strict=True))
-    return Match(c, _explain(need, profile, c, total, components))
+    return Match(c, _explain(need, area, c, total, components, community=community))
 
 
 def _acceptable(
     category: str,
-    profile: ev.Profile,
-    consent: ev.Consent,
+    returnee: _Returnee,
+    allowed: _Allowed,
     candidates: list[Candidate],
     exclude_services: frozenset[str],
 ) -> list[_Scored] | UnmatchedReason:
     """The candidates that pass every filter, scored, in the order given; or the reason."""
-    now = datetime.now(UTC)
-    returnee, allowed = _Returnee.of(profile, now), _Allowed.of(consent, category, now)
     passed = _NONE  # the furthest filter any candidate passed
     scored: list[_Scored] = []
     for c in candidates:
@@ -290,15 +367,22 @@ _GAP = {
 
 
 def _explain(
-    need: ev.Need, profile: ev.Profile, c: Candidate, total: float, components: dict[str, float]
+    need: ev.Need,
+    area: str,
+    c: Candidate,
+    total: float,
+    components: dict[str, float],
+    *,
+    community: bool = False,
 ) -> ev.MatchExplanation:
-    covering = max((a for a in c.coverage_areas if profile.return_area.startswith(a)), key=len)
+    covering = max((a for a in c.coverage_areas if area.startswith(a)), key=len)
     matched = [
         f"category:{need.category}",
         "status:active",
         f"coverage:{covering}",
-        "eligibility:age,sex,returnee",
+        "eligibility:level,community_member" if community else "eligibility:age,sex,returnee",
         f"capacity:{c.capacity.value}",
-        "consent:agency,type,category",
+        f"level:{need.level.value}",
+        "consent:none_applies" if community else "consent:agency,type,category",
     ]
     return ev.MatchExplanation(matched=matched, score=total, components=components)

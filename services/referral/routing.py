@@ -11,7 +11,16 @@ from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 
-from .decisions import Gap, Refer, ReferralRow, RoutingPolicy, decide_route, transitioned
+from .decisions import (
+    Gap,
+    Refer,
+    ReferralRow,
+    Routable,
+    RoutingPolicy,
+    area_of,
+    decide_route,
+    transitioned,
+)
 from .lifecycle import OPEN_STATES, holds_a_slot
 
 if TYPE_CHECKING:
@@ -21,11 +30,11 @@ Emitted = list[tuple[str, ev.Contract]]
 
 
 async def decide(
-    store: ReferralStore, case: ev.CaseRegistered, need: ev.Need, policy: RoutingPolicy
+    store: ReferralStore, case: Routable, need: ev.Need, policy: RoutingPolicy
 ) -> Refer | Gap:
     """The best candidate not tried yet for the need, or why none is left (nothing stored)."""
     chain = await store.chain(case.case_id, need.need_id)
-    candidates = await store.candidates(need.category, case.profile.return_area)
+    candidates = await store.candidates(need.category, area_of(case))
     return decide_route(case, need, candidates, chain, policy, datetime.now(UTC))
 
 
@@ -38,7 +47,7 @@ def announced(decided: Refer | Gap) -> tuple[str, ev.Contract]:
 
 async def route_case(
     store: ReferralStore,
-    case: ev.CaseRegistered,
+    case: Routable,
     policy: RoutingPolicy,
     *,
     correlation_id: str | None,
@@ -56,7 +65,7 @@ async def route_case(
 
 async def route_need(
     store: ReferralStore,
-    case: ev.CaseRegistered,
+    case: Routable,
     need: ev.Need,
     policy: RoutingPolicy,
     *,

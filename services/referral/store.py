@@ -28,9 +28,16 @@ from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection, batch_scope
 
 from .continuity import TakeoverListing
-from .decisions import ChainLink, Gap, Refer, ReferralRow
+from .decisions import ChainLink, CommunityCase, Gap, Refer, ReferralRow, Routable, area_of
 from .directory import candidate, containing_codes
-from .evidence import COLUMNS, CONTINUITY_COLUMNS, ContinuityRow, EvidenceRow
+from .evidence import (
+    COLUMNS,
+    CONTINUITY_COLUMNS,
+    LEVEL_COLUMNS,
+    ContinuityRow,
+    EvidenceRow,
+    LevelRow,
+)
 from .handovers import AgencyFacts, CaseFacts, HandoverRow, WaitingHandover
 from .matching import Candidate
 
@@ -42,7 +49,8 @@ _WAITING = "referral.waiting"  # case_id → bool: handover messages wait for th
 
 _CANDIDATE_COLUMNS = """l.service_id, l.agency_id, l.status, l.categories, l.coverage_areas,
                   l.languages, l.capacity, l.open_slots, l.held_slots, l.eligibility,
-                  l.acceptance_sla_hours, m.agency_type, m.answer_rate, m.median_hours_to_decide"""
+                  l.acceptance_sla_hours, m.agency_type, m.answer_rate, m.median_hours_to_decide,
+                  l.levels"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,23 +246,32 @@ class ReferralStore:
 
     async def save_case(
         self,
-        case: ev.CaseRegistered,
+        case: Routable,
         routes: Sequence[tuple[ev.Need, Refer | Gap]] = (),
         correlation_id: str | None = None,
     ) -> None:
         """The case's row, and what routing decided for its needs, in one statement."""
         await self._write_routes(case, routes, correlation_id, with_case=True)
 
-    async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
+    async def load_case(self, case_id: str) -> Routable | None:
         """An open case, to route more of its needs (re-routing, a listing that fits a gap):
         a closed or erased case gets no new referral, even while some go on after a closure
-        that continued them."""
+        that continued them. A community need comes back as a :class:`CommunityCase`."""
         await batch_scope.settle(self.conn)
         row = await self.conn.fetchrow(
             "SELECT * FROM cases WHERE case_id = $1 AND status = 'open'", case_id
         )
         if row is None:
             return None
+        if row["kind"] == "community":
+            return CommunityCase(
+                case_id=case_id,
+                submitting_agency_id=row["submitting_agency_id"],
+                area=json.loads(row["profile"])["return_area"],
+                needs=[ev.Need.model_validate(n) for n in json.loads(row["needs"])],
+                people_affected=row["people_affected"],
+                returnee_share=float(row["returnee_share"]),
+            )
         return ev.CaseRegistered(
             case_id=case_id,
             submitting_agency_id=row["submitting_agency_id"],
@@ -281,11 +298,13 @@ class ReferralStore:
 
     async def load_case_facts(self, case_id: str, *, lock: bool = False) -> CaseFacts | None:
         """Owner, status, consent, area and needs of a case; ``lock``: the row is held for the
-        transaction (a handover decided on it cannot race another)."""
+        transaction (a handover decided on it cannot race another). None for a community need
+        too: it has no person to hand over and no consent (decision 17)."""
         await batch_scope.settle(self.conn)
         row = await self.conn.fetchrow(
             "SELECT submitting_agency_id, status, consent, profile->>'return_area', needs"
-            " FROM cases WHERE case_id = $1" + (" FOR UPDATE" if lock else ""),
+            " FROM cases WHERE case_id = $1 AND kind = 'individual'"
+            + (" FOR UPDATE" if lock else ""),
             case_id,
         )
         if row is None:
@@ -346,7 +365,7 @@ class ReferralStore:
 
     async def record_route(
         self,
-        case: ev.CaseRegistered,
+        case: Routable,
         need: ev.Need,
         decided: Refer | Gap,
         correlation_id: str | None,
@@ -357,7 +376,7 @@ class ReferralStore:
 
     async def _write_routes(
         self,
-        case: ev.CaseRegistered,
+        case: Routable,
         routes: Sequence[tuple[ev.Need, Refer | Gap]],
         correlation_id: str | None,
         *,
@@ -678,6 +697,12 @@ class ReferralStore:
         rows = await self.conn.fetch(_CONTINUITY_REPORT, area_digits)
         return [ContinuityRow(tuple(r[c] for c in CONTINUITY_COLUMNS)) for r in rows]
 
+    async def level_report(self) -> list[LevelRow]:
+        """Per level and beneficiary type (issue 18, evidence.LevelRow): needs, referred,
+        accepted, completed, unmet; people and returnees concerned."""
+        rows = await self.conn.fetch(_LEVEL_REPORT)
+        return [LevelRow(tuple(r[c] for c in LEVEL_COLUMNS)) for r in rows]
+
 
 def _handover(r: Any) -> HandoverRow:
     return HandoverRow(
@@ -725,7 +750,7 @@ _REFERRAL_WITH_OWNER = """r.*, c.submitting_agency_id AS case_owner_agency_id
 class _Routes:
     """What routing decided for some needs of one case (and the case's row, ``with_case``)."""
 
-    case: ev.CaseRegistered
+    case: Routable
     routes: list[tuple[ev.Need, Refer | Gap]]
     correlation_id: str | None
     with_case: bool
@@ -750,9 +775,9 @@ async def _write_routes(conn: DbConnection, written: Sequence[_Routes]) -> None:
         # the cases
         list(cases),
         [c.submitting_agency_id for c in cases.values()],
-        [c.profile.model_dump_json() for c in cases.values()],
+        [_profile_json(c) for c in cases.values()],
         [json.dumps([n.model_dump(mode="json") for n in c.needs]) for c in cases.values()],
-        [c.consent.model_dump_json() for c in cases.values()],
+        [_consent_json(c) for c in cases.values()],
         # the referrals, with their timers; their needs are no longer unmet
         [uuid.UUID(d.referral.referral_id) for _, d in refs],
         [w.case.case_id for w, _ in refs],
@@ -775,7 +800,7 @@ async def _write_routes(conn: DbConnection, written: Sequence[_Routes]) -> None:
         [case_id for case_id, _ in gaps],
         [need_id for _, need_id in gaps],
         [g.category for _, g in gaps.values()],
-        [w.case.profile.return_area for w, _ in gaps.values()],
+        [area_of(w.case) for w, _ in gaps.values()],
         [g.reason.value for _, g in gaps.values()],
         [g.attempts for _, g in gaps.values()],
         # the needs referred, and not left with a gap after it, are no longer unmet
@@ -787,24 +812,44 @@ async def _write_routes(conn: DbConnection, written: Sequence[_Routes]) -> None:
             ],
             2,
         ),
+        # issue 18: what a community need is ($28..$30, parallel to the cases)
+        ["community" if isinstance(c, CommunityCase) else "individual" for c in cases.values()],
+        [c.people_affected if isinstance(c, CommunityCase) else None for c in cases.values()],
+        [c.returnee_share if isinstance(c, CommunityCase) else None for c in cases.values()],
     )
+
+
+def _profile_json(case: Routable) -> str:
+    """The profile column: a community need keeps only its area there (under the name the
+    evidence queries group by), no profile of anyone."""
+    if isinstance(case, CommunityCase):
+        return json.dumps({"return_area": case.area})
+    return case.profile.model_dump_json()
+
+
+def _consent_json(case: Routable) -> str | None:
+    return None if isinstance(case, CommunityCase) else case.consent.model_dump_json()
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [[row[i] for row in rows] for i in range(width)]
 
 
-# What routing decided for the needs of some cases: the cases' rows ($1..$5, parallel arrays),
+# What routing decided for the needs of some cases: the cases' rows ($1..$5 and $28..$30,
+# parallel arrays),
 # referrals ($6..$19) with their decision timers, gaps ($20..$25) recorded, the unmet-need rows
 # of the needs referred ($26, $27) dropped.
 _WRITE_ROUTES = """
 WITH c AS (
-    INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent)
-    SELECT id, agency, profile::jsonb, needs::jsonb, consent::jsonb
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-           AS x (id, agency, profile, needs, consent)
+    INSERT INTO cases (case_id, submitting_agency_id, profile, needs, consent, kind,
+                       people_affected, returnee_share)
+    SELECT id, agency, profile::jsonb, needs::jsonb, consent::jsonb, kind, people, share
+      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $28::text[],
+                  $29::int[], $30::float8[])
+           AS x (id, agency, profile, needs, consent, kind, people, share)
     ON CONFLICT (case_id) DO UPDATE SET submitting_agency_id = EXCLUDED.submitting_agency_id,
       profile = EXCLUDED.profile, needs = EXCLUDED.needs, consent = EXCLUDED.consent,
+      people_affected = EXCLUDED.people_affected, returnee_share = EXCLUDED.returnee_share,
       updated_at = now()),
   r AS (
     INSERT INTO referrals (referral_id, case_id, need_id, category, referring_agency_id,
@@ -907,5 +952,50 @@ SELECT area, programme,
        coalesce(a.assistance_ended, 0) AS assistance_ended,
        coalesce(a.needs_continued, 0) AS needs_continued
   FROM h FULL JOIN a USING (area, programme)
+ ORDER BY 1, 2
+"""
+
+_LEVEL_REPORT = """
+WITH n AS (
+    SELECT c.case_id, n ->> 'need_id' AS need_id,
+           coalesce(n ->> 'level', 'individual') AS level,
+           CASE c.kind WHEN 'community' THEN 'community_member' ELSE 'returnee' END
+               AS beneficiary_type,
+           CASE c.kind WHEN 'community' THEN c.people_affected ELSE 1 END AS people,
+           CASE c.kind WHEN 'community' THEN c.people_affected * c.returnee_share ELSE 1 END
+               AS returnees
+      FROM cases c CROSS JOIN LATERAL jsonb_array_elements(c.needs) AS n
+), per_need AS (
+    SELECT n.*,
+           EXISTS (SELECT 1 FROM referrals r
+                    WHERE r.case_id = n.case_id AND r.need_id = n.need_id) AS referred,
+           EXISTS (SELECT 1 FROM referrals r JOIN referral_transitions t USING (referral_id)
+                    WHERE r.case_id = n.case_id AND r.need_id = n.need_id
+                      AND t.to_state = 'accepted') AS accepted,
+           EXISTS (SELECT 1 FROM referrals r
+                    WHERE r.case_id = n.case_id AND r.need_id = n.need_id
+                      AND r.status = 'completed') AS completed,
+           EXISTS (SELECT 1 FROM unmet_needs u
+                    WHERE u.case_id = n.case_id AND u.need_id = n.need_id) AS unmet
+      FROM n
+), people AS (
+    -- a case's people count once per level and beneficiary type, however many needs it has
+    SELECT DISTINCT ON (case_id, level, beneficiary_type) case_id, level, beneficiary_type,
+           people, returnees
+      FROM n
+)
+SELECT p.level, p.beneficiary_type, count(*) AS needs,
+       count(*) FILTER (WHERE referred) AS needs_referred,
+       count(*) FILTER (WHERE accepted) AS needs_accepted,
+       count(*) FILTER (WHERE completed) AS needs_completed,
+       count(*) FILTER (WHERE unmet) AS needs_unmet,
+       (SELECT sum(people) FROM people x
+         WHERE x.level = p.level AND x.beneficiary_type = p.beneficiary_type)::int
+           AS people_affected,
+       (SELECT round(sum(returnees)) FROM people x
+         WHERE x.level = p.level AND x.beneficiary_type = p.beneficiary_type)::int
+           AS returnees_affected
+  FROM per_need p
+ GROUP BY 1, 2
  ORDER BY 1, 2
 """

@@ -21,6 +21,7 @@ from nacl.public import PrivateKey, SealedBox
 
 from services.intake import crypto
 from services.intake.cases import CaseRow
+from services.intake.community import CommunityNeedRow
 from services.intake.disclosures import Recipient
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
 from services.intake.store import MAX_SIGNALLED_DUPLICATES, DisclosureEntry, FormerOwner
@@ -58,6 +59,9 @@ class FakeIntakeStore:
         self.handover_log: dict[str, DisclosureEntry] = {}  # a handover's, by handover
         self.agencies: dict[str, Recipient] = {}
         self.former: dict[tuple[str, str], FormerOwner] = {}
+        # issue 18: community needs and their descriptions (None: erased)
+        self.community: dict[str, CommunityNeedRow] = {}
+        self.descriptions: dict[str, str | None] = {}
 
     @staticmethod
     def _check(master_key: bytes) -> None:
@@ -239,6 +243,60 @@ class FakeIntakeStore:
         assert entry.referral_id is not None and entry.handover_id is None
         assert entry.referral_id not in self.disclosures, "the log is keyed by referral"
         self.disclosures[entry.referral_id] = entry
+
+    # ----- community needs (issue 18) -----
+
+    async def find_community_need(
+        self, agency_id: str, agency_case_ref: str
+    ) -> CommunityNeedRow | None:
+        return next(
+            (
+                n
+                for n in self.community.values()
+                if (n.agency_id, n.agency_case_ref) == (agency_id, agency_case_ref)
+            ),
+            None,
+        )
+
+    async def load_community_need(self, need_id: str) -> CommunityNeedRow | None:
+        return self.community.get(need_id)
+
+    async def save_community_need(
+        self,
+        submission: ev.CommunityNeedSubmission,
+        master_key: bytes,
+        existing: CommunityNeedRow | None,
+    ) -> CommunityNeedRow:
+        self._check(master_key)
+        row = CommunityNeedRow(
+            need_id=existing.need_id if existing else str(uuid.uuid4()),
+            agency_id=submission.agency_id,
+            agency_case_ref=submission.agency_case_ref,
+            status="open",
+            area=submission.area,
+            category=submission.category,
+            urgency=submission.urgency,
+            people_affected=submission.people_affected,
+            returnee_share=submission.returnee_share,
+            submitted_at=datetime.now(UTC),
+        )
+        self.community[row.need_id] = row
+        self.descriptions[row.need_id] = submission.description
+        return row
+
+    async def close_community_need(self, need_id: str, reason: str) -> None:
+        self.community[need_id] = replace(self.community[need_id], status="closed")
+
+    async def erase_community_need(self, need_id: str) -> None:
+        self.community[need_id] = replace(self.community[need_id], status="erased")
+        self.descriptions[need_id] = None
+
+    async def read_community_description(self, need_id: str, master_key: bytes) -> str:
+        self._check(master_key)
+        description = self.descriptions.get(need_id)
+        if description is None:
+            raise crypto.KeyDestroyed("no description stored")
+        return description
 
     # ----- the agency registry -----
 

@@ -205,6 +205,7 @@ def reference_rank(
             and (e.maximum_age is None or low <= e.maximum_age)
             and (e.sexes is None or profile.sex in e.sexes)
             and BeneficiaryType.RETURNEE in e.beneficiary_types
+            and need.level in c.levels
         )
 
     def consented(c: Candidate) -> bool:
@@ -261,6 +262,7 @@ def reference_rank(
             f"coverage:{covering}",
             "eligibility:age,sex,returnee",
             f"capacity:{c.capacity.value}",
+            f"level:{need.level.value}",
             "consent:agency,type,category",
         ]
         explanation = ev.MatchExplanation(matched=matched, score=total, components=components)
