@@ -42,6 +42,8 @@ VALID_EXAMPLES = {
     "handover-request.json": ev.HandoverRequest,
     "handover-answer-accept.json": ev.HandoverAnswer,
     "handover-answer-reject.json": ev.HandoverAnswer,
+    "community-need.json": ev.CommunityNeedSubmission,
+    "listing-community.json": ev.ServiceListing,
 }
 
 

@@ -33,6 +33,8 @@ EXAMPLE_TYPES = {
     "agency-referrer.json": ev.AGENCY_REGISTERED,
     "assistance-end.json": ev.ASSISTANCE_END_SUBMITTED,
     "case-closure.json": ev.CASE_CLOSURE_SUBMITTED,
+    "community-need.json": ev.COMMUNITY_NEED_SUBMITTED,
+    "listing-community.json": ev.SERVICE_LISTED,
     "case-closure-continue.json": ev.CASE_CLOSURE_SUBMITTED,
     "case-update.json": ev.CASE_UPDATE_SUBMITTED,
     "consent-withdrawal.json": ev.CONSENT_WITHDRAWN,

@@ -13,7 +13,7 @@ ALTER TABLE cases ADD COLUMN kind text NOT NULL DEFAULT 'individual'
 ALTER TABLE cases ADD COLUMN people_affected int CHECK (people_affected >= 1);
 ALTER TABLE cases ADD COLUMN returnee_share double precision CHECK (returnee_share BETWEEN 0 AND 1);
 ALTER TABLE cases ALTER COLUMN consent DROP NOT NULL;
-ALTER TABLE cases ADD CONSTRAINT cases_kind_check CHECK (
+ALTER TABLE cases ADD CONSTRAINT cases_community_check CHECK (
     (kind = 'individual' AND consent IS NOT NULL)
     OR (kind = 'community' AND consent IS NULL AND people_affected IS NOT NULL
         AND returnee_share IS NOT NULL));
