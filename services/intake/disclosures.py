@@ -70,3 +70,16 @@ def sealed(
         recipient_key_sha256=crypto.key_fingerprint(public_key),
         consent_recorded_at=case.consent.recorded_at,
     )
+
+
+def refused(
+    referral: ev.ReferralRequested, disclosure_id: str, reason: Refusal
+) -> ev.DisclosureRefused:
+    """The event that says no personal data (or community brief) went with the referral."""
+    return ev.DisclosureRefused(
+        disclosure_id=disclosure_id,
+        referral_id=referral.referral_id,
+        case_id=referral.case_id,
+        recipient_agency_id=referral.recipient_agency_id,
+        reason=reason,
+    )

@@ -447,24 +447,16 @@ class IntakeHandlers:
             type_, key_sha256 = ev.DISCLOSURE_SEALED, decided.recipient_key_sha256
         else:
             reason = reason or ev.DisclosureRefusalReason.UNKNOWN_AGENCY
-            decided = ev.DisclosureRefused(
-                disclosure_id=disclosure_id,
-                referral_id=referral.referral_id,
-                case_id=referral.case_id,
-                recipient_agency_id=referral.recipient_agency_id,
-                reason=reason,
-            )
+            decided = disclosures.refused(referral, disclosure_id, reason)
             type_, key_sha256 = ev.DISCLOSURE_REFUSED, None
         await unit.stores.log_disclosure(
-            DisclosureEntry(
-                disclosure_id=disclosure_id,
-                referral_id=referral.referral_id,
+            DisclosureEntry.of_referral(
+                referral,
+                disclosure_id,
+                reason,
+                key_sha256,
                 case_id=need.need_id,
-                recipient_agency_id=referral.recipient_agency_id,
-                outcome="refused" if reason is not None else "disclosed",
-                reason=reason.value if reason is not None else None,
-                consent_version=None,
-                recipient_key_sha256=key_sha256,
+                consent_version=None,  # no consent applies: no person
                 source_event_id=unit.cause.causation_id or "",
                 kind="community_need",
             )
@@ -514,13 +506,7 @@ class IntakeHandlers:
             reason = reason or ev.DisclosureRefusalReason.UNKNOWN_CASE
             if case is not None:  # the logs are a case's: an unknown case has none
                 await self._log_disclosure(unit, referral, case, disclosure_id, reason, None)
-            decided = ev.DisclosureRefused(
-                disclosure_id=disclosure_id,
-                referral_id=referral.referral_id,
-                case_id=referral.case_id,
-                recipient_agency_id=referral.recipient_agency_id,
-                reason=reason,
-            )
+            decided = disclosures.refused(referral, disclosure_id, reason)
             type_ = ev.DISCLOSURE_REFUSED
         unit.emit(type_, decided, topic=topics.INTAKE_DISCLOSURES, subject=referral.referral_id)
         log.info(
@@ -543,15 +529,13 @@ class IntakeHandlers:
         """The disclosure log's entry and the case history's, for a disclosure or a refusal."""
         source_event_id = unit.cause.causation_id or ""
         await unit.stores.log_disclosure(
-            DisclosureEntry(
-                disclosure_id=disclosure_id,
-                referral_id=referral.referral_id,
+            DisclosureEntry.of_referral(
+                referral,
+                disclosure_id,
+                reason,
+                key_sha256,
                 case_id=case.case_id,
-                recipient_agency_id=referral.recipient_agency_id,
-                outcome="refused" if reason is not None else "disclosed",
-                reason=reason.value if reason is not None else None,
                 consent_version=case.consent_version,
-                recipient_key_sha256=key_sha256,
                 source_event_id=source_event_id,
             )
         )

@@ -79,6 +79,33 @@ class DisclosureEntry:
     kind: str = "referral"  # referral | handover | community_need
     handover_id: str | None = None
 
+    @classmethod
+    def of_referral(
+        cls,
+        referral: ev.ReferralRequested,
+        disclosure_id: str,
+        reason: ev.DisclosureRefusalReason | None,
+        key_sha256: str | None,
+        *,
+        case_id: str,
+        consent_version: int | None,
+        source_event_id: str,
+        kind: str = "referral",
+    ) -> DisclosureEntry:
+        """The decision on a referral's disclosure: sealed (no ``reason``) or refused."""
+        return cls(
+            disclosure_id=disclosure_id,
+            referral_id=referral.referral_id,
+            case_id=case_id,
+            recipient_agency_id=referral.recipient_agency_id,
+            outcome="refused" if reason is not None else "disclosed",
+            reason=reason.value if reason is not None else None,
+            consent_version=consent_version,
+            recipient_key_sha256=key_sha256,
+            source_event_id=source_event_id,
+            kind=kind,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class FormerOwner:

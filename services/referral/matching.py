@@ -235,17 +235,9 @@ def rank(
     """Every acceptable candidate, best first; or the reason there is none (the furthest filter
     any candidate got past names the gap: area, eligibility, capacity or consent)."""
     now = datetime.now(UTC)
-    scored = _acceptable(
-        need.category,
-        _Returnee.of(profile, now, need.level),
-        _Allowed.of(consent, need.category, now),
-        candidates,
-        exclude_services,
-    )
-    if not isinstance(scored, list):
-        return scored
-    scored.sort(key=_best_first)
-    return [_match(need, profile.return_area, s) for s in scored]
+    served = _Returnee.of(profile, now, need.level)
+    allowed = _Allowed.of(consent, need.category, now)
+    return _rank(need, served, allowed, candidates, exclude_services)
 
 
 def best(
@@ -259,17 +251,9 @@ def best(
     """``rank(...)[0]`` (or the same reason), explaining only the chosen candidate: what
     routing needs, without an explanation model per acceptable candidate."""
     now = datetime.now(UTC)
-    scored = _acceptable(
-        need.category,
-        _Returnee.of(profile, now, need.level),
-        _Allowed.of(consent, need.category, now),
-        candidates,
-        exclude_services,
-    )
-    if not isinstance(scored, list):
-        return scored
-    # the first of equals, as sort
-    return _match(need, profile.return_area, min(scored, key=_best_first))
+    served = _Returnee.of(profile, now, need.level)
+    allowed = _Allowed.of(consent, need.category, now)
+    return _best(need, served, allowed, candidates, exclude_services)
 
 
 # ----- issue 18: community needs (no person, so no consent, age or sex applies) -----
@@ -287,13 +271,7 @@ def rank_community(
 ) -> list[Match] | UnmatchedReason:
     """:func:`rank` for a need of the community of ``area``: listings of level community that
     serve community members, scored as for a person (coverage, capacity, record)."""
-    scored = _acceptable(
-        need.category, _Returnee.community(area), _ANYWHERE, candidates, exclude_services
-    )
-    if not isinstance(scored, list):
-        return scored
-    scored.sort(key=_best_first)
-    return [_match(need, area, s, community=True) for s in scored]
+    return _rank(need, _Returnee.community(area), _ANYWHERE, candidates, exclude_services)
 
 
 def best_community(
@@ -304,22 +282,45 @@ def best_community(
     exclude_services: frozenset[str] = frozenset(),
 ) -> Match | UnmatchedReason:
     """``rank_community(...)[0]`` (or the same reason)."""
-    scored = _acceptable(
-        need.category, _Returnee.community(area), _ANYWHERE, candidates, exclude_services
-    )
+    return _best(need, _Returnee.community(area), _ANYWHERE, candidates, exclude_services)
+
+
+def _rank(
+    need: ev.Need,
+    served: _Returnee,
+    allowed: _Allowed,
+    candidates: list[Candidate],
+    exclude_services: frozenset[str],
+) -> list[Match] | UnmatchedReason:
+    scored = _acceptable(need.category, served, allowed, candidates, exclude_services)
     if not isinstance(scored, list):
         return scored
-    return _match(need, area, min(scored, key=_best_first), community=True)
+    scored.sort(key=_best_first)
+    return [_match(need, served, s) for s in scored]
+
+
+def _best(
+    need: ev.Need,
+    served: _Returnee,
+    allowed: _Allowed,
+    candidates: list[Candidate],
+    exclude_services: frozenset[str],
+) -> Match | UnmatchedReason:
+    scored = _acceptable(need.category, served, allowed, candidates, exclude_services)
+    if not isinstance(scored, list):
+        return scored
+    return _match(need, served, min(scored, key=_best_first))  # the first of equals, as sort
 
 
 def _best_first(s: _Scored) -> tuple[float, str]:
     return -s[0], s[1].service_id
 
 
-def _match(need: ev.Need, area: str, s: _Scored, *, community: bool = False) -> Match:
+def _match(need: ev.Need, served: _Returnee, s: _Scored) -> Match:
     total, c, values = s
     components = dict(zip(_COMPONENTS, values, strict=True))
-    return Match(c, _explain(need, area, c, total, components, community=community))
+    community = served.beneficiary is BeneficiaryType.COMMUNITY_MEMBER
+    return Match(c, _explain(need, served.area, c, total, components, community=community))
 
 
 def _acceptable(

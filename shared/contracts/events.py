@@ -249,6 +249,20 @@ _NEED_RULES = _all_of(
 )
 
 
+def _dimension_from_category(data: Any) -> Any:
+    """A body without ``dimension`` gets its category's (the rule of _NEED_RULES)."""
+    if isinstance(data, dict) and "dimension" not in data:
+        category = data.get("category")
+        if isinstance(category, str) and TAXONOMY.is_category(category):
+            return {**data, "dimension": TAXONOMY.dimension_of(category)}
+    return data
+
+
+def _check_dimension(category: str, dimension: Dimension) -> None:
+    if TAXONOMY.dimension_of(category) != dimension:
+        raise ValueError("dimension does not match the category's dimension")
+
+
 class Need(Part):
     """One need. ``dimension`` may be omitted: it follows from the category (and is always
     present on the events the services write)."""
@@ -265,16 +279,11 @@ class Need(Part):
     @model_validator(mode="before")
     @classmethod
     def _dimension_from_category(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "dimension" not in data:
-            category = data.get("category")
-            if isinstance(category, str) and TAXONOMY.is_category(category):
-                return {**data, "dimension": TAXONOMY.dimension_of(category)}
-        return data
+        return _dimension_from_category(data)
 
     @model_validator(mode="after")
     def _dimension_matches(self) -> Self:
-        if TAXONOMY.dimension_of(self.category) != self.dimension:
-            raise ValueError("dimension does not match the category's dimension")
+        _check_dimension(self.category, self.dimension)
         return self
 
 
@@ -472,16 +481,11 @@ class CommunityNeedSubmission(Contract):
     @model_validator(mode="before")
     @classmethod
     def _dimension_from_category(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "dimension" not in data:
-            category = data.get("category")
-            if isinstance(category, str) and TAXONOMY.is_category(category):
-                return {**data, "dimension": TAXONOMY.dimension_of(category)}
-        return data
+        return _dimension_from_category(data)
 
     @model_validator(mode="after")
     def _dimension_matches(self) -> Self:
-        if TAXONOMY.dimension_of(self.category) != self.dimension:
-            raise ValueError("dimension does not match the category's dimension")
+        _check_dimension(self.category, self.dimension)
         return self
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import ConsumerRecord
 from nacl.public import PrivateKey, SealedBox
 from typer.testing import CliRunner
 
@@ -28,39 +27,27 @@ from services.referral import cli
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.contracts.messages import agency_source, response_message
+from shared.contracts.messages import agency_source
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import (
     absent_before_sentinel,
-    collect,
     data_of,
     headers_of,
     provoke_rejection,
     read_everything,
-    register_agency_access,
     subject_is,
 )
+from tests.e2e.test_continuity import _agency, _answer
+from tests.e2e.test_continuity import _inbox as _inbox_events
 
 pytestmark = pytest.mark.e2e
 
 TRAINING = "economic.vocational_training"
 # Free text that must never reach a pseudonymous topic (it may name someone).
 DESCRIPTION = "Forty young people of the quarter, among them Awa Ndiaye-7f3k, need training"
-
-
-async def _agency(
-    kafka: KafkaConnection, prefix: str, type_: ev.AgencyType, public_key: str | None = None
-) -> str:
-    agency_id = f.unique(prefix)
-    await register_agency_access(kafka, agency_id)
-    record = ev.AgencyRecord(
-        agency_id=agency_id, name=agency_id, type=type_, countries=["SN"], public_key=public_key
-    )
-    await publish_events(kafka, [f.agency_event(record)])
-    return agency_id
 
 
 def _community_need(agency: str, ref: str, body: dict[str, Any]) -> OutgoingEvent:
@@ -93,31 +80,8 @@ def _need_body(area: str, **overrides: Any) -> dict[str, Any]:
 async def _inbox(
     kafka: KafkaConnection, agency: str, type_: str, where: dict[str, Any], timeout: float = 60
 ) -> dict[str, Any]:
-    def match(r: ConsumerRecord[bytes, bytes]) -> bool:
-        if headers_of(r).get("ce_type") != type_:
-            return False
-        data = data_of(r)
-        return all(data.get(k) == v for k, v in where.items())
-
-    found = await collect(kafka, topics.agency_inbox(agency), match, expected=1, timeout=timeout)
-    assert found, f"{agency} got no {type_} with {where}"
-    payload: dict[str, Any] = data_of(found[0])
-    return payload
-
-
-async def _answer(
-    kafka: KafkaConnection, provider: str, referral: dict[str, Any], action: str, **kw: Any
-) -> None:
-    response = ev.ReferralResponse.model_validate(
-        {
-            "referral_id": referral["referral_id"],
-            "agency_id": provider,
-            "action": action,
-            "responded_at": datetime.now(UTC).isoformat(),
-            **kw,
-        }
-    )
-    await publish_events(kafka, [response_message(response, referral["case_id"])])
+    """The first inbox event of ``type_`` with the ``where`` values."""
+    return (await _inbox_events(kafka, agency, type_, where, timeout=timeout))[0]
 
 
 async def test_a_community_need_reaches_the_community_programme_and_is_completed(
