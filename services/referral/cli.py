@@ -31,7 +31,14 @@ from shared.operator_audit import audited
 from shared.unit import open_unit
 
 from . import routing
-from .evidence import COLUMNS, CONTINUITY_COLUMNS, ContinuityRow, EvidenceRow
+from .evidence import (
+    COLUMNS,
+    CONTINUITY_COLUMNS,
+    STRUCTURAL_COLUMNS,
+    ContinuityRow,
+    EvidenceRow,
+    StructuralRow,
+)
 from .handlers import SOURCE, announce
 from .settings import ReferralSettings
 from .store import ReferralStore
@@ -72,28 +79,31 @@ def evidence(
         Path | None,
         typer.Option(
             "--csv",
-            help="Also write the pathways as CSV here, and the continuity table beside it "
-            "(FILE's name with -continuity before its suffix).",
+            help="Also write the pathways as CSV here, and the continuity and structural "
+            "tables beside it (FILE's name with -continuity or -structural before its suffix).",
         ),
     ] = None,
 ) -> None:
     """Per area, dimension and category: referrals, acceptance and completion rates, median
     hours to answer and to decide, unmet needs and why. Per area and programme (the owner
     agency): handovers proposed, requested, completed, rejected, expired and failed, ends of
-    assistance, and needs whose support continued after the owner's assistance ended. Runs
-    beside the referral service, with its environment (REFERRAL_DATABASE_URL)."""
+    assistance, and needs whose support continued after the owner's assistance ended. The
+    structural gaps reported to government agencies (per district, category and period: unmet
+    needs, the period before, trend, reasons), each addressed agency's commitment beside it.
+    Runs beside the referral service, with its environment (REFERRAL_DATABASE_URL)."""
     try:
         dsn = ReferralSettings().database_dsn
     except ValidationError as exc:
         err_console.print(f"[red]referral settings incomplete:[/red] {describe_error(exc)}")
         raise typer.Exit(2) from exc
 
-    async def _report() -> tuple[list[EvidenceRow], list[ContinuityRow]]:
+    async def _report() -> tuple[list[EvidenceRow], list[ContinuityRow], list[StructuralRow]]:
         async with open_unit(connected(dsn), ReferralStore, SOURCE) as unit:
             pathways = await unit.stores.pathway_report(area_digits)
-            return pathways, await unit.stores.continuity_report(area_digits)
+            continuity = await unit.stores.continuity_report(area_digits)
+            return pathways, continuity, await unit.stores.structural_report()
 
-    rows, continued = run(_report())
+    rows, continued, gaps = run(_report())
     table = Table(*COLUMNS, title="Referral pathways")
     for row in rows:
         table.add_row(*row.formatted())
@@ -102,17 +112,26 @@ def evidence(
     for c in continued:
         continuity.add_row(*c.formatted())
     console.print(continuity)
+    structural = Table(*STRUCTURAL_COLUMNS, title="Structural gaps and commitments")
+    for g in gaps:
+        structural.add_row(*g.formatted())
+    console.print(structural)
     if csv_file is not None:
         _write_csv(csv_file, COLUMNS, [row.values for row in rows])
         beside = continuity_csv(csv_file)
         _write_csv(beside, CONTINUITY_COLUMNS, [c.values for c in continued])
-        console.print(f"wrote {len(rows)} rows to {csv_file}, {len(continued)} to {beside}")
+        gaps_file = continuity_csv(csv_file, "structural")
+        _write_csv(gaps_file, STRUCTURAL_COLUMNS, [g.values for g in gaps])
+        console.print(
+            f"wrote {len(rows)} rows to {csv_file}, {len(continued)} to {beside}, "
+            f"{len(gaps)} to {gaps_file}"
+        )
 
 
-def continuity_csv(csv_file: Path) -> Path:
-    """Where the continuity table goes beside the pathways' CSV: evidence.csv →
-    evidence-continuity.csv."""
-    return csv_file.with_name(f"{csv_file.stem}-continuity{csv_file.suffix or '.csv'}")
+def continuity_csv(csv_file: Path, table: str = "continuity") -> Path:
+    """Where another table goes beside the pathways' CSV: evidence.csv →
+    evidence-continuity.csv (or evidence-structural.csv)."""
+    return csv_file.with_name(f"{csv_file.stem}-{table}{csv_file.suffix or '.csv'}")
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> None:

@@ -42,6 +42,8 @@ VALID_EXAMPLES = {
     "handover-request.json": ev.HandoverRequest,
     "handover-answer-accept.json": ev.HandoverAnswer,
     "handover-answer-reject.json": ev.HandoverAnswer,
+    "structural-commitment-planned.json": ev.StructuralCommitment,
+    "structural-commitment-not-planned.json": ev.StructuralCommitment,
 }
 
 
