@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from shared.contracts import events as ev
 from shared.contracts.events import CommitmentError as E
@@ -248,24 +249,18 @@ def decide_commitment(
                 ),
             ),
         )
-    if isinstance(commitment, ev.PlannedListing):
-        row = CommitmentRow(
-            gap.report_id,
-            message.agency_id,
-            ev.CommitmentKind.PLANNED_LISTING,
-            message_id,
-            service_id=commitment.service_id,
-            planned_by=commitment.planned_by,
-        )
-    else:
-        row = CommitmentRow(
-            gap.report_id,
-            message.agency_id,
-            ev.CommitmentKind.NOT_PLANNED,
-            message_id,
-            reason=commitment.reason,
-            note=commitment.note,
-        )
+    details: dict[str, Any] = (
+        {"service_id": commitment.service_id, "planned_by": commitment.planned_by}
+        if isinstance(commitment, ev.PlannedListing)
+        else {"reason": commitment.reason, "note": commitment.note}
+    )
+    row = CommitmentRow(
+        gap.report_id,
+        message.agency_id,
+        ev.CommitmentKind(commitment.kind),
+        message_id,
+        **details,
+    )
     applied = ev.StructuralCommitmentApplied(
         message_id=message_id,
         report_id=gap.report_id,

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 
 from services.notification.fanout import notices
 from services.referral import structural
-from services.referral.handlers import SOURCE, ReferralHandlers
+from services.referral.handlers import ReferralHandlers
 from services.referral.structural import (
     Cluster,
     CommitmentRow,
@@ -38,8 +36,9 @@ from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
 from shared.kafka.inbound import InboundEvent
-from shared.unit import Cause, Unit
+from shared.unit import Unit
 from tests import factories as f
+from tests.unit.test_referral_continuity import _unit, _units
 from tests.unit.test_referral_handlers import POLICY
 
 JOBS = "economic.job_placement"
@@ -278,21 +277,6 @@ class Store:
 
     async def save_commitment(self, c: CommitmentRow) -> None:
         self.commitments[(c.report_id, c.agency_id)] = c
-
-
-def _unit(store: Store, event: InboundEvent | None = None) -> Unit[Any]:
-    cause = Cause.of(event) if event else Cause("conv-1", "cause-1", ev.CASE_REGISTERED)
-    return Unit(None, store, SOURCE, cause)  # type: ignore[arg-type]
-
-
-def _units(store: Store, emitted: list[Unit[Any]]) -> Any:
-    @asynccontextmanager
-    async def units() -> AsyncIterator[Unit[Any]]:
-        unit = _unit(store)
-        yield unit
-        emitted.append(unit)
-
-    return units
 
 
 def _sent(units: list[Unit[Any]]) -> list[tuple[str, str, dict[str, Any]]]:
