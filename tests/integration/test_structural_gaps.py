@@ -10,6 +10,7 @@ import asyncio
 import csv
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -170,6 +171,26 @@ async def test_the_trend_compares_with_the_period_before(referral: Referral) -> 
         2,
         "rising",
     )
+
+
+async def test_the_period_before_counts_as_its_report_said(referral: Referral) -> None:
+    """Reported last period with 3 needs, of which one was referred since and another one came
+    late: the trend compares with the 3 reported, not with the rows left."""
+    district = _district()
+    await _directory(referral, district)
+    last_period = await _unmet(referral, district, 3)
+    shift = "UPDATE unmet_needs SET since = since - interval '30 days' WHERE case_id = ANY($1)"
+    await referral.fetch(shift, last_period)
+    a_month_ago = datetime.now(UTC) - timedelta(days=30)
+    assert await report_structural_gaps(referral.units, RULE, a_month_ago) == 1
+    await referral.fetch("DELETE FROM unmet_needs WHERE case_id = $1", last_period[0])
+    await referral.fetch(shift, await _unmet(referral, district, 2))  # 4 rows left there
+    await _unmet(referral, district, 3)
+    assert await report_structural_gaps(referral.units, RULE) == 1
+    first, second = await referral.sent(ev.STRUCTURAL_GAP_REPORTED)
+    assert (first["unmet_needs"], first["trend"]) == (3, "new")
+    assert (second["previous_period_unmet_needs"], second["trend"]) == (3, "stable")
+    assert second["period_start"] == first["period_end"]
 
 
 async def test_commitments_are_recorded_replaced_or_refused_and_shown_in_the_evidence(
