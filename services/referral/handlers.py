@@ -614,7 +614,7 @@ async def commit(unit: ReferralUnit, event: InboundEvent, message: ev.Structural
         message_id=event.event_id,
     )
     if isinstance(decided, structural.CommitmentRefused):
-        refuse_commitment(unit, event, decided, gap.report_id if gap else message.report_id, gap)
+        refuse_commitment(unit, event, decided, message, gap)
         return
     row, applied = decided
     await store.save_commitment(row)
@@ -632,16 +632,16 @@ def refuse_commitment(
     unit: ReferralUnit,
     event: InboundEvent,
     refused: structural.CommitmentRefused,
-    report_id: str | None = None,
+    message: ev.StructuralCommitment | None = None,
     gap: structural.GapFacts | None = None,
 ) -> None:
-    """Told to the sender, keyed by the report when it exists (its events stay in order), else
-    by the sender."""
+    """Told to the sender (naming the report of a valid message), keyed by the report when it
+    exists (its events stay in order), else by the sender."""
     sender = event.sender_agency or "unknown"
     answer = ev.StructuralCommitmentRefused(
         message_id=event.event_id,
         agency_id=sender,
-        report_id=report_id,
+        report_id=gap.report_id if gap else message.report_id if message else None,
         error=refused.error,
         reason=refused.reason,
         errors=list(refused.errors),
