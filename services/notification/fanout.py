@@ -124,6 +124,14 @@ def _erased(e: ev.CaseErased) -> ev.InboxErasureConfirmed:
     )
 
 
+def _gap_reported(g: ev.StructuralGapReported) -> ev.InboxStructuralGapReported:
+    return ev.InboxStructuralGapReported(
+        **g.model_dump(exclude={"schema_version"}),
+        # Where the government agency answers with a commitment (only it can write there).
+        respond_on_topic=topics.AGENCY_RESPONSES.name(g.addressed_agency_id),
+    )
+
+
 # In the order the notices of one upstream event are written.
 FANOUT: tuple[Route, ...] = (
     Route(
@@ -299,6 +307,26 @@ FANOUT: tuple[Route, ...] = (
         ev.INBOX_CONTINUITY_PROPOSED,
         recipient=lambda c: c.owner_agency_id,
         subject="{case_id}",
+    ),
+    # Structural gaps (decision 18): a report and the answers to its commitments by report_id.
+    Route(
+        ev.STRUCTURAL_GAP_REPORTED,
+        ev.INBOX_STRUCTURAL_GAP_REPORTED,
+        recipient=lambda g: g.addressed_agency_id,
+        subject="{report_id}",
+        view=_gap_reported,
+    ),
+    Route(
+        ev.STRUCTURAL_COMMITMENT_APPLIED,
+        ev.INBOX_STRUCTURAL_COMMITMENT_APPLIED,
+        recipient=lambda a: a.agency_id,
+        subject="{report_id}",
+    ),
+    Route(
+        ev.STRUCTURAL_COMMITMENT_REFUSED,
+        ev.INBOX_STRUCTURAL_COMMITMENT_REFUSED,
+        recipient=lambda r: r.agency_id,
+        subject="{message_id}",
     ),
 )
 

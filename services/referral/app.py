@@ -12,7 +12,13 @@ from .decisions import RoutingPolicy
 from .handlers import SOURCE, ReferralHandlers
 from .settings import ReferralSettings
 from .store import ReferralStore
-from .timers import answer_stale_waiting, expire_due, expire_due_handovers
+from .structural import GapRule
+from .timers import (
+    answer_stale_waiting,
+    expire_due,
+    expire_due_handovers,
+    report_structural_gaps,
+)
 
 settings = ReferralSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("referral", settings, Path(__file__).parent / "migrations")
@@ -67,6 +73,17 @@ runtime.every(
     settings.timer_interval_s,
     "handover-case-waits",
     lambda: answer_stale_waiting(units, settings.handover_case_wait_s),
+)
+# Clusters of unmet needs reported as structural gaps to government agencies (decision 18).
+gap_rule = GapRule(
+    district_digits=settings.structural_district_digits,
+    period_days=settings.structural_period_days,
+    threshold=settings.structural_threshold,
+)
+runtime.every(
+    settings.structural_interval_s,
+    "structural-gaps",
+    lambda: report_structural_gaps(units, gap_rule),
 )
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "

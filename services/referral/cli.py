@@ -35,9 +35,11 @@ from .evidence import (
     COLUMNS,
     CONTINUITY_COLUMNS,
     LEVEL_COLUMNS,
+    STRUCTURAL_COLUMNS,
     ContinuityRow,
     EvidenceRow,
     LevelRow,
+    StructuralRow,
 )
 from .handlers import SOURCE, announce
 from .settings import ReferralSettings
@@ -79,8 +81,9 @@ def evidence(
         Path | None,
         typer.Option(
             "--csv",
-            help="Also write the pathways as CSV here, and the continuity and levels tables "
-            "beside it (FILE's name with -continuity or -levels before its suffix).",
+            help="Also write the pathways as CSV here, and the continuity, levels and "
+            "structural tables beside it (FILE's name with -continuity, -levels or -structural "
+            "before its suffix).",
         ),
     ] = None,
 ) -> None:
@@ -89,7 +92,9 @@ def evidence(
     agency): handovers proposed, requested, completed, rejected, expired and failed, ends of
     assistance, and needs whose support continued after the owner's assistance ended. Per
     level and beneficiary type: needs referred, accepted, completed and unmet, people and
-    returnees concerned. Runs beside the referral service, with its environment
+    returnees concerned. The structural gaps reported to government agencies (per district,
+    category and period: unmet needs, the period before, trend, reasons), each addressed
+    agency's commitment beside it. Runs beside the referral service, with its environment
     (REFERRAL_DATABASE_URL)."""
     try:
         dsn = ReferralSettings().database_dsn
@@ -97,13 +102,16 @@ def evidence(
         err_console.print(f"[red]referral settings incomplete:[/red] {describe_error(exc)}")
         raise typer.Exit(2) from exc
 
-    async def _report() -> tuple[list[EvidenceRow], list[ContinuityRow], list[LevelRow]]:
+    async def _report() -> tuple[
+        list[EvidenceRow], list[ContinuityRow], list[LevelRow], list[StructuralRow]
+    ]:
         async with open_unit(connected(dsn), ReferralStore, SOURCE) as unit:
             pathways = await unit.stores.pathway_report(area_digits)
             continuity = await unit.stores.continuity_report(area_digits)
-            return pathways, continuity, await unit.stores.level_report()
+            by_level = await unit.stores.level_report()
+            return pathways, continuity, by_level, await unit.stores.structural_report()
 
-    rows, continued, by_level = run(_report())
+    rows, continued, by_level, gaps = run(_report())
     table = Table(*COLUMNS, title="Referral pathways")
     for row in rows:
         table.add_row(*row.formatted())
@@ -116,15 +124,21 @@ def evidence(
     for level in by_level:
         levels.add_row(*level.formatted())
     console.print(levels)
+    structural = Table(*STRUCTURAL_COLUMNS, title="Structural gaps and commitments")
+    for g in gaps:
+        structural.add_row(*g.formatted())
+    console.print(structural)
     if csv_file is not None:
         _write_csv(csv_file, COLUMNS, [row.values for row in rows])
         beside = continuity_csv(csv_file)
         _write_csv(beside, CONTINUITY_COLUMNS, [c.values for c in continued])
         by_level_csv = beside_csv(csv_file, "levels")
         _write_csv(by_level_csv, LEVEL_COLUMNS, [level.values for level in by_level])
+        gaps_file = beside_csv(csv_file, "structural")
+        _write_csv(gaps_file, STRUCTURAL_COLUMNS, [g.values for g in gaps])
         console.print(
             f"wrote {len(rows)} rows to {csv_file}, {len(continued)} to {beside}, "
-            f"{len(by_level)} to {by_level_csv}"
+            f"{len(by_level)} to {by_level_csv}, {len(gaps)} to {gaps_file}"
         )
 
 

@@ -1,9 +1,10 @@
 """Evidence on pathways: per return area, dimension and category — referrals made, acceptance
 and completion rates, median hours to acknowledge and to decide, and unmet needs by reason; and
 on continuity, per return area and programme (the owner agency) — handovers and how they ended,
-ends of assistance, and needs whose support continued after the owner's assistance ended.
+ends of assistance, and needs whose support continued after the owner's assistance ended; and
+the structural gaps reported to government agencies, with their commitments beside them.
 Pseudonymous aggregates only. The store computes them (``ReferralStore.pathway_report``,
-``continuity_report``); this module names and formats them."""
+``continuity_report``, ``structural_report``); this module names and formats them."""
 
 from __future__ import annotations
 
@@ -90,3 +91,25 @@ class LevelRow:
 
     def formatted(self) -> list[str]:
         return ["" if value is None else str(value) for value in self.values]
+STRUCTURAL_COLUMNS = (
+    "area",
+    "dimension",
+    "category",
+    "period_start",
+    "period_end",
+    "unmet_needs",
+    "previous_period",
+    "trend",
+    "unmet_reasons",
+    "report_id",
+    "addressed_agency",
+    "commitment",
+    "service_id",
+    "planned_by",
+    "not_planned_reason",
+    "committed_at",
+)
+
+
+# Formatted as the continuity rows: every value as text, nothing for none.
+StructuralRow = ContinuityRow

@@ -15,7 +15,7 @@ from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import continuity, handovers, routing
+from . import continuity, handovers, routing, structural
 from .continuity import support_continues
 from .decisions import CommunityCase, ReferralRow, RoutingPolicy
 from .handovers import HandoverRow, Refused, WaitingHandover
@@ -36,8 +36,16 @@ HANDOVER_MODELS: dict[str, type[ev.Contract]] = {
     ev.HANDOVER_REQUEST_SUBMITTED: ev.HandoverRequest,
     ev.HANDOVER_ANSWER_SUBMITTED: ev.HandoverAnswer,
 }
-# What an agency's responses topic carries: its answers to referrals, and its handovers.
-ANSWER_MODELS: dict[str, type[ev.Contract]] = {**RESPONSE_MODELS, **HANDOVER_MODELS}
+STRUCTURAL_MODELS: dict[str, type[ev.Contract]] = {
+    ev.STRUCTURAL_COMMITMENT_SUBMITTED: ev.StructuralCommitment,
+}
+# What an agency's responses topic carries: its answers to referrals, its handovers, and a
+# government agency's commitments on structural gaps.
+ANSWER_MODELS: dict[str, type[ev.Contract]] = {
+    **RESPONSE_MODELS,
+    **HANDOVER_MODELS,
+    **STRUCTURAL_MODELS,
+}
 # What each refusal of a valid response says to its sender.
 _RESPONSE_ERRORS = {
     ev.ResponseError.UNKNOWN_REFERRAL: "no referral has this referral_id",
@@ -340,6 +348,14 @@ class ReferralHandlers:
                     unit,
                     Refused(ev.HandoverError.INVALID_MESSAGE, message.reason, message.errors),
                 )
+            elif claimed in STRUCTURAL_MODELS:
+                refuse_commitment(
+                    unit,
+                    event,
+                    structural.refused(
+                        ev.CommitmentError.INVALID_MESSAGE, message.reason, message.errors
+                    ),
+                )
             else:
                 self._refuse_response(event, unit, ev.ResponseError.INVALID_RESPONSE, why=message)
             return
@@ -347,6 +363,8 @@ class ReferralHandlers:
             await self._apply_response(event, message, unit)
         elif isinstance(message, ev.HandoverAnswer):
             await self._answer_handover(event, message, unit)
+        elif isinstance(message, ev.StructuralCommitment):
+            await commit(unit, event, message)
         else:
             assert isinstance(message, ev.HandoverProposal | ev.HandoverRequest)
             await self._open_handover(event, message, unit)
@@ -589,3 +607,64 @@ def refuse_handover(
     key = case_id if case_id and known_case else origin.sender
     announce(unit, [(ev.HANDOVER_REFUSED, answer)], key=key, correlation_id=origin.correlation_id)
     log.info("handover_refused", error=refused.error.value, agency_id=origin.sender)
+
+
+# ----- structural gaps: a government agency's commitment (structural.py decides) -----
+
+
+async def commit(unit: ReferralUnit, event: InboundEvent, message: ev.StructuralCommitment) -> None:
+    """Recorded (replacing the agency's earlier commitment to the report) and told back to it;
+    or refused with the reason, nothing changed."""
+    store = unit.stores
+    gap = await store.load_gap(message.report_id)
+    planned = message.commitment
+    service_id = planned.service_id if isinstance(planned, ev.PlannedListing) else None
+    decided = structural.decide_commitment(
+        message,
+        gap=gap,
+        previous=await store.load_commitment(gap.report_id, message.agency_id) if gap else None,
+        service_owner=await store.listing_owner(service_id) if service_id else None,
+        today=datetime.now(UTC).date(),
+        message_id=event.event_id,
+    )
+    if isinstance(decided, structural.CommitmentRefused):
+        refuse_commitment(unit, event, decided, message, gap)
+        return
+    row, applied = decided
+    await store.save_commitment(row)
+    unit.emit(
+        ev.STRUCTURAL_COMMITMENT_APPLIED,
+        applied,
+        topic=topics.REFERRAL_EVENTS,
+        key=row.report_id,
+        subject=row.report_id,
+    )
+    log.info("structural_commitment", report_id=row.report_id, kind=row.kind.value)
+
+
+def refuse_commitment(
+    unit: ReferralUnit,
+    event: InboundEvent,
+    refused: structural.CommitmentRefused,
+    message: ev.StructuralCommitment | None = None,
+    gap: structural.GapFacts | None = None,
+) -> None:
+    """Told to the sender (naming the report of a valid message), keyed by the report when it
+    exists (its events stay in order), else by the sender."""
+    sender = event.sender_agency or "unknown"
+    answer = ev.StructuralCommitmentRefused(
+        message_id=event.event_id,
+        agency_id=sender,
+        report_id=gap.report_id if gap else message.report_id if message else None,
+        error=refused.error,
+        reason=refused.reason,
+        errors=list(refused.errors),
+    )
+    unit.emit(
+        ev.STRUCTURAL_COMMITMENT_REFUSED,
+        answer,
+        topic=topics.REFERRAL_EVENTS,
+        key=gap.report_id if gap else sender,
+        subject=event.event_id,
+    )
+    log.info("structural_commitment_refused", error=refused.error.value, agency_id=sender)

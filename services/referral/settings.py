@@ -34,3 +34,26 @@ class ReferralSettings(ServiceSettings):
         description="How long a handover proposal or request naming a case not yet read from "
         "intake.cases.v1 waits for it before it is refused with unknown_case.",
     )
+    structural_district_digits: int = Field(
+        default=4,
+        ge=0,
+        le=8,
+        description="Structural gaps: digits of the return area after the country that make a "
+        "district (0 the country; 4 by default).",
+    )
+    structural_period_days: int = Field(
+        default=30,
+        ge=1,
+        le=366,
+        description="Structural gaps: the length of a period, fixed windows counted from "
+        "1970-01-01 UTC; a district and category is reported at most once per period.",
+    )
+    structural_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Structural gaps: unmet needs of one category in one district within one "
+        "period that make a gap.",
+    )
+    structural_interval_s: float = Field(
+        default=60.0, gt=0, description="How often clusters of unmet needs are counted."
+    )

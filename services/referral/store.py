@@ -19,7 +19,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from shared.contracts import events as ev
@@ -37,9 +37,20 @@ from .evidence import (
     ContinuityRow,
     EvidenceRow,
     LevelRow,
+    STRUCTURAL_COLUMNS,
+    StructuralRow,
 )
 from .handovers import AgencyFacts, CaseFacts, HandoverRow, WaitingHandover
 from .matching import Candidate
+from .structural import (
+    Cluster,
+    CommitmentRow,
+    GapFacts,
+    GapReport,
+    GapRule,
+    Government,
+    at_midnight,
+)
 
 # The batch cache's entries (shared.db.batch_scope.cache).
 _CHAINS = "referral.chains"  # (case_id, need_id) → list[ChainLink]
@@ -680,6 +691,127 @@ class ReferralStore:
             TakeoverListing(r[0], r[1], ev.AgencyType(r[2]), tuple(r[3]), tuple(r[4])) for r in rows
         ]
 
+    # ----- structural gaps (structural.py decides) -----
+
+    async def gap_clusters(
+        self, rule: GapRule, period: tuple[date, date], previous_start: date
+    ) -> list[Cluster]:
+        """The current period's clusters of unmet needs at the threshold not yet reported,
+        with their count the period before (its report's, else its unmet needs recorded)."""
+        rows = await self.conn.fetch(
+            _GAP_CLUSTERS,
+            rule.district_digits,
+            at_midnight(period[0]),
+            at_midnight(period[1]),
+            at_midnight(previous_start),
+            rule.threshold,
+            period[0],
+            previous_start,
+        )
+        return [Cluster(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    async def government_coverage(self) -> list[Government]:
+        """The registered government agencies, with their records' countries and their
+        listings' service areas."""
+        rows = await self.conn.fetch(
+            """SELECT a.agency_id, a.record -> 'countries',
+                      coalesce(array_agg(DISTINCT x.area) FILTER (WHERE x.area IS NOT NULL),
+                               '{}')
+                 FROM agencies a
+                 LEFT JOIN listings l USING (agency_id)
+                 LEFT JOIN LATERAL unnest(l.coverage_areas) AS x (area) ON true
+                WHERE a.type = 'government' AND a.deregistered_at IS NULL
+                GROUP BY a.agency_id, a.record"""
+        )
+        return [Government(r[0], tuple(json.loads(r[1])), tuple(r[2])) for r in rows]
+
+    async def record_gap(self, report: GapReport) -> bool:
+        """The report and its addressees, in one statement; False when the district, category
+        and period were reported already (by another instance: nothing to announce)."""
+        inserted = await self.conn.fetchval(
+            """WITH g AS (
+                 INSERT INTO structural_gaps (report_id, area, category, period_start,
+                     period_end, unmet_needs, previous_unmet_needs, trend, reasons)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+                 ON CONFLICT (area, category, period_start) DO NOTHING RETURNING report_id),
+               a AS (
+                 INSERT INTO structural_gap_addressees (report_id, agency_id)
+                 SELECT g.report_id, x FROM g, unnest($10::text[]) AS x)
+               SELECT count(*) FROM g""",
+            uuid.UUID(report.report_id),
+            report.area,
+            report.category,
+            report.period_start,
+            report.period_end,
+            report.unmet_needs,
+            report.previous,
+            report.trend.value,
+            json.dumps([r.model_dump(mode="json") for r in report.reasons]),
+            list(report.addressees),
+        )
+        return bool(inserted)
+
+    async def load_gap(self, report_id: str) -> GapFacts | None:
+        try:
+            rid = uuid.UUID(report_id)
+        except ValueError:
+            return None
+        row = await self.conn.fetchrow(
+            """SELECT g.area, g.category,
+                      coalesce(array_agg(a.agency_id) FILTER (WHERE a.agency_id IS NOT NULL),
+                               '{}')
+                 FROM structural_gaps g LEFT JOIN structural_gap_addressees a USING (report_id)
+                WHERE g.report_id = $1 GROUP BY g.report_id""",
+            rid,
+        )
+        return GapFacts(str(rid), row[0], row[1], frozenset(row[2])) if row else None
+
+    async def load_commitment(self, report_id: str, agency_id: str) -> CommitmentRow | None:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM structural_commitments WHERE report_id = $1 AND agency_id = $2",
+            uuid.UUID(report_id),
+            agency_id,
+        )
+        if row is None:
+            return None
+        return CommitmentRow(
+            report_id=str(row["report_id"]),
+            agency_id=row["agency_id"],
+            kind=ev.CommitmentKind(row["kind"]),
+            message_id=row["message_id"],
+            service_id=row["service_id"],
+            planned_by=row["planned_by"],
+            reason=ev.NotPlannedReason(row["reason"]) if row["reason"] else None,
+            note=row["note"],
+        )
+
+    async def listing_owner(self, service_id: str) -> str | None:
+        owner: str | None = await self.conn.fetchval(
+            "SELECT agency_id FROM listings WHERE service_id = $1", service_id
+        )
+        return owner
+
+    async def save_commitment(self, c: CommitmentRow) -> None:
+        """The agency's commitment to the report, replacing its earlier one."""
+        await self.conn.execute(
+            """INSERT INTO structural_commitments (report_id, agency_id, kind, service_id,
+                   planned_by, reason, note, message_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (report_id, agency_id) DO UPDATE SET kind = EXCLUDED.kind,
+                 service_id = EXCLUDED.service_id, planned_by = EXCLUDED.planned_by,
+                 reason = EXCLUDED.reason, note = EXCLUDED.note,
+                 message_id = EXCLUDED.message_id,
+                 revisions = structural_commitments.revisions + 1, committed_at = now()""",
+            uuid.UUID(c.report_id),
+            c.agency_id,
+            c.kind.value,
+            c.service_id,
+            c.planned_by,
+            c.reason.value if c.reason else None,
+            c.note,
+            c.message_id,
+        )
+
     # ----- evidence (evidence.py words it) -----
 
     async def pathway_report(self, area_digits: int = 2) -> list[EvidenceRow]:
@@ -702,6 +834,11 @@ class ReferralStore:
         accepted, completed, unmet; people and returnees concerned."""
         rows = await self.conn.fetch(_LEVEL_REPORT)
         return [LevelRow(tuple(r[c] for c in LEVEL_COLUMNS)) for r in rows]
+    async def structural_report(self) -> list[StructuralRow]:
+        """Every structural gap reported, latest period first, one row per addressed agency
+        with its commitment beside it (a gap addressed to nobody: one row without)."""
+        rows = await self.conn.fetch(_STRUCTURAL_REPORT)
+        return [StructuralRow(tuple(r[c] for c in STRUCTURAL_COLUMNS)) for r in rows]
 
 
 def _handover(r: Any) -> HandoverRow:
@@ -998,4 +1135,41 @@ SELECT p.level, p.beneficiary_type, count(*) AS needs,
   FROM per_need p
  GROUP BY 1, 2
  ORDER BY 1, 2
+"""
+# The current period's unmet needs per district ($1 digits) and category, from $2 to $3, at the
+# threshold ($5) and not reported for the period ($6); with the period before ($4 to $2,
+# starting $7): its report's count if it had one, else its unmet needs still recorded.
+_GAP_CLUSTERS = """
+WITH cur AS (
+    SELECT left(area, 2 + $1) AS area, category, reason, count(*)::int AS n
+      FROM unmet_needs WHERE since >= $2 AND since < $3
+     GROUP BY 1, 2, 3
+), totals AS (
+    SELECT area, category, jsonb_object_agg(reason, n) AS reasons
+      FROM cur GROUP BY 1, 2 HAVING sum(n) >= $5
+)
+SELECT t.area, t.category, t.reasons::text,
+       coalesce(
+         (SELECT p.unmet_needs FROM structural_gaps p WHERE p.area = t.area
+             AND p.category = t.category AND p.period_start = $7),
+         (SELECT count(*) FROM unmet_needs u WHERE left(u.area, 2 + $1) = t.area
+             AND u.category = t.category AND u.since >= $4 AND u.since < $2))::int
+  FROM totals t
+ WHERE NOT EXISTS (SELECT 1 FROM structural_gaps g WHERE g.area = t.area
+                      AND g.category = t.category AND g.period_start = $6)
+ ORDER BY 1, 2
+"""
+
+_STRUCTURAL_REPORT = """
+SELECT g.area, split_part(g.category, '.', 1) AS dimension, g.category, g.period_start,
+       g.period_end, g.unmet_needs, g.previous_unmet_needs AS previous_period, g.trend,
+       (SELECT string_agg((r ->> 'reason') || ' x' || (r ->> 'count'), ', ')
+          FROM jsonb_array_elements(g.reasons) r) AS unmet_reasons,
+       g.report_id::text AS report_id, a.agency_id AS addressed_agency,
+       c.kind AS commitment, c.service_id, c.planned_by, c.reason AS not_planned_reason,
+       c.committed_at
+  FROM structural_gaps g
+  LEFT JOIN structural_gap_addressees a USING (report_id)
+  LEFT JOIN structural_commitments c USING (report_id, agency_id)
+ ORDER BY g.period_start DESC, g.area, g.category, a.agency_id
 """

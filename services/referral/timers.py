@@ -1,20 +1,23 @@
 """Deadlines: due timer rows expire their referral and re-route the need, or expire a handover
 still unanswered (the owner keeps the case); a handover message that waited too long for its
-case is answered. Driven by the database, never by sleeps in
+case is answered; clusters of unmet needs are reported as structural gaps. Driven by the
+database, never by sleeps in
 memory, so a restart (or another instance) loses none."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
-from shared.contracts.events import REMINDER_DUE, ReferralReminderDue
+from shared.contracts import topics
+from shared.contracts.events import REMINDER_DUE, STRUCTURAL_GAP_REPORTED, ReferralReminderDue
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
-from . import handovers, routing
+from . import handovers, routing, structural
 from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce, decide_waiting
 from .lifecycle import can_expire
@@ -93,3 +96,46 @@ async def answer_stale_waiting(units: Units, wait_s: float, limit: int = 100) ->
         for waiting in stale:
             await decide_waiting(unit, waiting)
     return len(stale)
+
+
+async def report_structural_gaps(
+    units: Units, rule: structural.GapRule, now: datetime | None = None
+) -> int:
+    """Report the current period's clusters of unmet needs at the threshold, once each, to the
+    government agencies covering their district (one event per agency, keyed by the report);
+    return how many gaps were reported. Another instance that recorded one first wins: this
+    one announces nothing for it."""
+    period = structural.period_of(now or datetime.now(UTC), rule.period_days)
+    previous_start = period[0] - (period[1] - period[0])
+    async with units() as unit:
+        clusters = await unit.stores.gap_clusters(rule, period, previous_start)
+        if not clusters:
+            return 0
+        reports = structural.gap_reports(
+            clusters,
+            await unit.stores.government_coverage(),
+            period,
+            rule,
+            new_id=lambda: str(uuid.uuid4()),
+        )
+        reported = 0
+        for report in reports:
+            if not await unit.stores.record_gap(report):
+                continue
+            reported += 1
+            for event in report.events():
+                unit.emit(
+                    STRUCTURAL_GAP_REPORTED,
+                    event,
+                    topic=topics.REFERRAL_EVENTS,
+                    key=report.report_id,
+                    subject=report.report_id,
+                )
+            log.info(
+                "structural_gap_reported",
+                report_id=report.report_id,
+                area=report.area,
+                category=report.category,
+                addressees=len(report.addressees),
+            )
+    return reported

@@ -824,6 +824,53 @@ HANDOVER_REQUEST_SUBMITTED = event_type("referral", "handover-request-submitted"
 HANDOVER_ANSWER_SUBMITTED = event_type("referral", "handover-answer-submitted")
 
 
+# ----- issue 18 structural gaps -----
+
+
+class CommitmentKind(StrEnum):
+    PLANNED_LISTING = "planned_listing"  # a service will be listed to close the gap
+    NOT_PLANNED = "not_planned"
+
+
+class NotPlannedReason(StrEnum):
+    NO_BUDGET = "no_budget"
+    NOT_IN_MANDATE = "not_in_mandate"  # another institution is responsible
+    OTHER_PRIORITIES = "other_priorities"
+    COVERED_ELSEWHERE = "covered_elsewhere"  # served nearby, or by a programme not listed
+    OTHER = "other"
+
+
+class PlannedListing(Part):
+    """A listing the agency plans to publish by ``planned_by`` (``service_id``: the id it will
+    have, if known; a service of another agency is refused)."""
+
+    kind: Literal["planned_listing"]
+    service_id: Identifier | None = None
+    planned_by: date
+
+
+class NotPlanned(Part):
+    """Nothing is planned, and why. ``note`` stays in referral's database (never on a topic);
+    like every note, it must hold no personal data."""
+
+    kind: Literal["not_planned"]
+    reason: NotPlannedReason
+    note: LongText | None = None
+
+
+class StructuralCommitment(Contract):
+    """A government agency's answer to a structural-gap report addressed to it, on its
+    responses topic (key: the report_id). A later commitment to the same report replaces the
+    earlier one (decision 18)."""
+
+    report_id: Identifier
+    agency_id: AgencyId  # the government agency the report was addressed to
+    commitment: Annotated[PlannedListing | NotPlanned, Field(discriminator="kind")]
+
+
+STRUCTURAL_COMMITMENT_SUBMITTED = event_type("referral", "structural-commitment-submitted")
+
+
 # =====================================================================================
 # intake.cases.v1 — written by intake; pseudonymous only
 # =====================================================================================
@@ -1322,6 +1369,79 @@ NEED_UNMATCHED = event_type("referral", "need-unmatched")
 RESPONSE_REFUSED = event_type("referral", "response-refused")
 
 
+# ----- issue 18 structural gaps -----
+
+
+class GapTrend(StrEnum):
+    """The period's unmet needs against the period before."""
+
+    NEW = "new"  # none the period before
+    RISING = "rising"
+    STABLE = "stable"
+    FALLING = "falling"
+
+
+class ReasonCount(Part):
+    reason: UnmatchedReason
+    count: int = Field(ge=1)
+
+
+class StructuralGapReported(Contract):
+    """Unmet needs of one category clustered in one district within one period: told to a
+    government agency whose coverage includes the district (one event per agency, the same
+    ``report_id``). Counts only: no case, need or person."""
+
+    report_id: Identifier
+    addressed_agency_id: AgencyId
+    area: AreaCode  # the district: the return areas cut to the configured digits
+    category: CategoryCode
+    dimension: Dimension
+    period_start: date  # included
+    period_end: date  # excluded: periods are fixed windows of the configured days
+    unmet_needs: int = Field(ge=1)
+    reasons: list[ReasonCount] = Field(min_length=1, max_length=len(UnmatchedReason))
+    previous_period_unmet_needs: int = Field(ge=0)
+    trend: GapTrend
+
+
+class CommitmentError(StrEnum):
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_REPORT = "unknown_report"
+    NOT_ADDRESSED = "not_addressed"  # the report was not addressed to the sender
+    SERVICE_OF_OTHER_AGENCY = "service_of_other_agency"  # planned service_id listed by another
+
+
+class StructuralCommitmentApplied(Contract):
+    """A commitment recorded, told back to its sender (without its note)."""
+
+    message_id: Annotated[str, Field(max_length=300)]  # the ce_id of the commitment
+    report_id: Identifier
+    agency_id: AgencyId
+    area: AreaCode
+    category: CategoryCode
+    kind: CommitmentKind
+    service_id: Identifier | None = None
+    planned_by: date | None = None
+    not_planned_reason: NotPlannedReason | None = None
+    replaced: CommitmentKind | None = None  # the kind of the earlier commitment it replaced
+
+
+class StructuralCommitmentRefused(Contract):
+    """A commitment that changed nothing, told back to its sender."""
+
+    message_id: Annotated[str, Field(max_length=300)]
+    agency_id: AgencyId
+    report_id: Identifier | None = None
+    error: CommitmentError
+    reason: Annotated[str, Field(max_length=500)]
+    errors: list[FieldError] = Field(default_factory=list, max_length=200)
+
+
+STRUCTURAL_GAP_REPORTED = event_type("referral", "structural-gap-reported")
+STRUCTURAL_COMMITMENT_APPLIED = event_type("referral", "structural-commitment-applied")
+STRUCTURAL_COMMITMENT_REFUSED = event_type("referral", "structural-commitment-refused")
+
+
 # =====================================================================================
 # notification.deliveries.v1 — written by notification
 # =====================================================================================
@@ -1467,6 +1587,20 @@ INBOX_SUPPORT_CONTINUES = event_type("notification", "support-continues")
 INBOX_CONTINUITY_PROPOSED = event_type("notification", "continuity-proposed")
 
 
+# ----- issue 18 structural gaps -----
+
+
+class InboxStructuralGapReported(StructuralGapReported):
+    """To the government agency: the gap, and where to answer it with a commitment."""
+
+    respond_on_topic: Annotated[str, Field(max_length=300)]
+
+
+INBOX_STRUCTURAL_GAP_REPORTED = event_type("notification", "structural-gap-reported")
+INBOX_STRUCTURAL_COMMITMENT_APPLIED = event_type("notification", "structural-commitment-applied")
+INBOX_STRUCTURAL_COMMITMENT_REFUSED = event_type("notification", "structural-commitment-refused")
+
+
 # =====================================================================================
 # operators.audit.v1 — written by operator tooling (refex), read by operators only
 # =====================================================================================
@@ -1568,4 +1702,12 @@ PAYLOADS: dict[str, type[Contract]] = {
     # issue 18 community needs and levels
     COMMUNITY_NEED_SUBMITTED: CommunityNeedSubmission,
     COMMUNITY_NEED_REGISTERED: CommunityNeedRegistered,
+    # issue 18 structural gaps
+    STRUCTURAL_COMMITMENT_SUBMITTED: StructuralCommitment,
+    STRUCTURAL_GAP_REPORTED: StructuralGapReported,
+    STRUCTURAL_COMMITMENT_APPLIED: StructuralCommitmentApplied,
+    STRUCTURAL_COMMITMENT_REFUSED: StructuralCommitmentRefused,
+    INBOX_STRUCTURAL_GAP_REPORTED: InboxStructuralGapReported,
+    INBOX_STRUCTURAL_COMMITMENT_APPLIED: StructuralCommitmentApplied,
+    INBOX_STRUCTURAL_COMMITMENT_REFUSED: StructuralCommitmentRefused,
 }

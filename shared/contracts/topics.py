@@ -200,12 +200,17 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "handover-refused",
                 "support-continues",
                 "continuity-proposed",
+                "structural-gap-reported",
+                "structural-commitment-applied",
+                "structural-commitment-refused",
             )
         ),
         description="Every referral lifecycle transition; the answer to each response and each "
         "listing message an agency sent (keyed by case_id; listing answers by the provider's "
         "agency_id; a refused handover message about no known case by its sender); each "
-        "handover's lifecycle; providers told their referral continues; next owners proposed.",
+        "handover's lifecycle; providers told their referral continues; next owners proposed; "
+        "structural-gap reports to government agencies and the answers to their commitments "
+        "(keyed by report_id; a refused commitment about no known report by its sender).",
     ),
     TopicSpec(
         NOTIFICATION_DELIVERIES,
@@ -291,9 +296,11 @@ AGENCY_RESPONSES = TopicFamily(
             f"{_T}referral.handover-proposal-submitted.v1",
             f"{_T}referral.handover-request-submitted.v1",
             f"{_T}referral.handover-answer-submitted.v1",
+            f"{_T}referral.structural-commitment-submitted.v1",
         ),
         description="The agency's answers to referrals it received; its case handovers: "
-        "proposals of cases it owns, requests for cases, answers to handovers waiting on it.",
+        "proposals of cases it owns, requests for cases, answers to handovers waiting on it; "
+        "a government agency's commitments on structural gaps (keyed by report_id).",
     ),
 )
 AGENCY_INBOX = TopicFamily(
@@ -333,6 +340,9 @@ AGENCY_INBOX = TopicFamily(
                 "case-data-received",
                 "support-continues",
                 "continuity-proposed",
+                "structural-gap-reported",
+                "structural-commitment-applied",
+                "structural-commitment-refused",
             )
         ),
         description="What concerns the agency; only it may read.",

@@ -44,6 +44,8 @@ VALID_EXAMPLES = {
     "handover-answer-reject.json": ev.HandoverAnswer,
     "community-need.json": ev.CommunityNeedSubmission,
     "listing-community.json": ev.ServiceListing,
+    "structural-commitment-planned.json": ev.StructuralCommitment,
+    "structural-commitment-not-planned.json": ev.StructuralCommitment,
 }
 
 

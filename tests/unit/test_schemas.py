@@ -49,6 +49,8 @@ EXAMPLE_TYPES = {
     "response-reject.json": ev.RESPONSE_SUBMITTED,
     "submission.json": ev.CASE_SUBMITTED,
     "submission-invalid.json": ev.CASE_SUBMITTED,
+    "structural-commitment-planned.json": ev.STRUCTURAL_COMMITMENT_SUBMITTED,
+    "structural-commitment-not-planned.json": ev.STRUCTURAL_COMMITMENT_SUBMITTED,
 }
 INVALID_EXAMPLES = {"submission-invalid.json"}
 
