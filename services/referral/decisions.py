@@ -106,14 +106,16 @@ def decide_route(
     now: datetime,
     *,
     new_id: uuid.UUID | None = None,
+    excluded: frozenset[str] = frozenset(),
 ) -> Refer | Gap:
     """The best candidate not tried yet, as the chain's next attempt (linked to its last
     referral, so the attempts limit holds and a retry is a re-route, never a second attempt 1);
-    or the gap, with the matching reason or ``attempts_exhausted``."""
+    or the gap, with the matching reason or ``attempts_exhausted``. ``excluded``: services the
+    referrer excluded for the need (never tried)."""
     ordered = sorted(chain, key=lambda link: link.attempt)
     last = ordered[-1] if ordered else None
     attempt = last.attempt + 1 if last else 1
-    tried = frozenset(link.service_id for link in ordered)
+    tried = frozenset(link.service_id for link in ordered) | excluded
     chosen = best(need, case.profile, case.consent, candidates, exclude_services=tried)
     if attempt > policy.max_attempts or not isinstance(chosen, Match):
         reason = ev.UnmatchedReason.ATTEMPTS_EXHAUSTED if attempt > policy.max_attempts else chosen
@@ -128,6 +130,21 @@ def decide_route(
                 attempts=attempt - 1,
             )
         )
+    return referral_to(case, need, chosen, last, policy, now, new_id=new_id)
+
+
+def referral_to(
+    case: ev.CaseRegistered,
+    need: ev.Need,
+    chosen: Match,
+    last: ChainLink | None,
+    policy: RoutingPolicy,
+    now: datetime,
+    *,
+    new_id: uuid.UUID | None = None,
+) -> Refer:
+    """The referral of the need to ``chosen`` as the attempt after ``last`` (routing's best
+    candidate, or the one a referrer chose), with its deadline and reminder."""
     respond_by = policy.respond_by(need.urgency, chosen.candidate.sla_hours, now)
     return Refer(
         ev.ReferralRequested(
@@ -139,7 +156,7 @@ def decide_route(
             referring_agency_id=case.submitting_agency_id,
             recipient_agency_id=chosen.candidate.agency_id,
             service_id=chosen.candidate.service_id,
-            attempt=attempt,
+            attempt=last.attempt + 1 if last else 1,
             previous_referral_id=last.referral_id if last else None,
             respond_by=respond_by,
             explanation=chosen.explanation,
@@ -156,6 +173,7 @@ def transitioned(
     reason: ReasonCode | None = None,
     outcome: ev.Outcome | None = None,
     now: datetime,
+    cancelled_by: ev.CancelledBy | None = None,
 ) -> ev.ReferralTransitioned:
     """The event of one referral's change of state (the lifecycle says which are allowed); it
     names the case's owner when the case changed hands since the referral was made, so the
@@ -174,4 +192,5 @@ def transitioned(
         recipient_agency_id=ref.recipient_agency_id,
         occurred_at=now,
         case_owner_agency_id=owner if owner and owner != ref.referring_agency_id else None,
+        cancelled_by=cancelled_by,
     )

@@ -199,6 +199,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "handover-refused",
                 "support-continues",
                 "continuity-proposed",
+                "alternatives-listed",
+                "instruction-applied",
+                "instruction-refused",
             )
         ),
         description="Every referral lifecycle transition; the answer to each response and each "
@@ -289,9 +292,11 @@ AGENCY_RESPONSES = TopicFamily(
             f"{_T}referral.handover-proposal-submitted.v1",
             f"{_T}referral.handover-request-submitted.v1",
             f"{_T}referral.handover-answer-submitted.v1",
+            f"{_T}referral.referrer-instruction-submitted.v1",
         ),
         description="The agency's answers to referrals it received; its case handovers: "
-        "proposals of cases it owns, requests for cases, answers to handovers waiting on it.",
+        "proposals of cases it owns, requests for cases, answers to handovers waiting on it; "
+        "its instructions on the routing of its cases' needs.",
     ),
 )
 AGENCY_INBOX = TopicFamily(
@@ -331,6 +336,9 @@ AGENCY_INBOX = TopicFamily(
                 "case-data-received",
                 "support-continues",
                 "continuity-proposed",
+                "alternatives-listed",
+                "instruction-applied",
+                "instruction-refused",
             )
         ),
         description="What concerns the agency; only it may read.",
