@@ -42,6 +42,12 @@ VALID_EXAMPLES = {
     "handover-request.json": ev.HandoverRequest,
     "handover-answer-accept.json": ev.HandoverAnswer,
     "handover-answer-reject.json": ev.HandoverAnswer,
+    # issue 18 caseworker control
+    "instruction-alternatives.json": ev.ReferrerInstruction,
+    "instruction-exclude.json": ev.ReferrerInstruction,
+    "instruction-choose.json": ev.ReferrerInstruction,
+    "instruction-revoke.json": ev.ReferrerInstruction,
+    "instruction-redirect.json": ev.ReferrerInstruction,
 }
 
 

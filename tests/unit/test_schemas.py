@@ -47,6 +47,12 @@ EXAMPLE_TYPES = {
     "response-reject.json": ev.RESPONSE_SUBMITTED,
     "submission.json": ev.CASE_SUBMITTED,
     "submission-invalid.json": ev.CASE_SUBMITTED,
+    # issue 18 caseworker control
+    "instruction-alternatives.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-exclude.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-choose.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-revoke.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-redirect.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
 }
 INVALID_EXAMPLES = {"submission-invalid.json"}
 
