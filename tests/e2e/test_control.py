@@ -9,14 +9,13 @@ referral — each refused in the sender's inbox, nothing changed."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.messages import instruction_message, response_message
+from shared.contracts.messages import instruction_message
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
@@ -29,7 +28,7 @@ from tests.e2e.kafka_helpers import (
     subject_is,
 )
 from tests.e2e.personal_data import PERSONAL
-from tests.e2e.test_continuity import _agency, _inbox
+from tests.e2e.test_continuity import _agency, _answer, _inbox
 
 pytestmark = pytest.mark.e2e
 
@@ -46,20 +45,6 @@ async def _instruct(kafka: KafkaConnection, agency: str, case_id: str, **body: A
     message = instruction_message(instruction)
     await publish_events(kafka, [message])
     return message.event_id
-
-
-async def _answer(kafka: KafkaConnection, provider: str, referral: dict[str, Any], action: str,
-                  **kw: Any) -> None:  # fmt: skip
-    response = ev.ReferralResponse.model_validate(
-        {
-            "referral_id": referral["referral_id"],
-            "agency_id": provider,
-            "action": action,
-            "responded_at": datetime.now(UTC).isoformat(),
-            **kw,
-        }
-    )
-    await publish_events(kafka, [response_message(response, referral["case_id"])])
 
 
 async def test_a_referrer_excludes_chooses_the_second_alternative_and_revokes_it(

@@ -18,7 +18,6 @@ from services.referral import control
 from services.referral.control import Exclusions
 from services.referral.decisions import Gap, Refer, ReferralRow
 from services.referral.handlers import SOURCE, ReferralHandlers
-from services.referral.handovers import CaseFacts
 from services.referral.matching import Candidate
 from shared.contracts import events as ev
 from shared.contracts.messages import instruction_message
@@ -26,11 +25,11 @@ from shared.contracts.taxonomy import ReasonCode, Urgency
 from shared.kafka.inbound import InboundEvent
 from shared.unit import Cause, Unit
 from tests import factories as f
+from tests.unit.test_referral_continuity import Store
 from tests.unit.test_referral_handlers import (
     AREA,
     POLICY,
     REFERRER,
-    FakeStore,
     _candidate,
     _response,
     _unit,
@@ -40,15 +39,15 @@ COUNSELLING = "psychosocial.counselling"
 E = ev.InstructionError
 
 
-class ControlStore(FakeStore):
-    """The fake store with what caseworker control reads and writes: held needs, exclusions,
-    any listing by id, the case's owner and status."""
+class ControlStore(Store):
+    """The continuity tests' fake store (cases with their owner and status) with what caseworker
+    control reads and writes: held needs, exclusions, any listing by id."""
 
     def __init__(self, candidates: list[Candidate]) -> None:
-        super().__init__(candidates)
+        super().__init__()
+        self.listed = candidates
         self.held: set[tuple[str, str]] = set()
         self.excluded: dict[tuple[str, str], Exclusions] = {}
-        self.status: dict[str, str] = {}
 
     async def need_is_handled(self, case_id: str, need_id: str) -> bool:
         return (case_id, need_id) in self.held or await super().need_is_handled(case_id, need_id)
@@ -75,24 +74,6 @@ class ControlStore(FakeStore):
 
     async def listing_candidate(self, service_id: str) -> Candidate | None:
         return next((c for c in self.listed if c.service_id == service_id), None)
-
-    async def load_case_facts(self, case_id: str, *, lock: bool = False) -> CaseFacts | None:
-        case = self.cases.get(case_id)
-        if case is None:
-            return None
-        return CaseFacts(
-            case_id,
-            case.submitting_agency_id,
-            self.status.get(case_id, "open"),
-            case.consent,
-            case.profile.return_area,
-            tuple(case.needs),
-        )
-
-    async def load_case(self, case_id: str) -> ev.CaseRegistered | None:
-        if self.status.get(case_id, "open") != "open":
-            return None
-        return self.cases.get(case_id)
 
     async def record_route(
         self, case: ev.CaseRegistered, need: ev.Need, decided: Refer | Gap, correlation: Any
