@@ -366,3 +366,30 @@ def test_a_cancel_by_the_service_for_another_reason_does_not_ask_to_erase() -> N
     )
     [_, cancelled] = notices(ev.REFERRAL_TRANSITIONED, closed)
     assert cancelled.data.erase_received_data is False  # type: ignore[attr-defined]
+
+
+def test_the_requester_may_cancel_what_is_open_and_only_that() -> None:
+    from services.referral.lifecycle import OPEN_STATES, requester_can_cancel
+
+    assert {s for s in ev.ReferralState if requester_can_cancel(s)} == OPEN_STATES
+    assert not requester_can_cancel(ev.ReferralState.COMPLETED)
+
+
+async def test_an_exclusion_leaves_the_open_referral_alone_and_a_held_need_may_have_none() -> None:
+    store = ControlStore([_scored(1)])
+    routed = _held_case().model_copy(
+        update={"needs": [ev.Need(need_id="n1", category=COUNSELLING)]}  # type: ignore[call-arg]
+    )
+    await _registered(store, routed)
+    [ref] = store.referrals.values()
+    [(type_, applied)] = await _send(
+        store, _instruction(routed, "exclude", need_id="n1", exclude_service_ids=["svc-1"])
+    )
+    assert type_ == ev.INSTRUCTION_APPLIED and applied["excluded_service_ids"] == ["svc-1"]
+    assert store.referrals[ref.referral_id].status is ev.ReferralState.REQUESTED
+
+    empty = ControlStore([_scored(1, area="ML01")])  # covers another area
+    held = _held_case()
+    [(_, listed)] = await _registered(empty, held)
+    assert (listed["alternatives"], listed["unmatched_reason"]) == ([], "no_listing")
+    assert (held.case_id, "n1") in empty.held and empty.unmet == {}
