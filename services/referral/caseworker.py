@@ -4,7 +4,7 @@ sender: alternatives-listed, instruction-applied, or instruction-refused (nothin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -75,6 +75,8 @@ async def instruct(
     origin: Origin,
     policy: RoutingPolicy,
 ) -> None:
+    """Check the case and the sender (the case's row locked: instructions and routing of one
+    case do not race), then carry out the action or refuse it; either way the sender hears."""
     store = unit.stores
     facts = await store.load_case_facts(instruction.case_id, lock=True)
     bad = control.check_case(instruction, facts, origin.sender)
@@ -196,14 +198,19 @@ async def _cancel(
         reason=reason,
         cancelled_by=ev.CancelledBy.REQUESTER,
     )
+    # The referral's own conversation for its chain's events (a case's events share one); the
+    # answer in the instruction's.
+    chain = replace(origin, correlation_id=ref.correlation_id or origin.correlation_id)
     if redirected is None:
+        _emit(unit, out, chain)
         applied = control.applied(
             origin.message_id, instruction, ref.need_id, referral_id=ref.referral_id
         )
-        return [*out, (ev.INSTRUCTION_APPLIED, applied)]
+        return [(ev.INSTRUCTION_APPLIED, applied)]
     need, decided = redirected
-    await store.record_route(case, need, decided, ref.correlation_id or origin.correlation_id)
+    await store.record_route(case, need, decided, chain.correlation_id)
     referral = decided.referral
+    _emit(unit, [*out, (ev.REFERRAL_REQUESTED, referral)], chain)
     applied = control.applied(
         origin.message_id,
         instruction,
@@ -212,7 +219,7 @@ async def _cancel(
         previous_referral_id=ref.referral_id,
         service_id=referral.service_id,
     )
-    return [*out, (ev.REFERRAL_REQUESTED, referral), (ev.INSTRUCTION_APPLIED, applied)]
+    return [(ev.INSTRUCTION_APPLIED, applied)]
 
 
 async def _redirect_to(
