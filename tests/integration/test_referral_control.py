@@ -6,7 +6,6 @@ referral's deadline (the transition records the requester), and refusals write n
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from tests import factories as f
 from tests.integration.counting import CountingPool
 from tests.integration.test_matching_index import referral_schema
 from tests.integration.test_referral_continuity import OWNER, PROVIDER, Referral
+from tests.unit.test_caseworker_control import held_case
 
 TRACING = "social.family_tracing"
 OTHERS = ("ngo-b", "ngo-c")
@@ -29,15 +29,7 @@ async def referral(database_urls: dict[str, str]) -> AsyncIterator[Referral]:
 
 
 def _case(area: str, *, held: bool) -> ev.CaseRegistered:
-    return ev.CaseRegistered.model_validate(
-        {
-            "case_id": str(uuid.uuid4()),
-            "submitting_agency_id": OWNER,
-            "profile": f.profile(return_area=area),
-            "needs": [{"need_id": "n1", "category": TRACING, "hold_for_referrer": held}],
-            "consent": f.consent(),
-        }
-    )
+    return held_case(area, TRACING, held=held)
 
 
 async def _directory(referral: Referral, area: str) -> list[str]:

@@ -91,13 +91,16 @@ def _scored(n: int, *, area: str = AREA, **kw: Any) -> Candidate:
     return replace(_candidate(n), answer_rate=1 - n / 10, coverage_areas=(area,), **kw)
 
 
-def _held_case() -> ev.CaseRegistered:
+def held_case(
+    area: str = AREA, category: str = COUNSELLING, *, held: bool = True
+) -> ev.CaseRegistered:
+    """A case of the referrer with one need n1, held for its choice (or not)."""
     return ev.CaseRegistered.model_validate(
         {
             "case_id": str(uuid.uuid4()),
             "submitting_agency_id": REFERRER,
-            "profile": f.profile(return_area=AREA),
-            "needs": [{"need_id": "n1", "category": COUNSELLING, "hold_for_referrer": True}],
+            "profile": f.profile(return_area=area),
+            "needs": [{"need_id": "n1", "category": category, "hold_for_referrer": held}],
             "consent": f.consent(),
         }
     )
@@ -128,7 +131,7 @@ async def _registered(store: ControlStore, case: ev.CaseRegistered) -> list[tupl
 
 
 def test_alternatives_are_ranked_with_explanations_and_leave_out_the_exclusions() -> None:
-    case, listed = _held_case(), [_scored(3), _scored(1), _scored(2)]
+    case, listed = held_case(), [_scored(3), _scored(1), _scored(2)]
     need = case.needs[0]
     every = control.alternatives(
         "i1", case, need, listed, control.NO_EXCLUSIONS, (), k=10, held=True
@@ -146,7 +149,7 @@ def test_alternatives_are_ranked_with_explanations_and_leave_out_the_exclusions(
 
 
 def test_a_choice_is_refused_for_an_unknown_excluded_or_unacceptable_service() -> None:
-    case, now = _held_case(), datetime.now(UTC)
+    case, now = held_case(), datetime.now(UTC)
     need, none = case.needs[0], control.NO_EXCLUSIONS
 
     def chosen(c: Candidate | None, exclusions: Exclusions = none, **kw: Any) -> Any:
@@ -190,7 +193,7 @@ def test_an_instruction_missing_what_its_action_needs_is_invalid(
 
 
 async def test_a_held_need_is_not_routed_its_referrer_hears_the_alternatives() -> None:
-    store, case = ControlStore([_scored(1), _scored(2)]), _held_case()
+    store, case = ControlStore([_scored(1), _scored(2)]), held_case()
     [(type_, listed)] = await _registered(store, case)
     assert type_ == ev.ALTERNATIVES_LISTED
     assert (listed["held"], listed.get("instruction_id"), listed["referring_agency_id"]) == (
@@ -208,7 +211,7 @@ async def test_a_held_need_is_not_routed_its_referrer_hears_the_alternatives() -
 async def test_list_exclude_choose_the_second_then_revoke() -> None:
     """The e2e flow: the referrer excludes a provider, picks the second-ranked alternative of
     what is left, revokes it; the recipient is told to erase what it received."""
-    store, case = ControlStore([_scored(1), _scored(2), _scored(3)]), _held_case()
+    store, case = ControlStore([_scored(1), _scored(2), _scored(3)]), held_case()
     await _registered(store, case)
     [(_, excluded)] = await _send(
         store, _instruction(case, "exclude", need_id="n1", exclude_agency_ids=["ngo-1"])
@@ -240,7 +243,7 @@ async def test_list_exclude_choose_the_second_then_revoke() -> None:
 
 
 async def test_exclusions_are_honoured_by_a_later_reroute() -> None:
-    store, case = ControlStore([_scored(1), _scored(2), _scored(3)]), _held_case()
+    store, case = ControlStore([_scored(1), _scored(2), _scored(3)]), held_case()
     await _registered(store, case)
     await _send(store, _instruction(case, "exclude", need_id="n1", exclude_service_ids=["svc-2"]))
     [(_, requested), _] = await _send(
@@ -256,7 +259,7 @@ async def test_exclusions_are_honoured_by_a_later_reroute() -> None:
 
 async def test_a_redirect_cancels_and_refers_the_next_attempt() -> None:
     store = ControlStore([_scored(1), _scored(2)])
-    case = _held_case().model_copy(
+    case = held_case().model_copy(
         update={"needs": [ev.Need(need_id="n1", category=COUNSELLING)]}  # type: ignore[call-arg]
     )
     await _registered(store, case)  # routed at once to svc-1
@@ -283,7 +286,7 @@ async def _refused(store: ControlStore, event: InboundEvent) -> dict[str, Any]:
 
 
 async def test_every_refusal_changes_nothing_and_says_why() -> None:
-    store, case = ControlStore([_scored(1), _scored(2)]), _held_case()
+    store, case = ControlStore([_scored(1), _scored(2)]), held_case()
     await _registered(store, case)
     unknown = await _refused(store, _instruction(case, "choose", need_id="n1", service_id="nope"))
     assert (unknown["error"], unknown["errors"][0]["field"]) == ("unknown_service", "service_id")
@@ -331,7 +334,7 @@ def replace_case(case: ev.CaseRegistered) -> ev.CaseRegistered:
 
 async def test_an_invalid_instruction_is_refused_with_its_fields() -> None:
     store = ControlStore([])
-    case = _held_case()
+    case = held_case()
     valid = instruction_message(
         ev.ReferrerInstruction(
             case_id=case.case_id,
@@ -377,7 +380,7 @@ def test_the_requester_may_cancel_what_is_open_and_only_that() -> None:
 
 async def test_an_exclusion_leaves_the_open_referral_alone_and_a_held_need_may_have_none() -> None:
     store = ControlStore([_scored(1)])
-    routed = _held_case().model_copy(
+    routed = held_case().model_copy(
         update={"needs": [ev.Need(need_id="n1", category=COUNSELLING)]}  # type: ignore[call-arg]
     )
     await _registered(store, routed)
@@ -389,7 +392,7 @@ async def test_an_exclusion_leaves_the_open_referral_alone_and_a_held_need_may_h
     assert store.referrals[ref.referral_id].status is ev.ReferralState.REQUESTED
 
     empty = ControlStore([_scored(1, area="ML01")])  # covers another area
-    held = _held_case()
+    held = held_case()
     [(_, listed)] = await _registered(empty, held)
     assert (listed["alternatives"], listed["unmatched_reason"]) == ([], "no_listing")
     assert (held.case_id, "n1") in empty.held and empty.unmet == {}
