@@ -55,13 +55,17 @@ def _fields(data: dict[str, Any]) -> dict[str, str]:
     values = {
         k: _text(v)
         for k, v in data.items()
-        if k not in ("sealed_box", "errors", "schema_version", "candidates")
+        if k not in ("sealed_box", "errors", "schema_version", "candidates", "alternatives")
     }
     values["fields"] = ", ".join(e["field"] for e in data.get("errors", [])) or "-"
     # A continuity proposal's candidates by agency, best first (their explanations stay in the
     # inbox event).
     values["candidate_agencies"] = (
         ", ".join(c["agency_id"] for c in data.get("candidates", [])) or "-"
+    )
+    # A need's alternatives by service, best first (issue 18; explanations in the inbox event).
+    values["alternative_services"] = (
+        ", ".join(f"{a['rank']}. {a['service_id']}" for a in data.get("alternatives", [])) or "-"
     )
     return values
 

@@ -91,8 +91,11 @@ def _cancelled(c: ev.ReferralTransitioned) -> ev.InboxReferralCancelled:
         referral_id=c.referral_id,
         case_id=c.case_id,
         reason_code=c.reason_code,
-        # Consent withdrawn: the recipient must also erase what it was sent.
-        erase_received_data=c.reason_code is ReasonCode.CONSENT_WITHDRAWN,
+        # Consent withdrawn, or the referrer revoked or redirected it: the recipient must also
+        # erase what it was sent.
+        erase_received_data=c.reason_code is ReasonCode.CONSENT_WITHDRAWN
+        or c.cancelled_by is ev.CancelledBy.REQUESTER,
+        cancelled_by=c.cancelled_by,
     )
 
 
@@ -327,6 +330,25 @@ FANOUT: tuple[Route, ...] = (
         ev.INBOX_STRUCTURAL_COMMITMENT_REFUSED,
         recipient=lambda r: r.agency_id,
         subject="{message_id}",
+    ),
+    # ----- issue 18 caseworker control: the referrer's instructions answered -----
+    Route(
+        ev.ALTERNATIVES_LISTED,
+        ev.INBOX_ALTERNATIVES_LISTED,
+        recipient=lambda a: a.referring_agency_id,
+        subject="{case_id}:{need_id}",
+    ),
+    Route(
+        ev.INSTRUCTION_APPLIED,
+        ev.INBOX_INSTRUCTION_APPLIED,
+        recipient=lambda a: a.agency_id,
+        subject="{instruction_id}",
+    ),
+    Route(
+        ev.INSTRUCTION_REFUSED,
+        ev.INBOX_INSTRUCTION_REFUSED,
+        recipient=lambda r: r.agency_id,
+        subject="{instruction_id}",
     ),
 )
 

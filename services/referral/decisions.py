@@ -14,7 +14,7 @@ from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import TAXONOMY, ReasonCode, Urgency
 
-from .matching import Candidate, Match, best, best_community
+from .matching import Candidate, Match, best, best_community, rank, rank_community
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,20 @@ def area_of(case: Routable) -> str:
     return case.area if isinstance(case, CommunityCase) else case.profile.return_area
 
 
+def rank_for(
+    case: Routable,
+    need: ev.Need,
+    candidates: list[Candidate],
+    *,
+    exclude_services: frozenset[str] = frozenset(),
+) -> list[Match] | ev.UnmatchedReason:
+    """Every acceptable candidate for a need of the case, best first (a returnee's, filtered by
+    profile and consent; a community's, by level and beneficiaries); or why none is."""
+    if isinstance(case, CommunityCase):
+        return rank_community(need, case.area, candidates, exclude_services=exclude_services)
+    return rank(need, case.profile, case.consent, candidates, exclude_services=exclude_services)
+
+
 @dataclass(frozen=True, slots=True)
 class ChainLink:
     """One referral already made for the need."""
@@ -139,14 +153,16 @@ def decide_route(
     now: datetime,
     *,
     new_id: uuid.UUID | None = None,
+    excluded: frozenset[str] = frozenset(),
 ) -> Refer | Gap:
     """The best candidate not tried yet, as the chain's next attempt (linked to its last
     referral, so the attempts limit holds and a retry is a re-route, never a second attempt 1);
-    or the gap, with the matching reason or ``attempts_exhausted``."""
+    or the gap, with the matching reason or ``attempts_exhausted``. ``excluded``: services the
+    referrer excluded for the need (never tried)."""
     ordered = sorted(chain, key=lambda link: link.attempt)
     last = ordered[-1] if ordered else None
     attempt = last.attempt + 1 if last else 1
-    tried = frozenset(link.service_id for link in ordered)
+    tried = frozenset(link.service_id for link in ordered) | excluded
     if isinstance(case, CommunityCase):
         chosen = best_community(need, case.area, candidates, exclude_services=tried)
     else:
@@ -164,6 +180,21 @@ def decide_route(
                 attempts=attempt - 1,
             )
         )
+    return referral_to(case, need, chosen, last, policy, now, new_id=new_id)
+
+
+def referral_to(
+    case: Routable,
+    need: ev.Need,
+    chosen: Match,
+    last: ChainLink | None,
+    policy: RoutingPolicy,
+    now: datetime,
+    *,
+    new_id: uuid.UUID | None = None,
+) -> Refer:
+    """The referral of the need to ``chosen`` as the attempt after ``last`` (routing's best
+    candidate, or the one a referrer chose), with its deadline and reminder."""
     respond_by = policy.respond_by(need.urgency, chosen.candidate.sla_hours, now)
     return Refer(
         ev.ReferralRequested(
@@ -175,7 +206,7 @@ def decide_route(
             referring_agency_id=case.submitting_agency_id,
             recipient_agency_id=chosen.candidate.agency_id,
             service_id=chosen.candidate.service_id,
-            attempt=attempt,
+            attempt=last.attempt + 1 if last else 1,
             previous_referral_id=last.referral_id if last else None,
             respond_by=respond_by,
             explanation=chosen.explanation,
@@ -192,6 +223,7 @@ def transitioned(
     reason: ReasonCode | None = None,
     outcome: ev.Outcome | None = None,
     now: datetime,
+    cancelled_by: ev.CancelledBy | None = None,
 ) -> ev.ReferralTransitioned:
     """The event of one referral's change of state (the lifecycle says which are allowed); it
     names the case's owner when the case changed hands since the referral was made, so the
@@ -210,4 +242,5 @@ def transitioned(
         recipient_agency_id=ref.recipient_agency_id,
         occurred_at=now,
         case_owner_agency_id=owner if owner and owner != ref.referring_agency_id else None,
+        cancelled_by=cancelled_by,
     )

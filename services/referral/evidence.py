@@ -91,6 +91,8 @@ class LevelRow:
 
     def formatted(self) -> list[str]:
         return ["" if value is None else str(value) for value in self.values]
+
+
 STRUCTURAL_COLUMNS = (
     "area",
     "dimension",

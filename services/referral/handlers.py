@@ -15,7 +15,7 @@ from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import continuity, handovers, routing, structural
+from . import caseworker, continuity, control, handovers, routing, structural
 from .continuity import support_continues
 from .decisions import CommunityCase, ReferralRow, RoutingPolicy
 from .handovers import HandoverRow, Refused, WaitingHandover
@@ -39,11 +39,16 @@ HANDOVER_MODELS: dict[str, type[ev.Contract]] = {
 STRUCTURAL_MODELS: dict[str, type[ev.Contract]] = {
     ev.STRUCTURAL_COMMITMENT_SUBMITTED: ev.StructuralCommitment,
 }
-# What an agency's responses topic carries: its answers to referrals, its handovers, and a
-# government agency's commitments on structural gaps.
+# Issue 18: the referring agency's instructions on its case's needs (caseworker.py).
+INSTRUCTION_MODELS: dict[str, type[ev.Contract]] = {
+    ev.REFERRER_INSTRUCTION_SUBMITTED: ev.ReferrerInstruction
+}
+# What an agency's responses topic carries: its answers to referrals, its handovers, its
+# instructions as a referrer, and a government agency's commitments on structural gaps.
 ANSWER_MODELS: dict[str, type[ev.Contract]] = {
     **RESPONSE_MODELS,
     **HANDOVER_MODELS,
+    **INSTRUCTION_MODELS,
     **STRUCTURAL_MODELS,
 }
 # What each refusal of a valid response says to its sender.
@@ -356,11 +361,18 @@ class ReferralHandlers:
                         ev.CommitmentError.INVALID_MESSAGE, message.reason, message.errors
                     ),
                 )
+            elif claimed in INSTRUCTION_MODELS:
+                invalid = control.Refused(
+                    ev.InstructionError.INVALID_INSTRUCTION, message.reason, tuple(message.errors)
+                )
+                caseworker.refuse(unit, invalid, self._origin(event, unit))
             else:
                 self._refuse_response(event, unit, ev.ResponseError.INVALID_RESPONSE, why=message)
             return
         if isinstance(message, ev.ReferralResponse):
             await self._apply_response(event, message, unit)
+        elif isinstance(message, ev.ReferrerInstruction):
+            await caseworker.instruct(unit, message, self._origin(event, unit), self._policy)
         elif isinstance(message, ev.HandoverAnswer):
             await self._answer_handover(event, message, unit)
         elif isinstance(message, ev.StructuralCommitment):
@@ -368,6 +380,11 @@ class ReferralHandlers:
         else:
             assert isinstance(message, ev.HandoverProposal | ev.HandoverRequest)
             await self._open_handover(event, message, unit)
+
+    @staticmethod
+    def _origin(event: InboundEvent, unit: ReferralUnit) -> caseworker.Origin:
+        sender = event.sender_agency or "unknown"
+        return caseworker.Origin(event.event_id, sender, unit.cause.correlation_id)
 
     def _refuse_response(
         self,

@@ -5,6 +5,7 @@ which state, and which transitions the service itself makes. Pure: no database, 
         │  └──────accept/reject──────┘  └reject→ rejected      │  ↕ hold/resume       └fail→ failed
         │                                          accepted/in_progress ─hold→ on_hold ─fail→ failed
     any open state ─cancel→ cancelled      requested/received ─(deadline)→ expired
+    any open state ─revoke/redirect (the requester)→ cancelled (cancelled_by requester)
     any state ─(operator)→ entered_in_error
 """
 
@@ -39,6 +40,12 @@ def answer(state: S, action: A) -> S | None:
 
 
 def can_cancel(state: S) -> bool:
+    return state in OPEN_STATES
+
+
+def requester_can_cancel(state: S) -> bool:
+    """The requester's cancel (FHIR Task lets either side cancel): the referring agency may
+    revoke or redirect any referral it made that is still open; an ended one stays ended."""
     return state in OPEN_STATES
 
 

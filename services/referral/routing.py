@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.contracts import events as ev
+from shared.contracts.events import MAX_ALTERNATIVES
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 
+from .control import NO_EXCLUSIONS, Exclusions, alternatives
 from .decisions import (
     Gap,
     Refer,
@@ -30,12 +32,18 @@ Emitted = list[tuple[str, ev.Contract]]
 
 
 async def decide(
-    store: ReferralStore, case: Routable, need: ev.Need, policy: RoutingPolicy
+    store: ReferralStore,
+    case: Routable,
+    need: ev.Need,
+    policy: RoutingPolicy,
+    exclusions: Exclusions = NO_EXCLUSIONS,
 ) -> Refer | Gap:
-    """The best candidate not tried yet for the need, or why none is left (nothing stored)."""
+    """The best candidate not tried yet for the need, and not excluded by its referrer, or why
+    none is left (nothing stored)."""
     chain = await store.chain(case.case_id, need.need_id)
     candidates = await store.candidates(need.category, area_of(case))
-    return decide_route(case, need, candidates, chain, policy, datetime.now(UTC))
+    excluded = exclusions.services_of(candidates) if exclusions else frozenset()
+    return decide_route(case, need, candidates, chain, policy, datetime.now(UTC), excluded=excluded)
 
 
 def announced(decided: Refer | Gap) -> tuple[str, ev.Contract]:
@@ -53,14 +61,28 @@ async def route_case(
     correlation_id: str | None,
 ) -> Emitted:
     """Store the case and route its needs not routed yet (a redelivery or an update adds
-    nothing), in one write."""
+    nothing), in one write. A need held for its referrer is not routed: it waits, and the
+    referrer is sent its ranked alternatives (a new need has no exclusions yet)."""
+    fresh = [
+        need for need in case.needs if not await store.need_is_handled(case.case_id, need.need_id)
+    ]
+    held = [need for need in fresh if need.hold_for_referrer]
     routes = [
         (need, await decide(store, case, need, policy))
-        for need in case.needs
-        if not await store.need_is_handled(case.case_id, need.need_id)
+        for need in fresh
+        if not need.hold_for_referrer
     ]
     await store.save_case(case, routes, correlation_id)
-    return [announced(decided) for _, decided in routes]
+    out = [announced(decided) for _, decided in routes]
+    if held:
+        await store.hold_needs(case.case_id, [n.need_id for n in held])
+    for need in held:
+        candidates = await store.candidates(need.category, area_of(case))
+        listed = alternatives(
+            None, case, need, candidates, NO_EXCLUSIONS, (), k=MAX_ALTERNATIVES, held=True
+        )
+        out.append((ev.ALTERNATIVES_LISTED, listed))
+    return out
 
 
 async def route_need(
@@ -71,9 +93,11 @@ async def route_need(
     *,
     correlation_id: str | None,
 ) -> Emitted:
-    """Refer one need of a stored case to the best candidate not tried yet, or record why none
-    is left."""
-    decided = await decide(store, case, need, policy)
+    """Refer one need of a stored case to the best candidate not tried yet (nor excluded by its
+    referrer), or record why none is left."""
+    decided = await decide(
+        store, case, need, policy, await store.exclusions(case.case_id, need.need_id)
+    )
     await store.record_route(case, need, decided, correlation_id)
     return [announced(decided)]
 
@@ -85,6 +109,7 @@ async def transition(
     *,
     reason: ReasonCode | None = None,
     outcome: ev.Outcome | None = None,
+    cancelled_by: ev.CancelledBy | None = None,
 ) -> Emitted:
     """Move the referral to ``to`` (the lifecycle has said it may): an accepted referral holds
     one of its listing's slots until it ends; the decision deadline runs only until an answer."""
@@ -96,8 +121,11 @@ async def transition(
         outcome=outcome,
         slot_change=(1 if held_after else -1) if held_before != held_after else 0,
         deadline_ends=to not in (S.REQUESTED, S.RECEIVED),
+        cancelled_by=cancelled_by,
     )
-    change = transitioned(ref, to, reason=reason, outcome=outcome, now=datetime.now(UTC))
+    change = transitioned(
+        ref, to, reason=reason, outcome=outcome, now=datetime.now(UTC), cancelled_by=cancelled_by
+    )
     return [(ev.REFERRAL_TRANSITIONED, change)]
 
 

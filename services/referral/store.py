@@ -28,16 +28,17 @@ from shared.contracts.taxonomy import ReasonCode
 from shared.db import DbConnection, batch_scope
 
 from .continuity import TakeoverListing
+from .control import Exclusions
 from .decisions import ChainLink, CommunityCase, Gap, Refer, ReferralRow, Routable, area_of
 from .directory import candidate, containing_codes
 from .evidence import (
     COLUMNS,
     CONTINUITY_COLUMNS,
     LEVEL_COLUMNS,
+    STRUCTURAL_COLUMNS,
     ContinuityRow,
     EvidenceRow,
     LevelRow,
-    STRUCTURAL_COLUMNS,
     StructuralRow,
 )
 from .handovers import AgencyFacts, CaseFacts, HandoverRow, WaitingHandover
@@ -100,6 +101,9 @@ class ReferralStore:
                 WHERE case_id = ANY($1::text[])
                UNION ALL
                SELECT case_id, need_id, NULL, NULL, NULL FROM unmet_needs
+                WHERE case_id = ANY($1::text[])
+               UNION ALL
+               SELECT case_id, need_id, NULL, NULL, NULL FROM held_needs
                 WHERE case_id = ANY($1::text[])
                UNION ALL
                SELECT case_id, NULL, NULL, NULL, NULL FROM waiting_handovers
@@ -343,8 +347,8 @@ class ReferralStore:
     # ----- each need's chain of referrals, and its gap -----
 
     async def need_is_handled(self, case_id: str, need_id: str) -> bool:
-        """A need already has a chain or a recorded gap: a redelivery or an update adds
-        nothing."""
+        """A need already has a chain, a recorded gap or waits for its referrer's choice: a
+        redelivery or an update adds nothing."""
         handled = self._cache(_HANDLED)
         if handled is not None and (case_id, need_id) in handled:
             return bool(handled[(case_id, need_id)])
@@ -352,7 +356,8 @@ class ReferralStore:
         return bool(
             await self.conn.fetchval(
                 """SELECT EXISTS (SELECT 1 FROM referrals WHERE case_id = $1 AND need_id = $2)
-                   OR EXISTS (SELECT 1 FROM unmet_needs WHERE case_id = $1 AND need_id = $2)""",
+                   OR EXISTS (SELECT 1 FROM unmet_needs WHERE case_id = $1 AND need_id = $2)
+                   OR EXISTS (SELECT 1 FROM held_needs WHERE case_id = $1 AND need_id = $2)""",
                 case_id,
                 need_id,
             )
@@ -457,9 +462,11 @@ class ReferralStore:
         outcome: ev.Outcome | None,
         slot_change: int,
         deadline_ends: bool,
+        cancelled_by: ev.CancelledBy | None = None,
     ) -> None:
-        """The referral's new state and its transition record; ``slot_change`` slots held (or
-        given back) at its listing; ``deadline_ends``: its decision timer is dropped."""
+        """The referral's new state and its transition record (with who cancelled, when the
+        requester did); ``slot_change`` slots held (or given back) at its listing;
+        ``deadline_ends``: its decision timer is dropped."""
         self._directory_changed()  # held slots and answer rates move with states
         await batch_scope.settle(self.conn)
         await self.conn.execute(
@@ -471,8 +478,9 @@ class ReferralStore:
                  UPDATE listings SET held_slots = greatest(held_slots + $7, 0)
                   WHERE service_id = $6 AND $7 <> 0),
                d AS (DELETE FROM timers WHERE referral_id = $1 AND $8)
-               INSERT INTO referral_transitions (referral_id, from_state, to_state, reason_code)
-               VALUES ($1, $5, $2, $3)""",
+               INSERT INTO referral_transitions (referral_id, from_state, to_state, reason_code,
+                                                 cancelled_by)
+               VALUES ($1, $5, $2, $3, $9)""",
             uuid.UUID(ref.referral_id),
             to.value,
             reason.value if reason else None,
@@ -481,6 +489,7 @@ class ReferralStore:
             ref.service_id,
             slot_change,
             deadline_ends,
+            cancelled_by.value if cancelled_by else None,
         )
 
     async def take_due_deadlines(self, limit: int) -> list[str]:
@@ -507,6 +516,75 @@ class ReferralStore:
         )
         ordered = sorted(rows, key=lambda r: r["remind_at"])
         return [DueReminder(str(r["referral_id"]), r["due_at"]) for r in ordered]
+
+    # ----- caseworker control: held needs, exclusions (control.py decides) -----
+
+    async def hold_needs(self, case_id: str, need_ids: Sequence[str]) -> None:
+        """Needs that wait for their referrer's choice, written with the batch's routes (a
+        need held is handled: the preload and :meth:`need_is_handled` read this table)."""
+        handled = self._cache(_HANDLED)
+        if handled is not None:
+            for need_id in need_ids:
+                handled[(case_id, need_id)] = True
+        await batch_scope.write(
+            self.conn, "held_needs", [(case_id, n) for n in need_ids], _write_held
+        )
+
+    async def is_held(self, case_id: str, need_id: str) -> bool:
+        await batch_scope.settle(self.conn)
+        return bool(
+            await self.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM held_needs WHERE case_id = $1 AND need_id = $2)",
+                case_id,
+                need_id,
+            )
+        )
+
+    async def release_held(self, case_id: str, need_id: str) -> None:
+        """The referrer chose: the need no longer waits (its referral is recorded beside)."""
+        await batch_scope.settle(self.conn)
+        await self.conn.execute(
+            "DELETE FROM held_needs WHERE case_id = $1 AND need_id = $2", case_id, need_id
+        )
+
+    async def exclusions(self, case_id: str, need_id: str) -> Exclusions:
+        """What the referrer excluded for the need (services, agencies)."""
+        rows = await self.conn.fetch(
+            "SELECT kind, excluded_id FROM need_exclusions WHERE case_id = $1 AND need_id = $2",
+            case_id,
+            need_id,
+        )
+        return Exclusions(
+            frozenset(r[1] for r in rows if r[0] == "service"),
+            frozenset(r[1] for r in rows if r[0] == "agency"),
+        )
+
+    async def add_exclusions(
+        self, case_id: str, need_id: str, services: Sequence[str], agencies: Sequence[str]
+    ) -> None:
+        """More exclusions for the need (one already there stays once), in one statement."""
+        kinds = ["service"] * len(services) + ["agency"] * len(agencies)
+        await self.conn.execute(
+            """INSERT INTO need_exclusions (case_id, need_id, kind, excluded_id)
+               SELECT $1, $2, k, x FROM unnest($3::text[], $4::text[]) AS u (k, x)
+               ON CONFLICT DO NOTHING""",
+            case_id,
+            need_id,
+            kinds,
+            [*services, *agencies],
+        )
+
+    async def listing_candidate(self, service_id: str) -> Candidate | None:
+        """A listing of the directory as matching reads it, whatever its category, area or
+        status (a referrer's choice is checked by matching's filters, which say why not)."""
+        await batch_scope.settle(self.conn)
+        row = await self.conn.fetchrow(
+            f"""SELECT {_CANDIDATE_COLUMNS}
+                  FROM listings l LEFT JOIN matching_agencies m USING (agency_id)
+                 WHERE l.service_id = $1""",
+            service_id,
+        )
+        return candidate(row) if row else None
 
     # ----- handovers and their deadlines (handovers.py decides) -----
 
@@ -834,6 +912,7 @@ class ReferralStore:
         accepted, completed, unmet; people and returnees concerned."""
         rows = await self.conn.fetch(_LEVEL_REPORT)
         return [LevelRow(tuple(r[c] for c in LEVEL_COLUMNS)) for r in rows]
+
     async def structural_report(self) -> list[StructuralRow]:
         """Every structural gap reported, latest period first, one row per addressed agency
         with its commitment beside it (a gap addressed to nobody: one row without)."""
@@ -966,6 +1045,14 @@ def _profile_json(case: Routable) -> str:
 
 def _consent_json(case: Routable) -> str | None:
     return None if isinstance(case, CommunityCase) else case.consent.model_dump_json()
+
+
+async def _write_held(conn: DbConnection, rows: Sequence[tuple[str, str]]) -> None:
+    await conn.execute(
+        """INSERT INTO held_needs (case_id, need_id)
+           SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING""",
+        *_columns(rows, 2),
+    )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -275,6 +275,9 @@ class Need(Part):
     dimension: Annotated[Dimension, Field(json_schema_extra={FILLED_FROM: "category"})]
     level: Level = Level.INDIVIDUAL
     urgency: Urgency = Urgency.NORMAL
+    # Caseworker control (issue 18): the need is not routed on arrival; its referrer is sent
+    # the ranked alternatives and chooses (referrer-instruction-submitted).
+    hold_for_referrer: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -869,6 +872,105 @@ class StructuralCommitment(Contract):
 
 
 STRUCTURAL_COMMITMENT_SUBMITTED = event_type("referral", "structural-commitment-submitted")
+# ----- issue 18 caseworker control -----
+
+
+class InstructionAction(StrEnum):
+    LIST_ALTERNATIVES = "list_alternatives"  # the ranked alternatives of a need (top k)
+    CHOOSE = "choose"  # pin a service for a need with no open referral (held, unmet, ended)
+    EXCLUDE = "exclude"  # services or agencies never to be tried for the need
+    REVOKE = "revoke"  # the requester's cancel of an open referral
+    REDIRECT = "redirect"  # cancel an open referral and refer the need to another service
+
+
+MAX_ALTERNATIVES = 10
+# Which fields each action needs (the others it leaves out).
+_INSTRUCTION_NEEDS: dict[InstructionAction, tuple[str, ...]] = {
+    InstructionAction.LIST_ALTERNATIVES: ("need_id",),
+    InstructionAction.CHOOSE: ("need_id", "service_id"),
+    InstructionAction.EXCLUDE: ("need_id",),
+    InstructionAction.REVOKE: ("referral_id",),
+    InstructionAction.REDIRECT: ("referral_id", "service_id"),
+}
+_INSTRUCTION_OPTIONAL = ("need_id", "referral_id", "service_id", "reason_code")
+_CANCEL_REASONS = [r.value for r in TAXONOMY.reasons_for(ReferralState.CANCELLED.value)]
+
+
+def _instruction_rules() -> list[JsonDict]:
+    """Per action: the fields it needs (not null) and those it leaves out (null); exclusions
+    only with exclude (at least one), a reason code (one that applies to a cancel) only with
+    revoke and redirect."""
+    rules: list[JsonDict] = []
+    for action, needed in _INSTRUCTION_NEEDS.items():
+        cancels = action in (InstructionAction.REVOKE, InstructionAction.REDIRECT)
+        props: JsonDict = {
+            f: {"not": {"type": "null"}} if f in needed else {"type": "null"}
+            for f in _INSTRUCTION_OPTIONAL
+            if f != "reason_code"
+        }
+        props["reason_code"] = {"enum": [*_CANCEL_REASONS, None]} if cancels else {"type": "null"}
+        then: JsonDict = {"properties": props, "required": list(needed)}
+        if action is InstructionAction.EXCLUDE:
+            then["anyOf"] = [
+                {
+                    "required": ["exclude_service_ids"],
+                    "properties": {"exclude_service_ids": {"minItems": 1}},
+                },
+                {
+                    "required": ["exclude_agency_ids"],
+                    "properties": {"exclude_agency_ids": {"minItems": 1}},
+                },
+            ]
+        else:
+            then["properties"] |= {
+                "exclude_service_ids": {"maxItems": 0},
+                "exclude_agency_ids": {"maxItems": 0},
+            }
+        rules.append(_when("action", action.value, then))
+    return rules
+
+
+class ReferrerInstruction(Contract):
+    """The referring agency (the case's owner) steers the routing of its case's needs, on its
+    own responses topic, key = the ``case_id``. One type with an ``action`` (decision 19): the
+    answers, refusals and checks are shared by all five."""
+
+    model_config = ConfigDict(json_schema_extra=_all_of(*_instruction_rules()))
+
+    case_id: Identifier
+    agency_id: AgencyId  # the sender: the case's owner
+    action: InstructionAction
+    need_id: Identifier | None = None
+    referral_id: Identifier | None = None
+    service_id: Identifier | None = None
+    exclude_service_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    exclude_agency_ids: list[AgencyId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    k: int = Field(default=5, ge=1, le=MAX_ALTERNATIVES)  # list_alternatives: how many
+    reason_code: ReasonCode | None = None  # revoke, redirect: why (default other)
+
+    @model_validator(mode="after")
+    def _fields_of_the_action(self) -> Self:
+        needed = _INSTRUCTION_NEEDS[self.action]
+        for name in _INSTRUCTION_OPTIONAL:
+            given = getattr(self, name) is not None
+            if name in needed and not given:
+                raise ValueError(f"{self.action.value} needs {name}")
+            if name not in needed and name != "reason_code" and given:
+                raise ValueError(f"{name} is not given with {self.action.value}")
+        excludes = bool(self.exclude_service_ids or self.exclude_agency_ids)
+        if self.action is InstructionAction.EXCLUDE and not excludes:
+            raise ValueError("exclude needs exclude_service_ids or exclude_agency_ids")
+        if self.action is not InstructionAction.EXCLUDE and excludes:
+            raise ValueError("exclusions are given with exclude only")
+        if self.reason_code is not None:
+            if self.action not in (InstructionAction.REVOKE, InstructionAction.REDIRECT):
+                raise ValueError("reason_code is given with revoke and redirect only")
+            if not TAXONOMY.reason_applies(self.reason_code, ReferralState.CANCELLED.value):
+                raise ValueError(f"reason_code {self.reason_code.value} does not apply to a cancel")
+        return self
+
+
+REFERRER_INSTRUCTION_SUBMITTED = event_type("referral", "referrer-instruction-submitted")
 
 
 # =====================================================================================
@@ -1135,6 +1237,10 @@ class ReferralRequested(Contract):
     explanation: MatchExplanation
 
 
+class CancelledBy(StrEnum):
+    REQUESTER = "requester"  # the referring agency revoked or redirected the referral
+
+
 class ReferralTransitioned(Contract):
     referral_id: Identifier
     case_id: Identifier
@@ -1150,6 +1256,9 @@ class ReferralTransitioned(Contract):
     # Who owns the case now and hears the referral's progress, when not the referring agency
     # (the case was handed over since the referral was made).
     case_owner_agency_id: AgencyId | None = None
+    # A cancel asked by the referring agency (revoke, redirect: issue 18); absent when the
+    # service cancelled (consent, closure, erasure).
+    cancelled_by: CancelledBy | None = None
 
 
 class UnmatchedReason(StrEnum):
@@ -1350,6 +1459,89 @@ class ContinuityProposed(Contract):
     candidates: list[ContinuityCandidate] = Field(max_length=10)
 
 
+# ----- issue 18 caseworker control -----
+
+
+class Alternative(Part):
+    """One acceptable provider for a need, in rank order, with matching's explanation."""
+
+    rank: int = Field(ge=1, le=MAX_ALTERNATIVES)
+    service_id: Identifier
+    agency_id: AgencyId
+    agency_type: AgencyType | None = None
+    explanation: MatchExplanation
+    tried: bool = False  # already referred in this need's chain
+
+
+class AlternativesListed(Contract):
+    """To the case's owner: the ranked alternatives of a need (on its instruction, or on
+    arrival of a need held for it), its exclusions left out. None: ``unmatched_reason`` says
+    why."""
+
+    case_id: Identifier
+    need_id: Identifier
+    referring_agency_id: AgencyId
+    instruction_id: Annotated[str, Field(max_length=300)] | None = None  # the ce_id; None: held
+    held: bool  # the need waits for the owner's choice
+    alternatives: list[Alternative] = Field(max_length=MAX_ALTERNATIVES)
+    unmatched_reason: UnmatchedReason | None = None
+    excluded_service_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    excluded_agency_ids: list[AgencyId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+
+
+class InstructionApplied(Contract):
+    """A referrer instruction that changed what it asked, told back to its sender."""
+
+    instruction_id: Annotated[str, Field(max_length=300)]  # the ce_id of the instruction
+    agency_id: AgencyId
+    case_id: Identifier
+    action: InstructionAction
+    need_id: Identifier
+    # choose, redirect: the new referral; revoke: the referral cancelled
+    referral_id: Identifier | None = None
+    previous_referral_id: Identifier | None = None  # redirect: the referral cancelled
+    service_id: Identifier | None = None  # choose, redirect: the service referred to
+    excluded_service_ids: list[Identifier] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    excluded_agency_ids: list[AgencyId] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+
+
+class InstructionError(StrEnum):
+    INVALID_INSTRUCTION = "invalid_instruction"
+    UNKNOWN_CASE = "unknown_case"
+    NOT_REFERRING_AGENCY = "not_referring_agency"  # the sender does not own the case
+    CASE_NOT_OPEN = "case_not_open"  # closed or erased
+    UNKNOWN_NEED = "unknown_need"
+    UNKNOWN_REFERRAL = "unknown_referral"  # or not a referral of this case
+    UNKNOWN_SERVICE = "unknown_service"
+    REFERRAL_ENDED = "referral_ended"  # completed, failed, rejected, expired, cancelled
+    NEED_HAS_OPEN_REFERRAL = "need_has_open_referral"  # choose: revoke or redirect it first
+    SERVICE_EXCLUDED = "service_excluded"  # the service or its agency is excluded for the need
+    NOT_ACCEPTABLE = "not_acceptable"  # matching's filters refuse it (unmatched_reason)
+    SAME_SERVICE = "same_service"  # redirect to the service the referral is with
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"  # the need's chain is at its longest
+
+
+class InstructionRefused(Contract):
+    """A referrer instruction that changed nothing, told back to its sender."""
+
+    instruction_id: Annotated[str, Field(max_length=300)]  # the ce_id of the instruction
+    agency_id: AgencyId
+    case_id: Identifier | None = None
+    action: InstructionAction | None = None
+    need_id: Identifier | None = None
+    referral_id: Identifier | None = None
+    service_id: Identifier | None = None
+    error: InstructionError
+    current_state: ReferralState | None = None  # the referral's (or the need's open one's)
+    unmatched_reason: UnmatchedReason | None = None  # not_acceptable: the filter that refused
+    reason: Annotated[str, Field(max_length=500)]
+    errors: list[FieldError] = Field(default_factory=list, max_length=200)
+
+
+ALTERNATIVES_LISTED = event_type("referral", "alternatives-listed")
+INSTRUCTION_APPLIED = event_type("referral", "instruction-applied")
+INSTRUCTION_REFUSED = event_type("referral", "instruction-refused")
+
 HANDOVER_PROPOSED = event_type("referral", "handover-proposed")
 HANDOVER_ACCEPTED = event_type("referral", "handover-accepted")
 HANDOVER_ENDED = event_type("referral", "handover-ended")
@@ -1520,6 +1712,8 @@ class InboxReferralCancelled(Contract):
     case_id: Identifier
     reason_code: ReasonCode
     erase_received_data: bool
+    # The referring agency revoked or redirected it (issue 18); absent: the service cancelled.
+    cancelled_by: CancelledBy | None = None
 
 
 INBOX_REFERRAL_RECEIVED = event_type("notification", "referral-received")
@@ -1585,6 +1779,10 @@ INBOX_HANDOVER_FAILED = event_type("notification", "handover-failed")
 INBOX_CASE_DATA_RECEIVED = event_type("notification", "case-data-received")
 INBOX_SUPPORT_CONTINUES = event_type("notification", "support-continues")
 INBOX_CONTINUITY_PROPOSED = event_type("notification", "continuity-proposed")
+# ----- issue 18 caseworker control -----
+INBOX_ALTERNATIVES_LISTED = event_type("notification", "alternatives-listed")
+INBOX_INSTRUCTION_APPLIED = event_type("notification", "instruction-applied")
+INBOX_INSTRUCTION_REFUSED = event_type("notification", "instruction-refused")
 
 
 # ----- issue 18 structural gaps -----
@@ -1710,4 +1908,12 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_STRUCTURAL_GAP_REPORTED: InboxStructuralGapReported,
     INBOX_STRUCTURAL_COMMITMENT_APPLIED: StructuralCommitmentApplied,
     INBOX_STRUCTURAL_COMMITMENT_REFUSED: StructuralCommitmentRefused,
+    # issue 18 caseworker control
+    REFERRER_INSTRUCTION_SUBMITTED: ReferrerInstruction,
+    ALTERNATIVES_LISTED: AlternativesListed,
+    INSTRUCTION_APPLIED: InstructionApplied,
+    INSTRUCTION_REFUSED: InstructionRefused,
+    INBOX_ALTERNATIVES_LISTED: AlternativesListed,
+    INBOX_INSTRUCTION_APPLIED: InstructionApplied,
+    INBOX_INSTRUCTION_REFUSED: InstructionRefused,
 }

@@ -60,3 +60,15 @@ def response_message(response: ev.ReferralResponse, case_id: str) -> OutgoingEve
         data=response,
         agency_id=response.agency_id,
     )
+
+
+def instruction_message(instruction: ev.ReferrerInstruction) -> OutgoingEvent:
+    """A referrer instruction on its sender's responses topic, keyed by the case (issue 18)."""
+    return build_event(
+        topic=topics.AGENCY_RESPONSES.name(instruction.agency_id),
+        key=instruction.case_id,
+        type_=ev.REFERRER_INSTRUCTION_SUBMITTED,
+        source=agency_source(instruction.agency_id),
+        data=instruction,
+        agency_id=instruction.agency_id,
+    )

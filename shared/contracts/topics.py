@@ -203,6 +203,9 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "structural-gap-reported",
                 "structural-commitment-applied",
                 "structural-commitment-refused",
+                "alternatives-listed",
+                "instruction-applied",
+                "instruction-refused",
             )
         ),
         description="Every referral lifecycle transition; the answer to each response and each "
@@ -297,10 +300,12 @@ AGENCY_RESPONSES = TopicFamily(
             f"{_T}referral.handover-request-submitted.v1",
             f"{_T}referral.handover-answer-submitted.v1",
             f"{_T}referral.structural-commitment-submitted.v1",
+            f"{_T}referral.referrer-instruction-submitted.v1",
         ),
         description="The agency's answers to referrals it received; its case handovers: "
         "proposals of cases it owns, requests for cases, answers to handovers waiting on it; "
-        "a government agency's commitments on structural gaps (keyed by report_id).",
+        "its instructions on the routing of its cases' needs; a government agency's "
+        "commitments on structural gaps (keyed by report_id).",
     ),
 )
 AGENCY_INBOX = TopicFamily(
@@ -343,6 +348,9 @@ AGENCY_INBOX = TopicFamily(
                 "structural-gap-reported",
                 "structural-commitment-applied",
                 "structural-commitment-refused",
+                "alternatives-listed",
+                "instruction-applied",
+                "instruction-refused",
             )
         ),
         description="What concerns the agency; only it may read.",

@@ -245,6 +245,7 @@ async def test_intake_registers_a_community_need_without_its_description_and_upd
         "dimension": "economic",
         "level": "community",
         "urgency": "normal",
+        "hold_for_referrer": False,
     }
     assert (registered["area"], registered["people_affected"]) == (AREA, 40)
     assert b"Awa" not in b"".join(e.body for e in unit.emitted)  # the description stays in

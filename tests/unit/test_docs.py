@@ -46,6 +46,12 @@ VALID_EXAMPLES = {
     "listing-community.json": ev.ServiceListing,
     "structural-commitment-planned.json": ev.StructuralCommitment,
     "structural-commitment-not-planned.json": ev.StructuralCommitment,
+    # issue 18 caseworker control
+    "instruction-alternatives.json": ev.ReferrerInstruction,
+    "instruction-exclude.json": ev.ReferrerInstruction,
+    "instruction-choose.json": ev.ReferrerInstruction,
+    "instruction-revoke.json": ev.ReferrerInstruction,
+    "instruction-redirect.json": ev.ReferrerInstruction,
 }
 
 

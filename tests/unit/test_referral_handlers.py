@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from services.referral.control import NO_EXCLUSIONS, Exclusions
 from services.referral.decisions import ChainLink, Gap, Refer, ReferralRow, RoutingPolicy
 from services.referral.handlers import SOURCE, ReferralHandlers
 from services.referral.handovers import WaitingHandover
@@ -84,6 +85,9 @@ class FakeStore:
 
     async def set_state(self, ref: ReferralRow, to: ev.ReferralState, **_: Any) -> None:
         self.referrals[ref.referral_id] = replace(ref, status=to)
+
+    async def exclusions(self, case_id: str, need_id: str) -> Exclusions:
+        return NO_EXCLUSIONS  # a subclass keeps a referrer's (test_caseworker_control.py)
 
     # handover messages waiting for their case (ce_id the key, in arrival order)
     async def park_handover(self, w: WaitingHandover) -> bool:

@@ -51,6 +51,12 @@ EXAMPLE_TYPES = {
     "submission-invalid.json": ev.CASE_SUBMITTED,
     "structural-commitment-planned.json": ev.STRUCTURAL_COMMITMENT_SUBMITTED,
     "structural-commitment-not-planned.json": ev.STRUCTURAL_COMMITMENT_SUBMITTED,
+    # issue 18 caseworker control
+    "instruction-alternatives.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-exclude.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-choose.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-revoke.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
+    "instruction-redirect.json": ev.REFERRER_INSTRUCTION_SUBMITTED,
 }
 INVALID_EXAMPLES = {"submission-invalid.json"}
 
