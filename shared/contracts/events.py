@@ -432,6 +432,23 @@ CASE_CLOSURE_SUBMITTED = event_type("intake", "case-closure-submitted")
 ASSISTANCE_END_SUBMITTED = event_type("intake", "assistance-end-submitted")
 
 
+# ----- issue 18 consent follow-through -----
+
+
+class ErasureConfirmation(Contract):
+    """A recipient of a disclosure confirms it erased what it received for one referral (after
+    a referral-cancelled with ``erase_received_data``, or of its own accord). Sent on the
+    recipient's own submissions topic, keyed by ``referral_id`` (it has no agency_case_ref of
+    the case: the owner's reference is the owner's)."""
+
+    agency_id: AgencyId
+    referral_id: Identifier
+    erased_at: PastDatetime
+
+
+ERASURE_CONFIRMATION_SUBMITTED = event_type("intake", "erasure-confirmation-submitted")
+
+
 # =====================================================================================
 # agency.<id>.listings.v1 — written by the provider agency (compacted; Open Referral HSDS names)
 # =====================================================================================
@@ -865,6 +882,24 @@ CASE_HANDED_OVER = event_type("intake", "case-handed-over")
 HANDOVER_FAILED = event_type("intake", "handover-failed")
 
 
+# ----- issue 18 consent follow-through -----
+
+
+class PossibleDuplicateFound(Contract):
+    """A case registered or updated shares an identity hash with a case of another agency:
+    probably one person. Published only where both cases' consent allows sharing with the other
+    owner (intake records it otherwise); ids only, never what matched."""
+
+    case_id: Identifier  # the case registered or updated
+    owner_agency_id: AgencyId
+    duplicate_case_id: Identifier  # the other agency's case
+    duplicate_owner_agency_id: AgencyId
+    found_at: datetime
+
+
+POSSIBLE_DUPLICATE_FOUND = event_type("intake", "possible-duplicate-found")
+
+
 # =====================================================================================
 # intake.rejections.v1 — written by intake
 # =====================================================================================
@@ -951,6 +986,25 @@ class CaseDataSealed(Contract):
 DISCLOSURE_SEALED = event_type("intake", "disclosure-sealed")
 DISCLOSURE_REFUSED = event_type("intake", "disclosure-refused")
 CASE_DATA_SEALED = event_type("intake", "case-data-sealed")
+
+
+# ----- issue 18 consent follow-through -----
+
+
+class DisclosureErased(Contract):
+    """A recipient confirmed it erased what a referral's disclosure gave it; recorded in the
+    disclosure log. The case's owner hears it, and so does the recipient (its answer)."""
+
+    disclosure_id: Identifier
+    referral_id: Identifier
+    case_id: Identifier
+    recipient_agency_id: AgencyId
+    owner_agency_id: AgencyId  # the case's owner when the confirmation came
+    erased_at: PastDatetime
+    submission_id: Annotated[str, Field(max_length=300)]  # the ce_id of the confirmation
+
+
+DISCLOSURE_ERASED = event_type("intake", "disclosure-erased")
 
 
 # =====================================================================================
@@ -1358,6 +1412,24 @@ INBOX_SUPPORT_CONTINUES = event_type("notification", "support-continues")
 INBOX_CONTINUITY_PROPOSED = event_type("notification", "continuity-proposed")
 
 
+# ----- issue 18 consent follow-through -----
+
+
+class InboxPossibleDuplicate(Contract):
+    """To each owner: its case ``case_id`` is probably the same person as
+    ``duplicate_case_id`` of ``duplicate_owner_agency_id`` (both consents allow telling)."""
+
+    case_id: Identifier
+    duplicate_case_id: Identifier
+    duplicate_owner_agency_id: AgencyId
+    found_at: datetime
+
+
+INBOX_POSSIBLE_DUPLICATE = event_type("notification", "possible-duplicate")
+INBOX_DISCLOSURE_ERASED = event_type("notification", "disclosure-erased")
+INBOX_ERASURE_CONFIRMATION_RECORDED = event_type("notification", "erasure-confirmation-recorded")
+
+
 # =====================================================================================
 # operators.audit.v1 — written by operator tooling (refex), read by operators only
 # =====================================================================================
@@ -1456,4 +1528,11 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_SUPPORT_CONTINUES: SupportContinues,
     INBOX_CONTINUITY_PROPOSED: ContinuityProposed,
     OPERATOR_COMMAND_AUDITED: OperatorCommandAudited,
+    # issue 18 consent follow-through
+    ERASURE_CONFIRMATION_SUBMITTED: ErasureConfirmation,
+    POSSIBLE_DUPLICATE_FOUND: PossibleDuplicateFound,
+    DISCLOSURE_ERASED: DisclosureErased,
+    INBOX_POSSIBLE_DUPLICATE: InboxPossibleDuplicate,
+    INBOX_DISCLOSURE_ERASED: DisclosureErased,
+    INBOX_ERASURE_CONFIRMATION_RECORDED: DisclosureErased,
 }

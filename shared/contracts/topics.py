@@ -136,6 +136,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "assistance-ended",
                 "case-handed-over",
                 "handover-failed",
+                "possible-duplicate-found",
             )
         ),
         description="Pseudonymous case events: never names, contacts or documents; the "
@@ -160,6 +161,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             f"{_T}intake.disclosure-sealed.v1",
             f"{_T}intake.disclosure-refused.v1",
             f"{_T}intake.case-data-sealed.v1",
+            f"{_T}intake.disclosure-erased.v1",
         ),
         description="Minimum personal data sealed for one recipient agency's public key, or "
         "why none was sent; a handed-over case's personal data sealed for its new owner.",
@@ -252,10 +254,12 @@ AGENCY_SUBMISSIONS = TopicFamily(
                 "erasure-requested",
                 "case-closure-submitted",
                 "assistance-end-submitted",
+                "erasure-confirmation-submitted",
             )
         ),
         description="The agency's case submissions, updates, consent withdrawals, erasure "
-        "requests, ends of its assistance and closures.",
+        "requests, ends of its assistance and closures; its confirmations that it erased what "
+        "a referral disclosed to it (keyed by referral_id).",
     ),
 )
 AGENCY_LISTINGS = TopicFamily(
@@ -331,6 +335,9 @@ AGENCY_INBOX = TopicFamily(
                 "case-data-received",
                 "support-continues",
                 "continuity-proposed",
+                "possible-duplicate",
+                "disclosure-erased",
+                "erasure-confirmation-recorded",
             )
         ),
         description="What concerns the agency; only it may read.",
