@@ -12,7 +12,7 @@ from .decisions import RoutingPolicy
 from .handlers import SOURCE, ReferralHandlers
 from .settings import ReferralSettings
 from .store import ReferralStore
-from .timers import answer_stale_waiting, expire_due, expire_due_handovers
+from .timers import answer_stale_waiting, expire_consents, expire_due, expire_due_handovers
 
 settings = ReferralSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("referral", settings, Path(__file__).parent / "migrations")
@@ -66,6 +66,8 @@ runtime.every(
     "handover-case-waits",
     lambda: answer_stale_waiting(units, settings.handover_case_wait_s),
 )
+# Consents whose expires_on passed cancel what they no longer cover (decision 20).
+runtime.every(settings.timer_interval_s, "consent-expiry", lambda: expire_consents(units))
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "
     "through its lifecycle, deadlines and re-routing."

@@ -4,13 +4,14 @@ store, and return the events to announce (the caller's unit emits them)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 
+from . import consent as consent_rules
 from .decisions import Gap, Refer, ReferralRow, RoutingPolicy, decide_route, transitioned
 from .lifecycle import OPEN_STATES, holds_a_slot
 
@@ -106,4 +107,20 @@ async def cancel_open(store: ReferralStore, case_id: str, reason: ReasonCode) ->
     out: Emitted = []
     for ref in await store.open_referrals(case_id, list(OPEN_STATES)):
         out += await transition(store, ref, S.CANCELLED, reason=reason)
+    return out
+
+
+async def cancel_uncovered(
+    store: ReferralStore, case_id: str, consent: ev.Consent, today: date
+) -> Emitted:
+    """Cancel the case's open referrals that ``consent`` no longer covers (consent.py decides),
+    as a withdrawal: their recipients are told to erase what they received. The covered ones
+    are left alone."""
+    refs = await store.open_referrals(case_id, list(OPEN_STATES))
+    if not refs:
+        return []
+    types = await store.agency_types([r.recipient_agency_id for r in refs])
+    out: Emitted = []
+    for ref in consent_rules.no_longer_covered(consent, refs, types, today):
+        out += await transition(store, ref, S.CANCELLED, reason=ReasonCode.CONSENT_WITHDRAWN)
     return out

@@ -661,6 +661,70 @@ class ReferralStore:
             TakeoverListing(r[0], r[1], ev.AgencyType(r[2]), tuple(r[3]), tuple(r[4])) for r in rows
         ]
 
+    # ----- consent that follows through (issue 18; consent.py decides) -----
+
+    async def agency_types(self, agency_ids: Sequence[str]) -> dict[str, ev.AgencyType]:
+        """The type of each known agency among ``agency_ids`` (what a consent scope names)."""
+        if not agency_ids:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT agency_id, type FROM agencies WHERE agency_id = ANY($1::text[])",
+            sorted(set(agency_ids)),
+        )
+        return {r[0]: ev.AgencyType(r[1]) for r in rows}
+
+    async def set_consent_expiry(self, case_id: str, due_at: datetime | None) -> None:
+        """The case's consent expiry timer moved to ``due_at``, or dropped (None). Deferred to
+        the batch's end (only the consent-expiry job reads the table); the last one of a case
+        in a batch wins."""
+        await batch_scope.write(
+            self.conn, "consent_expiries", [(case_id, due_at)], _write_consent_expiries
+        )
+
+    async def take_due_consent_expiries(self, limit: int) -> list[str]:
+        """The cases whose consent expired, their timers deleted (rows another instance holds
+        are skipped)."""
+        rows = await self.conn.fetch(
+            """DELETE FROM consent_expiries WHERE case_id IN (
+                   SELECT case_id FROM consent_expiries WHERE due_at <= now()
+                   ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+               RETURNING case_id, due_at""",
+            limit,
+        )
+        return [r["case_id"] for r in sorted(rows, key=lambda r: r["due_at"])]
+
+    async def case_profile_and_consent(
+        self, case_id: str
+    ) -> tuple[dict[str, Any], ev.Consent] | None:
+        """The stored profile (as JSON) and consent of a case, whatever its status."""
+        await batch_scope.settle(self.conn)
+        row = await self.conn.fetchrow(
+            "SELECT profile, consent FROM cases WHERE case_id = $1", case_id
+        )
+        if row is None:
+            return None
+        return json.loads(row[0]), ev.Consent.model_validate_json(row[1])
+
+    async def erase_case(
+        self, case_id: str, kept_profile: dict[str, Any] | None, consent: ev.Consent
+    ) -> None:
+        """An erased case: its row keeps only ``kept_profile`` (the statistics fields; none
+        without that purpose), no needs and no consent scope; its consent timer goes; without
+        statistics its unmet needs go too (they hold its area). One statement."""
+        await batch_scope.settle(self.conn)
+        await self.conn.execute(
+            """WITH c AS (
+                 UPDATE cases SET status = 'erased', profile = $2::jsonb, needs = '[]'::jsonb,
+                        consent = $3::jsonb, updated_at = now()
+                  WHERE case_id = $1),
+               t AS (DELETE FROM consent_expiries WHERE case_id = $1)
+               DELETE FROM unmet_needs WHERE case_id = $1 AND $4""",
+            case_id,
+            json.dumps(kept_profile or {}),
+            consent.model_dump_json(),
+            kept_profile is None,
+        )
+
     # ----- evidence (evidence.py words it) -----
 
     async def pathway_report(self, area_digits: int = 2) -> list[EvidenceRow]:
@@ -677,6 +741,23 @@ class ReferralStore:
         ended (a referral open at the end that its provider answered afterwards)."""
         rows = await self.conn.fetch(_CONTINUITY_REPORT, area_digits)
         return [ContinuityRow(tuple(r[c] for c in CONTINUITY_COLUMNS)) for r in rows]
+
+
+async def _write_consent_expiries(
+    conn: DbConnection, rows: Sequence[tuple[str, datetime | None]]
+) -> None:
+    """Each case's last timer of the batch: set (upserted) or dropped, in one statement."""
+    last = dict(rows)
+    await conn.execute(
+        """WITH x AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x (case_id, due)),
+             d AS (DELETE FROM consent_expiries e USING x
+                    WHERE e.case_id = x.case_id AND x.due IS NULL)
+           INSERT INTO consent_expiries (case_id, due_at)
+           SELECT case_id, due FROM x WHERE due IS NOT NULL
+           ON CONFLICT (case_id) DO UPDATE SET due_at = EXCLUDED.due_at""",
+        list(last),
+        list(last.values()),
+    )
 
 
 def _handover(r: Any) -> HandoverRow:

@@ -93,3 +93,20 @@ async def answer_stale_waiting(units: Units, wait_s: float, limit: int = 100) ->
         for waiting in stale:
             await decide_waiting(unit, waiting)
     return len(stale)
+
+
+async def expire_consents(units: Units, limit: int = 100) -> int:
+    """The cases whose consent's ``expires_on`` has passed: their open referrals are cancelled
+    as a withdrawal (their recipients told to erase), as any consent that no longer covers
+    them. A new consent meanwhile moved or dropped the timer. Return how many were due."""
+    async with units() as unit:
+        due = await unit.stores.take_due_consent_expiries(limit)
+        today = datetime.now(UTC).date()
+        for case_id in due:
+            case = await unit.stores.load_case_facts(case_id)
+            if case is None:
+                continue
+            out = await routing.cancel_uncovered(unit.stores, case_id, case.consent, today)
+            announce(unit, out)
+            log.info("consent_expired", case_id=case_id, cancelled=len(out))
+    return len(due)
