@@ -37,7 +37,8 @@ typed = typed_handler(
     },
     ReferralStore,
     SOURCE,
-    ignored={ev.SUBMISSION_ACCEPTED},  # intake's answer to the agency: notification's concern
+    # Intake's answer to the agency, and the owners told of a likely duplicate: notification's.
+    ignored={ev.SUBMISSION_ACCEPTED, ev.POSSIBLE_DUPLICATE_FOUND},
     on_tombstone=handlers.on_agency_removed,  # directory.agencies.v1: a deregistered agency
     # What a batch's cases will read (chains, gaps, candidates) is loaded at once (store.py).
     preload={

@@ -42,6 +42,7 @@ VALID_EXAMPLES = {
     "handover-request.json": ev.HandoverRequest,
     "handover-answer-accept.json": ev.HandoverAnswer,
     "handover-answer-reject.json": ev.HandoverAnswer,
+    "erasure-confirmation.json": ev.ErasureConfirmation,
 }
 
 

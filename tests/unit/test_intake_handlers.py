@@ -23,7 +23,12 @@ from services.intake import crypto
 from services.intake.cases import CaseRow
 from services.intake.disclosures import Recipient
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
-from services.intake.store import MAX_SIGNALLED_DUPLICATES, DisclosureEntry, FormerOwner
+from services.intake.store import (
+    MAX_SIGNALLED_DUPLICATES,
+    DisclosedFacts,
+    DisclosureEntry,
+    FormerOwner,
+)
 from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
@@ -58,6 +63,9 @@ class FakeIntakeStore:
         self.handover_log: dict[str, DisclosureEntry] = {}  # a handover's, by handover
         self.agencies: dict[str, Recipient] = {}
         self.former: dict[tuple[str, str], FormerOwner] = {}
+        # issue 18: erasures confirmed (disclosure id → (erased_at, ce_id)), duplicate pairs
+        self.erasures: dict[str, tuple[datetime, str]] = {}
+        self.duplicates: dict[tuple[str, str], str | None] = {}  # pair → why not told
 
     @staticmethod
     def _check(master_key: bytes) -> None:
@@ -239,6 +247,42 @@ class FakeIntakeStore:
         assert entry.referral_id is not None and entry.handover_id is None
         assert entry.referral_id not in self.disclosures, "the log is keyed by referral"
         self.disclosures[entry.referral_id] = entry
+
+    # ----- consent that follows through -----
+
+    async def disclosed_to(self, referral_id: str, agency_id: str) -> DisclosedFacts | None:
+        entry = self.disclosures.get(referral_id)
+        if entry is None or entry.recipient_agency_id != agency_id:
+            return None
+        if entry.outcome != "disclosed":
+            return None
+        erased = self.erasures.get(entry.disclosure_id)
+        return DisclosedFacts(
+            entry.disclosure_id,
+            entry.case_id,
+            self.cases[entry.case_id].agency_id,
+            self.disclosed_at,
+            erased[0] if erased else None,
+        )
+
+    disclosed_at = datetime(2026, 11, 1, tzinfo=UTC)
+
+    async def record_erasure(self, disclosure_id: str, erased_at: datetime, ce_id: str) -> None:
+        self.erasures.setdefault(disclosure_id, (erased_at, ce_id))
+
+    async def record_duplicates(
+        self, case_id: str, found: list[tuple[str, str | None]]
+    ) -> set[str]:
+        told = set()
+        for other, why in found:
+            pair = (min(case_id, other), max(case_id, other))
+            if pair in self.duplicates and self.duplicates[pair] is None:
+                continue  # told once
+            if pair not in self.duplicates or why is None:
+                self.duplicates[pair] = why
+            if why is None:
+                told.add(other)
+        return told
 
     # ----- the agency registry -----
 
