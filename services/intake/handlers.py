@@ -270,8 +270,8 @@ class IntakeHandlers:
         """A recipient erased what a referral's disclosure gave it: recorded on the disclosure
         log's entry and the case history, heard by the case's owner and answered to the
         recipient (disclosure-erased). Refused, nothing changed, when no contact details of
-        that referral were disclosed to the sender, when its erasure was confirmed before, or
-        when ``erased_at`` comes before the disclosure."""
+        that referral were disclosed to the sender, or when its erasure was confirmed before
+        (``erased_at`` is the recipient's word, on its own clock: not compared with ours)."""
         facts = await unit.stores.disclosed_to(confirmation.referral_id, confirmation.agency_id)
         if facts is None:
             refused = refusal(
@@ -285,8 +285,6 @@ class IntakeHandlers:
                 "the erasure of this referral's disclosed data was already confirmed",
                 "referral_id",
             )
-        elif confirmation.erased_at < facts.disclosed_at:
-            refused = refusal(event, "erased_at is before the data was disclosed", "erased_at")
         else:
             refused = None
         if refused is not None or facts is None:

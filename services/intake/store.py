@@ -85,7 +85,6 @@ class DisclosedFacts:
     disclosure_id: str
     case_id: str
     owner_agency_id: str  # the case's owner of now
-    disclosed_at: datetime
     erased_at: datetime | None  # a confirmation recorded before
 
 
@@ -707,7 +706,7 @@ class IntakeStore:
         refused one, another recipient's, no such referral). Locked for the transaction."""
         await batch_scope.settle(self.conn)
         record = await self.conn.fetchrow(
-            """SELECT d.disclosure_id, d.case_id, c.agency_id, d.at, d.erased_at
+            """SELECT d.disclosure_id, d.case_id, c.agency_id, d.erased_at
                  FROM disclosure_log d JOIN cases c USING (case_id)
                 WHERE d.referral_id = $1 AND d.recipient_agency_id = $2
                   AND d.kind = 'referral' AND d.outcome = 'disclosed'
@@ -721,8 +720,7 @@ class IntakeStore:
             disclosure_id=record[0],
             case_id=str(record[1]),
             owner_agency_id=record[2],
-            disclosed_at=record[3],
-            erased_at=record[4],
+            erased_at=record[3],
         )
 
     async def record_erasure(

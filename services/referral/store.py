@@ -681,9 +681,9 @@ class ReferralStore:
             self.conn, "consent_expiries", [(case_id, due_at)], _write_consent_expiries
         )
 
-    async def take_due_consent_expiries(self, limit: int) -> list[str]:
-        """The cases whose consent expired, their timers deleted (rows another instance holds
-        are skipped)."""
+    async def take_due_consent_expiries(self, limit: int) -> list[tuple[str, datetime]]:
+        """The cases whose consent expired and when, their timers deleted (rows another
+        instance holds are skipped)."""
         rows = await self.conn.fetch(
             """DELETE FROM consent_expiries WHERE case_id IN (
                    SELECT case_id FROM consent_expiries WHERE due_at <= now()
@@ -691,7 +691,7 @@ class ReferralStore:
                RETURNING case_id, due_at""",
             limit,
         )
-        return [r["case_id"] for r in sorted(rows, key=lambda r: r["due_at"])]
+        return [(r["case_id"], r["due_at"]) for r in sorted(rows, key=lambda r: r["due_at"])]
 
     async def case_profile_and_consent(
         self, case_id: str

@@ -261,11 +261,8 @@ class FakeIntakeStore:
             entry.disclosure_id,
             entry.case_id,
             self.cases[entry.case_id].agency_id,
-            self.disclosed_at,
             erased[0] if erased else None,
         )
-
-    disclosed_at = datetime(2026, 11, 1, tzinfo=UTC)
 
     async def record_erasure(self, disclosure_id: str, erased_at: datetime, ce_id: str) -> None:
         self.erasures.setdefault(disclosure_id, (erased_at, ce_id))

@@ -116,11 +116,9 @@ class Store(FakeStore):
             return None
         return CaseFacts(case_id, c.submitting_agency_id, "open", c.consent, "SN0101", ())
 
-    async def take_due_consent_expiries(self, limit: int) -> list[str]:
+    async def take_due_consent_expiries(self, limit: int) -> list[tuple[str, datetime]]:
         due, self.due_now = self.due_now[:limit], self.due_now[limit:]
-        for case_id in due:
-            self.expiries.pop(case_id, None)
-        return due
+        return [(case_id, self.expiries.pop(case_id)) for case_id in due]
 
 
 async def _world() -> tuple[Store, ev.CaseRegistered]:
@@ -176,10 +174,8 @@ async def test_an_expiry_is_a_timer_moved_and_dropped_by_new_consents_and_acted_
     assert case.case_id not in store.expiries, "a consent without expiry drops the timer"
     await HANDLERS.on_consent_changed(expiring, _unit(store, ev.CONSENT_CHANGED))
 
-    # the date passes: the job takes the timer and cancels what the consent no longer covers
-    store.cases[case.case_id] = store.cases[case.case_id].model_copy(
-        update={"consent": _consent(expires_on=date(2026, 1, 1))}
-    )
+    # the timer is due: the job takes it and cancels what the consent no longer covers then
+    # (read as of the timer's moment: the day after expires_on)
     store.due_now = [case.case_id]
     units: list[Unit[Any]] = []
 
