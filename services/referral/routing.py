@@ -116,6 +116,8 @@ async def cancel_uncovered(
     """Cancel the case's open referrals that ``consent`` no longer covers (consent.py decides),
     as a withdrawal: their recipients are told to erase what they received. The covered ones
     are left alone."""
+    if store.has_no_open_referral(case_id):  # known from the batch's preload
+        return []
     refs = await store.open_referrals(case_id, list(OPEN_STATES))
     if not refs:
         return []

@@ -32,6 +32,7 @@ from .decisions import ChainLink, Gap, Refer, ReferralRow
 from .directory import candidate, containing_codes
 from .evidence import COLUMNS, CONTINUITY_COLUMNS, ContinuityRow, EvidenceRow
 from .handovers import AgencyFacts, CaseFacts, HandoverRow, WaitingHandover
+from .lifecycle import OPEN_STATES
 from .matching import Candidate
 
 # The batch cache's entries (shared.db.batch_scope.cache).
@@ -39,6 +40,7 @@ _CHAINS = "referral.chains"  # (case_id, need_id) → list[ChainLink]
 _HANDLED = "referral.handled"  # (case_id, need_id) → bool: a chain or a recorded gap
 _CANDIDATES = "referral.candidates"  # (category, area) → list[Candidate]
 _WAITING = "referral.waiting"  # case_id → bool: handover messages wait for the case
+_OPEN = "referral.open"  # case_id → bool: the case may have open referrals (False: none)
 
 _CANDIDATE_COLUMNS = """l.service_id, l.agency_id, l.status, l.categories, l.coverage_areas,
                   l.languages, l.capacity, l.open_slots, l.held_slots, l.eligibility,
@@ -69,26 +71,29 @@ class ReferralStore:
     async def preload_cases(self, cases: Sequence[ev.CaseRegistered]) -> None:
         """The chains and gaps of the batch's cases, and the candidates of all their needs."""
         chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
-        waiting = self._cache(_WAITING)
-        if chains is None or handled is None or waiting is None or not cases:
+        waiting, open_ = self._cache(_WAITING), self._cache(_OPEN)
+        if chains is None or handled is None or waiting is None or open_ is None or not cases:
             return
         case_ids = sorted({c.case_id for c in cases})
         await batch_scope.settle(self.conn)
         # The cases with handover messages waiting come in the same query (a row without a
         # need), so a batch of cases takes no more round trips for them.
         records = await self.conn.fetch(
-            """SELECT case_id, need_id, referral_id, service_id, attempt FROM referrals
+            """SELECT case_id, need_id, referral_id, service_id, attempt,
+                      status = ANY($2::text[]) AS open FROM referrals
                 WHERE case_id = ANY($1::text[])
                UNION ALL
-               SELECT case_id, need_id, NULL, NULL, NULL FROM unmet_needs
+               SELECT case_id, need_id, NULL, NULL, NULL, NULL FROM unmet_needs
                 WHERE case_id = ANY($1::text[])
                UNION ALL
-               SELECT case_id, NULL, NULL, NULL, NULL FROM waiting_handovers
+               SELECT case_id, NULL, NULL, NULL, NULL, NULL FROM waiting_handovers
                 WHERE case_id = ANY($1::text[])""",
             case_ids,
+            [state.value for state in OPEN_STATES],
         )
         for case in cases:
             waiting.setdefault(case.case_id, False)
+            open_.setdefault(case.case_id, False)
             for need in case.needs:
                 chains.setdefault((case.case_id, need.need_id), [])
                 handled.setdefault((case.case_id, need.need_id), False)
@@ -98,6 +103,8 @@ class ReferralStore:
                 continue
             key = (r["case_id"], r["need_id"])
             handled[key] = True
+            if r["open"]:
+                open_[r["case_id"]] = True
             if r["referral_id"] is not None:
                 chains.setdefault(key, []).append(
                     ChainLink(str(r["referral_id"]), r["service_id"], r["attempt"])
@@ -363,9 +370,11 @@ class ReferralStore:
         *,
         with_case: bool,
     ) -> None:
-        chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
+        chains, handled, open_ = self._cache(_CHAINS), self._cache(_HANDLED), self._cache(_OPEN)
         for need, decided in routes:
             key = (case.case_id, need.need_id)
+            if isinstance(decided, Refer) and open_ is not None:
+                open_[case.case_id] = True
             if handled is not None:
                 handled[key] = True
             if isinstance(decided, Refer) and chains is not None and key in chains:
@@ -403,6 +412,12 @@ class ReferralStore:
             f"SELECT {_REFERRAL_WITH_OWNER} WHERE r.referral_id = $1 FOR UPDATE OF r", rid
         )
         return ReferralRow.of(row) if row else None
+
+    def has_no_open_referral(self, case_id: str) -> bool:
+        """True when the batch's preload saw the case without any open referral (and the batch
+        opened none since): a consent check of it costs no round trip. False when unknown."""
+        open_ = self._cache(_OPEN)
+        return open_ is not None and open_.get(case_id) is False
 
     async def open_referrals(
         self, case_id: str, states: Sequence[ReferralState]

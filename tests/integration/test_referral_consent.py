@@ -178,3 +178,16 @@ async def test_an_erasure_keeps_only_the_statistics_fields_and_evidence_still_ru
         report = await ReferralStore(conn).pathway_report(area_digits=8)
     areas = {r.values[0] for r in report}
     assert kept.profile.return_area in areas and None in areas  # the erased one: no area
+
+
+async def test_a_batch_of_updates_of_cases_without_open_referrals_costs_no_more_round_trips(
+    referral: Referral,
+) -> None:
+    gapless = f.unique_area()  # no listing: every need is a gap, no referral is open
+    cases = [_case(gapless) for _ in range(6)]
+    await referral.apply([referral.intake(ev.CASE_REGISTERED, c) for c in cases])
+    narrowed = _consent(agency_ids=[PROVIDER])
+    updated = [c.model_copy(update={"consent": narrowed}) for c in cases]
+    few = await referral.apply([referral.intake(ev.CASE_UPDATED, updated[0])])
+    many = await referral.apply([referral.intake(ev.CASE_UPDATED, c) for c in updated[1:]])
+    assert few == many, f"{few} statements for 1 update, {many} for 5"

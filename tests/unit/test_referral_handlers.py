@@ -91,6 +91,9 @@ class FakeStore:
         self.referrals[ref.referral_id] = replace(ref, status=to)
 
     # consent that follows through
+    def has_no_open_referral(self, case_id: str) -> bool:
+        return False  # unknown: the handlers ask open_referrals
+
     async def agency_types(self, agency_ids: list[str]) -> dict[str, ev.AgencyType]:
         return {a: self.agency_type_of[a] for a in agency_ids if a in self.agency_type_of}
 
