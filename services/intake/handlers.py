@@ -273,22 +273,13 @@ class IntakeHandlers:
         that referral were disclosed to the sender, or when its erasure was confirmed before
         (``erased_at`` is the recipient's word, on its own clock: not compared with ours)."""
         facts = await unit.stores.disclosed_to(confirmation.referral_id, confirmation.agency_id)
-        if facts is None:
-            refused = refusal(
-                event,
-                "no personal data of this referral was disclosed to this agency",
-                "referral_id",
+        if facts is None or facts.erased_at is not None:
+            reason = (
+                "no personal data of this referral was disclosed to this agency"
+                if facts is None
+                else "the erasure of this referral's disclosed data was already confirmed"
             )
-        elif facts.erased_at is not None:
-            refused = refusal(
-                event,
-                "the erasure of this referral's disclosed data was already confirmed",
-                "referral_id",
-            )
-        else:
-            refused = None
-        if refused is not None or facts is None:
-            await _reject(event, unit, refused or refusal(event, "unknown disclosure"))
+            await _reject(event, unit, refusal(event, reason, "referral_id"))
             return
         await unit.stores.record_erasure(
             facts.disclosure_id, confirmation.erased_at, event.event_id

@@ -225,7 +225,6 @@ class ReferralHandlers:
         recipients erase what they received) — unless the owner closed it with its open
         referrals continued: each goes on, and its provider is told."""
         store = unit.stores
-        erased = isinstance(ended, ev.CaseErased)
         if isinstance(ended, ev.CaseClosed) and (
             ended.open_referrals is ev.OpenReferralsOnClosure.CONTINUE
         ):
@@ -236,11 +235,13 @@ class ReferralHandlers:
                     unit, case.case_id, case.owner_agency_id, ev.ContinuationCause.CASE_CLOSED
                 )
             return
-        reason = ReasonCode.CONSENT_WITHDRAWN if erased else ReasonCode.OTHER
-        announce(unit, await routing.cancel_open(store, ended.case_id, reason))
         if not isinstance(ended, ev.CaseErased):
             await store.close_case(ended.case_id)
+            announce(unit, await routing.cancel_open(store, ended.case_id, ReasonCode.OTHER))
             return
+        announce(
+            unit, await routing.cancel_open(store, ended.case_id, ReasonCode.CONSENT_WITHDRAWN)
+        )
         # The pseudonymous profile goes too: only what the statistics purpose allows stays.
         stored = await store.case_profile_and_consent(ended.case_id)
         profile, consent = stored if stored else ({}, consent_rules.erased_consent(ended.erased_at))
