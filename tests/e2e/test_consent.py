@@ -127,7 +127,10 @@ async def _world(kafka: KafkaConnection) -> tuple[str, str, str, str]:
 
 
 def _told_to_erase(cancelled: dict[str, Any]) -> None:
-    _told_to_erase(cancelled)
+    assert (cancelled["reason_code"], cancelled["erase_received_data"]) == (
+        "consent_withdrawn",
+        True,
+    )
 
 
 async def test_narrowing_consent_cancels_exactly_the_uncovered_referral_and_erasure_is_heard(
