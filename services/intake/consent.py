@@ -59,3 +59,27 @@ def disclosure_refusal(
     if categories is not None and category not in categories:
         return Refusal.CATEGORY_NOT_COVERED
     return None
+
+
+def duplicate_not_told(
+    consent: ev.Consent,
+    owner: tuple[str, ev.AgencyType | None],
+    other_consent: ev.Consent,
+    other_owner: tuple[str, ev.AgencyType | None],
+    today: date,
+) -> str | None:
+    """None when both owners of two likely-duplicate cases may be told of each other: each
+    case's consent covers sharing with the *other* owner (given, purpose referral, not expired,
+    its agency_ids / agency_types naming that owner, as for a handover). Otherwise why not,
+    ``case:<reason>`` (this case's consent) or ``duplicate:<reason>`` (the other's); an owner
+    whose type intake does not know is ``unknown_agency``."""
+    for side, mine, to in (("case", consent, other_owner), ("duplicate", other_consent, owner)):
+        agency_id, agency_type = to
+        refused = (
+            agency_refusal(mine, recipient_id=agency_id, recipient_type=agency_type, today=today)
+            if agency_type is not None
+            else Refusal.UNKNOWN_AGENCY
+        )
+        if refused is not None:
+            return f"{side}:{refused.value}"
+    return None

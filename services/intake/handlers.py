@@ -22,9 +22,9 @@ from shared.unit import Unit
 from . import community, disclosures, handovers, identity
 from .cases import CaseRow
 from .community import CommunityNeedRow
-from .consent import after_withdrawal
+from .consent import after_withdrawal, duplicate_not_told
 from .store import DisclosureEntry, IntakeStore
-from .submissions import Submission, read_submission
+from .submissions import read_submission
 
 SOURCE = "urn:referralexchange:service:intake"
 
@@ -66,6 +66,9 @@ class IntakeHandlers:
         result = read_submission(event)
         if isinstance(result, Refusal):
             await _reject(event, unit, result)
+            return
+        if isinstance(result, ev.ErasureConfirmation):  # a recipient's, about a referral
+            await self._confirm_erasure(event, unit, result)
             return
         row = await unit.stores.find_case(result.agency_id, result.agency_case_ref)
         if row is None:
@@ -196,6 +199,7 @@ class IntakeHandlers:
         also: list[tuple[str, ev.Contract]] | None = None,
     ) -> None:
         """``duplicates``: the cases of other agencies sharing an identity hash with it."""
+        told = await self._possible_duplicates(unit, row, duplicates)
         action = "registered" if type_ == ev.CASE_REGISTERED else "updated"
         outcome = (
             ev.SubmissionOutcome.REGISTERED
@@ -212,7 +216,7 @@ class IntakeHandlers:
                 "consent_version": row.consent_version,
                 "possible_duplicate_of": duplicates,
             },
-            [(type_, row.pseudonymous(duplicates)), *(also or [])],
+            [(type_, row.pseudonymous(duplicates)), *(also or []), *told],
             outcome,
         )
         log.info(
@@ -221,6 +225,98 @@ class IntakeHandlers:
             action=action,
             needs=len(row.needs),
             possible_duplicates=len(duplicates),
+        )
+
+    async def _possible_duplicates(
+        self, unit: IntakeUnit, row: CaseRow, duplicates: list[str]
+    ) -> list[tuple[str, ev.Contract]]:
+        """Each likely duplicate of another agency's case is recorded once per pair; both
+        owners are told (possible-duplicate-found) where both consents allow it
+        (consent.duplicate_not_told), only recorded otherwise."""
+        if not duplicates:
+            return []
+        today, now = datetime.now(UTC).date(), datetime.now(UTC)
+        mine = await unit.stores.recipient(row.agency_id)
+        owner = (row.agency_id, mine.type if mine else None)
+        found: list[tuple[str, str | None]] = []
+        owners: dict[str, str] = {}
+        for other_id in duplicates:
+            other = await unit.stores.load_case(other_id)
+            if other is None:
+                continue
+            theirs = await unit.stores.recipient(other.agency_id)
+            other_owner = (other.agency_id, theirs.type if theirs else None)
+            why = duplicate_not_told(row.consent, owner, other.consent, other_owner, today)
+            found.append((other_id, why))
+            owners[other_id] = other.agency_id
+        told = await unit.stores.record_duplicates(row.case_id, found)
+        log.info("possible_duplicates", case_id=row.case_id, found=len(found), told=len(told))
+        # One event per owner, each about (and keyed by) that owner's case.
+        return [
+            (
+                ev.POSSIBLE_DUPLICATE_FOUND,
+                ev.PossibleDuplicateFound(
+                    case_id=mine_id,
+                    owner_agency_id=mine_owner,
+                    duplicate_case_id=theirs_id,
+                    duplicate_owner_agency_id=theirs_owner,
+                    found_at=now,
+                ),
+            )
+            for other_id in sorted(told)
+            for (mine_id, mine_owner), (theirs_id, theirs_owner) in (
+                ((row.case_id, row.agency_id), (other_id, owners[other_id])),
+                ((other_id, owners[other_id]), (row.case_id, row.agency_id)),
+            )
+        ]
+
+    async def _confirm_erasure(
+        self, event: InboundEvent, unit: IntakeUnit, confirmation: ev.ErasureConfirmation
+    ) -> None:
+        """A recipient erased what a referral's disclosure gave it: recorded on the disclosure
+        log's entry and the case history, heard by the case's owner and answered to the
+        recipient (disclosure-erased). Refused, nothing changed, when no contact details of
+        that referral were disclosed to the sender, or when its erasure was confirmed before
+        (``erased_at`` is the recipient's word, on its own clock: not compared with ours)."""
+        facts = await unit.stores.disclosed_to(confirmation.referral_id, confirmation.agency_id)
+        if facts is None or facts.erased_at is not None:
+            reason = (
+                "no personal data of this referral was disclosed to this agency"
+                if facts is None
+                else "the erasure of this referral's disclosed data was already confirmed"
+            )
+            await _reject(event, unit, refusal(event, reason, "referral_id"))
+            return
+        await unit.stores.record_erasure(
+            facts.disclosure_id, confirmation.erased_at, event.event_id
+        )
+        details = {"referral_id": confirmation.referral_id, "disclosure_id": facts.disclosure_id}
+        await unit.stores.add_history(
+            facts.case_id, "disclosure_erased", event.event_id, confirmation.agency_id, details
+        )
+        await unit.stores.record_submission(
+            event.event_id, confirmation.agency_id, facts.case_id, "erasure_confirmed"
+        )
+        erased = ev.DisclosureErased(
+            disclosure_id=facts.disclosure_id,
+            referral_id=confirmation.referral_id,
+            case_id=facts.case_id,
+            recipient_agency_id=confirmation.agency_id,
+            owner_agency_id=facts.owner_agency_id,
+            erased_at=confirmation.erased_at,
+            submission_id=event.event_id,
+        )
+        unit.emit(
+            ev.DISCLOSURE_ERASED,
+            erased,
+            topic=topics.INTAKE_DISCLOSURES,
+            subject=confirmation.referral_id,
+        )
+        log.info(
+            "disclosure_erased",
+            case_id=facts.case_id,
+            referral_id=confirmation.referral_id,
+            recipient=confirmation.agency_id,
         )
 
     async def _withdraw_consent(
@@ -362,7 +458,14 @@ class IntakeHandlers:
         log.info("community_need_stored", case_id=need.need_id, action=action)
 
     async def _ends_community_need(
-        self, event: InboundEvent, unit: IntakeUnit, message: Submission
+        self,
+        event: InboundEvent,
+        unit: IntakeUnit,
+        message: ev.CaseUpdate
+        | ev.ConsentWithdrawal
+        | ev.ErasureRequest
+        | ev.CaseClosure
+        | ev.AssistanceEnd,
     ) -> bool:
         """A closure or erasure naming a community need of the sender applied to it (True);
         another message naming one refused; False when the reference names none."""
@@ -756,9 +859,11 @@ class IntakeHandlers:
         self._emit(unit, row.case_id, [*events, _accepted(event, row, outcome)])
 
     def _emit(self, unit: IntakeUnit, case_id: str, events: list[tuple[str, ev.Contract]]) -> None:
-        """On intake.cases.v1, keyed by the case (the catalogue's key)."""
+        """On intake.cases.v1, keyed by the case (the catalogue's key): the event's own case
+        (a likely duplicate is told about each owner's case), else ``case_id``."""
         for type_, data in events:
-            unit.emit(type_, data, topic=topics.INTAKE_CASES, subject=case_id)
+            subject = str(getattr(data, "case_id", None) or case_id)
+            unit.emit(type_, data, topic=topics.INTAKE_CASES, subject=subject)
 
 
 def _accepted(

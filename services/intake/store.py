@@ -108,6 +108,16 @@ class DisclosureEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DisclosedFacts:
+    """A referral's disclosure to its recipient, as an erasure confirmation checks it."""
+
+    disclosure_id: str
+    case_id: str
+    owner_agency_id: str  # the case's owner of now
+    erased_at: datetime | None  # a confirmation recorded before
+
+
+@dataclass(frozen=True, slots=True)
 class FormerOwner:
     """An (agency, reference) pair that named a case before the agency handed it over."""
 
@@ -820,6 +830,71 @@ class IntakeStore:
             raise crypto.KeyDestroyed("no description stored")
         data_key = crypto.unwrap_key(master_key, record["wrapped_key"])
         return crypto.decrypt(data_key, record["description_sealed"]).decode()
+    # ----- consent that follows through (issue 18) -----
+
+    async def disclosed_to(self, referral_id: str, agency_id: str) -> DisclosedFacts | None:
+        """The disclosure of this referral's contact details to ``agency_id``, with its case's
+        owner of now and any erasure confirmed before; None if none was disclosed to it (a
+        refused one, another recipient's, no such referral). Locked for the transaction."""
+        await batch_scope.settle(self.conn)
+        record = await self.conn.fetchrow(
+            """SELECT d.disclosure_id, d.case_id, c.agency_id, d.erased_at
+                 FROM disclosure_log d JOIN cases c USING (case_id)
+                WHERE d.referral_id = $1 AND d.recipient_agency_id = $2
+                  AND d.kind = 'referral' AND d.outcome = 'disclosed'
+                  FOR UPDATE OF d""",
+            referral_id,
+            agency_id,
+        )
+        if record is None:
+            return None
+        return DisclosedFacts(
+            disclosure_id=record[0],
+            case_id=str(record[1]),
+            owner_agency_id=record[2],
+            erased_at=record[3],
+        )
+
+    async def record_erasure(
+        self, disclosure_id: str, erased_at: datetime, submission_id: str
+    ) -> None:
+        """The recipient's confirmation, on the disclosure's entry of the log."""
+        await self.conn.execute(
+            """UPDATE disclosure_log SET erased_at = $2, erasure_submission_id = $3,
+                      erasure_recorded_at = now()
+                WHERE disclosure_id = $1 AND erased_at IS NULL""",
+            disclosure_id,
+            erased_at,
+            submission_id,
+        )
+
+    async def record_duplicates(
+        self, case_id: str, found: Sequence[tuple[str, str | None]]
+    ) -> set[str]:
+        """Each (other case, why it is not told or None) recorded once per pair; return the
+        other cases to tell about now: pairs new and told, or recorded untold before and told
+        now (a pair told once is not told again)."""
+        if not found:
+            return set()
+        me = uuid.UUID(case_id)
+        rows = [(me, uuid.UUID(other), why) for other, why in found]
+        records = await self.conn.fetch(
+            """WITH x AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])
+                            AS x (me, other, why))
+               INSERT INTO possible_duplicates AS p (case_id, other_case_id, told, not_told_why,
+                                                     told_at)
+               SELECT least(me, other), greatest(me, other), why IS NULL, why,
+                      CASE WHEN why IS NULL THEN now() END
+                 FROM x
+               ON CONFLICT (case_id, other_case_id) DO UPDATE
+                  SET told = true, not_told_why = NULL, told_at = now()
+                WHERE NOT p.told AND EXCLUDED.told
+               RETURNING p.case_id, p.other_case_id, p.told""",
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+        return {str(r[1] if r[0] == me else r[0]) for r in records if r[2]}
 
     # ----- the agency registry -----
 

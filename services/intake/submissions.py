@@ -21,6 +21,7 @@ Submission = (
     | ev.CaseClosure
     | ev.AssistanceEnd
     | ev.CommunityNeedSubmission
+    | ev.ErasureConfirmation
 )
 SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.CASE_SUBMITTED: ev.CaseSubmission,
@@ -30,7 +31,11 @@ SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.CASE_CLOSURE_SUBMITTED: ev.CaseClosure,
     ev.ASSISTANCE_END_SUBMITTED: ev.AssistanceEnd,
     ev.COMMUNITY_NEED_SUBMITTED: ev.CommunityNeedSubmission,
+    ev.ERASURE_CONFIRMATION_SUBMITTED: ev.ErasureConfirmation,
 }
+# The key of each type: a case's messages under its agency_case_ref; a recipient's erasure
+# confirmation under the referral_id (it knows no agency_case_ref of the case).
+_KEYS = {ev.ERASURE_CONFIRMATION_SUBMITTED: "referral_id"}
 MAX_SUBMISSION_BYTES = topics.AGENCY_SUBMISSIONS.template.max_message_bytes
 
 
@@ -39,13 +44,19 @@ def read_submission(event: InboundEvent) -> Submission | Refusal:
 
     The sender is the agency whose own topic carried the message (the proof of sender); a
     message that claims any other agency, in ``ce_agencyid`` or in the body, is refused. The
-    key must be the ``agency_case_ref``: a case's messages keep their order only under one key.
+    key must be the ``agency_case_ref``: a case's messages keep their order only under one key
+    (an erasure confirmation's, the ``referral_id``).
     """
-    result = read_agency_message(event, SUBMISSION_MODELS, key_field="agency_case_ref")
     claimed = event.attributes.type if event.attributes is not None else None
+    result = read_agency_message(event, SUBMISSION_MODELS, key_field=key_field(claimed))
     if isinstance(result, Refusal) and claimed == ev.COMMUNITY_NEED_SUBMITTED:
         return _no_personal_data(result)
     return result
+
+
+def key_field(ce_type: str | None) -> str:
+    """The payload field a submission of this type is keyed by."""
+    return _KEYS.get(ce_type or "", "agency_case_ref")
 
 
 NO_PERSONAL_DATA = "a community need holds no personal data: leave this field out"

@@ -135,6 +135,15 @@ def _gap_reported(g: ev.StructuralGapReported) -> ev.InboxStructuralGapReported:
     )
 
 
+def _duplicate(p: ev.PossibleDuplicateFound) -> ev.InboxPossibleDuplicate:
+    return ev.InboxPossibleDuplicate(
+        case_id=p.case_id,
+        duplicate_case_id=p.duplicate_case_id,
+        duplicate_owner_agency_id=p.duplicate_owner_agency_id,
+        found_at=p.found_at,
+    )
+
+
 # In the order the notices of one upstream event are written.
 FANOUT: tuple[Route, ...] = (
     Route(
@@ -349,6 +358,30 @@ FANOUT: tuple[Route, ...] = (
         ev.INBOX_INSTRUCTION_REFUSED,
         recipient=lambda r: r.agency_id,
         subject="{instruction_id}",
+    ),
+    # ----- issue 18 consent follow-through -----
+    # A likely duplicate: intake publishes it once per owner (only where both consents allow),
+    # each about that owner's own case and keyed by it.
+    Route(
+        ev.POSSIBLE_DUPLICATE_FOUND,
+        ev.INBOX_POSSIBLE_DUPLICATE,
+        recipient=lambda p: p.owner_agency_id,
+        subject="{case_id}",
+        view=_duplicate,
+    ),
+    # A recipient's erasure confirmation: the case's owner hears it by referral, the recipient
+    # its answer by the message it sent.
+    Route(
+        ev.DISCLOSURE_ERASED,
+        ev.INBOX_DISCLOSURE_ERASED,
+        recipient=lambda e: e.owner_agency_id,
+        subject="{referral_id}",
+    ),
+    Route(
+        ev.DISCLOSURE_ERASED,
+        ev.INBOX_ERASURE_CONFIRMATION_RECORDED,
+        recipient=lambda e: e.recipient_agency_id,
+        subject="{submission_id}",
     ),
 )
 

@@ -15,6 +15,7 @@ from .store import ReferralStore
 from .structural import GapRule
 from .timers import (
     answer_stale_waiting,
+    expire_consents,
     expire_due,
     expire_due_handovers,
     report_structural_gaps,
@@ -45,7 +46,8 @@ typed = typed_handler(
     },
     ReferralStore,
     SOURCE,
-    ignored={ev.SUBMISSION_ACCEPTED},  # intake's answer to the agency: notification's concern
+    # Intake's answer to the agency, and the owners told of a likely duplicate: notification's.
+    ignored={ev.SUBMISSION_ACCEPTED, ev.POSSIBLE_DUPLICATE_FOUND},
     on_tombstone=handlers.on_agency_removed,  # directory.agencies.v1: a deregistered agency
     # What a batch's cases will read (chains, gaps, candidates) is loaded at once (store.py).
     preload={
@@ -85,6 +87,8 @@ runtime.every(
     "structural-gaps",
     lambda: report_structural_gaps(units, gap_rule),
 )
+# Consents whose expires_on passed cancel what they no longer cover (decision 20).
+runtime.every(settings.timer_interval_s, "consent-expiry", lambda: expire_consents(units))
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "
     "through its lifecycle, deadlines and re-routing."

@@ -16,6 +16,7 @@ from shared.logging import get_logger
 from shared.unit import Unit
 
 from . import caseworker, continuity, control, handovers, routing, structural
+from . import consent as consent_rules
 from .continuity import support_continues
 from .decisions import CommunityCase, ReferralRow, RoutingPolicy
 from .handovers import HandoverRow, Refused, WaitingHandover
@@ -198,10 +199,12 @@ class ReferralHandlers:
         longer covers referral cancels what is open; the handover proposals and requests that
         waited for it are decided."""
         out: Emitted = []
-        if not case.consent.covers(ev.ConsentPurpose.REFERRAL):
-            out += await routing.cancel_open(
-                unit.stores, case.case_id, ReasonCode.CONSENT_WITHDRAWN
+        # A new case has no referral yet: only an update's consent can leave some uncovered.
+        if unit.cause.ce_type != ev.CASE_REGISTERED:
+            out += await routing.cancel_uncovered(
+                unit.stores, case.case_id, case.consent, datetime.now(UTC).date()
             )
+        await self._time_consent(unit, case.case_id, case.consent)
         out += await routing.route_case(
             unit.stores, case, self._policy, correlation_id=unit.cause.correlation_id
         )
@@ -225,21 +228,30 @@ class ReferralHandlers:
         )
 
     async def on_consent_changed(self, changed: ev.ConsentChanged, unit: ReferralUnit) -> None:
+        """A new consent version: the open referrals it no longer covers (purpose, agencies,
+        agency types, categories, expiry) are cancelled and their recipients told to erase;
+        the covered ones go on; its expiry, if any, is the case's timer (decision 20)."""
         await unit.stores.update_consent(changed.case_id, changed.consent)
-        if not changed.consent.covers(ev.ConsentPurpose.REFERRAL):
-            announce(
-                unit,
-                await routing.cancel_open(
-                    unit.stores, changed.case_id, ReasonCode.CONSENT_WITHDRAWN
-                ),
-            )
+        announce(
+            unit,
+            await routing.cancel_uncovered(
+                unit.stores, changed.case_id, changed.consent, datetime.now(UTC).date()
+            ),
+        )
+        await self._time_consent(unit, changed.case_id, changed.consent)
+
+    async def _time_consent(self, unit: ReferralUnit, case_id: str, consent: ev.Consent) -> None:
+        """The case's consent-expiry timer follows the consent: set, moved or dropped (a new
+        case without an expiry has none to drop)."""
+        due = consent_rules.expiry_due(consent)
+        if due is not None or unit.cause.ce_type != ev.CASE_REGISTERED:
+            await unit.stores.set_consent_expiry(case_id, due)
 
     async def on_case_ended(self, ended: ev.CaseClosed | ev.CaseErased, unit: ReferralUnit) -> None:
         """Closed or erased: what is open is cancelled (an erasure as a consent withdrawal, so
         recipients erase what they received) — unless the owner closed it with its open
         referrals continued: each goes on, and its provider is told."""
         store = unit.stores
-        erased = isinstance(ended, ev.CaseErased)
         if isinstance(ended, ev.CaseClosed) and (
             ended.open_referrals is ev.OpenReferralsOnClosure.CONTINUE
         ):
@@ -250,9 +262,20 @@ class ReferralHandlers:
                     unit, case.case_id, case.owner_agency_id, ev.ContinuationCause.CASE_CLOSED
                 )
             return
-        await store.close_case(ended.case_id, erased=erased)
-        reason = ReasonCode.CONSENT_WITHDRAWN if erased else ReasonCode.OTHER
-        announce(unit, await routing.cancel_open(store, ended.case_id, reason))
+        if not isinstance(ended, ev.CaseErased):
+            await store.close_case(ended.case_id)
+            announce(unit, await routing.cancel_open(store, ended.case_id, ReasonCode.OTHER))
+            return
+        announce(
+            unit, await routing.cancel_open(store, ended.case_id, ReasonCode.CONSENT_WITHDRAWN)
+        )
+        # The pseudonymous profile goes too: only what the statistics purpose allows stays.
+        stored = await store.case_profile_and_consent(ended.case_id)
+        profile, consent = stored if stored else ({}, consent_rules.erased_consent(ended.erased_at))
+        now = datetime.now(UTC)
+        kept = consent_rules.statistics_profile(profile, consent, now.date())
+        await store.erase_case(ended.case_id, kept, consent_rules.erased_consent(now))
+        log.info("case_profile_erased", case_id=ended.case_id, statistics_kept=kept is not None)
 
     async def _support_continues(
         self,

@@ -4,7 +4,7 @@ store, and return the events to announce (the caller's unit emits them)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from shared.contracts import events as ev
@@ -12,6 +12,7 @@ from shared.contracts.events import MAX_ALTERNATIVES
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 
+from . import consent as consent_rules
 from .control import NO_EXCLUSIONS, Exclusions, alternatives
 from .decisions import (
     Gap,
@@ -143,4 +144,22 @@ async def cancel_open(store: ReferralStore, case_id: str, reason: ReasonCode) ->
     out: Emitted = []
     for ref in await store.open_referrals(case_id, list(OPEN_STATES)):
         out += await transition(store, ref, S.CANCELLED, reason=reason)
+    return out
+
+
+async def cancel_uncovered(
+    store: ReferralStore, case_id: str, consent: ev.Consent, today: date
+) -> Emitted:
+    """Cancel the case's open referrals that ``consent`` no longer covers (consent.py decides),
+    as a withdrawal: their recipients are told to erase what they received. The covered ones
+    are left alone."""
+    if store.has_no_open_referral(case_id):  # known from the batch's preload
+        return []
+    refs = await store.open_referrals(case_id, list(OPEN_STATES))
+    if not refs:
+        return []
+    types = await store.agency_types([r.recipient_agency_id for r in refs])
+    out: Emitted = []
+    for ref in consent_rules.no_longer_covered(consent, refs, types, today):
+        out += await transition(store, ref, S.CANCELLED, reason=ReasonCode.CONSENT_WITHDRAWN)
     return out

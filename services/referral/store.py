@@ -42,6 +42,7 @@ from .evidence import (
     StructuralRow,
 )
 from .handovers import AgencyFacts, CaseFacts, HandoverRow, WaitingHandover
+from .lifecycle import OPEN_STATES
 from .matching import Candidate
 from .structural import (
     Cluster,
@@ -58,6 +59,7 @@ _CHAINS = "referral.chains"  # (case_id, need_id) → list[ChainLink]
 _HANDLED = "referral.handled"  # (case_id, need_id) → bool: a chain or a recorded gap
 _CANDIDATES = "referral.candidates"  # (category, area) → list[Candidate]
 _WAITING = "referral.waiting"  # case_id → bool: handover messages wait for the case
+_OPEN = "referral.open"  # case_id → bool: the case may have open referrals (False: none)
 
 _CANDIDATE_COLUMNS = """l.service_id, l.agency_id, l.status, l.categories, l.coverage_areas,
                   l.languages, l.capacity, l.open_slots, l.held_slots, l.eligibility,
@@ -89,29 +91,32 @@ class ReferralStore:
     async def preload_cases(self, cases: Sequence[ev.CaseRegistered]) -> None:
         """The chains and gaps of the batch's cases, and the candidates of all their needs."""
         chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
-        waiting = self._cache(_WAITING)
-        if chains is None or handled is None or waiting is None or not cases:
+        waiting, open_ = self._cache(_WAITING), self._cache(_OPEN)
+        if chains is None or handled is None or waiting is None or open_ is None or not cases:
             return
         case_ids = sorted({c.case_id for c in cases})
         await batch_scope.settle(self.conn)
         # The cases with handover messages waiting come in the same query (a row without a
         # need), so a batch of cases takes no more round trips for them.
         records = await self.conn.fetch(
-            """SELECT case_id, need_id, referral_id, service_id, attempt FROM referrals
+            """SELECT case_id, need_id, referral_id, service_id, attempt,
+                      status = ANY($2::text[]) AS open FROM referrals
                 WHERE case_id = ANY($1::text[])
                UNION ALL
-               SELECT case_id, need_id, NULL, NULL, NULL FROM unmet_needs
+               SELECT case_id, need_id, NULL, NULL, NULL, NULL FROM unmet_needs
                 WHERE case_id = ANY($1::text[])
                UNION ALL
-               SELECT case_id, need_id, NULL, NULL, NULL FROM held_needs
+               SELECT case_id, need_id, NULL, NULL, NULL, NULL FROM held_needs
                 WHERE case_id = ANY($1::text[])
                UNION ALL
-               SELECT case_id, NULL, NULL, NULL, NULL FROM waiting_handovers
+               SELECT case_id, NULL, NULL, NULL, NULL, NULL FROM waiting_handovers
                 WHERE case_id = ANY($1::text[])""",
             case_ids,
+            [state.value for state in OPEN_STATES],
         )
         for case in cases:
             waiting.setdefault(case.case_id, False)
+            open_.setdefault(case.case_id, False)
             for need in case.needs:
                 chains.setdefault((case.case_id, need.need_id), [])
                 handled.setdefault((case.case_id, need.need_id), False)
@@ -121,6 +126,8 @@ class ReferralStore:
                 continue
             key = (r["case_id"], r["need_id"])
             handled[key] = True
+            if r["open"]:
+                open_[r["case_id"]] = True
             if r["referral_id"] is not None:
                 chains.setdefault(key, []).append(
                     ChainLink(str(r["referral_id"]), r["service_id"], r["attempt"])
@@ -398,9 +405,11 @@ class ReferralStore:
         *,
         with_case: bool,
     ) -> None:
-        chains, handled = self._cache(_CHAINS), self._cache(_HANDLED)
+        chains, handled, open_ = self._cache(_CHAINS), self._cache(_HANDLED), self._cache(_OPEN)
         for need, decided in routes:
             key = (case.case_id, need.need_id)
+            if isinstance(decided, Refer) and open_ is not None:
+                open_[case.case_id] = True
             if handled is not None:
                 handled[key] = True
             if isinstance(decided, Refer) and chains is not None and key in chains:
@@ -438,6 +447,12 @@ class ReferralStore:
             f"SELECT {_REFERRAL_WITH_OWNER} WHERE r.referral_id = $1 FOR UPDATE OF r", rid
         )
         return ReferralRow.of(row) if row else None
+
+    def has_no_open_referral(self, case_id: str) -> bool:
+        """True when the batch's preload saw the case without any open referral (and the batch
+        opened none since): a consent check of it costs no round trip. False when unknown."""
+        open_ = self._cache(_OPEN)
+        return open_ is not None and open_.get(case_id) is False
 
     async def open_referrals(
         self, case_id: str, states: Sequence[ReferralState]
@@ -890,6 +905,70 @@ class ReferralStore:
             c.message_id,
         )
 
+    # ----- consent that follows through (issue 18; consent.py decides) -----
+
+    async def agency_types(self, agency_ids: Sequence[str]) -> dict[str, ev.AgencyType]:
+        """The type of each known agency among ``agency_ids`` (what a consent scope names)."""
+        if not agency_ids:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT agency_id, type FROM agencies WHERE agency_id = ANY($1::text[])",
+            sorted(set(agency_ids)),
+        )
+        return {r[0]: ev.AgencyType(r[1]) for r in rows}
+
+    async def set_consent_expiry(self, case_id: str, due_at: datetime | None) -> None:
+        """The case's consent expiry timer moved to ``due_at``, or dropped (None). Deferred to
+        the batch's end (only the consent-expiry job reads the table); the last one of a case
+        in a batch wins."""
+        await batch_scope.write(
+            self.conn, "consent_expiries", [(case_id, due_at)], _write_consent_expiries
+        )
+
+    async def take_due_consent_expiries(self, limit: int) -> list[tuple[str, datetime]]:
+        """The cases whose consent expired and when, their timers deleted (rows another
+        instance holds are skipped)."""
+        rows = await self.conn.fetch(
+            """DELETE FROM consent_expiries WHERE case_id IN (
+                   SELECT case_id FROM consent_expiries WHERE due_at <= now()
+                   ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+               RETURNING case_id, due_at""",
+            limit,
+        )
+        return [(r["case_id"], r["due_at"]) for r in sorted(rows, key=lambda r: r["due_at"])]
+
+    async def case_profile_and_consent(
+        self, case_id: str
+    ) -> tuple[dict[str, Any], ev.Consent] | None:
+        """The stored profile (as JSON) and consent of a case, whatever its status."""
+        await batch_scope.settle(self.conn)
+        row = await self.conn.fetchrow(
+            "SELECT profile, consent FROM cases WHERE case_id = $1", case_id
+        )
+        if row is None:
+            return None
+        return json.loads(row[0]), ev.Consent.model_validate_json(row[1])
+
+    async def erase_case(
+        self, case_id: str, kept_profile: dict[str, Any] | None, consent: ev.Consent
+    ) -> None:
+        """An erased case: its row keeps only ``kept_profile`` (the statistics fields; none
+        without that purpose), no needs and no consent scope; its consent timer goes; without
+        statistics its unmet needs go too (they hold its area). One statement."""
+        await batch_scope.settle(self.conn)
+        await self.conn.execute(
+            """WITH c AS (
+                 UPDATE cases SET status = 'erased', profile = $2::jsonb, needs = '[]'::jsonb,
+                        consent = $3::jsonb, updated_at = now()
+                  WHERE case_id = $1),
+               t AS (DELETE FROM consent_expiries WHERE case_id = $1)
+               DELETE FROM unmet_needs WHERE case_id = $1 AND $4""",
+            case_id,
+            json.dumps(kept_profile or {}),
+            consent.model_dump_json(),
+            kept_profile is None,
+        )
+
     # ----- evidence (evidence.py words it) -----
 
     async def pathway_report(self, area_digits: int = 2) -> list[EvidenceRow]:
@@ -918,6 +997,23 @@ class ReferralStore:
         with its commitment beside it (a gap addressed to nobody: one row without)."""
         rows = await self.conn.fetch(_STRUCTURAL_REPORT)
         return [StructuralRow(tuple(r[c] for c in STRUCTURAL_COLUMNS)) for r in rows]
+
+
+async def _write_consent_expiries(
+    conn: DbConnection, rows: Sequence[tuple[str, datetime | None]]
+) -> None:
+    """Each case's last timer of the batch: set (upserted) or dropped, in one statement."""
+    last = dict(rows)
+    await conn.execute(
+        """WITH x AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS x (case_id, due)),
+             d AS (DELETE FROM consent_expiries e USING x
+                    WHERE e.case_id = x.case_id AND x.due IS NULL)
+           INSERT INTO consent_expiries (case_id, due_at)
+           SELECT case_id, due FROM x WHERE due IS NOT NULL
+           ON CONFLICT (case_id) DO UPDATE SET due_at = EXCLUDED.due_at""",
+        list(last),
+        list(last.values()),
+    )
 
 
 def _handover(r: Any) -> HandoverRow:

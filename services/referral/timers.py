@@ -17,6 +17,7 @@ from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
+from . import consent as consent_rules
 from . import handovers, routing, structural
 from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce, decide_waiting
@@ -139,3 +140,23 @@ async def report_structural_gaps(
                 addressees=len(report.addressees),
             )
     return reported
+
+
+async def expire_consents(units: Units, limit: int = 100) -> int:
+    """The cases whose consent's ``expires_on`` has passed: their open referrals are cancelled
+    as a withdrawal (their recipients told to erase), as any consent that no longer covers
+    them. A new consent meanwhile moved or dropped the timer, so a due row is the expiry of the
+    consent the case has: it is read as of that expiry (the row says it has come, as a
+    referral's timer says its deadline has). Return how many were due."""
+    async with units() as unit:
+        due = await unit.stores.take_due_consent_expiries(limit)
+        for case_id, due_at in due:
+            case = await unit.stores.load_case_facts(case_id)
+            if case is None:
+                continue
+            expiry = consent_rules.expiry_due(case.consent) or due_at
+            as_of = max(datetime.now(UTC), due_at, expiry).date()
+            out = await routing.cancel_uncovered(unit.stores, case_id, case.consent, as_of)
+            announce(unit, out)
+            log.info("consent_expired", case_id=case_id, cancelled=len(out))
+    return len(due)

@@ -493,6 +493,21 @@ class CommunityNeedSubmission(Contract):
 
 
 COMMUNITY_NEED_SUBMITTED = event_type("intake", "community-need-submitted")
+# ----- issue 18 consent follow-through -----
+
+
+class ErasureConfirmation(Contract):
+    """A recipient of a disclosure confirms it erased what it received for one referral (after
+    a referral-cancelled with ``erase_received_data``, or of its own accord). Sent on the
+    recipient's own submissions topic, keyed by ``referral_id`` (it has no agency_case_ref of
+    the case: the owner's reference is the owner's)."""
+
+    agency_id: AgencyId
+    referral_id: Identifier
+    erased_at: PastDatetime
+
+
+ERASURE_CONFIRMATION_SUBMITTED = event_type("intake", "erasure-confirmation-submitted")
 
 
 # =====================================================================================
@@ -1101,6 +1116,22 @@ class CommunityNeedRegistered(Contract):
 
 
 COMMUNITY_NEED_REGISTERED = event_type("intake", "community-need-registered")
+# ----- issue 18 consent follow-through -----
+
+
+class PossibleDuplicateFound(Contract):
+    """A case registered or updated shares an identity hash with a case of another agency:
+    probably one person. Published only where both cases' consent allows sharing with the other
+    owner (intake records it otherwise); ids only, never what matched."""
+
+    case_id: Identifier  # the case registered or updated
+    owner_agency_id: AgencyId
+    duplicate_case_id: Identifier  # the other agency's case
+    duplicate_owner_agency_id: AgencyId
+    found_at: datetime
+
+
+POSSIBLE_DUPLICATE_FOUND = event_type("intake", "possible-duplicate-found")
 
 
 # =====================================================================================
@@ -1209,6 +1240,25 @@ class CaseDataSealed(Contract):
 DISCLOSURE_SEALED = event_type("intake", "disclosure-sealed")
 DISCLOSURE_REFUSED = event_type("intake", "disclosure-refused")
 CASE_DATA_SEALED = event_type("intake", "case-data-sealed")
+
+
+# ----- issue 18 consent follow-through -----
+
+
+class DisclosureErased(Contract):
+    """A recipient confirmed it erased what a referral's disclosure gave it; recorded in the
+    disclosure log. The case's owner hears it, and so does the recipient (its answer)."""
+
+    disclosure_id: Identifier
+    referral_id: Identifier
+    case_id: Identifier
+    recipient_agency_id: AgencyId
+    owner_agency_id: AgencyId  # the case's owner when the confirmation came
+    erased_at: PastDatetime
+    submission_id: Annotated[str, Field(max_length=300)]  # the ce_id of the confirmation
+
+
+DISCLOSURE_ERASED = event_type("intake", "disclosure-erased")
 
 
 # =====================================================================================
@@ -1799,6 +1849,24 @@ INBOX_STRUCTURAL_COMMITMENT_APPLIED = event_type("notification", "structural-com
 INBOX_STRUCTURAL_COMMITMENT_REFUSED = event_type("notification", "structural-commitment-refused")
 
 
+# ----- issue 18 consent follow-through -----
+
+
+class InboxPossibleDuplicate(Contract):
+    """To each owner: its case ``case_id`` is probably the same person as
+    ``duplicate_case_id`` of ``duplicate_owner_agency_id`` (both consents allow telling)."""
+
+    case_id: Identifier
+    duplicate_case_id: Identifier
+    duplicate_owner_agency_id: AgencyId
+    found_at: datetime
+
+
+INBOX_POSSIBLE_DUPLICATE = event_type("notification", "possible-duplicate")
+INBOX_DISCLOSURE_ERASED = event_type("notification", "disclosure-erased")
+INBOX_ERASURE_CONFIRMATION_RECORDED = event_type("notification", "erasure-confirmation-recorded")
+
+
 # =====================================================================================
 # operators.audit.v1 — written by operator tooling (refex), read by operators only
 # =====================================================================================
@@ -1916,4 +1984,11 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_ALTERNATIVES_LISTED: AlternativesListed,
     INBOX_INSTRUCTION_APPLIED: InstructionApplied,
     INBOX_INSTRUCTION_REFUSED: InstructionRefused,
+    # issue 18 consent follow-through
+    ERASURE_CONFIRMATION_SUBMITTED: ErasureConfirmation,
+    POSSIBLE_DUPLICATE_FOUND: PossibleDuplicateFound,
+    DISCLOSURE_ERASED: DisclosureErased,
+    INBOX_POSSIBLE_DUPLICATE: InboxPossibleDuplicate,
+    INBOX_DISCLOSURE_ERASED: DisclosureErased,
+    INBOX_ERASURE_CONFIRMATION_RECORDED: DisclosureErased,
 }

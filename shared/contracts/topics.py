@@ -137,6 +137,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "case-handed-over",
                 "handover-failed",
                 "community-need-registered",
+                "possible-duplicate-found",
             )
         ),
         description="Pseudonymous case events: never names, contacts or documents; the "
@@ -161,6 +162,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
             f"{_T}intake.disclosure-sealed.v1",
             f"{_T}intake.disclosure-refused.v1",
             f"{_T}intake.case-data-sealed.v1",
+            f"{_T}intake.disclosure-erased.v1",
         ),
         description="Minimum personal data sealed for one recipient agency's public key, or "
         "why none was sent; a handed-over case's personal data sealed for its new owner.",
@@ -262,10 +264,12 @@ AGENCY_SUBMISSIONS = TopicFamily(
                 "case-closure-submitted",
                 "assistance-end-submitted",
                 "community-need-submitted",
+                "erasure-confirmation-submitted",
             )
         ),
         description="The agency's case submissions, updates, consent withdrawals, erasure "
-        "requests, ends of its assistance and closures.",
+        "requests, ends of its assistance and closures; its confirmations that it erased what "
+        "a referral disclosed to it (keyed by referral_id).",
     ),
 )
 AGENCY_LISTINGS = TopicFamily(
@@ -351,6 +355,9 @@ AGENCY_INBOX = TopicFamily(
                 "alternatives-listed",
                 "instruction-applied",
                 "instruction-refused",
+                "possible-duplicate",
+                "disclosure-erased",
+                "erasure-confirmation-recorded",
             )
         ),
         description="What concerns the agency; only it may read.",

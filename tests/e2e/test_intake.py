@@ -107,12 +107,14 @@ def _by_correlation(event: OutgoingEvent) -> Any:
 
 async def _case_events(kafka: KafkaConnection, sent: OutgoingEvent, expected: int = 1) -> list[Any]:
     """The case events a submission caused (its answer to the agency, submission-accepted, is
-    tested in test_answers.py)."""
+    tested in test_answers.py; the owners told of a likely duplicate, possible-duplicate-found,
+    in test_consent.py)."""
     caused = _by_correlation(sent)
+    answers = {ev.SUBMISSION_ACCEPTED, ev.POSSIBLE_DUPLICATE_FOUND}
     return await collect(
         kafka,
         topics.INTAKE_CASES,
-        lambda r: caused(r) and headers_of(r).get("ce_type") != ev.SUBMISSION_ACCEPTED,
+        lambda r: caused(r) and headers_of(r).get("ce_type") not in answers,
         expected=expected,
     )
 

@@ -52,6 +52,7 @@ VALID_EXAMPLES = {
     "instruction-choose.json": ev.ReferrerInstruction,
     "instruction-revoke.json": ev.ReferrerInstruction,
     "instruction-redirect.json": ev.ReferrerInstruction,
+    "erasure-confirmation.json": ev.ErasureConfirmation,
 }
 
 

@@ -24,7 +24,12 @@ from services.intake.cases import CaseRow
 from services.intake.community import CommunityNeedRow
 from services.intake.disclosures import Recipient
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
-from services.intake.store import MAX_SIGNALLED_DUPLICATES, DisclosureEntry, FormerOwner
+from services.intake.store import (
+    MAX_SIGNALLED_DUPLICATES,
+    DisclosedFacts,
+    DisclosureEntry,
+    FormerOwner,
+)
 from shared.contracts import events as ev
 from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
@@ -62,6 +67,9 @@ class FakeIntakeStore:
         # issue 18: community needs and their descriptions (None: erased)
         self.community: dict[str, CommunityNeedRow] = {}
         self.descriptions: dict[str, str | None] = {}
+        # issue 18: erasures confirmed (disclosure id → (erased_at, ce_id)), duplicate pairs
+        self.erasures: dict[str, tuple[datetime, str]] = {}
+        self.duplicates: dict[tuple[str, str], str | None] = {}  # pair → why not told
 
     @staticmethod
     def _check(master_key: bytes) -> None:
@@ -297,6 +305,38 @@ class FakeIntakeStore:
         if description is None:
             raise crypto.KeyDestroyed("no description stored")
         return description
+    # ----- consent that follows through -----
+
+    async def disclosed_to(self, referral_id: str, agency_id: str) -> DisclosedFacts | None:
+        entry = self.disclosures.get(referral_id)
+        if entry is None or entry.recipient_agency_id != agency_id:
+            return None
+        if entry.outcome != "disclosed":
+            return None
+        erased = self.erasures.get(entry.disclosure_id)
+        return DisclosedFacts(
+            entry.disclosure_id,
+            entry.case_id,
+            self.cases[entry.case_id].agency_id,
+            erased[0] if erased else None,
+        )
+
+    async def record_erasure(self, disclosure_id: str, erased_at: datetime, ce_id: str) -> None:
+        self.erasures.setdefault(disclosure_id, (erased_at, ce_id))
+
+    async def record_duplicates(
+        self, case_id: str, found: list[tuple[str, str | None]]
+    ) -> set[str]:
+        told = set()
+        for other, why in found:
+            pair = (min(case_id, other), max(case_id, other))
+            if pair in self.duplicates and self.duplicates[pair] is None:
+                continue  # told once
+            if pair not in self.duplicates or why is None:
+                self.duplicates[pair] = why
+            if why is None:
+                told.add(other)
+        return told
 
     # ----- the agency registry -----
 

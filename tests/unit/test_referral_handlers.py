@@ -39,6 +39,11 @@ class FakeStore:
         self.chains: dict[tuple[str, str], list[ChainLink]] = {}
         self.unmet: dict[tuple[str, str], ev.UnmatchedReason] = {}
         self.waiting: dict[str, WaitingHandover] = {}  # handover messages by ce_id
+        # consent that follows through (issue 18)
+        self.agency_type_of: dict[str, ev.AgencyType] = {}
+        self.expiries: dict[str, datetime] = {}  # case id → its consent-expiry timer
+        self.erased: dict[str, dict[str, Any] | None] = {}  # case id → the profile it kept
+        self.ended: dict[str, str] = {}
 
     async def save_case(
         self, case: ev.CaseRegistered, routes: Any = (), correlation: Any = None
@@ -88,6 +93,30 @@ class FakeStore:
 
     async def exclusions(self, case_id: str, need_id: str) -> Exclusions:
         return NO_EXCLUSIONS  # a subclass keeps a referrer's (test_caseworker_control.py)
+    # consent that follows through
+    def has_no_open_referral(self, case_id: str) -> bool:
+        return False  # unknown: the handlers ask open_referrals
+
+    async def agency_types(self, agency_ids: list[str]) -> dict[str, ev.AgencyType]:
+        return {a: self.agency_type_of[a] for a in agency_ids if a in self.agency_type_of}
+
+    async def set_consent_expiry(self, case_id: str, due_at: datetime | None) -> None:
+        if due_at is None:
+            self.expiries.pop(case_id, None)
+        else:
+            self.expiries[case_id] = due_at
+
+    async def case_profile_and_consent(self, case_id: str) -> Any:
+        case = self.cases.get(case_id)
+        return (case.profile.model_dump(mode="json"), case.consent) if case else None
+
+    async def close_case(self, case_id: str, *, erased: bool = False) -> None:
+        self.ended[case_id] = "erased" if erased else "closed"
+
+    async def erase_case(self, case_id: str, kept: dict[str, Any] | None, _: Any) -> None:
+        self.erased[case_id] = kept
+        self.expiries.pop(case_id, None)
+        await self.close_case(case_id, erased=True)
 
     # handover messages waiting for their case (ce_id the key, in arrival order)
     async def park_handover(self, w: WaitingHandover) -> bool:

@@ -16,6 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import BaseModel, ValidationError
 
+from services.intake import submissions
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.kafka.agency_input import Refusal, read_agency_message
@@ -39,6 +40,7 @@ EXAMPLE_TYPES = {
     "case-update.json": ev.CASE_UPDATE_SUBMITTED,
     "consent-withdrawal.json": ev.CONSENT_WITHDRAWN,
     "erasure-request.json": ev.ERASURE_REQUESTED,
+    "erasure-confirmation.json": ev.ERASURE_CONFIRMATION_SUBMITTED,
     "handover-answer-accept.json": ev.HANDOVER_ANSWER_SUBMITTED,
     "handover-answer-reject.json": ev.HANDOVER_ANSWER_SUBMITTED,
     "handover-proposal.json": ev.HANDOVER_PROPOSAL_SUBMITTED,
@@ -87,6 +89,8 @@ def _service_accepts(ce_type: str, document: Any) -> bool:
         return _model_accepts(ce_type, document)
     agency = document.get("agency_id") if isinstance(document, dict) else None
     key_field = None if family is topics.AGENCY_RESPONSES else family.template.key
+    if family is topics.AGENCY_SUBMISSIONS:  # an erasure confirmation is keyed otherwise
+        key_field = submissions.key_field(ce_type)
     key = document.get(key_field) if key_field and isinstance(document, dict) else "k"
     headers = [
         ("ce_specversion", b"1.0"),
