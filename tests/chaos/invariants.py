@@ -14,11 +14,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.referral.settings import ReferralSettings
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
 
-from .traffic import Sent, World
+from .traffic import UNMATCHED, Sent, World
+
+# The referral service's defaults: the run leaves them as they are.
+STRUCTURAL_THRESHOLD: int = ReferralSettings.model_fields["structural_threshold"].default
+STRUCTURAL_DISTRICT_DIGITS: int = ReferralSettings.model_fields[
+    "structural_district_digits"
+].default
 
 Record = ConsumerRecord[bytes, bytes]
 GROUPS = ("intake", "referral", "notification")
@@ -178,6 +185,12 @@ FAMILIES = (
     "handover moved or failed",
     "case data sealed",
     "support-continues",
+    "community need",
+    "revocation answered",
+    "revoked referral cancelled",
+    "structural gap report",
+    "structural gap (inbox)",
+    "structural commitment answered",
 )
 
 
@@ -260,6 +273,21 @@ def check(
             found.lost.append(f"submission {event_id}: acknowledged with another case id")
         for case_id in case_ids[:1]:
             needs += [(case_id, n.need_id, submission.agency_id) for n in submission.needs]
+    # Community needs: registered once, answered once, and then routed as a case's need.
+    communities = _by_id(records[topics.INTAKE_CASES], ev.COMMUNITY_NEED_REGISTERED)
+    community_by_submission: dict[str, list[Record]] = defaultdict(list)
+    for r in communities.values():
+        community_by_submission[headers(r).get("ce_correlationid", "")].append(r)
+    for event_id, need in sent.community.items():
+        registered = community_by_submission.get(event_id, [])
+        ids = sorted({data(r)["case_id"] for r in registered})
+        _exactly_one(found, "community need", f"community need {need.agency_case_ref}", ids)
+        acks = acknowledged.get(event_id, [])
+        what = f"submission-accepted of community need {need.agency_case_ref}"
+        _exactly_one(found, "submission-accepted", what, acks)
+        if registered:
+            first = data(registered[0])
+            needs.append((first["case_id"], first["need"]["need_id"], need.agency_id))
 
     events = records[topics.REFERRAL_EVENTS]
     requested = _group(_by_id(events, ev.REFERRAL_REQUESTED).values(), "case_id")
@@ -348,6 +376,7 @@ def check(
         )
 
     _check_continuity(found, continuity or sent, records)
+    _check_integrated_approach(found, world, continuity or sent, records)
     _check_dead_letters(found, sent, records, starts)
     return found
 
@@ -407,6 +436,91 @@ def _check_continuity(found: Findings, sent: Sent, records: dict[str, list[Recor
             found.duplicated.append(
                 f"referral {referral_id}: told {len(notices)} times it continues ({cause})"
             )
+
+
+def _check_integrated_approach(
+    found: Findings, world: World, sent: Sent, records: dict[str, list[Record]]
+) -> None:
+    """Issue 18: every revocation has exactly one answer, and an applied one cancels its
+    referral once, its provider told once to stop and erase; every structural gap is reported
+    at most once per district, category, period and addressee, reaches that inbox once, and the
+    run's own gap (the category nobody lists) was reported to the government successor; every
+    commitment has exactly one answer."""
+    events = records[topics.REFERRAL_EVENTS]
+    applied = _group(_by_id(events, ev.INSTRUCTION_APPLIED).values(), "instruction_id")
+    refused = _group(_by_id(events, ev.INSTRUCTION_REFUSED).values(), "instruction_id")
+    cancelled = _group(
+        [
+            r
+            for r in _by_id(events, ev.REFERRAL_TRANSITIONED).values()
+            if data(r).get("to_state") == "cancelled"
+        ],
+        "referral_id",
+    )
+    told: dict[str, list[Record]] = defaultdict(list)
+    for provider in world.providers:
+        inbox = records[topics.agency_inbox(provider.agency_id)]
+        for r in _by_id(inbox, ev.INBOX_REFERRAL_CANCELLED).values():
+            if data(r).get("erase_received_data"):
+                told[data(r)["referral_id"]].append(r)
+    for ce_id, referral_id in sent.revokes.items():
+        outcomes = [*applied.get(ce_id, []), *refused.get(ce_id, [])]
+        _exactly_one(found, "revocation answered", f"revocation of {referral_id}", outcomes)
+        if applied.get(ce_id):
+            what = f"cancellation of revoked referral {referral_id}"
+            _exactly_one(found, "revoked referral cancelled", what, cancelled.get(referral_id, []))
+            what = f"referral-cancelled (erase) of revoked {referral_id} in the inbox"
+            _exactly_one(found, "revoked referral cancelled", what, told.get(referral_id, []))
+
+    reports: dict[tuple[str, str, str, str], list[Record]] = defaultdict(list)
+    for r in _by_id(events, ev.STRUCTURAL_GAP_REPORTED).values():
+        d = data(r)
+        cell = (str(d["area"]), str(d["category"]), str(d["period_start"]))
+        reports[(*cell, str(d["addressed_agency_id"]))].append(r)
+    inboxes = {
+        a.agency_id: _group(
+            _by_id(
+                records[topics.agency_inbox(a.agency_id)], ev.INBOX_STRUCTURAL_GAP_REPORTED
+            ).values(),
+            "report_id",
+        )
+        for a in world.agencies
+    }
+    for (area, category, period, agency), found_reports in reports.items():
+        found.count("structural gap report")
+        if len(found_reports) > 1:
+            found.duplicated.append(
+                f"structural gap {area}/{category}/{period} reported "
+                f"{len(found_reports)} times to {agency}"
+            )
+        for r in found_reports:
+            report_id = str(data(r)["report_id"])
+            what = f"structural gap report {report_id} in {agency}'s inbox"
+            _exactly_one(
+                found, "structural gap (inbox)", what, inboxes.get(agency, {}).get(report_id, [])
+            )
+    unmatched = [
+        c for s in sent.submissions.values() for n in s.needs if (c := n.category) == UNMATCHED
+    ] + [c.category for c in sent.community.values() if c.category == UNMATCHED]
+    if world.successor is not None and len(unmatched) >= STRUCTURAL_THRESHOLD:
+        district = world.area[: 2 + STRUCTURAL_DISTRICT_DIGITS]
+        ours = [
+            key
+            for key in reports
+            if key[0] == district and key[1] == UNMATCHED and key[3] == world.successor.agency_id
+        ]
+        found.count("structural gap report")
+        if not ours:
+            found.lost.append(
+                f"structural gap {district}/{UNMATCHED}: {len(unmatched)} unmet needs, "
+                "never reported to the government successor"
+            )
+    committed = _group(_by_id(events, ev.STRUCTURAL_COMMITMENT_APPLIED).values(), "message_id")
+    rejected = _group(_by_id(events, ev.STRUCTURAL_COMMITMENT_REFUSED).values(), "message_id")
+    for ce_id, report_id in sent.commitments.items():
+        outcomes = [*committed.get(ce_id, []), *rejected.get(ce_id, [])]
+        what = f"commitment {ce_id} on structural gap {report_id}"
+        _exactly_one(found, "structural commitment answered", what, outcomes)
 
 
 def _check_answers(

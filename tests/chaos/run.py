@@ -182,6 +182,8 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         "NOTIFICATION_WEBHOOK_SCHEDULE_S": "[1, 2, 5, 10, 20, 30, 60]",
         "REFERRAL_SLA_SECONDS_OVERRIDE": str(plan.sla_s),
         "REFERRAL_TIMER_INTERVAL_S": "1",
+        # Structural gaps counted every 2 s, not every minute: a short run sees its report.
+        "REFERRAL_STRUCTURAL_INTERVAL_S": "2",
     }
     processes = _processes(log_dir, extra)
     started = time.monotonic()
@@ -226,6 +228,8 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             assistance_ends=dict(sent.assistance_ends),
             proposals=dict(sent.proposals),
             handover_answers=dict(sent.handover_answers),
+            revokes=dict(sent.revokes),
+            commitments=dict(sent.commitments),
         )
         settling = time.monotonic()
         watched = {
@@ -280,13 +284,16 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             findings.duplicated,
         )
         report.sent = {
-            "submissions": len(sent.submissions),
+            "submissions": len(sent.submissions) + len(sent.community),
+            "community needs": len(sent.community),
             "needs": sum(len(s.needs) for s in sent.submissions.values()),
             "poison records": len(sent.poison_ids),
             **{f"answers: {a}": n for a, n in sorted(sent.answers.items())},
             "webhook deliveries received": len(receiver.deliveries),
             "ends of assistance": len(sent.assistance_ends),
             "handover proposals": len(sent.proposals),
+            "revocations": len(sent.revokes),
+            "structural commitments": len(sent.commitments),
             **{
                 f"handover answers: {a}": n
                 for a, n in sorted(Counter(a for _, a in sent.handover_answers.values()).items())

@@ -29,7 +29,7 @@ from nacl.public import PrivateKey
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
-from shared.contracts.messages import agency_source, response_message
+from shared.contracts.messages import agency_source, instruction_message, response_message
 from shared.kafka.connection import KafkaConnection
 from tests import factories as f
 from tests.e2e.kafka_helpers import register_agency_access
@@ -52,6 +52,11 @@ def hands_over(case_id: str) -> bool:
     """Whether the referrer ends its assistance on a case and offers it to the successor: one
     case in four."""
     return _share(case_id, 4)
+
+
+def is_community_need(n: int) -> bool:
+    """Whether the ``n``-th submission of the stream is a community need: one in ten."""
+    return n % 10 == 5
 
 
 def successor_accepts(handover_id: str) -> bool:
@@ -148,8 +153,16 @@ async def build_world(
         )
     finally:
         await admin.stop()
+    # Every provider also runs its service for the community (the community needs of the
+    # stream go the same way as the returnees' needs).
     listings = {
-        p.agency_id: f.listing(p.agency_id, categories=[MATCHED], service_areas=[area])
+        p.agency_id: f.listing(
+            p.agency_id,
+            categories=[MATCHED],
+            service_areas=[area],
+            levels=["individual", "community"],
+            eligibility={"beneficiary_types": ["returnee", "community_member"]},
+        )
         for p in world.providers
     }
     # The webhook provider is the one matching ranks first among equals (the lowest service_id):
@@ -177,6 +190,30 @@ def add_webhook(agency_id: str, url: str) -> None:
     )
 
 
+def community_need(world: World, rng: random.Random) -> ev.CommunityNeedSubmission:
+    referrer = rng.choice(world.referrers)
+    return ev.CommunityNeedSubmission(
+        agency_id=referrer.agency_id,
+        agency_case_ref=f.unique("community"),
+        area=world.area,
+        category=rng.choices([MATCHED, UNMATCHED], weights=[4, 1])[0],
+        people_affected=rng.randint(5, 500),
+        returnee_share=0.25,
+        description="Chaos run: a community need (no person).",
+    )
+
+
+def community_message(need: ev.CommunityNeedSubmission) -> OutgoingEvent:
+    return build_event(
+        topic=topics.AGENCY_SUBMISSIONS.name(need.agency_id),
+        key=need.agency_case_ref,
+        type_=ev.COMMUNITY_NEED_SUBMITTED,
+        source=agency_source(need.agency_id),
+        data=need,
+        agency_id=need.agency_id,
+    )
+
+
 def submission(world: World, rng: random.Random) -> ev.CaseSubmission:
     referrer = rng.choice(world.referrers)
     categories = rng.choices([MATCHED, UNMATCHED], weights=[4, 1], k=rng.randint(1, 3))
@@ -201,6 +238,15 @@ class Sent:
     proposals: dict[str, str] = field(default_factory=dict)
     handover_answers: dict[str, tuple[str, str]] = field(default_factory=dict)
     followed: set[str] = field(default_factory=set)  # cases and handovers acted on once
+    # Issue 18 (by ce_id): community needs; the referrers' revocations → referral id; the
+    # successor's commitments on structural gaps → report id.
+    community: dict[str, ev.CommunityNeedSubmission] = field(default_factory=dict)
+    revokes: dict[str, str] = field(default_factory=dict)
+    commitments: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def community_refs(self) -> set[str]:
+        return {c.agency_case_ref for c in self.community.values()}
 
 
 def poison(rng: random.Random) -> OutgoingEvent:
@@ -231,10 +277,17 @@ async def stream(
     await admin.start()
     try:
         for n in range(count):
-            case = submission(world, rng)
-            event = f.submission_event(case)
-            sent.submissions[event.event_id] = case
-            referrer = next(a for a in world.referrers if a.agency_id == case.agency_id)
+            if is_community_need(n):
+                need = community_need(world, rng)
+                event = community_message(need)
+                sent.community[event.event_id] = need
+                sender = need.agency_id
+            else:
+                case = submission(world, rng)
+                event = f.submission_event(case)
+                sent.submissions[event.event_id] = case
+                sender = case.agency_id
+            referrer = next(a for a in world.referrers if a.agency_id == sender)
             await referrer.publish(event)
             if poison_every and n % poison_every == poison_every - 1:
                 bad = poison(rng)
@@ -251,9 +304,9 @@ async def respond(world: World, sent: Sent, stop: asyncio.Event) -> None:
     with its own credentials and group."""
     followers = [_follow(p, sent, stop, _answer) for p in world.providers]
     if world.successor is not None:
-        to_successor = functools.partial(_continue_or_not, world.successor.agency_id)
+        to_successor = functools.partial(_follow_cases, world.successor.agency_id)
         followers += [_follow(r, sent, stop, to_successor) for r in world.referrers]
-        followers.append(_follow(world.successor, sent, stop, _take_over))
+        followers.append(_follow(world.successor, sent, stop, _govern))
     await asyncio.gather(*followers)
 
 
@@ -320,6 +373,39 @@ async def _answer(provider: Agency, sent: Sent, value: bytes, headers: Any) -> N
         sent.answers[action] += 1
 
 
+async def _follow_cases(
+    successor_id: str, referrer: Agency, sent: Sent, value: bytes, headers: Any
+) -> None:
+    """A referrer: hands some cases over, revokes what a provider accepted and left."""
+    await _continue_or_not(successor_id, referrer, sent, value, headers)
+    await _revoke_stalled(referrer, sent, value, headers)
+
+
+async def _revoke_stalled(referrer: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """A referral its provider accepted and will not go on with (``decision`` accept): the
+    referrer revokes it, once (the provider is told to stop and erase)."""
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_STATUS_CHANGED:
+        return
+    changed = json.loads(value)
+    referral_id = changed["referral_id"]
+    if changed["to_state"] != "accepted" or decision(referral_id) != "accept":
+        return
+    if f"revoke:{referral_id}" in sent.followed:
+        return
+    sent.followed.add(f"revoke:{referral_id}")
+    message = instruction_message(
+        ev.ReferrerInstruction(
+            case_id=changed["case_id"],
+            agency_id=referrer.agency_id,
+            action=ev.InstructionAction.REVOKE,
+            referral_id=referral_id,
+        )
+    )
+    sent.revokes[message.event_id] = referral_id
+    await referrer.publish(message)
+
+
 async def _continue_or_not(
     successor_id: str, referrer: Agency, sent: Sent, value: bytes, headers: Any
 ) -> None:
@@ -331,6 +417,8 @@ async def _continue_or_not(
     accepted = json.loads(value)
     case_id, ref = accepted["case_id"], accepted["agency_case_ref"]
     if accepted["outcome"] != "registered" or not hands_over(case_id) or case_id in sent.followed:
+        return
+    if ref in sent.community_refs:  # a community need has no owner to hand over
         return
     sent.followed.add(case_id)
     end = build_event(
@@ -364,6 +452,44 @@ async def _continue_or_not(
     )
     sent.proposals[proposal.event_id] = case_id
     await referrer.publish(proposal)
+
+
+async def _govern(successor: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """The government successor: takes cases over, commits on the structural gaps it hears of."""
+    await _take_over(successor, sent, value, headers)
+    await _commit(successor, sent, value, headers)
+
+
+async def _commit(successor: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """Each structural gap reported to the successor gets a commitment, once: a listing
+    planned for a month from now."""
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_STRUCTURAL_GAP_REPORTED:
+        return
+    report_id = json.loads(value)["report_id"]
+    if f"report:{report_id}" in sent.followed:
+        return
+    sent.followed.add(f"report:{report_id}")
+    commitment = ev.StructuralCommitment.model_validate(
+        {
+            "report_id": report_id,
+            "agency_id": successor.agency_id,
+            "commitment": {
+                "kind": "planned_listing",
+                "planned_by": (datetime.now(UTC) + timedelta(days=30)).date().isoformat(),
+            },
+        }
+    )
+    message = build_event(
+        topic=topics.AGENCY_RESPONSES.name(successor.agency_id),
+        key=report_id,
+        type_=ev.STRUCTURAL_COMMITMENT_SUBMITTED,
+        source=agency_source(successor.agency_id),
+        data=commitment,
+        agency_id=successor.agency_id,
+    )
+    sent.commitments[message.event_id] = report_id
+    await successor.publish(message)
 
 
 async def _take_over(successor: Agency, sent: Sent, value: bytes, headers: Any) -> None:
