@@ -191,6 +191,8 @@ FAMILIES = (
     "structural gap report",
     "structural gap (inbox)",
     "structural commitment answered",
+    "erasure confirmation answered",
+    "erasure heard by the owner",
 )
 
 
@@ -515,12 +517,46 @@ def _check_integrated_approach(
                 f"structural gap {district}/{UNMATCHED}: {len(unmatched)} unmet needs, "
                 "never reported to the government successor"
             )
+    _check_erasures(found, world, sent, records)
     committed = _group(_by_id(events, ev.STRUCTURAL_COMMITMENT_APPLIED).values(), "message_id")
     rejected = _group(_by_id(events, ev.STRUCTURAL_COMMITMENT_REFUSED).values(), "message_id")
     for ce_id, report_id in sent.commitments.items():
         outcomes = [*committed.get(ce_id, []), *rejected.get(ce_id, [])]
         what = f"commitment {ce_id} on structural gap {report_id}"
         _exactly_one(found, "structural commitment answered", what, outcomes)
+
+
+def _check_erasures(
+    found: Findings, world: World, sent: Sent, records: dict[str, list[Record]]
+) -> None:
+    """Every erasure confirmation a provider sent is recorded once (disclosure-erased) or
+    refused once; one whose referral's contact details were sealed to it is recorded, and the
+    case's owner hears it once."""
+    disclosures = records[topics.INTAKE_DISCLOSURES]
+    erased = _group(_by_id(disclosures, ev.DISCLOSURE_ERASED).values(), "submission_id")
+    # A returnee's contact details (a community need's brief is no one's: not confirmed).
+    sealed = {
+        str(data(r)["referral_id"])
+        for r in _by_id(disclosures, ev.DISCLOSURE_SEALED).values()
+        if data(r).get("content", "contact") == "contact"
+    }
+    rejected = _group(
+        _by_id(records[topics.INTAKE_REJECTIONS], ev.SUBMISSION_REJECTED).values(), "submission_id"
+    )
+    heard: dict[str, list[Record]] = defaultdict(list)
+    for agency in world.agencies:
+        inbox = records[topics.agency_inbox(agency.agency_id)]
+        for r in _by_id(inbox, ev.INBOX_DISCLOSURE_ERASED).values():
+            heard[str(data(r)["referral_id"])].append(r)
+    for ce_id, referral_id in sent.erasures.items():
+        outcomes = [*erased.get(ce_id, []), *rejected.get(ce_id, [])]
+        what = f"erasure confirmation of {referral_id}"
+        _exactly_one(found, "erasure confirmation answered", what, outcomes)
+        if referral_id in sealed and not erased.get(ce_id):
+            found.lost.append(f"{what}: its data was sealed to the provider, but not recorded")
+        if erased.get(ce_id):
+            what = f"disclosure-erased of {referral_id} in the owner's inbox"
+            _exactly_one(found, "erasure heard by the owner", what, heard.get(referral_id, []))
 
 
 def _check_answers(

@@ -229,6 +229,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             proposals=dict(sent.proposals),
             handover_answers=dict(sent.handover_answers),
             revokes=dict(sent.revokes),
+            erasures=dict(sent.erasures),
             commitments=dict(sent.commitments),
         )
         settling = time.monotonic()
@@ -293,6 +294,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             "ends of assistance": len(sent.assistance_ends),
             "handover proposals": len(sent.proposals),
             "revocations": len(sent.revokes),
+            "erasure confirmations": len(sent.erasures),
             "structural commitments": len(sent.commitments),
             **{
                 f"handover answers: {a}": n

@@ -137,9 +137,14 @@ async def build_world(
     admin = Agency("operators", kafka)
     await admin.start()
     try:
-        for agency in [*world.referrers, *world.providers]:
+        for agency in world.referrers:
             await admin.publish(f.agency_event(f.agency(agency.agency_id)))
-        key = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+        # Providers have a key: their referrals' contact details are sealed to them, and they
+        # confirm erasing them when a referral is revoked.
+        for agency in world.providers:
+            record = f.agency(agency.agency_id).model_copy(update={"public_key": _new_key()})
+            await admin.publish(f.agency_event(record))
+        key = _new_key()
         await admin.publish(
             f.agency_event(
                 ev.AgencyRecord(
@@ -177,6 +182,10 @@ async def build_world(
     for provider in world.providers:
         await provider.publish(f.listing_event(listings[provider.agency_id]))
     return world
+
+
+def _new_key() -> str:
+    return base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
 
 
 def add_webhook(agency_id: str, url: str) -> None:
@@ -242,6 +251,7 @@ class Sent:
     # successor's commitments on structural gaps → report id.
     community: dict[str, ev.CommunityNeedSubmission] = field(default_factory=dict)
     revokes: dict[str, str] = field(default_factory=dict)
+    erasures: dict[str, str] = field(default_factory=dict)  # providers' confirmations
     commitments: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -302,7 +312,7 @@ async def respond(world: World, sent: Sent, stop: asyncio.Event) -> None:
     """Every provider answers what reaches its inbox, every referrer follows its cases (ending
     its assistance and proposing a handover on some), the successor answers handovers: each
     with its own credentials and group."""
-    followers = [_follow(p, sent, stop, _answer) for p in world.providers]
+    followers = [_follow(p, sent, stop, _provide) for p in world.providers]
     if world.successor is not None:
         to_successor = functools.partial(_follow_cases, world.successor.agency_id)
         followers += [_follow(r, sent, stop, to_successor) for r in world.referrers]
@@ -338,6 +348,38 @@ async def _follow(
             await asyncio.sleep(1)  # the broker is restarting: read again from the commit
         finally:
             await consumer.stop()
+
+
+async def _provide(provider: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """A provider: answers referrals, confirms erasing what a cancelled one gave it."""
+    await _answer(provider, sent, value, headers)
+    await _confirm_erasure(provider, sent, value, headers)
+
+
+async def _confirm_erasure(provider: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """Told to stop and erase: the provider confirms it erased what it received, once."""
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_REFERRAL_CANCELLED:
+        return
+    cancelled = json.loads(value)
+    referral_id = cancelled["referral_id"]
+    if not cancelled.get("erase_received_data") or f"erase:{referral_id}" in sent.followed:
+        return
+    sent.followed.add(f"erase:{referral_id}")
+    message = build_event(
+        topic=topics.AGENCY_SUBMISSIONS.name(provider.agency_id),
+        key=referral_id,
+        type_=ev.ERASURE_CONFIRMATION_SUBMITTED,
+        source=agency_source(provider.agency_id),
+        data=ev.ErasureConfirmation(
+            agency_id=provider.agency_id,
+            referral_id=referral_id,
+            erased_at=datetime.now(UTC) - timedelta(seconds=1),
+        ),
+        agency_id=provider.agency_id,
+    )
+    sent.erasures[message.event_id] = referral_id
+    await provider.publish(message)
 
 
 async def _answer(provider: Agency, sent: Sent, value: bytes, headers: Any) -> None:

@@ -2,16 +2,19 @@
 
 The pathway: IOM registers a case whose need is held for its choice → IOM hears the ranked
 alternatives (three NGOs) → it excludes the best one's agency → lists again (two left) → chooses
-the second-ranked → that NGO receives the referral → IOM revokes it → the NGO hears the
-cancellation with the erase flag, IOM the status change. Bad input on the real broker: a choice
+the second-ranked → that NGO receives the referral and its sealed contact details → IOM revokes
+it → the NGO hears the cancellation with the erase flag, IOM the status change → the NGO confirms
+it erased what it received, and IOM hears it. Bad input on the real broker: a choice
 of an unknown service, a revoke of a referral the sender did not make, a revoke of a completed
 referral — each refused in the sender's inbox, nothing changed."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
+from nacl.public import PrivateKey
 
 from shared.contracts import events as ev
 from shared.contracts import topics
@@ -28,6 +31,7 @@ from tests.e2e.kafka_helpers import (
     subject_is,
 )
 from tests.e2e.personal_data import PERSONAL
+from tests.e2e.test_consent import _confirmation
 from tests.e2e.test_continuity import _agency, _answer, _inbox
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +56,12 @@ async def test_a_referrer_excludes_chooses_the_second_alternative_and_revokes_it
 ) -> None:
     area = f.unique_area()
     iom = await _agency(kafka, "iom", ev.AgencyType.UN_AGENCY)
-    ngos = [await _agency(kafka, f"ngo{n}", ev.AgencyType.NGO) for n in ("a", "b", "c")]
+    # NGO c has a key: the returnee's contact details are sealed to it with its referral.
+    c_key = base64.b64encode(bytes(PrivateKey.generate().public_key)).decode()
+    ngos = [
+        await _agency(kafka, f"ngo{n}", ev.AgencyType.NGO, key)
+        for n, key in (("a", None), ("b", None), ("c", c_key))
+    ]
     # Ranked by matching's score: a (capacity, the returnee's language) > b (a waitlist) >
     # c (no shared language).
     listings = [
@@ -117,6 +126,9 @@ async def test_a_referrer_excludes_chooses_the_second_alternative_and_revokes_it
         kafka, ngos[2], ev.INBOX_REFERRAL_RECEIVED, {"referral_id": applied["referral_id"]}
     )
     assert (referral["case_id"], referral["service_id"]) == (case_id, services_ids[2])
+    await _inbox(
+        kafka, ngos[2], ev.INBOX_DISCLOSURE_RECEIVED, {"referral_id": referral["referral_id"]}
+    )
 
     # bad input: another agency (the recipient) revokes a referral it did not make
     intruder = await _instruct(
@@ -144,6 +156,19 @@ async def test_a_referrer_excludes_chooses_the_second_alternative_and_revokes_it
         ev.INBOX_STATUS_CHANGED,
         {"referral_id": referral["referral_id"], "to_state": "cancelled"},
     )
+    # the NGO confirms it erased what it received: recorded, and IOM (the owner) hears it
+    confirmation = _confirmation(ngos[2], referral["referral_id"])
+    await publish_events(kafka, [confirmation])
+    await _inbox(
+        kafka,
+        ngos[2],
+        ev.INBOX_ERASURE_CONFIRMATION_RECORDED,
+        {"submission_id": confirmation.event_id},
+    )
+    [heard] = await _inbox(
+        kafka, iom, ev.INBOX_DISCLOSURE_ERASED, {"referral_id": referral["referral_id"]}
+    )
+    assert (heard["recipient_agency_id"], heard["case_id"]) == (ngos[2], case_id)
 
     # after the end, IOM chooses the other one; it completes; a revoke then is refused
     again = await _instruct(
