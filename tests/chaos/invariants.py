@@ -193,6 +193,8 @@ FAMILIES = (
     "structural commitment answered",
     "erasure confirmation answered",
     "erasure heard by the owner",
+    "consent narrowing answered",
+    "referral no longer covered ended",
 )
 
 
@@ -518,6 +520,7 @@ def _check_integrated_approach(
                 "never reported to the government successor"
             )
     _check_erasures(found, world, sent, records)
+    _check_narrowings(found, world, sent, records)
     committed = _group(_by_id(events, ev.STRUCTURAL_COMMITMENT_APPLIED).values(), "message_id")
     rejected = _group(_by_id(events, ev.STRUCTURAL_COMMITMENT_REFUSED).values(), "message_id")
     for ce_id, report_id in sent.commitments.items():
@@ -557,6 +560,49 @@ def _check_erasures(
         if erased.get(ce_id):
             what = f"disclosure-erased of {referral_id} in the owner's inbox"
             _exactly_one(found, "erasure heard by the owner", what, heard.get(referral_id, []))
+
+
+_OPEN = frozenset({"requested", "received", "accepted", "in_progress", "on_hold"})
+
+
+def _check_narrowings(
+    found: Findings, world: World, sent: Sent, records: dict[str, list[Record]]
+) -> None:
+    """Every consent narrowing is answered once; once applied, no referral of a category it no
+    longer covers is left open at the end, and none is cancelled twice."""
+    answered: dict[str, list[Record]] = defaultdict(list)
+    for referrer in world.referrers:
+        inbox = records[topics.agency_inbox(referrer.agency_id)]
+        for r in _by_id(inbox, ev.INBOX_SUBMISSION_ACCEPTED).values():
+            answered[data(r)["submission_id"]].append(r)
+    for r in _by_id(records[topics.INTAKE_REJECTIONS], ev.SUBMISSION_REJECTED).values():
+        answered[data(r)["submission_id"]].append(r)
+    events = records[topics.REFERRAL_EVENTS]
+    requested = _group(_by_id(events, ev.REFERRAL_REQUESTED).values(), "case_id")
+    transitions = _group(_by_id(events, ev.REFERRAL_TRANSITIONED).values(), "referral_id")
+    for ce_id, case_id in sent.narrowings.items():
+        outcomes = answered.get(ce_id, [])
+        _exactly_one(
+            found, "consent narrowing answered", f"consent narrowing of {case_id}", outcomes
+        )
+        applied = [r for r in outcomes if headers(r).get("ce_type") == ev.INBOX_SUBMISSION_ACCEPTED]
+        if not applied:
+            continue
+        for referral in (data(r) for r in requested.get(case_id, [])):
+            if referral["category"] == UNMATCHED:
+                continue
+            found.count("referral no longer covered ended")
+            states = [
+                str(data(t).get("to_state")) for t in transitions.get(referral["referral_id"], [])
+            ]
+            last = states[-1] if states else "requested"
+            if last in _OPEN:
+                found.lost.append(
+                    f"referral {referral['referral_id']} of {case_id}: consent narrowed, "
+                    f"still {last}"
+                )
+            if states.count("cancelled") > 1:
+                found.duplicated.append(f"referral {referral['referral_id']}: cancelled twice")
 
 
 def _check_answers(

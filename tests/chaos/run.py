@@ -230,6 +230,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             handover_answers=dict(sent.handover_answers),
             revokes=dict(sent.revokes),
             erasures=dict(sent.erasures),
+            narrowings=dict(sent.narrowings),
             commitments=dict(sent.commitments),
         )
         settling = time.monotonic()
@@ -295,6 +296,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             "handover proposals": len(sent.proposals),
             "revocations": len(sent.revokes),
             "erasure confirmations": len(sent.erasures),
+            "consent narrowings": len(sent.narrowings),
             "structural commitments": len(sent.commitments),
             **{
                 f"handover answers: {a}": n

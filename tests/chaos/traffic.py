@@ -59,6 +59,12 @@ def is_community_need(n: int) -> bool:
     return n % 10 == 5
 
 
+def narrows_consent(case_id: str) -> bool:
+    """Whether the referrer narrows the case's consent to the category nobody lists (so every
+    referral of MATCHED must end): one case in five of those not handed over."""
+    return _share(case_id, 5) and not hands_over(case_id)
+
+
 def successor_accepts(handover_id: str) -> bool:
     """How the successor answers a handover: two in three accepted, the rest rejected."""
     return not _share(handover_id, 3)
@@ -252,6 +258,7 @@ class Sent:
     community: dict[str, ev.CommunityNeedSubmission] = field(default_factory=dict)
     revokes: dict[str, str] = field(default_factory=dict)
     erasures: dict[str, str] = field(default_factory=dict)  # providers' confirmations
+    narrowings: dict[str, str] = field(default_factory=dict)  # consent narrowed → case id
     commitments: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -420,7 +427,46 @@ async def _follow_cases(
 ) -> None:
     """A referrer: hands some cases over, revokes what a provider accepted and left."""
     await _continue_or_not(successor_id, referrer, sent, value, headers)
+    await _narrow_consent(referrer, sent, value, headers)
     await _revoke_stalled(referrer, sent, value, headers)
+
+
+async def _narrow_consent(referrer: Agency, sent: Sent, value: bytes, headers: Any) -> None:
+    """On some newly registered cases the returnee narrows the consent to UNMATCHED only: the
+    referrals of MATCHED it no longer covers are cancelled (their providers told to erase)."""
+    ce_type = dict(headers or ()).get("ce_type", b"").decode()
+    if ce_type != ev.INBOX_SUBMISSION_ACCEPTED:
+        return
+    accepted = json.loads(value)
+    case_id, ref = accepted["case_id"], accepted["agency_case_ref"]
+    if accepted["outcome"] != "registered" or ref in sent.community_refs:
+        return
+    if not narrows_consent(case_id) or f"narrow:{case_id}" in sent.followed:
+        return
+    sent.followed.add(f"narrow:{case_id}")
+    update = ev.CaseUpdate.model_validate(
+        {
+            "agency_id": referrer.agency_id,
+            "agency_case_ref": ref,
+            "consent": f.consent(
+                scope={
+                    "purposes": ["referral", "follow_up", "statistics"],
+                    "categories": [UNMATCHED],
+                },
+                recorded_at=(datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+            ),
+        }
+    )
+    message = build_event(
+        topic=topics.AGENCY_SUBMISSIONS.name(referrer.agency_id),
+        key=ref,
+        type_=ev.CASE_UPDATE_SUBMITTED,
+        source=agency_source(referrer.agency_id),
+        data=update,
+        agency_id=referrer.agency_id,
+    )
+    sent.narrowings[message.event_id] = case_id
+    await referrer.publish(message)
 
 
 async def _revoke_stalled(referrer: Agency, sent: Sent, value: bytes, headers: Any) -> None:
