@@ -532,9 +532,10 @@ def _check_integrated_approach(
 def _check_erasures(
     found: Findings, world: World, sent: Sent, records: dict[str, list[Record]]
 ) -> None:
-    """Every erasure confirmation a provider sent is recorded once (disclosure-erased) or
-    refused once; one whose referral's contact details were sealed to it is recorded, and the
-    case's owner hears it once."""
+    """Every erasure confirmation a provider sent is recorded (disclosure-erased) or refused,
+    once; a referral whose contact details were sealed to its provider, which confirmed, has
+    exactly one confirmation recorded (a confirmation that overtook the disclosure is refused,
+    the one after it recorded), and the case's owner is told once."""
     disclosures = records[topics.INTAKE_DISCLOSURES]
     erased = _group(_by_id(disclosures, ev.DISCLOSURE_ERASED).values(), "submission_id")
     # A returnee's contact details (a community need's brief is no one's: not confirmed).
@@ -551,13 +552,17 @@ def _check_erasures(
         inbox = records[topics.agency_inbox(agency.agency_id)]
         for r in _by_id(inbox, ev.INBOX_DISCLOSURE_ERASED).values():
             heard[str(data(r)["referral_id"])].append(r)
+    recorded: dict[str, list[Record]] = defaultdict(list)
     for ce_id, referral_id in sent.erasures.items():
         outcomes = [*erased.get(ce_id, []), *rejected.get(ce_id, [])]
-        what = f"erasure confirmation of {referral_id}"
+        what = f"erasure confirmation {ce_id} of {referral_id}"
         _exactly_one(found, "erasure confirmation answered", what, outcomes)
-        if referral_id in sealed and not erased.get(ce_id):
-            found.lost.append(f"{what}: its data was sealed to the provider, but not recorded")
-        if erased.get(ce_id):
+        recorded[referral_id] += erased.get(ce_id, [])
+    for referral_id, records_of in recorded.items():
+        if referral_id in sealed:
+            what = f"erasure of {referral_id}, sealed to its provider, recorded"
+            _exactly_one(found, "erasure confirmation answered", what, records_of)
+        if records_of:
             what = f"disclosure-erased of {referral_id} in the owner's inbox"
             _exactly_one(found, "erasure heard by the owner", what, heard.get(referral_id, []))
 

@@ -364,15 +364,23 @@ async def _provide(provider: Agency, sent: Sent, value: bytes, headers: Any) -> 
 
 
 async def _confirm_erasure(provider: Agency, sent: Sent, value: bytes, headers: Any) -> None:
-    """Told to stop and erase: the provider confirms it erased what it received, once."""
+    """Told to stop and erase, the provider confirms it erased what it received. The
+    cancellation may overtake the referral's disclosure (they travel on different topics): a
+    disclosure that comes for a referral it was told to erase is erased too, and confirmed
+    again (the first confirmation was refused: nothing had been disclosed yet)."""
     ce_type = dict(headers or ()).get("ce_type", b"").decode()
-    if ce_type != ev.INBOX_REFERRAL_CANCELLED:
+    body = json.loads(value) if ce_type else {}
+    referral_id = body.get("referral_id")
+    if ce_type == ev.INBOX_REFERRAL_CANCELLED and body.get("erase_received_data"):
+        if f"erase:{referral_id}" in sent.followed:
+            return
+        sent.followed.add(f"erase:{referral_id}")
+    elif ce_type == ev.INBOX_DISCLOSURE_RECEIVED and f"erase:{referral_id}" in sent.followed:
+        if f"erase-late:{referral_id}" in sent.followed:
+            return
+        sent.followed.add(f"erase-late:{referral_id}")
+    else:
         return
-    cancelled = json.loads(value)
-    referral_id = cancelled["referral_id"]
-    if not cancelled.get("erase_received_data") or f"erase:{referral_id}" in sent.followed:
-        return
-    sent.followed.add(f"erase:{referral_id}")
     message = build_event(
         topic=topics.AGENCY_SUBMISSIONS.name(provider.agency_id),
         key=referral_id,
