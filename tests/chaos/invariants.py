@@ -79,7 +79,10 @@ async def read_between(
             consumer.seek(tp, starts.get(tp, 0))
         while wanted:
             for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
-                found[tp.topic].extend(records)
+                # A fetch may bring records past ``until`` (what was written since): they are
+                # not this check's, or their effects downstream would be missed as lost.
+                end = ends.get(tp)
+                found[tp.topic].extend(r for r in records if end is None or r.offset < end)
             wanted = {tp: e for tp, e in wanted.items() if await consumer.position(tp) < e}
     finally:
         await consumer.stop()
