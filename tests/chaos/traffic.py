@@ -92,6 +92,19 @@ class Agency:
         if self.producer is not None:
             await self.producer.stop()
 
+    def message(
+        self, family: topics.TopicFamily, key: str, type_: str, data: ev.Contract
+    ) -> OutgoingEvent:
+        """A message of this agency on its own topic of ``family`` (the topic is its signature)."""
+        return build_event(
+            topic=family.name(self.agency_id),
+            key=key,
+            type_=type_,
+            source=agency_source(self.agency_id),
+            data=data,
+            agency_id=self.agency_id,
+        )
+
     async def publish(self, event: OutgoingEvent) -> None:
         """Send until the broker takes it (it may be restarting): the same event, the same
         ce_id, so a resend after an unknown outcome is de-duplicated downstream."""
@@ -381,17 +394,15 @@ async def _confirm_erasure(provider: Agency, sent: Sent, value: bytes, headers: 
         sent.followed.add(f"erase-late:{referral_id}")
     else:
         return
-    message = build_event(
-        topic=topics.AGENCY_SUBMISSIONS.name(provider.agency_id),
-        key=referral_id,
-        type_=ev.ERASURE_CONFIRMATION_SUBMITTED,
-        source=agency_source(provider.agency_id),
-        data=ev.ErasureConfirmation(
+    message = provider.message(
+        topics.AGENCY_SUBMISSIONS,
+        referral_id,
+        ev.ERASURE_CONFIRMATION_SUBMITTED,
+        ev.ErasureConfirmation(
             agency_id=provider.agency_id,
             referral_id=referral_id,
             erased_at=datetime.now(UTC) - timedelta(seconds=1),
         ),
-        agency_id=provider.agency_id,
     )
     sent.erasures[message.event_id] = referral_id
     await provider.publish(message)
@@ -465,13 +476,11 @@ async def _narrow_consent(referrer: Agency, sent: Sent, value: bytes, headers: A
             ),
         }
     )
-    message = build_event(
-        topic=topics.AGENCY_SUBMISSIONS.name(referrer.agency_id),
-        key=ref,
-        type_=ev.CASE_UPDATE_SUBMITTED,
-        source=agency_source(referrer.agency_id),
-        data=update,
-        agency_id=referrer.agency_id,
+    message = referrer.message(
+        topics.AGENCY_SUBMISSIONS,
+        ref,
+        ev.CASE_UPDATE_SUBMITTED,
+        update,
     )
     sent.narrowings[message.event_id] = case_id
     await referrer.publish(message)
@@ -517,34 +526,30 @@ async def _continue_or_not(
     if ref in sent.community_refs:  # a community need has no owner to hand over
         return
     sent.followed.add(case_id)
-    end = build_event(
-        topic=topics.AGENCY_SUBMISSIONS.name(referrer.agency_id),
-        key=ref,
-        type_=ev.ASSISTANCE_END_SUBMITTED,
-        source=agency_source(referrer.agency_id),
-        data=ev.AssistanceEnd(
+    end = referrer.message(
+        topics.AGENCY_SUBMISSIONS,
+        ref,
+        ev.ASSISTANCE_END_SUBMITTED,
+        ev.AssistanceEnd(
             agency_id=referrer.agency_id,
             agency_case_ref=ref,
             ended_at=datetime.now(UTC) - timedelta(seconds=1),
             reason=ev.AssistanceEndReason.PROGRAMME_ENDED,
         ),
-        agency_id=referrer.agency_id,
     )
     sent.assistance_ends[end.event_id] = case_id
     await referrer.publish(end)
-    proposal = build_event(
-        topic=topics.AGENCY_RESPONSES.name(referrer.agency_id),
-        key=case_id,
-        type_=ev.HANDOVER_PROPOSAL_SUBMITTED,
-        source=agency_source(referrer.agency_id),
-        data=ev.HandoverProposal(
+    proposal = referrer.message(
+        topics.AGENCY_RESPONSES,
+        case_id,
+        ev.HANDOVER_PROPOSAL_SUBMITTED,
+        ev.HandoverProposal(
             case_id=case_id,
             agency_id=referrer.agency_id,
             to_agency_id=successor_id,
             reason=ev.HandoverReason.GOVERNMENT_SERVICE,
             respond_by=datetime.now(UTC) + timedelta(days=1),
         ),
-        agency_id=referrer.agency_id,
     )
     sent.proposals[proposal.event_id] = case_id
     await referrer.publish(proposal)
@@ -576,13 +581,11 @@ async def _commit(successor: Agency, sent: Sent, value: bytes, headers: Any) -> 
             },
         }
     )
-    message = build_event(
-        topic=topics.AGENCY_RESPONSES.name(successor.agency_id),
-        key=report_id,
-        type_=ev.STRUCTURAL_COMMITMENT_SUBMITTED,
-        source=agency_source(successor.agency_id),
-        data=commitment,
-        agency_id=successor.agency_id,
+    message = successor.message(
+        topics.AGENCY_RESPONSES,
+        report_id,
+        ev.STRUCTURAL_COMMITMENT_SUBMITTED,
+        commitment,
     )
     sent.commitments[message.event_id] = report_id
     await successor.publish(message)
@@ -607,13 +610,11 @@ async def _take_over(successor: Agency, sent: Sent, value: bytes, headers: Any) 
         agency_case_ref=f"gov:{handover_id}" if accept else None,
         reason=None if accept else ev.HandoverDeclineReason.NO_CAPACITY,
     )
-    message = build_event(
-        topic=topics.AGENCY_RESPONSES.name(successor.agency_id),
-        key=case_id,
-        type_=ev.HANDOVER_ANSWER_SUBMITTED,
-        source=agency_source(successor.agency_id),
-        data=answer,
-        agency_id=successor.agency_id,
+    message = successor.message(
+        topics.AGENCY_RESPONSES,
+        case_id,
+        ev.HANDOVER_ANSWER_SUBMITTED,
+        answer,
     )
     sent.handover_answers[message.event_id] = (handover_id, answer.action.value)
     await successor.publish(message)
