@@ -120,7 +120,9 @@ class ReferralHandlers:
             listing.service_id,
             ev.ListingPublicationStatus(listing.status.value),
         )
-        if listing.status is ev.ListingStatus.ACTIVE:
+        # A listing replayed at start-up changed nothing: its unmet needs were retried when it
+        # first came (retrying again re-announced their gaps, one more need-unmatched each).
+        if listing.status is ev.ListingStatus.ACTIVE and not event.replayed:
             await self._retry_unmet(unit, listing)
 
     async def _withdraw(self, event: InboundEvent, unit: ReferralUnit, provider: str) -> None:
