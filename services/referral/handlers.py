@@ -172,18 +172,19 @@ class ReferralHandlers:
         )
 
     async def _retry_unmet(self, unit: ReferralUnit, listing: ev.ServiceListing) -> None:
+        """Route again the unmet needs the listing may serve. A need still unmet for the reason
+        its referrer was already told (a consent that excludes the listing, say) is not
+        announced again: each listing update would tell it once more."""
         store = unit.stores
-        for case_id, need_id in await store.unmet_needs_fitting(listing):
+        for case_id, need_id, told in await store.unmet_needs_fitting(listing):
             case = await store.load_case(case_id)
             need = next((n for n in case.needs if n.need_id == need_id), None) if case else None
             if case is None or need is None:
                 continue
-            announce(
-                unit,
-                await routing.route_need(
-                    store, case, need, self._policy, correlation_id=unit.cause.correlation_id
-                ),
+            routed = await routing.route_need(
+                store, case, need, self._policy, correlation_id=unit.cause.correlation_id
             )
+            announce(unit, [(t, e) for t, e in routed if not _same_gap(e, told)])
 
     # ----- directory.agencies.v1 -----
 
@@ -710,3 +711,8 @@ def refuse_commitment(
         subject=event.event_id,
     )
     log.info("structural_commitment_refused", error=refused.error.value, agency_id=sender)
+
+
+def _same_gap(event: ev.Contract, told: ev.UnmatchedReason) -> bool:
+    """The need is still unmet for the reason its referrer was told."""
+    return isinstance(event, ev.NeedUnmatched) and event.reason is told

@@ -420,19 +420,21 @@ class ReferralStore:
         pending = _Routes(case, list(routes), correlation_id, with_case)
         await batch_scope.write(self.conn, "routes", [pending], _write_routes)
 
-    async def unmet_needs_fitting(self, listing: ev.ServiceListing) -> list[tuple[str, str]]:
-        """(case id, need id) of the unmet needs the listing may serve, oldest first, locked
-        (another instance skips them)."""
+    async def unmet_needs_fitting(
+        self, listing: ev.ServiceListing
+    ) -> list[tuple[str, str, ev.UnmatchedReason]]:
+        """(case id, need id, the gap's reason) of the unmet needs the listing may serve,
+        oldest first, locked (another instance skips them)."""
         await batch_scope.settle(self.conn)
         rows = await self.conn.fetch(
-            """SELECT case_id, need_id FROM unmet_needs
+            """SELECT case_id, need_id, reason FROM unmet_needs
                WHERE category = ANY($1::text[]) AND reason <> 'attempts_exhausted'
                  AND EXISTS (SELECT 1 FROM unnest($2::text[]) a WHERE starts_with(area, a))
                ORDER BY since FOR UPDATE SKIP LOCKED""",
             listing.categories,
             listing.service_areas,
         )
-        return [(str(r["case_id"]), r["need_id"]) for r in rows]
+        return [(str(r["case_id"]), r["need_id"], ev.UnmatchedReason(r["reason"])) for r in rows]
 
     # ----- referrals and their states -----
 

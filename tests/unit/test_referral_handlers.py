@@ -93,6 +93,7 @@ class FakeStore:
 
     async def exclusions(self, case_id: str, need_id: str) -> Exclusions:
         return NO_EXCLUSIONS  # a subclass keeps a referrer's (test_caseworker_control.py)
+
     # consent that follows through
     def has_no_open_referral(self, case_id: str) -> bool:
         return False  # unknown: the handlers ask open_referrals
@@ -258,3 +259,82 @@ async def test_an_answer_from_another_agency_or_about_nothing_is_refused_to_its_
     await ReferralHandlers(POLICY).on_response(unknown, unit)
     assert _sent(unit) == [(ev.RESPONSE_REFUSED, "ngo-9")]  # no case known: keyed by sender
     assert json.loads(unit.emitted[0].body)["error"] == "unknown_referral"
+
+
+# ----- a listing retries the unmet needs it fits -----
+
+
+class ListingStore(FakeStore):
+    """FakeStore with listings: a new or changed listing joins the candidates, and the unmet
+    needs of its category are the ones it may serve (as the real store's query)."""
+
+    async def upsert_listing(self, listing: ev.ServiceListing) -> bool:
+        self.listed = [c for c in self.listed if c.service_id != listing.service_id]
+        self.listed.append(_candidate_of(listing))
+        return True
+
+    async def unmet_needs_fitting(
+        self, listing: ev.ServiceListing
+    ) -> list[tuple[str, str, ev.UnmatchedReason]]:
+        return [
+            (case_id, need_id, reason)
+            for (case_id, need_id), reason in self.unmet.items()
+            if any(n.need_id == need_id and n.category in listing.categories
+                   for n in self.cases[case_id].needs)
+        ]  # fmt: skip
+
+
+def _candidate_of(listing: ev.ServiceListing) -> Candidate:
+    return replace(
+        _candidate(0),
+        service_id=listing.service_id,
+        agency_id=listing.agency_id,
+        categories=tuple(listing.categories),
+    )
+
+
+def _listing_event(listing: ev.ServiceListing, *, replayed: bool = False) -> InboundEvent:
+    event = InboundEvent.from_record(f.record_of(f.listing_event(listing)))
+    return replace(event, replayed=replayed)
+
+
+async def _on_listing(store: FakeStore, event: InboundEvent) -> list[tuple[str, str]]:
+    unit = Unit(None, store, SOURCE, Cause.of(event))  # type: ignore[arg-type]
+    await ReferralHandlers(POLICY).on_listing(event, unit)
+    return [(type_, key) for type_, key in _sent(unit) if type_ != ev.LISTING_PUBLISHED]
+
+
+async def test_a_new_listing_refers_the_unmet_need_it_now_fits() -> None:
+    store, case = ListingStore([]), _case()
+    await ReferralHandlers(POLICY).on_case(case, _unit(store))
+    assert set(store.unmet.values()) == {ev.UnmatchedReason.NO_LISTING}
+    listing = f.listing("ngo-7", categories=["economic.job_placement"], service_areas=[AREA])
+    assert await _on_listing(store, _listing_event(listing)) == [
+        (ev.REFERRAL_REQUESTED, case.case_id)
+    ]
+    assert (case.case_id, "n2") not in store.unmet
+
+
+async def test_a_gap_is_told_again_only_when_its_reason_changes() -> None:
+    # consent allows only ngo-1: every other listing of the category leaves the need unmet
+    store = ListingStore([])
+    case = _case(scope={"purposes": ["referral"], "agency_ids": ["ngo-1"]})
+    await ReferralHandlers(POLICY).on_case(case, _unit(store))
+    listing = f.listing("ngo-7", categories=["economic.job_placement"], service_areas=[AREA])
+    # no_listing → consent_scope: the referrer hears the new reason once
+    assert await _on_listing(store, _listing_event(listing)) == [(ev.NEED_UNMATCHED, case.case_id)]
+    assert store.unmet[(case.case_id, "n2")] is ev.UnmatchedReason.CONSENT_SCOPE
+    # the same listing updated, then replayed at a restart: still consent_scope, nothing told
+    updated = listing.model_copy(update={"name": "Job placement"})
+    assert await _on_listing(store, _listing_event(updated)) == []
+    assert await _on_listing(store, _listing_event(updated, replayed=True)) == []
+
+
+async def test_a_replayed_listing_routes_nothing() -> None:
+    store, case = ListingStore([]), _case()
+    await ReferralHandlers(POLICY).on_case(case, _unit(store))
+    listing = f.listing("ngo-7", categories=["economic.job_placement"], service_areas=[AREA])
+    # its first coming retried the needs; a replay at start-up only rebuilds the listing
+    assert await _on_listing(store, _listing_event(listing, replayed=True)) == []
+    assert (case.case_id, "n2") in store.unmet
+    assert [c.service_id for c in store.listed] == [listing.service_id]
