@@ -47,7 +47,15 @@ typed = typed_handler(
     ReferralStore,
     SOURCE,
     # Intake's answer to the agency, and the owners told of a likely duplicate: notification's.
-    ignored={ev.SUBMISSION_ACCEPTED, ev.POSSIBLE_DUPLICATE_FOUND},
+    # Follow-ups and their assessments (issue 19): intake's, for the owner and for evidence.
+    ignored={
+        ev.SUBMISSION_ACCEPTED,
+        ev.POSSIBLE_DUPLICATE_FOUND,
+        ev.ASSESSMENT_RECORDED,
+        ev.FOLLOW_UP_REMINDER,
+        ev.FOLLOW_UP_DUE,
+        ev.FOLLOW_UP_MISSED,
+    },
     on_tombstone=handlers.on_agency_removed,  # directory.agencies.v1: a deregistered agency
     # What a batch's cases will read (chains, gaps, candidates) is loaded at once (store.py).
     preload={

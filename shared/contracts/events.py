@@ -510,6 +510,44 @@ class ErasureConfirmation(Contract):
 ERASURE_CONFIRMATION_SUBMITTED = event_type("intake", "erasure-confirmation-submitted")
 
 
+# ----- issue 19 follow-ups and outcomes -----
+
+#: Answers of one assessment at most: one per indicator of the largest indicator set.
+MAX_ANSWERS = 40
+
+
+class AssessmentAnswer(Part):
+    """One indicator's answer: an option code of the indicator's scale in the indicator set
+    (shared/contracts/outcomes/, e.g. rss-v1.json). No free text."""
+
+    indicator: Identifier
+    answer: Identifier
+
+
+class AssessmentSubmission(Contract):
+    """The owner's follow-up assessment of a case (modelled on IOM's Reintegration
+    Sustainability Survey): which wave of the follow-up plan it answers, when it was taken,
+    and one option code per indicator. Sent on the owner's own submissions topic, keyed by
+    ``case_id``; a second assessment of the same case and wave replaces the first (a
+    correction). Refused unless the case is the sender's, open, and its consent includes
+    ``follow_up``."""
+
+    agency_id: AgencyId
+    case_id: Identifier
+    wave: Identifier  # a wave of the owner's follow-up plan: baseline, month_3, month_6, ...
+    assessed_on: PastDate
+    indicator_set: Identifier = "rss-v1"
+    answers: list[AssessmentAnswer] = Field(min_length=1, max_length=MAX_ANSWERS)
+
+    @model_validator(mode="after")
+    def _one_answer_per_indicator(self) -> Self:
+        _unique([a.indicator for a in self.answers], "answers[].indicator")
+        return self
+
+
+ASSESSMENT_SUBMITTED = event_type("intake", "assessment-submitted")
+
+
 # =====================================================================================
 # agency.<id>.listings.v1 — written by the provider agency (compacted; Open Referral HSDS names)
 # =====================================================================================
@@ -1132,6 +1170,58 @@ class PossibleDuplicateFound(Contract):
 
 
 POSSIBLE_DUPLICATE_FOUND = event_type("intake", "possible-duplicate-found")
+
+
+# ----- issue 19 follow-ups and outcomes -----
+
+Score = Annotated[float, Field(ge=0, le=1)]
+
+
+class OutcomeScores(Part):
+    """Scores between 0 and 1 (1: the most sustainable), computed by intake from the answers
+    with the indicator set's scales and weights (shared/contracts/outcomes/). A dimension with
+    no scored answer has none; the composite needs all three."""
+
+    economic: Score | None = None
+    social: Score | None = None
+    psychosocial: Score | None = None
+    composite: Score | None = None
+
+
+class AssessmentRecorded(Contract):
+    """A follow-up assessment intake accepted: its scores, never its answers' wording or any
+    personal data. Replaces an earlier one of the same case and wave."""
+
+    case_id: Identifier
+    owner_agency_id: AgencyId
+    wave: Identifier
+    assessed_on: date
+    indicator_set: Identifier
+    scores: OutcomeScores
+    indicators_answered: int = Field(ge=0, le=MAX_ANSWERS)
+
+
+class FollowUpStage(StrEnum):
+    REMINDER = "reminder"  # the date is near
+    DUE = "due"  # the date has come
+    MISSED = "missed"  # no assessment by the date and its grace period
+
+
+class FollowUpNotice(Contract):
+    """A wave of a case's follow-up plan that needs its owner: soon due, due, or missed. Only
+    for a case whose consent includes ``follow_up``."""
+
+    case_id: Identifier
+    owner_agency_id: AgencyId
+    wave: Identifier
+    due_on: date
+    stage: FollowUpStage
+
+
+ASSESSMENT_RECORDED = event_type("intake", "assessment-recorded")
+FOLLOW_UP_REMINDER = event_type("intake", "follow-up-reminder")
+FOLLOW_UP_DUE = event_type("intake", "follow-up-due")
+FOLLOW_UP_MISSED = event_type("intake", "follow-up-missed")
 
 
 # =====================================================================================
@@ -1865,6 +1955,11 @@ class InboxPossibleDuplicate(Contract):
 INBOX_POSSIBLE_DUPLICATE = event_type("notification", "possible-duplicate")
 INBOX_DISCLOSURE_ERASED = event_type("notification", "disclosure-erased")
 INBOX_ERASURE_CONFIRMATION_RECORDED = event_type("notification", "erasure-confirmation-recorded")
+# issue 19 follow-ups and outcomes
+INBOX_FOLLOW_UP_REMINDER = event_type("notification", "follow-up-reminder")
+INBOX_FOLLOW_UP_DUE = event_type("notification", "follow-up-due")
+INBOX_FOLLOW_UP_MISSED = event_type("notification", "follow-up-missed")
+INBOX_ASSESSMENT_RECORDED = event_type("notification", "assessment-recorded")
 
 
 # =====================================================================================
@@ -1991,4 +2086,14 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_POSSIBLE_DUPLICATE: InboxPossibleDuplicate,
     INBOX_DISCLOSURE_ERASED: DisclosureErased,
     INBOX_ERASURE_CONFIRMATION_RECORDED: DisclosureErased,
+    # issue 19 follow-ups and outcomes
+    ASSESSMENT_SUBMITTED: AssessmentSubmission,
+    ASSESSMENT_RECORDED: AssessmentRecorded,
+    FOLLOW_UP_REMINDER: FollowUpNotice,
+    FOLLOW_UP_DUE: FollowUpNotice,
+    FOLLOW_UP_MISSED: FollowUpNotice,
+    INBOX_FOLLOW_UP_REMINDER: FollowUpNotice,
+    INBOX_FOLLOW_UP_DUE: FollowUpNotice,
+    INBOX_FOLLOW_UP_MISSED: FollowUpNotice,
+    INBOX_ASSESSMENT_RECORDED: AssessmentRecorded,
 }

@@ -138,6 +138,10 @@ CATALOGUE: tuple[TopicSpec, ...] = (
                 "handover-failed",
                 "community-need-registered",
                 "possible-duplicate-found",
+                "assessment-recorded",
+                "follow-up-reminder",
+                "follow-up-due",
+                "follow-up-missed",
             )
         ),
         description="Pseudonymous case events: never names, contacts or documents; the "
@@ -265,6 +269,7 @@ AGENCY_SUBMISSIONS = TopicFamily(
                 "assistance-end-submitted",
                 "community-need-submitted",
                 "erasure-confirmation-submitted",
+                "assessment-submitted",
             )
         ),
         description="The agency's case submissions, updates, consent withdrawals, erasure "
@@ -358,6 +363,10 @@ AGENCY_INBOX = TopicFamily(
                 "possible-duplicate",
                 "disclosure-erased",
                 "erasure-confirmation-recorded",
+                "follow-up-reminder",
+                "follow-up-due",
+                "follow-up-missed",
+                "assessment-recorded",
             )
         ),
         description="What concerns the agency; only it may read.",
