@@ -308,7 +308,14 @@ def check(
         if not chain and not ends:
             found.lost.append(f"need {case_id}/{need_id}: no referral and no unmatched event")
         if len(ends) > 1:
-            found.duplicated.append(f"need {case_id}/{need_id}: {len(ends)} unmatched events")
+            told = ", ".join(
+                f"{data(r).get('reason')} at {headers(r).get('ce_time')} "
+                f"(caused by {headers(r).get('ce_causationid')})"
+                for r in ends
+            )
+            found.duplicated.append(
+                f"need {case_id}/{need_id}: {len(ends)} unmatched events ({told})"
+            )
         by_attempt: dict[int, set[str]] = defaultdict(set)
         for referral in chain:
             by_attempt[referral["attempt"]].add(referral["referral_id"])
