@@ -26,6 +26,9 @@ from .facts import (
     UnmetFact,
 )
 
+# Advisory lock of the publishing job (arbitrary, constant).
+_PUBLISHING = 0x0E1D_E4CE
+
 
 class EvidenceStore:
     def __init__(self, conn: DbConnection) -> None:
@@ -243,6 +246,11 @@ class EvidenceStore:
         )
 
     # ----- publishing -----
+
+    async def lock_publishing(self) -> bool:
+        """Whether this transaction may compute and publish the aggregates (one instance at a
+        time; released at commit)."""
+        return bool(await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _PUBLISHING))
 
     async def published_digests(self) -> dict[tuple[str, str], str]:
         rows = await self.conn.fetch("SELECT table_name, period, digest FROM published_aggregates")
