@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka.errors import TopicAuthorizationFailedError
 from typer.testing import CliRunner
 
 import ops.cli
@@ -39,6 +40,7 @@ from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.integration.test_kafka_access import values
 
 pytestmark = pytest.mark.e2e
 
@@ -290,6 +292,8 @@ async def test_the_aggregate_topic_carries_the_suppressed_tables(
     assert not any(c in body for c in world.counted + world.uncounted)
 
     def by_group(r: Any) -> bool:
+        if headers_of(r).get("ce_type") != ev.EVIDENCE_AGGREGATES_PUBLISHED:
+            return False
         data = data_of(r)
         return (
             data["table"] == BY_GROUP
@@ -318,3 +322,41 @@ def test_the_csv_export_shows_the_same_figures(world: World, tmp_path: Any) -> N
     disability = next(r for r in groups if r["group"] == "disability")
     assert disability["suppressed"] == "true" and disability["cases"] == ""
     assert disability["referrals_made"] == ""
+
+
+async def _readable(reader: KafkaConnection) -> bool:
+    """Whether the broker lets ``reader`` read the aggregates (True: it read some)."""
+    try:
+        found = await values(reader, topics.EVIDENCE_AGGREGATES, wait_s=3, until=b"")
+    except TopicAuthorizationFailedError:
+        return False
+    assert found, "allowed, but nothing read: the aggregates were published before"
+    return True
+
+
+async def _until(reader: KafkaConnection, allowed: bool, timeout: float = 30) -> None:
+    """ACL changes reach the broker's authorizer shortly after the command returns."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await _readable(reader) is not allowed:
+        assert asyncio.get_running_loop().time() < deadline, f"still not allowed={allowed}"
+        await asyncio.sleep(0.5)
+
+
+async def test_only_an_agency_an_operator_granted_reads_the_aggregates(
+    world: World, kafka: KafkaConnection
+) -> None:
+    government = f.unique("gov")
+    reader = await register_agency_access(kafka, government)
+    assert not await _readable(reader), "a registered agency does not read them by default"
+    granted = await asyncio.to_thread(
+        CliRunner().invoke, ops.cli.app, ["platform", "grant-evidence", government]
+    )
+    assert granted.exit_code == 0, granted.output
+    await _until(reader, allowed=True)
+    # the referrer was never granted: still refused
+    assert not await _readable(await register_agency_access(kafka, world.referrer))
+    revoked = await asyncio.to_thread(
+        CliRunner().invoke, ops.cli.app, ["platform", "revoke-evidence", government]
+    )
+    assert revoked.exit_code == 0, revoked.output
+    await _until(reader, allowed=False)
