@@ -40,6 +40,7 @@ from tests.e2e.kafka_helpers import (
     wait_until_consumed,
 )
 from tests.e2e.personal_data import MARK, PERSONAL, leaks_in
+from tests.e2e.test_walking_skeleton import _eventually
 
 # The evidence service runs beside the three from the start: its database and log are scanned
 # by the last test too.
@@ -476,19 +477,6 @@ async def test_operator_commands_history_and_key_rotation(
     assert expected in {bytes(r["hash"]) for r in rows}
 
 
-async def _eventually_true(dsn: str, query: str, *args: Any, timeout: float = 60) -> bool:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not await conn.fetchval(query, *args):
-            if asyncio.get_running_loop().time() > deadline:
-                return False
-            await asyncio.sleep(0.3)
-        return True
-    finally:
-        await conn.close()
-
-
 async def _database_text(dsn: str) -> list[tuple[str, bytes]]:
     """(table, row) of every row of every table this service's role owns, as text and with its
     bytea columns raw: what someone with a copy of the database would read."""
@@ -589,10 +577,11 @@ async def test_no_personal_data_on_any_topic_in_any_log_or_database(
 
     # Evidence has read every case event this module caused (its inbox holds their ids).
     cases_events = [r for r in ours if r.topic == topics.INTAKE_CASES]
-    assert await _eventually_true(
-        database_urls["evidence"],
+    assert await _eventually(
         "SELECT count(*) = cardinality($1::text[]) FROM inbox WHERE event_id = ANY($1::text[])",
         [headers_of(r)["ce_id"] for r in cases_events],
+        dsn=database_urls["evidence"],
+        timeout=60,
     ), "evidence did not read this module's case events"
     for name, dsn in database_urls.items():
         rows = await _database_text(dsn)

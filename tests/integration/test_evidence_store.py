@@ -26,6 +26,7 @@ from shared.unit import typed_handler
 from tests import factories as f
 from tests.integration.counting import CountingPool, ServiceBatches
 from tests.integration.test_matching_index import referral_schema
+from tests.unit.test_evidence_handlers import handed_over
 
 pytestmark = pytest.mark.integration
 
@@ -145,14 +146,7 @@ async def test_a_handover_completed_by_intake_is_not_set_back_by_referral_s_prop
     pool: asyncpg.Pool,
 ) -> None:
     evidence = Evidence(CountingPool(pool))
-    moved = ev.CaseHandedOver(
-        handover_id="h1",
-        case_id="case-1",
-        from_agency_id="iom-sn",
-        to_agency_id="gov-sn",
-        to_agency_case_ref="G-1",
-        handed_over_at=AT,
-    )
+    moved = handed_over(AT)
     proposed = ev.HandoverProposed.model_validate(
         {
             "handover_id": "h1",
