@@ -1,0 +1,56 @@
+"""The dashboard's settings: a mixin of fields the evidence service's settings inherit
+(``EVIDENCE_DASHBOARD_*``), and what the web app is given of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field, SecretStr
+
+from .throttle import ThrottlePolicy
+
+
+class DashboardSettings(BaseModel):
+    """Fields of the evidence service's settings that only the dashboard reads."""
+
+    dashboard_session_key: SecretStr = Field(
+        description="Signs the dashboard's session cookies (at least 32 random characters). "
+        "Changing it logs everyone out."
+    )
+    dashboard_session_idle_s: float = Field(
+        default=8 * 3600, gt=0, description="A session not used for this long ends."
+    )
+    dashboard_session_max_s: float = Field(
+        default=12 * 3600, gt=0, description="A session ends this long after its login anyway."
+    )
+    dashboard_login_free_failures: int = Field(
+        default=5, ge=1, description="Failed logins of one account name before it is throttled."
+    )
+    dashboard_login_lockout_s: float = Field(
+        default=30, gt=0, description="The first wait after those; doubles with each failure."
+    )
+    dashboard_login_lockout_max_s: float = Field(
+        default=900, gt=0, description="The longest wait between two login attempts."
+    )
+
+    def dashboard_config(self, *, production: bool) -> DashboardConfig:
+        return DashboardConfig(
+            session_key=self.dashboard_session_key,
+            secure_cookies=production,
+            session_idle_s=self.dashboard_session_idle_s,
+            session_max_s=self.dashboard_session_max_s,
+            throttle=ThrottlePolicy(
+                free_failures=self.dashboard_login_free_failures,
+                first_wait_s=self.dashboard_login_lockout_s,
+                longest_wait_s=self.dashboard_login_lockout_max_s,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    session_key: SecretStr
+    secure_cookies: bool  # the Secure cookie flag: outside development the dashboard is on HTTPS
+    session_idle_s: float = 8 * 3600
+    session_max_s: float = 12 * 3600
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
