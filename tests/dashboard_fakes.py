@@ -4,11 +4,13 @@ web app, and browser tests of it before the read model is there to build the rep
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from argon2 import PasswordHasher
 from pydantic import SecretStr
 
 from services.evidence.report import (
@@ -22,7 +24,6 @@ from services.evidence.report import (
 )
 from services.evidence.web.account_store import Account, Role
 from services.evidence.web.config import DashboardConfig
-from services.evidence.web.passwords import hash_password
 from services.evidence.web.throttle import Failures, ThrottlePolicy
 from shared.unit import Unit
 
@@ -120,6 +121,12 @@ def config(**overrides: object) -> DashboardConfig:
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
+@functools.cache
+def password_hash() -> str:
+    # Cheap parameters (they travel in the hash): a check with the real ones takes tens of ms.
+    return PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(PASSWORD)
+
+
 class FakeAccounts:
     """AccountStore's methods over dictionaries."""
 
@@ -131,7 +138,7 @@ class FakeAccounts:
         account = Account(
             account_id=str(uuid.uuid4()),
             username=username,
-            password_hash=hash_password(PASSWORD),
+            password_hash=password_hash(),
             role=role,
             country=country,
             disabled_at=None,

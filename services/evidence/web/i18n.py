@@ -98,7 +98,9 @@ class Words:
         return ("+" if value > 0 else minus if value < 0 else "") + text
 
     def percent(self, fraction: float) -> str:
-        return numbers.format_percent(fraction, format="#,##0.0 %", locale=self.locale)
+        # The language's own pattern (60.0% in English, 60,0 % in French), one decimal.
+        pattern = self.locale.percent_formats[None].pattern.replace("#,##0", "#,##0.0", 1)
+        return numbers.format_percent(fraction, format=pattern, locale=self.locale)
 
     def datetime(self, at: datetime) -> str:
         return dates.format_datetime(at, format="medium", tzinfo=UTC, locale=self.locale) + " UTC"

@@ -73,7 +73,7 @@ class Renderer:
             .render(
                 request=request,
                 static=lambda name: self.static.url(request, name),
-                url=lambda name, **params: request.url_for(name, **params).path,
+                url=lambda route, **params: request.url_for(route, **params).path,
                 lang_url=lambda code: "?" + str(request.url.include_query_params(lang=code).query),
                 form_token=form_token(request),
                 **context,
