@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, Owner
 
-SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION)
+SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE)
 ADMIN_USER = "admin"
 
 

@@ -40,7 +40,7 @@ KAFKA_BINDING_VERSION = "0.5.0"
 SCHEMAS_DIR = Path("docs") / "schemas"
 ASYNCAPI_DIR = Path("docs") / "asyncapi"
 
-SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION)
+SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE)
 DEAD_LETTER = "dead-letter"
 _AGENCY_PARAM = "agency_id"
 
@@ -321,6 +321,7 @@ _TITLES = {
     Owner.INTAKE: "intake service",
     Owner.REFERRAL: "referral service",
     Owner.NOTIFICATION: "notification service",
+    Owner.EVIDENCE: "evidence service",
     Owner.AGENCY: "partner agency",
     Owner.OPERATORS: "operator tooling",
 }
@@ -375,6 +376,7 @@ _VIEWS: dict[str, Owner] = {
     "intake": Owner.INTAKE,
     "referral": Owner.REFERRAL,
     "notification": Owner.NOTIFICATION,
+    "evidence": Owner.EVIDENCE,
     "agencies": Owner.AGENCY,
     "operators": Owner.OPERATORS,
 }

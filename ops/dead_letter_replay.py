@@ -44,6 +44,7 @@ class Service(StrEnum):
     INTAKE = Owner.INTAKE.value
     REFERRAL = Owner.REFERRAL.value
     NOTIFICATION = Owner.NOTIFICATION.value
+    EVIDENCE = Owner.EVIDENCE.value
 
     @property
     def dead_letter_topic(self) -> str:

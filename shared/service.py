@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +37,11 @@ from shared.settings import ServiceSettings
 from shared.unit import Unit, open_unit
 
 StoresT = TypeVar("StoresT")
+# An ASGI 3 application (scope, receive, send): what a service may mount beside FastStream's.
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 log = get_logger(__name__)
 
@@ -181,7 +186,16 @@ class ServiceRuntime:
         relay_ok = self._relay is None or self._relay.running
         return {"kafka": bool(kafka_ok), "database": await database_ok(), "outbox_relay": relay_ok}
 
-    def asgi_app(self, description: str) -> AsgiFastStream:
+    def asgi_app(
+        self, description: str, mounts: Mapping[str, ASGIApp] | None = None
+    ) -> AsgiFastStream | PrefixMounts:
+        """The service's ASGI app: readiness, liveness, AsyncAPI docs and the broker's
+        lifespan. ``mounts``: path prefix (e.g. ``/dashboard``) → a sub-application serving
+        every path under it (FastStream's own routes match exact paths only)."""
+        app = self._faststream_app(description)
+        return PrefixMounts(app, mounts) if mounts else app
+
+    def _faststream_app(self, description: str) -> AsgiFastStream:
         @get(description="200 when Kafka and the service database answer, else 503.")
         async def ready(scope: Any) -> AsgiResponse:
             checks = await self.readiness()
@@ -208,7 +222,43 @@ class ServiceRuntime:
         )
 
 
-def serve(app: AsgiFastStream, settings: ServiceSettings) -> None:
+class PrefixMounts:
+    """A small ASGI dispatcher: HTTP (and websocket) requests whose path is a mount's prefix or
+    lies under it go to that sub-application, everything else — other paths and the lifespan
+    (start-up and shutdown of broker, pool and relay) — to the service's FastStream app.
+
+    The sub-application sees the full path and the prefix added to ``root_path``, as
+    Starlette's ``Mount`` passes them (its routes then match the path after the prefix)."""
+
+    def __init__(self, main: ASGIApp, mounts: Mapping[str, ASGIApp]) -> None:
+        for prefix in mounts:
+            if not prefix.startswith("/") or prefix.endswith("/"):
+                raise ValueError(f"mount prefix {prefix!r}: must start and not end with '/'")
+        self.main = main
+        # Longest prefix first: /a/b wins over /a.
+        self.mounts = sorted(mounts.items(), key=lambda item: -len(item[0]))
+
+    def route(self, path: str) -> tuple[str, ASGIApp] | None:
+        """The (prefix, app) a path belongs to, or None for the main app."""
+        return next(((p, a) for p, a in self.mounts if path == p or path.startswith(p + "/")), None)
+
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] in ("http", "websocket"):
+            mounted = self.route(scope["path"])
+            if mounted is not None:
+                prefix, app = mounted
+                child = {**scope, "root_path": scope.get("root_path", "") + prefix}
+                await app(child, receive, send)
+                return
+        await self.main(scope, receive, send)
+
+
+def serve(app: AsgiFastStream | PrefixMounts, settings: ServiceSettings) -> None:
     """Run the ASGI app under uvicorn; SIGTERM/SIGINT trigger the graceful shutdown above."""
     config = uvicorn.Config(
         app,

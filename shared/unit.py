@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from shared.contracts import events as ev
@@ -32,16 +33,21 @@ StoresT = TypeVar("StoresT")
 @dataclass(frozen=True, slots=True)
 class Cause:
     """What a unit's events follow from: the conversation (correlation id), the event that
-    caused them (None for a timer or a command that starts one), and that event's type."""
+    caused them (None for a timer or a command that starts one), that event's type, and when
+    it happened (its ce_time: a read model dates what it records by it, not by when it read
+    it)."""
 
     correlation_id: str | None = None
     causation_id: str | None = None
     ce_type: str | None = None
+    time: datetime | None = None
 
     @classmethod
     def of(cls, event: InboundEvent) -> Cause:
         attributes = event.attributes
-        return cls(event.correlation_id, event.event_id, attributes.type if attributes else None)
+        if attributes is None:
+            return cls(event.correlation_id, event.event_id)
+        return cls(event.correlation_id, event.event_id, attributes.type, attributes.time)
 
 
 @dataclass(slots=True)

@@ -41,7 +41,8 @@ def kafka() -> KafkaConnection:
 
 @pytest.fixture(scope="session")
 def database_urls() -> dict[str, str]:
-    return {s: _env(f"{s.upper()}_DATABASE_URL") for s in ("intake", "referral", "notification")}
+    services = ("intake", "referral", "notification", "evidence")
+    return {s: _env(f"{s.upper()}_DATABASE_URL") for s in services}
 
 
 TopicFactory = Callable[..., Awaitable[str]]

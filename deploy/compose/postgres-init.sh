@@ -2,11 +2,12 @@
 # Runs once, on the first start of the compose `postgres` service (empty data volume), from
 # /docker-entrypoint-initdb.d. Mirrors deploy/local/postgres.sh: one database and one login role
 # of the same name per service; CONNECT is revoked from PUBLIC so each role can reach only its own
-# database. Passwords come from INTAKE_DB_PASSWORD, REFERRAL_DB_PASSWORD, NOTIFICATION_DB_PASSWORD.
+# database. Passwords come from INTAKE_DB_PASSWORD, REFERRAL_DB_PASSWORD, NOTIFICATION_DB_PASSWORD,
+# EVIDENCE_DB_PASSWORD.
 # The entrypoint may source this file instead of executing it, so it never calls `exit`.
 set -eo pipefail  # no -u: the entrypoint may source this file into its own shell
 
-for svc in intake referral notification; do
+for svc in intake referral notification evidence; do
   password_var="${svc^^}_DB_PASSWORD"
   password="${!password_var:?$password_var must be set for the postgres service}"
   # psql variables (:"name" quotes an identifier, :'name' a literal) keep the password out of the

@@ -31,7 +31,7 @@ PG_CREDENTIALS="$PG_DIR/credentials.env"
 PG_SUPERUSER=postgres
 
 # The services, each with its own database and login role of the same name.
-SERVICES=(intake referral notification)
+SERVICES=(intake referral notification evidence)
 
 log() { printf '\033[1;34m[local]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[local] error:\033[0m %s\n' "$*" >&2; exit 1; }

@@ -15,7 +15,8 @@ source "$KAFKA_CREDENTIALS"
 
 declare -A HTTP_PORT=([intake]="${REFEX_INTAKE_HTTP_PORT:-18001}"
                       [referral]="${REFEX_REFERRAL_HTTP_PORT:-18002}"
-                      [notification]="${REFEX_NOTIFICATION_HTTP_PORT:-18003}")
+                      [notification]="${REFEX_NOTIFICATION_HTTP_PORT:-18003}"
+                      [evidence]="${REFEX_EVIDENCE_HTTP_PORT:-18004}")
 umask 077
 # Intake's secrets: generated once per local folder, kept beside the database passwords.
 SECRETS="$LOCAL_DIR/intake-secrets.env"

@@ -30,11 +30,14 @@ credentials() {
   if [[ ! -f "$KAFKA_CREDENTIALS" ]]; then
     [[ -f "$KAFKA_DATA/meta.properties" ]] && die "$KAFKA_DATA exists without $KAFKA_CREDENTIALS: remove $KAFKA_DIR (make clean) to start afresh"
     mkdir -p "$(dirname "$KAFKA_CREDENTIALS")"
-    ( umask 077
-      for user in ADMIN CONTROLLER INTAKE REFERRAL NOTIFICATION; do
-        echo "KAFKA_PASSWORD_$user=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
-      done > "$KAFKA_CREDENTIALS" )
+    ( umask 077; : > "$KAFKA_CREDENTIALS" )
   fi
+  # A service added since the file was written (evidence, issue 19) gets its password too.
+  local user
+  for user in ADMIN CONTROLLER INTAKE REFERRAL NOTIFICATION EVIDENCE; do
+    grep -q "^KAFKA_PASSWORD_$user=" "$KAFKA_CREDENTIALS" ||
+      echo "KAFKA_PASSWORD_$user=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >> "$KAFKA_CREDENTIALS"
+  done
   # shellcheck disable=SC1090
   source "$KAFKA_CREDENTIALS"
 }

@@ -42,12 +42,13 @@ CONF
 
 # One role and one database per service; CONNECT is revoked from PUBLIC so roles stay in their lane.
 provision() {
-  if [[ ! -f "$PG_CREDENTIALS" ]]; then
-    umask 077
-    { for svc in "${SERVICES[@]}"; do
-        echo "PG_PASSWORD_${svc^^}=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
-      done; } > "$PG_CREDENTIALS"
-  fi
+  umask 077
+  touch "$PG_CREDENTIALS"
+  # One password per service; a service added since the file was written gets its own.
+  for svc in "${SERVICES[@]}"; do
+    grep -q "^PG_PASSWORD_${svc^^}=" "$PG_CREDENTIALS" ||
+      echo "PG_PASSWORD_${svc^^}=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >> "$PG_CREDENTIALS"
+  done
   # shellcheck disable=SC1090
   source "$PG_CREDENTIALS"
   for svc in "${SERVICES[@]}"; do

@@ -1,4 +1,4 @@
-"""Foreground supervisor for `make run`: starts the three services against the local Kafka and
+"""Foreground supervisor for `make run`: starts the four services against the local Kafka and
 PostgreSQL (already up) and a local SMTP sink for their e-mail, interleaves their logs readably,
 prints the URLs once all are ready, restarts a service that exits (with backoff, saying so; the
 others keep running), and on Ctrl-C / SIGTERM stops the services, then the infrastructure,
@@ -33,8 +33,13 @@ from shared.settings import service_environment
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = Path(os.environ.get("REFEX_LOCAL_DIR", REPO / ".local"))
 MAIL_DIR = LOCAL / "mail"
-SERVICES = ("intake", "referral", "notification")
-COLOURS = {"intake": "\033[36m", "referral": "\033[35m", "notification": "\033[33m"}
+SERVICES = ("intake", "referral", "notification", "evidence")
+COLOURS = {
+    "intake": "\033[36m",
+    "referral": "\033[35m",
+    "notification": "\033[33m",
+    "evidence": "\033[32m",
+}
 RESET, DIM, RED, BOLD = "\033[0m", "\033[2m", "\033[31m", "\033[1m"
 STOP_GRACE_S = 30.0
 # Delay before each restart of a service that keeps exiting; one that ran this long before it

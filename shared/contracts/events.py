@@ -1993,6 +1993,42 @@ class OperatorCommandAudited(Contract):
 OPERATOR_COMMAND_AUDITED = event_type("operators", "command-audited")
 
 
+# =====================================================================================
+# evidence.aggregates.v1 — written by evidence; aggregates only, never a case or a person
+# =====================================================================================
+# ----- issue 19 evidence -----
+
+#: Rows of one published table at most (one event per table and period).
+MAX_AGGREGATE_ROWS = 2000
+
+
+class AggregateRow(Part):
+    """One cell row: its key values and figures. A figure is null where the cell counted fewer
+    than ``k`` distinct cases, or could be derived from published totals (complementary
+    suppression); ``cases`` is null then too."""
+
+    key: list[Annotated[str, Field(max_length=200)]] = Field(max_length=10)
+    values: list[float | None] = Field(max_length=20)
+    cases: int | None = Field(default=None, ge=0)
+
+
+class EvidenceAggregatesPublished(Contract):
+    """One table of the evidence read model for one period (``all``: every period together),
+    as the dashboard and the CSV export show it. Published again only when its figures
+    change; the latest event of a table and period replaces the earlier ones."""
+
+    table: Identifier
+    period: Identifier  # a calendar month, e.g. "2026-12" (UTC), or "all"
+    keys: list[Identifier] = Field(max_length=10)
+    figures: list[Identifier] = Field(max_length=20)
+    rows: list[AggregateRow] = Field(max_length=MAX_AGGREGATE_ROWS)
+    k: int = Field(ge=1)
+    generated_at: datetime
+
+
+EVIDENCE_AGGREGATES_PUBLISHED = event_type("evidence", "aggregates-published")
+
+
 # Every CloudEvents type of the v1 topics and its payload model (topics, docs and tests use it).
 PAYLOADS: dict[str, type[Contract]] = {
     CASE_SUBMITTED: CaseSubmission,
@@ -2096,4 +2132,6 @@ PAYLOADS: dict[str, type[Contract]] = {
     INBOX_FOLLOW_UP_DUE: FollowUpNotice,
     INBOX_FOLLOW_UP_MISSED: FollowUpNotice,
     INBOX_ASSESSMENT_RECORDED: AssessmentRecorded,
+    # issue 19 evidence
+    EVIDENCE_AGGREGATES_PUBLISHED: EvidenceAggregatesPublished,
 }

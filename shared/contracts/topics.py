@@ -30,6 +30,7 @@ class Owner(StrEnum):
     INTAKE = "intake"
     REFERRAL = "referral"
     NOTIFICATION = "notification"
+    EVIDENCE = "evidence"  # issue 19: the read model of outcomes and pathways
     AGENCY = "agency"  # the agency named in the topic, and nobody else
     OPERATORS = "operators"  # operator tooling writes the agency registry
 
@@ -114,8 +115,9 @@ INTAKE_DISCLOSURES = "intake.disclosures.v1"
 DIRECTORY_AGENCIES = "directory.agencies.v1"
 REFERRAL_EVENTS = "referral.events.v1"
 NOTIFICATION_DELIVERIES = "notification.deliveries.v1"
+EVIDENCE_AGGREGATES = "evidence.aggregates.v1"
 
-_I, _R, _N = Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION
+_I, _R, _N, _E = Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     TopicSpec(
@@ -123,7 +125,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         _I,
         "case_id",
         6,
-        consumers=(_R, _N),
+        consumers=(_R, _N, _E),
         payloads=tuple(
             f"{_T}intake.{e}.v1"
             for e in (
@@ -187,7 +189,7 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         _R,
         "case_id",
         6,
-        consumers=(_I, _N),
+        consumers=(_I, _N, _E),
         payloads=tuple(
             f"{_T}referral.{e}.v1"
             for e in (
@@ -239,12 +241,24 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         description="Audit log of operator commands (who changed which agency, channel or key, "
         "when, with what outcome); operators only.",
     ),
+    TopicSpec(
+        EVIDENCE_AGGREGATES,
+        _E,
+        "table",
+        1,
+        retention_days=365,
+        payloads=(f"{_T}evidence.aggregates-published.v1",),
+        description="Pseudonymous aggregates of the evidence read model, one table and period "
+        "per event, cells of fewer than k cases suppressed; published when the figures change. "
+        "No case id, no person: readers granted by an operator (docs/integrators.md §14).",
+    ),
     # Dead letters: <consumer-group>.dlq.v1, written by the consuming service.
     TopicSpec("intake.dlq.v1", _I, "original key", 1, description="Dead letters of intake."),
     TopicSpec("referral.dlq.v1", _R, "original key", 1, description="Dead letters of referral."),
     TopicSpec(
         "notification.dlq.v1", _N, "original key", 1, description="Dead letters of notification."
     ),
+    TopicSpec("evidence.dlq.v1", _E, "original key", 1, description="Dead letters of evidence."),
 )
 
 # ----- per-agency families -----

@@ -92,6 +92,26 @@ def services(
             stop_service(service)
 
 
+@pytest.fixture(scope="module")
+def evidence(
+    request: pytest.FixtureRequest,
+    services: dict[str, RunningService],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningService]:
+    """The evidence service as a process too, only for the modules that ask for it (the others
+    need not wait for it); ``SERVICE_ENV`` applies to it as to the three."""
+    port = int(os.environ["EVIDENCE_HTTP_PORT"])
+    if service_ready(port):
+        pytest.fail("the evidence HTTP port already answers; stop the other instance first")
+    extra = getattr(request.module, "SERVICE_ENV", {})
+    running = start_service("evidence", tmp_path_factory.mktemp("evidence-log"), extra)
+    wait_ready([running])
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fuzzing test runs last: it leaves thousands of malformed records on the shared topics
     (intake.cases.v1, referral.events.v1, ...), which the other tests' readers do not expect."""

@@ -3,7 +3,7 @@
 import asyncpg
 import pytest
 
-SERVICES = ("intake", "referral", "notification")
+SERVICES = ("intake", "referral", "notification", "evidence")
 
 
 def _swap_database(url: str, database: str) -> str:

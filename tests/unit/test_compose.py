@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 import ops.cli
 import ops.platform
 from ops.access_policy import SERVICES, service_rules, service_user
+from services.evidence.settings import EvidenceSettings
 from services.intake.settings import IntakeSettings
 from services.notification.settings import NotificationSettings
 from services.referral.settings import ReferralSettings
@@ -50,6 +51,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "intake": IntakeSettings,
     "referral": ReferralSettings,
     "notification": NotificationSettings,
+    "evidence": EvidenceSettings,
 }
 APP_SERVICES = tuple(SETTINGS)
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}

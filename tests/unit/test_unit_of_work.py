@@ -121,7 +121,9 @@ async def test_typed_dispatch_calls_the_handler_of_the_type_with_the_payload() -
     [(name, payload, cause)] = seen
     assert name == "agency" and isinstance(payload, ev.AgencyRecord)
     assert payload.agency_id == "ngo-a"
-    assert cause == Cause(event.correlation_id, event.event_id, ev.AGENCY_REGISTERED)
+    time = event.require_attributes().time
+    assert time is not None
+    assert cause == Cause(event.correlation_id, event.event_id, ev.AGENCY_REGISTERED, time)
 
 
 async def test_typed_dispatch_ignores_what_it_is_told_to_and_refuses_the_rest() -> None:
