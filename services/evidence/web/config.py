@@ -1,20 +1,22 @@
-"""The dashboard's settings: a mixin of fields the evidence service's settings inherit
+"""The dashboard's settings: the fields the evidence service's settings inherit
 (``EVIDENCE_DASHBOARD_*``), and what the web app is given of them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
+
+from shared.settings import ServiceSettings
 
 from .throttle import ThrottlePolicy
 
 
-class DashboardSettings(BaseModel):
-    """Fields of the evidence service's settings that only the dashboard reads."""
+class DashboardSettings(ServiceSettings):
+    """A service's settings with the dashboard's (the evidence service's settings are these)."""
 
     dashboard_session_key: SecretStr = Field(
-        description="Signs the dashboard's session cookies (at least 32 random characters). "
+        description="Signs the dashboard's session cookies (32 random bytes, base64). "
         "Changing it logs everyone out."
     )
     dashboard_session_idle_s: float = Field(
@@ -33,10 +35,16 @@ class DashboardSettings(BaseModel):
         default=900, gt=0, description="The longest wait between two login attempts."
     )
 
-    def dashboard_config(self, *, production: bool) -> DashboardConfig:
+    def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
+        checked = super().secrets_to_check()
+        checked["dashboard_session_key"] = (self.dashboard_session_key.get_secret_value(), False)
+        return checked
+
+    def dashboard_config(self) -> DashboardConfig:
         return DashboardConfig(
             session_key=self.dashboard_session_key,
-            secure_cookies=production,
+            # Outside development the dashboard is reached over HTTPS (a proxy in front).
+            secure_cookies=self.environment == "production",
             session_idle_s=self.dashboard_session_idle_s,
             session_max_s=self.dashboard_session_max_s,
             throttle=ThrottlePolicy(
