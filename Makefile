@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts messages demo up down clean
+.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts messages screenshots demo up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,3 +71,6 @@ messages: venv ## extract the dashboard's messages and merge them into its catal
 		--sort-output --project "Referral Exchange dashboard" -o locale/dashboard.pot . && \
 		../../../$(BIN)/pybabel update -i locale/dashboard.pot -d locale -D dashboard \
 		-w 100 --no-fuzzy-matching --ignore-obsolete
+
+screenshots: venv ## the dashboard in chromium on a private system: writes docs/evidence/*.png (commit them)
+	REFEX_WRITE_SCREENSHOTS=1 deploy/local/test.sh tests/e2e/test_dashboard_browser.py

@@ -319,3 +319,18 @@ def test_the_vendored_chart_js_is_the_recorded_release() -> None:
         hashlib.sha256(body).hexdigest()
         == "87364cc2b2a76a6684929e7d6b80b18a897794db38400caff1fcf1791c6925d2"
     )
+
+
+def test_a_failed_login_keeps_the_page_the_reader_came_for(client: TestClient) -> None:
+    first = client.get(f"{ROOT}/unmet?country=SN", follow_redirects=True)
+    wrong = client.post(
+        f"{ROOT}/login",
+        data={
+            "username": "ops",
+            "password": "wrong wrong wrong",
+            "form_token": _token(first.text),
+            "next": f"{ROOT}/unmet?country=SN",
+        },
+    )
+    kept = re.search(r'name="next" value="([^"]+)"', wrong.text)
+    assert kept and kept.group(1) == f"{ROOT}/unmet?country=SN"

@@ -95,15 +95,43 @@ class Auth:
 
     async def login_page(self, request: Request) -> Response:
         if request.method == "GET":
-            return self._login_form(request)
+            target = safe_next(request, request.query_params.get("next"))
+            return self._login_form(request, target=target)
         form = await request.form()
         username = str(form.get("username") or "")
         password = str(form.get("password") or "")
         target = safe_next(request, str(form.get("next") or ""))
+        refused = N_("Wrong account name or password.")
         if not token_ok(request, form.get("form_token")):
-            return self._login_form(request, N_("The form expired; please try again."), 400)
+            expired = N_("The form expired; please try again.")
+            return self._login_form(request, target=target, problem=expired, status=400)
         if not username or not password:
-            return self._login_form(request, N_("Wrong account name or password."), 401, username)
+            return self._login_form(request, target=target, problem=refused, status=401)
+        outcome = await self._check(username, password)
+        if isinstance(outcome, timedelta):
+            response = self._login_form(
+                request,
+                target=target,
+                username=username,
+                problem=N_("Too many failed attempts."),
+                status=429,
+                wait_minutes=max(1, -(-int(outcome.total_seconds()) // 60)),  # rounded up
+            )
+            response.headers["retry-after"] = str(int(outcome.total_seconds()) + 1)
+            return response
+        if outcome is None:
+            return self._login_form(
+                request, target=target, username=username, problem=refused, status=401
+            )
+        request.session.clear()
+        request.session.update({_ACCOUNT: outcome.account_id, _LOGIN_AT: time.time()})
+        new_form_token(request)
+        log.info("dashboard_login", account_id=outcome.account_id, role=outcome.role.value)
+        return RedirectResponse(target, status_code=303)
+
+    async def _check(self, username: str, password: str) -> Account | timedelta | None:
+        """The account these credentials open; None when refused (a failure counted); the
+        wait left when the name is throttled (the password is not even checked)."""
         now = datetime.now(UTC)
         policy = self.config.throttle
         async with self.units() as unit:
@@ -111,28 +139,19 @@ class Auth:
             wait = wait_before_next_attempt(failures, now, policy)
             if wait is not None:
                 log.info("dashboard_login_throttled")
-                return self._throttled(request, wait, username)
+                return wait
             account = await unit.stores.by_username(username)
             matches = await password_matches(account.password_hash if account else None, password)
-            if not matches or account is None or not account.active:
+            if account is None or not matches or not account.active:
+                forget_before = now - timedelta(seconds=policy.forget_after_s)
                 await unit.stores.save_failures(
-                    username,
-                    failures_after(failures, now, policy),
-                    now - timedelta(seconds=policy.forget_after_s),
+                    username, failures_after(failures, now, policy), forget_before
                 )
                 log.info("dashboard_login_refused")
-                refused = True
-            else:
-                await unit.stores.clear_failures(username)
-                await unit.stores.record_login(account.account_id, now)
-                refused = False
-        if refused or account is None:
-            return self._login_form(request, N_("Wrong account name or password."), 401, username)
-        request.session.clear()
-        request.session.update({_ACCOUNT: account.account_id, _LOGIN_AT: now.timestamp()})
-        new_form_token(request)
-        log.info("dashboard_login", account_id=account.account_id, role=account.role.value)
-        return RedirectResponse(target, status_code=303)
+                return None
+            await unit.stores.clear_failures(username)
+            await unit.stores.record_login(account.account_id, now)
+            return account
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
@@ -145,6 +164,8 @@ class Auth:
     def _login_form(
         self,
         request: Request,
+        *,
+        target: str,
         problem: str | None = None,
         status: int = 200,
         username: str = "",
@@ -157,16 +178,8 @@ class Auth:
                 "account": None,
                 "problem": problem,
                 "username": username,
-                "next": safe_next(request, request.query_params.get("next")),
+                "next": target,
                 "wait_minutes": wait_minutes,
             },
             status_code=status,
         )
-
-    def _throttled(self, request: Request, wait: timedelta, username: str) -> Response:
-        minutes = max(1, -(-int(wait.total_seconds()) // 60))  # rounded up
-        response = self._login_form(
-            request, N_("Too many failed attempts."), 429, username, minutes
-        )
-        response.headers["retry-after"] = str(int(wait.total_seconds()) + 1)
-        return response
