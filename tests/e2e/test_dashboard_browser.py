@@ -5,8 +5,9 @@ the report the read model builds. Screenshots land in docs/evidence/ with
 ``make screenshots`` (REFEX_WRITE_SCREENSHOTS=1), else in the test's temporary folder.
 
 The data: cases of a country no other test uses (BJ), registered through intake with the
-``statistics`` purpose, referred to a provider that accepts them, plus two cases whose need no
-listing covers (a cell under k) and one case without ``statistics`` (not counted).
+``statistics`` purpose, referred to a provider that accepts them; cases whose need no listing
+covers, two in one region (a cell under k) and more in two others; one case without
+``statistics`` (never counted).
 Assessments are published as intake would publish them (intake.assessment-recorded) until
 intake's assessment handling lands beside this branch.
 """
@@ -133,14 +134,16 @@ async def seeded(
     correlations = [
         await _submit(kafka, referrer, area, consent=statistics) for _ in range(ACCEPTED_CASES)
     ]
-    for _ in range(2):  # a need nobody lists there: unmet, in a cell of fewer than k cases
-        await _submit(
-            kafka,
-            referrer,
-            unmet_area,
-            consent=statistics,
-            needs=f.needs("economic.business_startup_grant"),
-        )
+    # Needs nobody lists: 2 unmet in one region (a cell under k), 6 and 7 in two others.
+    for district, cases in ((unmet_area, 2), (_district("30"), 6), (_district("40"), 7)):
+        for _ in range(cases):
+            await _submit(
+                kafka,
+                referrer,
+                district,
+                consent=statistics,
+                needs=f.needs("economic.business_startup_grant"),
+            )
     await _submit(kafka, referrer, area)  # no statistics purpose: never counted
     today = datetime.now(UTC).date()
     assessments = []
@@ -278,10 +281,12 @@ async def test_the_figures_on_each_page_are_the_reports_and_small_cells_suppress
     ):
         await page.goto(evidence.url(f"/dashboard/{path}?country={COUNTRY}"))
         assert_same_figures(await cells(page, table), expected, table)
+        published = any(v is not None for r in expected.table(table).rows for v in r.values)
         drawn = await page.evaluate(
-            f"Chart.getChart(document.getElementById('{chart}')) !== undefined"
+            f"(c => c !== null && Chart.getChart(c) !== undefined)"
+            f"(document.getElementById('{chart}'))"
         )
-        assert drawn, f"{path}: the chart was not drawn"
+        assert drawn == published, f"{path}: a chart for published figures only"
         await screenshot(page, shots, path)
     await page.goto(evidence.url(f"/dashboard/unmet?country={COUNTRY}"))
     small = [

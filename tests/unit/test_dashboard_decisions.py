@@ -4,6 +4,7 @@ are written and drawn, and the French catalogue against the pages' messages."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -150,8 +151,20 @@ def test_pathway_charts_draw_each_score_change_along_the_waves() -> None:
         "chart-composite-change",
     ]
     composite = drawn[-1].config
-    assert composite["data"]["labels"] == ["Mois 6"]
-    assert [d["data"] for d in composite["data"]["datasets"]] == [[0.11], [0.08], [None]]
+    assert composite["data"]["labels"] == ["Situation de référence", "Mois 6"]
+    # From 0 at the baseline; the suppressed pathway has no line at all.
+    assert [d["data"] for d in composite["data"]["datasets"]] == [
+        [0.0, 0.11],
+        [0.0, 0.08],
+        [None, None],
+    ]
+
+
+def test_a_chart_of_only_suppressed_figures_is_not_drawn() -> None:
+    table = sample_report(Filters()).table(UNMET_BY_AREA)
+    hidden = replace(table, rows=tuple(replace(r, values=(None,), cases=None) for r in table.rows))
+    assert charts.drawable(charts.unmet_charts(EN, hidden)) == []
+    assert len(charts.drawable(charts.unmet_charts(EN, table))) == 1
 
 
 # ----- the catalogues -----

@@ -148,18 +148,46 @@ def provider_charts(words: Words, table: Table) -> list[Chart]:
     ]
 
 
+def drawable(charts: list[Chart]) -> list[Chart]:
+    """The charts with at least one published figure (one of only gaps would look empty,
+    not suppressed; the table says it)."""
+    return [
+        c
+        for c in charts
+        if any(v is not None for d in c.config["data"]["datasets"] for v in d["data"])
+    ]
+
+
+def _from_baseline(words: Words, chart: Chart) -> Chart:
+    """A change from the baseline is 0 at the baseline by definition: each line starts there
+    (a pathway with no published figure gets no start either)."""
+    data = chart.config["data"]
+    baseline = words.term("wave", WAVE_ORDER[0])
+    if baseline in data["labels"]:
+        return chart
+    datasets = [
+        {**d, "data": [0.0 if any(v is not None for v in d["data"]) else None, *d["data"]]}
+        for d in data["datasets"]
+    ]
+    config = {**chart.config, "data": {"labels": [baseline, *data["labels"]], "datasets": datasets}}
+    return Chart(chart.chart_id, chart.title, config)
+
+
 def pathway_charts(words: Words, table: Table) -> list[Chart]:
     return [
-        series_chart(
+        _from_baseline(
             words,
-            table,
-            chart_id=f"chart-{figure.replace('_', '-')}",
-            title=column_label(words, figure),
-            kind="line",
-            along="wave",
-            series="pathway",
-            figure=figure,
-            along_order=WAVE_ORDER,
+            series_chart(
+                words,
+                table,
+                chart_id=f"chart-{figure.replace('_', '-')}",
+                title=column_label(words, figure),
+                kind="line",
+                along="wave",
+                series="pathway",
+                figure=figure,
+                along_order=WAVE_ORDER,
+            ),
         )
         for figure in table.figures
         if figure.endswith("_change")

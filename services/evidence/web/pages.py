@@ -21,7 +21,7 @@ from services.evidence.report import (
 
 from .account_store import Account
 from .auth import AccountUnits, Page
-from .charts import Chart, pathway_charts, provider_charts, unmet_charts
+from .charts import Chart, drawable, pathway_charts, provider_charts, unmet_charts
 from .filters import FILTER_NAMES, ReadFilters, query_of, read_filters
 from .i18n import N_, Words
 from .rendering import Renderer
@@ -91,7 +91,7 @@ class Pages:
                 report,
                 page=page,
                 title=title,
-                charts=charts_of(words, table) if table.rows else [],
+                charts=drawable(charts_of(words, table)),
                 tables=[table_view(words, table)],
             )
 
