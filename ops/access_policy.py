@@ -11,6 +11,9 @@ not listed here is denied.
 - An **agency** (principal ``User:agency.<id>``) may write only its own inbound topics
   (submissions, listings, responses: the topic name is the proof of sender), read only its own
   inbox, and use only consumer groups whose name starts with ``agency.<id>.``.
+- An agency an operator granted the **evidence aggregates** (``refex platform
+  grant-evidence``: government agencies, UN agencies, programme managers; decision 22) may
+  also read ``evidence.aggregates.v1``, pseudonymous aggregates only, with its own groups.
 - **Operators** (``User:admin``) are super users: they create topics, credentials and ACLs and
   publish the agency registry. Nothing else holds that power.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, Owner
+from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, EVIDENCE_AGGREGATES, Owner
 
 SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE)
 ADMIN_USER = "admin"
@@ -102,3 +105,10 @@ def agency_rules(agency_id: str) -> list[AclRule]:
             reader = user if consumer is Owner.AGENCY else service_user(consumer)
             rules.append(_topic(reader, spec.name, Operation.READ))
     return sorted(rules)
+
+
+def evidence_reader_rules(agency_id: str) -> list[AclRule]:
+    """What ``refex platform grant-evidence`` adds for an agency: reading the evidence
+    aggregates (its consumer groups are already its own ``agency.<id>.`` prefix). Not part of
+    :func:`agency_rules`: no agency reads them unless an operator decided it should."""
+    return [_topic(agency_user(agency_id), EVIDENCE_AGGREGATES, Operation.READ)]

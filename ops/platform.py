@@ -37,7 +37,14 @@ from shared.operator_audit import audited
 
 from . import dead_letter_replay as dlq
 from . import kafka_access
-from .access_policy import SERVICES, agency_rules, agency_user, service_rules, service_user
+from .access_policy import (
+    SERVICES,
+    agency_rules,
+    agency_user,
+    evidence_reader_rules,
+    service_rules,
+    service_user,
+)
 from .contract_docs import write_contract_docs
 
 app = typer.Typer(
@@ -216,6 +223,39 @@ def deregister_agency(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) 
                 access.delete_credential(user)
         run(publish_tombstone(kafka, topics.DIRECTORY_AGENCIES, agency_id))
     console.print(f"deregistered [bold]{agency_id}[/bold]")
+
+
+@app.command("grant-evidence")
+def grant_evidence(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """Let a registered agency (a government or UN agency, a programme manager) read the
+    evidence aggregates on evidence.aggregates.v1: pseudonymous tables, small cells
+    suppressed (decision 22). Nobody reads them without this grant."""
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    user = agency_user(agency_id)
+    if not access.has_credential(user):
+        err_console.print(f"[red]{user} has no credentials:[/red] register the agency first")
+        raise typer.Exit(1)
+    with (
+        audited(kafka, "platform grant-evidence", "agency", agency_id),
+        _access_change(f"granting {user} the evidence aggregates"),
+    ):
+        access.grant(evidence_reader_rules(agency_id))
+    console.print(f"{agency_id} may read {topics.EVIDENCE_AGGREGATES}")
+
+
+@app.command("revoke-evidence")
+def revoke_evidence(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """Take back an agency's reading of evidence.aggregates.v1 (its other rights stay)."""
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    user = agency_user(agency_id)
+    with (
+        audited(kafka, "platform revoke-evidence", "agency", agency_id),
+        _access_change(f"revoking the evidence aggregates of {user}"),
+    ):
+        access.revoke_rules(evidence_reader_rules(agency_id))
+    console.print(f"{agency_id} may no longer read {topics.EVIDENCE_AGGREGATES}")
 
 
 @app.command("acls")

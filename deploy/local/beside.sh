@@ -7,7 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 service="${1:-}"
 [[ " ${SERVICES[*]} " == *" $service "* && $# -ge 2 ]] ||
-  die "usage: $0 intake|referral|notification COMMAND [ARGS...]"
+  die "usage: $0 intake|referral|notification|evidence COMMAND [ARGS...]"
 shift
 [[ -f "$LOCAL_DIR/env" ]] || die "no $LOCAL_DIR/env yet: start the system first (make run)"
 [[ -n "${REFEX_KAFKA_PASSWORD:-}" ]] ||

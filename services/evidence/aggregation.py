@@ -59,6 +59,9 @@ class Counted:
     keys: tuple[str, ...]
     figures: tuple[str, ...]
     cells: tuple[Cell, ...]
+    # Whether the sum of all cells is a total someone could subtract from (not when a case
+    # counts in several cells: by sex, by age band, by vulnerability).
+    whole_table_total: bool = True
 
 
 # ----- small pure helpers -----
@@ -347,7 +350,8 @@ def by_group(facts: Facts, scope: Scope) -> Counted:
         )
 
     names = ("cases", "referrals_made", "accepted", "completed", "unmet_needs", "composite_change")
-    return Counted(BY_GROUP, ("breakdown", "group"), names, _cells(members, figures))
+    cells = _cells(members, figures)
+    return Counted(BY_GROUP, ("breakdown", "group"), names, cells, whole_table_total=False)
 
 
 def handovers_by_area(facts: Facts, scope: Scope) -> Counted:

@@ -3,7 +3,6 @@
 
 from pathlib import Path
 
-from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.service import ServiceRuntime
 from shared.unit import typed_handler
@@ -20,33 +19,9 @@ DASHBOARD_PATH = "/dashboard"
 
 settings = EvidenceSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("evidence", settings, Path(__file__).parent / "migrations")
-# Typed dispatch: CloudEvents type → handler(payload, unit). What the read model counts.
-typed = typed_handler(
-    {
-        ev.CASE_REGISTERED: h.on_case,
-        ev.CASE_UPDATED: h.on_case,
-        ev.CONSENT_CHANGED: h.on_consent_changed,
-        ev.CASE_CLOSED: h.on_case_closed,
-        ev.CASE_ERASED: h.on_case_erased,
-        ev.CASE_HANDED_OVER: h.on_case_handed_over,
-        ev.HANDOVER_FAILED: h.on_handover_failed,
-        ev.COMMUNITY_NEED_REGISTERED: h.on_community_need,
-        ev.ASSESSMENT_RECORDED: h.on_assessment,
-        ev.FOLLOW_UP_DUE: h.on_follow_up,
-        ev.FOLLOW_UP_MISSED: h.on_follow_up,
-        ev.REFERRAL_REQUESTED: h.on_referral_requested,
-        ev.REFERRAL_TRANSITIONED: h.on_referral_transitioned,
-        ev.NEED_UNMATCHED: h.on_need_unmatched,
-        ev.HANDOVER_PROPOSED: h.on_handover_proposed,
-        ev.HANDOVER_ACCEPTED: h.on_handover_accepted,
-        ev.HANDOVER_ENDED: h.on_handover_ended,
-    },
-    EvidenceStore,
-    h.SOURCE,
-    # Answers to agencies, reminders and listings: nothing the evidence counts. Ends of
-    # assistance and continuity: counted by referral's own continuity report for now.
-    ignored=h.IGNORED,
-)
+# Typed dispatch: CloudEvents type → handler(payload, unit), the table in handlers.py (what
+# the read model counts); the types of the topics it reads that it leaves alone are IGNORED.
+typed = typed_handler(h.HANDLERS, EvidenceStore, h.SOURCE, ignored=h.IGNORED)
 consumer = runtime.consume({topics.INTAKE_CASES: typed, topics.REFERRAL_EVENTS: typed})
 units = runtime.units(EvidenceStore, h.SOURCE)
 # The aggregates, published on evidence.aggregates.v1 when their figures changed.

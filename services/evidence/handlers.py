@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from shared.contracts import events as ev
 from shared.contracts.events import ReferralState
-from shared.unit import Unit
+from shared.unit import TypedHandler, Unit
 
 from .facts import AssessmentFact, NeedFact
 from .profiles import case_facts, community_facts, counts, kept_on_erasure
@@ -160,6 +160,27 @@ async def on_handover_ended(ended: ev.HandoverEnded, unit: EvidenceUnit) -> None
         ended.handover_id, ended.case_id, ended.state.value, ended.occurred_at
     )
 
+
+#: What the read model counts: CloudEvents type → handler.
+HANDLERS: dict[str, TypedHandler[EvidenceStore]] = {
+    ev.CASE_REGISTERED: on_case,
+    ev.CASE_UPDATED: on_case,
+    ev.CONSENT_CHANGED: on_consent_changed,
+    ev.CASE_CLOSED: on_case_closed,
+    ev.CASE_ERASED: on_case_erased,
+    ev.CASE_HANDED_OVER: on_case_handed_over,
+    ev.HANDOVER_FAILED: on_handover_failed,
+    ev.COMMUNITY_NEED_REGISTERED: on_community_need,
+    ev.ASSESSMENT_RECORDED: on_assessment,
+    ev.FOLLOW_UP_DUE: on_follow_up,
+    ev.FOLLOW_UP_MISSED: on_follow_up,
+    ev.REFERRAL_REQUESTED: on_referral_requested,
+    ev.REFERRAL_TRANSITIONED: on_referral_transitioned,
+    ev.NEED_UNMATCHED: on_need_unmatched,
+    ev.HANDOVER_PROPOSED: on_handover_proposed,
+    ev.HANDOVER_ACCEPTED: on_handover_accepted,
+    ev.HANDOVER_ENDED: on_handover_ended,
+}
 
 #: Types of the consumed topics deliberately left alone: answers to agencies, reminders,
 #: listings and directory events, routing control, structural gaps (referral's own report),

@@ -18,7 +18,8 @@ from .suppression import suppressed
 
 def published(table: Counted, k: int) -> Table:
     """The table as it may be shown: hidden cells with no figure and no case count."""
-    hidden = suppressed({c.key: len(c.cases) for c in table.cells}, k)
+    counts = {c.key: len(c.cases) for c in table.cells}
+    hidden = suppressed(counts, k, whole_table=table.whole_table_total)
     rows = tuple(
         Row(c.key, tuple(None for _ in c.values), None)
         if c.key in hidden

@@ -27,11 +27,13 @@ def primary(counts: Mapping[Key, int], k: int) -> set[Key]:
     return {key for key, cases in counts.items() if cases < k}
 
 
-def lines(keys: list[Key]) -> list[list[Key]]:
+def lines(keys: list[Key], *, whole_table: bool = True) -> list[list[Key]]:
     """The groups a total is taken over: for each key position, the cells equal in every
-    other position; and the whole table. Lines of one cell give nothing away: left out."""
+    other position; and the whole table (unless its cells overlap, so that their sum is no
+    total: a case counted under its sex and under its age band). Lines of one cell give
+    nothing away: left out."""
     out: list[list[Key]] = []
-    if len(keys) > 1:
+    if whole_table and len(keys) > 1:
         out.append(sorted(keys))
     width = len(keys[0]) if keys else 0
     if width > 1:
@@ -43,12 +45,12 @@ def lines(keys: list[Key]) -> list[list[Key]]:
     return out
 
 
-def suppressed(counts: Mapping[Key, int], k: int) -> set[Key]:
+def suppressed(counts: Mapping[Key, int], k: int, *, whole_table: bool = True) -> set[Key]:
     """Every cell to hide: the primary ones and their complements."""
     hidden = primary(counts, k)
     if not hidden:
         return hidden
-    groups = lines(list(counts))
+    groups = lines(list(counts), whole_table=whole_table)
     changed = True
     while changed:
         changed = False

@@ -2005,7 +2005,7 @@ MAX_AGGREGATE_ROWS = 2000
 class AggregateRow(Part):
     """One cell row: its key values and figures. A figure is null where the cell counted fewer
     than ``k`` distinct cases, or could be derived from published totals (complementary
-    suppression); ``cases`` is null then too."""
+    suppression); ``cases`` (the distinct cases behind the row) is absent then."""
 
     key: list[Annotated[str, Field(max_length=200)]] = Field(max_length=10)
     values: list[float | None] = Field(max_length=20)

@@ -17,15 +17,19 @@ import sys
 import textwrap
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from ops import kafka_access
+from ops.access_policy import evidence_reader_rules
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import build_event, parse_headers
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.kafka_helpers import read_everything, register_agency_access
 
@@ -116,7 +120,13 @@ def topic_of(command: str) -> str:
 
 @pytest.fixture
 async def agencies(kafka: KafkaConnection) -> Agencies:
-    guide_ids = sorted({topic_of(c).split(".")[1] for c in guide_kcat_commands() if "-t" in c})
+    guide_ids = sorted(
+        {
+            topic_of(c).split(".")[1]
+            for c in guide_kcat_commands()
+            if "-t" in c and topic_of(c).startswith("agency.")
+        }
+    )
     ids = {guide_id: f.unique(guide_id.split("-")[0]) for guide_id in guide_ids}
     connections = {real: await register_agency_access(kafka, real) for real in ids.values()}
     return Agencies(ids, connections)
@@ -303,6 +313,41 @@ async def check_follow(command: str, agencies: Agencies, kafka: KafkaConnection)
             await process.wait()
 
 
+async def check_aggregates(command: str, kafka: KafkaConnection) -> None:
+    """`kcat -C ... -t evidence.aggregates.v1 -o beginning -e -f ...` (§14): an agency an
+    operator granted the aggregates reads them in the guide's format, and the command ends at
+    the end of the topic."""
+    format_ = re.search(r"-f\s+'([^']*)'", command)
+    assert format_ and " -e" in command, f"the aggregates command lost -f or -e: {command}"
+    reader_id = f.unique("gov")
+    reader = await register_agency_access(kafka, reader_id)
+    await asyncio.to_thread(kafka_access.KafkaAccess(kafka).grant, evidence_reader_rules(reader_id))
+    event = build_event(
+        topic=topics.EVIDENCE_AGGREGATES,
+        key="unmet_by_area",
+        type_=ev.EVIDENCE_AGGREGATES_PUBLISHED,
+        source="urn:org:referralexchange:evidence",
+        data=ev.EvidenceAggregatesPublished(
+            table="unmet_by_area",
+            period=f"test-{uuid.uuid4().hex[:8]}",
+            keys=["area", "reason"],
+            figures=["unmet_needs"],
+            rows=[ev.AggregateRow(key=["SN", "no_listing"], values=[7.0], cases=7)],
+            k=5,
+            generated_at=datetime.now(UTC),
+        ),
+    )
+    await publish_events(kafka, [event])
+    expected = render(format_[1], event.key, dict(event.headers), event.body)
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # the new ACL reaches the broker's authorizer shortly after it is written
+        code, output = await run_shell(shell_script(command, kafka), shell_env(kafka, reader))
+        if code == 0 and expected.decode() in output:
+            return
+        assert asyncio.get_running_loop().time() < deadline, (code, output[-2000:])
+        await asyncio.sleep(1)
+
+
 async def test_every_kcat_command_of_the_guide_works_with_the_stand_in(
     kafka: KafkaConnection, agencies: Agencies
 ) -> None:
@@ -315,6 +360,8 @@ async def test_every_kcat_command_of_the_guide_works_with_the_stand_in(
             await check_stdin_produce(command, agencies, kafka)
         elif "-C" in words and topic_of(command).endswith(".inbox.v1"):
             await check_follow(command, agencies, kafka)
+        elif "-C" in words and topic_of(command) == topics.EVIDENCE_AGGREGATES:
+            await check_aggregates(command, kafka)
         else:
             pytest.fail(f"the guide has a kcat command this test cannot check yet: {command}")
         checked.append(command)

@@ -13,6 +13,7 @@ from ops.access_policy import (
     agency_group_prefix,
     agency_rules,
     agency_user,
+    evidence_reader_rules,
     service_rules,
     service_user,
 )
@@ -95,3 +96,32 @@ def test_agency_principals_cannot_collide_with_service_principals() -> None:
     assert {service_user(s) for s in SERVICES}.isdisjoint({agency_user("intake")})
     with pytest.raises(ValueError):
         service_user(Owner.AGENCY)
+
+
+def test_the_evidence_service_reads_cases_and_referrals_and_writes_its_aggregates() -> None:
+    assert _of(service_rules(Owner.EVIDENCE), "evidence") == {
+        (Operation.READ, Resource.TOPIC, topics.INTAKE_CASES),
+        (Operation.READ, Resource.TOPIC, topics.REFERRAL_EVENTS),
+        (Operation.WRITE, Resource.TOPIC, topics.EVIDENCE_AGGREGATES),
+        (Operation.WRITE, Resource.TOPIC, "evidence.dlq.v1"),
+        (Operation.READ, Resource.GROUP, "evidence"),
+    }
+
+
+def test_no_agency_reads_the_aggregates_unless_granted() -> None:
+    everything = [r for s in SERVICES for r in service_rules(s)] + agency_rules("gov-sn")
+    readers = {
+        r.user
+        for r in everything
+        if r.name == topics.EVIDENCE_AGGREGATES and r.operation is Operation.READ
+    }
+    assert readers == set(), "only the grant-evidence command adds a reader"
+    assert evidence_reader_rules("gov-sn") == [
+        AclRule(
+            agency_user("gov-sn"),
+            Resource.TOPIC,
+            topics.EVIDENCE_AGGREGATES,
+            Pattern.LITERAL,
+            Operation.READ,
+        )
+    ]
