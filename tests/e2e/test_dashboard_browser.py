@@ -226,6 +226,11 @@ async def cells(page: Page, table: str) -> list[list[dict[str, Any]]]:
     )
 
 
+async def line_of(page: Page, table: str, first_key: str) -> list[dict[str, Any]]:
+    [line] = [line for line in await cells(page, table) if line[0]["text"] == first_key]
+    return line
+
+
 def assert_same_figures(shown: list[list[dict[str, Any]]], expected: Report, table: str) -> None:
     """Each row's figures and case count on the page are the report's; a suppressed one is the
     word, never a number."""
@@ -289,21 +294,12 @@ async def test_the_figures_on_each_page_are_the_reports_and_small_cells_suppress
         assert drawn == published, f"{path}: a chart for published figures only"
         await screenshot(page, shots, path)
     await page.goto(evidence.url(f"/dashboard/unmet?country={COUNTRY}"))
-    small = [
-        line
-        for line in await cells(page, UNMET_BY_AREA)
-        if line[0]["text"] == seeded.unmet_area[:4]
-    ]
-    assert small and all(c["suppressed"] for c in small[0][2:]), "2 cases: under k, suppressed"
+    small = await line_of(page, UNMET_BY_AREA, seeded.unmet_area[:4])  # by region
+    assert all(c["suppressed"] for c in small[2:]), "2 cases: under k, suppressed"
     await page.goto(evidence.url(f"/dashboard/providers?country={COUNTRY}"))
-    [provider] = [
-        line
-        for line in await cells(page, ANSWERS_BY_PROVIDER)
-        if line[0]["text"] == seeded.provider
-    ]
-    assert (
-        provider[2]["value"] == ACCEPTED_CASES
-    )  # referrals made: the case without statistics is not counted
+    provider = await line_of(page, ANSWERS_BY_PROVIDER, seeded.provider)
+    # referrals made: the case without statistics is not counted
+    assert provider[2]["value"] == ACCEPTED_CASES
     phone = await logged_in(
         browser,
         evidence,
@@ -345,12 +341,8 @@ async def test_the_dashboard_in_french(
     await page.wait_for_load_state()
     assert await page.get_attribute("html", "lang") == "fr"
     assert await page.text_content("h1") == "Besoins non satisfaits par zone"
-    small = [
-        line
-        for line in await cells(page, UNMET_BY_AREA)
-        if line[0]["text"] == seeded.unmet_area[:4]
-    ]
-    assert small[0][2]["text"] == "masqué"
+    small = await line_of(page, UNMET_BY_AREA, seeded.unmet_area[:4])
+    assert small[2]["text"] == "masqué"
     await screenshot(page, shots, "unmet-fr")
     await page.goto(evidence.url(f"/dashboard/pathways?country={COUNTRY}"))
     assert await page.get_attribute("html", "lang") == "fr"  # the cookie keeps the choice

@@ -23,7 +23,7 @@ from .account_store import Account
 from .auth import AccountUnits, Page
 from .charts import Chart, drawable, pathway_charts, provider_charts, unmet_charts
 from .filters import FILTER_NAMES, ReadFilters, query_of, read_filters
-from .i18n import N_, Words
+from .i18n import N_, Words, table_title
 from .rendering import Renderer
 from .tables import table_view
 
@@ -83,16 +83,8 @@ class Pages:
             read, report = await self._report(request, account)
             words = self.renderer.words_for(request)
             table = report.table(table_name)
-            return self._render(
-                request,
-                account,
-                "report_page.html",
-                read,
-                report,
-                page=page,
-                title=title,
-                charts=drawable(charts_of(words, table)),
-                tables=[table_view(words, table)],
+            return self._table_page(
+                request, account, read, report, title, drawable(charts_of(words, table)), table
             )
 
         return show
@@ -106,17 +98,30 @@ class Pages:
             return self.renderer.page(
                 request, "error.html", {"account": account, "message": N_("No such table.")}, 404
             )
-        view = table_view(words, found[0])
+        title = table_title(words, name)
+        return self._table_page(request, account, read, report, title, [], found[0])
+
+    def _table_page(
+        self,
+        request: Request,
+        account: Account,
+        read: ReadFilters,
+        report: Report,
+        title: str,
+        charts: list[Chart],
+        table: Table,
+    ) -> Response:
+        """A page of one report table: its charts above it (if any), the table itself."""
+        words = self.renderer.words_for(request)
         return self._render(
             request,
             account,
             "report_page.html",
             read,
             report,
-            page=f"table:{name}",
-            title=view.title,
-            charts=[],
-            tables=[view],
+            title=title,
+            charts=charts,
+            tables=[table_view(words, table)],
         )
 
     async def accounts(self, request: Request, account: Account) -> Response:
