@@ -225,37 +225,39 @@ def deregister_agency(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) 
     console.print(f"deregistered [bold]{agency_id}[/bold]")
 
 
+def _evidence_reading(agency_id: str, bootstrap: str, grant: bool) -> None:
+    """Add or take back an agency's READ on evidence.aggregates.v1, audited."""
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    user = agency_user(agency_id)
+    if grant and not access.has_credential(user):
+        err_console.print(f"[red]{user} has no credentials:[/red] register the agency first")
+        raise typer.Exit(1)
+    command = "grant-evidence" if grant else "revoke-evidence"
+    with (
+        audited(kafka, f"platform {command}", "agency", agency_id),
+        _access_change(f"{command} for {user}"),
+    ):
+        if grant:
+            access.grant(evidence_reader_rules(agency_id))
+        else:
+            access.revoke_rules(evidence_reader_rules(agency_id))
+    may = "may" if grant else "may no longer"
+    console.print(f"{agency_id} {may} read {topics.EVIDENCE_AGGREGATES}")
+
+
 @app.command("grant-evidence")
 def grant_evidence(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Let a registered agency (a government or UN agency, a programme manager) read the
     evidence aggregates on evidence.aggregates.v1: pseudonymous tables, small cells
     suppressed (decision 22). Nobody reads them without this grant."""
-    kafka = connect(bootstrap)
-    access = kafka_access.KafkaAccess(kafka)
-    user = agency_user(agency_id)
-    if not access.has_credential(user):
-        err_console.print(f"[red]{user} has no credentials:[/red] register the agency first")
-        raise typer.Exit(1)
-    with (
-        audited(kafka, "platform grant-evidence", "agency", agency_id),
-        _access_change(f"granting {user} the evidence aggregates"),
-    ):
-        access.grant(evidence_reader_rules(agency_id))
-    console.print(f"{agency_id} may read {topics.EVIDENCE_AGGREGATES}")
+    _evidence_reading(agency_id, bootstrap, grant=True)
 
 
 @app.command("revoke-evidence")
 def revoke_evidence(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Take back an agency's reading of evidence.aggregates.v1 (its other rights stay)."""
-    kafka = connect(bootstrap)
-    access = kafka_access.KafkaAccess(kafka)
-    user = agency_user(agency_id)
-    with (
-        audited(kafka, "platform revoke-evidence", "agency", agency_id),
-        _access_change(f"revoking the evidence aggregates of {user}"),
-    ):
-        access.revoke_rules(evidence_reader_rules(agency_id))
-    console.print(f"{agency_id} may no longer read {topics.EVIDENCE_AGGREGATES}")
+    _evidence_reading(agency_id, bootstrap, grant=False)
 
 
 @app.command("acls")

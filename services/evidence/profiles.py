@@ -13,22 +13,6 @@ from shared.contracts.taxonomy import Level
 
 from .facts import CaseFact
 
-# Upper age of each band (as intake and referral band a birth year).
-_BANDS = (
-    (4, ev.AgeBand.A0_4),
-    (11, ev.AgeBand.A5_11),
-    (17, ev.AgeBand.A12_17),
-    (24, ev.AgeBand.A18_24),
-    (34, ev.AgeBand.A25_34),
-    (49, ev.AgeBand.A35_49),
-    (64, ev.AgeBand.A50_64),
-)
-
-
-def age_band(birth_year: int, today: date) -> ev.AgeBand:
-    age = today.year - birth_year
-    return next((band for top, band in _BANDS if age <= top), ev.AgeBand.A65_PLUS)
-
 
 def counts(consent: ev.Consent, today: date) -> bool:
     """Whether a case with this consent counts in the evidence: given, with the statistics
@@ -42,7 +26,9 @@ def counts(consent: ev.Consent, today: date) -> bool:
 def case_facts(case: ev.CaseRegistered, today: date) -> CaseFact:
     profile = case.profile
     band = profile.age_band or (
-        age_band(profile.birth_year, today) if profile.birth_year is not None else None
+        ev.AgeBand.of_birth_year(profile.birth_year, today)
+        if profile.birth_year is not None
+        else None
     )
     return CaseFact(
         case_id=case.case_id,

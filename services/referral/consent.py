@@ -17,16 +17,6 @@ from .decisions import ReferralRow
 # returnees asks for. Birth year, return date, nationality, languages and vulnerabilities go.
 STATISTICS_FIELDS = ("sex", "age_band", "return_country", "return_area", "return_type")
 
-_BANDS = (
-    (4, ev.AgeBand.A0_4),
-    (11, ev.AgeBand.A5_11),
-    (17, ev.AgeBand.A12_17),
-    (24, ev.AgeBand.A18_24),
-    (34, ev.AgeBand.A25_34),
-    (49, ev.AgeBand.A35_49),
-    (64, ev.AgeBand.A50_64),
-)
-
 
 def covers(
     consent: ev.Consent,
@@ -84,8 +74,7 @@ def expiry_due(consent: ev.Consent) -> datetime | None:
 
 
 def age_band(birth_year: int, today: date) -> ev.AgeBand:
-    age = today.year - birth_year
-    return next((band for top, band in _BANDS if age <= top), ev.AgeBand.A65_PLUS)
+    return ev.AgeBand.of_birth_year(birth_year, today)
 
 
 def statistics_profile(

@@ -97,6 +97,25 @@ class AgeBand(StrEnum):
     A50_64 = "50-64"
     A65_PLUS = "65+"
 
+    @classmethod
+    def of_birth_year(cls, birth_year: int, today: date) -> AgeBand:
+        """The band of someone born in ``birth_year``, as of ``today`` (what referral and
+        evidence keep of an erased case, and evidence of any case, instead of the year)."""
+        age = today.year - birth_year
+        return next((band for top, band in _BAND_TOPS if age <= top), cls.A65_PLUS)
+
+
+# Upper age of each band but the last.
+_BAND_TOPS = (
+    (4, AgeBand.A0_4),
+    (11, AgeBand.A5_11),
+    (17, AgeBand.A12_17),
+    (24, AgeBand.A18_24),
+    (34, AgeBand.A25_34),
+    (49, AgeBand.A35_49),
+    (64, AgeBand.A50_64),
+)
+
 
 class AgencyType(StrEnum):
     UN_AGENCY = "un_agency"

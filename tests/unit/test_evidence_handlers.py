@@ -12,7 +12,7 @@ import pytest
 
 from services.evidence import handlers as h
 from services.evidence.facts import AssessmentFact, CaseFact, NeedFact
-from services.evidence.profiles import age_band, counts
+from services.evidence.profiles import counts
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.unit import Cause, Unit
@@ -321,5 +321,6 @@ def test_every_type_evidence_reads_is_handled_or_ignored_by_decision() -> None:
 
 
 def test_age_band_from_birth_year() -> None:
-    assert age_band(2000, date(2026, 12, 1)) == ev.AgeBand.A25_34
-    assert age_band(1950, date(2026, 12, 1)) == ev.AgeBand.A65_PLUS
+    assert ev.AgeBand.of_birth_year(2000, date(2026, 12, 1)) == ev.AgeBand.A25_34
+    assert ev.AgeBand.of_birth_year(2002, date(2026, 12, 1)) == ev.AgeBand.A18_24
+    assert ev.AgeBand.of_birth_year(1950, date(2026, 12, 1)) == ev.AgeBand.A65_PLUS
