@@ -10,8 +10,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's notice about httpx: it works as is
@@ -21,9 +21,19 @@ from services.evidence.report import ANSWERS_BY_PROVIDER, UNMET_BY_AREA, Filters
 from services.evidence.web.account_store import Role
 from services.evidence.web.app import SESSION_COOKIE, dashboard_app
 from services.evidence.web.static import StaticFiles
+from shared.service import PrefixMounts
 from tests.dashboard_fakes import PASSWORD, FakeAccounts, config, sample_report, sample_source
 
 ROOT = "/dashboard"
+
+
+async def _service(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse("the service's own routes")(scope, receive, send)
+
+
+def mounted(app: ASGIApp) -> PrefixMounts:
+    """Under /dashboard as the evidence service mounts it (services/evidence/app.py)."""
+    return PrefixMounts(_service, {ROOT: app})
 
 
 @pytest.fixture
@@ -37,7 +47,7 @@ def accounts() -> FakeAccounts:
 
 @pytest.fixture
 def client(accounts: FakeAccounts) -> TestClient:
-    app = Starlette(routes=[Mount(ROOT, dashboard_app(config(), sample_source, accounts.units))])
+    app = mounted(dashboard_app(config(), sample_source, accounts.units))
     return TestClient(app, base_url="http://dashboard.test")
 
 
@@ -165,7 +175,7 @@ def test_the_session_cookie_is_httponly_samesite_and_secure_outside_development(
     accounts: FakeAccounts,
 ) -> None:
     app = dashboard_app(config(secure_cookies=True), sample_source, accounts.units)
-    client = TestClient(Starlette(routes=[Mount(ROOT, app)]), base_url="https://dashboard.test")
+    client = TestClient(mounted(app), base_url="https://dashboard.test")
     response = login(client, "ops")
     cookie = next(c for c in response.headers.get_list("set-cookie") if SESSION_COOKIE in c)
     assert "httponly" in cookie.lower()
@@ -177,7 +187,7 @@ def test_the_session_cookie_is_httponly_samesite_and_secure_outside_development(
 
 
 def TestClient_for(accounts: FakeAccounts) -> TestClient:
-    app = Starlette(routes=[Mount(ROOT, dashboard_app(config(), sample_source, accounts.units))])
+    app = mounted(dashboard_app(config(), sample_source, accounts.units))
     return TestClient(app, base_url="http://dashboard.test")
 
 
@@ -334,3 +344,12 @@ def test_a_failed_login_keeps_the_page_the_reader_came_for(client: TestClient) -
     )
     kept = re.search(r'name="next" value="([^"]+)"', wrong.text)
     assert kept and kept.group(1) == f"{ROOT}/unmet?country=SN"
+
+
+def test_the_dashboard_lives_under_its_prefix_beside_the_services_routes(
+    client: TestClient,
+) -> None:
+    bare = client.get(ROOT, follow_redirects=False)
+    assert bare.status_code == 307 and bare.headers["location"].endswith(f"{ROOT}/")
+    assert client.get(f"{ROOT}x").text == "the service's own routes"
+    assert client.get("/health/ready").text == "the service's own routes"
