@@ -25,7 +25,7 @@ from services.evidence.web.throttle import (
     failures_after,
     wait_before_next_attempt,
 )
-from shared.contracts.taxonomy import Dimension, Level
+from shared.contracts.taxonomy import TAXONOMY, Dimension, Level, Vulnerability
 from tests.dashboard_fakes import sample_report
 
 WEB = Path(i18n.__file__).parent
@@ -208,3 +208,28 @@ def test_the_french_catalogue_compiles_and_keeps_its_placeholders() -> None:
     with (WEB / "locale" / "fr" / "LC_MESSAGES" / "dashboard.po").open("rb") as f:
         catalogue = pofile.read_po(io.BytesIO(f.read()))
     assert [str(e) for m in catalogue for e in m.check(catalogue)] == []
+
+
+@pytest.mark.parametrize(
+    ("column", "code", "english", "french"),
+    [
+        ("dimension", "psychosocial", "Psychosocial", "Psychosociale"),
+        ("category", "economic.job_placement", "Job placement", "Placement en emploi"),
+        ("pathway", "none", "No accepted referral", "Aucune orientation acceptée"),
+        ("breakdown", "age_band", "Age band", "Tranche d'âge"),
+        ("group", "female", "Female", "Femme"),
+        ("group", "25-34", "25-34", "25-34"),
+        ("state", "completed", "Case moved", "Dossier transféré"),
+        ("reason", "no_capacity", "No capacity", "Pas de capacité"),
+        ("wave", "month_12", "Month 12", "Mois 12"),
+        ("area", "SN01", "SN01", "SN01"),
+    ],
+)
+def test_key_values_are_written_as_labels_in_the_readers_language(
+    column: str, code: str, english: str, french: str
+) -> None:
+    assert (EN.term(column, code), FR.term(column, code)) == (english, french)
+
+
+def test_a_vulnerability_group_takes_its_taxonomy_label() -> None:
+    assert FR.term("group", "single_parent") == TAXONOMY.label(Vulnerability.SINGLE_PARENT, "fr")

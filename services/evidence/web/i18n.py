@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib import resources
 from typing import Literal
 
@@ -107,21 +108,23 @@ class Words:
 
     def term(self, column: str, code: str) -> str:
         """A key's value as the reader reads it: taxonomy codes by their label in this
-        language, the dashboard's own codes (waves, reasons) by its catalogue, others as is."""
+        language, the dashboard's own codes (waves, reasons, states) by its catalogue, others
+        (areas, providers, periods, age bands) as they are."""
         lang: LabelLanguage = self.language
-        vocabulary = {
-            "dimension": Dimension,
-            "level": Level,
-            "vulnerability": Vulnerability,
-            "reason_code": ReasonCode,
-        }.get(column)
-        if vocabulary is not None and code in {m.value for m in vocabulary}:
-            return TAXONOMY.label(vocabulary(code), lang)
+        if column == "pathway":
+            no_pathway = VALUE_LABELS["pathway"].get(code)
+            if no_pathway is not None:
+                return self.gettext(no_pathway)
+            return " + ".join(self.term("category", part) for part in code.split("+"))
+        if column == "breakdown":  # by_group: which disaggregation a line is of
+            return column_label(self, code)
         if column == "category" and TAXONOMY.is_category(code):
             return TAXONOMY.label(code, lang)
-        if column == "pathway":
-            return " + ".join(self.term("category", part) for part in code.split("+"))
-        known = CODE_LABELS.get(code)
+        # a group of by_group is a sex, an age band or a vulnerability
+        for vocabulary in _TAXONOMY_COLUMNS.get(column, ()):
+            if code in {m.value for m in vocabulary}:
+                return TAXONOMY.label(vocabulary(code), lang)
+        known = VALUE_LABELS.get("sex" if column == "group" else column, {}).get(code)
         return self.gettext(known) if known else code
 
 
@@ -130,26 +133,47 @@ def N_(message: str) -> str:
     return message
 
 
-# Codes of the report's keys and columns that are not taxonomy terms.
-CODE_LABELS: dict[str, str] = {
-    # follow-up waves
-    "baseline": N_("Baseline"),
-    "month_3": N_("Month 3"),
-    "month_6": N_("Month 6"),
-    "month_12": N_("Month 12"),
+_TAXONOMY_COLUMNS: dict[str, tuple[type[StrEnum], ...]] = {
+    "dimension": (Dimension,),
+    "level": (Level,),
+    "vulnerability": (Vulnerability,),
+    "group": (Vulnerability,),
+    "reason_code": (ReasonCode,),
+}
+
+# Values of the report's keys that are not taxonomy terms, by the key they are of.
+VALUE_LABELS: dict[str, dict[str, str]] = {
+    "wave": {
+        "baseline": N_("Baseline"),
+        "month_3": N_("Month 3"),
+        "month_6": N_("Month 6"),
+        "month_12": N_("Month 12"),
+    },
     # why a need was left unmet (shared.contracts.events.UnmatchedReason)
-    "no_listing": N_("No service listed"),
-    "no_capacity": N_("No capacity"),
-    "not_eligible": N_("Not eligible"),
-    "consent_scope": N_("Outside the consent"),
-    "attempts_exhausted": N_("Attempts exhausted"),
-    # disaggregation
-    "female": N_("Female"),
-    "male": N_("Male"),
-    "other": N_("Other"),
-    "unknown": N_("Unknown"),
-    "all": N_("All"),
-    "none": N_("None"),
+    "reason": {
+        "no_listing": N_("No service listed"),
+        "no_capacity": N_("No capacity"),
+        "not_eligible": N_("Not eligible"),
+        "consent_scope": N_("Outside the consent"),
+        "attempts_exhausted": N_("Attempts exhausted"),
+    },
+    # a handover's state (shared.contracts.events.HandoverState)
+    "state": {
+        "proposed": N_("Proposed"),
+        "accepted": N_("Accepted by the new owner"),
+        "rejected": N_("Rejected"),
+        "expired": N_("Expired unanswered"),
+        "completed": N_("Case moved"),
+        "failed": N_("Failed to move"),
+    },
+    "sex": {
+        "female": N_("Female"),
+        "male": N_("Male"),
+        "other": N_("Other"),
+        "unknown": N_("Unknown"),
+    },
+    # services.evidence.aggregation.NO_PATHWAY: no accepted referral
+    "pathway": {"none": N_("No accepted referral")},
 }
 
 # Column headings: the keys and figures of the report's tables.
@@ -172,6 +196,10 @@ COLUMN_LABELS: dict[str, str] = {
     "vulnerability": N_("Vulnerability"),
     "group": N_("Group"),
     "value": N_("Value"),
+    "breakdown": N_("Breakdown"),
+    "state": N_("State"),
+    "done": N_("Done"),
+    "missed": N_("Missed"),
     "cases": N_("Cases"),
     "unmet_needs": N_("Unmet needs"),
     "referrals_made": N_("Referrals made"),
@@ -196,6 +224,10 @@ TABLE_TITLES: dict[str, str] = {
     "unmet_by_area": N_("Unmet needs by area"),
     "answers_by_provider": N_("Acceptance and time to answer by provider and category"),
     "scores_by_pathway": N_("Score changes by pathway"),
+    "referrals_by_level": N_("Referrals by level and dimension"),
+    "by_group": N_("By sex, age band and vulnerability"),
+    "handovers_by_area": N_("Handovers by area"),
+    "follow_ups_by_area": N_("Follow-ups done and missed by area"),
 }
 
 
