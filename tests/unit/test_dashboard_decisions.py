@@ -14,7 +14,7 @@ from babel.messages.extract import extract_from_dir
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.evidence.report import SCORES_BY_PATHWAY, UNMET_BY_AREA, Filters
+from services.evidence.report import SCORES_BY_PATHWAY, UNMET_BY_AREA, Filters, Row, Table
 from services.evidence.web import charts, i18n
 from services.evidence.web.filters import query_of, read_filters
 from services.evidence.web.i18n import Words, choose_language, load_translations
@@ -233,3 +233,15 @@ def test_key_values_are_written_as_labels_in_the_readers_language(
 
 def test_a_vulnerability_group_takes_its_taxonomy_label() -> None:
     assert FR.term("group", "single_parent") == TAXONOMY.label(Vulnerability.SINGLE_PARENT, "fr")
+
+
+def test_a_table_whose_figures_count_the_cases_has_no_second_cases_column() -> None:
+    table = Table(
+        "by_group",
+        ("breakdown", "group"),
+        ("cases", "accepted"),
+        (Row(("sex", "female"), (21.0, 6.0), 21),),
+    )
+    view = table_view(EN, table)
+    assert view.headings == ("Breakdown", "Group", "Cases", "Accepted")
+    assert [c.text for c in view.lines[0]] == ["Sex", "Female", "21", "6"]

@@ -53,11 +53,18 @@ def figure_cell(words: Words, figure: str, value: float | None) -> Cell:
     return Cell(format_figure(words, figure, value), value=value, numeric=True)
 
 
+def shows_cases(table: Table) -> bool:
+    """Whether a line ends with its case count: not where a figure is that count already."""
+    return "cases" not in table.figures
+
+
 def _line(words: Words, table: Table, row: Row) -> tuple[Cell, ...]:
     keys = tuple(Cell(words.term(k, v)) for k, v in zip(table.keys, row.key, strict=True))
     figures = tuple(
         figure_cell(words, f, v) for f, v in zip(table.figures, row.values, strict=True)
     )
+    if not shows_cases(table):
+        return (*keys, *figures)
     cases = (
         suppressed_cell(words)
         if row.cases is None
@@ -70,7 +77,10 @@ def table_view(words: Words, table: Table) -> TableView:
     return TableView(
         name=table.name,
         title=table_title(words, table.name),
-        headings=tuple(column_label(words, c) for c in (*table.keys, *table.figures, "cases")),
+        headings=tuple(
+            column_label(words, c)
+            for c in (*table.keys, *table.figures, *(("cases",) if shows_cases(table) else ()))
+        ),
         lines=tuple(_line(words, table, row) for row in table.rows),
         suppressed_rows=sum(1 for row in table.rows if row.suppressed),
     )
