@@ -13,6 +13,7 @@ from babel.messages import pofile
 from babel.messages.extract import extract_from_dir
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from services.evidence.report import SCORES_BY_PATHWAY, UNMET_BY_AREA, Filters, Row, Table
 from services.evidence.web import charts, i18n
@@ -245,3 +246,39 @@ def test_a_table_whose_figures_count_the_cases_has_no_second_cases_column() -> N
     view = table_view(EN, table)
     assert view.headings == ("Breakdown", "Group", "Cases", "Accepted")
     assert [c.text for c in view.lines[0]] == ["Sex", "Female", "21", "6"]
+
+
+def _evidence_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
+    from services.evidence.settings import EvidenceSettings
+
+    for name in ("EVIDENCE_DASHBOARD_SESSION_KEY", "EVIDENCE_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", "postgresql://evidence:x@h:1/d")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return EvidenceSettings()  # type: ignore[call-arg]
+
+
+def test_the_session_key_is_required_and_checked_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValidationError, match="dashboard_session_key"):
+        _evidence_settings(monkeypatch)
+    production = {
+        "EVIDENCE_ENVIRONMENT": "production",
+        "EVIDENCE_KAFKA_USERNAME": "evidence",
+        "EVIDENCE_KAFKA_PASSWORD": "a-long-kafka-password-for-evidence",
+        "EVIDENCE_DATABASE_URL": "postgresql://evidence:a-long-database-password-1@h:1/d",
+    }
+    with pytest.raises(ValidationError, match="dashboard_session_key is a placeholder"):
+        _evidence_settings(
+            monkeypatch,
+            **production,
+            EVIDENCE_DASHBOARD_SESSION_KEY="change-me-dashboard-session-key",
+        )
+    strong = _evidence_settings(
+        monkeypatch, **production, EVIDENCE_DASHBOARD_SESSION_KEY="Zm9vYmFyYmF6cXV4" * 3
+    )
+    assert strong.dashboard_config().secure_cookies  # type: ignore[attr-defined]
+    development = _evidence_settings(monkeypatch, EVIDENCE_DASHBOARD_SESSION_KEY="k" * 44)
+    assert not development.dashboard_config().secure_cookies  # type: ignore[attr-defined]
