@@ -40,6 +40,7 @@ from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.test_walking_skeleton import _eventually
 from tests.integration.test_kafka_access import values
 
 pytestmark = pytest.mark.e2e
@@ -94,16 +95,8 @@ async def _agency(kafka: KafkaConnection, prefix: str, type_: ev.AgencyType) -> 
     return agency_id
 
 
-async def _eventually(dsn: str, query: str, *args: Any, timeout: float = 90) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not (value := await conn.fetchval(query, *args)):
-            assert asyncio.get_running_loop().time() < deadline, f"timed out: {query} {args}"
-            await asyncio.sleep(0.3)
-        return value
-    finally:
-        await conn.close()
+async def _until(dsn: str, query: str, *args: Any) -> None:
+    assert await _eventually(query, *args, dsn=dsn, timeout=90), f"timed out: {query}"
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +113,7 @@ async def world(
         f.listing(p, categories=[c], service_areas=[district]) for c, p in providers.items()
     ]
     await publish_events(kafka, [f.listing_event(listing) for listing in listings])
-    await _eventually(
+    await _until(
         database_urls["referral"],
         "SELECT count(*) = 2 FROM listings WHERE service_id = ANY($1::text[])",
         [listing.service_id for listing in listings],
@@ -197,13 +190,13 @@ async def world(
         ],
     )
     # The read model has every acceptance and every assessment.
-    await _eventually(
+    await _until(
         database_urls["evidence"],
         "SELECT count(*) = $2 FROM referrals WHERE accepted AND case_id = ANY($1::text[])",
         counted + uncounted,
         len(plan),
     )
-    await _eventually(
+    await _until(
         database_urls["evidence"],
         "SELECT count(*) = $2 FROM assessments WHERE case_id = ANY($1::text[])",
         counted + uncounted,
@@ -334,7 +327,7 @@ async def _readable(reader: KafkaConnection) -> bool:
     return True
 
 
-async def _until(reader: KafkaConnection, allowed: bool, timeout: float = 30) -> None:
+async def _until_allowed(reader: KafkaConnection, allowed: bool, timeout: float = 30) -> None:
     """ACL changes reach the broker's authorizer shortly after the command returns."""
     deadline = asyncio.get_running_loop().time() + timeout
     while await _readable(reader) is not allowed:
@@ -352,11 +345,11 @@ async def test_only_an_agency_an_operator_granted_reads_the_aggregates(
         CliRunner().invoke, ops.cli.app, ["platform", "grant-evidence", government]
     )
     assert granted.exit_code == 0, granted.output
-    await _until(reader, allowed=True)
+    await _until_allowed(reader, allowed=True)
     # the referrer was never granted: still refused
     assert not await _readable(await register_agency_access(kafka, world.referrer))
     revoked = await asyncio.to_thread(
         CliRunner().invoke, ops.cli.app, ["platform", "revoke-evidence", government]
     )
     assert revoked.exit_code == 0, revoked.output
-    await _until(reader, allowed=False)
+    await _until_allowed(reader, allowed=False)

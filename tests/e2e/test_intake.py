@@ -40,14 +40,18 @@ from tests.e2e.kafka_helpers import (
     wait_until_consumed,
 )
 from tests.e2e.personal_data import MARK, PERSONAL, leaks_in
+from tests.e2e.test_walking_skeleton import _eventually
 
-pytestmark = pytest.mark.e2e
+# The evidence service runs beside the three from the start: its database and log are scanned
+# by the last test too.
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("evidence")]
 
 # Debug: every service then logs each event it applied, with its correlation id, so the final
 # scan can require each log to hold this module's cases (an empty or unrelated log cannot pass)
 # and also covers what the services write at debug level.
 SERVICE_ENV = {
-    f"{name.upper()}_LOG_LEVEL": "DEBUG" for name in ("intake", "referral", "notification")
+    f"{name.upper()}_LOG_LEVEL": "DEBUG"
+    for name in ("intake", "referral", "notification", "evidence")
 }
 
 # Correlation ids of the agency messages this module sent (a submission's id is the correlation
@@ -527,7 +531,10 @@ async def _logs_holding(
 
 
 async def test_no_personal_data_on_any_topic_in_any_log_or_database(
-    services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
+    services: dict[str, RunningService],
+    evidence: RunningService,
+    kafka: KafkaConnection,
+    database_urls: dict[str, str],
 ) -> None:
     """Runs last in this module: every flow above used the marked personal data. Readable
     personal data exists only inside intake's encrypted columns and in sealed disclosures, so no
@@ -565,9 +572,17 @@ async def test_no_personal_data_on_any_topic_in_any_log_or_database(
     for name, log_records in logs.items():
         missing = set(SENT) - {r.get("correlation_id") for r in log_records}
         assert not missing, f"log of {name} lacks the cases it processed: {sorted(missing)}"
-    for service in services.values():
+    for service in (*services.values(), evidence):
         leaks += [f"log of {service.name}: {m}" for m in leaks_in(service.log().encode())]
 
+    # Evidence has read every case event this module caused (its inbox holds their ids).
+    cases_events = [r for r in ours if r.topic == topics.INTAKE_CASES]
+    assert await _eventually(
+        "SELECT count(*) = cardinality($1::text[]) FROM inbox WHERE event_id = ANY($1::text[])",
+        [headers_of(r)["ce_id"] for r in cases_events],
+        dsn=database_urls["evidence"],
+        timeout=60,
+    ), "evidence did not read this module's case events"
     for name, dsn in database_urls.items():
         rows = await _database_text(dsn)
         assert rows, f"{name}: nothing scanned"

@@ -292,16 +292,21 @@ async def test_a_community_need_counts_as_a_case_of_level_community() -> None:
     assert (case.level, case.area, case.sex, case.statistics) == ("community", "SN0102", None, True)
 
 
-async def test_a_handover_is_not_set_back_by_an_earlier_step() -> None:
-    store = FakeStore()
-    moved = ev.CaseHandedOver(
+def handed_over(at: datetime) -> ev.CaseHandedOver:
+    """case-1 moved from iom-sn to gov-sn by handover h1."""
+    return ev.CaseHandedOver(
         handover_id="h1",
         case_id="case-1",
         from_agency_id="iom-sn",
         to_agency_id="gov-sn",
         to_agency_case_ref="G-1",
-        handed_over_at=AT,
+        handed_over_at=at,
     )
+
+
+async def test_a_handover_moves_the_case_to_its_new_owner() -> None:
+    store = FakeStore()
+    moved = handed_over(AT)
     await h.on_case(registered(["statistics"]), unit(store))
     await h.on_case_handed_over(moved, unit(store))
     assert store.cases["case-1"].owner_agency_id == "gov-sn"
