@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts demo up down clean
+.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts messages screenshots demo up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -65,3 +65,12 @@ down: ## docker compose: stop it
 
 clean: stop ## remove local data (keeps the cached Kafka jars)
 	rm -rf .local/kafka .local/postgres .local/test .local/env .local/operator.env .local/mail
+
+messages: venv ## extract the dashboard's messages and merge them into its catalogues (then translate the new ones)
+	cd services/evidence/web && ../../../$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location \
+		--sort-output --project "Referral Exchange dashboard" -o locale/dashboard.pot . && \
+		../../../$(BIN)/pybabel update -i locale/dashboard.pot -d locale -D dashboard \
+		-w 100 --no-fuzzy-matching --ignore-obsolete
+
+screenshots: venv ## the dashboard in chromium on a private system: writes docs/evidence/*.png (commit them)
+	REFEX_WRITE_SCREENSHOTS=1 deploy/local/test.sh tests/e2e/test_dashboard_browser.py

@@ -786,9 +786,9 @@ def malformed(draw: st.DrawFn, t: Target, rare: str | None = None) -> Malformed:
         key = b""
     headers = [*draft.headers.items(), *draft.noise]
     record = Malformed(t.topic, key, draft.value, tuple(headers), draft.defects)
-    assert (
-        record.size <= t.broker_limit - BATCH_OVERHEAD or "size:over-limit" in record.defects
-    ), "the broker would refuse it even compressed"
+    assert record.size <= t.broker_limit - BATCH_OVERHEAD or "size:over-limit" in record.defects, (
+        "the broker would refuse it even compressed"
+    )
     return record
 
 

@@ -17,7 +17,8 @@ umask 077
              EVIDENCE_KAFKA_PASSWORD; do
     echo "$var=$(password)"
   done
-  for var in INTAKE_MASTER_KEY INTAKE_DUPLICATE_KEY NOTIFICATION_SECRETS_KEY; do
+  for var in INTAKE_MASTER_KEY INTAKE_DUPLICATE_KEY NOTIFICATION_SECRETS_KEY \
+             EVIDENCE_DASHBOARD_SESSION_KEY; do
     echo "$var=$(key)"
   done
 } > "$target"

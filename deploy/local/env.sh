@@ -28,6 +28,10 @@ fi
 NOTIFICATION_SECRETS="$LOCAL_DIR/notification-secrets.env"
 [[ -f "$NOTIFICATION_SECRETS" ]] ||
   echo "NOTIFICATION_SECRETS_KEY=$(head -c 32 /dev/urandom | base64)" > "$NOTIFICATION_SECRETS"
+# The evidence dashboard's key signing its session cookies: likewise, once per folder.
+EVIDENCE_SECRETS="$LOCAL_DIR/evidence-secrets.env"
+[[ -f "$EVIDENCE_SECRETS" ]] ||
+  echo "EVIDENCE_DASHBOARD_SESSION_KEY=$(head -c 32 /dev/urandom | base64)" > "$EVIDENCE_SECRETS"
 operator_env() {
   echo "REFEX_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
   # The operator's principal (super user) for the refex CLI and the tests; run.py does not pass
@@ -56,6 +60,7 @@ operator_env() {
   done
   cat "$SECRETS"
   cat "$NOTIFICATION_SECRETS"
+  cat "$EVIDENCE_SECRETS"
 } > "$LOCAL_DIR/env"
 # Files written before umask 077 applied keep their mode on rewrite: make sure.
 chmod 600 "$LOCAL_DIR/env" "$LOCAL_DIR/operator.env"

@@ -232,6 +232,11 @@ async def announce_when_ready(env: dict[str, str], mail: str) -> None:
             f"  {service:<17} http://127.0.0.1:{port}/health/ready   "
             f"docs: http://127.0.0.1:{port}/docs/asyncapi"
         )
+    if "evidence" in ports:
+        lines.append(
+            f"  dashboard         http://127.0.0.1:{ports['evidence']}/dashboard/   "
+            "(accounts: refex evidence add-user, see the README)"
+        )
     lines.append(f"  e-mail            {mail}")
     lines.append(f"  operator shell    set -a; source {LOCAL / 'operator.env'}; set +a")
     lines.append("  try: make demo   (in another terminal)")

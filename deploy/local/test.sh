@@ -20,6 +20,7 @@ log "lint: ruff, mypy, import contracts"
 "$REPO_ROOT/.venv/bin/mypy" --config-file "$REPO_ROOT/pyproject.toml"
 ( cd "$REPO_ROOT" && .venv/bin/lint-imports )
 
+"$REPO_ROOT/deploy/local/browser.sh"
 "$REPO_ROOT/deploy/local/up.sh"
 set -a; source "$REFEX_LOCAL_DIR/env"; set +a
 cd "$REPO_ROOT"

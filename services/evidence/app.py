@@ -12,6 +12,10 @@ from .publishing import publish_changed
 from .settings import EvidenceSettings
 from .source import report_source
 from .store import EvidenceStore
+from .web import dashboard_app
+from .web.account_store import AccountStore
+
+DASHBOARD_PATH = "/dashboard"
 
 settings = EvidenceSettings()  # database_url comes from the environment
 runtime = ServiceRuntime("evidence", settings, Path(__file__).parent / "migrations")
@@ -26,10 +30,12 @@ runtime.every(
 )
 # What the dashboard and the CSV export read: the report for some filters.
 reports = report_source(lambda: runtime.pool, settings.k)
-# The dashboard (services/evidence/web) is mounted under /dashboard by passing
-# ``mounts={"/dashboard": <its ASGI app, given ``reports``>}`` here
-# (shared.service.PrefixMounts).
+# The dashboard: the same reports as pages, behind a login (accounts in this database).
+dashboard = dashboard_app(
+    settings.dashboard_config(), reports, runtime.units(AccountStore, h.SOURCE)
+)
 app = runtime.asgi_app(
     "Reads cases, referrals and follow-ups into a pseudonymous read model and publishes its "
-    "aggregates, cells of fewer than k cases suppressed."
+    "aggregates, cells of fewer than k cases suppressed; serves the dashboard under /dashboard.",
+    mounts={DASHBOARD_PATH: dashboard},
 )

@@ -15,10 +15,12 @@ from shared.kafka.inbound import describe_error
 from shared.operator import console, err_console, run
 
 from .export import table_csv
+from .handlers import SOURCE
 from .report import Filters, Report
 from .settings import EvidenceSettings
 from .source import report_of
 from .store import EvidenceStore
+from .web import account_cli
 
 app = typer.Typer(help="Evidence: the suppressed aggregates of outcomes and pathways.")
 
@@ -72,3 +74,7 @@ def export(
     for t in tables:
         (out_dir / f"{t.name}.csv").write_text(table_csv(t))
     console.print(f"wrote {len(tables)} tables to {out_dir} (k = {report.k})")
+
+
+# The dashboard's accounts: add-user, disable-user, enable-user, set-password, list-users.
+account_cli.register(app, SOURCE)

@@ -1,10 +1,10 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from .web.config import DashboardSettings
 
 
-class EvidenceSettings(ServiceSettings):
+class EvidenceSettings(DashboardSettings):
     model_config = SettingsConfigDict(
         env_prefix="EVIDENCE_", extra="ignore", frozen=True, hide_input_in_errors=True
     )

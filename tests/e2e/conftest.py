@@ -34,7 +34,6 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
 
-
 def start_service(name: str, log_dir: Path, extra_env: dict[str, str]) -> RunningService:
     log_path = log_dir / f"{name}.log"
     process = subprocess.Popen(

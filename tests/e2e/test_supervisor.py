@@ -37,7 +37,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -305,6 +305,7 @@ class FakeIntakeStore:
         if description is None:
             raise crypto.KeyDestroyed("no description stored")
         return description
+
     # ----- consent that follows through -----
 
     async def disclosed_to(self, referral_id: str, agency_id: str) -> DisclosedFacts | None:

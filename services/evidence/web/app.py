@@ -1,0 +1,85 @@
+"""The evidence dashboard's ASGI app, the table of contents of its pages: read-only, rendered on
+the server, behind a login; the evidence service mounts it under ``/dashboard``."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.evidence.report import ReportSource
+
+from .account_store import Role
+from .auth import AccountUnits, Auth
+from .config import DashboardConfig
+from .pages import CHART_PAGES, Pages
+from .rendering import Renderer
+from .static import ROUTE_NAME, StaticFiles
+
+SESSION_COOKIE = "refex_dashboard"
+
+# Scripts, styles and images from the dashboard itself only: no inline script runs (the charts'
+# data is JSON the dashboard's own script reads), and no other site can frame a page.
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class _SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def dashboard_app(
+    config: DashboardConfig, report_source: ReportSource, accounts: AccountUnits
+) -> Starlette:
+    renderer = Renderer(StaticFiles(), config.secure_cookies)
+    auth = Auth(config, accounts, renderer)
+    pages = Pages(report_source, accounts, renderer)
+    routes = [
+        Route("/", auth.guard(pages.overview), name="overview"),
+        *(Route(f"/{page}", auth.guard(pages.chart_page(page)), name=page) for page in CHART_PAGES),
+        Route("/tables/{name:str}", auth.guard(pages.other_table), name="table"),
+        Route("/accounts", auth.guard(pages.accounts, Role.OPERATOR), name="accounts"),
+        Route("/login", auth.login_page, methods=["GET", "POST"], name="login"),
+        Route("/logout", auth.logout, methods=["POST"], name="logout"),
+        Route("/static/{digest:str}/{name:str}", renderer.static.serve, name=ROUTE_NAME),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(_SecurityHeaders),
+            Middleware(GZipMiddleware, minimum_size=500),
+            Middleware(
+                SessionMiddleware,
+                secret_key=config.session_key.get_secret_value(),
+                session_cookie=SESSION_COOKIE,
+                max_age=int(config.session_idle_s),
+                same_site="lax",
+                https_only=config.secure_cookies,
+            ),
+        ],
+    )
+    return app
