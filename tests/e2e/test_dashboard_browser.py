@@ -84,7 +84,7 @@ def refex(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _add_user(prefix: str, *options: str) -> str:
+def add_user(prefix: str, *options: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     done = refex("add-user", name, *options, "--password-env", "DASHBOARD_TEST_PASSWORD")
     assert done.returncode == 0, done.stderr
@@ -172,10 +172,10 @@ async def seeded(
         provider=provider,
         area=area,
         unmet_area=unmet_area,
-        operator=_add_user("ops", "--role", "operator"),
-        viewer=_add_user("programme", "--role", "viewer"),
-        scoped=_add_user("benin", "--role", "viewer", "--country", COUNTRY),
-        leaver=_add_user("leaver", "--role", "operator"),
+        operator=add_user("ops", "--role", "operator"),
+        viewer=add_user("programme", "--role", "viewer"),
+        scoped=add_user("benin", "--role", "viewer", "--country", COUNTRY),
+        leaver=add_user("leaver", "--role", "operator"),
     )
 
 

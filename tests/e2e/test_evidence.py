@@ -38,6 +38,7 @@ from shared.contracts.messages import response_message
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
+from tests.e2e import test_dashboard_browser as dashboard
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
 from tests.e2e.test_walking_skeleton import _eventually
@@ -353,3 +354,44 @@ async def test_only_an_agency_an_operator_granted_reads_the_aggregates(
     )
     assert revoked.exit_code == 0, revoked.output
     await _until_allowed(reader, allowed=False)
+
+
+# The dashboard in a real browser (Debian's chromium, Playwright) over the same 40 cases: the
+# fixtures and page readers are test_dashboard_browser.py's.
+browser = dashboard.browser
+
+
+async def test_the_dashboard_shows_the_same_pathway_figures(
+    world: World,
+    evidence: RunningService,
+    database_urls: dict[str, str],
+    browser: Any,
+    tmp_path: Any,
+) -> None:
+    viewer = dashboard.add_user("programme", "--role", "viewer")
+    query = f"?country={world.region[:2]}&region={world.region}"
+    page = await dashboard.logged_in(
+        browser, evidence, viewer, f"/pathways{query}", viewport={"width": 1200, "height": 900}
+    )
+    expected = await _report(database_urls, Filters(region=world.region))
+    shown = await dashboard.cells(page, SCORES_BY_PATHWAY)
+    dashboard.assert_same_figures(shown, expected, SCORES_BY_PATHWAY)
+    # the page lists the report's rows in its order (keys shown as labels)
+    lines = dict(zip((r.key for r in expected.table(SCORES_BY_PATHWAY).rows), shown, strict=True))
+    psy, eco = lines[(PSY, "month_6")], lines[(ECO, "month_6")]
+    # composite change, then the line's case count (the 4 cases without statistics left out)
+    assert [c["value"] for c in psy[-2:]] == [pytest.approx(0.2), 25]
+    assert [c["value"] for c in eco[-2:]] == [pytest.approx(0.1), 15]
+    await dashboard.screenshot(page, tmp_path, "pathways-40-cases")
+    # the small vulnerability cells are suppressed on the page as in the report
+    await page.goto(evidence.url(f"/dashboard/tables/{BY_GROUP}{query}"))
+    groups_expected = await _report(database_urls, Filters(region=world.region))
+    groups = dict(
+        zip(
+            (r.key for r in groups_expected.table(BY_GROUP).rows),
+            await dashboard.cells(page, BY_GROUP),
+            strict=True,
+        )
+    )
+    hidden = [groups[("vulnerability", g)] for g in ("disability", "elderly")]
+    assert all(c["suppressed"] for line in hidden for c in line[2:])
