@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -10,6 +11,7 @@ from aiokafka import ConsumerRecord
 from shared.contracts import events as ev
 from shared.contracts import messages
 from shared.contracts.envelope import OutgoingEvent
+from shared.contracts.outcomes import INDICATOR_SETS
 
 
 def unique(prefix: str) -> str:
@@ -115,3 +117,29 @@ def record(
 def record_of(event: OutgoingEvent, offset: int = 0) -> ConsumerRecord[bytes, bytes]:
     headers = [(k, v.encode()) for k, v in event.headers.items()]
     return record(event.topic, event.body, headers, event.key.encode(), offset)
+
+
+def assessment(
+    agency_id: str, case_id: str, wave: str, answers: list[tuple[str, str]], **overrides: Any
+) -> ev.AssessmentSubmission:
+    """An owner's assessment of its case, answered ``(indicator, option code)`` by indicator."""
+    return ev.AssessmentSubmission.model_validate(
+        {
+            "agency_id": agency_id,
+            "case_id": case_id,
+            "wave": wave,
+            "assessed_on": date.today().isoformat(),
+            "answers": [{"indicator": i, "answer": a} for i, a in answers],
+            **overrides,
+        }
+    )
+
+
+def answers_scoring(position: int) -> list[tuple[str, str]]:
+    """rss-v1's indicators each answered with the option at ``position`` of its scale (0: the
+    best; past the end: the worst)."""
+    indicators = INDICATOR_SETS["rss-v1"].indicators
+    return [(i.id, i.scale[min(position, len(i.scale) - 1)].code) for i in indicators]
+
+
+assessment_event = messages.assessment_message

@@ -11,6 +11,7 @@ from shared.unit import TypedHandler, raw_handler, typed_handler
 from .handlers import SOURCE, IntakeHandlers, IntakeKeys
 from .settings import IntakeSettings
 from .store import IntakeStore
+from .timers import tell_follow_ups
 
 settings = IntakeSettings()  # database_url and the keys come from the environment
 runtime = ServiceRuntime("intake", settings, Path(__file__).parent / "migrations")
@@ -19,7 +20,8 @@ handlers = IntakeHandlers(
         master_key=decode_key(settings.master_key),
         duplicate_key=decode_key(settings.duplicate_key),
         duplicate_key_id=settings.duplicate_key_id,
-    )
+    ),
+    settings.programme(),
 )
 # Typed dispatch for the service topics: CloudEvents type → handler(payload, unit).
 table: dict[str, TypedHandler[IntakeStore]] = {
@@ -49,6 +51,12 @@ runtime.consume(
             handlers.on_submission, IntakeStore, SOURCE, preload=handlers.preload_submissions
         ),
     }
+)
+# Follow-up waves that come due: reminders, due dates, missed ones (issue 19, decision 21).
+units = runtime.units(IntakeStore, SOURCE)
+programme = settings.programme()
+runtime.every(
+    settings.follow_up_interval_s, "follow-ups", lambda: tell_follow_ups(units, programme)
 )
 app = runtime.asgi_app(
     "Validates agency submissions, keeps the case registry and its personal "

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from shared.contracts import events as ev
-from shared.contracts import topics
+from shared.contracts import outcomes, topics
+from shared.contracts.outcomes import INDICATOR_SETS
 from shared.kafka.agency_input import Refusal, refusal
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
@@ -23,6 +24,7 @@ from . import community, disclosures, handovers, identity
 from .cases import CaseRow
 from .community import CommunityNeedRow
 from .consent import after_withdrawal, duplicate_not_told
+from .follow_ups import DEFAULT_PROGRAMME, Programme, assessment_refusal, follows_up
 from .store import DisclosureEntry, IntakeStore
 from .submissions import read_submission
 
@@ -41,8 +43,9 @@ class IntakeKeys:
 
 
 class IntakeHandlers:
-    def __init__(self, keys: IntakeKeys) -> None:
+    def __init__(self, keys: IntakeKeys, programme: Programme = DEFAULT_PROGRAMME) -> None:
         self._keys = keys
+        self._programme = programme  # the owners' follow-up plans (issue 19)
 
     # ----- agency.<id>.submissions.v1 -----
 
@@ -69,6 +72,9 @@ class IntakeHandlers:
             return
         if isinstance(result, ev.ErasureConfirmation):  # a recipient's, about a referral
             await self._confirm_erasure(event, unit, result)
+            return
+        if isinstance(result, ev.AssessmentSubmission):  # an owner's, about a case by its id
+            await self._record_assessment(event, unit, result)
             return
         row = await unit.stores.find_case(result.agency_id, result.agency_case_ref)
         if row is None:
@@ -200,6 +206,7 @@ class IntakeHandlers:
     ) -> None:
         """``duplicates``: the cases of other agencies sharing an identity hash with it."""
         told = await self._possible_duplicates(unit, row, duplicates)
+        await self._follow_up(unit, row)
         action = "registered" if type_ == ev.CASE_REGISTERED else "updated"
         outcome = (
             ev.SubmissionOutcome.REGISTERED
@@ -324,6 +331,7 @@ class IntakeHandlers:
     ) -> None:
         row = await unit.stores.update_case(row, consent=after_withdrawal(row.consent, w))
         await unit.stores.add_consent_record(row, "withdrawn", event.event_id)
+        await self._follow_up(unit, row)
         await self._applied(
             event,
             unit,
@@ -337,6 +345,8 @@ class IntakeHandlers:
 
     async def _erase(self, event: InboundEvent, unit: IntakeUnit, row: CaseRow) -> None:
         await unit.stores.erase(row.case_id)
+        await unit.stores.follow_ups.plan(row.case_id, row.agency_id, None, 0)
+        await unit.stores.follow_ups.erase_assessments(row.case_id)
         erased = ev.CaseErased(
             case_id=row.case_id,
             erased_at=datetime.now(UTC),
@@ -391,6 +401,7 @@ class IntakeHandlers:
         self, event: InboundEvent, unit: IntakeUnit, row: CaseRow, closure: ev.CaseClosure
     ) -> None:
         await unit.stores.set_status(row.case_id, "closed", closure.reason.value)
+        await unit.stores.follow_ups.plan(row.case_id, row.agency_id, None, 0)
         # What becomes of the open referrals is referral's to carry out: it reads the choice here.
         closed = ev.CaseClosed(
             case_id=row.case_id,
@@ -735,6 +746,7 @@ class IntakeHandlers:
             case, accepted.receiving_agency_id, accepted.receiving_case_ref, accepted.handover_id
         )
         sealed = handovers.sealed(accepted, moved, public_key, personal, str(uuid.uuid4()))
+        await self._follow_up(unit, moved)  # the new owner's plan from now on
         await unit.stores.log_disclosure(
             DisclosureEntry(
                 disclosure_id=sealed.disclosure_id,
@@ -835,6 +847,86 @@ class IntakeHandlers:
 
     # ----- directory.agencies.v1 -----
 
+    # ----- follow-ups and assessments (issue 19, decision 21; follow_ups.py decides) -----
+
+    async def _follow_up(self, unit: IntakeUnit, row: CaseRow) -> None:
+        """The case's follow-up waves as its owner's plan says, where its consent includes
+        ``follow_up`` and it is open; none (the open ones cancelled) otherwise."""
+        today = datetime.now(UTC).date()
+        following = row.status not in ("closed", "erased") and follows_up(row.consent, today)
+        plan = self._programme.plan_of(row.agency_id) if following else None
+        await unit.stores.follow_ups.plan(
+            row.case_id, row.agency_id, plan, self._programme.reminder_days
+        )
+
+    async def _record_assessment(
+        self, event: InboundEvent, unit: IntakeUnit, assessment: ev.AssessmentSubmission
+    ) -> None:
+        """An owner's follow-up assessment: checked (the case, its owner, its consent, the
+        wave, the indicator set and every answer), scored, kept (replacing an earlier one of
+        the wave), its wave done, and told as assessment-recorded (scores only) to evidence
+        and to the owner's inbox. Refused with the reasons otherwise, nothing kept."""
+        row = await unit.stores.lock_case(assessment.case_id)
+        today = datetime.now(UTC).date()
+        refused = assessment_refusal(
+            row.status if row else None,
+            row.agency_id if row else None,
+            row.consent if row else None,
+            assessment,
+            self._programme.plan_of(assessment.agency_id),
+            today,
+        )
+        if refused is not None:
+            await _reject(event, unit, refusal(event, refused.reason, refused.field))
+            return
+        assert row is not None  # assessment_refusal refuses an unknown case
+        indicator_set = INDICATOR_SETS.get(assessment.indicator_set)
+        if indicator_set is None:
+            known = ", ".join(INDICATOR_SETS)
+            await _reject(
+                event,
+                unit,
+                refusal(event, f"unknown indicator set: one of {known}", "indicator_set"),
+            )
+            return
+        answers = [(a.indicator, a.answer) for a in assessment.answers]
+        errors = outcomes.check(indicator_set, answers)
+        if errors:
+            await _reject(event, unit, _answers_refused(event, errors))
+            return
+        scored = outcomes.score(indicator_set, answers)
+        scores = ev.OutcomeScores(
+            economic=scored.economic,
+            social=scored.social,
+            psychosocial=scored.psychosocial,
+            composite=scored.composite,
+        )
+        await unit.stores.follow_ups.save_assessment(assessment, scores, event.event_id)
+        details = {"wave": assessment.wave, "indicator_set": assessment.indicator_set}
+        await unit.stores.add_history(
+            row.case_id, "assessment_recorded", event.event_id, row.agency_id, details
+        )
+        await unit.stores.record_submission(
+            event.event_id, row.agency_id, row.case_id, "assessment_recorded"
+        )
+        recorded = ev.AssessmentRecorded(
+            case_id=row.case_id,
+            owner_agency_id=row.agency_id,
+            wave=assessment.wave,
+            assessed_on=assessment.assessed_on,
+            indicator_set=assessment.indicator_set,
+            scores=scores,
+            indicators_answered=scored.indicators_answered,
+            submission_id=event.event_id,
+        )
+        self._emit(unit, row.case_id, [(ev.ASSESSMENT_RECORDED, recorded)])
+        log.info(
+            "assessment_recorded",
+            case_id=row.case_id,
+            wave=assessment.wave,
+            indicators_answered=scored.indicators_answered,
+        )
+
     async def on_agency(self, agency: ev.AgencyRecord, unit: IntakeUnit) -> None:
         await unit.stores.save_agency(agency)
 
@@ -896,6 +988,15 @@ def _community_accepted(
             case_id=need.need_id,
             outcome=outcome,
         ),
+    )
+
+
+def _answers_refused(event: InboundEvent, errors: list[outcomes.AnswerError]) -> Refusal:
+    """An assessment whose answers are not the indicator set's: one error per answer."""
+    first = refusal(event, "answers not on the indicator set's scales", errors[0].field)
+    return replace(
+        first,
+        errors=[ev.FieldError(field=e.field, message=e.message) for e in errors],
     )
 
 

@@ -34,6 +34,7 @@ from . import crypto
 from .cases import CaseRow, case_row, needs_json
 from .community import CommunityNeedRow
 from .disclosures import Recipient
+from .follow_up_store import FollowUpStore
 
 MAX_SIGNALLED_DUPLICATES = 10
 
@@ -184,6 +185,7 @@ def _secret(record: Any) -> Secret:
 class IntakeStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
+        self.follow_ups = FollowUpStore(conn)  # follow-up plans and assessments (issue 19)
 
     def _cache(self, name: str) -> dict[Any, Any] | None:
         return batch_scope.cache(self.conn, name)

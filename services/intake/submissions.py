@@ -22,6 +22,7 @@ Submission = (
     | ev.AssistanceEnd
     | ev.CommunityNeedSubmission
     | ev.ErasureConfirmation
+    | ev.AssessmentSubmission
 )
 SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.CASE_SUBMITTED: ev.CaseSubmission,
@@ -32,10 +33,12 @@ SUBMISSION_MODELS: dict[str, type[Submission]] = {
     ev.ASSISTANCE_END_SUBMITTED: ev.AssistanceEnd,
     ev.COMMUNITY_NEED_SUBMITTED: ev.CommunityNeedSubmission,
     ev.ERASURE_CONFIRMATION_SUBMITTED: ev.ErasureConfirmation,
+    ev.ASSESSMENT_SUBMITTED: ev.AssessmentSubmission,
 }
 # The key of each type: a case's messages under its agency_case_ref; a recipient's erasure
-# confirmation under the referral_id (it knows no agency_case_ref of the case).
-_KEYS = {ev.ERASURE_CONFIRMATION_SUBMITTED: "referral_id"}
+# confirmation under the referral_id (it knows no agency_case_ref of the case); an owner's
+# follow-up assessment under the case_id (issue 19).
+_KEYS = {ev.ERASURE_CONFIRMATION_SUBMITTED: "referral_id", ev.ASSESSMENT_SUBMITTED: "case_id"}
 MAX_SUBMISSION_BYTES = topics.AGENCY_SUBMISSIONS.template.max_message_bytes
 
 

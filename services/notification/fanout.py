@@ -383,6 +383,31 @@ FANOUT: tuple[Route, ...] = (
         recipient=lambda e: e.recipient_agency_id,
         subject="{submission_id}",
     ),
+    # ----- issue 19 follow-ups and assessments: the case's owner hears each -----
+    Route(
+        ev.FOLLOW_UP_REMINDER,
+        ev.INBOX_FOLLOW_UP_REMINDER,
+        recipient=lambda n: n.owner_agency_id,
+        subject="{case_id}:{wave}",
+    ),
+    Route(
+        ev.FOLLOW_UP_DUE,
+        ev.INBOX_FOLLOW_UP_DUE,
+        recipient=lambda n: n.owner_agency_id,
+        subject="{case_id}:{wave}",
+    ),
+    Route(
+        ev.FOLLOW_UP_MISSED,
+        ev.INBOX_FOLLOW_UP_MISSED,
+        recipient=lambda n: n.owner_agency_id,
+        subject="{case_id}:{wave}",
+    ),
+    Route(
+        ev.ASSESSMENT_RECORDED,
+        ev.INBOX_ASSESSMENT_RECORDED,
+        recipient=lambda a: a.owner_agency_id,
+        subject="{case_id}:{wave}",
+    ),
 )
 
 _BY_UPSTREAM: dict[str, tuple[Route, ...]] = {}

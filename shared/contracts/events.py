@@ -1218,6 +1218,8 @@ class AssessmentRecorded(Contract):
     indicator_set: Identifier
     scores: OutcomeScores
     indicators_answered: int = Field(ge=0, le=MAX_ANSWERS)
+    # The ce_id of the assessment-submitted message it answers (the owner's inbox shows it).
+    submission_id: Annotated[str, Field(max_length=300)] | None = None
 
 
 class FollowUpStage(StrEnum):

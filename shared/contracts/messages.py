@@ -72,3 +72,15 @@ def instruction_message(instruction: ev.ReferrerInstruction) -> OutgoingEvent:
         data=instruction,
         agency_id=instruction.agency_id,
     )
+
+
+def assessment_message(assessment: ev.AssessmentSubmission) -> OutgoingEvent:
+    """An owner's follow-up assessment on its submissions topic, keyed by the case (issue 19)."""
+    return build_event(
+        topic=topics.AGENCY_SUBMISSIONS.name(assessment.agency_id),
+        key=assessment.case_id,
+        type_=ev.ASSESSMENT_SUBMITTED,
+        source=agency_source(assessment.agency_id),
+        data=assessment,
+        agency_id=assessment.agency_id,
+    )

@@ -118,7 +118,9 @@ def read_agency_message(
     model = models.get(event.attributes.type)
     if model is None:
         return refuse(
-            "unknown ce_type for this topic; expected one of " + ", ".join(models),
+            # Named without their common prefix: the full list must fit a rejection's reason.
+            "unknown ce_type for this topic; expected one of org.referralexchange."
+            + ", ".join(t.removeprefix("org.referralexchange.") for t in models),
             [ev.FieldError(field="ce_type", message="not a type this topic carries")],
         )
     try:

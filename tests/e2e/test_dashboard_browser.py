@@ -8,8 +8,7 @@ The data: cases of a country no other test uses (BJ), registered through intake 
 ``statistics`` purpose, referred to a provider that accepts them; cases whose need no listing
 covers, two in one region (a cell under k) and more in two others; one case without
 ``statistics`` (never counted).
-Assessments are published as intake would publish them (intake.assessment-recorded) until
-intake's assessment handling lands beside this branch.
+Assessments go through intake (the owner's submissions topic), which scores them.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from services.evidence.source import report_of
 from services.evidence.store import EvidenceStore
 from shared.contracts import events as ev
 from shared.contracts import topics
-from shared.contracts.envelope import build_event
 from shared.contracts.taxonomy import Dimension
 from shared.db import connected
 from shared.kafka.connection import KafkaConnection
@@ -56,7 +54,6 @@ COUNTRY = "BJ"  # no other test's cases are here: the figures are this module's
 K = 5  # the service's default EVIDENCE_K
 ACCEPTED_CASES = 6
 PASSWORD = "a long dashboard test password"
-INTAKE_SOURCE = "urn:referralexchange:service:intake"
 SCREENSHOTS = REPO / "docs" / "evidence"
 
 
@@ -97,24 +94,12 @@ async def report(dsn: str, filters: Filters) -> Report:
     return report_of(facts, filters, K, datetime.now(UTC))
 
 
-def _assessment(case_id: str, owner: str, wave: str, on: date, psychosocial: float) -> Any:
-    recorded = ev.AssessmentRecorded(
-        case_id=case_id,
-        owner_agency_id=owner,
-        wave=wave,
-        assessed_on=on,
-        indicator_set="rss-v1",
-        scores=ev.OutcomeScores(
-            economic=0.3, social=0.5, psychosocial=psychosocial, composite=(0.8 + psychosocial) / 3
-        ),
-        indicators_answered=15,
-    )
-    return build_event(
-        topic=topics.INTAKE_CASES,
-        key=case_id,
-        type_=ev.ASSESSMENT_RECORDED,
-        source=INTAKE_SOURCE,
-        data=recorded,
+def _assessment(case_id: str, owner: str, wave: str, on: date, position: int) -> Any:
+    """The owner's assessment through intake: every rss-v1 indicator answered with the option
+    at ``position`` of its scale (0: the best)."""
+    answers = f.answers_scoring(position)
+    return f.assessment_event(
+        f.assessment(owner, case_id, wave, answers, assessed_on=on.isoformat())
     )
 
 
@@ -153,8 +138,8 @@ async def seeded(
         await _answer(kafka, provider, referral, "accept")
         case_id = referral["case_id"]
         assessments += [
-            _assessment(case_id, referrer, "baseline", today - timedelta(days=180), 0.4),
-            _assessment(case_id, referrer, "month_6", today, 0.6 + 0.01 * i),
+            _assessment(case_id, referrer, "baseline", today - timedelta(days=180), 99),
+            _assessment(case_id, referrer, "month_6", today, i % 3),
         ]
     await publish_events(kafka, assessments)
 

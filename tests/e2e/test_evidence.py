@@ -6,9 +6,8 @@ The report (the dashboard's source), the aggregate topic and the CSV export show
 change per pathway, the uncounted cases left out, and the small cells suppressed (3 cases with
 a disability, 6 elderly: the disability cell under k, the elderly one its complement).
 
-Until intake's assessment handling lands (helper A, issue 19), this module publishes the
-``intake.assessment-recorded`` events on intake.cases.v1 itself, as intake would after
-accepting the assessments; at merge the assessments go through intake."""
+The assessments go through intake (the owner's submissions topic), which scores them; the
+expected changes are intake's scoring of the same answers."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ import json
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -32,9 +31,9 @@ from services.evidence.aggregation import BY_GROUP
 from services.evidence.report import SCORES_BY_PATHWAY, Filters, Report
 from services.evidence.source import report_source
 from shared.contracts import events as ev
-from shared.contracts import topics
-from shared.contracts.envelope import build_event
+from shared.contracts import outcomes, topics
 from shared.contracts.messages import response_message
+from shared.contracts.outcomes import INDICATOR_SETS
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
@@ -51,7 +50,10 @@ K = 5  # EVIDENCE_K's default
 PSY, ECO = "psychosocial.peer_support", "economic.business_startup_grant"
 PATHWAYS = {PSY: 25, ECO: 15}
 UNCOUNTED = 4  # cases without the statistics purpose, referred along the psychosocial pathway
-BASELINE, MONTH_6 = 0.40, {PSY: 0.60, ECO: 0.50}  # composite scores
+# The answers each pathway's cases give (rss-v1): the worst at baseline; at month 6 the best
+# (psychosocial pathway) or the second option of every scale (economic pathway).
+BASELINE = f.answers_scoring(99)
+MONTH_6 = {PSY: f.answers_scoring(0), ECO: f.answers_scoring(1)}
 
 
 @dataclass(frozen=True)
@@ -63,30 +65,18 @@ class World:
     uncounted: list[str]
 
 
-def _scores(composite: float) -> ev.OutcomeScores:
-    return ev.OutcomeScores(
-        economic=composite, social=composite, psychosocial=composite, composite=composite
-    )
+def _change(category: str) -> tuple[float, ...]:
+    """The expected change from baseline to month 6 of the pathway's cases: economic, social,
+    psychosocial, composite (intake's scoring of the same answers)."""
+    rss = INDICATOR_SETS["rss-v1"]
+    before, after = outcomes.score(rss, BASELINE), outcomes.score(rss, MONTH_6[category])
+    fields = ("economic", "social", "psychosocial", "composite")
+    return tuple(getattr(after, d) - getattr(before, d) for d in fields)
 
 
-def _assessment(case_id: str, owner: str, wave: str, composite: float) -> Any:
-    """What intake publishes once it accepted an assessment (see the module's docstring)."""
-    recorded = ev.AssessmentRecorded(
-        case_id=case_id,
-        owner_agency_id=owner,
-        wave=wave,
-        assessed_on=date.today(),
-        indicator_set="rss-v1",
-        scores=_scores(composite),
-        indicators_answered=15,
-    )
-    return build_event(
-        topic=topics.INTAKE_CASES,
-        key=case_id,
-        type_=ev.ASSESSMENT_RECORDED,
-        source="urn:org:referralexchange:intake",
-        data=recorded,
-    )
+def _assessment(case_id: str, owner: str, wave: str, answers: list[tuple[str, str]]) -> Any:
+    """The owner's assessment, through intake (its submissions topic)."""
+    return f.assessment_event(f.assessment(owner, case_id, wave, answers))
 
 
 async def _agency(kafka: KafkaConnection, prefix: str, type_: ev.AgencyType) -> str:
@@ -234,8 +224,9 @@ async def test_the_report_shows_the_score_change_per_pathway(
     psy, eco = rows[(PSY, "month_6")], rows[(ECO, "month_6")]
     # the 4 cases without statistics (psychosocial, same scores) are not counted
     assert (psy.cases, eco.cases) == (25, 15)
-    assert psy.values == pytest.approx((0.2, 0.2, 0.2, 0.2))
-    assert eco.values == pytest.approx((0.1, 0.1, 0.1, 0.1))
+    assert psy.values == pytest.approx(_change(PSY))
+    assert eco.values == pytest.approx(_change(ECO))
+    assert _change(PSY) != pytest.approx(_change(ECO))
     assert world.region in report.options["region"]
 
 
@@ -279,7 +270,7 @@ async def test_the_aggregate_topic_carries_the_suppressed_tables(
     assert found[-1].key.decode() == SCORES_BY_PATHWAY
     assert latest["k"] == K and latest["keys"] == ["pathway", "wave"]
     rows = {tuple(r["key"]): r for r in latest["rows"]}
-    assert rows[(PSY, "month_6")]["values"][-1] == pytest.approx(0.2)
+    assert rows[(PSY, "month_6")]["values"][-1] == pytest.approx(_change(PSY)[-1])
     assert rows[(ECO, "month_6")]["cases"] == 15
     # nothing names a case or a person
     body = found[-1].value.decode()
@@ -311,7 +302,7 @@ def test_the_csv_export_shows_the_same_figures(world: World, tmp_path: Any) -> N
     with (tmp_path / f"{SCORES_BY_PATHWAY}.csv").open() as handle:
         rows = {(r["pathway"], r["wave"]): r for r in csv.DictReader(handle)}
     assert rows[(PSY, "month_6")]["cases"] == "25"
-    assert float(rows[(ECO, "month_6")]["composite_change"]) == pytest.approx(0.1)
+    assert float(rows[(ECO, "month_6")]["composite_change"]) == pytest.approx(_change(ECO)[-1])
     groups = list(csv.DictReader(io.StringIO((tmp_path / f"{BY_GROUP}.csv").read_text())))
     disability = next(r for r in groups if r["group"] == "disability")
     assert disability["suppressed"] == "true" and disability["cases"] == ""
@@ -380,8 +371,8 @@ async def test_the_dashboard_shows_the_same_pathway_figures(
     lines = dict(zip((r.key for r in expected.table(SCORES_BY_PATHWAY).rows), shown, strict=True))
     psy, eco = lines[(PSY, "month_6")], lines[(ECO, "month_6")]
     # composite change, then the line's case count (the 4 cases without statistics left out)
-    assert [c["value"] for c in psy[-2:]] == [pytest.approx(0.2), 25]
-    assert [c["value"] for c in eco[-2:]] == [pytest.approx(0.1), 15]
+    assert [c["value"] for c in psy[-2:]] == [pytest.approx(_change(PSY)[-1], abs=1e-3), 25]
+    assert [c["value"] for c in eco[-2:]] == [pytest.approx(_change(ECO)[-1], abs=1e-3), 15]
     await dashboard.screenshot(page, tmp_path, "pathways-40-cases")
     # the small vulnerability cells are suppressed on the page as in the report
     await page.goto(evidence.url(f"/dashboard/tables/{BY_GROUP}{query}"))

@@ -53,6 +53,7 @@ VALID_EXAMPLES = {
     "instruction-revoke.json": ev.ReferrerInstruction,
     "instruction-redirect.json": ev.ReferrerInstruction,
     "erasure-confirmation.json": ev.ErasureConfirmation,
+    "assessment.json": ev.AssessmentSubmission,
 }
 
 

@@ -46,6 +46,27 @@ REFERRAL_EVENT = "referral-event-1"  # the ce_id of the referral-requested a dis
 History = tuple[str, str, str, str | None, dict[str, Any]]
 
 
+class FakeFollowUpStore:
+    """FollowUpStore in memory: each case's plan (None: none followed), assessments by case
+    and wave."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, tuple[str, tuple[str, ...] | None]] = {}
+        self.assessments: dict[tuple[str, str], tuple[ev.AssessmentSubmission, ev.OutcomeScores]]
+        self.assessments = {}
+
+    async def plan(self, case_id: str, owner: str, plan: Any, reminder_days: int) -> None:
+        self.plans[case_id] = (owner, None if plan is None else tuple(w.name for w in plan))
+
+    async def save_assessment(
+        self, assessment: ev.AssessmentSubmission, scores: ev.OutcomeScores, _: str
+    ) -> None:
+        self.assessments[(assessment.case_id, assessment.wave)] = (assessment, scores)
+
+    async def erase_assessments(self, case_id: str) -> None:
+        self.assessments = {k: v for k, v in self.assessments.items() if k[0] != case_id}
+
+
 class FakeIntakeStore:
     """IntakeStore in memory: cases, personal data, identity hashes, the logs and the agency
     registry as dicts and lists. It keeps what it is given, as the real store does (a changed
@@ -70,6 +91,7 @@ class FakeIntakeStore:
         # issue 18: erasures confirmed (disclosure id → (erased_at, ce_id)), duplicate pairs
         self.erasures: dict[str, tuple[datetime, str]] = {}
         self.duplicates: dict[tuple[str, str], str | None] = {}  # pair → why not told
+        self.follow_ups = FakeFollowUpStore()  # issue 19
 
     @staticmethod
     def _check(master_key: bytes) -> None:

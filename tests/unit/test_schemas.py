@@ -41,6 +41,7 @@ EXAMPLE_TYPES = {
     "consent-withdrawal.json": ev.CONSENT_WITHDRAWN,
     "erasure-request.json": ev.ERASURE_REQUESTED,
     "erasure-confirmation.json": ev.ERASURE_CONFIRMATION_SUBMITTED,
+    "assessment.json": ev.ASSESSMENT_SUBMITTED,
     "handover-answer-accept.json": ev.HANDOVER_ANSWER_SUBMITTED,
     "handover-answer-reject.json": ev.HANDOVER_ANSWER_SUBMITTED,
     "handover-proposal.json": ev.HANDOVER_PROPOSAL_SUBMITTED,
