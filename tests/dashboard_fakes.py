@@ -24,7 +24,7 @@ from services.evidence.report import (
 )
 from services.evidence.web.account_store import Account, Role
 from services.evidence.web.config import DashboardConfig
-from services.evidence.web.throttle import Failures, ThrottlePolicy
+from shared.web.throttle import Failures, ThrottlePolicy
 from shared.unit import Unit
 
 GENERATED_AT = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)

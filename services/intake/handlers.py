@@ -16,6 +16,7 @@ from shared.contracts import events as ev
 from shared.contracts import outcomes, topics
 from shared.contracts.outcomes import INDICATOR_SETS
 from shared.kafka.agency_input import Refusal, refusal
+from shared.kafka.agency_messages import read_submission
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
@@ -26,7 +27,6 @@ from .community import CommunityNeedRow
 from .consent import after_withdrawal, duplicate_not_told
 from .follow_ups import DEFAULT_PROGRAMME, Programme, assessment_refusal, follows_up
 from .store import DisclosureEntry, IntakeStore
-from .submissions import read_submission
 
 SOURCE = "urn:referralexchange:service:intake"
 

@@ -832,6 +832,7 @@ class IntakeStore:
             raise crypto.KeyDestroyed("no description stored")
         data_key = crypto.unwrap_key(master_key, record["wrapped_key"])
         return crypto.decrypt(data_key, record["description_sealed"]).decode()
+
     # ----- consent that follows through (issue 18) -----
 
     async def disclosed_to(self, referral_id: str, agency_id: str) -> DisclosedFacts | None:

@@ -69,7 +69,7 @@ consumer = runtime.consume(
         topics.INTAKE_CASES: typed,
         # The agencies' own topics: raw events, bad input answered to the sender.
         topics.AGENCY_LISTINGS: raw_handler(handlers.on_listing, ReferralStore, SOURCE),
-        # Answers to referrals and case handovers (handlers.ANSWER_MODELS: type → contract).
+        # Answers to referrals and case handovers (agency_messages.ANSWER_MODELS: type → contract).
         topics.AGENCY_RESPONSES: raw_handler(handlers.on_response, ReferralStore, SOURCE),
     }
 )

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.taxonomy import ReasonCode
-from shared.kafka.agency_input import Refusal, read_agency_message, refusal
+from shared.kafka.agency_input import Refusal, refusal
+from shared.kafka.agency_messages import (
+    HANDOVER_MODELS,
+    INSTRUCTION_MODELS,
+    STRUCTURAL_MODELS,
+    read_answer,
+    read_listing,
+)
 from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
@@ -30,28 +37,6 @@ log = get_logger(__name__)
 
 ReferralUnit = Unit[ReferralStore]
 
-LISTING_MODELS = {ev.SERVICE_LISTED: ev.ServiceListing}
-RESPONSE_MODELS = {ev.RESPONSE_SUBMITTED: ev.ReferralResponse}
-HANDOVER_MODELS: dict[str, type[ev.Contract]] = {
-    ev.HANDOVER_PROPOSAL_SUBMITTED: ev.HandoverProposal,
-    ev.HANDOVER_REQUEST_SUBMITTED: ev.HandoverRequest,
-    ev.HANDOVER_ANSWER_SUBMITTED: ev.HandoverAnswer,
-}
-STRUCTURAL_MODELS: dict[str, type[ev.Contract]] = {
-    ev.STRUCTURAL_COMMITMENT_SUBMITTED: ev.StructuralCommitment,
-}
-# Issue 18: the referring agency's instructions on its case's needs (caseworker.py).
-INSTRUCTION_MODELS: dict[str, type[ev.Contract]] = {
-    ev.REFERRER_INSTRUCTION_SUBMITTED: ev.ReferrerInstruction
-}
-# What an agency's responses topic carries: its answers to referrals, its handovers, its
-# instructions as a referrer, and a government agency's commitments on structural gaps.
-ANSWER_MODELS: dict[str, type[ev.Contract]] = {
-    **RESPONSE_MODELS,
-    **HANDOVER_MODELS,
-    **INSTRUCTION_MODELS,
-    **STRUCTURAL_MODELS,
-}
 # What each refusal of a valid response says to its sender.
 _RESPONSE_ERRORS = {
     ev.ResponseError.UNKNOWN_REFERRAL: "no referral has this referral_id",
@@ -101,7 +86,7 @@ class ReferralHandlers:
         if event.is_tombstone():
             await self._withdraw(event, unit, provider)
             return
-        listing = read_agency_message(event, LISTING_MODELS, key_field="service_id")
+        listing = read_listing(event)
         if isinstance(listing, Refusal):
             self._refuse_listing(event, unit, listing)
             return
@@ -369,7 +354,7 @@ class ReferralHandlers:
     async def on_response(self, event: InboundEvent, unit: ReferralUnit) -> None:
         """An agency's message on its responses topic: an answer to a referral, or one of its
         case handovers. Whatever cannot be applied changes nothing and is told back to it."""
-        message = read_agency_message(event, ANSWER_MODELS)
+        message = read_answer(event)
         if isinstance(message, Refusal):
             # Not parsed: the type it claims says which refusal its sender reads.
             claimed = event.attributes.type if event.attributes else None

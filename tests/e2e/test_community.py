@@ -22,12 +22,12 @@ import pytest
 from nacl.public import PrivateKey, SealedBox
 from typer.testing import CliRunner
 
-from services.intake.submissions import NO_PERSONAL_DATA
 from services.referral import cli
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.contracts.messages import agency_source
+from shared.kafka.agency_messages import NO_PERSONAL_DATA
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from services.evidence.web.account_store import AccountStore, Role
-from services.evidence.web.throttle import Failures
+from shared.web.throttle import Failures
 from shared.db.migrations import SHARED_MIGRATIONS, discover, migrate
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,6 @@ import pytest
 from nacl.public import SealedBox
 
 from services.intake.community import NEED_ID
-from services.intake.submissions import NO_PERSONAL_DATA, read_submission
 from services.referral.decisions import CommunityCase
 from services.referral.handlers import SOURCE as REFERRAL_SOURCE
 from services.referral.handlers import ReferralHandlers
@@ -26,6 +25,7 @@ from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.contracts.messages import agency_source
 from shared.contracts.taxonomy import BeneficiaryType, Dimension, Level
 from shared.kafka.agency_input import Refusal
+from shared.kafka.agency_messages import NO_PERSONAL_DATA, read_submission
 from shared.kafka.inbound import InboundEvent
 from shared.unit import Cause, Unit
 from tests import factories as f

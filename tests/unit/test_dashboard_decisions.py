@@ -20,7 +20,7 @@ from services.evidence.web import charts, i18n
 from services.evidence.web.filters import query_of, read_filters
 from services.evidence.web.i18n import Words, choose_language, load_translations
 from services.evidence.web.tables import format_figure, table_view
-from services.evidence.web.throttle import (
+from shared.web.throttle import (
     Failures,
     ThrottlePolicy,
     failures_after,

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
 from services.intake.store import IntakeStore
-from services.intake.submissions import read_submission
 from services.referral.decisions import RoutingPolicy
 from services.referral.handlers import SOURCE as REFERRAL_SOURCE
 from services.referral.handlers import ReferralHandlers
@@ -32,6 +31,7 @@ from shared.contracts import topics
 from shared.contracts.envelope import parse_headers
 from shared.kafka import inbound
 from shared.kafka.agency_input import Refusal
+from shared.kafka.agency_messages import read_submission
 from shared.kafka.consumer import ReliableConsumer, RetryPolicy
 from shared.kafka.inbound import InboundEvent, PermanentError, tolerant_parser
 from shared.unit import raw_handler

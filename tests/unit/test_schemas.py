@@ -16,9 +16,9 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import BaseModel, ValidationError
 
-from services.intake import submissions
 from shared.contracts import events as ev
 from shared.contracts import topics
+from shared.kafka import agency_messages as submissions
 from shared.kafka.agency_input import Refusal, read_agency_message
 from shared.kafka.inbound import InboundEvent
 from tests import factories as f

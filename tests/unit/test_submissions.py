@@ -3,13 +3,13 @@ that names the bad fields and never echoes personal data."""
 
 import json
 
-from services.intake.submissions import (
+from shared.contracts import events as ev
+from shared.kafka.agency_input import Refusal
+from shared.kafka.agency_messages import (
     MAX_SUBMISSION_BYTES,
     SUBMISSION_MODELS,
     read_submission,
 )
-from shared.contracts import events as ev
-from shared.kafka.agency_input import Refusal
 from shared.kafka.inbound import InboundEvent
 from tests import factories as f
 

@@ -9,8 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from shared.db import DbConnection
-
-from .throttle import Failures
+from shared.web.throttle import Failures
 
 
 class Role(StrEnum):

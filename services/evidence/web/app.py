@@ -8,9 +8,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.evidence.report import ReportSource
+from shared.web.security_headers import SecurityHeaders
 
 from .account_store import Role
 from .auth import AccountUnits, Auth
@@ -20,36 +20,6 @@ from .rendering import Renderer
 from .static import ROUTE_NAME, StaticFiles
 
 SESSION_COOKIE = "refex_dashboard"
-
-# Scripts, styles and images from the dashboard itself only: no inline script runs (the charts'
-# data is JSON the dashboard's own script reads), and no other site can frame a page.
-_SECURITY_HEADERS = [
-    (
-        b"content-security-policy",
-        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
-
-
-class _SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def dashboard_app(
@@ -70,7 +40,7 @@ def dashboard_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(_SecurityHeaders),
+            Middleware(SecurityHeaders),  # scripts, styles, images from the dashboard only
             Middleware(GZipMiddleware, minimum_size=500),
             Middleware(
                 SessionMiddleware,

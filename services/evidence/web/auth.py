@@ -21,14 +21,14 @@ from starlette.responses import RedirectResponse, Response
 
 from shared.logging import get_logger
 from shared.unit import Unit
+from shared.web.form_tokens import new_form_token, token_ok
+from shared.web.throttle import failures_after, wait_before_next_attempt
 
 from .account_store import Account, AccountStore, Role
 from .config import DashboardConfig
-from .form_tokens import new_form_token, token_ok
 from .i18n import N_
 from .passwords import password_matches
 from .rendering import Renderer
-from .throttle import failures_after, wait_before_next_attempt
 
 log = get_logger(__name__)
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
-
-from .throttle import ThrottlePolicy
+from shared.web.throttle import ThrottlePolicy
 
 
 class DashboardSettings(ServiceSettings):

@@ -11,7 +11,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from .form_tokens import form_token
+from shared.web.form_tokens import form_token
+
 from .i18n import (
     LANGUAGE_COOKIE,
     LANGUAGES,

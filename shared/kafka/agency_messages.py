@@ -1,5 +1,10 @@
-"""Turning a raw ``agency.<id>.submissions.v1`` record into a valid submission or a refusal
-(shared.kafka.agency_input words and bounds refusals for every agency topic).
+"""What each of an agency's own topics carries (type → contract, and the key of each type), and
+turning a raw record of it into a valid message or a refusal (shared.kafka.agency_input words
+and bounds refusals for every agency topic).
+
+Shared because two readers apply the same rules: the consuming service (intake reads the
+submissions, referral the listings and responses) and the gateway, which answers an HTTP sender
+synchronously with the same refusal before anything is published (issue 20).
 
 Pure functions: no database, no Kafka. Refusals name each bad field and never echo its value.
 """
@@ -80,3 +85,38 @@ def _no_personal_data(refused: Refusal) -> Refusal:
     named = sorted({e.field for e in errors if e.message == NO_PERSONAL_DATA})
     reason = "a community need holds no personal data (" + ", ".join(named) + ")"
     return replace(refused, reason=reason[:500], errors=errors)
+
+
+# ----- agency.<id>.listings.v1 and agency.<id>.responses.v1 (read by referral) -----
+
+LISTING_MODELS: dict[str, type[ev.ServiceListing]] = {ev.SERVICE_LISTED: ev.ServiceListing}
+LISTING_KEY = "service_id"
+RESPONSE_MODELS: dict[str, type[ev.Contract]] = {ev.RESPONSE_SUBMITTED: ev.ReferralResponse}
+HANDOVER_MODELS: dict[str, type[ev.Contract]] = {
+    ev.HANDOVER_PROPOSAL_SUBMITTED: ev.HandoverProposal,
+    ev.HANDOVER_REQUEST_SUBMITTED: ev.HandoverRequest,
+    ev.HANDOVER_ANSWER_SUBMITTED: ev.HandoverAnswer,
+}
+STRUCTURAL_MODELS: dict[str, type[ev.Contract]] = {
+    ev.STRUCTURAL_COMMITMENT_SUBMITTED: ev.StructuralCommitment,
+}
+# Issue 18: the referring agency's instructions on its case's needs.
+INSTRUCTION_MODELS: dict[str, type[ev.Contract]] = {
+    ev.REFERRER_INSTRUCTION_SUBMITTED: ev.ReferrerInstruction
+}
+# What an agency's responses topic carries: its answers to referrals, its handovers, its
+# instructions as a referrer, and a government agency's commitments on structural gaps.
+ANSWER_MODELS: dict[str, type[ev.Contract]] = {
+    **RESPONSE_MODELS,
+    **HANDOVER_MODELS,
+    **INSTRUCTION_MODELS,
+    **STRUCTURAL_MODELS,
+}
+
+
+def read_listing(event: InboundEvent) -> ev.ServiceListing | Refusal:
+    return read_agency_message(event, LISTING_MODELS, key_field=LISTING_KEY)
+
+
+def read_answer(event: InboundEvent) -> ev.Contract | Refusal:
+    return read_agency_message(event, ANSWER_MODELS)
