@@ -19,9 +19,9 @@ with warnings.catch_warnings():
 
 from services.evidence.report import ANSWERS_BY_PROVIDER, UNMET_BY_AREA, Filters
 from services.evidence.web.account_store import Role
-from services.evidence.web.app import SESSION_COOKIE, dashboard_app
-from services.evidence.web.static import StaticFiles
+from services.evidence.web.app import SESSION_COOKIE, STATIC_FILES, dashboard_app
 from shared.service import PrefixMounts
+from shared.web.static_files import StaticFiles
 from tests.dashboard_fakes import PASSWORD, FakeAccounts, config, sample_report, sample_source
 
 ROOT = "/dashboard"
@@ -324,7 +324,7 @@ def test_the_vendored_chart_js_is_the_recorded_release() -> None:
     # docs/decisions/0023 records this checksum; a changed file must change the record too.
     import hashlib
 
-    body = StaticFiles().files["chart.umd.min.js"].body
+    body = StaticFiles("services.evidence.web", STATIC_FILES).files["chart.umd.min.js"].body
     assert (
         hashlib.sha256(body).hexdigest()
         == "87364cc2b2a76a6684929e7d6b80b18a897794db38400caff1fcf1791c6925d2"

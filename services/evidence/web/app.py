@@ -11,21 +11,23 @@ from starlette.routing import Route
 
 from services.evidence.report import ReportSource
 from shared.web.security_headers import SecurityHeaders
+from shared.web.static_files import ROUTE_NAME, StaticFiles
 
 from .account_store import Role
 from .auth import AccountUnits, Auth
 from .config import DashboardConfig
 from .pages import CHART_PAGES, Pages
 from .rendering import Renderer
-from .static import ROUTE_NAME, StaticFiles
 
 SESSION_COOKIE = "refex_dashboard"
+# The vendored Chart.js, the dashboard's script and style sheet (web/static/).
+STATIC_FILES = ("chart.umd.min.js", "dashboard.js", "dashboard.css")
 
 
 def dashboard_app(
     config: DashboardConfig, report_source: ReportSource, accounts: AccountUnits
 ) -> Starlette:
-    renderer = Renderer(StaticFiles(), config.secure_cookies)
+    renderer = Renderer(StaticFiles(__package__, STATIC_FILES), config.secure_cookies)
     auth = Auth(config, accounts, renderer)
     pages = Pages(report_source, accounts, renderer)
     routes = [

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from shared.web.form_tokens import form_token
+from shared.web.static_files import StaticFiles
 
 from .i18n import (
     LANGUAGE_COOKIE,
@@ -22,7 +23,6 @@ from .i18n import (
     load_translations,
     table_title,
 )
-from .static import StaticFiles
 
 _YEAR_S = 365 * 24 * 3600
 

@@ -1,22 +1,25 @@
-"""The dashboard's static files (the vendored Chart.js, its script and style sheet), read from
-the package once and served under a URL that carries their content's digest, so a browser
-keeps each for a year and a new release is fetched at once. Nothing comes from a network."""
+"""A web app's static files (vendored libraries, its scripts and style sheets), read from its
+package once and served under a URL that carries their content's digest, so a browser keeps
+each for a year and a new release is fetched at once. Nothing comes from a network."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-STATIC_FILES = {
-    "chart.umd.min.js": "text/javascript; charset=utf-8",
-    "dashboard.js": "text/javascript; charset=utf-8",
-    "dashboard.css": "text/css; charset=utf-8",
-}
 ROUTE_NAME = "static"
+MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".wasm": "application/wasm",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +30,14 @@ class StaticFile:
 
 
 class StaticFiles:
-    def __init__(self) -> None:
-        folder = resources.files(__package__).joinpath("static")
+    """The files ``names`` (paths under the ``static`` folder of ``package``)."""
+
+    def __init__(self, package: str, names: Iterable[str]) -> None:
+        folder = resources.files(package).joinpath("static")
         self.files: dict[str, StaticFile] = {}
-        for name, media_type in STATIC_FILES.items():
+        for name in names:
             body = folder.joinpath(name).read_bytes()
+            media_type = MEDIA_TYPES[name[name.rindex(".") :]]
             self.files[name] = StaticFile(body, media_type, hashlib.sha256(body).hexdigest()[:16])
 
     def url(self, request: Request, name: str) -> str:

@@ -1,0 +1,271 @@
+"""The console's pages: login, the inbox of referrals received, one referral (its disclosure
+opened in the browser, its answers), the referrals sent, the unmet needs and the follow-ups due.
+
+Every page is behind a session (sessions.py) whose credential the broker still accepts; every
+referral page is looked up in the session's own agency's inbox, so another agency's referral is
+404 whatever the URL; every form carries the session's form token (shared.web.form_tokens)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from shared.contracts import events as ev
+from shared.contracts.envelope import CONTENT_TYPE, SPEC_VERSION
+from shared.contracts.taxonomy import TAXONOMY
+from shared.kafka.agency_input import Refusal
+from shared.logging import get_logger
+from shared.web.form_tokens import new_form_token, token_ok
+
+from ..agency_kafka import KafkaRefused, ProducerPool
+from ..auth import Authenticator, Refused
+from ..ingress import Family, check
+from ..kafka_login import LoginResult
+from ..sessions import Session, Sessions
+from .rendering import Renderer
+
+log = get_logger(__name__)
+
+_SESSION = "session_id"
+SOURCE = "urn:org:referralexchange:gateway"
+# The provider's answers the referral page offers, per current state (referral's lifecycle
+# decides; the page offers only what it would accept).
+ACTIONS_BY_STATE: dict[str, tuple[ev.ResponseAction, ...]] = {
+    "sent": (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT),
+    "received": (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT),
+    "accepted": (ev.ResponseAction.START, ev.ResponseAction.COMPLETE, ev.ResponseAction.FAIL),
+    "in_progress": (ev.ResponseAction.HOLD, ev.ResponseAction.COMPLETE, ev.ResponseAction.FAIL),
+    "on_hold": (ev.ResponseAction.RESUME, ev.ResponseAction.FAIL),
+}
+
+Page = Callable[[Request, Session], Awaitable[Response]]
+
+
+def reasons_for(action: ev.ResponseAction) -> list[str]:
+    return [r.value for r in TAXONOMY.reasons_for(ev.ACTION_TARGET[action].value)]
+
+
+class Console:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        sessions: Sessions,
+        producers: ProducerPool,
+        renderer: Renderer,
+    ) -> None:
+        self.authenticator = authenticator
+        self.sessions = sessions
+        self.producers = producers
+        self.renderer = renderer
+
+    # ----- the session -----
+
+    async def _session(self, request: Request) -> Session | None:
+        session = await self.sessions.get(request.session.get(_SESSION))
+        if session is None:
+            return None
+        # The broker decides at every click: a removed user or changed password ends here.
+        if await self.authenticator.still_valid(session.connection) is LoginResult.REFUSED:
+            log.info("console_session_refused", agency_id=session.principal.agency_id)
+            await self.sessions.end(session.session_id)
+            request.session.clear()
+            return None
+        return session
+
+    def guard(self, page: Page) -> Callable[[Request], Awaitable[Response]]:
+        async def guarded(request: Request) -> Response:
+            session = await self._session(request)
+            if session is None:
+                target = quote(request.url.path)
+                return RedirectResponse(f"/login?next={target}", status_code=303)
+            if request.method == "POST":
+                form = await request.form()
+                if not token_ok(request, form.get("form_token")):
+                    return self.renderer.error(request, 403, "The form has expired; try again.")
+            return await page(request, session)
+
+        return guarded
+
+    async def login_page(self, request: Request) -> Response:
+        if request.method == "GET":
+            return self.renderer.page(
+                request, "login.html", {"next": request.query_params.get("next", "")}
+            )
+        form = await request.form()
+        if not token_ok(request, form.get("form_token")):
+            return self.renderer.error(request, 403, "The form has expired; try again.")
+        login, password = str(form.get("login", "")), str(form.get("password", ""))
+        result = await self.authenticator.authenticate(login.strip(), password)
+        if isinstance(result, Refused):
+            status = result.status
+            message = {
+                401: "Unknown user or wrong password.",
+                429: "Too many failed logins: wait a few minutes and try again.",
+                503: "The exchange cannot be reached; try again shortly.",
+            }[status]
+            return self.renderer.page(
+                request, "login.html", {"error": message, "next": form.get("next", "")}, status
+            )
+        session = self.sessions.open(result.principal, result.connection)
+        request.session.clear()
+        request.session[_SESSION] = session.session_id
+        new_form_token(request)  # a new session, a new token (no fixation)
+        log.info("console_login", agency_id=result.principal.agency_id)
+        return RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        form = await request.form()
+        if token_ok(request, form.get("form_token")):
+            sid = request.session.get(_SESSION)
+            if isinstance(sid, str):
+                await self.sessions.end(sid)
+            request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    # ----- pages -----
+
+    async def inbox(self, request: Request, session: Session) -> Response:
+        view = session.view
+        return self.renderer.page(
+            request,
+            "inbox.html",
+            {"session": session, "referrals": view.received_in_order(), "now": _now()},
+        )
+
+    async def referral(self, request: Request, session: Session) -> Response:
+        referral_id = request.path_params["referral_id"]
+        referral = session.view.received.get(referral_id)
+        if referral is None:
+            # Not this agency's (or not arrived yet): the same answer either way.
+            return self.renderer.error(request, 404, "No referral of your agency has this id.")
+        actions = ACTIONS_BY_STATE.get(referral.state, ()) if referral.open else ()
+        return self.renderer.page(
+            request,
+            "referral.html",
+            {
+                "session": session,
+                "referral": referral,
+                "actions": [(a.value, reasons_for(a)) for a in actions],
+                "outcomes": [o.value for o in ev.Outcome],
+                "sent": request.query_params.get("sent"),
+            },
+        )
+
+    async def respond(self, request: Request, session: Session) -> Response:
+        referral_id = request.path_params["referral_id"]
+        referral = session.view.received.get(referral_id)
+        if referral is None:
+            return self.renderer.error(request, 404, "No referral of your agency has this id.")
+        form = await request.form()
+        data: dict[str, Any] = {
+            "referral_id": referral_id,
+            "agency_id": session.principal.agency_id,
+            "action": str(form.get("action", "")),
+            "responded_at": _now().isoformat(),
+        }
+        for name in ("reason_code", "outcome"):
+            if form.get(name):
+                data[name] = str(form.get(name))
+        result = await self._publish(session, Family.RESPONSES, ev.RESPONSE_SUBMITTED, data)
+        if isinstance(result, Refusal):
+            return self.renderer.page(
+                request,
+                "refused.html",
+                {"session": session, "refusal": result, "back": f"/referrals/{referral_id}"},
+                400,
+            )
+        return RedirectResponse(f"/referrals/{referral_id}?sent={data['action']}", status_code=303)
+
+    async def sent(self, request: Request, session: Session) -> Response:
+        referrals = sorted(session.view.sent.values(), key=lambda r: r.changed_at, reverse=True)
+        return self.renderer.page(
+            request, "sent.html", {"session": session, "referrals": referrals}
+        )
+
+    async def unmet(self, request: Request, session: Session) -> Response:
+        needs = sorted(session.view.unmet.values(), key=lambda n: n["time"], reverse=True)
+        return self.renderer.page(request, "unmet.html", {"session": session, "needs": needs})
+
+    async def follow_ups(self, request: Request, session: Session) -> Response:
+        due = sorted(session.view.follow_ups.values(), key=lambda f: f.get("due_on", ""))
+        return self.renderer.page(request, "follow_ups.html", {"session": session, "due": due})
+
+    async def messages(self, request: Request, session: Session) -> Response:
+        answers = list(reversed(session.view.answers))[:200]
+        return self.renderer.page(
+            request, "messages.html", {"session": session, "answers": answers}
+        )
+
+    # ----- publishing -----
+
+    async def _publish(
+        self, session: Session, family: Family, ce_type: str, data: dict[str, Any]
+    ) -> Refusal | None:
+        """Publish ``data`` as ``ce_type`` on the session's agency's topic, as its user; the
+        same checks as the API's (ingress.check)."""
+        import json
+
+        headers = [
+            ("ce_id", str(uuid.uuid4()).encode()),
+            ("ce_source", f"{SOURCE}/{session.principal.name}".encode()),
+            ("ce_type", ce_type.encode()),
+            ("ce_specversion", SPEC_VERSION.encode()),
+            ("ce_time", _now().isoformat().encode()),
+            ("content-type", CONTENT_TYPE.encode()),
+        ]
+        value = json.dumps(data, separators=(",", ":")).encode()
+        checked = check(family, session.principal.agency_id, headers, value)
+        if isinstance(checked, Refusal):
+            return checked
+        try:
+            await self.producers.publish(session.connection, checked.record)
+        except KafkaRefused as exc:
+            return Refusal(
+                checked.record.event_id,
+                session.principal.agency_id,
+                checked.record.topic,
+                f"the exchange refused to publish ({exc})",
+                [],
+            )
+        log.info(
+            "console_published",
+            agency_id=session.principal.agency_id,
+            ce_type=ce_type,
+            ce_id=checked.record.event_id,
+        )
+        return None
+
+    def router(self) -> APIRouter:
+        router = APIRouter(include_in_schema=False)
+        router.add_api_route("/login", self.login_page, methods=["GET", "POST"])
+        router.add_api_route("/logout", self.logout, methods=["POST"])
+        router.add_api_route("/", self.guard(self.inbox), methods=["GET"])
+        router.add_api_route("/inbox", self.guard(self.inbox), methods=["GET"])
+        router.add_api_route("/referrals/{referral_id}", self.guard(self.referral), methods=["GET"])
+        router.add_api_route(
+            "/referrals/{referral_id}/respond", self.guard(self.respond), methods=["POST"]
+        )
+        router.add_api_route("/sent", self.guard(self.sent), methods=["GET"])
+        router.add_api_route("/unmet", self.guard(self.unmet), methods=["GET"])
+        router.add_api_route("/follow-ups", self.guard(self.follow_ups), methods=["GET"])
+        router.add_api_route("/messages", self.guard(self.messages), methods=["GET"])
+        return router
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _safe_next(target: str) -> str:
+    """Where to go after login: a path of this console only (never another site)."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/inbox"
+    if any(ord(c) < 32 for c in target):
+        return "/inbox"
+    return target

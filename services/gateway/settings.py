@@ -1,0 +1,71 @@
+"""The gateway's settings (``GATEWAY_*``). No database and no Kafka credential: every Kafka
+client it makes logs in as the person or system whose request it serves."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.secret_policy import weakness
+from shared.web.throttle import ThrottlePolicy
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
+
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production: Secure cookies, and refuse to start with a weak session key.",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP endpoints.")
+    http_port: int = Field(default=8005, ge=1, le=65535, description="Port of the gateway.")
+    log_level: str = Field(default="INFO", description="Python log level name.")
+    session_key: SecretStr = Field(
+        description="Signs the console's session cookies (32 random bytes, base64). "
+        "Changing it logs everyone out."
+    )
+    session_idle_s: float = Field(
+        default=30 * 60, gt=0, description="A console session not used for this long ends."
+    )
+    session_max_s: float = Field(
+        default=10 * 3600, gt=0, description="A console session ends this long after its login."
+    )
+    login_free_failures: int = Field(
+        default=5, ge=1, description="Failed logins of one user name before it is throttled."
+    )
+    login_lockout_s: float = Field(
+        default=30, gt=0, description="The first wait after those; doubles with each failure."
+    )
+    login_lockout_max_s: float = Field(
+        default=900, gt=0, description="The longest wait between two login attempts."
+    )
+    inbox_page_max: int = Field(
+        default=500, ge=1, le=5000, description="Most inbox messages one GET /v1/inbox returns."
+    )
+
+    @property
+    def secure_cookies(self) -> bool:
+        # Outside development the gateway is reached over HTTPS (TLS ends at a proxy in front).
+        return self.environment == "production"
+
+    @property
+    def throttle(self) -> ThrottlePolicy:
+        return ThrottlePolicy(
+            free_failures=self.login_free_failures,
+            first_wait_s=self.login_lockout_s,
+            longest_wait_s=self.login_lockout_max_s,
+        )
+
+    def refusal(self) -> str | None:
+        """Why this configuration must not start (production only), or None."""
+        if self.environment != "production":
+            return None
+        weak = weakness(self.session_key.get_secret_value())
+        return f"GATEWAY_SESSION_KEY {weak}" if weak else None
