@@ -103,7 +103,7 @@ class ServiceSettings(BaseSettings):
         return str(self.database_url)
 
 
-SERVICE_NAMES = ("intake", "referral", "notification", "evidence")
+SERVICE_NAMES = ("intake", "referral", "notification", "evidence", "gateway")
 OPERATOR_SECRETS = ("REFEX_KAFKA_PASSWORD",)
 
 

@@ -32,6 +32,12 @@ NOTIFICATION_SECRETS="$LOCAL_DIR/notification-secrets.env"
 EVIDENCE_SECRETS="$LOCAL_DIR/evidence-secrets.env"
 [[ -f "$EVIDENCE_SECRETS" ]] ||
   echo "EVIDENCE_DASHBOARD_SESSION_KEY=$(head -c 32 /dev/urandom | base64)" > "$EVIDENCE_SECRETS"
+# The gateway's key signing its console's session cookies: likewise. The gateway has no Kafka
+# credential and no database (issue 20): it logs in as each request's own agency principal.
+GATEWAY_SECRETS="$LOCAL_DIR/gateway-secrets.env"
+[[ -f "$GATEWAY_SECRETS" ]] ||
+  echo "GATEWAY_SESSION_KEY=$(head -c 32 /dev/urandom | base64)" > "$GATEWAY_SECRETS"
+GATEWAY_PORT="${REFEX_GATEWAY_HTTP_PORT:-18005}"
 operator_env() {
   echo "REFEX_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
   # The operator's principal (super user) for the refex CLI and the tests; run.py does not pass
@@ -61,6 +67,9 @@ operator_env() {
   cat "$SECRETS"
   cat "$NOTIFICATION_SECRETS"
   cat "$EVIDENCE_SECRETS"
+  echo "GATEWAY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  echo "GATEWAY_HTTP_PORT=$GATEWAY_PORT"
+  cat "$GATEWAY_SECRETS"
 } > "$LOCAL_DIR/env"
 # Files written before umask 077 applied keep their mode on rewrite: make sure.
 chmod 600 "$LOCAL_DIR/env" "$LOCAL_DIR/operator.env"

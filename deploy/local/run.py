@@ -33,12 +33,13 @@ from shared.settings import service_environment
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = Path(os.environ.get("REFEX_LOCAL_DIR", REPO / ".local"))
 MAIL_DIR = LOCAL / "mail"
-SERVICES = ("intake", "referral", "notification", "evidence")
+SERVICES = ("intake", "referral", "notification", "evidence", "gateway")
 COLOURS = {
     "intake": "\033[36m",
     "referral": "\033[35m",
     "notification": "\033[33m",
     "evidence": "\033[32m",
+    "gateway": "\033[34m",
 }
 RESET, DIM, RED, BOLD = "\033[0m", "\033[2m", "\033[31m", "\033[1m"
 STOP_GRACE_S = 30.0
@@ -230,12 +231,18 @@ async def announce_when_ready(env: dict[str, str], mail: str) -> None:
     for service, port in ports.items():
         lines.append(
             f"  {service:<17} http://127.0.0.1:{port}/health/ready   "
-            f"docs: http://127.0.0.1:{port}/docs/asyncapi"
+            f"docs: http://127.0.0.1:{port}/docs/"
+            + ("openapi.json" if service == "gateway" else "asyncapi")
         )
     if "evidence" in ports:
         lines.append(
             f"  dashboard         http://127.0.0.1:{ports['evidence']}/dashboard/   "
             "(accounts: refex evidence add-user, see the README)"
+        )
+    if "gateway" in ports:
+        lines.append(
+            f"  console           http://127.0.0.1:{ports['gateway']}/   (users: refex platform "
+            "add-agency-user; API: /v1, OpenAPI: /docs/openapi.json)"
         )
     lines.append(f"  e-mail            {mail}")
     lines.append(f"  operator shell    set -a; source {LOCAL / 'operator.env'}; set +a")

@@ -26,7 +26,7 @@ from tests.readiness import service_ready
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = ("intake", "referral", "notification", "evidence")
+SERVICES = ("intake", "referral", "notification", "evidence", "gateway")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"supervisor │ (\w+) started \(pid (\d+)\)")
 
