@@ -24,8 +24,8 @@ from services.evidence.report import (
 )
 from services.evidence.web.account_store import Account, Role
 from services.evidence.web.config import DashboardConfig
-from shared.web.throttle import Failures, ThrottlePolicy
 from shared.unit import Unit
+from shared.web.throttle import Failures, ThrottlePolicy
 
 GENERATED_AT = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 PASSWORD = "correct horse battery"

@@ -111,6 +111,26 @@ def evidence(
         stop_service(running)
 
 
+@pytest.fixture(scope="module")
+def gateway(
+    request: pytest.FixtureRequest,
+    services: dict[str, RunningService],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningService]:
+    """The agency gateway as a process too (issue 20), only for the modules that ask for it;
+    it holds no credential: the tests log in as agency principals."""
+    port = int(os.environ["GATEWAY_HTTP_PORT"])
+    if service_ready(port):
+        pytest.fail("the gateway HTTP port already answers; stop the other instance first")
+    extra = getattr(request.module, "SERVICE_ENV", {})
+    running = start_service("gateway", tmp_path_factory.mktemp("gateway-log"), extra)
+    wait_ready([running])
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fuzzing test runs last: it leaves thousands of malformed records on the shared topics
     (intake.cases.v1, referral.events.v1, ...), which the other tests' readers do not expect."""

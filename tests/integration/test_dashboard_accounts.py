@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from services.evidence.web.account_store import AccountStore, Role
-from shared.web.throttle import Failures
 from shared.db.migrations import SHARED_MIGRATIONS, discover, migrate
+from shared.web.throttle import Failures
 
 pytestmark = pytest.mark.integration
 

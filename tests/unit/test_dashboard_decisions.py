@@ -20,13 +20,13 @@ from services.evidence.web import charts, i18n
 from services.evidence.web.filters import query_of, read_filters
 from services.evidence.web.i18n import Words, choose_language, load_translations
 from services.evidence.web.tables import format_figure, table_view
+from shared.contracts.taxonomy import TAXONOMY, Dimension, Level, Vulnerability
 from shared.web.throttle import (
     Failures,
     ThrottlePolicy,
     failures_after,
     wait_before_next_attempt,
 )
-from shared.contracts.taxonomy import TAXONOMY, Dimension, Level, Vulnerability
 from tests.dashboard_fakes import sample_report
 
 WEB = Path(i18n.__file__).parent
