@@ -119,6 +119,8 @@ class InboxReader:
 
     def __init__(self, connection: KafkaConnection, agency_id: str) -> None:
         self.topic = topics.agency_inbox(agency_id)
+        # The partitions the catalogue gives every inbox (ensure_topics creates them so).
+        self._count = topics.AGENCY_INBOX.spec(agency_id).partitions
         self._consumer = AIOKafkaConsumer(
             **connection.client_kwargs(),
             group_id=None,
@@ -131,10 +133,10 @@ class InboxReader:
     async def start(self, cursor: Cursor) -> None:
         try:
             await self._consumer.start()
-            found = self._consumer.partitions_for_topic(self.topic)
-            if not found:  # unknown to this principal: no topic, or no ACL to see it
+            # The broker lists only the topics this principal may describe.
+            if self.topic not in await self._consumer.topics():
                 raise KafkaRefused("inbox not readable")
-            self._partitions = [TopicPartition(self.topic, p) for p in sorted(found)]
+            self._partitions = [TopicPartition(self.topic, p) for p in range(self._count)]
             self._consumer.assign(self._partitions)
             for tp in self._partitions:
                 if tp.partition in cursor.offsets:
@@ -142,14 +144,21 @@ class InboxReader:
                 else:
                     await self._consumer.seek_to_beginning(tp)
         except KafkaError as exc:
-            await self._consumer.stop()
+            await self.stop()
             raise KafkaRefused(type(exc).__name__) from exc
         except KafkaRefused:
-            await self._consumer.stop()
+            await self.stop()
             raise
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        except asyncio.CancelledError:
+            # aiokafka's stop can let the cancellation of its own internal task escape; only
+            # a cancellation of this task itself is passed on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
 
     async def at_end(self) -> bool:
         ends = await self._consumer.end_offsets(self._partitions)

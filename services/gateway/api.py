@@ -1,8 +1,10 @@
 """The HTTP API for agency systems that cannot speak Kafka (docs/integrators.md §16): CloudEvents
 in (binary or structured mode) to the agency's own topics, the inbox out (pages with a cursor,
-or Server-Sent Events). Its OpenAPI document is docs/openapi/gateway.json (make contracts)."""
+or Server-Sent Events). Its OpenAPI document is docs/openapi/gateway.json (make contracts).
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run
+time, including the ``Sender`` alias local to :meth:`Api.router`."""
+
 
 import asyncio
 import json

@@ -8,7 +8,7 @@ import asyncio
 from enum import StrEnum
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailedError
+from aiokafka.errors import AuthenticationFailedError, KafkaError, SaslAuthenticationFailed
 
 from shared.kafka.connection import KafkaConnection
 
@@ -33,7 +33,7 @@ async def check_login(connection: KafkaConnection) -> LoginResult:
                 create_conn(host, int(port), client_id="refex-gateway-login", **settings),
                 LOGIN_TIMEOUT_S,
             )
-        except SaslAuthenticationFailedError:
+        except (SaslAuthenticationFailed, AuthenticationFailedError):
             return LoginResult.REFUSED
         except (KafkaError, OSError, TimeoutError):
             continue  # this server did not answer: the next one may
