@@ -51,7 +51,7 @@ lint: venv ## ruff, mypy and the import contracts
 format: venv ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 
-contracts: venv ## regenerate docs/schemas and docs/asyncapi from shared/contracts (commit them)
+contracts: venv ## regenerate docs/schemas, docs/asyncapi and docs/openapi (commit them)
 	$(BIN)/refex platform export-contracts
 
 demo: venv ## publish a small scenario to a running `make run` and show each agency's inbox

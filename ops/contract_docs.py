@@ -39,6 +39,7 @@ ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 SCHEMAS_DIR = Path("docs") / "schemas"
 ASYNCAPI_DIR = Path("docs") / "asyncapi"
+OPENAPI_DIR = Path("docs") / "openapi"
 
 SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE)
 DEAD_LETTER = "dead-letter"
@@ -390,12 +391,20 @@ def asyncapi_documents() -> dict[str, JSON]:
 # ----- writing --------------------------------------------------------------------------------
 
 
+def openapi_documents() -> dict[str, JSON]:
+    """``gateway.json`` → the OpenAPI document of the agency gateway's HTTP API (issue 20)."""
+    from services.gateway.openapi import openapi_document
+
+    return {"gateway.json": openapi_document()}
+
+
 def write_contract_docs(root: Path) -> list[Path]:
-    """Write docs/schemas/*.json and docs/asyncapi/*.json under ``root``; drop stale ones."""
+    """Write docs/schemas, docs/asyncapi and docs/openapi under ``root``; drop stale ones."""
     written: list[Path] = []
     for folder, documents in (
         (root / SCHEMAS_DIR, payload_schemas()),
         (root / ASYNCAPI_DIR, asyncapi_documents()),
+        (root / OPENAPI_DIR, openapi_documents()),
     ):
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob("*.json"):

@@ -331,9 +331,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @app.command("export-contracts")
 def export_contracts(
     root: Annotated[
-        Path, typer.Option(help="Repository root; files go to docs/schemas and docs/asyncapi.")
+        Path, typer.Option(help="Repository root; files go to docs/schemas, asyncapi, openapi.")
     ] = REPO_ROOT,
 ) -> None:
-    """Write the payload JSON Schemas (docs/schemas) and AsyncAPI documents (docs/asyncapi)."""
+    """Write the payload JSON Schemas, the AsyncAPI documents and the gateway's OpenAPI."""
     for path in write_contract_docs(root):
         console.print(f"wrote {path.relative_to(root)}", soft_wrap=True, highlight=False)

@@ -5,7 +5,6 @@ or Server-Sent Events). Its OpenAPI document is docs/openapi/gateway.json (make 
 No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run
 time, including the ``Sender`` alias local to :meth:`Api.router`."""
 
-
 import asyncio
 import json
 import time
