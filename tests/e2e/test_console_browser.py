@@ -1,0 +1,261 @@
+"""The caseworkers' console in a real browser (Debian's chromium, Playwright) against the
+running services and gateway, on the real broker (issue 20): a provider's caseworker logs in,
+sees a new referral, opens its disclosure with the agency's key file, accepts it and later
+completes it; the referring agency reads each state on its Kafka inbox and on the HTTP inbox.
+The gateway never holds the personal data in clear: neither its memory nor its log has the
+marker name during the session. Another agency's user gets 404 on the referral's URLs; a
+removed user is logged out at its next click. Screenshots land in docs/console/ with
+``make screenshots`` (REFEX_WRITE_SCREENSHOTS=1), else in the test's temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import secrets
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from nacl.public import PrivateKey
+from playwright.async_api import Browser, Page
+
+from shared.contracts import events as ev
+from shared.contracts import topics
+from shared.kafka.connection import KafkaConnection
+from shared.kafka.oneshot import publish_events
+from tests import factories as f
+from tests.e2e.conftest import REPO, RunningService
+from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.test_referral import _listed
+
+pytestmark = pytest.mark.e2e
+
+SCREENSHOTS = REPO / "docs" / "console"
+# A given name no other data holds: if it is anywhere in the gateway, the gateway saw it.
+MARKER = "Zq" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
+
+
+@dataclass(frozen=True)
+class User:
+    agency_id: str
+    login: str
+    password: str
+
+
+def _shots(tmp_path: Path) -> Path:
+    folder = SCREENSHOTS if os.environ.get("REFEX_WRITE_SCREENSHOTS") else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def _agency_with_login(
+    kafka: KafkaConnection, prefix: str, public_key: str | None = None
+) -> User:
+    agency_id = f.unique(prefix)
+    connection = await register_agency_access(kafka, agency_id)
+    record = f.agency(agency_id).model_copy(update={"public_key": public_key})
+    await publish_events(kafka, [f.agency_event(record)])
+    assert connection.username is not None and connection.password is not None
+    return User(agency_id, connection.username, connection.password)
+
+
+async def _log_in(page: Page, gateway: RunningService, user: User, target: str = "/inbox") -> None:
+    await page.goto(gateway.url(target))
+    await page.fill("#login", user.login)
+    await page.fill("#password", user.password)
+    await page.click("form.login button[type=submit]")
+    await page.wait_for_load_state()
+
+
+async def _reload_until(page: Page, selector: str, text: str, timeout: float = 45) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = page.locator(selector)
+        if await found.count() and text in (await found.first.inner_text()):
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{selector} never showed {text!r}"
+        await asyncio.sleep(1)
+        await page.reload()
+
+
+def _gateway_memory_has(pid: int, needle: bytes) -> bool:
+    """Whether any readable memory mapping of the gateway process holds ``needle``."""
+    found = False
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            addresses, perms = line.split()[:2]
+            if "r" not in perms:
+                continue
+            start, end = (int(a, 16) for a in addresses.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            if needle in chunk:
+                found = True
+                break
+    return found
+
+
+@pytest.fixture(scope="module")
+def http(gateway: RunningService) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url(""), timeout=30) as client:
+        yield client
+
+
+async def test_a_provider_caseworker_answers_a_referral_from_the_console(
+    services: dict[str, RunningService],
+    gateway: RunningService,
+    browser: Browser,
+    kafka: KafkaConnection,
+    database_urls: dict[str, str],
+    http: httpx.Client,
+    tmp_path: Path,
+) -> None:
+    shots = _shots(tmp_path)
+    key = PrivateKey.generate()
+    provider = await _agency_with_login(
+        kafka, "ngo-console", base64.b64encode(bytes(key.public_key)).decode()
+    )
+    referrer = await _agency_with_login(kafka, "iom-console")
+    stranger = await _agency_with_login(kafka, "ngo-other")
+    area = f.unique_area()
+    await _listed(kafka, database_urls["referral"], provider.agency_id, [area])
+    personal = {
+        "given_name": MARKER,
+        "family_name": "Diallo",
+        "contacts": [{"kind": "phone", "value": "+221770001122"}],
+    }
+    sent = f.submission_event(
+        f.submission(
+            referrer.agency_id,
+            personal=personal,
+            profile=f.profile(return_country=area[:2], return_area=area),
+        )
+    )
+    await publish_events(kafka, [sent])
+    key_file = tmp_path / "agency-private-key.b64"
+    key_file.write_text(base64.b64encode(bytes(key)).decode() + "\n")
+
+    context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    try:
+        await page.goto(gateway.url("/inbox"))
+        assert page.url.endswith("/login?next=/inbox")
+        await page.screenshot(path=str(shots / "login.png"))
+        await _log_in(page, gateway, provider)
+        await _reload_until(page, "table.referrals tbody", "from " + referrer.agency_id)
+        await page.screenshot(path=str(shots / "inbox.png"), full_page=True)
+        row = page.locator("tr[data-referral-id]").first
+        referral_id = await row.get_attribute("data-referral-id")
+        assert referral_id
+        await row.locator("a").click()
+        await _reload_until(page, "section.disclosure", "")  # the disclosure has arrived
+
+        await page.set_input_files("#key-file", str(key_file))
+        fields = page.locator("dl.disclosure-fields")
+        await fields.wait_for(state="visible", timeout=15_000)
+        text = await fields.inner_text()
+        assert MARKER in text and "+221770001122" in text
+        await page.screenshot(path=str(shots / "referral-opened.png"), full_page=True)
+
+        await page.click("form.action-accept button")
+        await page.wait_for_load_state()
+        assert "sent=accept" in page.url
+        await _reload_until(page, "dd.state", "accepted")
+        await page.select_option("form.action-complete select[name=outcome]", "achieved")
+        await page.click("form.action-complete button")
+        await page.wait_for_load_state()
+        await _reload_until(page, "dd.state", "completed")
+        await page.screenshot(path=str(shots / "referral-completed.png"), full_page=True)
+        assert problems == [], problems
+
+        # The gateway handed over a sealed box: the name never reached it in clear.
+        assert not _gateway_memory_has(gateway.process.pid, MARKER.encode())
+        assert MARKER not in gateway.log()
+
+        # The referrer's system sees each state on its Kafka inbox...
+        states = await collect(
+            kafka,
+            topics.agency_inbox(referrer.agency_id),
+            lambda r: (
+                headers_of(r).get("ce_type") == ev.INBOX_STATUS_CHANGED
+                and data_of(r)["referral_id"] == referral_id
+            ),
+            expected=2,
+        )
+        assert [data_of(r)["to_state"] for r in states] == ["accepted", "completed"]
+        # ...and on the HTTP inbox.
+        inbox = await asyncio.to_thread(
+            http.get, "/v1/inbox", auth=(referrer.login, referrer.password)
+        )
+        page_of = inbox.json()
+        told = [
+            e["data"]["to_state"]
+            for e in page_of["events"]
+            if e["type"] == ev.INBOX_STATUS_CHANGED and e["data"]["referral_id"] == referral_id
+        ]
+        assert told == ["accepted", "completed"]
+
+        # Another agency's user: the same URLs are 404, reading and answering alike.
+        other = await browser.new_context()
+        spy = await other.new_page()
+        await _log_in(spy, gateway, stranger)
+        response = await spy.goto(gateway.url(f"/referrals/{referral_id}"))
+        assert response is not None and response.status == 404
+        token = await spy.locator("input[name=form_token]").first.get_attribute("value")
+        posted = await spy.request.post(
+            gateway.url(f"/referrals/{referral_id}/respond"),
+            form={"form_token": token or "", "action": "reject", "reason_code": "capacity_full"},
+        )
+        assert posted.status == 404
+        forged = await spy.request.post(
+            gateway.url(f"/referrals/{referral_id}/respond"), form={"action": "accept"}
+        )
+        assert forged.status in (403, 404)  # no form token: refused before anything
+
+        # A removed user is logged out at its next click.
+        await asyncio.to_thread(_remove_login, stranger)
+        response = await spy.goto(gateway.url("/inbox"))
+        assert response is not None and "/login" in spy.url
+        await other.close()
+    finally:
+        await context.close()
+
+
+def _remove_login(user: User) -> None:
+    from ops import kafka_access
+
+    access = kafka_access.KafkaAccess(
+        KafkaConnection(
+            os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"],
+            os.environ["REFEX_KAFKA_USERNAME"],
+            os.environ["REFEX_KAFKA_PASSWORD"],
+        )
+    )
+    access.revoke_user(user.login)
+    access.delete_credential(user.login)
+
+
+def test_the_console_pages_carry_a_strict_policy_and_refuse_a_post_without_token(
+    gateway: RunningService, http: httpx.Client
+) -> None:
+    page = http.get("/login")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    cookie = page.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    refused = http.post("/login", data={"login": "agency.x", "password": "y"})
+    assert refused.status_code == 403  # no form token
+    ar = http.get("/login", params={"lang": "ar"})
+    assert re.search(r'<html lang="ar" dir="rtl">', ar.text)
