@@ -41,23 +41,50 @@
     }
   }
 
+  var BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+  // The key's base64 text decoded byte by byte, never through a string: a JavaScript string
+  // cannot be wiped, a Uint8Array can. Whitespace (a final newline, line breaks) is skipped;
+  // anything else that is not base64 makes it no key (null).
+  function decodedBase64(bytes) {
+    var sextets = [];
+    var padding = 0;
+    for (var i = 0; i < bytes.length; i++) {
+      var c = String.fromCharCode(bytes[i]);
+      if (c === " " || c === "\t" || c === "\n" || c === "\r") continue;
+      if (c === "=") {
+        padding++;
+        continue;
+      }
+      var value = BASE64.indexOf(c);
+      if (value < 0 || padding > 0 || bytes[i] > 0x7f) return null;
+      sextets.push(value);
+    }
+    if ((sextets.length + padding) % 4 !== 0 || padding > 2) return null;
+    var out = new Uint8Array(Math.floor((sextets.length * 6) / 8));
+    var bits = 0;
+    var buffer = 0;
+    var at = 0;
+    for (var j = 0; j < sextets.length; j++) {
+      buffer = ((buffer << 6) | sextets[j]) & 0xffffff;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[at++] = (buffer >> bits) & 0xff;
+      }
+    }
+    for (var k = 0; k < sextets.length; k++) sextets[k] = 0;
+    buffer = 0;
+    return out;
+  }
+
   // A key file holds the base64 of the 32 bytes (as integrators.md §7 writes it), possibly
   // with a final newline, or the 32 raw bytes: base64 text of 32 bytes is 44 characters, so a
   // 32-byte file cannot be the text form.
   function privateKeyOf(sodium, bytes) {
     if (bytes.length === KEY_BYTES) return bytes.slice();
-    var text = "";
-    for (var i = 0; i < bytes.length; i++) {
-      if (bytes[i] > 0x7e) return null; // not base64 text
-      text += String.fromCharCode(bytes[i]);
-    }
-    text = text.replace(/\s+/g, "");
-    var key;
-    try {
-      key = sodium.from_base64(text, sodium.base64_variants.ORIGINAL);
-    } catch (e) {
-      return null;
-    }
+    var key = decodedBase64(bytes);
+    if (key === null) return null;
     if (key.length !== KEY_BYTES) {
       sodium.memzero(key);
       return null;
