@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Route
@@ -95,6 +95,10 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
     app.router.routes.append(
         Route("/static/{digest:str}/{name:path}", renderer.static.serve, name=ROUTE_NAME)
     )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)  # none: a browser asks anyway, and a 404 is noise
 
     @app.get("/health/live", include_in_schema=False)
     async def live() -> JSONResponse:

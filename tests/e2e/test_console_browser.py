@@ -31,6 +31,7 @@ from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import REPO, RunningService
 from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.test_intake import _known_to_intake
 from tests.e2e.test_referral import _listed
 
 pytestmark = pytest.mark.e2e
@@ -125,6 +126,7 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
     )
     referrer = await _agency_with_login(kafka, "iom-console")
     stranger = await _agency_with_login(kafka, "ngo-other")
+    await _known_to_intake(database_urls, provider.agency_id)  # with its public key
     area = f.unique_area()
     await _listed(kafka, database_urls["referral"], provider.agency_id, [area])
     personal = {
@@ -147,6 +149,7 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
     page = await context.new_page()
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"script error: {e}"))
     try:
         await page.goto(gateway.url("/inbox"))
         assert page.url.endswith("/login?next=/inbox")
@@ -160,9 +163,18 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         await row.locator("a").click()
         await _reload_until(page, "section.disclosure", "")  # the disclosure has arrived
 
+        # libsodium compiles its WebAssembly first; then the key input is enabled.
+        await page.wait_for_selector("html[data-disclosure-ready=true]", timeout=15_000)
         await page.set_input_files("#key-file", str(key_file))
         fields = page.locator("dl.disclosure-fields")
-        await fields.wait_for(state="visible", timeout=15_000)
+        opened = page.locator("dl.disclosure-fields:visible, p.disclosure-error:visible")
+        try:
+            await opened.first.wait_for(timeout=15_000)
+        except Exception as exc:
+            scripts = await page.eval_on_selector_all("script[src]", "els => els.map(e => e.src)")
+            raise AssertionError(f"the disclosure did not open: {problems} {scripts}") from exc
+        error = page.locator("p.disclosure-error")
+        assert await fields.is_visible(), (await error.inner_text(), problems)
         text = await fields.inner_text()
         assert MARKER in text and "+221770001122" in text
         await page.screenshot(path=str(shots / "referral-opened.png"), full_page=True)
