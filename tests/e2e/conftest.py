@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from shared.settings import service_environment
 from tests.readiness import service_ready
@@ -109,6 +110,20 @@ def evidence(
         yield running
     finally:
         stop_service(running)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """The real-browser tests' chromium: Debian's (deploy/local/browser.sh installs it; no
+    browser can be downloaded at run time)."""
+    async with async_playwright() as p:
+        chromium = await p.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
