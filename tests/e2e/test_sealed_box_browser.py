@@ -341,12 +341,15 @@ async def test_another_agencys_key_shows_the_wrong_key_message_and_no_field(
 async def test_a_file_that_is_no_key_shows_the_bad_file_message(
     browser: Browser, served: Served, tmp_path: Path
 ) -> None:
-    path = tmp_path / "notes.txt"
-    path.write_text("this is not a key at all\n")
-    opened = await opened_with(browser, served, path)
-    assert await error_of(opened.page, "contact") == BAD_FILE
-    assert await fields(opened.page, "contact") == []
-    assert opened.problems == []
+    notes, large = tmp_path / "notes.txt", tmp_path / "photo.jpg"
+    notes.write_text("this is not a key at all\n")
+    # a key's base64 and then much more: chosen by mistake, not read
+    large.write_text(base64.b64encode(served.sealed.key.encode()).decode() + " " * 5000)
+    for path in (notes, large):
+        opened = await opened_with(browser, served, path)
+        assert await error_of(opened.page, "contact") == BAD_FILE, path.name
+        assert await fields(opened.page, "contact") == []
+        assert opened.problems == []
 
 
 async def test_the_browser_reports_the_missing_wasm_unsafe_eval(
