@@ -221,9 +221,9 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         other = await browser.new_context()
         spy = await other.new_page()
         await _log_in(spy, gateway, stranger)
+        token = await spy.locator("input[name=form_token]").first.get_attribute("value")
         response = await spy.goto(gateway.url(f"/referrals/{referral_id}"))
         assert response is not None and response.status == 404
-        token = await spy.locator("input[name=form_token]").first.get_attribute("value")
         posted = await spy.request.post(
             gateway.url(f"/referrals/{referral_id}/respond"),
             form={"form_token": token or "", "action": "reject", "reason_code": "capacity_full"},

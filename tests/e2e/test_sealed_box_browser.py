@@ -17,7 +17,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import uvicorn
 from nacl.public import PrivateKey
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
@@ -193,18 +193,6 @@ def served() -> Iterator[Served]:
         sock.close()
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        chromium = await p.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
 @dataclass
 class Opened:
     page: Page
@@ -353,12 +341,15 @@ async def test_another_agencys_key_shows_the_wrong_key_message_and_no_field(
 async def test_a_file_that_is_no_key_shows_the_bad_file_message(
     browser: Browser, served: Served, tmp_path: Path
 ) -> None:
-    path = tmp_path / "notes.txt"
-    path.write_text("this is not a key at all\n")
-    opened = await opened_with(browser, served, path)
-    assert await error_of(opened.page, "contact") == BAD_FILE
-    assert await fields(opened.page, "contact") == []
-    assert opened.problems == []
+    notes, large = tmp_path / "notes.txt", tmp_path / "photo.jpg"
+    notes.write_text("this is not a key at all\n")
+    # a key's base64 and then much more: chosen by mistake, not read
+    large.write_text(base64.b64encode(served.sealed.key.encode()).decode() + " " * 5000)
+    for path in (notes, large):
+        opened = await opened_with(browser, served, path)
+        assert await error_of(opened.page, "contact") == BAD_FILE, path.name
+        assert await fields(opened.page, "contact") == []
+        assert opened.problems == []
 
 
 async def test_the_browser_reports_the_missing_wasm_unsafe_eval(

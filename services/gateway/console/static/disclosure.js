@@ -14,6 +14,9 @@
 
 (function () {
   var KEY_BYTES = 32; // an X25519 private key (docs/integrators.md §7)
+  // Its base64 with generous whitespace is far less; a larger file was chosen by mistake and
+  // is not read at all.
+  var MAX_KEY_FILE_BYTES = 4096;
 
   // The order a reader expects; a field the contract adds later still shows, after these.
   var FIELD_ORDER = {
@@ -104,6 +107,12 @@
     error.hidden = false;
   }
 
+  function showErrorEverywhere(which) {
+    document.querySelectorAll("section.disclosure").forEach(function (s) {
+      showError(s, which);
+    });
+  }
+
   function valueText(value) {
     if (typeof value === "string") return value;
     if (typeof value === "number" || typeof value === "boolean") return String(value);
@@ -177,9 +186,7 @@
     var privateKey = privateKeyOf(sodium, bytes);
     sodium.memzero(bytes);
     if (privateKey === null) {
-      sections.forEach(function (s) {
-        showError(s, "data-bad-file");
-      });
+      showErrorEverywhere("data-bad-file");
       return;
     }
     try {
@@ -198,14 +205,16 @@
     // The file's name and contents stay in this page only: the input forgets them at once.
     input.value = "";
     if (!file) return;
+    if (file.size > MAX_KEY_FILE_BYTES) {
+      showErrorEverywhere("data-bad-file");
+      return;
+    }
     var reader = new FileReader();
     reader.onload = function () {
       openAll(sodium, new Uint8Array(reader.result));
     };
     reader.onerror = function () {
-      document.querySelectorAll("section.disclosure").forEach(function (s) {
-        showError(s, "data-bad-file");
-      });
+      showErrorEverywhere("data-bad-file");
     };
     reader.readAsArrayBuffer(file);
   }
