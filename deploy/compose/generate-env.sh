@@ -18,7 +18,7 @@ umask 077
     echo "$var=$(password)"
   done
   for var in INTAKE_MASTER_KEY INTAKE_DUPLICATE_KEY NOTIFICATION_SECRETS_KEY \
-             EVIDENCE_DASHBOARD_SESSION_KEY; do
+             EVIDENCE_DASHBOARD_SESSION_KEY GATEWAY_SESSION_KEY; do
     echo "$var=$(key)"
   done
 } > "$target"

@@ -3,9 +3,9 @@ client it makes logs in as the person or system whose request it serves."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.secret_policy import weakness
@@ -63,9 +63,11 @@ class GatewaySettings(BaseSettings):
             longest_wait_s=self.login_lockout_max_s,
         )
 
-    def refusal(self) -> str | None:
-        """Why this configuration must not start (production only), or None."""
-        if self.environment != "production":
-            return None
-        weak = weakness(self.session_key.get_secret_value())
-        return f"GATEWAY_SESSION_KEY {weak}" if weak else None
+    @model_validator(mode="after")
+    def _production_needs_a_real_key(self) -> Self:
+        if self.environment == "production":
+            weak = weakness(self.session_key.get_secret_value())
+            if weak:
+                # The name only: hide_input_in_errors keeps the value out of the error.
+                raise ValueError(f"production mode refuses to start: session_key {weak}")
+        return self

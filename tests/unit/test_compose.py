@@ -579,3 +579,35 @@ def test_dockerignore_keeps_local_state_out() -> None:
     entries = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
     for entry in (".venv", ".local", ".git", ".env", "**/__pycache__", ".pytest_cache"):
         assert entry in entries, entry
+
+
+# ----- the gateway: no database, no Kafka credential of its own -----
+
+
+def test_the_gateway_runs_in_production_with_its_own_key_and_no_credential(
+    compose: dict[str, Any], generated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.gateway.settings import GatewaySettings
+
+    service = services(compose)["gateway"]
+    assert as_argv(service["command"]) == ["python", "-m", "services.gateway"]
+    names = set(environment(service))
+    assert names <= {f"GATEWAY_{n.upper()}" for n in GatewaySettings.model_fields}
+    assert not any("PASSWORD" in n or "DATABASE" in n for n in names), names
+    for key in list(os.environ):
+        if key.startswith("GATEWAY_"):
+            monkeypatch.delenv(key)
+    for key, value in environment(service).items():
+        monkeypatch.setenv(key, interpolate(value, generated_env))
+    settings = GatewaySettings()
+    assert settings.environment == "production" and settings.secure_cookies
+    assert settings.kafka_bootstrap_servers == advertised_broker()
+    ports = container_port_mapping(service)
+    assert list(ports.values()) == [settings.http_port]
+    assert list(ports) == [GatewaySettings.model_fields["http_port"].default]
+
+    for key, value in environment(service).items():
+        monkeypatch.setenv(key, interpolate(value, env_example()))
+    with pytest.raises(ValueError, match="production mode refuses to start") as refused:
+        GatewaySettings()
+    assert "change-me" not in str(refused.value)
