@@ -72,5 +72,5 @@ messages: venv ## extract the dashboard's messages and merge them into its catal
 		../../../$(BIN)/pybabel update -i locale/dashboard.pot -d locale -D dashboard \
 		-w 100 --no-fuzzy-matching --ignore-obsolete
 
-screenshots: venv ## the dashboard in chromium on a private system: writes docs/evidence/*.png (commit them)
-	REFEX_WRITE_SCREENSHOTS=1 deploy/local/test.sh tests/e2e/test_dashboard_browser.py
+screenshots: venv ## the dashboard and the console in chromium on a private system: writes docs/evidence/*.png and docs/console/*.png (commit them)
+	REFEX_WRITE_SCREENSHOTS=1 deploy/local/test.sh tests/e2e/test_dashboard_browser.py tests/e2e/test_console_browser.py
