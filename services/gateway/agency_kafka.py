@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.contracts import topics
@@ -113,14 +115,16 @@ class ProducerPool:
             await producer.stop()
 
 
-class InboxReader:
-    """One principal's reader of its agency's inbox, from a cursor (no consumer group: the
-    cursor is the reader's, kept by the HTTP client or the console session)."""
+class TopicReader:
+    """One principal's reader of one of its agency's topics, from a cursor (no consumer group:
+    the cursor is the reader's, kept by the HTTP client or the console session)."""
 
-    def __init__(self, connection: KafkaConnection, agency_id: str) -> None:
-        self.topic = topics.agency_inbox(agency_id)
-        # The partitions the catalogue gives every inbox (ensure_topics creates them so).
-        self._count = topics.AGENCY_INBOX.spec(agency_id).partitions
+    def __init__(
+        self, connection: KafkaConnection, agency_id: str, family: topics.TopicFamily
+    ) -> None:
+        self.topic = family.name(agency_id)
+        # The partitions the catalogue gives the topic (ensure_topics creates them so).
+        self._count = family.spec(agency_id).partitions
         self._consumer = AIOKafkaConsumer(
             **connection.client_kwargs(),
             group_id=None,
@@ -135,7 +139,7 @@ class InboxReader:
             await self._consumer.start()
             # The broker lists only the topics this principal may describe.
             if self.topic not in await self._consumer.topics():
-                raise KafkaRefused("inbox not readable")
+                raise KafkaRefused(f"{self.topic} not readable")
             self._partitions = [TopicPartition(self.topic, p) for p in range(self._count)]
             self._consumer.assign(self._partitions)
             for tp in self._partitions:
@@ -168,16 +172,17 @@ class InboxReader:
                 return False
         return True
 
-    async def next_batch(
-        self, max_records: int, timeout_ms: int = READ_TIMEOUT_MS
-    ) -> list[InboxMessage]:
+    async def records(self, max_records: int) -> list[ConsumerRecord[bytes, bytes]]:
         try:
-            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            batches = await self._consumer.getmany(
+                timeout_ms=READ_TIMEOUT_MS, max_records=max_records
+            )
         except KafkaError as exc:
             raise KafkaRefused(type(exc).__name__) from exc
-        return in_order(
-            InboxMessage.from_record(r) for records in batches.values() for r in records
-        )
+        return [r for records in batches.values() for r in records]
+
+    async def next_batch(self, max_records: int) -> list[InboxMessage]:
+        return in_order(InboxMessage.from_record(r) for r in await self.records(max_records))
 
 
 async def read_page(
@@ -185,7 +190,7 @@ async def read_page(
 ) -> tuple[list[InboxMessage], Cursor]:
     """Up to ``limit`` messages after ``cursor`` (fewer when the inbox ends), and the cursor
     after them."""
-    reader = InboxReader(connection, agency_id)
+    reader = TopicReader(connection, agency_id, topics.AGENCY_INBOX)
     await reader.start(cursor)
     messages: list[InboxMessage] = []
     try:
@@ -203,7 +208,7 @@ async def follow(
 ) -> AsyncIterator[tuple[InboxMessage, Cursor] | None]:
     """Every message after ``cursor`` as it arrives, each with the cursor after it; None when a
     read found nothing new (the caller's chance to send a keep-alive or stop)."""
-    reader = InboxReader(connection, agency_id)
+    reader = TopicReader(connection, agency_id, topics.AGENCY_INBOX)
     await reader.start(cursor)
     try:
         while True:
@@ -215,3 +220,27 @@ async def follow(
                 yield message, cursor
     finally:
         await reader.stop()
+
+
+async def read_listings(connection: KafkaConnection, agency_id: str) -> dict[str, dict[str, Any]]:
+    """The agency's listings as they stand: its compacted listings topic read to the end, the
+    last message of each service_id (a tombstone removes it)."""
+    reader = TopicReader(connection, agency_id, topics.AGENCY_LISTINGS)
+    await reader.start(Cursor({}))
+    listings: dict[str, dict[str, Any]] = {}
+    try:
+        while not await reader.at_end():
+            for record in await reader.records(500):
+                key = (record.key or b"").decode("utf-8", "replace")
+                if record.value is None:
+                    listings.pop(key, None)
+                    continue
+                try:
+                    listing = json.loads(record.value)
+                except ValueError:
+                    continue  # refused by referral when it came; nothing to show
+                if isinstance(listing, dict):
+                    listings[key] = listing
+    finally:
+        await reader.stop()
+    return listings
