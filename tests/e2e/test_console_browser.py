@@ -32,7 +32,7 @@ from tests import factories as f
 from tests.e2e.conftest import REPO, RunningService
 from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
 from tests.e2e.test_intake import _known_to_intake
-from tests.e2e.test_referral import _listed
+from tests.e2e.test_referral import _eventually, _listed
 
 pytestmark = pytest.mark.e2e
 
@@ -216,6 +216,24 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
             if e["type"] == ev.INBOX_STATUS_CHANGED and e["data"]["referral_id"] == referral_id
         ]
         assert told == ["accepted", "completed"]
+
+        # Capacity, the listing field a provider changes most: one form, the listing republished.
+        await page.click("nav a[href='/listings']")
+        listing = page.locator("section.listing").first
+        service_id = await listing.get_attribute("data-service-id")
+        await listing.locator("select[name=status]").select_option("waitlist")
+        await listing.locator("input[name=open_slots]").fill("3")
+        await listing.locator("button").click()
+        await page.wait_for_load_state()
+        assert "sent=" in page.url
+        capacity = await _eventually(
+            database_urls["referral"],
+            "SELECT capacity FROM listings WHERE service_id = $1 AND capacity = 'waitlist'",
+            service_id,
+        )
+        assert capacity == "waitlist"
+        await _reload_until(page, "dd.capacity", "waitlist (3")
+        await page.screenshot(path=str(shots / "listings.png"), full_page=True)
 
         # Another agency's user: the same URLs are 404, reading and answering alike.
         other = await browser.new_context()

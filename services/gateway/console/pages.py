@@ -23,7 +23,7 @@ from shared.kafka.agency_input import Refusal
 from shared.logging import get_logger
 from shared.web.form_tokens import new_form_token, token_ok
 
-from ..agency_kafka import KafkaRefused, ProducerPool
+from ..agency_kafka import KafkaRefused, ProducerPool, read_listings
 from ..auth import Authenticator, Refused
 from ..ingress import Family, check
 from ..kafka_login import LoginResult
@@ -196,6 +196,50 @@ class Console:
         due = sorted(session.view.follow_ups.values(), key=lambda f: f.get("due_on", ""))
         return self.renderer.page(request, "follow_ups.html", {"session": session, "due": due})
 
+    async def listings(self, request: Request, session: Session) -> Response:
+        try:
+            listings = await read_listings(session.connection, session.principal.agency_id)
+        except KafkaRefused:
+            return self.renderer.error(request, 503, "Your listings cannot be read right now.")
+        return self.renderer.page(
+            request,
+            "listings.html",
+            {
+                "session": session,
+                "listings": sorted(listings.values(), key=lambda x: str(x.get("name", ""))),
+                "statuses": [c.value for c in ev.CapacityStatus],
+                "sent": request.query_params.get("sent"),
+            },
+        )
+
+    async def set_capacity(self, request: Request, session: Session) -> Response:
+        """A new capacity for one of the agency's listings: the listing as it stands, with the
+        capacity changed and verified today, published again (referral applies it and tells
+        the inbox)."""
+        service_id = request.path_params["service_id"]
+        try:
+            listings = await read_listings(session.connection, session.principal.agency_id)
+        except KafkaRefused:
+            return self.renderer.error(request, 503, "Your listings cannot be read right now.")
+        listing = listings.get(service_id)
+        if listing is None:
+            return self.renderer.error(request, 404, "Your agency has no listing with this id.")
+        form = await request.form()
+        slots = str(form.get("open_slots", "")).strip()
+        capacity: dict[str, Any] = {"status": str(form.get("status", ""))}
+        if slots:
+            capacity["open_slots"] = int(slots) if slots.isdigit() else slots
+        data = {**listing, "capacity": capacity, "assured_date": _now().date().isoformat()}
+        result = await self._publish(session, Family.LISTINGS, ev.SERVICE_LISTED, data)
+        if isinstance(result, Refusal):
+            return self.renderer.page(
+                request,
+                "refused.html",
+                {"session": session, "refusal": result, "back": "/listings"},
+                400,
+            )
+        return RedirectResponse(f"/listings?sent={quote(service_id)}", status_code=303)
+
     async def messages(self, request: Request, session: Session) -> Response:
         answers = list(reversed(session.view.answers))[:200]
         return self.renderer.page(
@@ -255,6 +299,10 @@ class Console:
         router.add_api_route("/unmet", self.guard(self.unmet), methods=["GET"])
         router.add_api_route("/follow-ups", self.guard(self.follow_ups), methods=["GET"])
         router.add_api_route("/messages", self.guard(self.messages), methods=["GET"])
+        router.add_api_route("/listings", self.guard(self.listings), methods=["GET"])
+        router.add_api_route(
+            "/listings/{service_id}/capacity", self.guard(self.set_capacity), methods=["POST"]
+        )
         return router
 
 
