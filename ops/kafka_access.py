@@ -224,9 +224,7 @@ async def remove_principal(access: KafkaAccess, kafka: KafkaConnection, user: st
     await wait_until_login_refused(throwaway)
 
 
-async def _wait_until_no_acls(
-    access: KafkaAccess, user: str, timeout_s: float = TIMEOUT_S
-) -> None:
+async def _wait_until_no_acls(access: KafkaAccess, user: str, timeout_s: float = TIMEOUT_S) -> None:
     # A deletion travels through the metadata log to the broker's authoriser, which is also
     # what answers the listing.
     deadline = asyncio.get_running_loop().time() + timeout_s
