@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from typing import Any, cast
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailedError
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
@@ -248,7 +248,7 @@ async def wait_until_login_refused(kafka: KafkaConnection, timeout_s: float = TI
         while True:
             try:
                 conn = await create_conn(host, int(port), client_id="refex-login-check", **settings)
-            except SaslAuthenticationFailedError:
+            except SaslAuthenticationFailed:
                 break
             except (KafkaError, OSError):
                 pass

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.conn import create_conn
-from aiokafka.errors import SaslAuthenticationFailedError, TopicAuthorizationFailedError
+from aiokafka.errors import SaslAuthenticationFailed, TopicAuthorizationFailedError
 from typer.testing import CliRunner, Result
 
 from ops import kafka_access
@@ -56,7 +56,7 @@ async def login_refused(connection: KafkaConnection) -> bool:
     host, _, port = connection.servers[0].rpartition(":")
     try:
         conn = await create_conn(host, int(port), **settings)
-    except SaslAuthenticationFailedError:
+    except SaslAuthenticationFailed:
         return True
     conn.close()
     return False
