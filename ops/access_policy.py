@@ -85,13 +85,18 @@ def agency_user(agency_id: str) -> str:
 
 
 class InvalidMemberName(ValueError):
-    """A user name that cannot name a member of an agency."""
+    """An agency id or a user name that cannot name a member of an agency."""
+
+
+def _checked_agency_id(agency_id: str) -> str:
+    if not re.fullmatch(AGENCY_ID_PATTERN, agency_id):
+        raise InvalidMemberName(f"invalid agency id {agency_id!r}: must match {AGENCY_ID_PATTERN}")
+    return agency_id
 
 
 def agency_member_user(agency_id: str, user: str) -> str:
     """The principal of one member of an agency: ``agency.<agency_id>.<user>``."""
-    if not re.fullmatch(AGENCY_ID_PATTERN, agency_id):
-        raise InvalidMemberName(f"invalid agency id {agency_id!r}: must match {AGENCY_ID_PATTERN}")
+    _checked_agency_id(agency_id)
     if not re.fullmatch(AGENCY_MEMBER_NAME_PATTERN, user):
         raise InvalidMemberName(
             f"invalid user name {user!r}: 1 to 32 lowercase letters, digits or dashes, "
@@ -102,9 +107,8 @@ def agency_member_user(agency_id: str, user: str) -> str:
 
 def agency_member_of(agency_id: str, principal: str) -> str | None:
     """The user name if ``principal`` is a member of this agency, else None."""
-    match = re.fullmatch(
-        rf"{re.escape(agency_user(agency_id))}\.({AGENCY_MEMBER_NAME_PATTERN})", principal
-    )
+    prefix = re.escape(agency_user(_checked_agency_id(agency_id)))
+    match = re.fullmatch(rf"{prefix}\.({AGENCY_MEMBER_NAME_PATTERN})", principal)
     return match.group(1) if match else None
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, cast
 
@@ -234,29 +234,50 @@ async def _wait_until_no_acls(access: KafkaAccess, user: str, timeout_s: float =
         await asyncio.sleep(LOGIN_RETRY_S)
 
 
-async def wait_until_login_refused(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
-    """Return once the broker refuses ``kafka``'s credential (SaslAuthenticationFailed) on every
-    bootstrap broker: a deleted or changed credential leaves a broker's login cache shortly
-    after the controller committed it. A broker that cannot be reached has refused nothing, so
-    it is waited for. Raises AccessError if the login is not refused within ``timeout_s``."""
+LoginOutcome = BaseException | None
+"""None when a login worked, else why it did not (SaslAuthenticationFailed: the broker refused)."""
+
+
+async def _try_login(host: str, port: int, settings: dict[str, Any]) -> LoginOutcome:
+    """One bare connection and one SASL login: an aiokafka client would log every refused try
+    as an ERROR (SaslAuthenticationFailed), a burst of alarming lines for what is only a wait."""
+    try:
+        conn = await create_conn(host, port, client_id="refex-login-check", **settings)
+    except (KafkaError, OSError) as exc:
+        return exc
+    conn.close()
+    return None
+
+
+async def _wait_for_login(
+    kafka: KafkaConnection, timeout_s: float, until: Callable[[LoginOutcome], bool]
+) -> tuple[str, LoginOutcome] | None:
+    """Try ``kafka``'s login on each bootstrap broker in turn until ``until`` holds there.
+    None once it held on all; else the broker where it did not within ``timeout_s`` and the
+    last outcome there."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     settings = kafka.client_kwargs()
     del settings["bootstrap_servers"]
     for server in kafka.servers:
         host, _, port = server.rpartition(":")
-        while True:
-            try:
-                conn = await create_conn(host, int(port), client_id="refex-login-check", **settings)
-            except SaslAuthenticationFailed:
-                break
-            except (KafkaError, OSError):
-                pass
-            else:
-                conn.close()
+        while not until(outcome := await _try_login(host, int(port), settings)):
             if loop.time() > deadline:
-                raise AccessError(f"{kafka.username} is still not refused on {server}")
+                return server, outcome
             await asyncio.sleep(LOGIN_RETRY_S)
+    return None
+
+
+async def wait_until_login_refused(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
+    """Return once the broker refuses ``kafka``'s credential on every bootstrap broker: a
+    deleted or changed credential leaves a broker's login cache shortly after the controller
+    committed it. A broker that cannot be reached has refused nothing, so it is waited for.
+    Raises AccessError if the login is not refused within ``timeout_s``."""
+    failed = await _wait_for_login(
+        kafka, timeout_s, lambda outcome: isinstance(outcome, SaslAuthenticationFailed)
+    )
+    if failed:
+        raise AccessError(f"{kafka.username} is still not refused on {failed[0]}")
 
 
 async def wait_until_login_works(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
@@ -264,24 +285,9 @@ async def wait_until_login_works(kafka: KafkaConnection, timeout_s: float = TIME
 
     A new or changed SCRAM credential reaches a broker's login cache shortly after the
     controller committed it (seconds under load, as make chaos and make bench showed); a login
-    in between is refused. Each try is one bare connection and one SASL login: an aiokafka
-    client would log every refused try as an ERROR (SaslAuthenticationFailed), a burst of alarming
-    lines for what is only the wait. Raises KafkaConnectionError if it never works."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    settings = kafka.client_kwargs()
-    del settings["bootstrap_servers"]
-    for server in kafka.servers:
-        host, _, port = server.rpartition(":")
-        while True:
-            try:
-                conn = await create_conn(host, int(port), client_id="refex-login-check", **settings)
-            except (KafkaError, OSError) as exc:
-                if loop.time() > deadline:
-                    raise KafkaConnectionError(
-                        f"{kafka.username} cannot log in on {server}: {exc}"
-                    ) from exc
-                await asyncio.sleep(LOGIN_RETRY_S)
-            else:
-                conn.close()
-                break
+    in between is refused, and each refused try is waited out quietly. Raises
+    KafkaConnectionError if it never works."""
+    failed = await _wait_for_login(kafka, timeout_s, lambda outcome: outcome is None)
+    if failed:
+        server, exc = failed
+        raise KafkaConnectionError(f"{kafka.username} cannot log in on {server}: {exc}") from exc

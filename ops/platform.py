@@ -249,13 +249,20 @@ def deregister_agency(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) 
     console.print(f"deregistered [bold]{agency_id}[/bold]")
 
 
-def _member_principal(agency_id: str, user: str) -> str:
-    """The member's principal, or a clear refusal (exit code 2) of a name that cannot be one."""
+@contextmanager
+def _names_checked() -> Iterator[None]:
+    """An agency id or user name that cannot name a member is refused (exit code 2), before
+    anything is changed."""
     try:
-        return agency_member_user(agency_id, user)
+        yield
     except InvalidMemberName as exc:
         err_console.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _member_principal(agency_id: str, user: str) -> str:
+    with _names_checked():
+        return agency_member_user(agency_id, user)
 
 
 def _chosen_password(password_file: Path) -> str:
@@ -275,7 +282,8 @@ def _chosen_password(password_file: Path) -> str:
 def _members_of(access: kafka_access.KafkaAccess, agency_id: str) -> list[str]:
     with _access_change("listing credentials"):
         principals = access.scram_users()
-    return [u for p in principals if (u := agency_member_of(agency_id, p)) is not None]
+    with _names_checked():
+        return [u for p in principals if (u := agency_member_of(agency_id, p)) is not None]
 
 
 @app.command("add-agency-user")
@@ -297,17 +305,15 @@ def add_agency_user(
         err_console.print(f"[red]{agency} is not registered:[/red] register the agency first")
         raise typer.Exit(1)
     with audited(kafka, "platform add-agency-user", "agency_user", member):
+        member_password = password or kafka_access.new_password()
+        with _access_change(f"granting {member}"):
+            kafka_access.grant_agency_member(access, agency, user, member_password)
         if password is None:
-            password = kafka_access.new_password()
-            with _access_change(f"granting {member}"):
-                kafka_access.grant_agency_member(access, agency, user, password)
-            _hand_over(member, password, None)
+            _hand_over(member, member_password, None)
         else:
-            with _access_change(f"granting {member}"):
-                kafka_access.grant_agency_member(access, agency, user, password)
             console.print(f"{member} logs in with the password of {password_file}")
         # Once this returns, the member's first login works (the gateway's included).
-        run(kafka_access.wait_until_login_works(kafka.as_user(member, password)))
+        run(kafka_access.wait_until_login_works(kafka.as_user(member, member_password)))
 
 
 @app.command("remove-agency-user")

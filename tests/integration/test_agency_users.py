@@ -161,6 +161,11 @@ def test_a_bad_user_name_is_refused_before_anything(
     assert audit_of(kafka, principal) == []
 
 
+def test_listing_the_users_of_a_bad_agency_id_is_refused(kafka: KafkaConnection) -> None:
+    result = platform(kafka, "list-agency-users", "--agency", "ngo.jamm")
+    assert result.exit_code == 2 and "invalid agency id" in said(result), result.output
+
+
 def test_a_user_of_an_unregistered_agency_is_refused(kafka: KafkaConnection) -> None:
     ghost = f.unique("ghost")
     result = platform(kafka, "add-agency-user", "--agency", ghost, "--user", "amina")

@@ -152,6 +152,8 @@ def test_a_user_name_that_could_not_be_one_member_is_refused(user: str) -> None:
 def test_a_bad_agency_id_is_refused_too() -> None:
     with pytest.raises(InvalidMemberName, match="invalid agency id"):
         agency_member_user("ngo.jamm", "amina")
+    with pytest.raises(InvalidMemberName, match="invalid agency id"):
+        agency_member_of("ngo.jamm", "agency.ngo.jamm.amina")
 
 
 def test_a_member_principal_belongs_to_one_agency_only() -> None:
