@@ -11,6 +11,9 @@ not listed here is denied.
 - An **agency** (principal ``User:agency.<id>``) may write only its own inbound topics
   (submissions, listings, responses: the topic name is the proof of sender), read only its own
   inbox, and use only consumer groups whose name starts with ``agency.<id>.``.
+- A **member** of an agency (principal ``User:agency.<id>.<user>``: one caseworker or one
+  machine, so nobody shares a password; decision 24) has exactly the agency's own rights above,
+  under its own name, and nothing else.
 - An agency an operator granted the **evidence aggregates** (``refex platform
   grant-evidence``: government agencies, UN agencies, programme managers; decision 22) may
   also read ``evidence.aggregates.v1``, pseudonymous aggregates only, with its own groups.
@@ -22,13 +25,23 @@ READ and WRITE imply DESCRIBE in Kafka, so a principal sees (in metadata) only i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shared.contracts.topics import AGENCY_FAMILIES, CATALOGUE, EVIDENCE_AGGREGATES, Owner
+from shared.contracts.topics import (
+    AGENCY_FAMILIES,
+    AGENCY_ID_PATTERN,
+    CATALOGUE,
+    EVIDENCE_AGGREGATES,
+    Owner,
+)
 
 SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE)
 ADMIN_USER = "admin"
+# No dot: with agency ids that have none either (AGENCY_ID_PATTERN), "agency.<id>.<user>" splits
+# one way only, and never equals an agency's "agency.<id>" (decision 24).
+AGENCY_MEMBER_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,31}"
 
 
 class Resource(StrEnum):
@@ -71,6 +84,34 @@ def agency_user(agency_id: str) -> str:
     return f"agency.{agency_id}"
 
 
+class InvalidMemberName(ValueError):
+    """An agency id or a user name that cannot name a member of an agency."""
+
+
+def _checked_agency_id(agency_id: str) -> str:
+    if not re.fullmatch(AGENCY_ID_PATTERN, agency_id):
+        raise InvalidMemberName(f"invalid agency id {agency_id!r}: must match {AGENCY_ID_PATTERN}")
+    return agency_id
+
+
+def agency_member_user(agency_id: str, user: str) -> str:
+    """The principal of one member of an agency: ``agency.<agency_id>.<user>``."""
+    _checked_agency_id(agency_id)
+    if not re.fullmatch(AGENCY_MEMBER_NAME_PATTERN, user):
+        raise InvalidMemberName(
+            f"invalid user name {user!r}: 1 to 32 lowercase letters, digits or dashes, "
+            "starting with a letter or digit"
+        )
+    return f"{agency_user(agency_id)}.{user}"
+
+
+def agency_member_of(agency_id: str, principal: str) -> str | None:
+    """The user name if ``principal`` is a member of this agency, else None."""
+    prefix = re.escape(agency_user(_checked_agency_id(agency_id)))
+    match = re.fullmatch(rf"{prefix}\.({AGENCY_MEMBER_NAME_PATTERN})", principal)
+    return match.group(1) if match else None
+
+
 def agency_group_prefix(agency_id: str) -> str:
     """Consumer groups an agency may use: ``agency.<id>.<anything>``."""
     return f"agency.{agency_id}."
@@ -92,19 +133,31 @@ def service_rules(service: Owner) -> list[AclRule]:
     return sorted(rules)
 
 
-def agency_rules(agency_id: str) -> list[AclRule]:
-    """Everything about one agency: its own rights, and the services' rights on its topics."""
-    user = agency_user(agency_id)
+def _rules_on_agency_topics(agency_id: str, agency_principal: str) -> list[AclRule]:
+    """Every right on one agency's topics and groups, its own granted to ``agency_principal``."""
     group = agency_group_prefix(agency_id)
-    rules = [AclRule(user, Resource.GROUP, group, Pattern.PREFIXED, Operation.READ)]
+    rules = [AclRule(agency_principal, Resource.GROUP, group, Pattern.PREFIXED, Operation.READ)]
     for family in AGENCY_FAMILIES:
         spec = family.spec(agency_id)
-        writer = user if spec.owner is Owner.AGENCY else service_user(spec.owner)
+        writer = agency_principal if spec.owner is Owner.AGENCY else service_user(spec.owner)
         rules.append(_topic(writer, spec.name, Operation.WRITE))
         for consumer in spec.consumers:
-            reader = user if consumer is Owner.AGENCY else service_user(consumer)
+            reader = agency_principal if consumer is Owner.AGENCY else service_user(consumer)
             rules.append(_topic(reader, spec.name, Operation.READ))
     return sorted(rules)
+
+
+def agency_rules(agency_id: str) -> list[AclRule]:
+    """Everything about one agency: its own rights, and the services' rights on its topics."""
+    return _rules_on_agency_topics(agency_id, agency_user(agency_id))
+
+
+def agency_member_rules(agency_id: str, user: str) -> list[AclRule]:
+    """A member's rights: the agency's own, under the member's principal. The services' rules
+    on the agency's topics are the agency's (granted at registration), not the member's:
+    removing a member must never take anything from a service."""
+    member = agency_member_user(agency_id, user)
+    return [r for r in _rules_on_agency_topics(agency_id, member) if r.user == member]
 
 
 def evidence_reader_rules(agency_id: str) -> list[AclRule]:

@@ -1,5 +1,5 @@
 """Applies :mod:`ops.access_policy` to the broker: SCRAM credentials and ACLs, and waits until
-a new credential logs in.
+a new credential logs in or a removed one is refused.
 
 aiokafka has no admin calls for ACLs or SCRAM credentials, so this (operator-only) module uses
 confluent-kafka's AdminClient (docs/decisions/0011-kafka-authentication.md). Every call is
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any, cast
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailed
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AclBinding,
@@ -34,7 +34,16 @@ from confluent_kafka.admin import (
 
 from shared.kafka.connection import KafkaConnection
 
-from .access_policy import AclRule, Operation, Pattern, Resource, agency_rules, agency_user
+from .access_policy import (
+    AclRule,
+    Operation,
+    Pattern,
+    Resource,
+    agency_member_rules,
+    agency_member_user,
+    agency_rules,
+    agency_user,
+)
 
 SCRAM_ITERATIONS = 8192
 TIMEOUT_S = 30.0
@@ -170,6 +179,14 @@ class KafkaAccess:
         except KafkaException:
             return False  # RESOURCE_NOT_FOUND: no credential for this user
 
+    def scram_users(self) -> list[str]:
+        """Every user that has a SCRAM credential on the broker."""
+        described = cast(Future[Any], self._admin.describe_user_scram_credentials())
+        try:
+            return sorted(cast(dict[str, Any], described.result(timeout=TIMEOUT_S)))
+        except KafkaException as exc:
+            raise AccessError(f"listing credentials failed: {exc}") from exc
+
     def delete_credential(self, user: str) -> None:
         deletion = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)
         futures = self._admin.alter_user_scram_credentials([deletion]).values()
@@ -183,29 +200,94 @@ def grant_agency(access: KafkaAccess, agency_id: str, password: str) -> None:
     access.grant(agency_rules(agency_id))
 
 
-async def wait_until_login_works(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
-    """Return once ``kafka``'s credential logs in on every bootstrap broker.
+def grant_agency_member(access: KafkaAccess, agency_id: str, user: str, password: str) -> None:
+    """A member's principal with this password (a new one, or a new password for an existing
+    one) and the agency's own rights under its name."""
+    access.set_password(agency_member_user(agency_id, user), password)
+    access.grant(agency_member_rules(agency_id, user))
 
-    A new or changed SCRAM credential reaches a broker's login cache shortly after the
-    controller committed it (seconds under load, as make chaos and make bench showed); a login
-    in between is refused. Each try is one bare connection and one SASL login: an aiokafka
-    client would log every refused try as an ERROR (SaslAuthenticationFailed), a burst of alarming
-    lines for what is only the wait. Raises KafkaConnectionError if it never works."""
+
+async def remove_principal(access: KafkaAccess, kafka: KafkaConnection, user: str) -> None:
+    """Take ``user``'s rights, then its login, and return once the broker refuses both.
+
+    ACLs go first: they are checked on every request, so from then on even a connection that is
+    already open can do nothing. The credential cannot be watched on its own (we do not know the
+    user's password), so it is first replaced by a throwaway one: once that logs in, the user's
+    own password is refused; once the deletion refuses the throwaway one too, no password works.
+    ``kafka`` is the operator's connection (its bootstrap servers are the ones checked)."""
+    await asyncio.to_thread(access.revoke_user, user)
+    await _wait_until_no_acls(access, user)
+    throwaway = kafka.as_user(user, new_password())
+    await asyncio.to_thread(access.set_password, user, throwaway.password or "")
+    await wait_until_login_works(throwaway)
+    await asyncio.to_thread(access.delete_credential, user)
+    await wait_until_login_refused(throwaway)
+
+
+async def _wait_until_no_acls(access: KafkaAccess, user: str, timeout_s: float = TIMEOUT_S) -> None:
+    # A deletion travels through the metadata log to the broker's authoriser, which is also
+    # what answers the listing.
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await asyncio.to_thread(access.acls_of, user):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AccessError(f"the ACLs of {user} are still there after {timeout_s:.0f} s")
+        await asyncio.sleep(LOGIN_RETRY_S)
+
+
+LoginOutcome = BaseException | None
+"""None when a login worked, else why it did not (SaslAuthenticationFailed: the broker refused)."""
+
+
+async def _try_login(host: str, port: int, settings: dict[str, Any]) -> LoginOutcome:
+    """One bare connection and one SASL login: an aiokafka client would log every refused try
+    as an ERROR (SaslAuthenticationFailed), a burst of alarming lines for what is only a wait."""
+    try:
+        conn = await create_conn(host, port, client_id="refex-login-check", **settings)
+    except (KafkaError, OSError) as exc:
+        return exc
+    conn.close()
+    return None
+
+
+async def _wait_for_login(
+    kafka: KafkaConnection, timeout_s: float, until: Callable[[LoginOutcome], bool]
+) -> tuple[str, LoginOutcome] | None:
+    """Try ``kafka``'s login on each bootstrap broker in turn until ``until`` holds there.
+    None once it held on all; else the broker where it did not within ``timeout_s`` and the
+    last outcome there."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     settings = kafka.client_kwargs()
     del settings["bootstrap_servers"]
     for server in kafka.servers:
         host, _, port = server.rpartition(":")
-        while True:
-            try:
-                conn = await create_conn(host, int(port), client_id="refex-login-check", **settings)
-            except (KafkaError, OSError) as exc:
-                if loop.time() > deadline:
-                    raise KafkaConnectionError(
-                        f"{kafka.username} cannot log in on {server}: {exc}"
-                    ) from exc
-                await asyncio.sleep(LOGIN_RETRY_S)
-            else:
-                conn.close()
-                break
+        while not until(outcome := await _try_login(host, int(port), settings)):
+            if loop.time() > deadline:
+                return server, outcome
+            await asyncio.sleep(LOGIN_RETRY_S)
+    return None
+
+
+async def wait_until_login_refused(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
+    """Return once the broker refuses ``kafka``'s credential on every bootstrap broker: a
+    deleted or changed credential leaves a broker's login cache shortly after the controller
+    committed it. A broker that cannot be reached has refused nothing, so it is waited for.
+    Raises AccessError if the login is not refused within ``timeout_s``."""
+    failed = await _wait_for_login(
+        kafka, timeout_s, lambda outcome: isinstance(outcome, SaslAuthenticationFailed)
+    )
+    if failed:
+        raise AccessError(f"{kafka.username} is still not refused on {failed[0]}")
+
+
+async def wait_until_login_works(kafka: KafkaConnection, timeout_s: float = TIMEOUT_S) -> None:
+    """Return once ``kafka``'s credential logs in on every bootstrap broker.
+
+    A new or changed SCRAM credential reaches a broker's login cache shortly after the
+    controller committed it (seconds under load, as make chaos and make bench showed); a login
+    in between is refused, and each refused try is waited out quietly. Raises
+    KafkaConnectionError if it never works."""
+    failed = await _wait_for_login(kafka, timeout_s, lambda outcome: outcome is None)
+    if failed:
+        server, exc = failed
+        raise KafkaConnectionError(f"{kafka.username} cannot log in on {server}: {exc}") from exc

@@ -34,11 +34,16 @@ from shared.operator import (
     run,
 )
 from shared.operator_audit import audited
+from shared.secret_policy import weakness
 
 from . import dead_letter_replay as dlq
 from . import kafka_access
 from .access_policy import (
     SERVICES,
+    InvalidMemberName,
+    agency_member_of,
+    agency_member_rules,
+    agency_member_user,
     agency_rules,
     agency_user,
     evidence_reader_rules,
@@ -57,6 +62,19 @@ CredentialsFile = Annotated[
         "--credentials-file",
         help="Write the agency's new Kafka credentials to this file (mode 0600, "
         "REFEX_KAFKA_USERNAME / REFEX_KAFKA_PASSWORD lines) instead of printing them.",
+    ),
+]
+
+AgencyOption = Annotated[str, typer.Option("--agency", help="The agency's id.")]
+UserOption = Annotated[
+    str, typer.Option("--user", help="The member's user name: 1 to 32 of a-z 0-9 -.")
+]
+PasswordFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        help="Take the member's password from this file (its first line) instead of "
+        "generating one; nothing is printed then.",
     ),
 ]
 
@@ -209,13 +227,19 @@ def rotate_agency_password(
 
 @app.command("deregister-agency")
 def deregister_agency(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
-    """Remove an agency: its ACLs and those of the services on its topics go at once (every
-    further request is refused), its credential is deleted, and a tombstone on
-    directory.agencies.v1 tells the services. Its topics stay until their retention ends."""
+    """Remove an agency: its members are removed (add-agency-user), its ACLs and those of the
+    services on its topics go at once (every further request is refused), its credential is
+    deleted, and a tombstone on directory.agencies.v1 tells the services. Its topics stay until
+    their retention ends."""
     kafka = connect(bootstrap)
     access = kafka_access.KafkaAccess(kafka)
     user = agency_user(agency_id)
     with audited(kafka, "platform deregister-agency", "agency", agency_id):
+        for name in _members_of(access, agency_id):
+            member = agency_member_user(agency_id, name)
+            with _access_change(f"removing {member}"):
+                run(kafka_access.remove_principal(access, kafka, member))
+            console.print(f"removed user {member}")
         with _access_change(f"revoking {user}"):
             access.revoke_user(user)
             access.revoke_rules(agency_rules(agency_id))
@@ -223,6 +247,109 @@ def deregister_agency(agency_id: str, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) 
                 access.delete_credential(user)
         run(publish_tombstone(kafka, topics.DIRECTORY_AGENCIES, agency_id))
     console.print(f"deregistered [bold]{agency_id}[/bold]")
+
+
+@contextmanager
+def _names_checked() -> Iterator[None]:
+    """An agency id or user name that cannot name a member is refused (exit code 2), before
+    anything is changed."""
+    try:
+        yield
+    except InvalidMemberName as exc:
+        err_console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _member_principal(agency_id: str, user: str) -> str:
+    with _names_checked():
+        return agency_member_user(agency_id, user)
+
+
+def _chosen_password(password_file: Path) -> str:
+    try:
+        lines = password_file.read_text().splitlines()
+    except OSError as exc:
+        err_console.print(f"[red]cannot read {password_file}:[/red] {exc.strerror}")
+        raise typer.Exit(2) from exc
+    password = lines[0] if lines else ""
+    problem = weakness(password)
+    if problem:
+        err_console.print(f"[red]refused:[/red] the password in {password_file} {problem}")
+        raise typer.Exit(2)
+    return password
+
+
+def _members_of(access: kafka_access.KafkaAccess, agency_id: str) -> list[str]:
+    with _access_change("listing credentials"):
+        principals = access.scram_users()
+    with _names_checked():
+        return [u for p in principals if (u := agency_member_of(agency_id, p)) is not None]
+
+
+@app.command("add-agency-user")
+def add_agency_user(
+    agency: AgencyOption,
+    user: UserOption,
+    password_file: PasswordFile = None,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> None:
+    """Give one person (or machine) of a registered agency its own Kafka principal
+    ``agency.<agency>.<user>`` with the agency's own rights, so nobody shares a password: a new
+    password is shown once, unless --password-file gives one. Adding an existing user again
+    gives it a new password (rotation): its old one is refused for every new login."""
+    member = _member_principal(agency, user)
+    password = _chosen_password(password_file) if password_file else None
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    if not access.has_credential(agency_user(agency)):
+        err_console.print(f"[red]{agency} is not registered:[/red] register the agency first")
+        raise typer.Exit(1)
+    with audited(kafka, "platform add-agency-user", "agency_user", member):
+        member_password = password or kafka_access.new_password()
+        with _access_change(f"granting {member}"):
+            kafka_access.grant_agency_member(access, agency, user, member_password)
+        if password is None:
+            _hand_over(member, member_password, None)
+        else:
+            console.print(f"{member} logs in with the password of {password_file}")
+        # Once this returns, the member's first login works (the gateway's included).
+        run(kafka_access.wait_until_login_works(kafka.as_user(member, member_password)))
+
+
+@app.command("remove-agency-user")
+def remove_agency_user(
+    agency: AgencyOption, user: UserOption, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP
+) -> None:
+    """Take a member's access away: its ACLs first (even an open connection's next request is
+    refused), then its credential (no new login). Returns once the broker refuses both."""
+    member = _member_principal(agency, user)
+    kafka = connect(bootstrap)
+    access = kafka_access.KafkaAccess(kafka)
+    with _access_change(f"looking up {member}"):
+        exists = access.has_credential(member) or bool(access.acls_of(member))
+    if not exists:
+        err_console.print(f"[red]no such user:[/red] {member} has no credential and no ACL")
+        raise typer.Exit(1)
+    with (
+        audited(kafka, "platform remove-agency-user", "agency_user", member),
+        _access_change(f"removing {member}"),
+    ):
+        run(kafka_access.remove_principal(access, kafka, member))
+    console.print(f"removed [bold]{member}[/bold]: the broker refuses its login and requests")
+
+
+@app.command("list-agency-users")
+def list_agency_users(agency: AgencyOption, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
+    """List an agency's members and whether each has exactly the agency's own rights."""
+    access = kafka_access.KafkaAccess(connect(bootstrap))
+    table = Table("user", "principal", "ACLs")
+    for user in _members_of(access, agency):
+        member = agency_member_user(agency, user)
+        with _access_change(f"listing ACLs of {member}"):
+            granted = access.acls_of(member)
+        expected = agency_member_rules(agency, user)
+        table.add_row(user, f"User:{member}", "as the agency" if granted == expected else "differ")
+    console.print(table)
 
 
 def _evidence_reading(agency_id: str, bootstrap: str, grant: bool) -> None:

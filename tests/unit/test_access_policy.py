@@ -5,12 +5,17 @@ from __future__ import annotations
 import pytest
 
 from ops.access_policy import (
+    ADMIN_USER,
     SERVICES,
     AclRule,
+    InvalidMemberName,
     Operation,
     Pattern,
     Resource,
     agency_group_prefix,
+    agency_member_of,
+    agency_member_rules,
+    agency_member_user,
     agency_rules,
     agency_user,
     evidence_reader_rules,
@@ -125,3 +130,62 @@ def test_no_agency_reads_the_aggregates_unless_granted() -> None:
             Operation.READ,
         )
     ]
+
+
+# ----- members of an agency (decision 24) -----
+
+
+def test_a_member_is_named_under_its_agency() -> None:
+    assert agency_member_user("ngo-jamm", "amina-2") == "agency.ngo-jamm.amina-2"
+    assert agency_member_of("ngo-jamm", "agency.ngo-jamm.amina-2") == "amina-2"
+
+
+@pytest.mark.parametrize(
+    "user",
+    ["", "Amina", "amina.sow", "-amina", "amina_sow", "a" * 33, "amina sow", "*", "amina\n"],
+)
+def test_a_user_name_that_could_not_be_one_member_is_refused(user: str) -> None:
+    with pytest.raises(InvalidMemberName, match="invalid user name"):
+        agency_member_user("ngo-jamm", user)
+
+
+def test_a_bad_agency_id_is_refused_too() -> None:
+    with pytest.raises(InvalidMemberName, match="invalid agency id"):
+        agency_member_user("ngo.jamm", "amina")
+    with pytest.raises(InvalidMemberName, match="invalid agency id"):
+        agency_member_of("ngo.jamm", "agency.ngo.jamm.amina")
+
+
+def test_a_member_principal_belongs_to_one_agency_only() -> None:
+    # Neither the agency id nor the user name has a dot, so "agency.<id>.<user>" splits one way
+    # only: no other agency's member, no agency principal, no service or operator.
+    member = agency_member_user("ngo", "jamm")
+    assert agency_member_of("ngo", member) == "jamm"
+    assert agency_member_of("ngo-jamm", member) is None
+    assert agency_member_of("ngo", agency_user("ngo")) is None
+    assert agency_member_of("ngo", "agency.ngo-jamm.amina") is None, "a prefix is not a member"
+    assert agency_member_of("ngo", "agency.ngo.jamm.x") is None
+    names = {agency_user("ngo"), agency_user("ngo-jamm"), ADMIN_USER}
+    names |= {service_user(s) for s in SERVICES}
+    assert member not in names
+
+
+def test_a_member_has_the_agency_own_rights_under_its_name_and_nothing_more() -> None:
+    rules = agency_member_rules("ngo-jamm", "amina")
+    member = agency_member_user("ngo-jamm", "amina")
+    assert {r.user for r in rules} == {member}
+    everything = {(r.resource, r.name, r.pattern, r.operation) for r in agency_rules("ngo-jamm")}
+    own_of_agency = {
+        (r.resource, r.name, r.pattern, r.operation)
+        for r in agency_rules("ngo-jamm")
+        if r.user == agency_user("ngo-jamm")
+    }
+    assert {(r.resource, r.name, r.pattern, r.operation) for r in rules} == own_of_agency
+    assert len(everything) > len(own_of_agency), "the services' rules are not the member's"
+
+
+def test_a_member_uses_the_agency_groups_and_reads_no_aggregates() -> None:
+    rules = agency_member_rules("gov-sn", "ops-desk")
+    groups = [(r.name, r.pattern) for r in rules if r.resource is Resource.GROUP]
+    assert groups == [(agency_group_prefix("gov-sn"), Pattern.PREFIXED)]
+    assert topics.EVIDENCE_AGGREGATES not in {r.name for r in rules}
