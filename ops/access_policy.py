@@ -10,7 +10,8 @@ not listed here is denied.
   write the agency's topics it owns (notification → the inbox).
 - An **agency** (principal ``User:agency.<id>``) may write only its own inbound topics
   (submissions, listings, responses: the topic name is the proof of sender), read only its own
-  inbox, and use only consumer groups whose name starts with ``agency.<id>.``.
+  inbox and its own listings, and use only consumer groups whose name starts with
+  ``agency.<id>.``.
 - A **member** of an agency (principal ``User:agency.<id>.<user>``: one caseworker or one
   machine, so nobody shares a password; decision 24) has exactly the agency's own rights above,
   under its own name, and nothing else.
@@ -31,6 +32,7 @@ from enum import StrEnum
 
 from shared.contracts.topics import (
     AGENCY_FAMILIES,
+    AGENCY_LISTINGS,
     AGENCY_ID_PATTERN,
     CATALOGUE,
     EVIDENCE_AGGREGATES,
@@ -144,6 +146,9 @@ def _rules_on_agency_topics(agency_id: str, agency_principal: str) -> list[AclRu
         for consumer in spec.consumers:
             reader = agency_principal if consumer is Owner.AGENCY else service_user(consumer)
             rules.append(_topic(reader, spec.name, Operation.READ))
+    # Its own listings too (compacted: each service as it last published it), so what it
+    # listed can be shown back and changed, e.g. its capacity in the console (issue 20).
+    rules.append(_topic(agency_principal, AGENCY_LISTINGS.name(agency_id), Operation.READ))
     return sorted(rules)
 
 

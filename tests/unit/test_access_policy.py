@@ -30,13 +30,15 @@ def _of(rules: list[AclRule], user: str) -> set[tuple[str, str, str]]:
     return {(r.operation, r.resource, r.name) for r in rules if r.user == user}
 
 
-def test_an_agency_writes_its_inbound_topics_and_reads_its_inbox_only() -> None:
+def test_an_agency_writes_its_inbound_topics_and_reads_its_inbox_and_listings_only() -> None:
     rules = agency_rules("ngo-jamm")
     assert _of(rules, agency_user("ngo-jamm")) == {
         (Operation.WRITE, Resource.TOPIC, "agency.ngo-jamm.submissions.v1"),
         (Operation.WRITE, Resource.TOPIC, "agency.ngo-jamm.listings.v1"),
         (Operation.WRITE, Resource.TOPIC, "agency.ngo-jamm.responses.v1"),
         (Operation.READ, Resource.TOPIC, "agency.ngo-jamm.inbox.v1"),
+        # its own listings read back (the console shows and changes them, issue 20)
+        (Operation.READ, Resource.TOPIC, "agency.ngo-jamm.listings.v1"),
         (Operation.READ, Resource.GROUP, "agency.ngo-jamm."),
     }
 
