@@ -32,8 +32,8 @@ from enum import StrEnum
 
 from shared.contracts.topics import (
     AGENCY_FAMILIES,
-    AGENCY_LISTINGS,
     AGENCY_ID_PATTERN,
+    AGENCY_LISTINGS,
     CATALOGUE,
     EVIDENCE_AGGREGATES,
     Owner,

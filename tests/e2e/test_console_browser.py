@@ -30,9 +30,16 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import REPO, RunningService
-from tests.e2e.kafka_helpers import collect, data_of, headers_of, register_agency_access
+from tests.e2e.kafka_helpers import (
+    collect,
+    data_of,
+    headers_of,
+    register_agency_access,
+    wait_until_authenticated,
+)
 from tests.e2e.test_intake import _known_to_intake
 from tests.e2e.test_referral import _eventually, _listed
+from tests.integration.test_agency_users import add_user, platform
 
 pytestmark = pytest.mark.e2e
 
@@ -55,12 +62,17 @@ def _shots(tmp_path: Path) -> Path:
 
 
 async def _agency_with_login(
-    kafka: KafkaConnection, prefix: str, public_key: str | None = None
+    kafka: KafkaConnection, prefix: str, public_key: str | None = None, user: str | None = None
 ) -> User:
+    """A registered agency and a login: one of its people's own (``refex platform
+    add-agency-user``) when ``user`` is given, else the agency's own principal."""
     agency_id = f.unique(prefix)
     connection = await register_agency_access(kafka, agency_id)
     record = f.agency(agency_id).model_copy(update={"public_key": public_key})
     await publish_events(kafka, [f.agency_event(record)])
+    if user is not None:
+        connection = await asyncio.to_thread(add_user, kafka, agency_id, user)
+        await wait_until_authenticated(connection)
     assert connection.username is not None and connection.password is not None
     return User(agency_id, connection.username, connection.password)
 
@@ -122,10 +134,10 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
     shots = _shots(tmp_path)
     key = PrivateKey.generate()
     provider = await _agency_with_login(
-        kafka, "ngo-console", base64.b64encode(bytes(key.public_key)).decode()
+        kafka, "ngo-console", base64.b64encode(bytes(key.public_key)).decode(), user="amina"
     )
-    referrer = await _agency_with_login(kafka, "iom-console")
-    stranger = await _agency_with_login(kafka, "ngo-other")
+    referrer = await _agency_with_login(kafka, "iom-console")  # its system: no person
+    stranger = await _agency_with_login(kafka, "ngo-other", user="moussa")
     await _known_to_intake(database_urls, provider.agency_id)  # with its public key
     area = f.unique_area()
     await _listed(kafka, database_urls["referral"], provider.agency_id, [area])
@@ -253,26 +265,21 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         assert forged.status in (403, 404)  # no form token: refused before anything
 
         # A removed user is logged out at its next click.
-        await asyncio.to_thread(_remove_login, stranger)
+        removed = await asyncio.to_thread(
+            platform,
+            kafka,
+            "remove-agency-user",
+            "--agency",
+            stranger.agency_id,
+            "--user",
+            "moussa",
+        )
+        assert removed.exit_code == 0, removed.output
         response = await spy.goto(gateway.url("/inbox"))
         assert response is not None and "/login" in spy.url
         await other.close()
     finally:
         await context.close()
-
-
-def _remove_login(user: User) -> None:
-    from ops import kafka_access
-
-    access = kafka_access.KafkaAccess(
-        KafkaConnection(
-            os.environ["REFEX_KAFKA_BOOTSTRAP_SERVERS"],
-            os.environ["REFEX_KAFKA_USERNAME"],
-            os.environ["REFEX_KAFKA_PASSWORD"],
-        )
-    )
-    access.revoke_user(user.login)
-    access.delete_credential(user.login)
 
 
 def test_the_console_pages_carry_a_strict_policy_and_refuse_a_post_without_token(
