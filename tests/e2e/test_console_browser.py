@@ -136,7 +136,7 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
     provider = await _agency_with_login(
         kafka, "ngo-console", base64.b64encode(bytes(key.public_key)).decode(), user="amina"
     )
-    referrer = await _agency_with_login(kafka, "iom-console")  # its system: no person
+    referrer = await _agency_with_login(kafka, "iom-console", user="fatou")
     stranger = await _agency_with_login(kafka, "ngo-other", user="moussa")
     await _known_to_intake(database_urls, provider.agency_id)  # with its public key
     area = f.unique_area()
@@ -246,6 +246,30 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         assert capacity == "waitlist"
         await _reload_until(page, "dd.capacity", "waitlist (3")
         await page.screenshot(path=str(shots / "listings.png"), full_page=True)
+
+        # The referrer's caseworker ends its agency's assistance on the case from its page.
+        own = await browser.new_context()
+        caseworker = await own.new_page()
+        await _log_in(caseworker, gateway, referrer, "/cases")
+        await _reload_until(caseworker, "table", sent.key)  # the agency_case_ref
+        await caseworker.click(f"tr[data-case-ref='{sent.key}'] a")
+        await caseworker.select_option("form.action-end-assistance select", "programme_ended")
+        await caseworker.click("form.action-end-assistance button")
+        await caseworker.wait_for_load_state()
+        assert "sent=end-assistance" in caseworker.url
+        await caseworker.screenshot(path=str(shots / "case.png"), full_page=True)
+        case_id = data_of(states[0])["case_id"]
+        [ended] = await collect(
+            kafka,
+            topics.INTAKE_CASES,
+            lambda r: (
+                headers_of(r).get("ce_type") == ev.ASSISTANCE_ENDED
+                and data_of(r)["case_id"] == case_id
+            ),
+        )
+        assert data_of(ended)["reason"] == "programme_ended"
+        assert data_of(ended)["owner_agency_id"] == referrer.agency_id
+        await own.close()
 
         # Another agency's user: the same URLs are 404, reading and answering alike.
         other = await browser.new_context()

@@ -240,6 +240,56 @@ class Console:
             )
         return RedirectResponse(f"/listings?sent={quote(service_id)}", status_code=303)
 
+    async def cases(self, request: Request, session: Session) -> Response:
+        cases = sorted(session.view.cases.values(), key=lambda c: c["time"], reverse=True)
+        return self.renderer.page(request, "cases.html", {"session": session, "cases": cases})
+
+    async def case(self, request: Request, session: Session) -> Response:
+        case = session.view.cases.get(request.path_params["agency_case_ref"])
+        if case is None:
+            return self.renderer.error(request, 404, "Your agency has no case with this reference.")
+        return self.renderer.page(
+            request,
+            "case.html",
+            {
+                "session": session,
+                "case": case,
+                "end_reasons": [r.value for r in ev.AssistanceEndReason],
+                "closure_reasons": [r.value for r in ev.ClosureReason],
+                "sent": request.query_params.get("sent"),
+            },
+        )
+
+    async def case_action(self, request: Request, session: Session) -> Response:
+        """Withdraw the case's consent, end the agency's own assistance, or close the case: one
+        submission on the agency's topic, answered on its inbox (Answers page)."""
+        ref = request.path_params["agency_case_ref"]
+        if ref not in session.view.cases:
+            return self.renderer.error(request, 404, "Your agency has no case with this reference.")
+        form = await request.form()
+        action = str(form.get("action", ""))
+        base = {"agency_id": session.principal.agency_id, "agency_case_ref": ref}
+        now = _now().isoformat()
+        reason = str(form.get("reason", ""))
+        built: dict[str, tuple[str, dict[str, Any]]] = {
+            "withdraw-consent": (ev.CONSENT_WITHDRAWN, {**base, "withdrawn_at": now}),
+            "end-assistance": (
+                ev.ASSISTANCE_END_SUBMITTED,
+                {**base, "ended_at": now, "reason": reason},
+            ),
+            "close": (ev.CASE_CLOSURE_SUBMITTED, {**base, "closed_at": now, "reason": reason}),
+        }
+        if action not in built:
+            return self.renderer.error(request, 400, "Unknown action.")
+        ce_type, data = built[action]
+        result = await self._publish(session, Family.SUBMISSIONS, ce_type, data)
+        back = f"/cases/{quote(ref)}"
+        if isinstance(result, Refusal):
+            return self.renderer.page(
+                request, "refused.html", {"session": session, "refusal": result, "back": back}, 400
+            )
+        return RedirectResponse(f"{back}?sent={action}", status_code=303)
+
     async def messages(self, request: Request, session: Session) -> Response:
         answers = list(reversed(session.view.answers))[:200]
         return self.renderer.page(
@@ -300,6 +350,11 @@ class Console:
         router.add_api_route("/follow-ups", self.guard(self.follow_ups), methods=["GET"])
         router.add_api_route("/messages", self.guard(self.messages), methods=["GET"])
         router.add_api_route("/listings", self.guard(self.listings), methods=["GET"])
+        router.add_api_route("/cases", self.guard(self.cases), methods=["GET"])
+        router.add_api_route("/cases/{agency_case_ref}", self.guard(self.case), methods=["GET"])
+        router.add_api_route(
+            "/cases/{agency_case_ref}/act", self.guard(self.case_action), methods=["POST"]
+        )
         router.add_api_route(
             "/listings/{service_id}/capacity", self.guard(self.set_capacity), methods=["POST"]
         )

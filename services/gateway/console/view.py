@@ -54,6 +54,8 @@ class AgencyView:
     sent: dict[str, SentReferral] = field(default_factory=dict)
     unmet: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     follow_ups: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # The agency's own cases, by its agency_case_ref: what intake accepted from it.
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: list[tuple[str, str, dict[str, Any]]] = field(
         default_factory=list
     )  # (time, type, data)
@@ -150,6 +152,14 @@ def _answer(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
     view.answers.append((m.time, m.ce_type, d))
 
 
+def _accepted(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
+    ref = d.get("agency_case_ref")
+    if isinstance(ref, str) and d.get("case_id"):
+        case = view.cases.setdefault(ref, {"agency_case_ref": ref, "since": m.time})
+        case.update(case_id=d["case_id"], outcome=d.get("outcome"), time=m.time)
+    _answer(view, m, d)
+
+
 _APPLY = {
     ev.INBOX_REFERRAL_RECEIVED: _received,
     ev.INBOX_RESPONSE_APPLIED: _response_applied,
@@ -161,7 +171,7 @@ _APPLY = {
     ev.INBOX_FOLLOW_UP_DUE: _follow_up,
     ev.INBOX_FOLLOW_UP_MISSED: _follow_up,
     ev.INBOX_ASSESSMENT_RECORDED: _assessed,
-    ev.INBOX_SUBMISSION_ACCEPTED: _answer,
+    ev.INBOX_SUBMISSION_ACCEPTED: _accepted,
     ev.INBOX_SUBMISSION_REJECTED: _answer,
     ev.INBOX_RESPONSE_REFUSED: _answer,
     ev.INBOX_LISTING_PUBLISHED: _answer,
