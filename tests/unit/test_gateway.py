@@ -178,3 +178,16 @@ def test_a_cancellation_that_asks_for_erasure_takes_the_disclosure_off_the_page(
 )
 def test_after_login_the_console_goes_only_to_its_own_pages(target: str, expected: str) -> None:
     assert _safe_next(target) == expected
+
+
+async def test_failed_logins_of_one_name_are_throttled_and_nothing_asks_the_broker() -> None:
+    from services.gateway.auth import Authenticator, Refused
+    from shared.web.throttle import ThrottlePolicy
+
+    # No broker at this address: names that are no agency principal never reach it.
+    authenticator = Authenticator("127.0.0.1:1", ThrottlePolicy(free_failures=2))
+    answers = [await authenticator.authenticate("admin", "guess") for _ in range(3)]
+    assert [a.status for a in answers if isinstance(a, Refused)] == [401, 401, 429]
+    assert isinstance(answers[2], Refused) and answers[2].retry_after_s
+    other = await authenticator.authenticate("agency.ngo-x", "")
+    assert isinstance(other, Refused) and other.status == 401  # another name is not throttled

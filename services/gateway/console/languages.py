@@ -8,6 +8,8 @@ from functools import cache
 from babel.support import NullTranslations
 from fastapi import Request
 
+from shared.contracts.taxonomy import TAXONOMY, LabelLanguage, ReasonCode
+
 LANGUAGES = ("en", "fr", "ar")
 LANGUAGE_COOKIE = "refex_lang"
 
@@ -30,3 +32,23 @@ def direction(language: str) -> str:
 @cache
 def translations(language: str) -> NullTranslations:
     return NullTranslations()
+
+
+def _vocabulary_language(language: str) -> LabelLanguage:
+    # The taxonomy labels its terms in English and French; Arabic shows the English ones.
+    return "fr" if language == "fr" else "en"
+
+
+def category_label(code: str, language: str) -> str:
+    """A need category's label (the code itself when the taxonomy does not know it)."""
+    try:
+        return TAXONOMY.label(code, _vocabulary_language(language))
+    except (KeyError, ValueError):
+        return code
+
+
+def reason_label(code: str, language: str) -> str:
+    try:
+        return TAXONOMY.label(ReasonCode(code), _vocabulary_language(language))
+    except (KeyError, ValueError):
+        return code

@@ -49,6 +49,8 @@ class Renderer:
                 "lang": language,
                 "dir": languages.direction(language),
                 "languages": languages.LANGUAGES,
+                "category": lambda code: languages.category_label(code, language),
+                "reason": lambda code: languages.reason_label(code, language),
                 "_": translations.gettext,
                 "gettext": translations.gettext,
                 "ngettext": translations.ngettext,
