@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import uvicorn
@@ -258,7 +258,16 @@ class PrefixMounts:
         await self.main(scope, receive, send)
 
 
-def serve(app: AsgiFastStream | PrefixMounts, settings: ServiceSettings) -> None:
+class Listening(Protocol):
+    """Where a process serves HTTP: every service's settings have these (the gateway's too)."""
+
+    @property
+    def http_host(self) -> str: ...
+    @property
+    def http_port(self) -> int: ...
+
+
+def serve(app: Any, settings: Listening) -> None:
     """Run the ASGI app under uvicorn; SIGTERM/SIGINT trigger the graceful shutdown above."""
     config = uvicorn.Config(
         app,

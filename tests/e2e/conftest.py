@@ -92,6 +92,22 @@ def services(
             stop_service(service)
 
 
+def _one_more_service(
+    name: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningService]:
+    """One more service as a process, beside the three; ``SERVICE_ENV`` applies to it too."""
+    port = int(os.environ[f"{name.upper()}_HTTP_PORT"])
+    if service_ready(port):
+        pytest.fail(f"the {name} HTTP port already answers; stop the other instance first")
+    extra = getattr(request.module, "SERVICE_ENV", {})
+    running = start_service(name, tmp_path_factory.mktemp(f"{name}-log"), extra)
+    wait_ready([running])
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
 @pytest.fixture(scope="module")
 def evidence(
     request: pytest.FixtureRequest,
@@ -99,17 +115,8 @@ def evidence(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningService]:
     """The evidence service as a process too, only for the modules that ask for it (the others
-    need not wait for it); ``SERVICE_ENV`` applies to it as to the three."""
-    port = int(os.environ["EVIDENCE_HTTP_PORT"])
-    if service_ready(port):
-        pytest.fail("the evidence HTTP port already answers; stop the other instance first")
-    extra = getattr(request.module, "SERVICE_ENV", {})
-    running = start_service("evidence", tmp_path_factory.mktemp("evidence-log"), extra)
-    wait_ready([running])
-    try:
-        yield running
-    finally:
-        stop_service(running)
+    need not wait for it)."""
+    yield from _one_more_service("evidence", request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +127,7 @@ def gateway(
 ) -> Iterator[RunningService]:
     """The agency gateway as a process too (issue 20), only for the modules that ask for it;
     it holds no credential: the tests log in as agency principals."""
-    port = int(os.environ["GATEWAY_HTTP_PORT"])
-    if service_ready(port):
-        pytest.fail("the gateway HTTP port already answers; stop the other instance first")
-    extra = getattr(request.module, "SERVICE_ENV", {})
-    running = start_service("gateway", tmp_path_factory.mktemp("gateway-log"), extra)
-    wait_ready([running])
-    try:
-        yield running
-    finally:
-        stop_service(running)
+    yield from _one_more_service("gateway", request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
