@@ -349,9 +349,8 @@ async def test_only_an_agency_an_operator_granted_reads_the_aggregates(
     await _until_allowed(reader, allowed=False)
 
 
-# The dashboard in a real browser (Debian's chromium, Playwright) over the same 40 cases: the
-# fixtures and page readers are test_dashboard_browser.py's.
-browser = dashboard.browser
+# The dashboard in a real browser (Debian's chromium, Playwright: the ``browser`` fixture of
+# tests/e2e/conftest.py) over the same 40 cases: the page readers are test_dashboard_browser.py's.
 
 
 async def test_the_dashboard_shows_the_same_pathway_figures(
