@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,7 +28,7 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.inbound import InboundEvent
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
-from tests.e2e.conftest import RunningService
+from tests.e2e.conftest import REPO, RunningService
 from tests.e2e.kafka_helpers import register_agency_access
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +40,18 @@ def http(gateway: RunningService) -> Iterator[httpx.Client]:
         yield client
 
 
-async def _http_agency(kafka: KafkaConnection, prefix: str) -> tuple[str, httpx.BasicAuth]:
-    """A registered agency with no Kafka client: only its principal's name and password."""
+async def _registered(kafka: KafkaConnection, prefix: str) -> tuple[str, str]:
+    """A registered agency with no Kafka client: its id and its principal's password."""
     agency_id = f.unique(prefix)
     connection = await register_agency_access(kafka, agency_id)
     await publish_events(kafka, [f.agency_event(f.agency(agency_id))])
-    assert connection.username is not None and connection.password is not None
-    return agency_id, httpx.BasicAuth(connection.username, connection.password)
+    assert connection.password is not None
+    return agency_id, connection.password
+
+
+async def _http_agency(kafka: KafkaConnection, prefix: str) -> tuple[str, httpx.BasicAuth]:
+    agency_id, password = await _registered(kafka, prefix)
+    return agency_id, httpx.BasicAuth(f"agency.{agency_id}", password)
 
 
 def binary(event: OutgoingEvent) -> tuple[dict[str, str], bytes]:
@@ -257,3 +267,51 @@ def test_the_openapi_document_is_served_and_lists_the_agency_api(http: httpx.Cli
     assert page.status_code == 200
     csp = page.headers["content-security-policy"]
     assert "script-src 'self' 'wasm-unsafe-eval'" in csp and "unsafe-inline" not in csp
+
+
+def _guide_block(starting: str) -> str:
+    """The shell block of docs/integrators.md §15 whose first line starts with ``starting``."""
+    guide = (REPO / "docs" / "integrators.md").read_text()
+    section = guide[guide.index("## 15. Without a Kafka client") : guide.index("## 16.")]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    return next(b for b in blocks if b.startswith(starting))
+
+
+async def test_the_guides_curl_examples_work_as_written(
+    gateway: RunningService, kafka: KafkaConnection, http: httpx.Client, tmp_path: Path
+) -> None:
+    """§15's commands, run by the shell: only the address, the agency, the password and the
+    example file's agency are this test's (and ``uuidgen``, not on every machine, is given)."""
+    agency, password = await _registered(kafka, "curl-ngo")
+    example = (REPO / "docs" / "examples" / "submission.json").read_text()
+    submission = tmp_path / "submission.json"
+    submission.write_text(example.replace('"iom-sn"', f'"{agency}"'))
+    event_id = str(uuid.uuid4())
+    post = (
+        _guide_block("curl -sS -u")
+        .replace("http://127.0.0.1:18005", gateway.url(""))
+        .replace("agency.iom-sn", f"agency.{agency}")
+        .replace("urn:iom-sn:crm", f"urn:{agency}:crm")
+        .replace("@docs/examples/submission.json", f"@{submission}")
+        .replace("$(uuidgen)", event_id)
+    )
+    env = {**os.environ, "PASSWORD": password}
+    done = await asyncio.to_thread(
+        subprocess.run, ["bash", "-c", post], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["id"] == event_id
+
+    read = _guide_block('curl -sS -u "agency.ngo-jamm').splitlines()[0]
+    read = read.replace("http://127.0.0.1:18005", gateway.url("")).replace(
+        "agency.ngo-jamm", f"agency.{agency}"
+    )
+    for _ in range(60):
+        listed = await asyncio.to_thread(
+            subprocess.run, ["bash", "-c", read], capture_output=True, text=True, env=env
+        )
+        assert listed.returncode == 0, listed.stderr
+        if ev.INBOX_SUBMISSION_ACCEPTED in listed.stdout:
+            break
+        await asyncio.sleep(0.5)
+    assert f'"{ev.INBOX_SUBMISSION_ACCEPTED}"' in listed.stdout
