@@ -17,6 +17,7 @@ import secrets
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,8 @@ from tests.integration.test_agency_users import add_user, platform
 pytestmark = pytest.mark.e2e
 
 SCREENSHOTS = REPO / "docs" / "console"
+# Follow-ups are looked for every second, so the referrer's baseline wave is due at once.
+SERVICE_ENV = {"INTAKE_FOLLOW_UP_INTERVAL_S": "1"}
 # A given name no other data holds: if it is anywhere in the gateway, the gateway saw it.
 MARKER = "Zq" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(10))
 
@@ -250,7 +253,30 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         # The referrer's caseworker ends its agency's assistance on the case from its page.
         own = await browser.new_context()
         caseworker = await own.new_page()
-        await _log_in(caseworker, gateway, referrer, "/cases")
+        await _log_in(caseworker, gateway, referrer, "/follow-ups")
+        case_id = data_of(states[0])["case_id"]
+        # The follow-up interview of the baseline wave, answered in the console's form.
+        await _reload_until(caseworker, "table", case_id)
+        await caseworker.click(f"tr[data-case-id='{case_id}'] a")
+        await caseworker.fill("#assessed_on", date.today().isoformat())
+        for fieldset in await caseworker.locator("fieldset.indicator").all():
+            await fieldset.locator("input[type=radio]").first.check()
+        await caseworker.screenshot(path=str(shots / "assessment.png"), full_page=True)
+        await caseworker.click("form.assessment button[type=submit]")
+        await caseworker.wait_for_load_state()
+        assert "sent=assessment" in caseworker.url, await caseworker.content()
+        [recorded] = await collect(
+            kafka,
+            topics.INTAKE_CASES,
+            lambda r: (
+                headers_of(r).get("ce_type") == ev.ASSESSMENT_RECORDED
+                and data_of(r)["case_id"] == case_id
+            ),
+        )
+        assert data_of(recorded)["wave"] == "baseline"
+        assert data_of(recorded)["scores"]["composite"] is not None
+
+        await caseworker.goto(gateway.url("/cases"))
         await _reload_until(caseworker, "table", sent.key)  # the agency_case_ref
         await caseworker.click(f"tr[data-case-ref='{sent.key}'] a")
         await caseworker.select_option("form.action-end-assistance select", "programme_ended")
@@ -258,7 +284,6 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         await caseworker.wait_for_load_state()
         assert "sent=end-assistance" in caseworker.url
         await caseworker.screenshot(path=str(shots / "case.png"), full_page=True)
-        case_id = data_of(states[0])["case_id"]
         [ended] = await collect(
             kafka,
             topics.INTAKE_CASES,

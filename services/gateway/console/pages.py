@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from shared.contracts import events as ev
 from shared.contracts.envelope import CONTENT_TYPE, SPEC_VERSION
+from shared.contracts.outcomes import INDICATOR_SETS
 from shared.contracts.taxonomy import TAXONOMY
 from shared.kafka.agency_input import Refusal
 from shared.logging import get_logger
@@ -45,6 +46,8 @@ ACTIONS_BY_STATE: dict[str, tuple[ev.ResponseAction, ...]] = {
 }
 
 Page = Callable[[Request, Session], Awaitable[Response]]
+# The indicator set the console's assessment form asks (intake scores it).
+ASSESSMENT_SET = "rss-v1"
 
 
 def reasons_for(action: ev.ResponseAction) -> list[str]:
@@ -194,7 +197,11 @@ class Console:
 
     async def follow_ups(self, request: Request, session: Session) -> Response:
         due = sorted(session.view.follow_ups.values(), key=lambda f: f.get("due_on", ""))
-        return self.renderer.page(request, "follow_ups.html", {"session": session, "due": due})
+        return self.renderer.page(
+            request,
+            "follow_ups.html",
+            {"session": session, "due": due, "sent": request.query_params.get("sent")},
+        )
 
     async def listings(self, request: Request, session: Session) -> Response:
         try:
@@ -290,6 +297,50 @@ class Console:
             )
         return RedirectResponse(f"{back}?sent={action}", status_code=303)
 
+    async def assessment_form(self, request: Request, session: Session) -> Response:
+        due = self._follow_up(request, session)
+        if due is None:
+            return self.renderer.error(request, 404, "No follow-up of your cases has this id.")
+        return self.renderer.page(
+            request,
+            "assessment.html",
+            {"session": session, "due": due, "indicators": INDICATOR_SETS[ASSESSMENT_SET]},
+        )
+
+    async def assess(self, request: Request, session: Session) -> Response:
+        """The follow-up interview's answers, one option per indicator: an assessment on the
+        agency's submissions topic (intake scores it and answers on the inbox)."""
+        due = self._follow_up(request, session)
+        if due is None:
+            return self.renderer.error(request, 404, "No follow-up of your cases has this id.")
+        form = await request.form()
+        indicator_set = INDICATOR_SETS[ASSESSMENT_SET]
+        answers = [
+            {"indicator": i.id, "answer": str(form.get(f"answer-{i.id}", ""))}
+            for i in indicator_set.indicators
+            if form.get(f"answer-{i.id}")
+        ]
+        data = {
+            "agency_id": session.principal.agency_id,
+            "case_id": due["case_id"],
+            "wave": due["wave"],
+            "assessed_on": str(form.get("assessed_on") or _now().date().isoformat()),
+            "indicator_set": indicator_set.id,
+            "answers": answers,
+        }
+        result = await self._publish(session, Family.SUBMISSIONS, ev.ASSESSMENT_SUBMITTED, data)
+        if isinstance(result, Refusal):
+            back = f"/follow-ups/{quote(due['case_id'])}/{quote(due['wave'])}"
+            return self.renderer.page(
+                request, "refused.html", {"session": session, "refusal": result, "back": back}, 400
+            )
+        return RedirectResponse("/follow-ups?sent=assessment", status_code=303)
+
+    @staticmethod
+    def _follow_up(request: Request, session: Session) -> dict[str, Any] | None:
+        key = (request.path_params["case_id"], request.path_params["wave"])
+        return session.view.follow_ups.get(key)
+
     async def messages(self, request: Request, session: Session) -> Response:
         answers = list(reversed(session.view.answers))[:200]
         return self.renderer.page(
@@ -348,6 +399,12 @@ class Console:
         router.add_api_route("/sent", self.guard(self.sent), methods=["GET"])
         router.add_api_route("/unmet", self.guard(self.unmet), methods=["GET"])
         router.add_api_route("/follow-ups", self.guard(self.follow_ups), methods=["GET"])
+        router.add_api_route(
+            "/follow-ups/{case_id}/{wave}", self.guard(self.assessment_form), methods=["GET"]
+        )
+        router.add_api_route(
+            "/follow-ups/{case_id}/{wave}", self.guard(self.assess), methods=["POST"]
+        )
         router.add_api_route("/messages", self.guard(self.messages), methods=["GET"])
         router.add_api_route("/listings", self.guard(self.listings), methods=["GET"])
         router.add_api_route("/cases", self.guard(self.cases), methods=["GET"])
