@@ -276,6 +276,45 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         assert data_of(recorded)["wave"] == "baseline"
         assert data_of(recorded)["scores"]["composite"] is not None
 
+        # A new case typed in the form: refused by intake's rules field by field first (the
+        # page keeps what was typed), registered once corrected.
+        new_ref = f.unique("FORM")
+        await caseworker.goto(gateway.url("/cases/new"))
+        for name, value in {
+            "agency_case_ref": new_ref,
+            "given_name": "Fatima",
+            "family_name": "Ba",
+            "phone": "+221770009988",
+            "nationality": "SN",
+            "return_country": "SN",
+            "return_area": "SN0101",
+            "return_date": "2099-01-01",  # in the future: intake refuses it
+        }.items():
+            await caseworker.fill(f"#{name}", value)
+        for name, value in {
+            "sex": "female",
+            "age_band": "25-34",
+            "return_type": "voluntary_assisted",
+            "need_1": "psychosocial.counselling",
+            "consent_method": "verbal",
+        }.items():
+            await caseworker.select_option(f"#{name}", value)
+        await caseworker.click("form.case-form button[type=submit]")
+        await caseworker.wait_for_load_state()
+        refused = caseworker.locator("div.error")
+        invalid = "form.case-form :invalid"
+        assert await refused.count(), await caseworker.eval_on_selector_all(
+            invalid, "els => els.map(e => e.name)"
+        )
+        assert "profile.return_date" in await refused.inner_text()
+        assert await caseworker.input_value("#given_name") == "Fatima"
+        await caseworker.fill("#return_date", date.today().isoformat())
+        await caseworker.click("form.case-form button[type=submit]")
+        await caseworker.wait_for_load_state()
+        assert "/cases?sent=" in caseworker.url
+        await _reload_until(caseworker, "table", new_ref)
+        await caseworker.screenshot(path=str(shots / "cases.png"), full_page=True)
+
         await caseworker.goto(gateway.url("/cases"))
         await _reload_until(caseworker, "table", sent.key)  # the agency_case_ref
         await caseworker.click(f"tr[data-case-ref='{sent.key}'] a")

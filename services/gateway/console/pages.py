@@ -29,6 +29,7 @@ from ..auth import Authenticator, Refused
 from ..ingress import Family, check
 from ..kafka_login import LoginResult
 from ..sessions import Session, Sessions
+from . import case_form
 from .rendering import Renderer
 
 log = get_logger(__name__)
@@ -251,6 +252,47 @@ class Console:
         cases = sorted(session.view.cases.values(), key=lambda c: c["time"], reverse=True)
         return self.renderer.page(request, "cases.html", {"session": session, "cases": cases})
 
+    def _case_form(
+        self,
+        request: Request,
+        session: Session,
+        values: dict[str, Any],
+        refusal: Refusal | None = None,
+    ) -> Response:
+        return self.renderer.page(
+            request,
+            "case_form.html",
+            {
+                "session": session,
+                "values": values,
+                "refusal": refusal,
+                "sexes": case_form.SEXES,
+                "age_bands": case_form.AGE_BANDS,
+                "return_types": case_form.RETURN_TYPES,
+                "purposes": case_form.PURPOSES,
+                "methods": case_form.METHODS,
+                "categories": case_form.categories(),
+                "needs": range(1, case_form.MAX_FORM_NEEDS + 1),
+            },
+            400 if refusal else 200,
+        )
+
+    async def new_case(self, request: Request, session: Session) -> Response:
+        return self._case_form(request, session, {"purposes": ["referral", "follow_up"]})
+
+    async def submit_case(self, request: Request, session: Session) -> Response:
+        """A new case from the form: checked by intake's own rules here (a refusal shows the
+        form again with each bad field named), then published; intake answers on the inbox."""
+        form = await request.form()
+        purposes = [str(p) for p in form.getlist("purposes")]
+        data = case_form.case_submission(session.principal.agency_id, form, purposes, _now())
+        result = await self._publish(session, Family.SUBMISSIONS, ev.CASE_SUBMITTED, data)
+        if isinstance(result, Refusal):
+            values = {k: str(v) for k, v in form.items() if k != "form_token"}
+            return self._case_form(request, session, {**values, "purposes": purposes}, result)
+        ref = quote(data["agency_case_ref"])
+        return RedirectResponse(f"/cases?sent={ref}", status_code=303)
+
     async def case(self, request: Request, session: Session) -> Response:
         case = session.view.cases.get(request.path_params["agency_case_ref"])
         if case is None:
@@ -408,6 +450,8 @@ class Console:
         router.add_api_route("/messages", self.guard(self.messages), methods=["GET"])
         router.add_api_route("/listings", self.guard(self.listings), methods=["GET"])
         router.add_api_route("/cases", self.guard(self.cases), methods=["GET"])
+        router.add_api_route("/cases/new", self.guard(self.new_case), methods=["GET"])
+        router.add_api_route("/cases/new", self.guard(self.submit_case), methods=["POST"])
         router.add_api_route("/cases/{agency_case_ref}", self.guard(self.case), methods=["GET"])
         router.add_api_route(
             "/cases/{agency_case_ref}/act", self.guard(self.case_action), methods=["POST"]

@@ -1,0 +1,72 @@
+"""The console's case form: what a caseworker typed, as the ``CaseSubmission`` its agency's
+system would have sent. Pure: the form's fields in, the submission's JSON out (intake's rules,
+applied by ingress.check, say what is wrong with it, field by field)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.contracts import events as ev
+from shared.contracts.taxonomy import TAXONOMY, ReturnType
+
+MAX_FORM_NEEDS = 3  # the form offers three; a system may send more
+SEXES = [s.value for s in ev.Sex]
+AGE_BANDS = [a.value for a in ev.AgeBand]
+RETURN_TYPES = [r.value for r in ReturnType]
+PURPOSES = [p.value for p in ev.ConsentPurpose]
+METHODS = ["written", "verbal", "digital"]
+
+
+def categories() -> list[str]:
+    return sorted(TAXONOMY.categories)
+
+
+def _text(form: Mapping[str, Any], name: str) -> str:
+    return str(form.get(name, "")).strip()
+
+
+def case_submission(
+    agency_id: str, form: Mapping[str, Any], purposes: list[str], now: datetime
+) -> dict[str, Any]:
+    """The submission of the form's fields (left-out optional fields are left out; a field
+    left empty that the contract requires is refused by intake's rules, with its name)."""
+    contacts = []
+    if _text(form, "phone"):
+        contacts.append({"kind": "phone", "value": _text(form, "phone")})
+    if _text(form, "email"):
+        contacts.append({"kind": "email", "value": _text(form, "email")})
+    needs = [
+        {"need_id": f"n{i}", "category": _text(form, f"need_{i}")}
+        for i in range(1, MAX_FORM_NEEDS + 1)
+        if _text(form, f"need_{i}")
+    ]
+    languages = [code for code in _text(form, "languages").replace(",", " ").split() if code]
+    given = bool(purposes)
+    return {
+        "agency_id": agency_id,
+        "agency_case_ref": _text(form, "agency_case_ref"),
+        "personal": {
+            "given_name": _text(form, "given_name"),
+            "family_name": _text(form, "family_name"),
+            "contacts": contacts,
+        },
+        "profile": {
+            "sex": _text(form, "sex"),
+            "age_band": _text(form, "age_band") or None,
+            "nationality": _text(form, "nationality").upper(),
+            "return_country": _text(form, "return_country").upper(),
+            "return_date": _text(form, "return_date"),
+            "return_type": _text(form, "return_type"),
+            "return_area": _text(form, "return_area").upper(),
+            "languages": languages,
+        },
+        "needs": needs,
+        "consent": {
+            "given": given,
+            "scope": {"purposes": purposes} if given else None,
+            "recorded_at": now.astimezone(UTC).isoformat(),
+            "method": _text(form, "consent_method"),
+        },
+    }
