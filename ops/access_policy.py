@@ -34,6 +34,7 @@ from shared.contracts.topics import (
     AGENCY_FAMILIES,
     AGENCY_ID_PATTERN,
     AGENCY_LISTINGS,
+    AGENCY_MEMBER_NAME_PATTERN,
     CATALOGUE,
     EVIDENCE_AGGREGATES,
     Owner,
@@ -41,9 +42,6 @@ from shared.contracts.topics import (
 
 SERVICES: tuple[Owner, ...] = (Owner.INTAKE, Owner.REFERRAL, Owner.NOTIFICATION, Owner.EVIDENCE)
 ADMIN_USER = "admin"
-# No dot: with agency ids that have none either (AGENCY_ID_PATTERN), "agency.<id>.<user>" splits
-# one way only, and never equals an agency's "agency.<id>" (decision 24).
-AGENCY_MEMBER_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,31}"
 
 
 class Resource(StrEnum):

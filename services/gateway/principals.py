@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.contracts.topics import AGENCY_ID_PATTERN
+from shared.contracts.topics import AGENCY_ID_PATTERN, AGENCY_MEMBER_NAME_PATTERN
 
-USER_PATTERN = r"[a-z0-9][a-z0-9-]{0,31}"
 # An agency id has no dot, so the first dot after ``agency.`` ends it: no two agencies' names
 # can be read as the same principal.
-_PRINCIPAL = re.compile(rf"agency\.(?P<agency>{AGENCY_ID_PATTERN})(?:\.(?P<user>{USER_PATTERN}))?")
+_PRINCIPAL = re.compile(
+    rf"agency\.(?P<agency>{AGENCY_ID_PATTERN})(?:\.(?P<user>{AGENCY_MEMBER_NAME_PATTERN}))?"
+)
 
 
 @dataclass(frozen=True, slots=True)

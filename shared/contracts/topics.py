@@ -21,6 +21,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 AGENCY_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}"
+# One person's (or machine's) name under an agency: its Kafka principal is
+# ``agency.<agency_id>.<name>``. No dot, as in agency ids, so the principal splits one way only
+# and never equals an agency's ``agency.<id>`` (decision 24).
+AGENCY_MEMBER_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,31}"
 _DAY_MS = 24 * 3600 * 1000
 
 
