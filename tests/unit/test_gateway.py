@@ -142,10 +142,10 @@ def test_the_console_view_follows_a_referral_from_its_arrival_to_its_completion(
     view = view_of(messages)
     ref1 = view.received["ref-1"]
     assert ref1.state == "completed" and not ref1.open
-    assert [s for _, s in ref1.history] == ["sent", "accepted", "completed"]
+    assert [s for _, s in ref1.history] == ["requested", "accepted", "completed"]
     assert len(ref1.disclosures) == 1
     assert [r.referral_id for r in view.received_in_order()] == ["ref-2", "ref-1"]
-    assert ACTIONS_BY_STATE["sent"] == (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT)
+    assert ACTIONS_BY_STATE["requested"] == (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT)
 
 
 def test_a_cancellation_that_asks_for_erasure_takes_the_disclosure_off_the_page() -> None:

@@ -52,3 +52,8 @@ def reason_label(code: str, language: str) -> str:
         return TAXONOMY.label(ReasonCode(code), _vocabulary_language(language))
     except (KeyError, ValueError):
         return code
+
+
+def N_(message: str) -> str:
+    """Marks a string for extraction (``make messages``); it is translated where it is shown."""
+    return message

@@ -39,7 +39,7 @@ SOURCE = "urn:org:referralexchange:gateway"
 # The provider's answers the referral page offers, per current state (referral's lifecycle
 # decides; the page offers only what it would accept).
 ACTIONS_BY_STATE: dict[str, tuple[ev.ResponseAction, ...]] = {
-    "sent": (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT),
+    "requested": (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT),
     "received": (ev.ResponseAction.ACCEPT, ev.ResponseAction.REJECT),
     "accepted": (ev.ResponseAction.START, ev.ResponseAction.COMPLETE, ev.ResponseAction.FAIL),
     "in_progress": (ev.ResponseAction.HOLD, ev.ResponseAction.COMPLETE, ev.ResponseAction.FAIL),

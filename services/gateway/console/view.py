@@ -14,7 +14,7 @@ from shared.contracts import events as ev
 from ..inbox import InboxMessage
 
 # States a provider may still act on (answering, starting, holding, completing).
-OPEN_STATES = frozenset({"sent", "received", "accepted", "in_progress", "on_hold"})
+OPEN_STATES = frozenset({"requested", "received", "accepted", "in_progress", "on_hold"})
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ReceivedReferral:
     referring_agency_id: str
     respond_by: str | None
     received_at: str
-    state: str = "sent"
+    state: str = "requested"
     disclosures: list[dict[str, Any]] = field(default_factory=list)
     cancelled: dict[str, Any] | None = None
     history: list[tuple[str, str]] = field(default_factory=list)  # (time, state)
@@ -94,7 +94,7 @@ def _received(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
         referring_agency_id=d.get("referring_agency_id", ""),
         respond_by=d.get("respond_by"),
         received_at=m.time,
-        history=[(m.time, "sent")],
+        history=[(m.time, "requested")],
     )
 
 
