@@ -51,10 +51,12 @@ def _free_port() -> int:
 
 
 SMTP_PORT = _free_port()
+CONSOLE_URL = "http://console.example:8004"  # only written into the e-mails
 ALLOW_PRIVATE = {"NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true"}  # the receiver is loopback
 SERVICE_ENV = {
     "NOTIFICATION_SMTP_HOST": "127.0.0.1",
     "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
+    "NOTIFICATION_CONSOLE_URL": CONSOLE_URL,
     **ALLOW_PRIVATE,
     "NOTIFICATION_WEBHOOK_SCHEDULE_S": "[0.5, 0.5]",
     "NOTIFICATION_WEBHOOK_INTERVAL_S": "0.2",
@@ -366,6 +368,9 @@ async def test_emails_arrive_in_the_agency_language_without_personal_data(
         plain = message.get_body(preferencelist=("plain",)).get_content()
         page = message.get_body(preferencelist=("html",)).get_content()
         assert "consent" in plain and "<p>" in page
+        # A rejected submission is about no referral: it leads to the agency's inbox.
+        assert plain.rstrip().endswith(f"{CONSOLE_URL}/inbox")
+        assert f'<a href="{CONSOLE_URL}/inbox">' in page
         assert "Awa" not in plain + page and "+221700000000" not in plain + page
     logged = await collect(
         kafka,
