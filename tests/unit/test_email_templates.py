@@ -131,3 +131,13 @@ def test_a_referral_id_cannot_bend_the_link() -> None:
     ) or ("", "", "")
     assert f"{CONSOLE}/referrals/r-1%2F..%2F..%2Fadmin%3Fx%3D%3Cb%3E" in text
     assert "<b>" not in page
+
+
+def test_arabic_emails_are_written_right_to_left() -> None:
+    data = {"submission_id": "s-1", "reason": "bad", "errors": [{"field": "consent"}]}
+    subject, text, page = render(
+        "org.referralexchange.notification.submission-rejected.v1", data, "ar", CONSOLE
+    ) or ("", "", "")
+    assert subject == "رُفض الإرسال s-1"
+    assert "الحقول: consent" in text and f"{CONSOLE}/inbox" in text
+    assert '<html lang="ar" dir="rtl">' in page
