@@ -1,8 +1,10 @@
 """E-mail templates: every inbox type in every language, no personal data, HTML escaped."""
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from services.notification.email import render
 from shared.contracts import events as ev
@@ -141,3 +143,21 @@ def test_arabic_emails_are_written_right_to_left() -> None:
     assert subject == "رُفض الإرسال s-1"
     assert "الحقول: consent" in text and f"{CONSOLE}/inbox" in text
     assert '<html lang="ar" dir="rtl">' in page
+
+
+def _notification_settings(monkeypatch: pytest.MonkeyPatch, console_url: str) -> object:
+    from services.notification.settings import NotificationSettings
+
+    monkeypatch.setenv("NOTIFICATION_DATABASE_URL", "postgresql://n:p@h:1/d")
+    monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", base64.b64encode(bytes(32)).decode())
+    monkeypatch.setenv("NOTIFICATION_CONSOLE_URL", console_url)
+    return NotificationSettings().console_url
+
+
+def test_the_console_url_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _notification_settings(monkeypatch, "https://console.example/") == (
+        "https://console.example"
+    )
+    assert _notification_settings(monkeypatch, "") is None
+    with pytest.raises(ValidationError, match="http"):
+        _notification_settings(monkeypatch, "javascript:alert(1)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from babel.messages import pofile
+from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 
 import shared.i18n
@@ -32,7 +33,7 @@ def _extracted() -> set[str]:
     return found
 
 
-def _read(path: Path) -> pofile.Catalog:
+def _read(path: Path) -> Catalog:
     with path.open("rb") as f:
         return pofile.read_po(f)
 
