@@ -66,10 +66,15 @@ down: ## docker compose: stop it
 clean: stop ## remove local data (keeps the cached Kafka jars)
 	rm -rf .local/kafka .local/postgres .local/test .local/env .local/operator.env .local/mail
 
-messages: venv ## extract the dashboard's messages and merge them into its catalogues (then translate the new ones)
+messages: venv ## extract the dashboard's and the shared refex (e-mails, console) messages and merge them into their catalogues (then translate the new ones)
 	cd services/evidence/web && ../../../$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location \
 		--sort-output --project "Referral Exchange dashboard" -o locale/dashboard.pot . && \
 		../../../$(BIN)/pybabel update -i locale/dashboard.pot -d locale -D dashboard \
+		-w 100 --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel extract -F shared/i18n/babel.cfg -k N_ --no-location --sort-output -w 100 \
+		--project "Referral Exchange" -o shared/i18n/locale/refex.pot \
+		$$(ls -d services/notification services/gateway 2>/dev/null) && \
+		$(BIN)/pybabel update -i shared/i18n/locale/refex.pot -d shared/i18n/locale -D refex \
 		-w 100 --no-fuzzy-matching --ignore-obsolete
 
 screenshots: venv ## the dashboard and the console in chromium on a private system: writes docs/evidence/*.png and docs/console/*.png (commit them)

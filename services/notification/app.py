@@ -24,7 +24,7 @@ runtime = ServiceRuntime("notification", settings, Path(__file__).parent / "migr
 secrets_key = SecretsKey.from_setting(settings.secrets_key)
 # Before any delivery: seal what migration 0006 carried over in clear (idempotent).
 runtime.at_start("seal webhook secrets", lambda: seal_carried_over(runtime.pool, secrets_key))
-handlers = NotificationHandlers(InboxTopics(settings.kafka).ensure)
+handlers = NotificationHandlers(InboxTopics(settings.kafka).ensure, settings.console_url)
 # Typed dispatch: CloudEvents type → handler(payload, unit), for every topic notification reads.
 dispatch = typed_handler(
     {

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from shared.contracts import topics
 from shared.db import connected
+from shared.i18n import LANGUAGES
 from shared.kafka.inbound import describe_error
 from shared.kafka.oneshot import follow
 from shared.keys import key_from_environment
@@ -30,7 +31,6 @@ from shared.unit import Unit, open_unit
 
 from . import secret_store
 from .constants import SOURCE
-from .email import LANGUAGES
 from .secret_store import SecretsKey
 from .settings import NotificationSettings
 from .store import NotificationStore
@@ -234,7 +234,7 @@ def _replay(agency_id: str, webhook_id: str | None, since: datetime | None) -> i
 def add_email(
     agency_id: str,
     address: Annotated[list[str], typer.Argument(help="One or more e-mail addresses.")],
-    language: Annotated[str, typer.Option(help="en or fr")] = "en",
+    language: Annotated[str, typer.Option(help="en, fr or ar")] = "en",
     event_type: Annotated[
         list[str] | None,
         typer.Option("--type", help="Only these ce_types (repeatable); all when left out."),

@@ -1,22 +1,22 @@
-"""E-mail notifications: rendered per event type in the agency's language (English, French),
-plain text and HTML, references and what to do next only — never personal data (the inbox
-payloads carry none; a sealed disclosure is only announced). Queued in the database and sent by
-a periodic job with the webhook retry schedule; the queue is reached through the store, in units
-of work (each outcome with its report on notification.deliveries.v1)."""
+"""E-mail notifications: rendered per event type in the agency's language from the shared
+``refex`` catalogue (shared/i18n: English, French, Arabic), plain text and HTML, references and
+what to do next only — never personal data (the inbox payloads carry none; a sealed disclosure
+is only announced). When the console's address is set, each e-mail links to the referral's page
+there, or to the agency's inbox. Queued in the database and sent by a periodic job with the
+webhook retry schedule; the queue is reached through the store, in units of work (each outcome
+with its report on notification.deliveries.v1)."""
 
 from __future__ import annotations
 
 import html
-import json
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
-from functools import cache
-from importlib import resources
 from string import Template
 from typing import Any, Literal
+from urllib.parse import quote
 
 import aiosmtplib
 import asyncpg
@@ -24,23 +24,20 @@ from pydantic import SecretStr
 
 from shared.contracts import events as ev
 from shared.contracts import topics
+from shared.i18n import N_, Language, direction, is_language, translations
 from shared.logging import get_logger
 from shared.unit import Cause, open_unit
 
 from .channels import caused_by
 from .constants import SOURCE
+from .email_messages import EMAILS
 from .store import DueEmail, NotificationStore
 from .webhooks import DeliveryPolicy
 
 log = get_logger(__name__)
-LANGUAGES = ("en", "fr")
 
-
-@cache
-def _templates(language: str) -> dict[str, dict[str, str]]:
-    text = resources.files(__package__).joinpath("templates", f"{language}.json").read_text()
-    loaded: dict[str, dict[str, str]] = json.loads(text)
-    return loaded
+OPEN_REFERRAL = N_("Open the referral in the console: $link")
+OPEN_INBOX = N_("Open your inbox in the console: $link")
 
 
 def _text(value: Any) -> str:
@@ -70,17 +67,42 @@ def _fields(data: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def render(ce_type: str, data: dict[str, Any], language: str) -> tuple[str, str, str] | None:
-    """(subject, plain text, HTML), or None for a type that has no e-mail."""
-    template = _templates(language).get(ce_type)
-    if template is None:
+def console_link(console_url: str, data: dict[str, Any]) -> tuple[str, str]:
+    """(sentence, URL) of the console page an e-mail leads to: the referral's page when the
+    e-mail is about one, else the agency's inbox (the console shows only the logged-in
+    agency's own referrals, so the link gives nothing to someone else who reads it)."""
+    referral_id = data.get("referral_id")
+    if isinstance(referral_id, str) and referral_id:
+        return OPEN_REFERRAL, f"{console_url}/referrals/{quote(referral_id, safe='')}"
+    return OPEN_INBOX, f"{console_url}/inbox"
+
+
+def _paragraphs(text: str) -> str:
+    return "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+
+
+def render(
+    ce_type: str, data: dict[str, Any], language: str, console_url: str | None = None
+) -> tuple[str, str, str] | None:
+    """(subject, plain text, HTML), or None for a type that has no e-mail. Without a console
+    URL the e-mail has no link."""
+    message = EMAILS.get(ce_type)
+    if message is None:
         return None
+    lang: Language = language if is_language(language) else "en"
+    gettext = translations(lang).gettext
     values = _fields(data)
-    subject = Template(template["subject"]).safe_substitute(values)
-    text = Template(template["text"]).safe_substitute(values)
-    body = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n"))
+    subject = Template(gettext(message.subject)).safe_substitute(values)
+    text = Template(gettext(message.text)).safe_substitute(values)
+    body = _paragraphs(text)
+    if console_url:
+        sentence, url = console_link(console_url, data)
+        text += "\n\n" + Template(gettext(sentence)).safe_substitute(link=url)
+        anchor = f'<a href="{html.escape(url)}">{html.escape(url)}</a>'
+        # The sentence is escaped, then the placeholder becomes the link.
+        body += f"<p>{Template(html.escape(gettext(sentence))).safe_substitute(link=anchor)}</p>"
     page = (
-        f'<!doctype html><html lang="{language}"><meta charset="utf-8">'
+        f'<!doctype html><html lang="{lang}" dir="{direction(lang)}"><meta charset="utf-8">'
         f"<title>{html.escape(subject)}</title><body>{body}</body></html>"
     )
     return subject, text, page

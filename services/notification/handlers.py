@@ -28,7 +28,11 @@ NotificationUnit = Unit[NotificationStore]
 
 
 def notification_of(
-    event: OutgoingEvent, agency_id: str, source_event_id: str, channels: Channels
+    event: OutgoingEvent,
+    agency_id: str,
+    source_event_id: str,
+    channels: Channels,
+    console_url: str | None = None,
 ) -> Notification:
     """The record of one inbox event, with the webhook and e-mail copies its agency's
     channels take (pure)."""
@@ -39,7 +43,7 @@ def notification_of(
     email = None
     channel = channels.email
     if channel is not None and accepts(channel.event_types, ce_type):
-        rendered = render(ce_type, json.loads(event.body), channel.language)
+        rendered = render(ce_type, json.loads(event.body), channel.language, console_url)
         if rendered is not None:
             email = (channel.addresses, *rendered)
     return Notification(
@@ -53,9 +57,12 @@ def notification_of(
 
 
 class NotificationHandlers:
-    def __init__(self, inbox_topic: Callable[[str], Awaitable[str]]) -> None:
+    def __init__(
+        self, inbox_topic: Callable[[str], Awaitable[str]], console_url: str | None = None
+    ) -> None:
         # The agency's inbox, checked to exist (inbox_topics.InboxTopics.ensure).
         self._inbox_topic = inbox_topic
+        self._console_url = console_url  # where e-mails link to; None: no link
 
     async def on_agency(self, agency: ev.AgencyRecord, unit: NotificationUnit) -> None:
         topic = await self._inbox_topic(agency.agency_id)
@@ -97,6 +104,7 @@ class NotificationHandlers:
                     notice.agency_id,
                     unit.cause.causation_id,
                     channels.get(notice.agency_id, Channels()),
+                    self._console_url,
                 )
             )
             log.info(

@@ -2,6 +2,7 @@
 webhook signing secrets at rest."""
 
 from typing import Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -32,6 +33,11 @@ class NotificationSettings(ServiceSettings):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_start_tls: bool = False
+    console_url: str | None = Field(
+        default=None,
+        description="The agency console's address (http://localhost:8004): each e-mail links to "
+        "its referral's page there, or to the inbox. Unset: e-mails carry no link.",
+    )
     webhook_disable_after_days: float = Field(
         default=5, gt=0, description="An endpoint failing this long is disabled."
     )
@@ -54,6 +60,15 @@ class NotificationSettings(ServiceSettings):
         if self.environment == "production" and self.allow_private_webhook_targets:
             raise ValueError("production mode refuses allow_private_webhook_targets=true")
         return self
+
+    @field_validator("console_url")
+    @classmethod
+    def _console_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc:
+            raise ValueError("console_url must be an http(s) address such as http://host:8004")
+        return value.rstrip("/")  # links append /referrals/<id>
 
     @field_validator("secrets_key")
     @classmethod

@@ -51,10 +51,12 @@ def _free_port() -> int:
 
 
 SMTP_PORT = _free_port()
+CONSOLE_URL = "http://console.example:8004"  # only written into the e-mails
 ALLOW_PRIVATE = {"NOTIFICATION_ALLOW_PRIVATE_WEBHOOK_TARGETS": "true"}  # the receiver is loopback
 SERVICE_ENV = {
     "NOTIFICATION_SMTP_HOST": "127.0.0.1",
     "NOTIFICATION_SMTP_PORT": str(SMTP_PORT),
+    "NOTIFICATION_CONSOLE_URL": CONSOLE_URL,
     **ALLOW_PRIVATE,
     "NOTIFICATION_WEBHOOK_SCHEDULE_S": "[0.5, 0.5]",
     "NOTIFICATION_WEBHOOK_INTERVAL_S": "0.2",
@@ -344,8 +346,8 @@ def mailbox() -> Iterator[list[Any]]:
 async def test_emails_arrive_in_the_agency_language_without_personal_data(
     mailbox: list[Any], services: dict[str, RunningService], kafka: KafkaConnection
 ) -> None:
-    french, english = f.unique("gov"), f.unique("ngo")
-    for agency, language in ((french, "fr"), (english, "en")):
+    french, english, arabic = f.unique("gov"), f.unique("ngo"), f.unique("ngo")
+    for agency, language in ((french, "fr"), (english, "en"), (arabic, "ar")):
         await register_agency_access(kafka, agency)
         await publish_events(kafka, [f.agency_event(f.agency(agency))])
         result = await asyncio.to_thread(
@@ -356,16 +358,24 @@ async def test_emails_arrive_in_the_agency_language_without_personal_data(
         assert result.exit_code == 0, result.output
         await _provoke_rejection(kafka, agency)
     await _wait(
-        lambda: {m["To"] for m in mailbox} >= {f"desk@{french}.example", f"desk@{english}.example"}
+        lambda: (
+            {m["To"] for m in mailbox} >= {f"desk@{a}.example" for a in (french, english, arabic)}
+        )
     )
     by_to = {m["To"]: m for m in mailbox}
     fr, en = by_to[f"desk@{french}.example"], by_to[f"desk@{english}.example"]
+    ar = by_to[f"desk@{arabic}.example"]
     assert fr["Subject"].startswith("Envoi ") and fr["Subject"].endswith(" refusé")
     assert en["Subject"].startswith("Submission ") and en["Subject"].endswith(" was rejected")
-    for message in (fr, en):
+    assert ar["Subject"].startswith("رُفض الإرسال ")
+    assert 'dir="rtl"' in ar.get_body(preferencelist=("html",)).get_content()
+    for message in (fr, en, ar):
         plain = message.get_body(preferencelist=("plain",)).get_content()
         page = message.get_body(preferencelist=("html",)).get_content()
         assert "consent" in plain and "<p>" in page
+        # A rejected submission is about no referral: it leads to the agency's inbox.
+        assert plain.rstrip().endswith(f"{CONSOLE_URL}/inbox")
+        assert f'<a href="{CONSOLE_URL}/inbox">' in page
         assert "Awa" not in plain + page and "+221700000000" not in plain + page
     logged = await collect(
         kafka,

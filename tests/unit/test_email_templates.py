@@ -1,13 +1,16 @@
 """E-mail templates: every inbox type in every language, no personal data, HTML escaped."""
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
-from services.notification.email import LANGUAGES, render
+from services.notification.email import render
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.events import Contract
+from shared.i18n import LANGUAGES
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -29,7 +32,7 @@ def test_french_rendering_and_html() -> None:
     assert subject == "Envoi s-1 refusé"
     assert "Champs : consent" in text
     assert "&lt;bad&gt;" in page and "<bad>" not in page
-    assert 'lang="fr"' in page
+    assert 'lang="fr" dir="ltr"' in page
 
 
 def test_a_sealed_disclosure_is_announced_never_included() -> None:
@@ -97,3 +100,64 @@ def test_a_handed_over_cases_personal_data_is_announced_never_included(language:
     subject, text, page = _rendered(ev.INBOX_CASE_DATA_RECEIVED, sealed, language)
     assert "U0VDUkVU" not in subject + text + page
     assert "c-1" in subject and "h-1" in text
+
+
+CONSOLE = "http://localhost:8004"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_an_email_about_a_referral_links_to_its_page_in_the_console(language: str) -> None:
+    data = {"referral_id": "r-1", "case_id": "c-1", "respond_by": "2026-12-09T17:00:00Z"}
+    subject, text, page = render(
+        "org.referralexchange.notification.referral-reminder.v1", data, language, CONSOLE
+    ) or ("", "", "")
+    assert f"{CONSOLE}/referrals/r-1" in text
+    assert f'<a href="{CONSOLE}/referrals/r-1">' in page
+    assert "$" not in subject + text
+
+
+def test_other_emails_link_to_the_inbox_and_none_without_a_console() -> None:
+    data = {"submission_id": "s-1", "reason": "bad", "errors": []}
+    ce_type = "org.referralexchange.notification.submission-rejected.v1"
+    _, text, page = render(ce_type, data, "fr", CONSOLE) or ("", "", "")
+    assert text.endswith(f"Ouvrir votre boîte de réception dans la console : {CONSOLE}/inbox")
+    assert f'<a href="{CONSOLE}/inbox">' in page
+    _, text, page = render(ce_type, data, "fr") or ("", "", "")
+    assert "http" not in text + page
+
+
+def test_a_referral_id_cannot_bend_the_link() -> None:
+    data = {"referral_id": "r-1/../../admin?x=<b>", "case_id": "c-1"}
+    _, text, page = render(
+        "org.referralexchange.notification.referral-cancelled.v1", data, "en", CONSOLE
+    ) or ("", "", "")
+    assert f"{CONSOLE}/referrals/r-1%2F..%2F..%2Fadmin%3Fx%3D%3Cb%3E" in text
+    assert "<b>" not in page
+
+
+def test_arabic_emails_are_written_right_to_left() -> None:
+    data = {"submission_id": "s-1", "reason": "bad", "errors": [{"field": "consent"}]}
+    subject, text, page = render(
+        "org.referralexchange.notification.submission-rejected.v1", data, "ar", CONSOLE
+    ) or ("", "", "")
+    assert subject == "رُفض الإرسال s-1"
+    assert "الحقول: consent" in text and f"{CONSOLE}/inbox" in text
+    assert '<html lang="ar" dir="rtl">' in page
+
+
+def _notification_settings(monkeypatch: pytest.MonkeyPatch, console_url: str) -> object:
+    from services.notification.settings import NotificationSettings
+
+    monkeypatch.setenv("NOTIFICATION_DATABASE_URL", "postgresql://n:p@h:1/d")
+    monkeypatch.setenv("NOTIFICATION_SECRETS_KEY", base64.b64encode(bytes(32)).decode())
+    monkeypatch.setenv("NOTIFICATION_CONSOLE_URL", console_url)
+    return NotificationSettings().console_url
+
+
+def test_the_console_url_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _notification_settings(monkeypatch, "https://console.example/") == (
+        "https://console.example"
+    )
+    assert _notification_settings(monkeypatch, "") is None
+    with pytest.raises(ValidationError, match="http"):
+        _notification_settings(monkeypatch, "javascript:alert(1)")
