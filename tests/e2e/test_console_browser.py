@@ -384,3 +384,7 @@ def test_the_console_pages_carry_a_strict_policy_and_refuse_a_post_without_token
     assert refused.status_code == 403  # no form token
     ar = http.get("/login", params={"lang": "ar"})
     assert re.search(r'<html lang="ar" dir="rtl">', ar.text)
+    assert "تسجيل الدخول" in ar.text  # "Log in", from the shared catalogue
+    assert "refex_lang=ar" in ar.headers["set-cookie"]  # kept for the next pages
+    fr = http.get("/login", headers={"accept-language": "fr-SN,fr;q=0.9"})
+    assert '<html lang="fr" dir="ltr">' in fr.text and "Se connecter" in fr.text

@@ -12,6 +12,9 @@ from shared.contracts import events as ev
 from shared.contracts.taxonomy import TAXONOMY, ReturnType
 
 MAX_FORM_NEEDS = 3  # the form offers three; a system may send more
+# The contract's phone shape, for the browser's own check (an HTML pattern is a JavaScript
+# regular expression in "v" mode: the hyphen is escaped).
+PHONE_INPUT_PATTERN = r"\+?[0-9]+(?:[ \-][0-9]+)*"
 SEXES = [s.value for s in ev.Sex]
 AGE_BANDS = [a.value for a in ev.AgeBand]
 RETURN_TYPES = [r.value for r in ReturnType]

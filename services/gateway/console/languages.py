@@ -3,35 +3,36 @@ exchange's one gettext catalogue, shared with the e-mails (shared.i18n)."""
 
 from __future__ import annotations
 
-from functools import cache
-
-from babel.support import NullTranslations
 from fastapi import Request
 
 from shared.contracts.taxonomy import TAXONOMY, LabelLanguage, ReasonCode
+from shared.i18n import (
+    LANGUAGE_COOKIE,
+    LANGUAGES,
+    N_,
+    Language,
+    direction,
+    is_language,
+    negotiate,
+    translations,
+)
 
-LANGUAGES = ("en", "fr", "ar")
-LANGUAGE_COOKIE = "refex_lang"
+__all__ = ["LANGUAGES", "LANGUAGE_COOKIE", "N_", "direction", "of", "translations"]
 
 
-def of(request: Request) -> str:
-    chosen = request.query_params.get("lang") or request.cookies.get(LANGUAGE_COOKIE)
-    if chosen in LANGUAGES:
+def of(request: Request) -> Language:
+    """The reader's language: the one just chosen (``?lang=``), else its cookie, else its
+    browser's Accept-Language, else English."""
+    chosen = request.query_params.get("lang")
+    if is_language(chosen):
         return chosen
-    for part in request.headers.get("accept-language", "").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in LANGUAGES:
-            return tag
-    return "en"
+    return negotiate(request.headers.get("accept-language"), request.cookies.get(LANGUAGE_COOKIE))
 
 
-def direction(language: str) -> str:
-    return "rtl" if language == "ar" else "ltr"
-
-
-@cache
-def translations(language: str) -> NullTranslations:
-    return NullTranslations()
+def chosen_now(request: Request) -> Language | None:
+    """A language picked with the page's language links, to keep in the cookie."""
+    chosen = request.query_params.get("lang")
+    return chosen if is_language(chosen) else None
 
 
 def _vocabulary_language(language: str) -> LabelLanguage:
@@ -52,8 +53,3 @@ def reason_label(code: str, language: str) -> str:
         return TAXONOMY.label(ReasonCode(code), _vocabulary_language(language))
     except (KeyError, ValueError):
         return code
-
-
-def N_(message: str) -> str:
-    """Marks a string for extraction (``make messages``); it is translated where it is shown."""
-    return message

@@ -273,6 +273,7 @@ class Console:
                 "methods": case_form.METHODS,
                 "categories": case_form.categories(),
                 "needs": range(1, case_form.MAX_FORM_NEEDS + 1),
+                "phone_pattern": case_form.PHONE_INPUT_PATTERN,
             },
             400 if refusal else 200,
         )

@@ -58,6 +58,11 @@ class Renderer:
         )
         response = HTMLResponse(body, status)
         response.headers["cache-control"] = "no-store"  # pages show case data: never cached
+        chosen = languages.chosen_now(request)
+        if chosen is not None:
+            response.set_cookie(
+                languages.LANGUAGE_COOKIE, chosen, max_age=365 * 24 * 3600, samesite="lax"
+            )
         return response
 
     def error(self, request: Request, status: int, message: str) -> HTMLResponse:
