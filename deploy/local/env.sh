@@ -69,6 +69,8 @@ operator_env() {
   cat "$EVIDENCE_SECRETS"
   echo "GATEWAY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
   echo "GATEWAY_HTTP_PORT=$GATEWAY_PORT"
+  # Notification's e-mails link to the referral's page in the console.
+  echo "NOTIFICATION_CONSOLE_URL=http://127.0.0.1:$GATEWAY_PORT"
   cat "$GATEWAY_SECRETS"
 } > "$LOCAL_DIR/env"
 # Files written before umask 077 applied keep their mode on rewrite: make sure.

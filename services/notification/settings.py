@@ -35,7 +35,7 @@ class NotificationSettings(ServiceSettings):
     smtp_start_tls: bool = False
     console_url: str | None = Field(
         default=None,
-        description="The agency console's address (http://localhost:8004): each e-mail links to "
+        description="The agency console's address (http://127.0.0.1:18005): each e-mail links to "
         "its referral's page there, or to the inbox. Unset: e-mails carry no link.",
     )
     webhook_disable_after_days: float = Field(

@@ -386,5 +386,6 @@ def test_the_console_pages_carry_a_strict_policy_and_refuse_a_post_without_token
     assert re.search(r'<html lang="ar" dir="rtl">', ar.text)
     assert "تسجيل الدخول" in ar.text  # "Log in", from the shared catalogue
     assert "refex_lang=ar" in ar.headers["set-cookie"]  # kept for the next pages
+    http.cookies.clear()  # else the cookie's choice (ar) wins over the browser's languages
     fr = http.get("/login", headers={"accept-language": "fr-SN,fr;q=0.9"})
     assert '<html lang="fr" dir="ltr">' in fr.text and "Se connecter" in fr.text
