@@ -24,14 +24,19 @@ def catalogue_resource(language: str) -> resources.abc.Traversable:
     return resources.files(__package__).joinpath(f"locale/{language}/LC_MESSAGES/{DOMAIN}.po")
 
 
+def compiled(po_file: resources.abc.Traversable, language: str, domain: str) -> Translations:
+    """A .po catalogue compiled in memory (the dashboard's own domain uses this too)."""
+    with po_file.open("rb") as po:
+        catalogue = pofile.read_po(po, locale=language, domain=domain)
+    buffer = io.BytesIO()
+    mofile.write_mo(buffer, catalogue)
+    buffer.seek(0)
+    return Translations(buffer, domain=domain)
+
+
 @cache
 def translations(language: Language) -> NullTranslations:
     """English is the source language: its text is the msgid itself."""
     if language == DEFAULT_LANGUAGE:
         return NullTranslations()
-    with catalogue_resource(language).open("rb") as po:
-        catalogue = pofile.read_po(po, locale=language, domain=DOMAIN)
-    compiled = io.BytesIO()
-    mofile.write_mo(compiled, catalogue)
-    compiled.seek(0)
-    return Translations(compiled, domain=DOMAIN)
+    return compiled(catalogue_resource(language), language, DOMAIN)

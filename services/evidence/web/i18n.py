@@ -8,7 +8,6 @@ page uses them as they are.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,8 +15,7 @@ from importlib import resources
 from typing import Literal
 
 from babel import Locale, dates, numbers
-from babel.messages import mofile, pofile
-from babel.support import NullTranslations, Translations
+from babel.support import NullTranslations
 
 from shared.contracts.taxonomy import (
     TAXONOMY,
@@ -27,6 +25,7 @@ from shared.contracts.taxonomy import (
     ReasonCode,
     Vulnerability,
 )
+from shared.i18n.catalogues import compiled
 
 Language = Literal["en", "fr"]
 LANGUAGES: tuple[Language, ...] = ("en", "fr")
@@ -42,12 +41,7 @@ def catalogue_resource(language: str) -> resources.abc.Traversable:
 def load_translations(language: Language) -> NullTranslations:
     if language == DEFAULT_LANGUAGE:
         return NullTranslations()
-    with catalogue_resource(language).open("rb") as po:
-        catalogue = pofile.read_po(po, locale=language, domain=DOMAIN)
-    compiled = io.BytesIO()
-    mofile.write_mo(compiled, catalogue)
-    compiled.seek(0)
-    return Translations(compiled, domain=DOMAIN)
+    return compiled(catalogue_resource(language), language, DOMAIN)
 
 
 def _accepted(header: str) -> list[str]:
