@@ -21,6 +21,7 @@ from .agency_kafka import ProducerPool
 from .api import Api
 from .auth import Authenticator
 from .console.pages import Console
+from .console.publishing import ConsolePublisher
 from .console.rendering import STATIC_FILES, Renderer
 from .sessions import Sessions
 from .settings import GatewaySettings
@@ -61,7 +62,7 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
     producers = ProducerPool()
     sessions = Sessions(settings.session_idle_s, settings.session_max_s)
     renderer = Renderer(StaticFiles("services.gateway.console", STATIC_FILES))
-    console = Console(authenticator, sessions, producers, renderer)
+    console = Console(authenticator, sessions, ConsolePublisher(producers), renderer)
     api = Api(authenticator, producers, settings.inbox_page_max)
 
     @contextlib.asynccontextmanager

@@ -33,9 +33,12 @@ class Session:
     connection: KafkaConnection
     login_at: float
     seen_at: float
-    view: AgencyView = field(default_factory=AgencyView)
+    view: AgencyView = field(init=False)
     tail: asyncio.Task[None] | None = None
     tail_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.view = AgencyView(self.principal.agency_id)
 
     def start_tail(self) -> None:
         if self.tail is None:

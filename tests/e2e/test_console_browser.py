@@ -333,6 +333,57 @@ async def test_a_provider_caseworker_answers_a_referral_from_the_console(
         )
         assert data_of(ended)["reason"] == "programme_ended"
         assert data_of(ended)["owner_agency_id"] == referrer.agency_id
+
+        # The case's needs replaced from its page: n1 kept, a new need n2 added.
+        await caseworker.select_option("#need_1", "psychosocial.counselling")
+        await caseworker.select_option("#need_2", "economic.job_placement")
+        await caseworker.select_option("#urgency_2", "urgent")
+        await caseworker.click("form.action-replace-needs button")
+        await caseworker.wait_for_load_state()
+        assert "sent=replace-needs" in caseworker.url
+        [updated] = await collect(
+            kafka,
+            topics.INTAKE_CASES,
+            lambda r: (
+                headers_of(r).get("ce_type") == ev.CASE_UPDATED
+                and data_of(r)["case_id"] == case_id
+                and len(data_of(r)["needs"]) == 2
+            ),
+        )
+        assert [(n["need_id"], n["category"], n["urgency"]) for n in data_of(updated)["needs"]] == [
+            ("n1", "psychosocial.counselling", "normal"),
+            ("n2", "economic.job_placement", "urgent"),
+        ]
+
+        # The referrer's programme has ended: it offers the case to the provider, which
+        # accepts it from its own console under its own reference; the case moves.
+        await caseworker.fill("#to_agency_id", provider.agency_id)
+        await caseworker.select_option("#handover-reason", "long_term_support")
+        await caseworker.click("form.action-propose-handover button")
+        await caseworker.wait_for_load_state()
+        assert "sent=propose-handover" in caseworker.url
+        [proposed] = await collect(
+            kafka,
+            topics.REFERRAL_EVENTS,
+            lambda r: (
+                headers_of(r).get("ce_type") == ev.HANDOVER_PROPOSED
+                and data_of(r)["case_id"] == case_id
+            ),
+        )
+        assert data_of(proposed)["receiving_agency_id"] == provider.agency_id
+        assert data_of(proposed)["answering_agency_id"] == provider.agency_id
+        await page.goto(gateway.url("/cases"))
+        await _reload_until(page, "table.handovers-waiting", case_id)
+        await page.click("table.handovers-waiting tr[data-handover-id] a")
+        taken_ref = f.unique("TAKEN")
+        await page.fill("#agency_case_ref", taken_ref)
+        await page.screenshot(path=str(shots / "handover.png"), full_page=True)
+        await page.click("form.action-accept-handover button")
+        await page.wait_for_load_state()
+        assert "sent=handover-accept" in page.url
+        await _reload_until(page, "table", taken_ref)  # now one of the provider's cases
+        await caseworker.reload()
+        await _reload_until(caseworker, "dd.handed-over", provider.agency_id)
         await own.close()
 
         # Another agency's user: the same URLs are 404, reading and answering alike.

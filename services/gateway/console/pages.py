@@ -1,5 +1,6 @@
 """The console's pages: login, the inbox of referrals received, one referral (its disclosure
-opened in the browser, its answers), the referrals sent, the unmet needs and the follow-ups due.
+opened in the browser, its answers), the referrals sent, the unmet needs, the follow-ups due
+and the listings (the pages of the agency's cases are case_pages.py).
 
 Every page is behind a session (sessions.py) whose credential the broker still accepts; every
 referral page is looked up in the session's own agency's inbox, so another agency's referral is
@@ -7,9 +8,7 @@ referral page is looked up in the session's own agency's inbox, so another agenc
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -17,25 +16,25 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.contracts import events as ev
-from shared.contracts.envelope import CONTENT_TYPE, SPEC_VERSION
 from shared.contracts.outcomes import INDICATOR_SETS
 from shared.contracts.taxonomy import TAXONOMY
 from shared.kafka.agency_input import Refusal
 from shared.logging import get_logger
 from shared.web.form_tokens import new_form_token, token_ok
 
-from ..agency_kafka import KafkaRefused, ProducerPool, read_listings
+from ..agency_kafka import KafkaRefused, read_listings
 from ..auth import Authenticator, Refused
-from ..ingress import Family, check
+from ..ingress import Family
 from ..kafka_login import LoginResult
 from ..sessions import Session, Sessions
-from . import case_form
+from .case_pages import CasePages
+from .publishing import ConsolePublisher
+from .publishing import now as _now
 from .rendering import Renderer
 
 log = get_logger(__name__)
 
 _SESSION = "session_id"
-SOURCE = "urn:org:referralexchange:gateway"
 # The provider's answers the referral page offers, per current state (referral's lifecycle
 # decides; the page offers only what it would accept).
 ACTIONS_BY_STATE: dict[str, tuple[ev.ResponseAction, ...]] = {
@@ -60,12 +59,13 @@ class Console:
         self,
         authenticator: Authenticator,
         sessions: Sessions,
-        producers: ProducerPool,
+        publisher: ConsolePublisher,
         renderer: Renderer,
     ) -> None:
         self.authenticator = authenticator
         self.sessions = sessions
-        self.producers = producers
+        self.publisher = publisher
+        self.case_pages = CasePages(renderer, publisher)
         self.renderer = renderer
 
     # ----- the session -----
@@ -176,7 +176,9 @@ class Console:
         for name in ("reason_code", "outcome"):
             if form.get(name):
                 data[name] = str(form.get(name))
-        result = await self._publish(session, Family.RESPONSES, ev.RESPONSE_SUBMITTED, data)
+        result = await self.publisher.publish(
+            session, Family.RESPONSES, ev.RESPONSE_SUBMITTED, data
+        )
         if isinstance(result, Refusal):
             return self.renderer.page(
                 request,
@@ -238,7 +240,7 @@ class Console:
         if slots:
             capacity["open_slots"] = int(slots) if slots.isdigit() else slots
         data = {**listing, "capacity": capacity, "assured_date": _now().date().isoformat()}
-        result = await self._publish(session, Family.LISTINGS, ev.SERVICE_LISTED, data)
+        result = await self.publisher.publish(session, Family.LISTINGS, ev.SERVICE_LISTED, data)
         if isinstance(result, Refusal):
             return self.renderer.page(
                 request,
@@ -247,98 +249,6 @@ class Console:
                 400,
             )
         return RedirectResponse(f"/listings?sent={quote(service_id)}", status_code=303)
-
-    async def cases(self, request: Request, session: Session) -> Response:
-        cases = sorted(session.view.cases.values(), key=lambda c: c["time"], reverse=True)
-        return self.renderer.page(request, "cases.html", {"session": session, "cases": cases})
-
-    def _case_form(
-        self,
-        request: Request,
-        session: Session,
-        values: dict[str, Any],
-        refusal: Refusal | None = None,
-    ) -> Response:
-        return self.renderer.page(
-            request,
-            "case_form.html",
-            {
-                "session": session,
-                "values": values,
-                "refusal": refusal,
-                "sexes": case_form.SEXES,
-                "age_bands": case_form.AGE_BANDS,
-                "return_types": case_form.RETURN_TYPES,
-                "purposes": case_form.PURPOSES,
-                "methods": case_form.METHODS,
-                "categories": case_form.categories(),
-                "needs": range(1, case_form.MAX_FORM_NEEDS + 1),
-                "phone_pattern": case_form.PHONE_INPUT_PATTERN,
-            },
-            400 if refusal else 200,
-        )
-
-    async def new_case(self, request: Request, session: Session) -> Response:
-        return self._case_form(request, session, {"purposes": ["referral", "follow_up"]})
-
-    async def submit_case(self, request: Request, session: Session) -> Response:
-        """A new case from the form: checked by intake's own rules here (a refusal shows the
-        form again with each bad field named), then published; intake answers on the inbox."""
-        form = await request.form()
-        purposes = [str(p) for p in form.getlist("purposes")]
-        data = case_form.case_submission(session.principal.agency_id, form, purposes, _now())
-        result = await self._publish(session, Family.SUBMISSIONS, ev.CASE_SUBMITTED, data)
-        if isinstance(result, Refusal):
-            values = {k: str(v) for k, v in form.items() if k != "form_token"}
-            return self._case_form(request, session, {**values, "purposes": purposes}, result)
-        ref = quote(data["agency_case_ref"])
-        return RedirectResponse(f"/cases?sent={ref}", status_code=303)
-
-    async def case(self, request: Request, session: Session) -> Response:
-        case = session.view.cases.get(request.path_params["agency_case_ref"])
-        if case is None:
-            return self.renderer.error(request, 404, "Your agency has no case with this reference.")
-        return self.renderer.page(
-            request,
-            "case.html",
-            {
-                "session": session,
-                "case": case,
-                "end_reasons": [r.value for r in ev.AssistanceEndReason],
-                "closure_reasons": [r.value for r in ev.ClosureReason],
-                "sent": request.query_params.get("sent"),
-            },
-        )
-
-    async def case_action(self, request: Request, session: Session) -> Response:
-        """Withdraw the case's consent, end the agency's own assistance, or close the case: one
-        submission on the agency's topic, answered on its inbox (Answers page)."""
-        ref = request.path_params["agency_case_ref"]
-        if ref not in session.view.cases:
-            return self.renderer.error(request, 404, "Your agency has no case with this reference.")
-        form = await request.form()
-        action = str(form.get("action", ""))
-        base = {"agency_id": session.principal.agency_id, "agency_case_ref": ref}
-        now = _now().isoformat()
-        reason = str(form.get("reason", ""))
-        built: dict[str, tuple[str, dict[str, Any]]] = {
-            "withdraw-consent": (ev.CONSENT_WITHDRAWN, {**base, "withdrawn_at": now}),
-            "end-assistance": (
-                ev.ASSISTANCE_END_SUBMITTED,
-                {**base, "ended_at": now, "reason": reason},
-            ),
-            "close": (ev.CASE_CLOSURE_SUBMITTED, {**base, "closed_at": now, "reason": reason}),
-        }
-        if action not in built:
-            return self.renderer.error(request, 400, "Unknown action.")
-        ce_type, data = built[action]
-        result = await self._publish(session, Family.SUBMISSIONS, ce_type, data)
-        back = f"/cases/{quote(ref)}"
-        if isinstance(result, Refusal):
-            return self.renderer.page(
-                request, "refused.html", {"session": session, "refusal": result, "back": back}, 400
-            )
-        return RedirectResponse(f"{back}?sent={action}", status_code=303)
 
     async def assessment_form(self, request: Request, session: Session) -> Response:
         due = self._follow_up(request, session)
@@ -371,7 +281,9 @@ class Console:
             "indicator_set": indicator_set.id,
             "answers": answers,
         }
-        result = await self._publish(session, Family.SUBMISSIONS, ev.ASSESSMENT_SUBMITTED, data)
+        result = await self.publisher.publish(
+            session, Family.SUBMISSIONS, ev.ASSESSMENT_SUBMITTED, data
+        )
         if isinstance(result, Refusal):
             back = f"/follow-ups/{quote(due['case_id'])}/{quote(due['wave'])}"
             return self.renderer.page(
@@ -389,45 +301,6 @@ class Console:
         return self.renderer.page(
             request, "messages.html", {"session": session, "answers": answers}
         )
-
-    # ----- publishing -----
-
-    async def _publish(
-        self, session: Session, family: Family, ce_type: str, data: dict[str, Any]
-    ) -> Refusal | None:
-        """Publish ``data`` as ``ce_type`` on the session's agency's topic, as its user; the
-        same checks as the API's (ingress.check)."""
-        import json
-
-        headers = [
-            ("ce_id", str(uuid.uuid4()).encode()),
-            ("ce_source", f"{SOURCE}/{session.principal.name}".encode()),
-            ("ce_type", ce_type.encode()),
-            ("ce_specversion", SPEC_VERSION.encode()),
-            ("ce_time", _now().isoformat().encode()),
-            ("content-type", CONTENT_TYPE.encode()),
-        ]
-        value = json.dumps(data, separators=(",", ":")).encode()
-        checked = check(family, session.principal.agency_id, headers, value)
-        if isinstance(checked, Refusal):
-            return checked
-        try:
-            await self.producers.publish(session.connection, checked.record)
-        except KafkaRefused as exc:
-            return Refusal(
-                checked.record.event_id,
-                session.principal.agency_id,
-                checked.record.topic,
-                f"the exchange refused to publish ({exc})",
-                [],
-            )
-        log.info(
-            "console_published",
-            agency_id=session.principal.agency_id,
-            ce_type=ce_type,
-            ce_id=checked.record.event_id,
-        )
-        return None
 
     def router(self) -> APIRouter:
         router = APIRouter(include_in_schema=False)
@@ -450,21 +323,11 @@ class Console:
         )
         router.add_api_route("/messages", self.guard(self.messages), methods=["GET"])
         router.add_api_route("/listings", self.guard(self.listings), methods=["GET"])
-        router.add_api_route("/cases", self.guard(self.cases), methods=["GET"])
-        router.add_api_route("/cases/new", self.guard(self.new_case), methods=["GET"])
-        router.add_api_route("/cases/new", self.guard(self.submit_case), methods=["POST"])
-        router.add_api_route("/cases/{agency_case_ref}", self.guard(self.case), methods=["GET"])
-        router.add_api_route(
-            "/cases/{agency_case_ref}/act", self.guard(self.case_action), methods=["POST"]
-        )
         router.add_api_route(
             "/listings/{service_id}/capacity", self.guard(self.set_capacity), methods=["POST"]
         )
+        self.case_pages.routes(router, self.guard)
         return router
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _safe_next(target: str) -> str:

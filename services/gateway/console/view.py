@@ -50,6 +50,8 @@ class SentReferral:
 
 @dataclass
 class AgencyView:
+    # Whose inbox this is: a handover's messages go to both parties, and each sees its side.
+    agency_id: str = ""
     received: dict[str, ReceivedReferral] = field(default_factory=dict)
     sent: dict[str, SentReferral] = field(default_factory=dict)
     unmet: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -59,6 +61,9 @@ class AgencyView:
     answers: list[tuple[str, str, dict[str, Any]]] = field(
         default_factory=list
     )  # (time, type, data)
+    # Handovers of the agency's cases or offered to it, by handover_id: the proposal's fields
+    # and its ``state`` (proposed, then rejected, expired, completed or failed).
+    handovers: dict[str, dict[str, Any]] = field(default_factory=dict)
     count: int = 0
 
     def apply(self, message: InboxMessage) -> None:
@@ -80,6 +85,22 @@ class AgencyView:
             reverse=True,
         )
         return opened + closed
+
+    def handovers_to_answer(self) -> list[dict[str, Any]]:
+        """The handovers waiting on this agency's answer, soonest deadline first."""
+        waiting = (
+            h
+            for h in self.handovers.values()
+            if h["state"] == "proposed" and h.get("answering_agency_id") == self.agency_id
+        )
+        return sorted(waiting, key=lambda h: str(h.get("respond_by", "")))
+
+    def handovers_of_case(self, case_id: str) -> list[dict[str, Any]]:
+        return sorted(
+            (h for h in self.handovers.values() if h.get("case_id") == case_id),
+            key=lambda h: str(h.get("time", "")),
+            reverse=True,
+        )
 
 
 def _received(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
@@ -160,6 +181,43 @@ def _accepted(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
     _answer(view, m, d)
 
 
+def _handover_proposed(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
+    if "handover_id" in d:
+        view.handovers[d["handover_id"]] = {**d, "state": "proposed", "time": m.time}
+
+
+def _handover_moved(view: AgencyView, m: InboxMessage, d: dict[str, Any], state: str) -> None:
+    handover = view.handovers.get(d.get("handover_id", ""))
+    if handover is not None:
+        handover.update(state=state, reason=d.get("reason"), time=m.time)
+
+
+def _handover_ended(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
+    _handover_moved(view, m, d, str(d.get("state", "rejected")))
+    _answer(view, m, d)
+
+
+def _handover_failed(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
+    _handover_moved(view, m, d, "failed")
+    _answer(view, m, d)
+
+
+def _handed_over(view: AgencyView, m: InboxMessage, d: dict[str, Any]) -> None:
+    """The case moved: the new owner has it under its own reference; the old one sees it gone."""
+    _handover_moved(view, m, d, "completed")
+    _answer(view, m, d)
+    ref = d.get("to_agency_case_ref")
+    if d.get("to_agency_id") == view.agency_id and isinstance(ref, str) and d.get("case_id"):
+        case = view.cases.setdefault(ref, {"agency_case_ref": ref, "since": m.time})
+        case.update(case_id=d["case_id"], outcome="handed_over_to_you", time=m.time)
+    elif d.get("from_agency_id") == view.agency_id:
+        for case in view.cases.values():
+            if case.get("case_id") == d.get("case_id"):
+                case.update(
+                    outcome="handed_over", handed_over_to=d.get("to_agency_id"), time=m.time
+                )
+
+
 _APPLY = {
     ev.INBOX_REFERRAL_RECEIVED: _received,
     ev.INBOX_RESPONSE_APPLIED: _response_applied,
@@ -176,11 +234,16 @@ _APPLY = {
     ev.INBOX_RESPONSE_REFUSED: _answer,
     ev.INBOX_LISTING_PUBLISHED: _answer,
     ev.INBOX_LISTING_REJECTED: _answer,
+    ev.INBOX_HANDOVER_PROPOSED: _handover_proposed,
+    ev.INBOX_HANDOVER_ENDED: _handover_ended,
+    ev.INBOX_HANDOVER_FAILED: _handover_failed,
+    ev.INBOX_HANDOVER_REFUSED: _answer,
+    ev.INBOX_CASE_HANDED_OVER: _handed_over,
 }
 
 
-def view_of(messages: Iterable[InboxMessage]) -> AgencyView:
-    view = AgencyView()
+def view_of(messages: Iterable[InboxMessage], agency_id: str = "") -> AgencyView:
+    view = AgencyView(agency_id)
     for message in messages:
         view.apply(message)
     return view

@@ -18,6 +18,7 @@ ERRORS = (
     N_("Unknown user or wrong password."),
     N_("Too many failed logins: wait a few minutes and try again."),
     N_("The exchange cannot be reached; try again shortly."),
+    N_("No handover waits on your agency's answer under this id."),
 )
 ACTIONS = (
     N_("acknowledge"),
@@ -75,4 +76,42 @@ PROFILE = (
     N_("written"),
     N_("verbal"),
     N_("digital"),
+)
+CASE_OUTCOMES = (
+    N_("registered"),
+    N_("updated"),
+    N_("consent_withdrawn"),
+    N_("closed"),
+    N_("erased"),
+    N_("handed_over"),
+    N_("handed_over_to_you"),
+)
+URGENCIES = (N_("emergency"), N_("urgent"), N_("normal"))
+HANDOVER_STATES = (N_("proposed"), N_("completed"), N_("rejected"), N_("expired"), N_("failed"))
+HANDOVER_REASONS = (
+    N_("programme_ended"),
+    N_("long_term_support"),
+    N_("government_service"),
+    N_("returnee_moved"),
+    N_("other"),
+)
+HANDOVER_DECLINES = (
+    N_("no_capacity"),
+    N_("not_in_mandate"),
+    N_("area_not_covered"),
+    N_("owner_continues"),
+    N_("other"),
+)
+HANDOVER_FAILURES = (
+    N_("no_consent"),
+    N_("purpose_not_covered"),
+    N_("consent_expired"),
+    N_("agency_not_covered"),
+    N_("agency_type_not_covered"),
+    N_("unknown_agency"),
+    N_("no_public_key"),
+    N_("case_not_open"),
+    N_("owner_changed"),
+    N_("reference_taken"),
+    N_("unknown_case"),
 )
