@@ -8,6 +8,7 @@ under "a real host" (issue 21) each name the defect they guard against.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -27,6 +28,7 @@ from typer.testing import CliRunner
 
 import ops.cli
 import ops.platform
+import shared.operator
 import shared.secret_files
 from ops.access_policy import SERVICES, service_rules, service_user
 from services.evidence.settings import EvidenceSettings
@@ -763,3 +765,319 @@ def test_the_gateway_runs_in_production_with_its_own_key_and_no_credential(
     with pytest.raises(ValueError, match="production mode refuses to start") as refused:
         GatewaySettings(_secrets_dir=secrets)  # type: ignore[call-arg]
     assert "change-me" not in str(refused.value)
+
+
+# ----- a real host (issue 21): one test per defect -----
+
+
+def test_agencies_reach_the_broker_on_an_external_listener(
+    compose: dict[str, Any], generated: Generated
+) -> None:
+    """Defect: the broker published no port and advertised only kafka:9092, a name no agency
+    outside the compose network can resolve."""
+    kafka = services(compose)["kafka"]
+    env = environment(kafka)
+    host = interpolate(env["REFEX_PUBLIC_KAFKA_HOST"], generated.env)
+    port = interpolate(env["REFEX_PUBLIC_KAFKA_PORT"], generated.env)
+    assert host == HOST_SETTINGS["REFEX_PUBLIC_KAFKA_HOST"]
+    assert "${REFEX_PUBLIC_KAFKA_HOST:?" in env["REFEX_PUBLIC_KAFKA_HOST"], "no default host"
+    published = {interpolate(p, generated.env) for p in kafka["ports"]}
+    assert published == {f"{port}:9094"}, "the public port, on every interface, to EXTERNAL"
+    start = KAFKA_START.read_text()
+    assert '"EXTERNAL://0.0.0.0:9094"' in start
+    assert '"EXTERNAL://$REFEX_PUBLIC_KAFKA_HOST:$REFEX_PUBLIC_KAFKA_PORT"' in start
+
+    props = broker_properties(
+        "CLIENT://0.0.0.0:9092",
+        "CLIENT://kafka:9092",
+        "127.0.0.1:9093",
+        "/data",
+        "a" * 20,
+        "b" * 20,
+        "EXTERNAL://0.0.0.0:9094",
+        f"EXTERNAL://{host}:{port}",
+    )
+    assert props["advertised.listeners"] == f"CLIENT://kafka:9092,EXTERNAL://{host}:{port}"
+    assert props["listeners"].split(",")[:2] == ["CLIENT://0.0.0.0:9092", "EXTERNAL://0.0.0.0:9094"]
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    assert protocols["EXTERNAL"] == protocols["CLIENT"] == "SASL_PLAINTEXT", "same login"
+    assert props["inter.broker.listener.name"] == "CLIENT"
+    assert "listener.name.external.scram-sha-512.sasl.jaas.config" in props
+    # The partner guide gives both addresses.
+    guide = INTEGRATORS.read_text()
+    assert "REFEX_PUBLIC_KAFKA_HOST:REFEX_PUBLIC_KAFKA_PORT" in guide and "`kafka:9092`" in guide
+
+
+def test_notification_mails_through_the_configured_relay(
+    compose: dict[str, Any], generated: Generated, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: e-mail went to 127.0.0.1:25, the notification container itself."""
+    env = environment(services(compose)["notification"])
+    assert env["NOTIFICATION_SMTP_HOST"].startswith("${NOTIFICATION_SMTP_HOST:?"), "required"
+    for var in ("NOTIFICATION_SMTP_HOST", "NOTIFICATION_SMTP_PORT", "NOTIFICATION_SMTP_USERNAME"):
+        assert var in env_example() and var in generated.env, var
+    service_env(compose, "notification", generated.env, monkeypatch)
+    secrets = mounted_secrets(compose, "notification", generated, tmp_path / "run-secrets")
+    settings = NotificationSettings(_secrets_dir=secrets)  # type: ignore[call-arg]
+    assert settings.smtp_host == HOST_SETTINGS["NOTIFICATION_SMTP_HOST"]
+    assert settings.smtp_port == 587 and settings.smtp_start_tls
+    # An .env pointing it back at the container is refused at start.
+    monkeypatch.setenv("NOTIFICATION_SMTP_HOST", "127.0.0.1")
+    with pytest.raises(ValueError, match="production mode refuses smtp_host="):
+        NotificationSettings(_secrets_dir=secrets)  # type: ignore[call-arg]
+
+
+def operator_commands() -> dict[str, list[str]]:
+    import typer.main
+
+    root = typer.main.get_command(ops.cli.app)
+    groups = root.commands  # type: ignore[attr-defined]
+    return {g: sorted(groups[g].commands) for g in groups}
+
+
+def readme_command_containers() -> dict[str, str]:
+    """`group command` -> the container cell of README's table of operator commands."""
+    section = README.read_text().split("### Operator commands", 1)[1].split("\n## ", 1)[0]
+    known = operator_commands()
+    found: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split(" | ")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        group = None
+        for chunk in re.findall(r"`([^`]+)`", cells[0]):
+            words = chunk.split()
+            if words[0] == "refex" and len(words) > 2 and words[1] in known:
+                group, words = words[1], words[2:]
+            if group and words and words[0] in known[group]:
+                found[f"{group} {words[0]}"] = cells[2]
+    return found
+
+
+# The container each operator command runs in, and the secrets that container must hold.
+TOOL_SECRETS = {
+    "refex": {"refex_kafka_password"},
+    "refex-intake": {
+        "refex_kafka_password",
+        "intake_database_url",
+        "intake_master_key",
+        "intake_duplicate_key",
+    },
+    "refex-referral": {"refex_kafka_password", "referral_database_url"},
+    "refex-notification": {
+        "refex_kafka_password",
+        "notification_database_url",
+        "notification_secrets_key",
+    },
+    "refex-evidence": {
+        "refex_kafka_password",
+        "evidence_database_url",
+        "evidence_dashboard_session_key",
+    },
+}
+
+
+def test_every_operator_command_has_a_tool_container_with_just_its_credentials(
+    compose: dict[str, Any], generated: Generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: most operator commands could run from no container (platform-init alone had
+    the operators' principal, no container had a service's database beside it)."""
+    documented = readme_command_containers()
+    every = {f"{g} {c}" for g, commands in operator_commands().items() for c in commands}
+    assert every - set(documented) == set(), "README's table misses these commands"
+    all_services = services(compose)
+    for command, cell in documented.items():
+        containers = re.findall(r"`([a-z-]+)`", cell)
+        if command.startswith("demo ") or command == "platform export-contracts":
+            assert cell.startswith("none"), command  # local / developer commands
+            continue
+        assert containers, f"{command}: which container?"
+        assert containers[0] in all_services, f"{command}: no container {containers[0]}"
+        group = command.split()[0]
+        if containers[0] not in ("refex", "platform-init"):
+            assert containers[0] == f"refex-{group}", f"{command} runs beside {group}"
+
+    admin = generated.secret("kafka_admin_password")
+    for name, expected in TOOL_SECRETS.items():
+        tool = all_services[name]
+        assert tool["profiles"] == ["tools"] and tool["restart"] == "no", name
+        assert set(secret_mounts(tool)) == expected, f"{name}: exactly its commands' secrets"
+        assert secret_mounts(tool)["refex_kafka_password"] == "kafka_admin_password"
+        env = {k: interpolate(v, generated.env) for k, v in environment(tool).items()}
+        assert env["REFEX_KAFKA_BOOTSTRAP_SERVERS"] == advertised_broker()
+        assert env["REFEX_KAFKA_USERNAME"] == "admin"
+        secrets = mounted_secrets(compose, name, generated, tmp_path / name)
+        monkeypatch.setattr(shared.secret_files, "SECRETS_DIR", secrets)
+        monkeypatch.delenv("REFEX_KAFKA_PASSWORD", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert shared.operator.operator_kafka().password == admin, name
+        if name != "refex":  # beside a service: its settings class loads from these files
+            service = name.removeprefix("refex-")
+            for key in [k for k in os.environ if k.startswith(f"{service.upper()}_")]:
+                monkeypatch.delenv(key)
+            settings: Any = SETTINGS[service](_secrets_dir=secrets)  # type: ignore[call-arg]
+            assert urlsplit(settings.database_dsn).username == service
+
+
+def test_every_container_rotates_its_logs(compose: dict[str, Any]) -> None:
+    """Defect: Docker's default json-file log grows without end until the disk is full."""
+    for name, service in services(compose).items():
+        logging = service.get("logging")
+        assert logging and logging["driver"] == "json-file", f"{name}: no log rotation"
+        options = logging["options"]
+        assert re.fullmatch(r"\d+[km]", options["max-size"]), f"{name}: {options}"
+        # Docker wants strings here; a YAML integer is refused by the engine.
+        assert isinstance(options["max-file"], str) and int(options["max-file"]) >= 2, name
+
+
+def memory_bytes(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg])", str(value).lower()).groups()  # type: ignore[union-attr]
+    return int(number) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+
+
+def test_every_container_has_memory_and_cpu_limits(compose: dict[str, Any]) -> None:
+    """Defect: memory and CPU were unbounded: one leak or hot loop could take the host."""
+    for name, service in services(compose).items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert "memory" in limits and "cpus" in limits, f"{name}: no limits"
+        assert 0 < float(limits["cpus"]) <= 4, name
+        # Room above the ~100 MB peak a service reaches under load (docs/performance.md).
+        assert memory_bytes(limits["memory"]) >= 256 << 20, name
+    kafka = services(compose)["kafka"]
+    heap = re.search(r"-Xmx(\d+[kmg])", environment(kafka)["KAFKA_HEAP_OPTS"])
+    assert heap, "Kafka's heap is fixed"
+    kafka_limit = memory_bytes(kafka["deploy"]["resources"]["limits"]["memory"])
+    assert kafka_limit >= 2 * memory_bytes(heap.group(1)), "heap plus the JVM's own memory"
+
+
+def postgres_settings(compose: dict[str, Any]) -> dict[str, str]:
+    argv = as_argv(services(compose)["postgres"]["command"])
+    assert argv[0] == "postgres"
+    pairs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-c"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_postgres_is_sized_for_the_deployment(compose: dict[str, Any]) -> None:
+    """Defect: PostgreSQL ran with the image's defaults (128 MB shared_buffers whatever the
+    limit, connections not counted against the pools)."""
+    settings = postgres_settings(compose)
+    pools = 0
+    for name in APP_SERVICES:
+        env = environment(services(compose)[name])
+        default = SETTINGS[name].model_fields["db_pool_size"].default
+        pools += int(env.get(f"{name.upper()}_DB_POOL_SIZE", default))
+    # Every pool, as much again for tools and a restarting service, the superuser's reserve.
+    assert int(settings["max_connections"]) >= 2 * pools + 3, settings["max_connections"]
+    limit = memory_bytes(services(compose)["postgres"]["deploy"]["resources"]["limits"]["memory"])
+    shared = memory_bytes(settings["shared_buffers"].lower().removesuffix("b"))
+    assert limit // 8 <= shared <= limit // 3, "shared_buffers: about a quarter of the memory"
+    cache = memory_bytes(settings["effective_cache_size"].lower().removesuffix("b"))
+    assert shared < cache <= limit
+    for name in ("work_mem", "maintenance_work_mem", "max_wal_size"):
+        assert name in settings, name
+    assert memory_bytes(services(compose)["postgres"]["shm_size"]) >= shared
+
+
+def test_kafka_and_postgres_have_time_to_shut_down_cleanly(compose: dict[str, Any]) -> None:
+    """Defect: Docker's 10 s default killed them mid-shutdown: log recovery or WAL replay at
+    the next start."""
+    for name in ("kafka", "postgres"):
+        grace = str(services(compose)[name].get("stop_grace_period", "10s"))
+        seconds = int(grace.removesuffix("s")) if grace.endswith("s") else 60 * int(grace[:-1])
+        assert seconds >= 60, f"{name}: stop_grace_period {grace}"
+    for name in (*APP_SERVICES, "gateway"):
+        assert str(services(compose)[name]["stop_grace_period"]) == "30s", name
+
+
+def test_services_restart_when_they_stop_working(compose: dict[str, Any]) -> None:
+    """Defect: a service whose consumer or relay had died stayed up, unready, forever (compose
+    restarts containers that exit, never unhealthy ones). It now exits (shared.service's
+    watchdog, tests/unit/test_service_watchdog.py); here: each is restarted, and probed on
+    readiness."""
+    import shared.service
+
+    assert shared.service.EXIT_TASK_DIED != 0
+    for name in LONG_RUNNING:
+        service = services(compose)[name]
+        assert service["restart"] == "unless-stopped", name
+        assert "healthcheck" in service, name
+    for name in (*APP_SERVICES, "gateway"):
+        code = services(compose)[name]["healthcheck"]["test"][-1]
+        assert READINESS_PATH in code, f"{name}: the healthcheck reads readiness"
+
+
+def test_the_cluster_id_is_generated_per_host(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Defect: one cluster id committed for every installation."""
+    value = environment(services(compose)["kafka"])["CLUSTER_ID"]
+    assert INTERPOLATION.fullmatch(value) and value.startswith("${KAFKA_CLUSTER_ID:?"), value
+    ids = []
+    for n in range(2):
+        target = tmp_path / str(n) / ".env"
+        target.parent.mkdir()
+        subprocess.run(["bash", str(GENERATE_ENV), str(target)], check=True, capture_output=True)
+        ids.append(read_env_file(target)["KAFKA_CLUSTER_ID"])
+    for cluster_id in ids:
+        # What `kafka-storage.sh random-uuid` prints: 16 bytes, URL-safe base64, no padding.
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id), cluster_id
+        padded = cluster_id.replace("-", "+").replace("_", "/") + "=="
+        assert len(base64.b64decode(padded)) == 16
+    assert ids[0] != ids[1]
+    assert env_example()["KAFKA_CLUSTER_ID"] == "", ".env.example commits no id"
+
+
+def requirement_pins() -> dict[str, str]:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    pins = {}
+    for requirement in requirements:
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;]+)", requirement)
+        assert match, f"pyproject pins every dependency exactly: {requirement}"
+        pins[canonical(match.group(1))] = match.group(2)
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_images_install_the_python_packages_the_tests_ran_against() -> None:
+    """Defect: `pip install .` resolved every transitive dependency anew at each build."""
+    lines = [
+        line
+        for line in CONSTRAINTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    constraints = {}
+    for line in lines:
+        name, sep, version = line.partition("==")
+        assert sep and re.fullmatch(r"[A-Za-z0-9.+!-]+", version), f"not an exact pin: {line}"
+        constraints[canonical(name)] = version
+    assert "referral-exchange" not in constraints, "the project itself is not a constraint"
+    for name, version in requirement_pins().items():
+        assert constraints.get(name) == version, f"{name}: pyproject {version}, constraints.txt"
+    runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
+    assert any("pip install" in run and "-c constraints.txt" in run for run in runs)
+    copies = [args for keyword, args in dockerfile_instructions() if keyword == "COPY"]
+    assert any("constraints.txt" in copy.split() for copy in copies)
+
+
+# Each image's full version: Kafka and Python major.minor.patch, PostgreSQL major.minor (its
+# full version since 10), then the Debian release where the image has one.
+FULL_VERSION = {
+    "apache/kafka": re.compile(r"\d+\.\d+\.\d+"),
+    "postgres": re.compile(r"\d+\.\d+-bookworm"),
+    "python": re.compile(r"\d+\.\d+\.\d+-slim-bookworm"),
+}
+
+
+def test_images_are_pinned_to_full_version_tags(compose: dict[str, Any]) -> None:
+    """Defect class: a floating tag (`latest`, `15`, `3.11-slim`) changes under a rebuild. No
+    registry of images is reachable from here, so tags are pinned, not digests."""
+    images = [s["image"] for s in services(compose).values() if "build" not in s]
+    images += [args.split()[0] for keyword, args in dockerfile_instructions() if keyword == "FROM"]
+    assert len(images) == 3, images
+    for image in images:
+        repo, tag = image_tag(image)
+        assert repo in FULL_VERSION, f"{image}: which version scheme?"
+        assert tag is not None and FULL_VERSION[repo].fullmatch(tag), f"{image}: a full version"
