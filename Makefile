@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts messages screenshots demo up down clean
+.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts messages screenshots demo up down constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ up: ## docker compose: build and start the whole system (needs a Docker engine a
 
 down: ## docker compose: stop it
 	docker compose down
+
+constraints: venv ## rewrite constraints.txt (the image's exact Python packages) from the venv; commit it
+	@{ sed -n '/^#/p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^referral-exchange=='; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
 
 clean: stop ## remove local data (keeps the cached Kafka jars)
 	rm -rf .local/kafka .local/postgres .local/test .local/env .local/operator.env .local/mail

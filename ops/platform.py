@@ -3,7 +3,6 @@ registry."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +33,7 @@ from shared.operator import (
     run,
 )
 from shared.operator_audit import audited
+from shared.secret_files import environ_or_file
 from shared.secret_policy import weakness
 
 from . import dead_letter_replay as dlq
@@ -121,7 +121,8 @@ def grant_services(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     ``<SERVICE>_KAFKA_PASSWORD`` (the variable the service itself reads), and its ACLs on the
     catalogue's fixed topics and on its consumer group. Idempotent."""
     access = kafka_access.KafkaAccess(connect(bootstrap))
-    passwords = {s: os.environ.get(service_password_variable(s), "") for s in SERVICES}
+    # From the environment, or from compose's secret files (/run/secrets/intake_kafka_password…).
+    passwords = {s: environ_or_file(service_password_variable(s)) or "" for s in SERVICES}
     missing = [service_password_variable(s) for s, pw in passwords.items() if not pw]
     if missing:
         err_console.print(f"[red]not set:[/red] {', '.join(missing)}")

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.inbound import describe_error
+from shared.secret_files import environ_or_file
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,11 +45,12 @@ Bootstrap = Annotated[
 def connect(bootstrap: str) -> KafkaConnection:
     """The operator's connection: ``--bootstrap`` plus the SASL principal from
     ``REFEX_KAFKA_USERNAME`` / ``REFEX_KAFKA_PASSWORD``. The password is read from the
-    environment only, never from the command line, where ``ps`` and shell history would show it."""
+    environment (or the secret file /run/secrets/refex_kafka_password, as compose gives it) only,
+    never from the command line, where ``ps`` and shell history would show it."""
     return KafkaConnection(
         bootstrap,
         os.environ.get("REFEX_KAFKA_USERNAME") or None,
-        os.environ.get("REFEX_KAFKA_PASSWORD") or None,
+        environ_or_file("REFEX_KAFKA_PASSWORD"),
     )
 
 

@@ -2,9 +2,15 @@
 reliable consumer, HTTP readiness and AsyncAPI docs, and an orderly start and stop.
 
 Start: logging → database pool → migrations → the service's start-up jobs → dead-letter
-producer → broker and consumer → outbox relay. Stop (SIGTERM via uvicorn): the consumer stops
-after its in-flight message, the relay publishes what is still pending, then the broker,
-producers and pool close.
+producer → broker and consumer → outbox relay → watchdog. Stop (SIGTERM via uvicorn): the
+consumer stops after its in-flight message, the relay publishes what is still pending, then the
+broker, producers and pool close.
+
+Supervision: a consume loop, the outbox relay or a periodic job that ends while the service
+runs leaves a process that answers /health/live but no longer does its work, and no container
+runtime restarts a merely unhealthy container. The watchdog turns that into a graceful stop and
+a non-zero exit code (``EXIT_TASK_DIED``), so the restart policy (compose ``restart:``, systemd,
+``make run``'s supervisor) starts a fresh process.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -49,6 +56,27 @@ READINESS_PATH = "/health/ready"
 LIVENESS_PATH = "/health/live"
 ASYNCAPI_PATH = "/docs/asyncapi"
 
+# How often the watchdog looks at the service's long-running tasks, and on how many looks in a
+# row a task must be found dead: FastStream restarts a consume loop that raised from a done
+# callback, so for a moment the old task is done and its successor not yet listed.
+WATCHDOG_INTERVAL_S = 5.0
+WATCHDOG_LOOKS = 2
+EXIT_TASK_DIED = 70  # EX_SOFTWARE: the process stopped itself because a part of it had died
+
+# The uvicorn server of this process (set by serve()) and the exit code it must end with: the
+# watchdog asks the server for its ordinary graceful shutdown rather than sending itself SIGTERM,
+# which uvicorn would re-raise after the shutdown and so hide the code.
+_server: uvicorn.Server | None = None
+_exit_code = 0
+
+
+def stop_process(code: int) -> None:
+    """Shut this process down gracefully and make serve() exit with ``code``."""
+    global _exit_code
+    _exit_code = code
+    if _server is not None:
+        _server.should_exit = True
+
 
 class ServiceRuntime:
     """Owns one service's connections. Handlers get it to reach settings, pool or publisher."""
@@ -71,6 +99,7 @@ class ServiceRuntime:
         self._periodic: list[tuple[str, Callable[[], Awaitable[object]], float]] = []
         self._at_start: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._watchdog: asyncio.Task[None] | None = None
         self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
 
     @property
@@ -153,11 +182,40 @@ class ServiceRuntime:
             asyncio.create_task(self._repeat(name, job, every), name=name)
             for name, job, every in self._periodic
         ]
+        self._watchdog = asyncio.create_task(self._watch(), name="watchdog")
         log.info("service_ready")
+
+    def dead_tasks(self) -> list[str]:
+        """The long-running parts that have ended although nobody stopped them: the outbox
+        relay, a consumer whose consume loops are all done (FastStream's loop returns for good
+        when its Kafka consumer was stopped under it), a periodic job."""
+        dead = []
+        if self._relay is not None and not self._relay.running:
+            dead.append("outbox_relay")
+        for n, subscriber in enumerate(self.broker.subscribers):
+            loops = getattr(subscriber, "tasks", None)
+            if subscriber.running and loops is not None and all(t.done() for t in loops):
+                dead.append(f"consumer_{n + 1}")
+        dead.extend(task.get_name() for task in self._tasks if task.done())
+        return dead
+
+    async def _watch(self) -> None:
+        suspects: set[str] = set()
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            dead = set(self.dead_tasks())
+            if confirmed := dead & suspects:
+                log.error("service_task_died", tasks=sorted(confirmed), exit_code=EXIT_TASK_DIED)
+                stop_process(EXIT_TASK_DIED)
+                return
+            suspects = dead
 
     async def on_shutdown(self) -> None:
         # Stop consuming first (the in-flight message finishes), then flush the outbox while
-        # the producer is still open; FastStream closes the broker right after this hook.
+        # the producer is still open; FastStream closes the broker right after this hook. The
+        # watchdog goes first: what stops now is not dying.
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for subscriber in self.broker.subscribers:
             await subscriber.stop()
         for task in self._tasks:
@@ -268,7 +326,9 @@ class Listening(Protocol):
 
 
 def serve(app: Any, settings: Listening) -> None:
-    """Run the ASGI app under uvicorn; SIGTERM/SIGINT trigger the graceful shutdown above."""
+    """Run the ASGI app under uvicorn; SIGTERM/SIGINT trigger the graceful shutdown above. Exits
+    with ``EXIT_TASK_DIED`` when the watchdog stopped the service."""
+    global _server
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -277,4 +337,7 @@ def serve(app: Any, settings: Listening) -> None:
         access_log=False,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    _server = uvicorn.Server(config)
+    _server.run()
+    if _exit_code:
+        sys.exit(_exit_code)

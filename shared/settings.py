@@ -10,6 +10,7 @@ from pydantic import Field, PostgresDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kafka.connection import KafkaConnection
+from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
 
 
@@ -17,7 +18,11 @@ class ServiceSettings(BaseSettings):
     """Settings every service has. Subclasses set ``env_prefix`` and add their own fields."""
 
     # hide_input_in_errors: a bad DATABASE_URL or key must not end up in a log with its secret.
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
+    # secrets_dir: under compose every secret is a file, /run/secrets/<prefix>_<field> (e.g.
+    # intake_database_url); an environment variable of the same name still wins.
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, hide_input_in_errors=True, secrets_dir=secrets_dir()
+    )
 
     environment: Literal["development", "production"] = Field(
         default="development",

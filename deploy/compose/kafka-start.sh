@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # Entry point of the compose `kafka` service (official apache/kafka image): writes the broker
 # configuration shared with the local broker (deploy/kafka/broker-properties.sh) with the
-# passwords from .env, formats the storage once with the admin's SCRAM credential, and starts
-# the broker. Services and agencies get their principals from `refex platform` (platform-init).
+# passwords of the compose secrets (/run/secrets/kafka_admin_password, kafka_controller_password),
+# formats the storage once with the admin's SCRAM credential, and starts the broker. Services and
+# agencies get their principals from `refex platform` (platform-init).
+#
+# Two client listeners, the same authentication and ACLs on both: CLIENT (kafka:9092) for the
+# services and operator tools inside the compose network, EXTERNAL (container port 9094,
+# published on REFEX_PUBLIC_KAFKA_PORT) for agencies, advertised as
+# REFEX_PUBLIC_KAFKA_HOST:REFEX_PUBLIC_KAFKA_PORT: a client is always sent back to the address of
+# the listener it came in on, so each side reaches the broker by a name it can resolve.
 set -euo pipefail
 source /opt/refex/broker-properties.sh
 
-: "${CLUSTER_ID:?}" "${KAFKA_ADMIN_PASSWORD:?}" "${KAFKA_CONTROLLER_PASSWORD:?}"
+secrets_dir="${REFEX_SECRETS_DIR:-/run/secrets}"
+read_secret() {
+  [[ -s "$secrets_dir/$1" ]] || { echo "$secrets_dir/$1 is missing or empty (deploy/compose/generate-env.sh)" >&2; exit 1; }
+  cat "$secrets_dir/$1"
+}
+KAFKA_ADMIN_PASSWORD="$(read_secret kafka_admin_password)"
+KAFKA_CONTROLLER_PASSWORD="$(read_secret kafka_controller_password)"
+: "${CLUSTER_ID:?}" "${REFEX_PUBLIC_KAFKA_HOST:?}" "${REFEX_PUBLIC_KAFKA_PORT:?}"
 broker_check_password KAFKA_ADMIN_PASSWORD "$KAFKA_ADMIN_PASSWORD"
 broker_check_password KAFKA_CONTROLLER_PASSWORD "$KAFKA_CONTROLLER_PASSWORD"
-case "$KAFKA_ADMIN_PASSWORD$KAFKA_CONTROLLER_PASSWORD" in
-  *change-me*) echo "replace the change-me passwords of .env.example (deploy/compose/generate-env.sh)" >&2; exit 1 ;;
-esac
 
 DATA=/var/lib/kafka/data
 CONFIG=/tmp/refex/server.properties
 mkdir -p /tmp/refex && chmod 700 /tmp/refex
 umask 077
 broker_properties "CLIENT://0.0.0.0:9092" "CLIENT://kafka:9092" "127.0.0.1:9093" "$DATA" \
-    "$KAFKA_ADMIN_PASSWORD" "$KAFKA_CONTROLLER_PASSWORD" > "$CONFIG"
+    "$KAFKA_ADMIN_PASSWORD" "$KAFKA_CONTROLLER_PASSWORD" \
+    "EXTERNAL://0.0.0.0:9094" "EXTERNAL://$REFEX_PUBLIC_KAFKA_HOST:$REFEX_PUBLIC_KAFKA_PORT" > "$CONFIG"
 # For the healthcheck (kafka-broker-api-versions.sh --command-config).
 broker_admin_client_properties "$KAFKA_ADMIN_PASSWORD" > /tmp/refex/admin.properties
 

@@ -2,8 +2,12 @@
 # `kafka` service (deploy/compose/kafka-start.sh): one place says how Kafka authenticates and
 # authorises. Source it; do not run it.
 #
-#   broker_properties CLIENT_LISTEN ADVERTISED CONTROLLER_ADDR DATA_DIR ADMIN_PW CONTROLLER_PW
+#   broker_properties CLIENT_LISTEN ADVERTISED CONTROLLER_ADDR DATA_DIR ADMIN_PW CONTROLLER_PW \
+#                     [EXTERNAL_LISTEN EXTERNAL_ADVERTISED]
 #     e.g. CLIENT://127.0.0.1:19092  CLIENT://127.0.0.1:19092  127.0.0.1:19093  /data  … …
+#     EXTERNAL_*: a second client listener for clients outside the host's private network
+#     (compose: agencies reach EXTERNAL://<public host>:<port>, the services CLIENT://kafka:9092);
+#     same authentication and ACLs as CLIENT.
 #   broker_admin_scram ADMIN_PW      the --add-scram argument of `kafka-storage format`
 #   broker_check_password NAME VALUE refuses a password JAAS or SCRAM tooling would mangle
 
@@ -22,6 +26,20 @@ broker_admin_scram() {
 
 broker_properties() {
   local client_listen="$1" advertised="$2" controller="$3" data_dir="$4" admin_pw="$5" ctrl_pw="$6"
+  local external_listen="${7:-}" external_advertised="${8:-}"
+  local listeners="$client_listen" protocols="CLIENT:SASL_PLAINTEXT" external_jaas=""
+  if [[ -n "$external_listen" ]]; then
+    [[ "$external_listen" == EXTERNAL://* && "$external_advertised" == EXTERNAL://* ]] || {
+      echo "broker_properties: the external listener and its advertised address are EXTERNAL://host:port" >&2
+      return 1
+    }
+    listeners="$client_listen,$external_listen"
+    advertised="$advertised,$external_advertised"
+    protocols="CLIENT:SASL_PLAINTEXT,EXTERNAL:SASL_PLAINTEXT"
+    # Every SASL listener needs a JAAS entry; SCRAM checks clients against the credentials in
+    # the metadata log, so the entry names no user (the broker never logs in over EXTERNAL).
+    external_jaas="listener.name.external.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  fi
   cat <<PROPS
 process.roles=broker,controller
 node.id=1
@@ -30,14 +48,15 @@ controller.listener.names=CONTROLLER
 # Clients (services, agencies, operators) authenticate with SASL/SCRAM-SHA-512. The controller
 # listener is not advertised and uses SASL/PLAIN with its own password: KRaft keeps SCRAM
 # credentials in the metadata log, which the controller must serve before it could check them.
-listeners=$client_listen,CONTROLLER://$controller
+listeners=$listeners,CONTROLLER://$controller
 advertised.listeners=$advertised
-listener.security.protocol.map=CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+listener.security.protocol.map=$protocols,CONTROLLER:SASL_PLAINTEXT
 inter.broker.listener.name=CLIENT
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 sasl.mechanism.controller.protocol=PLAIN
 listener.name.client.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pw";
+${external_jaas}
 listener.name.controller.sasl.enabled.mechanisms=PLAIN
 listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$ctrl_pw" user_controller="$ctrl_pw";
 # Nobody may do what no ACL allows. ACLs come from the topic catalogue (ops/access_policy.py);

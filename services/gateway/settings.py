@@ -8,13 +8,19 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
 from shared.web.throttle import ThrottlePolicy
 
 
 class GatewaySettings(BaseSettings):
+    # secrets_dir: under compose the session key is the file /run/secrets/gateway_session_key.
     model_config = SettingsConfigDict(
-        env_prefix="GATEWAY_", extra="ignore", frozen=True, hide_input_in_errors=True
+        env_prefix="GATEWAY_",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+        secrets_dir=secrets_dir(),
     )
 
     environment: Literal["development", "production"] = Field(

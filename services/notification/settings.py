@@ -1,6 +1,7 @@
 """Notification settings. Besides the common ones, the SMTP relay and the key that seals the
 webhook signing secrets at rest."""
 
+import ipaddress
 from typing import Self
 from urllib.parse import urlsplit
 
@@ -27,7 +28,10 @@ class NotificationSettings(ServiceSettings):
     allow_private_webhook_targets: bool = Field(
         default=False, description="Allow loopback/private/link-local webhook URLs (tests)."
     )
-    smtp_host: str = Field(default="127.0.0.1", description="SMTP relay for e-mail channels.")
+    smtp_host: str = Field(
+        default="127.0.0.1",
+        description="SMTP relay for e-mail channels (production: a real relay, not loopback).",
+    )
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_sender: str = Field(default="referrals@referralexchange.invalid")
     smtp_username: str | None = None
@@ -61,6 +65,19 @@ class NotificationSettings(ServiceSettings):
             raise ValueError("production mode refuses allow_private_webhook_targets=true")
         return self
 
+    @model_validator(mode="after")
+    def _a_real_relay_in_production(self) -> Self:
+        # The default (and localhost) is right for `make run`, whose mail sink listens beside
+        # the service. In a container or on a server nothing listens there: every e-mail would
+        # be retried until its channel gave up, and agencies would never hear of a referral.
+        if self.environment == "production" and _loopback_or_unset(self.smtp_host):
+            raise ValueError(
+                f"production mode refuses smtp_host={self.smtp_host!r}: e-mail would go to the "
+                "notification service's own host, where no relay listens; set "
+                "NOTIFICATION_SMTP_HOST (and NOTIFICATION_SMTP_PORT) to the mail relay"
+            )
+        return self
+
     @field_validator("console_url")
     @classmethod
     def _console_address(cls, value: str | None) -> str | None:
@@ -75,3 +92,14 @@ class NotificationSettings(ServiceSettings):
     def _valid_key(cls, value: SecretStr) -> SecretStr:
         decode_key(value)
         return value
+
+
+def _loopback_or_unset(host: str) -> bool:
+    host = host.strip().strip("[]").lower()
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: the relay's
+    return address.is_loopback or address.is_unspecified

@@ -1,12 +1,14 @@
 """docker-compose.yml and deploy/Dockerfile checked against the code they deploy.
 
 Docker is not needed: the files are parsed and compared with the settings classes, the topic
-catalogue, the readiness path and the Kafka version of the local broker, so a renamed setting or
-a drifted image tag fails here rather than in a container.
+catalogue, the readiness path, the operator commands and the Kafka version of the local broker,
+so a renamed setting or a drifted image tag fails here rather than in a container. The tests
+under "a real host" (issue 21) each name the defect they guard against.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -14,6 +16,7 @@ import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +28,8 @@ from typer.testing import CliRunner
 
 import ops.cli
 import ops.platform
+import shared.operator
+import shared.secret_files
 from ops.access_policy import SERVICES, service_rules, service_user
 from services.evidence.settings import EvidenceSettings
 from services.intake.settings import IntakeSettings
@@ -44,6 +49,10 @@ POSTGRES_INIT = ROOT / "deploy" / "compose" / "postgres-init.sh"
 KAFKA_START = ROOT / "deploy" / "compose" / "kafka-start.sh"
 BROKER_PROPERTIES = ROOT / "deploy" / "kafka" / "broker-properties.sh"
 GENERATE_ENV = ROOT / "deploy" / "compose" / "generate-env.sh"
+CONSTRAINTS = ROOT / "constraints.txt"
+GITIGNORE = ROOT / ".gitignore"
+README = ROOT / "README.md"
+INTEGRATORS = ROOT / "docs" / "integrators.md"
 KAFKA_POM = ROOT / "deploy" / "local" / "kafka" / "pom.xml"
 PYPROJECT = ROOT / "pyproject.toml"
 
@@ -61,6 +70,13 @@ URL_WITH_PASSWORD_VARIABLE = re.compile(
     r"postgresql://[a-z_]+:\$\{[A-Z_]+:\?[^}]*\}@[a-z0-9-]+:\d+/[a-z_]+"
 )
 VERSION_TAG = re.compile(r"^\d+\.\d+(\.\d+)?(-[a-z0-9][a-z0-9.-]*)?$")
+# What the host operator is asked for (generate-env.sh takes them from its environment).
+HOST_SETTINGS = {
+    "REFEX_PUBLIC_KAFKA_HOST": "kafka.example.org",
+    "NOTIFICATION_SMTP_HOST": "smtp.example.org",
+}
+SECRETS_TARGET_DIR = "/run/secrets"
+LONG_RUNNING = ("kafka", "postgres", *APP_SERVICES, "gateway")
 
 
 # ----- helpers -----
@@ -81,13 +97,60 @@ def env_example() -> dict[str, str]:
     return read_env_file(ENV_EXAMPLE)
 
 
+@dataclass(frozen=True)
+class Generated:
+    """What deploy/compose/generate-env.sh writes: .env (settings) and secrets/ (one file each)."""
+
+    env: dict[str, str]
+    secrets: Path
+
+    def secret(self, name: str) -> str:
+        return (self.secrets / name).read_text()
+
+
 @pytest.fixture(scope="module")
-def generated_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The .env that deploy/compose/generate-env.sh writes (what an operator should use)."""
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """What an operator should use, given the host's public Kafka name and mail relay."""
     target = tmp_path_factory.mktemp("compose") / ".env"
-    subprocess.run(["bash", str(GENERATE_ENV), str(target)], check=True, capture_output=True)
+    subprocess.run(
+        ["bash", str(GENERATE_ENV), str(target)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **HOST_SETTINGS},
+    )
     assert target.stat().st_mode & 0o077 == 0, "the generated .env must be private (0600)"
-    return read_env_file(target)
+    secrets = target.parent / "secrets"
+    assert secrets.stat().st_mode & 0o077 == 0, "the secrets directory must be private (0700)"
+    return Generated(read_env_file(target), secrets)
+
+
+@pytest.fixture(scope="module")
+def generated_env(generated: Generated) -> dict[str, str]:
+    return generated.env
+
+
+def secret_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """target file name under /run/secrets -> top-level secret, of a service's `secrets:`."""
+    mounts = {}
+    for entry in service.get("secrets") or []:
+        if isinstance(entry, str):
+            mounts[entry] = entry
+        else:
+            target = str(entry.get("target", entry["source"]))
+            assert "/" not in target, f"secret {entry}: keep it under {SECRETS_TARGET_DIR}"
+            mounts[target] = entry["source"]
+    return mounts
+
+
+def mounted_secrets(compose: dict[str, Any], name: str, generated: Generated, into: Path) -> Path:
+    """The /run/secrets the service `name` sees, built in ``into`` from the generated files."""
+    into.mkdir(parents=True, exist_ok=True)
+    top = compose["secrets"]
+    for target, source in secret_mounts(services(compose)[name]).items():
+        file = ROOT / top[source]["file"]
+        generated_file = generated.secrets / file.name
+        (into / target).write_text(generated_file.read_text())
+    return into
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -106,7 +169,9 @@ def interpolate(value: Any, env: dict[str, str]) -> str:
     def substitute(match: re.Match[str]) -> str:
         name, op, arg = match.groups()
         if op in (":?", "?"):
-            assert name in env, f"${{{name}}} is required by compose but missing from .env.example"
+            assert name in env, f"${{{name}}} is required by compose but missing from .env"
+            # `:?` refuses an empty value as well: compose would not start.
+            assert env[name] or op == "?", f"compose refuses to start: ${{{name}}} is empty"
             return env[name]
         if op in (":-", "-"):
             return env.get(name, arg)
@@ -226,13 +291,20 @@ def test_environment_names_are_settings_fields(compose: dict[str, Any], name: st
         assert key.startswith(prefix), f"{name}: {key} lacks the {prefix} prefix"
         field = key[len(prefix) :].lower()
         assert field in fields, f"{name}: {key} is no {settings_cls.__name__} field"
+    # A secret file is read as /run/secrets/<prefix><field> (pydantic-settings' secrets_dir).
+    for target in secret_mounts(services(compose)[name]):
+        assert target.startswith(prefix.lower()), f"{name}: secret {target} lacks {prefix}"
+        field = target[len(prefix) :]
+        assert field in fields, f"{name}: secret {target} is no {settings_cls.__name__} field"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_every_required_setting_is_provided(compose: dict[str, Any], name: str) -> None:
     settings_cls = SETTINGS[name]
     prefix = str(settings_cls.model_config.get("env_prefix"))
-    provided = {key[len(prefix) :].lower() for key in environment(services(compose)[name])}
+    service = services(compose)[name]
+    provided = {key[len(prefix) :].lower() for key in environment(service)}
+    provided |= {target[len(prefix) :] for target in secret_mounts(service)}
     required = {field for field, info in settings_cls.model_fields.items() if info.is_required()}
     assert required, "expected at least database_url to be required"
     assert required <= provided, f"{name}: missing {sorted(required - provided)}"
@@ -242,18 +314,20 @@ def test_every_required_setting_is_provided(compose: dict[str, Any], name: str) 
 def test_environment_loads_into_the_settings_class(
     compose: dict[str, Any],
     name: str,
-    generated_env: dict[str, str],
+    generated: Generated,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """The container's environment, with a generated .env, gives settings that fit compose:
-    production mode, own database and role, own Kafka principal, the compose broker, and the
-    port that is published and probed."""
+    """The container's environment and secret files, as generate-env.sh writes them, give
+    settings that fit compose: production mode, own database and role, own Kafka principal, the
+    compose broker, and the port that is published and probed."""
     settings_cls = SETTINGS[name]
-    service_env(compose, name, generated_env, monkeypatch)
-    settings: Any = settings_cls()
+    service_env(compose, name, generated.env, monkeypatch)
+    secrets = mounted_secrets(compose, name, generated, tmp_path / "run-secrets")
+    settings: Any = settings_cls(_secrets_dir=secrets)  # type: ignore[call-arg]
     assert settings.environment == "production"
     assert settings.kafka == KafkaConnection(
-        "kafka:9092", name, generated_env[f"{name.upper()}_KAFKA_PASSWORD"]
+        "kafka:9092", name, generated.secret(f"{name}_kafka_password")
     )
 
     dsn = urlsplit(settings.database_dsn)
@@ -261,7 +335,7 @@ def test_environment_loads_into_the_settings_class(
     assert dsn.username == name and dsn.path == f"/{name}", settings.database_dsn
     assert dsn.hostname in services(compose), f"{name}: database host is no compose service"
     assert dsn.port == 5432
-    assert dsn.password == generated_env[f"{name.upper()}_DB_PASSWORD"]
+    assert dsn.password == generated.secret(f"{name}_db_password"), "postgres-init's password"
     assert settings.kafka_bootstrap_servers == advertised_broker()
     service = services(compose)[name]
 
@@ -285,17 +359,28 @@ def service_env(
         monkeypatch.setenv(key, interpolate(value, values))
 
 
+def test_env_example_copied_unchanged_cannot_start_compose(compose: dict[str, Any]) -> None:
+    """Its required host settings are empty: compose refuses (`${VAR:?…}`) until they are set."""
+    with pytest.raises(AssertionError, match="compose refuses to start"):
+        for service in services(compose).values():
+            for value in environment(service).values():
+                interpolate(value, env_example())
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_placeholder_secrets_of_env_example_are_refused(
-    compose: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+def test_a_service_without_its_secret_files_cannot_start(
+    compose: dict[str, Any],
+    name: str,
+    generated: Generated,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
-    """Copying .env.example without replacing its values cannot start a service."""
-    service_env(compose, name, env_example(), monkeypatch)
-    with pytest.raises(ValueError, match="production mode refuses to start") as refused:
-        SETTINGS[name]()
-    assert "kafka_password is a placeholder" in str(refused.value)
-    for value in env_example().values():
-        assert value not in str(refused.value), "the refusal must not echo a secret"
+    """Production mode refuses a service whose secrets are not mounted (none is in its
+    environment any more), and the refusal names no value."""
+    service_env(compose, name, generated.env, monkeypatch)
+    with pytest.raises(ValueError) as refused:
+        SETTINGS[name](_secrets_dir=tmp_path)  # type: ignore[call-arg]
+    assert "database_url" in str(refused.value)
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -308,20 +393,49 @@ def test_service_command_runs_its_own_module(compose: dict[str, Any], name: str)
 # ----- secrets -----
 
 
-def test_no_secret_is_committed(compose: dict[str, Any]) -> None:
+SECRET_NAME = re.compile(r"PASSWORD|_KEY$|DATABASE_URL|SECRET")
+
+
+def test_no_secret_is_committed_or_passed_in_the_environment(
+    compose: dict[str, Any], generated: Generated
+) -> None:
+    """Defect: passwords and keys were environment variables (visible to `docker inspect`, to
+    every child process, to a crash report). Each is now a file of secrets/, written by
+    generate-env.sh, git- and docker-ignored, mounted under /run/secrets."""
     for name, service in services(compose).items():
         for key, value in environment(service).items():
-            secret_bearing = "PASSWORD" in key or key.endswith("DATABASE_URL")
-            if not secret_bearing:
+            if key.endswith("_FILE"):
+                assert value.startswith(f"{SECRETS_TARGET_DIR}/"), f"{name}: {key}={value}"
+                assert value.rsplit("/", 1)[1] in secret_mounts(service), f"{name}: {key}"
                 continue
-            refs = INTERPOLATION.findall(value)
-            assert refs, f"{name}: {key} must take its secret from the environment"
-            for var, op, _ in refs:
-                assert op == ":?", f"{name}: {key} must refuse to start without ${var} (:?)"
-            if "PASSWORD" in key:
-                assert INTERPOLATION.fullmatch(value), f"{name}: {key} holds a literal"
-            else:  # the password part of the URL is exactly one variable
-                assert URL_WITH_PASSWORD_VARIABLE.fullmatch(value), f"{name}: {key} = {value}"
+            assert not SECRET_NAME.search(key), f"{name}: {key} is a secret in the environment"
+    top = compose["secrets"]
+    assert top, "compose declares its secrets"
+    for secret, spec in top.items():
+        assert set(spec) == {"file"}, f"secret {secret}: a file of secrets/"
+        path = (ROOT / spec["file"]).resolve()
+        assert path.parent == ROOT / "secrets", f"secret {secret}: {spec['file']}"
+        assert (generated.secrets / path.name).is_file(), f"generate-env.sh does not write {secret}"
+    assert "/secrets/" in GITIGNORE.read_text().splitlines()
+    assert "secrets" in DOCKERIGNORE.read_text().splitlines()
+    used = {src for svc in services(compose).values() for src in secret_mounts(svc).values()}
+    assert used == set(top), f"declared but unused: {sorted(set(top) - used)}"
+    for key in set(generated.env) | set(env_example()):
+        assert not SECRET_NAME.search(key), f".env holds {key}: secrets belong in secrets/"
+
+
+def test_generated_secrets_are_random_and_strong(generated: Generated) -> None:
+    from shared.secret_policy import weakness
+
+    values = {p.name: p.read_text() for p in generated.secrets.iterdir()}
+    for name, value in values.items():
+        if name == "notification_smtp_password":
+            assert value == "", "left for the relay's own password"
+        elif name.endswith("_database_url"):
+            assert weakness(urlsplit(value).password) is None, name
+        else:
+            assert weakness(value, is_key=name.endswith("_key")) is None, name
+        assert values[name].strip() == values[name], f"{name}: no stray newline"
 
 
 def test_env_example_covers_every_variable(compose: dict[str, Any]) -> None:
@@ -335,7 +449,10 @@ def test_env_example_covers_every_variable(compose: dict[str, Any]) -> None:
 
 
 def test_platform_init_provisions_topics_and_service_principals(
-    compose: dict[str, Any], generated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any],
+    generated: Generated,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """platform-init runs `refex platform provision` as the admin principal: the catalogue's
     topics, and each service's principal with the password the service itself is given."""
@@ -382,20 +499,26 @@ def test_platform_init_provisions_topics_and_service_principals(
     )
     monkeypatch.setattr(ops.platform.kafka_access, "KafkaAccess", FakeAccess)
     monkeypatch.setattr(ops.platform, "audited", fake_audited)
+    for key in [k for k in os.environ if k.endswith("_KAFKA_PASSWORD")]:
+        monkeypatch.delenv(key)
     for key, value in environment(service).items():
-        monkeypatch.setenv(key, interpolate(value, generated_env))
+        monkeypatch.setenv(key, interpolate(value, generated.env))
+    secrets = mounted_secrets(compose, "platform-init", generated, tmp_path / "run-secrets")
+    monkeypatch.setattr(shared.secret_files, "SECRETS_DIR", secrets)
     result = CliRunner().invoke(ops.cli.app, argv[1:])
     assert result.exit_code == 0, result.output
 
     [(kafka, specs)] = topic_calls
     assert specs == CATALOGUE
     assert kafka == KafkaConnection(
-        advertised_broker(), "admin", generated_env["KAFKA_ADMIN_PASSWORD"]
+        advertised_broker(), "admin", generated.secret("kafka_admin_password")
     )
     for owner in SERVICES:
         name = owner.value
-        given = environment(services(compose)[name])[f"{name.upper()}_KAFKA_PASSWORD"]
-        assert passwords[service_user(owner)] == interpolate(given, generated_env)
+        # The very file the service itself is given.
+        [source] = [s for t, s in secret_mounts(services(compose)[name]).items() if "kafka" in t]
+        assert source in secret_mounts(service).values()
+        assert passwords[service_user(owner)] == generated.secret(source)
         assert set(service_rules(owner)) <= set(granted)
     assert audits == [("platform grant-services", "service_principals")]
     # ...and it returns once the services' consumer groups have a coordinator.
@@ -424,9 +547,10 @@ def test_compose_kafka_runs_the_shared_broker_configuration(compose: dict[str, A
     mounts = {str(v).split(":")[1]: ROOT / str(v).split(":")[0] for v in kafka["volumes"]}
     assert mounts["/opt/refex/kafka-start.sh"].resolve() == KAFKA_START
     assert mounts["/opt/refex/broker-properties.sh"].resolve() == BROKER_PROPERTIES
-    env = environment(kafka)
-    for var in ("KAFKA_ADMIN_PASSWORD", "KAFKA_CONTROLLER_PASSWORD"):
-        assert env[var] == f"${{{var}:?set it in .env}}"
+    assert set(secret_mounts(kafka)) == {"kafka_admin_password", "kafka_controller_password"}
+    start = KAFKA_START.read_text()
+    for name in ("kafka_admin_password", "kafka_controller_password"):
+        assert f"read_secret {name}" in start
 
 
 def test_broker_requires_authentication_and_acls() -> None:
@@ -526,7 +650,9 @@ def test_stateful_services_use_named_volumes(compose: dict[str, Any]) -> None:
 # ----- postgres provisioning -----
 
 
-def test_postgres_init_script_provisions_each_service(compose: dict[str, Any]) -> None:
+def test_postgres_init_script_provisions_each_service(
+    compose: dict[str, Any], generated: Generated, tmp_path: Path
+) -> None:
     postgres = services(compose)["postgres"]
     mounts = [str(v) for v in postgres["volumes"]]
     init_mounts = [m for m in mounts if ":/docker-entrypoint-initdb.d/" in m]
@@ -537,13 +663,35 @@ def test_postgres_init_script_provisions_each_service(compose: dict[str, Any]) -
     script = POSTGRES_INIT.read_text()
     assert "REVOKE CONNECT" in script
     assert "GRANT CONNECT" in script
-    postgres_env = environment(postgres)
+    # Run it with a psql that records its arguments: each role gets the password of its file.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    psql = bin_dir / "psql"
+    psql.write_text('#!/usr/bin/env bash\ncat > /dev/null; printf "%s\\n" "$*" >> "$PSQL_LOG"\n')
+    psql.chmod(0o755)
+    log = tmp_path / "psql.log"
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PSQL_LOG": str(log),
+        "REFEX_SECRETS_DIR": str(generated.secrets),
+    }
+    subprocess.run(["bash", str(POSTGRES_INIT)], check=True, env=env, capture_output=True)
+    for name in APP_SERVICES:
+        expected = f"-v svc={name} -v password={generated.secret(f'{name}_db_password')}"
+        assert expected in log.read_text(), name
+    # A missing password file stops the init (and so the first start) with its name.
+    env["REFEX_SECRETS_DIR"] = str(tmp_path / "empty")
+    missing = subprocess.run(["bash", str(POSTGRES_INIT)], env=env, capture_output=True, text=True)
+    assert missing.returncode != 0 and "intake_db_password is missing" in missing.stderr
+    postgres_secrets = secret_mounts(postgres)
+    assert environment(postgres)["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     for name in APP_SERVICES:
         assert name in script, f"init script does not provision {name}"
-        var = f"{name.upper()}_DB_PASSWORD"
-        assert var in postgres_env, f"postgres needs {var} for its init script"
-        service_url = environment(services(compose)[name])[f"{name.upper()}_DATABASE_URL"]
-        assert f"${{{var}:?" in service_url, f"{name} must log in with {var}"
+        assert f"{name}_db_password" in postgres_secrets, f"postgres needs {name}'s password"
+        assert f"{name}_database_url" in secret_mounts(services(compose)[name])
+        # The service logs in with the password the init script gave its role.
+        url = urlsplit(generated.secret(f"{name}_database_url"))
+        assert url.password == generated.secret(f"{name}_db_password"), name
 
 
 # ----- Dockerfile -----
@@ -585,7 +733,10 @@ def test_dockerignore_keeps_local_state_out() -> None:
 
 
 def test_the_gateway_runs_in_production_with_its_own_key_and_no_credential(
-    compose: dict[str, Any], generated_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    compose: dict[str, Any],
+    generated: Generated,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from services.gateway.settings import GatewaySettings
 
@@ -597,17 +748,336 @@ def test_the_gateway_runs_in_production_with_its_own_key_and_no_credential(
     for key in list(os.environ):
         if key.startswith("GATEWAY_"):
             monkeypatch.delenv(key)
+    assert set(secret_mounts(service)) == {"gateway_session_key"}, "its key and nothing else"
     for key, value in environment(service).items():
-        monkeypatch.setenv(key, interpolate(value, generated_env))
-    settings = GatewaySettings()
+        monkeypatch.setenv(key, interpolate(value, generated.env))
+    secrets = mounted_secrets(compose, "gateway", generated, tmp_path / "run-secrets")
+    settings = GatewaySettings(_secrets_dir=secrets)  # type: ignore[call-arg]
+    assert settings.session_key.get_secret_value() == generated.secret("gateway_session_key")
     assert settings.environment == "production" and settings.secure_cookies
     assert settings.kafka_bootstrap_servers == advertised_broker()
     ports = container_port_mapping(service)
     assert list(ports.values()) == [settings.http_port]
     assert list(ports) == [GatewaySettings.model_fields["http_port"].default]
 
-    for key, value in environment(service).items():
-        monkeypatch.setenv(key, interpolate(value, env_example()))
+    # A weak key in the file is refused as it was in the environment.
+    (secrets / "gateway_session_key").write_text("change-me-gateway-session-key")
     with pytest.raises(ValueError, match="production mode refuses to start") as refused:
-        GatewaySettings()
+        GatewaySettings(_secrets_dir=secrets)  # type: ignore[call-arg]
     assert "change-me" not in str(refused.value)
+
+
+# ----- a real host (issue 21): one test per defect -----
+
+
+def test_agencies_reach_the_broker_on_an_external_listener(
+    compose: dict[str, Any], generated: Generated
+) -> None:
+    """Defect: the broker published no port and advertised only kafka:9092, a name no agency
+    outside the compose network can resolve."""
+    kafka = services(compose)["kafka"]
+    env = environment(kafka)
+    host = interpolate(env["REFEX_PUBLIC_KAFKA_HOST"], generated.env)
+    port = interpolate(env["REFEX_PUBLIC_KAFKA_PORT"], generated.env)
+    assert host == HOST_SETTINGS["REFEX_PUBLIC_KAFKA_HOST"]
+    assert "${REFEX_PUBLIC_KAFKA_HOST:?" in env["REFEX_PUBLIC_KAFKA_HOST"], "no default host"
+    published = {interpolate(p, generated.env) for p in kafka["ports"]}
+    assert published == {f"{port}:9094"}, "the public port, on every interface, to EXTERNAL"
+    start = KAFKA_START.read_text()
+    assert '"EXTERNAL://0.0.0.0:9094"' in start
+    assert '"EXTERNAL://$REFEX_PUBLIC_KAFKA_HOST:$REFEX_PUBLIC_KAFKA_PORT"' in start
+
+    props = broker_properties(
+        "CLIENT://0.0.0.0:9092",
+        "CLIENT://kafka:9092",
+        "127.0.0.1:9093",
+        "/data",
+        "a" * 20,
+        "b" * 20,
+        "EXTERNAL://0.0.0.0:9094",
+        f"EXTERNAL://{host}:{port}",
+    )
+    assert props["advertised.listeners"] == f"CLIENT://kafka:9092,EXTERNAL://{host}:{port}"
+    assert props["listeners"].split(",")[:2] == ["CLIENT://0.0.0.0:9092", "EXTERNAL://0.0.0.0:9094"]
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    assert protocols["EXTERNAL"] == protocols["CLIENT"] == "SASL_PLAINTEXT", "same login"
+    assert props["inter.broker.listener.name"] == "CLIENT"
+    assert "listener.name.external.scram-sha-512.sasl.jaas.config" in props
+    # The partner guide gives both addresses.
+    guide = INTEGRATORS.read_text()
+    assert "REFEX_PUBLIC_KAFKA_HOST:REFEX_PUBLIC_KAFKA_PORT" in guide and "`kafka:9092`" in guide
+
+
+def test_notification_mails_through_the_configured_relay(
+    compose: dict[str, Any], generated: Generated, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect: e-mail went to 127.0.0.1:25, the notification container itself."""
+    env = environment(services(compose)["notification"])
+    assert env["NOTIFICATION_SMTP_HOST"].startswith("${NOTIFICATION_SMTP_HOST:?"), "required"
+    for var in ("NOTIFICATION_SMTP_HOST", "NOTIFICATION_SMTP_PORT", "NOTIFICATION_SMTP_USERNAME"):
+        assert var in env_example() and var in generated.env, var
+    service_env(compose, "notification", generated.env, monkeypatch)
+    secrets = mounted_secrets(compose, "notification", generated, tmp_path / "run-secrets")
+    settings = NotificationSettings(_secrets_dir=secrets)  # type: ignore[call-arg]
+    assert settings.smtp_host == HOST_SETTINGS["NOTIFICATION_SMTP_HOST"]
+    assert settings.smtp_port == 587 and settings.smtp_start_tls
+    # An .env pointing it back at the container is refused at start.
+    monkeypatch.setenv("NOTIFICATION_SMTP_HOST", "127.0.0.1")
+    with pytest.raises(ValueError, match="production mode refuses smtp_host="):
+        NotificationSettings(_secrets_dir=secrets)  # type: ignore[call-arg]
+
+
+def operator_commands() -> dict[str, list[str]]:
+    import typer.main
+
+    root = typer.main.get_command(ops.cli.app)
+    groups = root.commands  # type: ignore[attr-defined]
+    return {g: sorted(groups[g].commands) for g in groups}
+
+
+def readme_command_containers() -> dict[str, str]:
+    """`group command` -> the container cell of README's table of operator commands."""
+    section = README.read_text().split("### Operator commands", 1)[1].split("\n## ", 1)[0]
+    known = operator_commands()
+    found: dict[str, str] = {}
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split(" | ")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        group = None
+        for chunk in re.findall(r"`([^`]+)`", cells[0]):
+            words = chunk.split()
+            if words[0] == "refex" and len(words) > 2 and words[1] in known:
+                group, words = words[1], words[2:]
+            if group and words and words[0] in known[group]:
+                found[f"{group} {words[0]}"] = cells[2]
+    return found
+
+
+# The container each operator command runs in, and the secrets that container must hold.
+TOOL_SECRETS = {
+    "refex": {"refex_kafka_password"},
+    "refex-intake": {
+        "refex_kafka_password",
+        "intake_database_url",
+        "intake_master_key",
+        "intake_duplicate_key",
+    },
+    "refex-referral": {"refex_kafka_password", "referral_database_url"},
+    "refex-notification": {
+        "refex_kafka_password",
+        "notification_database_url",
+        "notification_secrets_key",
+    },
+    "refex-evidence": {
+        "refex_kafka_password",
+        "evidence_database_url",
+        "evidence_dashboard_session_key",
+    },
+}
+
+
+def test_every_operator_command_has_a_tool_container_with_just_its_credentials(
+    compose: dict[str, Any], generated: Generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect: most operator commands could run from no container (platform-init alone had
+    the operators' principal, no container had a service's database beside it)."""
+    documented = readme_command_containers()
+    every = {f"{g} {c}" for g, commands in operator_commands().items() for c in commands}
+    assert every - set(documented) == set(), "README's table misses these commands"
+    all_services = services(compose)
+    for command, cell in documented.items():
+        containers = re.findall(r"`([a-z-]+)`", cell)
+        if command.startswith("demo ") or command == "platform export-contracts":
+            assert cell.startswith("none"), command  # local / developer commands
+            continue
+        assert containers, f"{command}: which container?"
+        assert containers[0] in all_services, f"{command}: no container {containers[0]}"
+        group = command.split()[0]
+        if containers[0] not in ("refex", "platform-init"):
+            assert containers[0] == f"refex-{group}", f"{command} runs beside {group}"
+
+    admin = generated.secret("kafka_admin_password")
+    for name, expected in TOOL_SECRETS.items():
+        tool = all_services[name]
+        assert tool["profiles"] == ["tools"] and tool["restart"] == "no", name
+        assert set(secret_mounts(tool)) == expected, f"{name}: exactly its commands' secrets"
+        assert secret_mounts(tool)["refex_kafka_password"] == "kafka_admin_password"
+        env = {k: interpolate(v, generated.env) for k, v in environment(tool).items()}
+        assert env["REFEX_KAFKA_BOOTSTRAP_SERVERS"] == advertised_broker()
+        assert env["REFEX_KAFKA_USERNAME"] == "admin"
+        secrets = mounted_secrets(compose, name, generated, tmp_path / name)
+        monkeypatch.setattr(shared.secret_files, "SECRETS_DIR", secrets)
+        monkeypatch.delenv("REFEX_KAFKA_PASSWORD", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert shared.operator.operator_kafka().password == admin, name
+        if name != "refex":  # beside a service: its settings class loads from these files
+            service = name.removeprefix("refex-")
+            for key in [k for k in os.environ if k.startswith(f"{service.upper()}_")]:
+                monkeypatch.delenv(key)
+            settings: Any = SETTINGS[service](_secrets_dir=secrets)  # type: ignore[call-arg]
+            assert urlsplit(settings.database_dsn).username == service
+
+
+def test_every_container_rotates_its_logs(compose: dict[str, Any]) -> None:
+    """Defect: Docker's default json-file log grows without end until the disk is full."""
+    for name, service in services(compose).items():
+        logging = service.get("logging")
+        assert logging and logging["driver"] == "json-file", f"{name}: no log rotation"
+        options = logging["options"]
+        assert re.fullmatch(r"\d+[km]", options["max-size"]), f"{name}: {options}"
+        # Docker wants strings here; a YAML integer is refused by the engine.
+        assert isinstance(options["max-file"], str) and int(options["max-file"]) >= 2, name
+
+
+def memory_bytes(value: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg])", str(value).lower()).groups()  # type: ignore[union-attr]
+    return int(number) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+
+
+def test_every_container_has_memory_and_cpu_limits(compose: dict[str, Any]) -> None:
+    """Defect: memory and CPU were unbounded: one leak or hot loop could take the host."""
+    for name, service in services(compose).items():
+        limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+        assert "memory" in limits and "cpus" in limits, f"{name}: no limits"
+        assert 0 < float(limits["cpus"]) <= 4, name
+        # Room above the ~100 MB peak a service reaches under load (docs/performance.md).
+        assert memory_bytes(limits["memory"]) >= 256 << 20, name
+    kafka = services(compose)["kafka"]
+    heap = re.search(r"-Xmx(\d+[kmg])", environment(kafka)["KAFKA_HEAP_OPTS"])
+    assert heap, "Kafka's heap is fixed"
+    kafka_limit = memory_bytes(kafka["deploy"]["resources"]["limits"]["memory"])
+    assert kafka_limit >= 2 * memory_bytes(heap.group(1)), "heap plus the JVM's own memory"
+
+
+def postgres_settings(compose: dict[str, Any]) -> dict[str, str]:
+    argv = as_argv(services(compose)["postgres"]["command"])
+    assert argv[0] == "postgres"
+    pairs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-c"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_postgres_is_sized_for_the_deployment(compose: dict[str, Any]) -> None:
+    """Defect: PostgreSQL ran with the image's defaults (128 MB shared_buffers whatever the
+    limit, connections not counted against the pools)."""
+    settings = postgres_settings(compose)
+    pools = 0
+    for name in APP_SERVICES:
+        env = environment(services(compose)[name])
+        default = SETTINGS[name].model_fields["db_pool_size"].default
+        pools += int(env.get(f"{name.upper()}_DB_POOL_SIZE", default))
+    # Every pool, as much again for tools and a restarting service, the superuser's reserve.
+    assert int(settings["max_connections"]) >= 2 * pools + 3, settings["max_connections"]
+    limit = memory_bytes(services(compose)["postgres"]["deploy"]["resources"]["limits"]["memory"])
+    shared = memory_bytes(settings["shared_buffers"].lower().removesuffix("b"))
+    assert limit // 8 <= shared <= limit // 3, "shared_buffers: about a quarter of the memory"
+    cache = memory_bytes(settings["effective_cache_size"].lower().removesuffix("b"))
+    assert shared < cache <= limit
+    for name in ("work_mem", "maintenance_work_mem", "max_wal_size"):
+        assert name in settings, name
+    assert memory_bytes(services(compose)["postgres"]["shm_size"]) >= shared
+
+
+def test_kafka_and_postgres_have_time_to_shut_down_cleanly(compose: dict[str, Any]) -> None:
+    """Defect: Docker's 10 s default killed them mid-shutdown: log recovery or WAL replay at
+    the next start."""
+    for name in ("kafka", "postgres"):
+        grace = str(services(compose)[name].get("stop_grace_period", "10s"))
+        seconds = int(grace.removesuffix("s")) if grace.endswith("s") else 60 * int(grace[:-1])
+        assert seconds >= 60, f"{name}: stop_grace_period {grace}"
+    for name in (*APP_SERVICES, "gateway"):
+        assert str(services(compose)[name]["stop_grace_period"]) == "30s", name
+
+
+def test_services_restart_when_they_stop_working(compose: dict[str, Any]) -> None:
+    """Defect: a service whose consumer or relay had died stayed up, unready, forever (compose
+    restarts containers that exit, never unhealthy ones). It now exits (shared.service's
+    watchdog, tests/unit/test_service_watchdog.py); here: each is restarted, and probed on
+    readiness."""
+    import shared.service
+
+    assert shared.service.EXIT_TASK_DIED != 0
+    for name in LONG_RUNNING:
+        service = services(compose)[name]
+        assert service["restart"] == "unless-stopped", name
+        assert "healthcheck" in service, name
+    for name in (*APP_SERVICES, "gateway"):
+        code = services(compose)[name]["healthcheck"]["test"][-1]
+        assert READINESS_PATH in code, f"{name}: the healthcheck reads readiness"
+
+
+def test_the_cluster_id_is_generated_per_host(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Defect: one cluster id committed for every installation."""
+    value = environment(services(compose)["kafka"])["CLUSTER_ID"]
+    assert INTERPOLATION.fullmatch(value) and value.startswith("${KAFKA_CLUSTER_ID:?"), value
+    ids = []
+    for n in range(2):
+        target = tmp_path / str(n) / ".env"
+        target.parent.mkdir()
+        subprocess.run(["bash", str(GENERATE_ENV), str(target)], check=True, capture_output=True)
+        ids.append(read_env_file(target)["KAFKA_CLUSTER_ID"])
+    for cluster_id in ids:
+        # What `kafka-storage.sh random-uuid` prints: 16 bytes, URL-safe base64, no padding.
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", cluster_id), cluster_id
+        padded = cluster_id.replace("-", "+").replace("_", "/") + "=="
+        assert len(base64.b64decode(padded)) == 16
+    assert ids[0] != ids[1]
+    assert env_example()["KAFKA_CLUSTER_ID"] == "", ".env.example commits no id"
+
+
+def requirement_pins() -> dict[str, str]:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    pins = {}
+    for requirement in requirements:
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)(?:\[[^\]]*\])?==([^\s;]+)", requirement)
+        assert match, f"pyproject pins every dependency exactly: {requirement}"
+        pins[canonical(match.group(1))] = match.group(2)
+    return pins
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_images_install_the_python_packages_the_tests_ran_against() -> None:
+    """Defect: `pip install .` resolved every transitive dependency anew at each build."""
+    lines = [
+        line
+        for line in CONSTRAINTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    constraints = {}
+    for line in lines:
+        name, sep, version = line.partition("==")
+        assert sep and re.fullmatch(r"[A-Za-z0-9.+!-]+", version), f"not an exact pin: {line}"
+        constraints[canonical(name)] = version
+    assert "referral-exchange" not in constraints, "the project itself is not a constraint"
+    for name, version in requirement_pins().items():
+        assert constraints.get(name) == version, f"{name}: pyproject {version}, constraints.txt"
+    runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
+    assert any("pip install" in run and "-c constraints.txt" in run for run in runs)
+    copies = [args for keyword, args in dockerfile_instructions() if keyword == "COPY"]
+    assert any("constraints.txt" in copy.split() for copy in copies)
+
+
+# Each image's full version: Kafka and Python major.minor.patch, PostgreSQL major.minor (its
+# full version since 10), then the Debian release where the image has one.
+FULL_VERSION = {
+    "apache/kafka": re.compile(r"\d+\.\d+\.\d+"),
+    "postgres": re.compile(r"\d+\.\d+-bookworm"),
+    "python": re.compile(r"\d+\.\d+\.\d+-slim-bookworm"),
+}
+
+
+def test_images_are_pinned_to_full_version_tags(compose: dict[str, Any]) -> None:
+    """Defect class: a floating tag (`latest`, `15`, `3.11-slim`) changes under a rebuild. No
+    registry of images is reachable from here, so tags are pinned, not digests."""
+    images = [s["image"] for s in services(compose).values() if "build" not in s]
+    images += [args.split()[0] for keyword, args in dockerfile_instructions() if keyword == "FROM"]
+    assert len(images) == 3, images
+    for image in images:
+        repo, tag = image_tag(image)
+        assert repo in FULL_VERSION, f"{image}: which version scheme?"
+        assert tag is not None and FULL_VERSION[repo].fullmatch(tag), f"{image}: a full version"

@@ -93,6 +93,7 @@ def test_notification_refuses_private_webhook_targets_in_production() -> None:
         "kafka_password": strong(),
         "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
         "secrets_key": key(),
+        "smtp_host": "smtp.example.org",
         "allow_private_webhook_targets": "true",
     }
     with pytest.raises(ValueError, match="allow_private_webhook_targets"):
@@ -106,11 +107,45 @@ def test_a_logged_in_smtp_relay_needs_a_real_password_in_production() -> None:
         "kafka_password": strong(),
         "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
         "secrets_key": key(),
+        "smtp_host": "smtp.example.org",
         "smtp_username": "relay",
         "smtp_password": "password",
     }
     with pytest.raises(ValueError, match="smtp_password is a placeholder"):
         NotificationSettings(**values)  # type: ignore[arg-type]
+
+
+def notification(**overrides: str) -> dict[str, str]:
+    values = {
+        "environment": "production",
+        "kafka_username": "notification",
+        "kafka_password": strong(),
+        "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "secrets_key": key(),
+    }
+    return values | overrides
+
+
+@pytest.mark.parametrize(
+    "host", [None, "", "127.0.0.1", "localhost", "::1", "127.0.1.1", "0.0.0.0"]
+)
+def test_production_refuses_an_smtp_relay_that_is_the_service_itself(host: str | None) -> None:
+    """Unset (the default 127.0.0.1) or loopback: in a container nothing listens there."""
+    values = notification() if host is None else notification(smtp_host=host)
+    with pytest.raises(ValueError, match="production mode refuses smtp_host=") as refused:
+        NotificationSettings(**values)  # type: ignore[arg-type]
+    assert "set NOTIFICATION_SMTP_HOST" in str(refused.value)
+
+
+@pytest.mark.parametrize("host", ["smtp.example.org", "relay", "10.0.0.25"])
+def test_production_accepts_a_real_smtp_relay(host: str) -> None:
+    settings = NotificationSettings(**notification(smtp_host=host))  # type: ignore[arg-type]
+    assert settings.smtp_host == host
+
+
+def test_development_keeps_the_local_mail_sink() -> None:
+    values = notification(environment="development")
+    assert NotificationSettings(**values).smtp_host == "127.0.0.1"  # type: ignore[arg-type]
 
 
 def test_weakness_accepts_generated_values() -> None:
