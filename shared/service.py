@@ -32,14 +32,22 @@ from faststream.specification import AsyncAPI
 
 from shared.db import DbConnection
 from shared.db.migrations import migrate_service
-from shared.db.outbox import OutboxRelay
+from shared.db.outbox import OutboxRelay, backlog
 from shared.db.pool import create_pool, ping
 from shared.kafka.broker import create_broker
 from shared.kafka.consumer import Handler, ReliableConsumer, RetryPolicy, Subscription
 from shared.kafka.dead_letters import DeadLetterPublisher
+from shared.kafka.lag import GroupLag
 from shared.kafka.publisher import EventPublisher
 from shared.kafka.replay import replay_registries
 from shared.logging import configure_logging, get_logger
+from shared.metrics import (
+    CONSUMER_LAG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_UNSENT,
+    PERIODIC_JOB_FAILURES,
+    metrics_app,
+)
 from shared.settings import ServiceSettings
 from shared.unit import Unit, open_unit
 
@@ -55,6 +63,7 @@ log = get_logger(__name__)
 READINESS_PATH = "/health/ready"
 LIVENESS_PATH = "/health/live"
 ASYNCAPI_PATH = "/docs/asyncapi"
+METRICS_PATH = "/metrics"
 
 # How often the watchdog looks at the service's long-running tasks, and on how many looks in a
 # row a task must be found dead: FastStream restarts a consume loop that raised from a done
@@ -101,6 +110,8 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
+        self._lag = GroupLag(settings.kafka, name)
+        self.every(settings.metrics_interval_s, "metrics", self.measure)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -153,8 +164,21 @@ class ServiceRuntime:
             try:
                 await job()
             except Exception as exc:
+                PERIODIC_JOB_FAILURES.labels(job=name).inc()
                 log.warning("periodic_job_failed", job=name, error=type(exc).__name__)
             await asyncio.sleep(every)
+
+    async def measure(self) -> None:
+        """The gauges /metrics cannot read by itself: the outbox backlog (this database) and
+        the consumer group's lag (the broker). A service's own gauges are its own jobs."""
+        async with self.pool.acquire() as conn:
+            unsent, oldest_s = await backlog(conn)
+        OUTBOX_UNSENT.set(unsent)
+        OUTBOX_OLDEST_AGE.set(oldest_s)
+        lag = await self._lag.measure()
+        CONSUMER_LAG.clear()  # a topic no longer consumed must not keep its last value
+        for topic, records in lag.items():
+            CONSUMER_LAG.labels(topic=topic).set(records)
 
     # ----- lifecycle hooks -----
 
@@ -225,6 +249,7 @@ class ServiceRuntime:
             await self._relay.stop()
 
     async def after_shutdown(self) -> None:
+        await self._lag.close()
         await self.dead_letters.stop()
         if self._pool is not None:
             await self._pool.close()
@@ -267,7 +292,11 @@ class ServiceRuntime:
 
         return AsgiFastStream(
             self.broker,
-            asgi_routes=[(READINESS_PATH, ready), (LIVENESS_PATH, live)],
+            asgi_routes=[
+                (READINESS_PATH, ready),
+                (LIVENESS_PATH, live),
+                (METRICS_PATH, metrics_app()),
+            ],
             specification=AsyncAPI(
                 self.broker, title=f"Referral Exchange — {self.name}", description=description
             ),

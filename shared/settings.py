@@ -72,6 +72,12 @@ class ServiceSettings(BaseSettings):
     max_message_bytes: int = Field(
         default=1_048_576, ge=1024, description="Inbound messages larger than this are refused."
     )
+    metrics_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often the gauges read from Kafka and the database (consumer lag, "
+        "outbox backlog, queues) are measured for /metrics.",
+    )
 
     def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
         """Name → (value, is a base64 key) of every secret this service holds. Services with

@@ -9,6 +9,7 @@ from shared.contracts import topics
 from shared.service import ServiceRuntime
 from shared.unit import typed_handler
 
+from . import metrics
 from .constants import SOURCE
 from .email import SmtpSettings, send_due
 from .fanout import SILENT, UPSTREAM_TYPES
@@ -59,4 +60,7 @@ smtp = SmtpSettings(
 runtime.every(
     settings.webhook_interval_s, "e-mails", lambda: send_due(runtime.pool, smtp, webhook_policy)
 )
+# The webhook and e-mail queues and the disabled endpoints, for /metrics.
+gauge_units = runtime.units(NotificationStore, SOURCE)
+runtime.every(settings.metrics_interval_s, "delivery-gauges", lambda: metrics.measure(gauge_units))
 app = runtime.asgi_app("Delivers referral events to each agency's inbox topic.")

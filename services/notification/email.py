@@ -28,6 +28,7 @@ from shared.i18n import N_, Language, direction, is_language, translations
 from shared.logging import get_logger
 from shared.unit import Cause, open_unit
 
+from . import metrics
 from .channels import caused_by
 from .constants import SOURCE
 from .email_messages import EMAILS
@@ -156,6 +157,8 @@ async def send_due(
                 topic=topics.NOTIFICATION_DELIVERIES,
                 subject=mail.email_id,
             )
+        outcome = "failed" if status == "pending" else status  # pending again: a retry
+        metrics.DELIVERY_ATTEMPTS.labels(channel="email", outcome=outcome).inc()
         log.info("email_attempt", email_id=mail.email_id, agency_id=mail.agency_id, status=status)
     return len(due)
 

@@ -194,6 +194,20 @@ class NotificationStore:
         the delivery loops do, after the commit)."""
         await batch_scope.write(self._conn, "notifications", notifications, _write_notifications)
 
+    # ----- what /metrics reports (services/notification/metrics.py) -----
+
+    async def delivery_backlog(self) -> dict[str, int]:
+        """Messages waiting to be delivered, per channel (both partial indexes of due rows
+        answer it), and the webhook endpoints disabled."""
+        row = await self._conn.fetchrow(
+            """SELECT (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending') AS webhook,
+                      (SELECT count(*) FROM email_deliveries WHERE status = 'pending') AS email,
+                      (SELECT count(*) FROM webhook_endpoints
+                        WHERE disabled_at IS NOT NULL) AS disabled_endpoints"""
+        )
+        assert row is not None
+        return {k: int(v) for k, v in row.items()}
+
     # ----- webhook deliveries, as the periodic job leases and settles them -----
 
     async def lease_webhooks(self, limit: int, lease: timedelta) -> list[DueWebhook]:

@@ -35,7 +35,7 @@ from shared.contracts.envelope import OutgoingEvent
 from shared.logging import get_logger
 from shared.unit import Cause, open_unit
 
-from . import secret_store
+from . import metrics, secret_store
 from .channels import caused_by
 from .constants import SOURCE
 from .secret_store import SecretsKey
@@ -148,6 +148,7 @@ async def _attempt(
             topic=topics.NOTIFICATION_DELIVERIES,
             subject=delivery.webhook_id,
         )
+    metrics.DELIVERY_ATTEMPTS.labels(channel="webhook", outcome=status).inc()  # committed
     if delivery.disabled_at is None:
         log.info(
             "webhook_attempt",

@@ -22,7 +22,7 @@ from shared.kafka.inbound import InboundEvent, PermanentError
 from shared.logging import get_logger
 from shared.unit import Unit
 
-from . import caseworker, continuity, control, handovers, routing, structural
+from . import caseworker, continuity, control, handovers, metrics, routing, structural
 from . import consent as consent_rules
 from .continuity import support_continues
 from .decisions import CommunityCase, ReferralRow, RoutingPolicy
@@ -454,7 +454,11 @@ class ReferralHandlers:
         )
         out.append((ev.RESPONSE_APPLIED, applied))
         if target in REROUTED_FROM:
-            out += await routing.reroute(store, ref, self._policy)
+            next_attempt = await routing.reroute(store, ref, self._policy)
+            # Counted when applied: a batch whose transaction fails and is applied again
+            # counts it again (rare; the alerts read rates).
+            metrics.REROUTES.inc(any(t == ev.REFERRAL_REQUESTED for t, _ in next_attempt))
+            out += next_attempt
         # The referral's own conversation, not the answer's: a case's events share one.
         announce(unit, out, correlation_id=ref.correlation_id)
         log.info("referral_answered", referral_id=ref.referral_id, to_state=target.value)

@@ -509,6 +509,21 @@ class ReferralStore:
             cancelled_by.value if cancelled_by else None,
         )
 
+    async def count_open_by_state(self) -> dict[str, int]:
+        """Open referrals per state (the partial index of open referrals answers it)."""
+        rows = await self.conn.fetch(
+            """SELECT status, count(*) AS n FROM referrals
+                WHERE status IN ('requested', 'received', 'accepted', 'in_progress', 'on_hold')
+                GROUP BY status"""
+        )
+        return {r["status"]: int(r["n"]) for r in rows}
+
+    async def count_unmet_by_reason(self) -> dict[str, int]:
+        rows = await self.conn.fetch(
+            "SELECT reason, count(*) AS n FROM unmet_needs GROUP BY reason"
+        )
+        return {r["reason"]: int(r["n"]) for r in rows}
+
     async def take_due_deadlines(self, limit: int) -> list[str]:
         """The referrals whose decision deadline has passed, their timers deleted (rows
         another instance holds are skipped)."""

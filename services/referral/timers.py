@@ -12,13 +12,18 @@ from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 
 from shared.contracts import topics
-from shared.contracts.events import REMINDER_DUE, STRUCTURAL_GAP_REPORTED, ReferralReminderDue
+from shared.contracts.events import (
+    REFERRAL_REQUESTED,
+    REMINDER_DUE,
+    STRUCTURAL_GAP_REPORTED,
+    ReferralReminderDue,
+)
 from shared.contracts.events import ReferralState as S
 from shared.contracts.taxonomy import ReasonCode
 from shared.logging import get_logger
 
 from . import consent as consent_rules
-from . import handovers, routing, structural
+from . import handovers, metrics, routing, structural
 from .decisions import RoutingPolicy
 from .handlers import ReferralUnit, announce, decide_waiting
 from .lifecycle import can_expire
@@ -31,6 +36,7 @@ Units = Callable[[], AbstractAsyncContextManager[ReferralUnit]]
 
 async def expire_due(units: Units, policy: RoutingPolicy, limit: int = 100) -> int:
     """Expire what is due (skipping rows another instance holds); return how many."""
+    expired = rerouted = 0
     async with units() as unit:
         due = await unit.stores.take_due_deadlines(limit)
         for referral_id in due:
@@ -40,9 +46,14 @@ async def expire_due(units: Units, policy: RoutingPolicy, limit: int = 100) -> i
             out = await routing.transition(
                 unit.stores, ref, S.EXPIRED, reason=ReasonCode.NO_RESPONSE
             )
-            out += await routing.reroute(unit.stores, ref, policy)
-            announce(unit, out, correlation_id=ref.correlation_id)
+            next_attempt = await routing.reroute(unit.stores, ref, policy)
+            expired += 1
+            rerouted += any(t == REFERRAL_REQUESTED for t, _ in next_attempt)
+            announce(unit, out + next_attempt, correlation_id=ref.correlation_id)
             log.info("referral_expired", referral_id=ref.referral_id, attempt=ref.attempt)
+    # Counted once committed (a unit that failed expired nothing).
+    metrics.DEADLINES_MISSED.inc(expired)
+    metrics.REROUTES.inc(rerouted)
     return len(due) + await remind_due(units, limit=limit)
 
 

@@ -19,6 +19,7 @@ from asyncpg.pool import PoolConnectionProxy
 from shared.contracts.envelope import OutgoingEvent
 from shared.db import DbConnection
 from shared.logging import get_logger
+from shared.metrics import OUTBOX_PUBLISHED
 
 _RELAY_LOCK_ID = 0x0_7B0C  # arbitrary, constant: "outbox relay running" for this database
 _MAX_BACKOFF_S = 30.0
@@ -46,6 +47,20 @@ async def enqueue(conn: DbConnection, events: Sequence[OutgoingEvent]) -> None:
         [json.dumps(dict(e.headers)) for e in events],
         [e.body for e in events],
     )
+
+
+async def backlog(conn: DbConnection) -> tuple[int, float]:
+    """How many rows wait to be sent, and the age in seconds of the oldest (0 when none). Both
+    through the partial index of unsent rows: the oldest is the lowest id still unsent (ids
+    follow the order rows were written)."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT count(*) FROM outbox WHERE sent_at IS NULL) AS unsent,
+                  coalesce(extract(epoch FROM now() - (
+                      SELECT created_at FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT 1
+                  )), 0) AS oldest_s"""
+    )
+    assert row is not None
+    return int(row["unsent"]), float(row["oldest_s"])
 
 
 class OutboxRelay:
@@ -108,6 +123,7 @@ class OutboxRelay:
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
                 [r["id"] for r in rows],
             )
+        OUTBOX_PUBLISHED.inc(len(rows))
         log.debug("outbox_relayed", count=len(rows))
         return len(rows)
 

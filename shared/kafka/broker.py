@@ -12,10 +12,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from faststream.kafka import KafkaBroker
+from faststream.kafka.prometheus.provider import (
+    BatchKafkaMetricsSettingsProvider,
+    KafkaMetricsSettingsProvider,
+)
+from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
 
 from shared.kafka.connection import KafkaConnection
+from shared.metrics import REGISTRY, topic_label
 
 # Logged by FastStream (faststream/kafka/subscriber/usecase.py) at WARNING level each time a
 # subscriber starts with allow_auto_create_topics=False, whether or not a topic is missing.
@@ -30,6 +38,31 @@ class _NoAutoCreateNotice(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != AUTO_CREATE_DISABLED_NOTICE
+
+
+class _BatchLabels(BatchKafkaMetricsSettingsProvider):
+    """FastStream's batch metrics labels, with an agency's topic named by its family (the
+    number of agencies is not a label's to carry)."""
+
+    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        return {**attrs, "destination_name": topic_label(attrs["destination_name"])}
+
+    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
+        return topic_label(super().get_publish_destination_name_from_cmd(cmd))
+
+
+class _RecordLabels(KafkaMetricsSettingsProvider):
+    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        return {**attrs, "destination_name": topic_label(attrs["destination_name"])}
+
+    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
+        return topic_label(super().get_publish_destination_name_from_cmd(cmd))
+
+
+def metrics_labels(msg: object) -> _BatchLabels | _RecordLabels:
+    return _BatchLabels() if isinstance(msg, Sequence) else _RecordLabels()
 
 
 def create_broker(
@@ -52,4 +85,13 @@ def create_broker(
         # A stdlib logger: records then go through the JSON formatter set up in shared.logging.
         logger=logger,
         graceful_timeout=30.0,
+        # faststream_received_messages_total, _processing_time_seconds, published messages…
+        # per handler and topic pattern, on the process's /metrics.
+        middlewares=(
+            PrometheusMiddleware(
+                settings_provider_factory=metrics_labels,
+                registry=REGISTRY,
+                app_name=client_id,
+            ),
+        ),
     )

@@ -58,6 +58,7 @@ from shared.kafka.inbound import (
     tolerant_parser,
 )
 from shared.logging import get_logger, message_context
+from shared.metrics import CONSUMER_BATCH_RECORDS, CONSUMER_BATCH_SECONDS, DEAD_LETTERS
 
 log = get_logger(__name__)
 
@@ -285,8 +286,10 @@ class ReliableConsumer:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         events = [InboundEvent.from_record(r) for r in records]
+        CONSUMER_BATCH_RECORDS.observe(len(events))
         try:
-            await self.process_batch(events)
+            with CONSUMER_BATCH_SECONDS.time():
+                await self.process_batch(events)
         except Exception:
             # Could not even dead-letter (broker away): rewind so the records come back. What
             # the batch applied is in the inbox, so the redelivery skips it.
@@ -509,6 +512,7 @@ class ReliableConsumer:
             log.info("replayed_event_skipped", error=type(error).__name__)
             return False
         await self._dead_letters.publish(event, error)
+        DEAD_LETTERS.labels(error_type=type(error).__name__).inc()
         log.warning(
             "event_dead_lettered",
             dlq=self._dead_letters.topic,
