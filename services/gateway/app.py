@@ -14,6 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Route
 
 from shared.logging import configure_logging, get_logger
+from shared.tracing import configure as configure_tracing
 from shared.web.security_headers import SecurityHeaders, security_headers
 from shared.web.static_files import ROUTE_NAME, StaticFiles
 
@@ -126,4 +127,5 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
 def build() -> tuple[FastAPI, GatewaySettings]:
     settings = GatewaySettings()  # refuses a weak session key in production
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway", settings)
     return gateway_app(settings), settings

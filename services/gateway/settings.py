@@ -9,10 +9,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.secret_policy import weakness
+from shared.tracing import TracingSettings
 from shared.web.throttle import ThrottlePolicy
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_SAMPLE_RATIO
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_", extra="ignore", frozen=True, hide_input_in_errors=True
     )
