@@ -15,6 +15,7 @@ can carry what an agency wrote, and an error's text (PostgreSQL's "Key (...)=(..
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import re
 import time
@@ -24,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import (
-    Link,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -70,6 +70,8 @@ class TracingSettings(BaseSettings):
 
 _tracer: trace.Tracer = trace.get_tracer(INSTRUMENTATION)
 _provider: TracerProvider | None = None
+# The batch span being applied, which links to each of its events' handler spans.
+_batch: contextvars.ContextVar[Span | None] = contextvars.ContextVar("batch_span", default=None)
 
 
 def enabled() -> bool:
@@ -96,8 +98,10 @@ def configure(service: str, settings: TracingSettings) -> bool:
     )
     endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    # Not made the global provider: only this module's spans are recorded, whose attributes it
+    # controls. A library that traces itself once one is set (FastAPI 0.165 does: paths, query
+    # strings, exception messages) stays silent.
     install(provider)
-    trace.set_tracer_provider(provider)
     return True
 
 
@@ -204,6 +208,9 @@ def handling(event: InboundEvent, group: str) -> Iterator[None]:
         record_exception=False,  # its message can quote the input; the type is set below
         set_status_on_exception=False,
     ) as span:
+        batch_span = _batch.get()
+        if batch_span is not None:
+            batch_span.add_link(span.get_span_context())
         try:
             yield
         except BaseException as exc:
@@ -215,30 +222,26 @@ def handling(event: InboundEvent, group: str) -> Iterator[None]:
 def batch(group: str, events: Sequence[InboundEvent]) -> Iterator[None]:
     """The span of one batch's transaction: its statements for all its events (the inbox
     claim, the preload, the outbox insert, the commit) are its children. A trace of its own,
-    linked to each event's trace (each event's handler span is in that one)."""
+    linked to each of its events' handler spans (each in its event's trace)."""
     if _provider is None:
         yield
         return
-    links = []
-    for event in events:
-        attributes = event.attributes
-        parent = parse_traceparent(attributes.traceparent if attributes is not None else None)
-        if parent is not None:
-            links.append(Link(parent))
     with _tracer.start_as_current_span(
         f"{group} batch",
         context=Context(),
         kind=SpanKind.INTERNAL,
-        links=links,
         attributes={"messaging.batch.message_count": len(events)},
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
+        token = _batch.set(span)
         try:
             yield
         except BaseException as exc:
             _failed(span, exc)
             raise
+        finally:
+            _batch.reset(token)
 
 
 def producing(events: Sequence[OutgoingEvent]) -> list[Span]:

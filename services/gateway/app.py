@@ -90,6 +90,9 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
         docs_url=None,  # Swagger UI would load scripts from a CDN; the JSON is the contract
         redoc_url=None,
         lifespan=lifespan,
+        # Its own request spans would record paths, query strings and exception messages (a
+        # console form's input); the API's publishing has its own span (shared.tracing).
+        telemetry={"tracing": False, "logs": False},
     )
     app.include_router(api.router())
     app.include_router(console.router())

@@ -141,8 +141,8 @@ def test_an_event_without_a_traceparent_starts_a_trace_even_inside_a_batch(
     assert first.parent is None, "a new trace, not a child of the batch"
     assert first.context.trace_id not in (batch.context.trace_id, AGENCY_TRACE_ID)
     assert second.context.trace_id == AGENCY_TRACE_ID
-    # the batch links to the traces of its events that came with one
-    assert [link.context.span_id for link in batch.links] == [AGENCY_SPAN_ID]
+    # the batch links to each of its events' spans, in their own traces
+    assert [link.context for link in batch.links] == [first.context, second.context]
 
 
 def test_a_failing_handler_marks_its_span_without_its_message(
