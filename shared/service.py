@@ -49,6 +49,7 @@ from shared.metrics import (
     metrics_app,
 )
 from shared.settings import ServiceSettings
+from shared.tracing import configure as configure_tracing
 from shared.unit import Unit, open_unit
 
 StoresT = TypeVar("StoresT")
@@ -93,6 +94,7 @@ class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, migrations_dir: Path) -> None:
         # First thing: even FastStream's "starting" line must be JSON.
         configure_logging(name, settings.log_level)
+        configure_tracing(name, settings)  # before the pool: its connections are traced
         self.name = name
         self.settings = settings
         self.migrations_dir = migrations_dir

@@ -12,9 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.kafka.connection import KafkaConnection
 from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
+from shared.tracing import TracingSettings
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_SAMPLE_RATIO
     """Settings every service has. Subclasses set ``env_prefix`` and add their own fields."""
 
     # hide_input_in_errors: a bad DATABASE_URL or key must not end up in a log with its secret.

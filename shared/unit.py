@@ -26,6 +26,7 @@ from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.db import DbConnection, batch_scope, outbox
 from shared.kafka.inbound import InboundEvent, PermanentError
+from shared.tracing import current_traceparent
 
 StoresT = TypeVar("StoresT")
 
@@ -81,6 +82,8 @@ class Unit(Generic[StoresT]):
             data=payload,
             correlation_id=correlation_id or self.cause.correlation_id,
             causation_id=self.cause.causation_id,
+            # The emitting span's (a handler's): the next service's span is its child.
+            traceparent=current_traceparent(),
         )
         self.emitted.append(event)
         return event

@@ -21,11 +21,21 @@ from shared.contracts import topics
 from shared.contracts.envelope import EnvelopeError
 from shared.kafka.agency_input import Refusal
 from shared.logging import get_logger
+from shared.tracing import current_traceparent, http_ingress
 
 from .agency_kafka import KafkaRefused, ProducerPool, follow, read_page
 from .auth import Authenticated, Authenticator, Refused
 from .inbox import BadCursor, Cursor
-from .ingress import STRUCTURED, Family, binary_record, check, refusal_body, structured_record
+from .ingress import (
+    STRUCTURED,
+    Family,
+    binary_record,
+    check,
+    incoming_traceparent,
+    refusal_body,
+    structured_record,
+    with_traceparent,
+)
 from .kafka_login import LoginResult
 
 log = get_logger(__name__)
@@ -138,16 +148,24 @@ class Api:
                     [ev.FieldError(field=f, message=m) for f, m in exc.errors],
                 )
                 return JSONResponse(refusal_body(refused), 400)
-            checked = check(family, sender.principal.agency_id, headers, value)
-            if isinstance(checked, Refusal):
-                return JSONResponse(refusal_body(checked), 400)
-            try:
-                await self.producers.publish(sender.connection, checked.record)
-            except KafkaRefused as exc:
-                log.warning(
-                    "gateway_publish_refused", agency_id=sender.principal.agency_id, error=str(exc)
-                )
-                raise HTTPException(403, "the exchange refused to publish for this user") from exc
+            # The request's span continues the sender's trace; the record carries it on.
+            traced = incoming_traceparent(headers, request.headers.get("traceparent"))
+            with http_ingress(f"POST /v1/{family.value}", traced):
+                headers = with_traceparent(headers, current_traceparent())
+                checked = check(family, sender.principal.agency_id, headers, value)
+                if isinstance(checked, Refusal):
+                    return JSONResponse(refusal_body(checked), 400)
+                try:
+                    await self.producers.publish(sender.connection, checked.record)
+                except KafkaRefused as exc:
+                    log.warning(
+                        "gateway_publish_refused",
+                        agency_id=sender.principal.agency_id,
+                        error=str(exc),
+                    )
+                    raise HTTPException(
+                        403, "the exchange refused to publish for this user"
+                    ) from exc
             log.info(
                 "gateway_published",
                 agency_id=sender.principal.agency_id,

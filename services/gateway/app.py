@@ -14,6 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.routing import Route
 
 from shared.logging import configure_logging, get_logger
+from shared.tracing import configure as configure_tracing
 from shared.web.security_headers import SecurityHeaders, security_headers
 from shared.web.static_files import ROUTE_NAME, StaticFiles
 
@@ -90,6 +91,9 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
         docs_url=None,  # Swagger UI would load scripts from a CDN; the JSON is the contract
         redoc_url=None,
         lifespan=lifespan,
+        # Its own request spans would record paths, query strings and exception messages (a
+        # console form's input); the API's publishing has its own span (shared.tracing).
+        telemetry={"tracing": False, "logs": False},
     )
     app.include_router(api.router())
     app.include_router(console.router())
@@ -127,4 +131,5 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
 def build() -> tuple[FastAPI, GatewaySettings]:
     settings = GatewaySettings()  # refuses a weak session key in production
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway", settings)
     return gateway_app(settings), settings

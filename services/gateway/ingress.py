@@ -25,6 +25,8 @@ from shared.kafka.agency_messages import (
     read_submission,
 )
 from shared.kafka.inbound import InboundEvent
+from shared.tracing import HEADER as TRACEPARENT
+from shared.tracing import parse_traceparent
 
 STRUCTURED = "application/cloudevents+json"
 # Structured-mode members that are not attributes (the data) or are named otherwise in Kafka.
@@ -111,6 +113,32 @@ def structured_record(body: bytes) -> tuple[list[tuple[str, bytes]], bytes]:
             headers.append(("ce_" + name.lower(), value.encode()))
     data = json.dumps(document.get("data"), ensure_ascii=False, separators=(",", ":"))
     return headers, data.encode()
+
+
+def incoming_traceparent(
+    headers: list[tuple[str, bytes]], http_traceparent: str | None
+) -> str | None:
+    """The trace the message continues: its own ``traceparent`` attribute (``ce-traceparent``
+    in binary mode, the ``traceparent`` member in structured mode), else the request's W3C
+    ``traceparent`` header (what HTTP clients' tracing sends); None: it starts one."""
+    own = next((v for k, v in headers if k == TRACEPARENT), None)
+    if own is not None:
+        return own.decode("utf-8", "replace")
+    return http_traceparent
+
+
+def with_traceparent(
+    headers: list[tuple[str, bytes]], traceparent: str | None
+) -> list[tuple[str, bytes]]:
+    """``headers`` carrying ``traceparent`` (the gateway's span, a child of the incoming
+    trace). Unchanged when there is none, or when the sender's own is malformed: that is
+    refused as its consumer would refuse it, not silently replaced."""
+    own = next((v for k, v in headers if k == TRACEPARENT), None)
+    if traceparent is None or (
+        own is not None and parse_traceparent(own.decode("utf-8", "replace")) is None
+    ):
+        return headers
+    return [(k, v) for k, v in headers if k != TRACEPARENT] + [(TRACEPARENT, traceparent.encode())]
 
 
 def _key(family: Family, ce_type: str | None, value: bytes) -> bytes | None:

@@ -10,10 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
+from shared.tracing import TracingSettings
 from shared.web.throttle import ThrottlePolicy
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_SAMPLE_RATIO
     # secrets_dir: under compose the session key is the file /run/secrets/gateway_session_key.
     model_config = SettingsConfigDict(
         env_prefix="GATEWAY_",

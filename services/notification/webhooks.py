@@ -29,6 +29,7 @@ import asyncpg
 import httpx
 from pydantic import SecretStr
 
+from shared import tracing
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.contracts.envelope import OutgoingEvent
@@ -103,7 +104,10 @@ async def deliver_due(
     secrets = secret_store.opened(key, {d.agency_id: d.secrets for d in due})
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
         for delivery in due:
-            await _attempt(pool, policy, client, delivery, secrets.get(delivery.agency_id, []))
+            # A span per attempt, a child of the inbox event's: the request carries it in its
+            # traceparent header, the attempt's report on notification.deliveries.v1 too.
+            with tracing.webhook_request(delivery.payload):
+                await _attempt(pool, policy, client, delivery, secrets.get(delivery.agency_id, []))
     return len(due)
 
 
@@ -138,6 +142,7 @@ async def _attempt(
             target_refusal, delivery.url, policy.allow_private_targets
         )
         tried = await _post(client, delivery, secrets, refusal.error if refusal else None)
+    tracing.http_outcome(tried.http_status, tried.error)
     # The outcome and its report on notification.deliveries.v1: one unit, one transaction.
     cause = Cause(causation_id=delivery.notification_id)
     async with open_unit(pool.acquire(), NotificationStore, SOURCE, cause) as unit:
@@ -188,6 +193,9 @@ async def _post(
                     "webhook-timestamp": str(timestamp),
                     "webhook-signature": signatures,
                     "content-type": "application/json",
+                    # Not signed (the signature covers the body, whose traceparent member is
+                    # the inbox event's): for the receiver's own HTTP tracing.
+                    **tracing.traceparent_header(),
                 },
             )
             status = response.status_code

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from shared.tracing import instrument_connection
+
 # asyncpg prepares every statement; after five runs PostgreSQL may keep one generic plan for it.
 # A plan made while a table was still empty (a fresh database) is a sequential scan, and it stayed
 # in use while the table grew until an autovacuum ANALYZE happened to invalidate it: make bench
@@ -30,6 +32,7 @@ async def create_pool(dsn: str, max_size: int) -> asyncpg.Pool:
         command_timeout=30,
         server_settings=SERVER_SETTINGS,
         reset=_keep_session,
+        init=instrument_connection,  # statement spans, when tracing is on
     )
     if pool is None:  # asyncpg types allow it; it happens only with an unusual init hook
         raise RuntimeError("could not create the PostgreSQL pool")

@@ -45,6 +45,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from shared import tracing
 from shared.contracts.envelope import EnvelopeError
 from shared.contracts.topics import TopicFamily
 from shared.db import DbConnection, inbox
@@ -413,7 +414,7 @@ class ReliableConsumer:
             if not await inbox.claim(conn, self.group, event.event_id, event.topic):
                 log.info("event_duplicate_skipped")
                 return
-            await handler(event, conn)
+            await self._handle(handler, event, conn)
             await scope.flush()
         log.debug("event_processed", ce_type=_ce_type(event))
 
@@ -422,10 +423,16 @@ class ReliableConsumer:
         trips per event, and handlers rarely fail); if a handler fails, that transaction is
         rolled back and the batch applied again with a savepoint per event, the failed event
         taken as failed with the same error (not run twice: its tries stay bounded)."""
-        try:
-            return await self._apply_in_one_transaction(admitted, None)
-        except _HandlerFailed as failure:
-            return await self._apply_in_one_transaction(admitted, failure)
+        with tracing.batch(self.group, [event for _, event in admitted]):
+            try:
+                return await self._apply_in_one_transaction(admitted, None)
+            except _HandlerFailed as failure:
+                return await self._apply_in_one_transaction(admitted, failure)
+
+    async def _handle(self, handler: Handler, event: InboundEvent, conn: DbConnection) -> None:
+        """Run the handler in the event's own span (shared.tracing.handling)."""
+        with tracing.handling(event, self.group):
+            await handler(event, conn)
 
     async def _apply_in_one_transaction(
         self, admitted: Sequence[Admitted], failed: _HandlerFailed | None
@@ -471,13 +478,13 @@ class ReliableConsumer:
                         continue
                     try:
                         if not savepoints:
-                            await handler(event, conn)
+                            await self._handle(handler, event, conn)
                         elif failed is not None and index == failed.index:
                             raise failed.error
                         else:
                             async with conn.transaction():  # a savepoint
                                 try:
-                                    await handler(event, conn)
+                                    await self._handle(handler, event, conn)
                                 except BaseException:
                                     scope.discard()  # what it deferred goes with its savepoint
                                     raise

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
 
+from shared import tracing
 from shared.contracts.envelope import OutgoingEvent
 
 
@@ -15,16 +16,23 @@ class EventPublisher:
         self._broker = broker
 
     async def publish_batch(self, events: Sequence[OutgoingEvent]) -> None:
-        """Send all, then wait for every acknowledgement; raises if any send failed."""
-        futures = [
-            await self._broker.publish(
-                e.body,
-                topic=e.topic,
-                key=e.key.encode(),
-                headers=dict(e.headers),
-                correlation_id=e.headers.get("ce_correlationid"),
-                no_confirm=True,
-            )
-            for e in events
-        ]
-        await asyncio.gather(*futures)
+        """Send all, then wait for every acknowledgement; raises if any send failed. Each send
+        is a span, a child of the span that emitted the event, ended once acknowledged."""
+        spans = tracing.producing(events)
+        try:
+            futures = [
+                await self._broker.publish(
+                    e.body,
+                    topic=e.topic,
+                    key=e.key.encode(),
+                    headers=dict(e.headers),
+                    correlation_id=e.headers.get("ce_correlationid"),
+                    no_confirm=True,
+                )
+                for e in events
+            ]
+            await asyncio.gather(*futures)
+        except BaseException as exc:
+            tracing.end_all(spans, exc)
+            raise
+        tracing.end_all(spans)
