@@ -86,7 +86,7 @@ def test_evidence_settings_are_checked_against_evidence_s_floor(
     monkeypatch.setenv("EVIDENCE_DATABASE_URL", "postgresql://e:p@h:1/d")
     monkeypatch.setenv("EVIDENCE_DASHBOARD_SESSION_KEY", "x" * 44)
     monkeypatch.setenv("EVIDENCE_INBOX_KEEP_DAYS", "30")
-    with pytest.raises(ValidationError, match="evidence.dlq.v1"):
+    with pytest.raises(ValidationError, match=r"evidence\.dlq\.v1"):
         EvidenceSettings()  # type: ignore[call-arg]
 
 
