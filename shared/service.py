@@ -30,10 +30,12 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.factories.asyncapi.route import AsyncAPIRoute
 from faststream.specification import AsyncAPI
 
+from shared.contracts.topics import Owner
 from shared.db import DbConnection
 from shared.db.migrations import migrate_service
 from shared.db.outbox import OutboxRelay, backlog
 from shared.db.pool import create_pool, ping
+from shared.db.pruning import PrunePolicy, prune
 from shared.kafka.broker import create_broker
 from shared.kafka.consumer import Handler, ReliableConsumer, RetryPolicy, Subscription
 from shared.kafka.dead_letters import DeadLetterPublisher
@@ -114,6 +116,15 @@ class ServiceRuntime:
         self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
         self._lag = GroupLag(settings.kafka, name)
         self.every(settings.metrics_interval_s, "metrics", self.measure)
+        # Sent outbox rows and old inbox claims are pruned in the background (decision 29).
+        policy = PrunePolicy.of(
+            Owner(name),
+            outbox_keep_sent_days=settings.outbox_keep_sent_days,
+            inbox_keep_days=settings.inbox_keep_days,
+            batch_size=settings.prune_batch_size,
+            pause_s=settings.prune_pause_s,
+        )
+        self.every(settings.prune_interval_s, "prune", lambda: prune(self.pool, policy))
 
     @property
     def pool(self) -> asyncpg.Pool:

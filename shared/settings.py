@@ -10,6 +10,7 @@ from pydantic import Field, PostgresDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kafka.connection import KafkaConnection
+from shared.retention import inbox_keep, service_of_prefix
 from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
 from shared.tracing import TracingSettings
@@ -79,6 +80,35 @@ class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
         description="How often the gauges read from Kafka and the database (consumer lag, "
         "outbox backlog, queues) are measured for /metrics.",
     )
+    # ----- pruning of the outbox and the inbox (decision 29) -----
+    outbox_keep_sent_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="Sent outbox rows are kept this long (diagnosis), then pruned; unsent "
+        "rows never are.",
+    )
+    inbox_keep_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Inbox claims are kept this long; unset: as long as a redelivery can come "
+        "(longest retention consumed + dead-letter topic's + 2 segment rolls). Never shorter.",
+    )
+    prune_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often sent outbox rows and old claims are pruned."
+    )
+    prune_batch_size: int = Field(
+        default=1000, ge=1, le=50_000, description="Rows deleted per short transaction."
+    )
+    prune_pause_s: float = Field(
+        default=0.2, ge=0, description="Pause between two pruning batches."
+    )
+
+    @model_validator(mode="after")
+    def _inbox_keeps_claims_while_redeliveries_can_come(self) -> Self:
+        service = service_of_prefix(str(self.model_config.get("env_prefix", "")))
+        if service is not None:
+            inbox_keep(service, self.inbox_keep_days)  # raises, naming the floor and why
+        return self
 
     def secrets_to_check(self) -> dict[str, tuple[str | None, bool]]:
         """Name → (value, is a base64 key) of every secret this service holds. Services with
