@@ -37,22 +37,26 @@ class GroupLag:
 
     def __init__(self, kafka: KafkaConnection, group: str) -> None:
         self.group = group
-        self._admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id=f"{group}-lag")
-        self._reader = AIOKafkaConsumer(**kafka.client_kwargs(), client_id=f"{group}-lag")
-        self._started = False
+        self._kafka = kafka
+        # Made at the first measurement: aiokafka's clients need the running event loop.
+        self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
 
     async def measure(self) -> dict[str, int]:
-        if not self._started:
-            await self._admin.start()
-            await self._reader.start()
-            self._started = True
-        offsets = await self._admin.list_consumer_group_offsets(self.group)
+        if self._clients is None:
+            kwargs = {**self._kafka.client_kwargs(), "client_id": f"{self.group}-lag"}
+            admin, reader = AIOKafkaAdminClient(**kwargs), AIOKafkaConsumer(**kwargs)
+            await admin.start()
+            await reader.start()
+            self._clients = (admin, reader)
+        admin, reader = self._clients
+        offsets = await admin.list_consumer_group_offsets(self.group)
         committed = {tp: meta.offset for tp, meta in offsets.items()}
-        ends = await self._reader.end_offsets(list(committed)) if committed else {}
+        ends = await reader.end_offsets(list(committed)) if committed else {}
         return lag_by_topic(committed, ends)
 
     async def close(self) -> None:
-        if self._started:
-            await self._reader.stop()
-            await self._admin.close()
-            self._started = False
+        if self._clients is not None:
+            admin, reader = self._clients
+            self._clients = None
+            await reader.stop()
+            await admin.close()

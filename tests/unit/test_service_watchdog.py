@@ -41,7 +41,7 @@ def runtime(monkeypatch: pytest.MonkeyPatch) -> ServiceRuntime:
     server = FakeServer(None)
     monkeypatch.setattr(shared.service, "_server", server)
     settings = ServiceSettings(database_url="postgresql://svc:pw@127.0.0.1:5432/svc")  # type: ignore[arg-type]
-    rt = ServiceRuntime("svc", settings, Path("/nonexistent"))
+    rt = ServiceRuntime("intake", settings, Path("/nonexistent"))  # a service of the catalogue
     rt.broker = SimpleNamespace(subscribers=[])  # type: ignore[assignment]
     return rt
 
