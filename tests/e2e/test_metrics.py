@@ -17,7 +17,7 @@ from tests import factories as f
 from tests.e2e.conftest import RunningService
 from tests.e2e.kafka_helpers import collect, data_of, headers_of
 from tests.e2e.personal_data import MARK, PERSONAL
-from tests.e2e.test_walking_skeleton import _directory
+from tests.e2e.test_tracing import _directory
 
 pytestmark = pytest.mark.e2e
 
@@ -54,6 +54,7 @@ async def test_the_metrics_move_as_a_submission_flows_and_name_no_one(
     services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     intake, referral, notification = (services[n] for n in ("intake", "referral", "notification"))
+    # test_tracing's directory: walking-skeleton's records its listing for that module's log test.
     referrer, provider, listing = await _directory(kafka, database_urls)
     before = {name: _scrape(s)[1] for name, s in services.items()}
 
