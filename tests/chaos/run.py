@@ -184,6 +184,18 @@ async def run(plan: Plan, log_dir: Path) -> Report:
         "REFERRAL_TIMER_INTERVAL_S": "1",
         # Structural gaps counted every 2 s, not every minute: a short run sees its report.
         "REFERRAL_STRUCTURAL_INTERVAL_S": "2",
+        # Sent outbox rows pruned a second after they are sent, while the relay publishes and
+        # two referral instances prune at once (decision 29): the invariants cover pruning.
+        # (Inbox claims cannot be pruned this soon: their window is 74 days, by design.)
+        **{
+            f"{svc.upper()}_{name}": value
+            for svc in ("intake", "referral", "notification")
+            for name, value in (
+                ("OUTBOX_KEEP_SENT_DAYS", "0"),
+                ("PRUNE_INTERVAL_S", "1"),
+                ("PRUNE_BATCH_SIZE", "50"),
+            )
+        },
     }
     processes = _processes(log_dir, extra)
     started = time.monotonic()
