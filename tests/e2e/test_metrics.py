@@ -15,9 +15,9 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
+from tests.e2e.directory import directory
 from tests.e2e.kafka_helpers import collect, data_of, headers_of
 from tests.e2e.personal_data import MARK, PERSONAL
-from tests.e2e.test_tracing import _directory
 
 pytestmark = pytest.mark.e2e
 
@@ -54,8 +54,7 @@ async def test_the_metrics_move_as_a_submission_flows_and_name_no_one(
     services: dict[str, RunningService], kafka: KafkaConnection, database_urls: dict[str, str]
 ) -> None:
     intake, referral, notification = (services[n] for n in ("intake", "referral", "notification"))
-    # test_tracing's directory: walking-skeleton's records its listing for that module's log test.
-    referrer, provider, listing = await _directory(kafka, database_urls)
+    referrer, provider, listing = await directory(kafka, database_urls)
     before = {name: _scrape(s)[1] for name, s in services.items()}
 
     submission = f.submission(
@@ -74,12 +73,10 @@ async def test_the_metrics_move_as_a_submission_flows_and_name_no_one(
         now = _scrape(service)[1]
         return _total(now, name, **labels) > _total(before[service.name], name, **labels)
 
-    # intake consumed the agency's topic (labelled by its family) and relayed its case event
-    await _until(
-        lambda: moved(
-            intake, "faststream_received_messages_total", handler="agency.*.submissions.v1"
-        )
-    )
+    # intake consumed the submission and relayed its case event. (FastStream labels a batch by
+    # its first record's topic, which may be another topic's: the total is what is checked;
+    # that no agency topic is named is checked at the end.)
+    await _until(lambda: moved(intake, "faststream_received_messages_total"))
     await _until(lambda: moved(intake, "refex_outbox_published_total"))
     # referral applied a batch, relayed the referral, and has one more open referral
     await _until(lambda: moved(referral, "refex_consumer_batch_records_count"))

@@ -28,10 +28,10 @@ from shared.kafka.oneshot import publish_events
 from shared.tracing import parse_traceparent
 from tests import factories as f
 from tests.e2e.conftest import RunningService
-from tests.e2e.kafka_helpers import collect, headers_of, register_agency_access
+from tests.e2e.directory import directory as _directory
+from tests.e2e.kafka_helpers import collect, headers_of
 from tests.e2e.personal_data import PERSONAL, leaks_in
 from tests.e2e.test_gateway import _http_agency, binary
-from tests.e2e.test_walking_skeleton import _eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -136,35 +136,6 @@ def receiver() -> Iterator[OtlpReceiver]:
     finally:
         RECEIVER.server.shutdown()
         RECEIVER.server.server_close()
-
-
-async def _directory(
-    kafka: KafkaConnection, urls: dict[str, str]
-) -> tuple[str, str, ev.ServiceListing]:
-    """A referrer and a provider with a listing in a district of its own, known to referral
-    and notification (as test_walking_skeleton's, without its bookkeeping of logged ids)."""
-    referrer, provider = f.unique("iom"), f.unique("ngo")
-    listing = f.listing(provider, service_areas=[f.unique_area()])
-    for agency_id in (referrer, provider):
-        await register_agency_access(kafka, agency_id)
-    await publish_events(
-        kafka,
-        [
-            f.agency_event(f.agency(referrer, ev.AgencyType.UN_AGENCY)),
-            f.agency_event(f.agency(provider)),
-            f.listing_event(listing),
-        ],
-    )
-    assert await _eventually(
-        "SELECT 1 FROM listings WHERE service_id = $1", listing.service_id, dsn=urls["referral"]
-    )
-    assert await _eventually(
-        "SELECT count(*) = 2 FROM agencies WHERE agency_id IN ($1, $2)",
-        referrer,
-        provider,
-        dsn=urls["notification"],
-    )
-    return referrer, provider, listing
 
 
 def _kinds(spans: list[ExportedSpan], service: str) -> set[int]:

@@ -3,13 +3,10 @@ submission → intake (case event via outbox) → referral (match) → notificat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import urllib.request
-from typing import Any
 
-import asyncpg
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -20,12 +17,12 @@ from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
 from tests import factories as f
 from tests.e2e.conftest import RunningService
+from tests.e2e.directory import directory, eventually
 from tests.e2e.kafka_helpers import (
     collect,
     data_of,
     headers_of,
     read_past_sentinel,
-    register_agency_access,
     subject_is,
 )
 from tests.e2e.personal_data import PERSONAL, leaks_in
@@ -48,48 +45,13 @@ def _submission_event(submission: ev.CaseSubmission) -> OutgoingEvent:
     return sent
 
 
-async def _eventually(query: str, *args: Any, dsn: str, timeout: float = 30) -> Any:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (value := await conn.fetchval(query, *args)) in (None, 0, False):
-            if asyncio.get_running_loop().time() > deadline:
-                return value
-            await asyncio.sleep(0.2)
-        return value
-    finally:
-        await conn.close()
+_eventually = eventually
 
 
 async def _directory(
     kafka: KafkaConnection, urls: dict[str, str]
 ) -> tuple[str, str, ev.ServiceListing]:
-    """A referring agency, a provider with one listing covering a district no other test uses
-    (so tests cannot match each other's listings); returns once both services know them."""
-    referrer, provider = f.unique("iom"), f.unique("ngo")
-    listing = f.listing(provider, service_areas=[f.unique_area()])
-    listed = f.listing_event(listing)
-    LISTED.append(listed.event_id)
-    for agency_id in (referrer, provider):  # as `refex platform register-agency` does
-        await register_agency_access(kafka, agency_id)
-    await publish_events(
-        kafka,
-        [
-            f.agency_event(f.agency(referrer, ev.AgencyType.UN_AGENCY)),
-            f.agency_event(f.agency(provider)),
-            listed,
-        ],
-    )
-    assert await _eventually(
-        "SELECT 1 FROM listings WHERE service_id = $1", listing.service_id, dsn=urls["referral"]
-    )
-    assert await _eventually(
-        "SELECT count(*) = 2 FROM agencies WHERE agency_id IN ($1, $2)",
-        referrer,
-        provider,
-        dsn=urls["notification"],
-    )
-    return referrer, provider, listing
+    return await directory(kafka, urls, LISTED)
 
 
 async def test_submission_reaches_the_recipient_agency_inbox(
