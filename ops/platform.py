@@ -37,7 +37,7 @@ from shared.secret_files import environ_or_file
 from shared.secret_policy import weakness
 
 from . import dead_letter_replay as dlq
-from . import kafka_access
+from . import kafka_access, platform_status
 from .access_policy import (
     SERVICES,
     InvalidMemberName,
@@ -451,6 +451,36 @@ def replay_dead_letters(
         original_topic=original_topic,
         dry_run=dry_run,
     )
+
+
+@app.command("status")
+def status(
+    service_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service-url",
+            help="SERVICE=URL of a service's HTTP endpoints (repeatable); defaults: "
+            f"{platform_status.URLS_VARIABLE}, else make run's ports.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> None:
+    """The platform at a glance: per service its lag, outbox backlog and dead letters, per
+    agency a disabled webhook endpoint, deliveries given up and referrals past their deadline.
+    Exit code 1 when something needs attention (listed last), so a script can page on it."""
+    try:
+        urls = platform_status.service_urls(service_url or [])
+    except ValueError as exc:
+        err_console.print(f"[red]--service-url / {platform_status.URLS_VARIABLE}:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    report = run(platform_status.gather(connect(bootstrap), urls))
+    if as_json:
+        console.print_json(data=report.as_json())
+    else:
+        platform_status.render(report, console)
+    if platform_status.problems(report):
+        raise typer.Exit(1)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -67,6 +67,11 @@ READINESS_PATH = "/health/ready"
 LIVENESS_PATH = "/health/live"
 ASYNCAPI_PATH = "/docs/asyncapi"
 METRICS_PATH = "/metrics"
+# What `refex platform status` reads from each service (JSON): readiness, the outbox backlog and
+# what the service knows per agency. Agency ids and counts only, never a case or a person.
+STATUS_PATH = "/status"
+# A service's figures per agency for /status: agency id → figure name → value.
+AgencyStatus = dict[str, dict[str, Any]]
 
 # How often the watchdog looks at the service's long-running tasks, and on how many looks in a
 # row a task must be found dead: FastStream restarts a consume loop that raised from a done
@@ -114,6 +119,7 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
+        self._agency_status: Callable[[], Awaitable[AgencyStatus]] | None = None
         self._lag = GroupLag(settings.kafka, name)
         self.every(settings.metrics_interval_s, "metrics", self.measure)
         # Sent outbox rows and old inbox claims are pruned in the background (decision 29).
@@ -171,6 +177,11 @@ class ServiceRuntime:
         """Run ``job`` every ``interval_s`` seconds while the service runs (e.g. due timers).
         A failing run is logged and the next one comes as usual."""
         self._periodic.append((name, job, interval_s))
+
+    def report_by_agency(self, job: Callable[[], Awaitable[AgencyStatus]]) -> None:
+        """What /status shows per agency (e.g. overdue referrals, disabled channels): ``job``
+        runs at each request, so an operator sees the database as it is now."""
+        self._agency_status = job
 
     async def _repeat(self, name: str, job: Callable[[], Awaitable[object]], every: float) -> None:
         while True:
@@ -282,6 +293,21 @@ class ServiceRuntime:
         relay_ok = self._relay is None or self._relay.running
         return {"kafka": bool(kafka_ok), "database": await database_ok(), "outbox_relay": relay_ok}
 
+    async def status(self) -> dict[str, Any]:
+        """/status: readiness, the outbox backlog and the figures per agency. The consumer
+        group's lag and the dead letters are read from the broker by the status command itself,
+        so that a service that is down still shows them."""
+        checks = await self.readiness()
+        report: dict[str, Any] = {"service": self.name, "ready": all(checks.values())}
+        report["checks"] = checks
+        if not checks["database"]:
+            return report
+        async with self.pool.acquire() as conn:
+            unsent, oldest_s = await backlog(conn)
+        report["outbox"] = {"unsent": unsent, "oldest_unsent_age_s": round(oldest_s, 1)}
+        report["agencies"] = await self._agency_status() if self._agency_status else {}
+        return report
+
     def asgi_app(
         self, description: str, mounts: Mapping[str, ASGIApp] | None = None
     ) -> AsgiFastStream | PrefixMounts:
@@ -299,6 +325,11 @@ class ServiceRuntime:
             body = json.dumps({"service": self.name, "ready": status == 200, "checks": checks})
             return AsgiResponse(body.encode(), status, {"content-type": "application/json"})
 
+        @get(description="Readiness, outbox backlog and figures per agency, for operators.")
+        async def status(scope: Any) -> AsgiResponse:
+            body = json.dumps(await self.status(), default=str)
+            return AsgiResponse(body.encode(), 200, {"content-type": "application/json"})
+
         @get(description="200 while the process runs.")
         async def live(scope: Any) -> AsgiResponse:
             return AsgiResponse(b'{"live": true}', 200, {"content-type": "application/json"})
@@ -309,6 +340,7 @@ class ServiceRuntime:
                 (READINESS_PATH, ready),
                 (LIVENESS_PATH, live),
                 (METRICS_PATH, metrics_app()),
+                (STATUS_PATH, status),
             ],
             specification=AsyncAPI(
                 self.broker, title=f"Referral Exchange — {self.name}", description=description

@@ -3,7 +3,8 @@
 # ports (so a running `make run` is not disturbed), torn down afterwards whatever happens.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export REFEX_LOCAL_DIR="$REPO_ROOT/.local/test"
+# REFEX_TEST_LOCAL_DIR: a second run from the same checkout needs its own (with its own ports).
+export REFEX_LOCAL_DIR="${REFEX_TEST_LOCAL_DIR:-$REPO_ROOT/.local/test}"
 export REFEX_KAFKA_PORT="${REFEX_TEST_KAFKA_PORT:-29092}"
 export REFEX_KAFKA_CONTROLLER_PORT="${REFEX_TEST_KAFKA_CONTROLLER_PORT:-29093}"
 export REFEX_PG_PORT="${REFEX_TEST_PG_PORT:-25432}"

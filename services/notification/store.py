@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shared.contracts import events as ev
 from shared.db import DbConnection, batch_scope
@@ -207,6 +207,39 @@ class NotificationStore:
         )
         assert row is not None
         return {k: int(v) for k, v in row.items()}
+
+    async def channels_by_agency(self, failed_within: timedelta) -> dict[str, dict[str, Any]]:
+        """Per agency with a channel or a delivery: its webhook endpoint disabled (why, since
+        when), deliveries waiting, and those given up within ``failed_within`` (for
+        `refex platform status`)."""
+        rows = await self._conn.fetch(
+            """WITH deliveries AS (
+                 SELECT agency_id, status, created_at FROM webhook_deliveries
+                  WHERE status = 'pending' OR created_at > now() - $1::interval
+                 UNION ALL
+                 SELECT agency_id, status, created_at FROM email_deliveries
+                  WHERE status = 'pending' OR created_at > now() - $1::interval),
+               counted AS (
+                 SELECT agency_id, count(*) FILTER (WHERE status = 'pending') AS pending,
+                        count(*) FILTER (WHERE status IN ('exhausted', 'endpoint_disabled'))
+                          AS given_up
+                   FROM deliveries GROUP BY agency_id)
+               SELECT agency_id, e.disabled_at, e.disabled_reason,
+                      coalesce(c.pending, 0) AS pending, coalesce(c.given_up, 0) AS given_up
+                 FROM counted c FULL JOIN (
+                   SELECT agency_id, disabled_at, disabled_reason FROM webhook_endpoints
+                    WHERE disabled_at IS NOT NULL) e USING (agency_id)""",
+            failed_within,
+        )
+        return {
+            r["agency_id"]: {
+                "webhook_disabled_at": r["disabled_at"].isoformat() if r["disabled_at"] else None,
+                "webhook_disabled_reason": r["disabled_reason"],
+                "deliveries_pending": int(r["pending"]),
+                "deliveries_given_up": int(r["given_up"]),
+            }
+            for r in rows
+        }
 
     # ----- webhook deliveries, as the periodic job leases and settles them -----
 

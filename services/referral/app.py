@@ -8,7 +8,7 @@ from shared.contracts import topics
 from shared.service import ServiceRuntime
 from shared.unit import raw_handler, typed_handler
 
-from . import metrics
+from . import metrics, status
 from .decisions import RoutingPolicy
 from .handlers import SOURCE, ReferralHandlers
 from .settings import ReferralSettings
@@ -100,6 +100,8 @@ runtime.every(
 runtime.every(settings.timer_interval_s, "consent-expiry", lambda: expire_consents(units))
 # Open referrals by state and unmet needs by reason, for /metrics.
 runtime.every(settings.metrics_interval_s, "referral-gauges", lambda: metrics.measure(units))
+# Referrals waiting and deadlines missed per agency, for `refex platform status`.
+runtime.report_by_agency(lambda: status.by_agency(units))
 app = runtime.asgi_app(
     "Matches case needs to directory services and tracks each referral "
     "through its lifecycle, deadlines and re-routing."

@@ -19,7 +19,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.contracts import events as ev
@@ -517,6 +517,36 @@ class ReferralStore:
                 GROUP BY status"""
         )
         return {r["status"]: int(r["n"]) for r in rows}
+
+    async def deadlines_by_agency(self, missed_within: timedelta) -> dict[str, dict[str, int]]:
+        """Per recipient agency: referrals waiting for its answer, those of them past their
+        deadline (the deadline job has not expired them yet: it is behind or failing), and the
+        deadlines it missed within ``missed_within`` (for `refex platform status`)."""
+        rows = await self.conn.fetch(
+            """WITH waiting AS (
+                 SELECT recipient_agency_id AS agency_id, count(*) AS awaiting_answer,
+                        count(*) FILTER (WHERE respond_by < now()) AS past_deadline
+                   FROM referrals
+                  WHERE status IN ('requested', 'received') AND recipient_agency_id IS NOT NULL
+                  GROUP BY 1),
+               missed AS (
+                 SELECT r.recipient_agency_id AS agency_id, count(*) AS deadlines_missed
+                   FROM referral_transitions t JOIN referrals r USING (referral_id)
+                  WHERE t.to_state = 'expired' AND t.at > now() - $1::interval
+                    AND r.recipient_agency_id IS NOT NULL
+                  GROUP BY 1)
+               SELECT agency_id, coalesce(w.awaiting_answer, 0) AS awaiting_answer,
+                      coalesce(w.past_deadline, 0) AS past_deadline,
+                      coalesce(m.deadlines_missed, 0) AS deadlines_missed
+                 FROM waiting w FULL JOIN missed m USING (agency_id)""",
+            missed_within,
+        )
+        return {
+            r["agency_id"]: {
+                k: int(r[k]) for k in ("awaiting_answer", "past_deadline", "deadlines_missed")
+            }
+            for r in rows
+        }
 
     async def count_unmet_by_reason(self) -> dict[str, int]:
         rows = await self.conn.fetch(
