@@ -109,6 +109,7 @@ class ServiceRuntime:
             settings.kafka,
             client_id=name,
             topic_discovery_interval_s=settings.topic_discovery_interval_s,
+            metrics=settings.metrics_enabled,
         )
         self.publisher = EventPublisher(self.broker)
         self.dead_letters = DeadLetterPublisher(settings.kafka, name)
@@ -121,7 +122,7 @@ class ServiceRuntime:
         self._replay: tuple[ReliableConsumer, list[Subscription]] | None = None
         self._agency_status: Callable[[], Awaitable[AgencyStatus]] | None = None
         self._lag = GroupLag(settings.kafka, name)
-        self.every(settings.metrics_interval_s, "metrics", self.measure)
+        self.gauges("metrics", self.measure)
         # Sent outbox rows and old inbox claims are pruned in the background (decision 29).
         policy = PrunePolicy.of(
             Owner(name),
@@ -177,6 +178,12 @@ class ServiceRuntime:
         """Run ``job`` every ``interval_s`` seconds while the service runs (e.g. due timers).
         A failing run is logged and the next one comes as usual."""
         self._periodic.append((name, job, interval_s))
+
+    def gauges(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Measure gauges for /metrics every ``METRICS_INTERVAL_S`` (not at all when the
+        metrics are off)."""
+        if self.settings.metrics_enabled:
+            self.every(self.settings.metrics_interval_s, name, job)
 
     def report_by_agency(self, job: Callable[[], Awaitable[AgencyStatus]]) -> None:
         """What /status shows per agency (e.g. overdue referrals, disabled channels): ``job``
@@ -334,14 +341,16 @@ class ServiceRuntime:
         async def live(scope: Any) -> AsgiResponse:
             return AsgiResponse(b'{"live": true}', 200, {"content-type": "application/json"})
 
+        routes: list[tuple[str, Any]] = [
+            (READINESS_PATH, ready),
+            (LIVENESS_PATH, live),
+            (STATUS_PATH, status),
+        ]
+        if self.settings.metrics_enabled:
+            routes.append((METRICS_PATH, metrics_app()))
         return AsgiFastStream(
             self.broker,
-            asgi_routes=[
-                (READINESS_PATH, ready),
-                (LIVENESS_PATH, live),
-                (METRICS_PATH, metrics_app()),
-                (STATUS_PATH, status),
-            ],
+            asgi_routes=routes,
             specification=AsyncAPI(
                 self.broker, title=f"Referral Exchange — {self.name}", description=description
             ),

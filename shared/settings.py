@@ -74,6 +74,11 @@ class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
     max_message_bytes: int = Field(
         default=1_048_576, ge=1024, description="Inbound messages larger than this are refused."
     )
+    metrics_enabled: bool = Field(
+        default=True,
+        description="Serve /metrics and measure its gauges. Off only where nothing scrapes, "
+        "or to measure what the metrics cost (make bench does).",
+    )
     metrics_interval_s: float = Field(
         default=15.0,
         gt=0,

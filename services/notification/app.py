@@ -62,7 +62,7 @@ runtime.every(
 )
 # The webhook and e-mail queues and the disabled endpoints, for /metrics.
 gauge_units = runtime.units(NotificationStore, SOURCE)
-runtime.every(settings.metrics_interval_s, "delivery-gauges", lambda: metrics.measure(gauge_units))
+runtime.gauges("delivery-gauges", lambda: metrics.measure(gauge_units))
 # Disabled endpoints and deliveries per agency, for `refex platform status`.
 runtime.report_by_agency(lambda: status.by_agency(gauge_units))
 app = runtime.asgi_app("Delivers referral events to each agency's inbox topic.")

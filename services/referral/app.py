@@ -99,7 +99,7 @@ runtime.every(
 # Consents whose expires_on passed cancel what they no longer cover (decision 20).
 runtime.every(settings.timer_interval_s, "consent-expiry", lambda: expire_consents(units))
 # Open referrals by state and unmet needs by reason, for /metrics.
-runtime.every(settings.metrics_interval_s, "referral-gauges", lambda: metrics.measure(units))
+runtime.gauges("referral-gauges", lambda: metrics.measure(units))
 # Referrals waiting and deadlines missed per agency, for `refex platform status`.
 runtime.report_by_agency(lambda: status.by_agency(units))
 app = runtime.asgi_app(

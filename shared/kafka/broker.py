@@ -66,7 +66,11 @@ def metrics_labels(msg: object) -> _BatchLabels | _RecordLabels:
 
 
 def create_broker(
-    kafka: KafkaConnection, client_id: str, *, topic_discovery_interval_s: float = 5.0
+    kafka: KafkaConnection,
+    client_id: str,
+    *,
+    topic_discovery_interval_s: float = 5.0,
+    metrics: bool = True,
 ) -> KafkaBroker:
     logger = logging.getLogger(f"faststream.{client_id}")
     if not any(isinstance(f, _NoAutoCreateNotice) for f in logger.filters):
@@ -88,10 +92,14 @@ def create_broker(
         # faststream_received_messages_total, _processing_time_seconds, published messages…
         # per handler and topic pattern, on the process's /metrics.
         middlewares=(
-            PrometheusMiddleware(
-                settings_provider_factory=metrics_labels,
-                registry=REGISTRY,
-                app_name=client_id,
-            ),
+            (
+                PrometheusMiddleware(
+                    settings_provider_factory=metrics_labels,
+                    registry=REGISTRY,
+                    app_name=client_id,
+                ),
+            )
+            if metrics
+            else ()
         ),
     )

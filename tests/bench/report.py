@@ -42,6 +42,7 @@ def targets(result: dict[str, Any]) -> list[Target]:
     def check(value: float | None, ok: bool) -> bool | None:
         return None if value is None else ok
 
+    metrics_cost = result.get("metrics_cost", {}).get("throughput_cost")
     cpu_ms = result["throughput"].get("cpu_ms_per_submission")
     sql = result.get("sql_per_submission", {}).get("total", {}).get("work")
     return [
@@ -76,6 +77,13 @@ def targets(result: dict[str, Any]) -> list[Target]:
             check(ratio, (ratio or 0) >= 0.3),
         ),
         Target("pipeline / raw 3-hop baseline", "(reference)", ratio_3hop, "", None),
+        Target(
+            "metrics cost (throughput, off vs on)",
+            "<= 5 %",
+            None if metrics_cost is None else round(100 * metrics_cost, 1),
+            "%",
+            check(metrics_cost, (metrics_cost or 0) <= 0.05),
+        ),
         Target("peak memory per service", "<= 250 MB", peak, "MB", check(peak, (peak or 0) <= 250)),
     ]
 

@@ -4,10 +4,12 @@ agencies, then
 1. throughput: all submissions at once, as fast as the referrers' producers send them; the
    sustained rate is taken between 10 % and 90 % of completions;
 2. latency at half that rate: submissions paced at half the measured rate for a while;
-3. the raw baselines on the same broker: the 3-hop aiokafka chain with the same number of
+3. what the metrics cost: the throughput phase again in fresh processes with the metrics off
+   (``<SERVICE>_METRICS_ENABLED=false``), then on, one after the other;
+4. the raw baselines on the same broker: the 3-hop aiokafka chain with the same number of
    messages, and the pipeline's own topology (tests/bench/topology: the records the throughput
    phase produced, per topic, size and fan-out, through one raw process per service instance);
-4. the matching micro-benchmark at 10,000 listings;
+5. the matching micro-benchmark at 10,000 listings;
 
 and report targets, resources, JSON, markdown and a PNG. With ``--instances N`` every service runs
 as N processes in its consumer group (HTTP ports 10 apart), to see how throughput scales and that
@@ -59,6 +61,7 @@ class Options:
     matching_queries: int = 2_000
     baseline: bool = True  # the raw 3-hop chain
     topology_baseline: bool = True  # the raw run of the pipeline's own topology (topology.py)
+    metrics_baseline: bool = True  # throughput with the metrics off, then on (their cost)
     instances: int = 1  # processes per service, in one consumer group (scale-out check)
     matching: bool = True  # the matching micro-benchmark (needs BENCH_MATCHING_DATABASE_URL)
     use_running: bool = False  # measure a system started by `make run` instead of starting one
@@ -75,13 +78,20 @@ def instance_names(instances: int) -> list[tuple[str, str, int]]:
     ]
 
 
-def _start_services(log_dir: Path, instances: int) -> list[ServiceProcess]:
+# Every service without its /metrics, its Prometheus middleware and its gauge jobs.
+METRICS_OFF = {f"{s.upper()}_METRICS_ENABLED": "false" for s in SERVICES}
+
+
+def _start_services(
+    log_dir: Path, instances: int, extra_env: dict[str, str] | None = None
+) -> list[ServiceProcess]:
     processes = [
         ServiceProcess(
             name,
             s,
             int(os.environ[f"{s.upper()}_HTTP_PORT"]) + 10 * n,
             log_dir / f"{name}.log",
+            extra_env=dict(extra_env or {}),
         )
         for name, s, n in instance_names(instances)
     ]
@@ -213,6 +223,43 @@ def _latency(values: list[float]) -> dict[str, float]:
         "p95_ms": round(percentile(values, 0.95), 1),
         "p99_ms": round(percentile(values, 0.99), 1),
         "max_ms": round(values[-1], 1) if values else float("nan"),
+    }
+
+
+async def _metrics_cost(
+    kafka: KafkaConnection,
+    world: World,
+    watcher: InboxWatcher,
+    options: Options,
+    out_dir: Path,
+    processes: list[ServiceProcess],
+) -> dict[str, Any]:
+    """The throughput phase with the metrics off, then on, each in freshly started processes
+    (``processes`` is changed in place, so the caller stops the last ones). On runs second, on a
+    database one phase fuller: the comparison leans against the metrics, not for them."""
+    runs: dict[str, dict[str, float]] = {}
+    for n, (label, env) in enumerate((("metrics_off", METRICS_OFF), ("metrics_on", {}))):
+        for p in processes:
+            p.stop()
+        processes[:] = _start_services(out_dir, options.instances, env)
+        meter = _meter({p.name: p.process.pid for p in processes if p.process is not None})
+        await _phase(kafka, world, watcher, meter, options, label=f"{label}: warm-up",
+                     count=50, rate_per_s=None, seed=options.seed + 10 + n)  # fmt: skip
+        _, cpu, wall = await _phase(
+            kafka, world, watcher, meter, options, label=label.replace("_", " "),
+            count=options.submissions, rate_per_s=None, seed=options.seed + 20 + n,
+        )  # fmt: skip
+        runs[label] = {
+            "submissions_per_s": round(options.submissions / wall, 1),
+            "cpu_ms_per_submission": round(sum(cpu.values()) * 1000 / options.submissions, 2),
+            "wall_s": round(wall, 1),
+        }
+    off, on = runs["metrics_off"], runs["metrics_on"]
+    return {
+        **runs,
+        # the share of throughput the metrics take (negative: on was faster, i.e. noise)
+        "throughput_cost": round(1 - on["submissions_per_s"] / off["submissions_per_s"], 3),
+        "cpu_cost": round(on["cpu_ms_per_submission"] / off["cpu_ms_per_submission"] - 1, 3),
     }
 
 
@@ -434,12 +481,16 @@ async def run(options: Options, out_dir: Path) -> dict[str, Any]:
                 f"saturation ({rate:.0f}/s)": traffic.latencies_ms(),
                 f"half rate ({half_rate:.0f}/s)": half.latencies_ms(),
             }
+            for name, peak in meter.peaks_mb().items():
+                result["resources"][name]["peak_rss_mb"] = peak
+            if options.metrics_baseline and not options.use_running:
+                result["metrics_cost"] = await _metrics_cost(
+                    kafka, world, watcher, options, out_dir, processes
+                )
         finally:
             await watcher.stop()
             for agency in world.referrers:
                 await agency.stop()
-        for name, peak in meter.peaks_mb().items():
-            result["resources"][name]["peak_rss_mb"] = peak
         if options.baseline:
             console.print(f"raw baseline: {options.submissions:,} messages through 3 hops …")
             result["baseline"] = await _baseline(kafka, world, options.submissions, options.seed)

@@ -99,6 +99,7 @@ def test_targets_are_judged_against_the_measurements() -> None:
         "matching p99 per need, batched (10,000 listings)": None,  # not measured in this run
         "pipeline / raw baseline (same topology)": True,
         "pipeline / raw 3-hop baseline": None,  # a reference, no target
+        "metrics cost (throughput, off vs on)": None,  # --no-metrics-baseline
         "peak memory per service": True,  # PostgreSQL's memory is not a service's
     }
     missed = {t.name: t.met for t in targets(_result(40, 900, 0.01, 300, cpu_ms=26, sql=45))}
@@ -136,3 +137,16 @@ def test_profile_summary_counts_self_and_inclusive_time() -> None:
     self_part, inclusive_part = summary.split("inclusive:")
     assert " 60.0 %  execute" in self_part and " 30.0 %  parse" in self_part
     assert " 90.0 %  handler" in inclusive_part and "100.0 %  main" in inclusive_part
+
+
+def test_metrics_cost_is_judged_against_five_percent_of_throughput() -> None:
+    def cost(value: float) -> bool | None:
+        result = _result(1200, 400, 0.5, 100)
+        result["metrics_cost"] = {"throughput_cost": value}
+        [target] = [t for t in targets(result) if t.name.startswith("metrics cost")]
+        assert target.measured == round(100 * value, 1)
+        return target.met
+
+    assert cost(0.049) is True
+    assert cost(-0.02) is True  # on was faster: noise, within the target
+    assert cost(0.051) is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka import TopicPartition
 from prometheus_client import generate_latest
 
@@ -59,3 +61,20 @@ def test_faststreams_labels_name_an_agencys_topic_by_its_family() -> None:
     command = SimpleNamespace(destination=topics.agency_inbox("ngo-x"))
     for provider in (metrics_labels(None), metrics_labels(())):
         assert provider.get_publish_destination_name_from_cmd(command) == "agency.*.inbox.v1"
+
+
+def test_metrics_off_leaves_the_broker_without_the_prometheus_middleware() -> None:
+    """METRICS_ENABLED=false (what `make bench` compares against) really takes the per-message
+    work away, not only the /metrics route."""
+    from faststream.prometheus import PrometheusMiddleware
+
+    from shared.kafka.broker import create_broker
+    from shared.kafka.connection import KafkaConnection
+
+    kafka = KafkaConnection("127.0.0.1:1", None, None)
+
+    def prometheus(broker: Any) -> list[object]:
+        return [m for m in broker.middlewares if isinstance(m, PrometheusMiddleware)]
+
+    assert prometheus(create_broker(kafka, "on"))
+    assert not prometheus(create_broker(kafka, "off", metrics=False))
