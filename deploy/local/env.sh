@@ -38,6 +38,8 @@ GATEWAY_SECRETS="$LOCAL_DIR/gateway-secrets.env"
 [[ -f "$GATEWAY_SECRETS" ]] ||
   echo "GATEWAY_SESSION_KEY=$(head -c 32 /dev/urandom | base64)" > "$GATEWAY_SECRETS"
 GATEWAY_PORT="${REFEX_GATEWAY_HTTP_PORT:-18005}"
+# Its /metrics on a port apart from the agencies' one (services/gateway/metrics.py).
+GATEWAY_METRICS_PORT="${REFEX_GATEWAY_METRICS_PORT:-18006}"
 operator_env() {
   echo "REFEX_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
   # The operator's principal (super user) for the refex CLI and the tests; run.py does not pass
@@ -69,6 +71,7 @@ operator_env() {
   cat "$EVIDENCE_SECRETS"
   echo "GATEWAY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
   echo "GATEWAY_HTTP_PORT=$GATEWAY_PORT"
+  echo "GATEWAY_METRICS_PORT=$GATEWAY_METRICS_PORT"
   # Notification's e-mails link to the referral's page in the console.
   echo "NOTIFICATION_CONSOLE_URL=http://127.0.0.1:$GATEWAY_PORT"
   cat "$GATEWAY_SECRETS"

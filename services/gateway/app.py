@@ -24,6 +24,7 @@ from .auth import Authenticator
 from .console.pages import Console
 from .console.publishing import ConsolePublisher
 from .console.rendering import STATIC_FILES, Renderer
+from .metrics import RequestMetrics, serve_metrics
 from .sessions import Sessions
 from .settings import GatewaySettings
 
@@ -75,10 +76,17 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
                 await producers.close_idle()
 
         task = asyncio.create_task(housekeeping(), name="gateway-housekeeping")
-        log.info("gateway_started", port=settings.http_port)
+        metrics = (
+            serve_metrics(settings.metrics_host, settings.metrics_port)
+            if settings.metrics_port
+            else None
+        )
+        log.info("gateway_started", port=settings.http_port, metrics_port=settings.metrics_port)
         try:
             yield
         finally:
+            if metrics is not None:
+                metrics.shutdown()
             task.cancel()
             await sessions.close()
             await producers.close()
@@ -125,6 +133,7 @@ def gateway_app(settings: GatewaySettings) -> FastAPI:
     )
     app.add_middleware(GZipMiddleware, minimum_size=500)
     app.add_middleware(SecurityHeaders, headers=security_headers(CONSOLE_CSP))
+    app.add_middleware(RequestMetrics)  # outermost: it sees every answer, 500s included
     return app
 
 

@@ -20,6 +20,7 @@ from shared.web.throttle import (
 )
 
 from .kafka_login import LoginResult, check_login
+from .metrics import count_login
 from .principals import Principal, principal_of
 
 
@@ -43,6 +44,11 @@ class Authenticator:
         self._failures: dict[str, Failures] = {}
 
     async def authenticate(self, login: str, password: str) -> Authenticated | Refused:
+        outcome = await self._authenticate(login, password)
+        count_login(outcome.status if isinstance(outcome, Refused) else None)
+        return outcome
+
+    async def _authenticate(self, login: str, password: str) -> Authenticated | Refused:
         now = datetime.now(UTC)
         wait = wait_before_next_attempt(self._failures.get(login), now, self._throttle)
         if wait is not None:

@@ -34,6 +34,15 @@ class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
     http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP endpoints.")
     http_port: int = Field(default=8005, ge=1, le=65535, description="Port of the gateway.")
     log_level: str = Field(default="INFO", description="Python log level name.")
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Interface of the Prometheus /metrics port."
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of /metrics, apart from the agencies' port; unset: no metrics served.",
+    )
     session_key: SecretStr = Field(
         description="Signs the console's session cookies (32 random bytes, base64). "
         "Changing it logs everyone out."

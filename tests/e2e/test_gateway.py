@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ops import kafka_access
 from ops.access_policy import agency_user
@@ -315,3 +316,39 @@ async def test_the_guides_curl_examples_work_as_written(
             break
         await asyncio.sleep(0.5)
     assert f'"{ev.INBOX_SUBMISSION_ACCEPTED}"' in listed.stdout
+
+
+async def test_the_gateways_metrics_are_on_their_own_port_and_name_no_one(
+    http: httpx.Client, kafka: KafkaConnection
+) -> None:
+    """/metrics is not on the agencies' port; on its own port requests are counted by route
+    template and logins by outcome, and no agency, user name or id appears."""
+    assert (await asyncio.to_thread(http.get, "/metrics")).status_code == 404
+    agency_id, auth = await _http_agency(kafka, "ngo-metrics")
+    wrong = httpx.BasicAuth(f"agency.{agency_id}", "not-the-password")
+    assert (await asyncio.to_thread(http.get, "/v1/inbox", auth=wrong)).status_code == 401
+    assert (await asyncio.to_thread(http.get, "/v1/inbox", auth=auth)).status_code == 200
+    referral_id = str(uuid.uuid4())
+    await asyncio.to_thread(http.get, f"/referrals/{referral_id}")  # any answer: a template
+
+    port = int(os.environ["GATEWAY_METRICS_PORT"])
+    async with httpx.AsyncClient(timeout=10) as scraper:
+        text = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def total(name: str, **labels: str) -> float:
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+    assert total("refex_gateway_requests_total", route="/v1/inbox", status="401") >= 1
+    assert total("refex_gateway_requests_total", route="/v1/inbox", status="200") >= 1
+    assert total("refex_gateway_logins_total", outcome="refused") >= 1
+    assert total("refex_gateway_logins_total", outcome="accepted") >= 1
+    assert total("refex_gateway_request_duration_seconds_count", route="/v1/inbox") >= 2
+    assert total("process_resident_memory_bytes") > 0
+    for secret in (agency_id, referral_id, "not-the-password"):
+        assert secret not in text
