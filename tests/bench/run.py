@@ -4,8 +4,8 @@ agencies, then
 1. throughput: all submissions at once, as fast as the referrers' producers send them; the
    sustained rate is taken between 10 % and 90 % of completions;
 2. latency at half that rate: submissions paced at half the measured rate for a while;
-3. what the metrics cost: the throughput phase again in fresh processes with the metrics off
-   (``<SERVICE>_METRICS_ENABLED=false``), then on, one after the other;
+3. what the metrics cost: the throughput phase again in fresh processes, with the metrics off
+   (``<SERVICE>_METRICS_ENABLED=false``) and on, alternating;
 4. the raw baselines on the same broker: the 3-hop aiokafka chain with the same number of
    messages, and the pipeline's own topology (tests/bench/topology: the records the throughput
    phase produced, per topic, size and fan-out, through one raw process per service instance);
@@ -61,7 +61,8 @@ class Options:
     matching_queries: int = 2_000
     baseline: bool = True  # the raw 3-hop chain
     topology_baseline: bool = True  # the raw run of the pipeline's own topology (topology.py)
-    metrics_baseline: bool = True  # throughput with the metrics off, then on (their cost)
+    metrics_baseline: bool = True  # throughput with the metrics off and on (their cost)
+    metrics_rounds: int = 2  # off/on pairs of that comparison
     instances: int = 1  # processes per service, in one consumer group (scale-out check)
     matching: bool = True  # the matching micro-benchmark (needs BENCH_MATCHING_DATABASE_URL)
     use_running: bool = False  # measure a system started by `make run` instead of starting one
@@ -234,11 +235,13 @@ async def _metrics_cost(
     out_dir: Path,
     processes: list[ServiceProcess],
 ) -> dict[str, Any]:
-    """The throughput phase with the metrics off, then on, each in freshly started processes
-    (``processes`` is changed in place, so the caller stops the last ones). On runs second, on a
-    database one phase fuller: the comparison leans against the metrics, not for them."""
-    runs: dict[str, dict[str, float]] = {}
-    for n, (label, env) in enumerate((("metrics_off", METRICS_OFF), ("metrics_on", {}))):
+    """The throughput phase with the metrics off and on, alternating (off, on, off, on… for
+    ``metrics_rounds`` rounds), each in freshly started processes (``processes`` is changed in
+    place, so the caller stops the last ones). Alternating spreads the database's growth and the
+    machine's other work over both; the cost is taken from the totals."""
+    runs: dict[str, list[dict[str, float]]] = {"metrics_off": [], "metrics_on": []}
+    plan = [("metrics_off", METRICS_OFF), ("metrics_on", {})] * options.metrics_rounds
+    for n, (label, env) in enumerate(plan):
         for p in processes:
             p.stop()
         processes[:] = _start_services(out_dir, options.instances, env)
@@ -247,16 +250,27 @@ async def _metrics_cost(
                      count=50, rate_per_s=None, seed=options.seed + 10 + n)  # fmt: skip
         _, cpu, wall = await _phase(
             kafka, world, watcher, meter, options, label=label.replace("_", " "),
-            count=options.submissions, rate_per_s=None, seed=options.seed + 20 + n,
+            count=options.submissions, rate_per_s=None, seed=options.seed + 100 + n,
         )  # fmt: skip
-        runs[label] = {
-            "submissions_per_s": round(options.submissions / wall, 1),
-            "cpu_ms_per_submission": round(sum(cpu.values()) * 1000 / options.submissions, 2),
-            "wall_s": round(wall, 1),
+        runs[label].append({"wall_s": wall, "cpu_s": sum(cpu.values())})
+
+    def summary(label: str) -> dict[str, Any]:
+        wall = sum(r["wall_s"] for r in runs[label])
+        submissions = options.submissions * len(runs[label])
+        return {
+            "submissions_per_s": round(submissions / wall, 1),
+            "cpu_ms_per_submission": round(
+                sum(r["cpu_s"] for r in runs[label]) * 1000 / submissions, 2
+            ),
+            "rounds_submissions_per_s": [
+                round(options.submissions / r["wall_s"], 1) for r in runs[label]
+            ],
         }
-    off, on = runs["metrics_off"], runs["metrics_on"]
+
+    off, on = summary("metrics_off"), summary("metrics_on")
     return {
-        **runs,
+        "metrics_off": off,
+        "metrics_on": on,
         # the share of throughput the metrics take (negative: on was faster, i.e. noise)
         "throughput_cost": round(1 - on["submissions_per_s"] / off["submissions_per_s"], 3),
         "cpu_cost": round(on["cpu_ms_per_submission"] / off["cpu_ms_per_submission"] - 1, 3),
