@@ -1119,20 +1119,26 @@ def test_prometheus_scrapes_every_service_serving_metrics_by_its_compose_name_an
 
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    # Every service built on shared.service.ServiceRuntime serves /metrics on its HTTP port;
-    # the gateway is not one of them (docs/operations.md).
-    serving = {
+    # Every service built on shared.service.ServiceRuntime serves /metrics on its HTTP port; a
+    # service given a <NAME>_METRICS_PORT serves it there instead (a port of its own).
+    runtime = {
         name
         for name in (*APP_SERVICES, "gateway")
         if "ServiceRuntime(" in (ROOT / "services" / name / "app.py").read_text()
     }
-    assert serving == set(APP_SERVICES)
-    assert set(jobs) == serving, "one job per service, named after it (alerts read `job`)"
+    assert runtime == set(APP_SERVICES)
+    expected = {}
+    for name, service in services(compose).items():
+        env = environment(service)
+        if f"{name.upper()}_METRICS_PORT" in env:
+            expected[name] = f"{name}:{env[f'{name.upper()}_METRICS_PORT']}"
+        elif name in runtime:
+            expected[name] = f"{name}:{env[f'{name.upper()}_HTTP_PORT']}"
+    assert set(jobs) == set(expected), "one job per service, named after it (alerts read `job`)"
     for name, job in jobs.items():
         assert job.get("metrics_path", "/metrics") == METRICS_PATH, name
         targets = [t for static in job["static_configs"] for t in static["targets"]]
-        port = int(environment(services(compose)[name])[f"{name.upper()}_HTTP_PORT"])
-        assert targets == [f"{name}:{port}"], f"{name}: the compose service's own HTTP port"
+        assert targets == [expected[name]], f"{name}: the compose service's own metrics port"
     for rule_file in config["rule_files"]:
         assert (PROMETHEUS_CONFIG.parent / rule_file).is_file(), rule_file
 
