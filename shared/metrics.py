@@ -84,7 +84,7 @@ OUTBOX_PUBLISHED = Counter(
 PERIODIC_JOB_FAILURES = Counter(
     "refex_periodic_job_failures_total",
     "Runs of a periodic job (timers, deliveries, measurements) that failed.",
-    ["job"],
+    ["periodic_job"],
     registry=REGISTRY,
 )
 

@@ -195,7 +195,7 @@ class ServiceRuntime:
             try:
                 await job()
             except Exception as exc:
-                PERIODIC_JOB_FAILURES.labels(job=name).inc()
+                PERIODIC_JOB_FAILURES.labels(periodic_job=name).inc()
                 log.warning("periodic_job_failed", job=name, error=type(exc).__name__)
             await asyncio.sleep(every)
 

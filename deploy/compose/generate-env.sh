@@ -53,8 +53,10 @@ done
 secret kafka_admin_password "$(password)"
 secret kafka_controller_password "$(password)"
 for name in intake_master_key intake_duplicate_key notification_secrets_key \
-            evidence_dashboard_session_key gateway_session_key; do
+            evidence_dashboard_session_key gateway_session_key grafana_secret_key; do
   secret "$name" "$(key)"
 done
+# Grafana's admin (user `admin`), taken at its first start.
+secret grafana_admin_password "$(password)"
 secret notification_smtp_password ""  # fill in if the relay needs a login
 echo "wrote $target and $secrets/ (private); keep a copy of both in your secret store" >&2

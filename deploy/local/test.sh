@@ -14,6 +14,8 @@ export REFEX_NOTIFICATION_HTTP_PORT="${REFEX_TEST_NOTIFICATION_HTTP_PORT:-28003}
 export REFEX_EVIDENCE_HTTP_PORT="${REFEX_TEST_EVIDENCE_HTTP_PORT:-28004}"
 export REFEX_GATEWAY_HTTP_PORT="${REFEX_TEST_GATEWAY_HTTP_PORT:-28005}"
 export REFEX_GATEWAY_METRICS_PORT="${REFEX_TEST_GATEWAY_METRICS_PORT:-28006}"
+# The real Prometheus server of tests/e2e/test_prometheus.py.
+export REFEX_PROMETHEUS_PORT="${REFEX_TEST_PROMETHEUS_PORT:-28009}"
 source "$REPO_ROOT/deploy/local/common.sh"
 
 start_fresh_private
@@ -24,6 +26,7 @@ log "lint: ruff, mypy, import contracts"
 ( cd "$REPO_ROOT" && .venv/bin/lint-imports )
 
 "$REPO_ROOT/deploy/local/browser.sh"
+"$REPO_ROOT/deploy/local/prometheus.sh"
 "$REPO_ROOT/deploy/local/up.sh"
 set -a; source "$REFEX_LOCAL_DIR/env"; set +a
 cd "$REPO_ROOT"

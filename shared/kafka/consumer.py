@@ -59,7 +59,18 @@ from shared.kafka.inbound import (
     tolerant_parser,
 )
 from shared.logging import get_logger, message_context
-from shared.metrics import CONSUMER_BATCH_RECORDS, CONSUMER_BATCH_SECONDS, DEAD_LETTERS
+from shared.metrics import (
+    CONSUMER_BATCH_RECORDS,
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_EVENTS,
+    DEAD_LETTERS,
+)
+
+# The outcomes of refex_consumer_events_total, made once (a labels() lookup per event is not
+# free on the hot path).
+EVENTS_APPLIED = CONSUMER_EVENTS.labels(outcome="applied")
+EVENTS_DUPLICATE = CONSUMER_EVENTS.labels(outcome="duplicate")
+EVENTS_DEAD_LETTERED = CONSUMER_EVENTS.labels(outcome="dead_lettered")
 
 log = get_logger(__name__)
 
@@ -412,10 +423,12 @@ class ReliableConsumer:
             batch_scope(conn) as scope,
         ):
             if not await inbox.claim(conn, self.group, event.event_id, event.topic):
+                EVENTS_DUPLICATE.inc()
                 log.info("event_duplicate_skipped")
                 return
             await self._handle(handler, event, conn)
             await scope.flush()
+        EVENTS_APPLIED.inc()
         log.debug("event_processed", ce_type=_ce_type(event))
 
     async def _apply_batch(self, admitted: Sequence[Admitted]) -> BatchOutcome:
@@ -474,6 +487,7 @@ class ReliableConsumer:
                         outcome.later.append(((handler, event), None))
                         continue
                     if event.event_id not in fresh:  # applied before, or earlier in the batch
+                        EVENTS_DUPLICATE.inc()
                         log.info("event_duplicate_skipped")
                         continue
                     try:
@@ -507,6 +521,7 @@ class ReliableConsumer:
             # A deferred write that fails here fails the batch's transaction: the batch is then
             # applied one event at a time, each event with its own writes (see on_batch).
             await scope.flush()
+        EVENTS_APPLIED.inc(len(applied))
         for event in applied:  # logged once committed, not before
             with _context(event):
                 log.debug("event_processed", ce_type=_ce_type(event))
@@ -520,6 +535,7 @@ class ReliableConsumer:
             return False
         await self._dead_letters.publish(event, error)
         DEAD_LETTERS.labels(error_type=type(error).__name__).inc()
+        EVENTS_DEAD_LETTERED.inc()
         log.warning(
             "event_dead_lettered",
             dlq=self._dead_letters.topic,

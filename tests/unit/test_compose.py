@@ -55,6 +55,8 @@ README = ROOT / "README.md"
 INTEGRATORS = ROOT / "docs" / "integrators.md"
 KAFKA_POM = ROOT / "deploy" / "local" / "kafka" / "pom.xml"
 PYPROJECT = ROOT / "pyproject.toml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "intake": IntakeSettings,
@@ -69,14 +71,16 @@ INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[?-])([^}]*))?\}"
 URL_WITH_PASSWORD_VARIABLE = re.compile(
     r"postgresql://[a-z_]+:\$\{[A-Z_]+:\?[^}]*\}@[a-z0-9-]+:\d+/[a-z_]+"
 )
-VERSION_TAG = re.compile(r"^\d+\.\d+(\.\d+)?(-[a-z0-9][a-z0-9.-]*)?$")
+# (Prometheus' images are tagged with a leading v: prom/prometheus:v2.42.0.)
+VERSION_TAG = re.compile(r"^v?\d+\.\d+(\.\d+)?(-[a-z0-9][a-z0-9.-]*)?$")
 # What the host operator is asked for (generate-env.sh takes them from its environment).
 HOST_SETTINGS = {
     "REFEX_PUBLIC_KAFKA_HOST": "kafka.example.org",
     "NOTIFICATION_SMTP_HOST": "smtp.example.org",
 }
 SECRETS_TARGET_DIR = "/run/secrets"
-LONG_RUNNING = ("kafka", "postgres", *APP_SERVICES, "gateway")
+MONITORING = ("prometheus", "grafana")
+LONG_RUNNING = ("kafka", "postgres", *APP_SERVICES, "gateway", *MONITORING)
 
 
 # ----- helpers -----
@@ -642,7 +646,7 @@ def test_depends_on_uses_conditions(compose: dict[str, Any]) -> None:
 
 def test_stateful_services_use_named_volumes(compose: dict[str, Any]) -> None:
     named = set(compose.get("volumes") or {})
-    for name in ("kafka", "postgres"):
+    for name in ("kafka", "postgres", *MONITORING):
         sources = {str(v).split(":")[0] for v in services(compose)[name]["volumes"]}
         assert sources & named, f"{name}: keep its data in a named volume"
 
@@ -1068,6 +1072,8 @@ FULL_VERSION = {
     "apache/kafka": re.compile(r"\d+\.\d+\.\d+"),
     "postgres": re.compile(r"\d+\.\d+-bookworm"),
     "python": re.compile(r"\d+\.\d+\.\d+-slim-bookworm"),
+    "prom/prometheus": re.compile(r"v\d+\.\d+\.\d+"),
+    "grafana/grafana": re.compile(r"\d+\.\d+\.\d+"),
 }
 
 
@@ -1076,8 +1082,128 @@ def test_images_are_pinned_to_full_version_tags(compose: dict[str, Any]) -> None
     registry of images is reachable from here, so tags are pinned, not digests."""
     images = [s["image"] for s in services(compose).values() if "build" not in s]
     images += [args.split()[0] for keyword, args in dockerfile_instructions() if keyword == "FROM"]
-    assert len(images) == 3, images
+    # Kafka, PostgreSQL, Prometheus, Grafana and the Dockerfile's Python.
+    assert len(images) == 5, images
     for image in images:
         repo, tag = image_tag(image)
         assert repo in FULL_VERSION, f"{image}: which version scheme?"
         assert tag is not None and FULL_VERSION[repo].fullmatch(tag), f"{image}: a full version"
+
+
+# ----- monitoring: Prometheus and Grafana (issue 21) -----
+
+
+def command_flags(service: dict[str, Any]) -> dict[str, str]:
+    """--name=value flags of a service's command."""
+    return dict(
+        arg.removeprefix("--").split("=", 1) for arg in as_argv(service["command"]) if "=" in arg
+    )
+
+
+def bind_mounts(service: dict[str, Any]) -> dict[str, tuple[Path, str]]:
+    """container path -> (host path, options) of a service's ./ bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *options = str(volume).split(":")
+        if source.startswith("./"):
+            mounts[target] = ((ROOT / source).resolve(), ",".join(options))
+    return mounts
+
+
+def test_prometheus_scrapes_every_service_serving_metrics_by_its_compose_name_and_port(
+    compose: dict[str, Any],
+) -> None:
+    """Defect class: a scrape target that names no compose service or the wrong port is down
+    forever, and a service missing from the scrape config is silently unwatched."""
+    from shared.service import METRICS_PATH
+
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    # Every service built on shared.service.ServiceRuntime serves /metrics on its HTTP port; a
+    # service given a <NAME>_METRICS_PORT serves it there instead (a port of its own).
+    runtime = {
+        name
+        for name in (*APP_SERVICES, "gateway")
+        if "ServiceRuntime(" in (ROOT / "services" / name / "app.py").read_text()
+    }
+    assert runtime == set(APP_SERVICES)
+    expected = {}
+    for name, service in services(compose).items():
+        env = environment(service)
+        if f"{name.upper()}_METRICS_PORT" in env:
+            expected[name] = f"{name}:{env[f'{name.upper()}_METRICS_PORT']}"
+        elif name in runtime:
+            expected[name] = f"{name}:{env[f'{name.upper()}_HTTP_PORT']}"
+    assert set(jobs) == set(expected), "one job per service, named after it (alerts read `job`)"
+    for name, job in jobs.items():
+        assert job.get("metrics_path", "/metrics") == METRICS_PATH, name
+        targets = [t for static in job["static_configs"] for t in static["targets"]]
+        assert targets == [expected[name]], f"{name}: the compose service's own metrics port"
+    for rule_file in config["rule_files"]:
+        assert (PROMETHEUS_CONFIG.parent / rule_file).is_file(), rule_file
+
+
+def test_compose_prometheus_runs_this_configuration_and_bounds_its_disk(
+    compose: dict[str, Any],
+) -> None:
+    service = services(compose)["prometheus"]
+    flags = command_flags(service)
+    mounts = bind_mounts(service)
+    config = Path(flags["config.file"])
+    assert mounts[str(config.parent)] == (PROMETHEUS_CONFIG.parent, "ro"), "config read-only"
+    assert (PROMETHEUS_CONFIG.parent / config.name).resolve() == PROMETHEUS_CONFIG
+    named = set(compose["volumes"])
+    storage = {str(v).split(":")[1]: str(v).split(":")[0] for v in service["volumes"]}
+    assert storage[flags["storage.tsdb.path"]] in named, "its data in a named volume"
+    # Defect class: a time series database that grows until the disk is full.
+    assert re.fullmatch(r"\d+d", flags["storage.tsdb.retention.time"])
+    assert re.fullmatch(r"\d+GB", flags["storage.tsdb.retention.size"])
+
+
+def test_grafana_reads_the_compose_prometheus_and_the_dashboards_it_is_given(
+    compose: dict[str, Any],
+) -> None:
+    prometheus_port = command_flags(services(compose)["prometheus"])["web.listen-address"]
+    datasources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    [datasource] = datasources
+    assert datasource["url"] == f"http://prometheus:{prometheus_port.rsplit(':', 1)[1]}"
+    assert datasource["uid"] == "prometheus", "the uid every panel of the dashboard names"
+    service = services(compose)["grafana"]
+    mounts = bind_mounts(service)
+    assert mounts["/etc/grafana/provisioning"] == ((GRAFANA / "provisioning"), "ro")
+    [provider] = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "refex.yml").read_text()
+    )["providers"]
+    assert mounts[provider["options"]["path"]] == ((GRAFANA / "dashboards"), "ro")
+    env = environment(service)
+    home = Path(env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert str(home.parent) == provider["options"]["path"]
+    assert (GRAFANA / "dashboards" / home.name).is_file()
+    assert services(compose)["grafana"]["depends_on"] == {
+        "prometheus": {"condition": "service_healthy"}
+    }
+    assert list(container_port_mapping(service).values()) == [int(env["GF_SERVER_HTTP_PORT"])]
+
+
+def test_grafanas_admin_password_and_key_are_generated_secret_files(
+    compose: dict[str, Any], generated: Generated
+) -> None:
+    """Defect class: Grafana's admin/admin default, or its built-in secret key."""
+    service = services(compose)["grafana"]
+    env = environment(service)
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert env["GF_SECURITY_SECRET_KEY__FILE"] == "/run/secrets/grafana_secret_key"
+    assert set(secret_mounts(service)) == {"grafana_admin_password", "grafana_secret_key"}
+    assert not any("PASSWORD" in k and not k.endswith("__FILE") for k in env)
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert len(generated.secret("grafana_admin_password")) >= 24
+
+
+def test_monitoring_is_reached_from_this_host_only(compose: dict[str, Any]) -> None:
+    """Prometheus has no login and Grafana's is a single admin: neither listens on the host's
+    public interfaces by default."""
+    for name in MONITORING:
+        for entry in services(compose)[name]["ports"]:
+            assert str(entry).startswith("127.0.0.1:"), f"{name}: {entry}"
