@@ -178,6 +178,8 @@ class ServiceRuntime:
         """Run ``job`` every ``interval_s`` seconds while the service runs (e.g. due timers).
         A failing run is logged and the next one comes as usual."""
         self._periodic.append((name, job, interval_s))
+        # At 0 from the start: an alert's increase() cannot see a series' first value.
+        PERIODIC_JOB_FAILURES.labels(periodic_job=name)
 
     def gauges(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
         """Measure gauges for /metrics every ``METRICS_INTERVAL_S`` (not at all when the
