@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -74,7 +75,8 @@ def load_env() -> dict[str, str]:
     for line in (LOCAL / "env").read_text().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            env[key] = value
+            # env.sh shell-quotes a value that needs it (a database URL's '&'): undo it.
+            env[key] = "".join(shlex.split(value)) if value else ""
     for service in SERVICES:
         override = os.environ.get(f"REFEX_{service.upper()}_HTTP_PORT")
         if override:
