@@ -227,8 +227,9 @@ async def announce_when_ready(env: dict[str, str], mail: str) -> None:
     lines = [
         "",
         "Referral Exchange is running. Ctrl-C stops everything.",
-        f"  Kafka bootstrap   {env['REFEX_KAFKA_BOOTSTRAP_SERVERS']}",
-        f"  PostgreSQL        127.0.0.1:{env['REFEX_PG_PORT']} (one database per service)",
+        f"  Kafka bootstrap   {env['REFEX_KAFKA_BOOTSTRAP_SERVERS']} (SASL_SSL)",
+        f"  PostgreSQL        127.0.0.1:{env['REFEX_PG_PORT']} (TLS; one database per service)",
+        f"  TLS CA            {env.get('REFEX_KAFKA_CA_FILE', '?')} (give it to Kafka clients)",
     ]
     for service, port in ports.items():
         lines.append(
