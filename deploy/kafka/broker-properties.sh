@@ -34,7 +34,7 @@ broker_admin_scram() {
 
 broker_properties() {
   local client_listen="$1" advertised="$2" controller="$3" data_dir="$4" admin_pw="$5" ctrl_pw="$6"
-  local keystore="$7" ca_file="$8" external_listen="${9:-}" external_advertised="${10:-}"
+  local keystore="${7:-}" ca_file="${8:-}" external_listen="${9:-}" external_advertised="${10:-}"
   local listeners="$client_listen" protocols="CLIENT:SASL_SSL" external_jaas=""
   # The controller listener is SASL_PLAINTEXT (KRaft's own traffic, the controller's password
   # only): it must never be reachable from another machine.
