@@ -10,3 +10,8 @@ def with_params(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, urlencode(params)) if q)
     return urlunsplit(parts._replace(query=query))
+
+
+def with_database(url: str, database: str) -> str:
+    """The same URL (host, role, query) naming another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
