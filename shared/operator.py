@@ -44,13 +44,15 @@ Bootstrap = Annotated[
 
 def connect(bootstrap: str) -> KafkaConnection:
     """The operator's connection: ``--bootstrap`` plus the SASL principal from
-    ``REFEX_KAFKA_USERNAME`` / ``REFEX_KAFKA_PASSWORD``. The password is read from the
-    environment (or the secret file /run/secrets/refex_kafka_password, as compose gives it) only,
-    never from the command line, where ``ps`` and shell history would show it."""
+    ``REFEX_KAFKA_USERNAME`` / ``REFEX_KAFKA_PASSWORD`` and the CA the broker's certificate is
+    checked against from ``REFEX_KAFKA_CA_FILE`` (TLS; unset: plaintext). The password is read
+    from the environment (or the secret file /run/secrets/refex_kafka_password, as compose gives
+    it) only, never from the command line, where ``ps`` and shell history would show it."""
     return KafkaConnection(
         bootstrap,
         os.environ.get("REFEX_KAFKA_USERNAME") or None,
         environ_or_file("REFEX_KAFKA_PASSWORD"),
+        os.environ.get("REFEX_KAFKA_CA_FILE") or None,
     )
 
 
@@ -68,8 +70,9 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
     except KafkaConnectionError as exc:
         err_console.print(
             f"[red]cannot reach Kafka or log in:[/red] {exc}. Is it running (make run)? "
-            "Check --bootstrap / REFEX_KAFKA_BOOTSTRAP_SERVERS and the credentials in "
-            "REFEX_KAFKA_USERNAME / REFEX_KAFKA_PASSWORD."
+            "Check --bootstrap / REFEX_KAFKA_BOOTSTRAP_SERVERS, the broker's CA in "
+            "REFEX_KAFKA_CA_FILE and the credentials in REFEX_KAFKA_USERNAME / "
+            "REFEX_KAFKA_PASSWORD."
         )
         raise typer.Exit(1) from exc
     except (

@@ -14,6 +14,7 @@ from shared.retention import inbox_keep, service_of_prefix
 from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
 from shared.tracing import TracingSettings
+from shared.transport_policy import database_transport_problem, kafka_transport_problem
 
 
 class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_SAMPLE_RATIO
@@ -28,8 +29,9 @@ class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
 
     environment: Literal["development", "production"] = Field(
         default="development",
-        description="production: refuse to start without Kafka authentication or with a "
-        "missing, placeholder or weak secret.",
+        description="production: refuse to start without Kafka authentication, without TLS "
+        "to Kafka and PostgreSQL (sslmode=verify-full), or with a missing, placeholder or weak "
+        "secret.",
     )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", description="Comma-separated host:port list of Kafka brokers."
@@ -38,8 +40,15 @@ class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
         default=None, description="This service's own SASL/SCRAM-SHA-512 principal on Kafka."
     )
     kafka_password: SecretStr | None = Field(default=None, description="Its SCRAM password.")
+    kafka_ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate: TLS (SASL_SSL), "
+        "the certificate and the broker's host name verified. Unset: plaintext (refused in "
+        "production).",
+    )
     database_url: PostgresDsn = Field(
-        description="postgresql://role:password@host:port/database of this service's own database."
+        description="postgresql://role:password@host:port/database?sslmode=verify-full"
+        "&sslrootcert=<CA file> of this service's own database."
     )
     http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP endpoints.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the HTTP endpoints.")
@@ -135,6 +144,14 @@ class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
         ]
         if not self.kafka_username:
             problems.append("kafka_username is missing (Kafka must be authenticated)")
+        problems += [
+            problem
+            for problem in (
+                kafka_transport_problem(self.kafka_ca_file),
+                database_transport_problem(str(self.database_url)),
+            )
+            if problem
+        ]
         if problems:
             # Names only: hide_input_in_errors keeps the values out of the error too.
             raise ValueError("production mode refuses to start: " + "; ".join(problems))
@@ -143,7 +160,9 @@ class ServiceSettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
     @property
     def kafka(self) -> KafkaConnection:
         password = self.kafka_password.get_secret_value() if self.kafka_password else None
-        return KafkaConnection(self.kafka_bootstrap_servers, self.kafka_username, password)
+        return KafkaConnection(
+            self.kafka_bootstrap_servers, self.kafka_username, password, self.kafka_ca_file
+        )
 
     @property
     def database_dsn(self) -> str:

@@ -36,6 +36,8 @@ def kafka() -> KafkaConnection:
         _env("REFEX_KAFKA_BOOTSTRAP_SERVERS"),
         _env("REFEX_KAFKA_USERNAME"),
         _env("REFEX_KAFKA_PASSWORD"),
+        # make test's broker speaks TLS only: a test client without the CA could not connect.
+        _env("REFEX_KAFKA_CA_FILE"),
     )
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Writes what docker-compose.yml needs on a new host: .env (the host's settings, no secret) and a
 # secrets/ directory beside it with one file per secret, each a fresh random value, so nothing is
-# left at a placeholder (the services refuse placeholders in production mode). Never overwrites
-# either: the database and broker keep the passwords they were first started with.
+# left at a placeholder (the services refuse placeholders in production mode), and secrets/tls/
+# with a private CA and the broker's and PostgreSQL's certificates (deploy/compose/certificates.sh).
+# Never overwrites either: the database and broker keep the passwords they were first started with.
 #   [REFEX_PUBLIC_KAFKA_HOST=kafka.example.org] [NOTIFICATION_SMTP_HOST=smtp.example.org] \
 #     deploy/compose/generate-env.sh [path of .env, default .env]
 # Settings not given here are left empty in .env and compose refuses to start until they are set.
@@ -18,6 +19,10 @@ key() { head -c 32 /dev/urandom | base64; }
 # `kafka-storage.sh random-uuid` prints). Generated per host, never committed: two clusters with
 # one id could mistake each other's data.
 cluster_id() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+
+# Where docker-compose.yml mounts secrets/tls/ca.crt in every container that connects to Kafka or
+# PostgreSQL (compose config tls_ca).
+CA_IN_CONTAINERS=/etc/refex/tls/ca.crt
 
 umask 077
 {
@@ -47,7 +52,10 @@ secret postgres_password "$(password)"
 for svc in intake referral notification evidence; do
   db_password="$(password)"
   secret "${svc}_db_password" "$db_password"  # for the postgres service's init script
-  secret "${svc}_database_url" "postgresql://$svc:$db_password@postgres:5432/$svc"
+  # TLS with the server's certificate and host name verified against the private CA, which
+  # every service container has at $CA_IN_CONTAINERS (compose config tls_ca).
+  secret "${svc}_database_url" \
+      "postgresql://$svc:$db_password@postgres:5432/$svc?sslmode=verify-full&sslrootcert=$CA_IN_CONTAINERS"
   secret "${svc}_kafka_password" "$(password)"
 done
 secret kafka_admin_password "$(password)"
@@ -59,4 +67,5 @@ done
 # Grafana's admin (user `admin`), taken at its first start.
 secret grafana_admin_password "$(password)"
 secret notification_smtp_password ""  # fill in if the relay needs a login
+"$(dirname "${BASH_SOURCE[0]}")/certificates.sh" "$target"
 echo "wrote $target and $secrets/ (private); keep a copy of both in your secret store" >&2

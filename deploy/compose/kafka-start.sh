@@ -5,11 +5,13 @@
 # formats the storage once with the admin's SCRAM credential, and starts the broker. Services and
 # agencies get their principals from `refex platform` (platform-init).
 #
-# Two client listeners, the same authentication and ACLs on both: CLIENT (kafka:9092) for the
+# Two client listeners, the same TLS, authentication and ACLs on both: CLIENT (kafka:9092) for the
 # services and operator tools inside the compose network, EXTERNAL (container port 9094,
 # published on REFEX_PUBLIC_KAFKA_PORT) for agencies, advertised as
 # REFEX_PUBLIC_KAFKA_HOST:REFEX_PUBLIC_KAFKA_PORT: a client is always sent back to the address of
-# the listener it came in on, so each side reaches the broker by a name it can resolve.
+# the listener it came in on, so each side reaches the broker by a name it can resolve. Both are
+# SASL_SSL with the keystore of the compose secret kafka_tls_keystore, whose certificate names
+# kafka, localhost and REFEX_PUBLIC_KAFKA_HOST (deploy/compose/certificates.sh).
 set -euo pipefail
 source /opt/refex/broker-properties.sh
 
@@ -20,6 +22,10 @@ read_secret() {
 }
 KAFKA_ADMIN_PASSWORD="$(read_secret kafka_admin_password)"
 KAFKA_CONTROLLER_PASSWORD="$(read_secret kafka_controller_password)"
+read_secret kafka_tls_keystore > /dev/null  # present and not empty
+KEYSTORE="$secrets_dir/kafka_tls_keystore"
+CA_FILE="${REFEX_KAFKA_CA_FILE:-/etc/refex/tls/ca.crt}"  # compose config tls_ca
+[[ -s "$CA_FILE" ]] || { echo "$CA_FILE is missing (compose config tls_ca, deploy/compose/certificates.sh)" >&2; exit 1; }
 : "${CLUSTER_ID:?}" "${REFEX_PUBLIC_KAFKA_HOST:?}" "${REFEX_PUBLIC_KAFKA_PORT:?}"
 broker_check_password KAFKA_ADMIN_PASSWORD "$KAFKA_ADMIN_PASSWORD"
 broker_check_password KAFKA_CONTROLLER_PASSWORD "$KAFKA_CONTROLLER_PASSWORD"
@@ -29,10 +35,10 @@ CONFIG=/tmp/refex/server.properties
 mkdir -p /tmp/refex && chmod 700 /tmp/refex
 umask 077
 broker_properties "CLIENT://0.0.0.0:9092" "CLIENT://kafka:9092" "127.0.0.1:9093" "$DATA" \
-    "$KAFKA_ADMIN_PASSWORD" "$KAFKA_CONTROLLER_PASSWORD" \
+    "$KAFKA_ADMIN_PASSWORD" "$KAFKA_CONTROLLER_PASSWORD" "$KEYSTORE" "$CA_FILE" \
     "EXTERNAL://0.0.0.0:9094" "EXTERNAL://$REFEX_PUBLIC_KAFKA_HOST:$REFEX_PUBLIC_KAFKA_PORT" > "$CONFIG"
 # For the healthcheck (kafka-broker-api-versions.sh --command-config).
-broker_admin_client_properties "$KAFKA_ADMIN_PASSWORD" > /tmp/refex/admin.properties
+broker_admin_client_properties "$KAFKA_ADMIN_PASSWORD" "$CA_FILE" > /tmp/refex/admin.properties
 
 if [[ ! -f "$DATA/meta.properties" ]]; then
   /opt/kafka/bin/kafka-storage.sh format -c "$CONFIG" -t "$CLUSTER_ID" \

@@ -33,7 +33,10 @@ psql_su -d postgres -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev
 # A scratch database for the matching micro-benchmark, owned by the referral role.
 psql_su -d postgres -c "CREATE DATABASE bench_matching OWNER referral" >/dev/null
 set -a; source "$REFEX_LOCAL_DIR/env"; set +a
-export BENCH_MATCHING_DATABASE_URL="${REFERRAL_DATABASE_URL%/*}/bench_matching"
+# The referral URL with its database name replaced; its query (sslmode, sslrootcert, whose path
+# has slashes of its own) kept as it is.
+referral_base="${REFERRAL_DATABASE_URL%%\?*}"
+export BENCH_MATCHING_DATABASE_URL="${referral_base%/*}/bench_matching${REFERRAL_DATABASE_URL#"$referral_base"}"
 export BENCH_KAFKA_PID_FILE="$KAFKA_PID" BENCH_PG_PID_FILE="$PG_DATA/postmaster.pid"
 # pg_stat_statements as the superuser, over the local socket (trusted there): statements per
 # submission for each service database.

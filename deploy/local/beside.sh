@@ -13,7 +13,9 @@ shift
 [[ -n "${REFEX_KAFKA_PASSWORD:-}" ]] ||
   log "REFEX_KAFKA_* not set: commands that write the audit log need set -a; source $LOCAL_DIR/operator.env; set +a"
 prefix="${service^^}_"
+# The lines are NAME=VALUE with VALUE shell-quoted where needed (env.sh writes them so): eval
+# undoes the quoting of this file of our own.
 while IFS= read -r line; do
-  [[ "$line" == "$prefix"* ]] && export "${line?}"
+  [[ "$line" == "$prefix"* ]] && eval "export $line"
 done < "$LOCAL_DIR/env"
 exec "$@"

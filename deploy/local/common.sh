@@ -4,6 +4,12 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL_DIR="${REFEX_LOCAL_DIR:-$REPO_ROOT/.local}"
+# This checkout's code first, whichever checkout the venv's editable install points at (git
+# worktrees can share one .venv): the `refex` entry point and every Python process started here.
+case ":${PYTHONPATH:-}:" in
+  *":$REPO_ROOT:"*) ;;
+  *) export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" ;;
+esac
 
 KAFKA_PORT="${REFEX_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${REFEX_KAFKA_CONTROLLER_PORT:-19093}"
@@ -15,6 +21,11 @@ KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_PID="$KAFKA_DIR/broker.pid"
 KAFKA_LOG="$KAFKA_DIR/broker.log"
 KAFKA_CREDENTIALS="$LOCAL_DIR/kafka-credentials.env"
+
+# The private certificate authority of this local folder and the certificates it signed for the
+# broker and the database (deploy/local/tls.sh). Clients trust $TLS_CA only.
+TLS_DIR="$LOCAL_DIR/tls"
+TLS_CA="$TLS_DIR/ca.crt"
 
 PG_PORT="${REFEX_PG_PORT:-15432}"
 PG_DIR="${REFEX_PG_DIR:-$LOCAL_DIR/postgres}"

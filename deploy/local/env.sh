@@ -4,10 +4,15 @@
 #                        master keys) plus the operator's: read by run.py, which gives each
 #                        service only its own share, and by the test, chaos and bench drivers.
 #   .local/operator.env  only what an operator's shell needs for the refex CLI: the bootstrap
-#                        servers and the operator's own Kafka principal. No service secret.
+#                        servers, the CA the broker's certificate is checked against and the
+#                        operator's own Kafka principal. No service secret.
+# Every Kafka client is given the local CA (<PREFIX>_KAFKA_CA_FILE: TLS, the broker's certificate
+# and host name verified) and every database URL sslmode=verify-full with the same CA: the local
+# broker and database accept TLS connections only (deploy/local/tls.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [[ -f "$PG_CREDENTIALS" ]] || die "no $PG_CREDENTIALS yet: run deploy/local/postgres.sh up first"
 [[ -f "$KAFKA_CREDENTIALS" ]] || die "no $KAFKA_CREDENTIALS yet: run deploy/local/kafka.sh up first"
+[[ -f "$TLS_CA" ]] || die "no $TLS_CA yet: run deploy/local/tls.sh (kafka.sh up does) first"
 # shellcheck disable=SC1090
 source "$PG_CREDENTIALS"
 # shellcheck disable=SC1090
@@ -40,8 +45,25 @@ GATEWAY_SECRETS="$LOCAL_DIR/gateway-secrets.env"
 GATEWAY_PORT="${REFEX_GATEWAY_HTTP_PORT:-18005}"
 # Its /metrics on a port apart from the agencies' one (services/gateway/metrics.py).
 GATEWAY_METRICS_PORT="${REFEX_GATEWAY_METRICS_PORT:-18006}"
+# A path inside a URL's query: percent-encode what is not plainly safe there (a space, '&', '#').
+url_path() {
+  local s="$1" out="" c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c="${s:i:1}"
+    case "$c" in
+      [A-Za-z0-9/._~-]) out+="$c" ;;
+      *) printf -v c '%%%02X' "'$c"; out+="$c" ;;
+    esac
+  done
+  printf '%s' "$out"
+}
+PG_TLS="sslmode=verify-full&sslrootcert=$(LC_ALL=C url_path "$TLS_CA")"
+# NAME=VALUE with VALUE quoted for the shell where it needs it (the '&' of a URL's query, a space
+# in a path): test.sh, chaos.sh and operators `source` these files; run.py reads them with shlex.
+var() { printf '%s=%q\n' "$1" "$2"; }
 operator_env() {
   echo "REFEX_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  var REFEX_KAFKA_CA_FILE "$TLS_CA"
   # The operator's principal (super user) for the refex CLI and the tests; run.py does not pass
   # it to the services.
   echo "REFEX_KAFKA_USERNAME=admin"
@@ -60,16 +82,18 @@ operator_env() {
   for svc in "${SERVICES[@]}"; do
     up="${svc^^}"; pw="PG_PASSWORD_$up"
     echo "${up}_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+    var "${up}_KAFKA_CA_FILE" "$TLS_CA"
     kpw="KAFKA_PASSWORD_$up"
     echo "${up}_KAFKA_USERNAME=$svc"
     echo "${up}_KAFKA_PASSWORD=${!kpw}"
-    echo "${up}_DATABASE_URL=postgresql://$svc:${!pw}@127.0.0.1:$PG_PORT/$svc"
+    var "${up}_DATABASE_URL" "postgresql://$svc:${!pw}@127.0.0.1:$PG_PORT/$svc?$PG_TLS"
     echo "${up}_HTTP_PORT=${HTTP_PORT[$svc]}"
   done
   cat "$SECRETS"
   cat "$NOTIFICATION_SECRETS"
   cat "$EVIDENCE_SECRETS"
   echo "GATEWAY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  var GATEWAY_KAFKA_CA_FILE "$TLS_CA"
   echo "GATEWAY_HTTP_PORT=$GATEWAY_PORT"
   echo "GATEWAY_METRICS_PORT=$GATEWAY_METRICS_PORT"
   # Notification's e-mails link to the referral's page in the console.

@@ -48,7 +48,8 @@ write_config() {
   ( umask 077
     broker_properties "CLIENT://127.0.0.1:$KAFKA_PORT" "CLIENT://127.0.0.1:$KAFKA_PORT" \
         "127.0.0.1:$KAFKA_CONTROLLER_PORT" "$KAFKA_DATA" \
-        "$KAFKA_PASSWORD_ADMIN" "$KAFKA_PASSWORD_CONTROLLER" > "$KAFKA_DIR/server.properties" )
+        "$KAFKA_PASSWORD_ADMIN" "$KAFKA_PASSWORD_CONTROLLER" \
+        "$TLS_DIR/kafka.pem" "$TLS_CA" > "$KAFKA_DIR/server.properties" )
 }
 
 format_storage() {
@@ -81,6 +82,7 @@ up() {
   done
   fetch
   credentials
+  "$REPO_ROOT/deploy/local/tls.sh"
   write_config
   format_storage
   log "starting Kafka (log: $KAFKA_LOG)"

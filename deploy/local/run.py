@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -74,7 +75,8 @@ def load_env() -> dict[str, str]:
     for line in (LOCAL / "env").read_text().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            env[key] = value
+            # env.sh shell-quotes a value that needs it (a database URL's '&'): undo it.
+            env[key] = "".join(shlex.split(value)) if value else ""
     for service in SERVICES:
         override = os.environ.get(f"REFEX_{service.upper()}_HTTP_PORT")
         if override:
@@ -225,8 +227,9 @@ async def announce_when_ready(env: dict[str, str], mail: str) -> None:
     lines = [
         "",
         "Referral Exchange is running. Ctrl-C stops everything.",
-        f"  Kafka bootstrap   {env['REFEX_KAFKA_BOOTSTRAP_SERVERS']}",
-        f"  PostgreSQL        127.0.0.1:{env['REFEX_PG_PORT']} (one database per service)",
+        f"  Kafka bootstrap   {env['REFEX_KAFKA_BOOTSTRAP_SERVERS']} (SASL_SSL)",
+        f"  PostgreSQL        127.0.0.1:{env['REFEX_PG_PORT']} (TLS; one database per service)",
+        f"  TLS CA            {env.get('REFEX_KAFKA_CA_FILE', '?')} (give it to Kafka clients)",
     ]
     for service, port in ports.items():
         lines.append(

@@ -60,7 +60,7 @@ async def _broker_reachable(servers: str) -> bool:
 
 
 def gateway_app(settings: GatewaySettings) -> FastAPI:
-    authenticator = Authenticator(settings.kafka_bootstrap_servers, settings.throttle)
+    authenticator = Authenticator(settings.kafka, settings.throttle)
     producers = ProducerPool()
     sessions = Sessions(settings.session_idle_s, settings.session_max_s)
     renderer = Renderer(StaticFiles("services.gateway.console", STATIC_FILES))

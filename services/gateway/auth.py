@@ -38,8 +38,9 @@ class Refused:
 
 
 class Authenticator:
-    def __init__(self, kafka_servers: str, throttle: ThrottlePolicy) -> None:
-        self._servers = kafka_servers
+    def __init__(self, kafka: KafkaConnection, throttle: ThrottlePolicy) -> None:
+        # The broker and how to reach it (TLS included), with no principal of its own.
+        self._kafka = kafka
         self._throttle = throttle
         self._failures: dict[str, Failures] = {}
 
@@ -56,7 +57,7 @@ class Authenticator:
         principal = principal_of(login)
         if principal is None or not password:
             return self._failed(login, now)
-        connection = KafkaConnection(self._servers, principal.name, password)
+        connection = self._kafka.as_user(principal.name, password)
         result = await check_login(connection)
         if result is LoginResult.UNREACHABLE:
             return Refused(503, "the exchange cannot be reached; try again shortly")

@@ -8,9 +8,11 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.kafka.connection import KafkaConnection
 from shared.secret_files import secrets_dir
 from shared.secret_policy import weakness
 from shared.tracing import TracingSettings
+from shared.transport_policy import kafka_transport_problem
 from shared.web.throttle import ThrottlePolicy
 
 
@@ -26,10 +28,17 @@ class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
 
     environment: Literal["development", "production"] = Field(
         default="development",
-        description="production: Secure cookies, and refuse to start with a weak session key.",
+        description="production: Secure cookies, and refuse to start with a weak session key "
+        "or without TLS to Kafka.",
     )
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:19092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    kafka_ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the broker's certificate: TLS (SASL_SSL), "
+        "the certificate and the broker's host name verified. Unset: plaintext (refused in "
+        "production). The agencies' passwords cross this connection.",
     )
     http_host: str = Field(default="127.0.0.1", description="Interface of the HTTP endpoints.")
     http_port: int = Field(default=8005, ge=1, le=65535, description="Port of the gateway.")
@@ -72,6 +81,11 @@ class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
         return self.environment == "production"
 
     @property
+    def kafka(self) -> KafkaConnection:
+        """The broker and how to reach it, without a principal: each request adds its own."""
+        return KafkaConnection(self.kafka_bootstrap_servers, ca_file=self.kafka_ca_file)
+
+    @property
     def throttle(self) -> ThrottlePolicy:
         return ThrottlePolicy(
             free_failures=self.login_free_failures,
@@ -82,8 +96,13 @@ class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
     @model_validator(mode="after")
     def _production_needs_a_real_key(self) -> Self:
         if self.environment == "production":
+            problems = []
             weak = weakness(self.session_key.get_secret_value())
             if weak:
                 # The name only: hide_input_in_errors keeps the value out of the error.
-                raise ValueError(f"production mode refuses to start: session_key {weak}")
+                problems.append(f"session_key {weak}")
+            if plaintext := kafka_transport_problem(self.kafka_ca_file):
+                problems.append(plaintext)
+            if problems:
+                raise ValueError("production mode refuses to start: " + "; ".join(problems))
         return self

@@ -35,6 +35,7 @@ async def test_the_python_example_of_the_guide_registers_a_case(
     # What the operator's registration does; the partner gets its own credentials.
     as_agency = await register_agency_access(kafka, agency)
     assert as_agency.username is not None and as_agency.password is not None
+    assert kafka.ca_file is not None, "make test's broker speaks TLS only"
 
     example = json.loads((REPO / "docs/examples/submission.json").read_text())
     example["agency_id"] = agency
@@ -46,6 +47,8 @@ async def test_the_python_example_of_the_guide_registers_a_case(
         "REFEX_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "REFEX_KAFKA_USERNAME": as_agency.username,
         "REFEX_KAFKA_PASSWORD": as_agency.password,
+        # The platform's CA certificate, as an agency is given it: the example speaks TLS.
+        "REFEX_KAFKA_CA_FILE": str(kafka.ca_file),
     }
     run = subprocess.run(  # noqa: ASYNC221 - a one-off partner script, run as a partner would
         [sys.executable, "-c", code],

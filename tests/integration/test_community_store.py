@@ -30,6 +30,7 @@ from shared.contracts import messages, topics
 from shared.contracts.envelope import OutgoingEvent, build_event
 from shared.unit import open_unit, raw_handler, typed_handler
 from tests import factories as f
+from tests.dsn import with_params
 from tests.integration.counting import CountingPool
 from tests.integration.test_intake_batches import AGENCY, Intake
 from tests.integration.test_intake_batches import intake as intake
@@ -296,7 +297,9 @@ async def test_referral_routes_a_community_need_by_level_beside_a_case(
         ("individual", "returnee"): (1, 1, 0, 0, 0, 1, 1),
     }
     [(schema,)] = await referral.fetch("SELECT current_schema()")
-    monkeypatch.setenv("REFERRAL_DATABASE_URL", f"{database_urls['referral']}?search_path={schema}")
+    monkeypatch.setenv(
+        "REFERRAL_DATABASE_URL", with_params(database_urls["referral"], search_path=schema)
+    )
     out = tmp_path / "evidence.csv"
     result = await asyncio.to_thread(CliRunner().invoke, cli.app, ["evidence", "--csv", str(out)])
     assert result.exit_code == 0, result.output

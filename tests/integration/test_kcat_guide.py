@@ -133,13 +133,16 @@ async def agencies(kafka: KafkaConnection) -> Agencies:
 
 
 def shell_env(kafka: KafkaConnection, as_agency: KafkaConnection) -> dict[str, str]:
-    """An integrator's shell: their credentials, and a `python3` that has confluent-kafka."""
+    """An integrator's shell: their credentials, the platform's CA certificate (the broker
+    speaks TLS only) and a `python3` that has confluent-kafka."""
     assert as_agency.username is not None and as_agency.password is not None
+    assert as_agency.ca_file is not None
     return {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "REFEX_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "REFEX_KAFKA_USERNAME": as_agency.username,
         "REFEX_KAFKA_PASSWORD": as_agency.password,
+        "REFEX_KAFKA_CA_FILE": as_agency.ca_file,
     }
 
 
@@ -429,3 +432,62 @@ async def test_an_old_kcat_fails_as_the_guide_says_and_works_with_the_wheel_s_li
     assert code == 0, output
     assert commented_output(snippet).strip("… ") in output
     assert len(await read_everything(kafka, [topic_of(command)])) == 1
+
+
+# ----- the guide's Java client settings (TLS with a PEM trust store) -----
+
+JAVA_CLIENT = REPO / "tests" / "integration" / "java" / "GuideJavaClient.java"
+
+
+def java_properties() -> str:
+    """The guide's one ```properties block: a Java client's settings."""
+    blocks = re.findall(r"^```properties\n(.*?)^```", GUIDE.read_text(), re.S | re.M)
+    assert len(blocks) == 1, "the guide lost (or doubled) its Java client properties"
+    return str(blocks[0])
+
+
+async def run_java_client(properties: str, tmp_path: Path) -> tuple[int, str]:
+    libs = os.environ.get("REFEX_KAFKA_LIBS", str(REPO / ".local" / "kafka-libs"))
+    config = tmp_path / "client.properties"
+    config.write_text(properties)
+    process = await asyncio.create_subprocess_exec(
+        "java",
+        "-cp",
+        f"{libs}/*",
+        str(JAVA_CLIENT),
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 180)
+    assert process.returncode is not None
+    return process.returncode, out.decode() + err.decode()
+
+
+async def test_the_java_settings_of_the_guide_work_over_tls(
+    kafka: KafkaConnection, tmp_path: Path
+) -> None:
+    """kafka-clients (the broker's own 4.4 jar) with the guide's properties, the CA given as a
+    PEM trust store: it connects, verifies the broker, logs in as the agency and sees its own
+    topics. Without the trust store (the JDK's default CAs) it is refused."""
+    agency = f.unique("iom")
+    as_agency = await register_agency_access(kafka, agency)
+    assert as_agency.username and as_agency.password and as_agency.ca_file
+    properties = (
+        java_properties()
+        .replace(GUIDE_BROKER, kafka.bootstrap_servers)
+        .replace("/path/to/ca.crt", as_agency.ca_file)
+        .replace('username="agency.iom-sn"', f'username="{as_agency.username}"')
+        .replace('password="your-password"', f'password="{as_agency.password}"')
+    )
+    assert as_agency.password in properties and as_agency.ca_file in properties, properties
+    code, output = await run_java_client(properties, tmp_path)
+    assert code == 0, output
+    assert {t.name for t in topics.agency_topics(agency)} <= set(output.split())
+
+    without_ca = "".join(
+        line for line in properties.splitlines(True) if not line.startswith("ssl.truststore.")
+    )
+    code, output = await run_java_client(without_ca, tmp_path)
+    assert code == 1, output
+    assert "refused:" in output

@@ -1,6 +1,7 @@
 """deploy/local scripts: a busy port is a clear error; `up` again reuses what runs."""
 
 import os
+import shlex
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -63,7 +64,9 @@ def test_up_again_reuses_the_running_infrastructure() -> None:
 def _env_file(name: str) -> tuple[Path, dict[str, str]]:
     path = Path(os.environ["REFEX_LOCAL_DIR"]) / name
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return path, dict(line.split("=", 1) for line in lines)
+    # Values are shell-quoted where they need it (env.sh: a database URL's '&').
+    pairs = (line.split("=", 1) for line in lines)
+    return path, {key: "".join(shlex.split(value)) for key, value in pairs}
 
 
 def test_the_operator_env_file_holds_no_service_secret() -> None:
@@ -74,6 +77,7 @@ def test_the_operator_env_file_holds_no_service_secret() -> None:
     services_path, services = _env_file("env")
     assert set(operator) == {
         "REFEX_KAFKA_BOOTSTRAP_SERVERS",
+        "REFEX_KAFKA_CA_FILE",  # the broker speaks TLS only
         "REFEX_KAFKA_USERNAME",
         "REFEX_KAFKA_PASSWORD",
     }
@@ -92,7 +96,13 @@ def test_the_operator_env_file_holds_no_service_secret() -> None:
     # Enough for the operator CLI on its own: it reads the ACLs on the broker as admin.
     result = subprocess.run(
         [str(REPO / ".venv/bin/refex"), "platform", "acls", "--user", "intake"],
-        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **operator},
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/"),
+            # this checkout's code (test.sh sets it), not whatever the venv was installed from
+            "PYTHONPATH": os.environ.get("PYTHONPATH", str(REPO)),
+            **operator,
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,11 +3,9 @@
 import asyncpg
 import pytest
 
+from tests.dsn import with_database
+
 SERVICES = ("intake", "referral", "notification", "evidence")
-
-
-def _swap_database(url: str, database: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + database
 
 
 async def test_each_role_connects_to_its_own_database(database_urls: dict[str, str]) -> None:
@@ -28,4 +26,5 @@ async def test_role_cannot_connect_to_another_database(
     database_urls: dict[str, str], role: str, database: str
 ) -> None:
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await asyncpg.connect(_swap_database(database_urls[role], database))
+        # The URL's query (sslmode, sslrootcert) is kept: the refusal is the role's, not TLS's.
+        await asyncpg.connect(with_database(database_urls[role], database))

@@ -31,6 +31,7 @@ from shared.contracts.envelope import build_event
 from shared.kafka.inbound import InboundEvent
 from shared.unit import open_unit, raw_handler, typed_handler
 from tests import factories as f
+from tests.dsn import with_params
 from tests.integration.counting import CountingPool, ServiceBatches
 from tests.integration.test_matching_index import referral_schema
 
@@ -653,7 +654,9 @@ async def test_the_continuity_evidence_per_area_and_programme(
 
     # the operator's command prints it and writes it beside the pathways' CSV
     [(schema,)] = await referral.fetch("SELECT current_schema()")
-    monkeypatch.setenv("REFERRAL_DATABASE_URL", f"{database_urls['referral']}?search_path={schema}")
+    monkeypatch.setenv(
+        "REFERRAL_DATABASE_URL", with_params(database_urls["referral"], search_path=schema)
+    )
     out = tmp_path / "evidence.csv"
     command = ["evidence", "--area-digits", "0", "--csv", str(out)]
     result = await asyncio.to_thread(CliRunner().invoke, cli.app, command)

@@ -25,6 +25,7 @@ from shared.contracts import messages, topics
 from shared.contracts.envelope import build_event
 from shared.kafka.inbound import InboundEvent
 from tests import factories as f
+from tests.dsn import with_params
 from tests.integration.counting import CountingPool
 from tests.integration.test_matching_index import referral_schema
 from tests.integration.test_referral_continuity import OWNER, Referral, _case
@@ -256,7 +257,9 @@ async def test_commitments_are_recorded_replaced_or_refused_and_shown_in_the_evi
 
     # the operator's evidence shows the gap with the commitment beside it, and its CSV
     [(schema,)] = await referral.fetch("SELECT current_schema()")
-    monkeypatch.setenv("REFERRAL_DATABASE_URL", f"{database_urls['referral']}?search_path={schema}")
+    monkeypatch.setenv(
+        "REFERRAL_DATABASE_URL", with_params(database_urls["referral"], search_path=schema)
+    )
     out = tmp_path / "evidence.csv"
     result = await asyncio.to_thread(CliRunner().invoke, cli.app, ["evidence", "--csv", str(out)])
     assert result.exit_code == 0, result.output

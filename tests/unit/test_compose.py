@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -81,6 +81,13 @@ HOST_SETTINGS = {
 SECRETS_TARGET_DIR = "/run/secrets"
 MONITORING = ("prometheus", "grafana")
 LONG_RUNNING = ("kafka", "postgres", *APP_SERVICES, "gateway", *MONITORING)
+# Where compose mounts the private CA's certificate (config tls_ca) in every client container.
+CA_IN_CONTAINERS = "/etc/refex/tls/ca.crt"
+CERTIFICATES = ROOT / "deploy" / "compose" / "certificates.sh"
+POSTGRES_START = ROOT / "deploy" / "compose" / "postgres-start.sh"
+PG_HBA = ROOT / "deploy" / "compose" / "pg_hba.conf"
+# Test values for broker_properties' TLS files.
+KEYSTORE, CA_FILE = "/run/secrets/kafka_tls_keystore", CA_IN_CONTAINERS
 
 
 # ----- helpers -----
@@ -110,6 +117,10 @@ class Generated:
 
     def secret(self, name: str) -> str:
         return (self.secrets / name).read_text()
+
+    def file_of(self, compose_file: str) -> Path:
+        """The generated file a compose `file: ./secrets/…` entry names."""
+        return self.secrets / (ROOT / compose_file).relative_to(ROOT / "secrets")
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +162,17 @@ def mounted_secrets(compose: dict[str, Any], name: str, generated: Generated, in
     into.mkdir(parents=True, exist_ok=True)
     top = compose["secrets"]
     for target, source in secret_mounts(services(compose)[name]).items():
-        file = ROOT / top[source]["file"]
-        generated_file = generated.secrets / file.name
-        (into / target).write_text(generated_file.read_text())
+        (into / target).write_text(generated.file_of(top[source]["file"]).read_text())
     return into
+
+
+def config_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """absolute target path -> top-level config, of a service's `configs:`."""
+    mounts = {}
+    for entry in service.get("configs") or []:
+        assert isinstance(entry, dict) and str(entry.get("target", "")).startswith("/"), entry
+        mounts[str(entry["target"])] = str(entry["source"])
+    return mounts
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -331,8 +349,9 @@ def test_environment_loads_into_the_settings_class(
     settings: Any = settings_cls(_secrets_dir=secrets)  # type: ignore[call-arg]
     assert settings.environment == "production"
     assert settings.kafka == KafkaConnection(
-        "kafka:9092", name, generated.secret(f"{name}_kafka_password")
+        "kafka:9092", name, generated.secret(f"{name}_kafka_password"), CA_IN_CONTAINERS
     )
+    assert config_mounts(services(compose)[name]) == {CA_IN_CONTAINERS: "tls_ca"}
 
     dsn = urlsplit(settings.database_dsn)
     assert dsn.scheme == "postgresql"
@@ -340,6 +359,7 @@ def test_environment_loads_into_the_settings_class(
     assert dsn.hostname in services(compose), f"{name}: database host is no compose service"
     assert dsn.port == 5432
     assert dsn.password == generated.secret(f"{name}_db_password"), "postgres-init's password"
+    assert parse_qs(dsn.query) == {"sslmode": ["verify-full"], "sslrootcert": [CA_IN_CONTAINERS]}
     assert settings.kafka_bootstrap_servers == advertised_broker()
     service = services(compose)[name]
 
@@ -408,7 +428,7 @@ def test_no_secret_is_committed_or_passed_in_the_environment(
     generate-env.sh, git- and docker-ignored, mounted under /run/secrets."""
     for name, service in services(compose).items():
         for key, value in environment(service).items():
-            if key.endswith("_FILE"):
+            if key.endswith("_FILE") and SECRET_NAME.search(key.removesuffix("_FILE")):
                 assert value.startswith(f"{SECRETS_TARGET_DIR}/"), f"{name}: {key}={value}"
                 assert value.rsplit("/", 1)[1] in secret_mounts(service), f"{name}: {key}"
                 continue
@@ -418,8 +438,8 @@ def test_no_secret_is_committed_or_passed_in_the_environment(
     for secret, spec in top.items():
         assert set(spec) == {"file"}, f"secret {secret}: a file of secrets/"
         path = (ROOT / spec["file"]).resolve()
-        assert path.parent == ROOT / "secrets", f"secret {secret}: {spec['file']}"
-        assert (generated.secrets / path.name).is_file(), f"generate-env.sh does not write {secret}"
+        assert path.parent in (ROOT / "secrets", ROOT / "secrets" / "tls"), spec["file"]
+        assert generated.file_of(spec["file"]).is_file(), f"generate-env.sh does not write {secret}"
     assert "/secrets/" in GITIGNORE.read_text().splitlines()
     assert "secrets" in DOCKERIGNORE.read_text().splitlines()
     used = {src for svc in services(compose).values() for src in secret_mounts(svc).values()}
@@ -431,7 +451,8 @@ def test_no_secret_is_committed_or_passed_in_the_environment(
 def test_generated_secrets_are_random_and_strong(generated: Generated) -> None:
     from shared.secret_policy import weakness
 
-    values = {p.name: p.read_text() for p in generated.secrets.iterdir()}
+    # secrets/tls/ (certificates and their keys) has a test of its own.
+    values = {p.name: p.read_text() for p in generated.secrets.iterdir() if p.is_file()}
     for name, value in values.items():
         if name == "notification_smtp_password":
             assert value == "", "left for the relay's own password"
@@ -515,7 +536,7 @@ def test_platform_init_provisions_topics_and_service_principals(
     [(kafka, specs)] = topic_calls
     assert specs == CATALOGUE
     assert kafka == KafkaConnection(
-        advertised_broker(), "admin", generated.secret("kafka_admin_password")
+        advertised_broker(), "admin", generated.secret("kafka_admin_password"), CA_IN_CONTAINERS
     )
     for owner in SERVICES:
         name = owner.value
@@ -551,9 +572,14 @@ def test_compose_kafka_runs_the_shared_broker_configuration(compose: dict[str, A
     mounts = {str(v).split(":")[1]: ROOT / str(v).split(":")[0] for v in kafka["volumes"]}
     assert mounts["/opt/refex/kafka-start.sh"].resolve() == KAFKA_START
     assert mounts["/opt/refex/broker-properties.sh"].resolve() == BROKER_PROPERTIES
-    assert set(secret_mounts(kafka)) == {"kafka_admin_password", "kafka_controller_password"}
+    assert set(secret_mounts(kafka)) == {
+        "kafka_admin_password",
+        "kafka_controller_password",
+        "kafka_tls_keystore",
+    }
+    assert config_mounts(kafka) == {CA_IN_CONTAINERS: "tls_ca"}
     start = KAFKA_START.read_text()
-    for name in ("kafka_admin_password", "kafka_controller_password"):
+    for name in ("kafka_admin_password", "kafka_controller_password", "kafka_tls_keystore"):
         assert f"read_secret {name}" in start
 
 
@@ -565,10 +591,12 @@ def test_broker_requires_authentication_and_acls() -> None:
         "/data",
         "a" * 20,
         "b" * 20,
+        KEYSTORE,
+        CA_FILE,
     )
     assert set(props["process.roles"].split(",")) == {"broker", "controller"}
     protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
-    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "no listener without authentication"
+    assert protocols == {"CLIENT": "SASL_SSL", "CONTROLLER": "SASL_PLAINTEXT"}, "TLS for clients"
     for listener in props["listeners"].split(","):
         assert listener.split("://")[0] in protocols, listener
     assert props["advertised.listeners"] == "CLIENT://kafka:9092"
@@ -798,13 +826,15 @@ def test_agencies_reach_the_broker_on_an_external_listener(
         "/data",
         "a" * 20,
         "b" * 20,
+        KEYSTORE,
+        CA_FILE,
         "EXTERNAL://0.0.0.0:9094",
         f"EXTERNAL://{host}:{port}",
     )
     assert props["advertised.listeners"] == f"CLIENT://kafka:9092,EXTERNAL://{host}:{port}"
     assert props["listeners"].split(",")[:2] == ["CLIENT://0.0.0.0:9092", "EXTERNAL://0.0.0.0:9094"]
     protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
-    assert protocols["EXTERNAL"] == protocols["CLIENT"] == "SASL_PLAINTEXT", "same login"
+    assert protocols["EXTERNAL"] == protocols["CLIENT"] == "SASL_SSL", "same TLS and login"
     assert props["inter.broker.listener.name"] == "CLIENT"
     assert "listener.name.external.scram-sha-512.sasl.jaas.config" in props
     # The partner guide gives both addresses.
@@ -916,6 +946,8 @@ def test_every_operator_command_has_a_tool_container_with_just_its_credentials(
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         assert shared.operator.operator_kafka().password == admin, name
+        assert shared.operator.operator_kafka().ca_file == CA_IN_CONTAINERS, name
+        assert config_mounts(tool) == {CA_IN_CONTAINERS: "tls_ca"}, name
         if name != "refex":  # beside a service: its settings class loads from these files
             service = name.removeprefix("refex-")
             for key in [k for k in os.environ if k.startswith(f"{service.upper()}_")]:
@@ -1207,3 +1239,260 @@ def test_monitoring_is_reached_from_this_host_only(compose: dict[str, Any]) -> N
     for name in MONITORING:
         for entry in services(compose)[name]["ports"]:
             assert str(entry).startswith("127.0.0.1:"), f"{name}: {entry}"
+
+
+# ----- TLS to Kafka and PostgreSQL (issue 22, decision 31): one test per defect -----
+
+
+def kafka_clients(compose: dict[str, Any]) -> dict[str, str]:
+    """Every container that connects to Kafka -> the prefix of its Kafka settings."""
+    clients = {}
+    for name, service in services(compose).items():
+        for key in environment(service):
+            if key.endswith("_KAFKA_BOOTSTRAP_SERVERS"):
+                clients[name] = key.removesuffix("BOOTSTRAP_SERVERS")
+    return clients
+
+
+def test_every_kafka_client_in_compose_verifies_the_broker(compose: dict[str, Any]) -> None:
+    """Defect: clients connected in plaintext, or with TLS but no CA to check the broker by."""
+    clients = kafka_clients(compose)
+    assert {*APP_SERVICES, "gateway", "platform-init", *TOOL_SECRETS} <= set(clients)
+    assert compose["configs"]["tls_ca"] == {"file": "./secrets/tls/ca.crt"}
+    for name, prefix in clients.items():
+        service = services(compose)[name]
+        ca_file = environment(service).get(f"{prefix}CA_FILE")
+        assert ca_file == CA_IN_CONTAINERS, f"{name}: {prefix}CA_FILE must name the mounted CA"
+        assert config_mounts(service).get(ca_file) == "tls_ca", f"{name}: the CA is not mounted"
+
+
+def test_every_database_url_asks_for_verify_full(
+    compose: dict[str, Any], generated: Generated
+) -> None:
+    """Defect: the services' URLs had no sslmode (asyncpg's `prefer`: any certificate, and
+    plaintext when the server offers no TLS)."""
+    urls = {p.name: p.read_text() for p in generated.secrets.glob("*_database_url")}
+    assert set(urls) == {f"{name}_database_url" for name in APP_SERVICES}
+    for secret, url in urls.items():
+        query = parse_qs(urlsplit(url).query)
+        assert query == {"sslmode": ["verify-full"], "sslrootcert": [CA_IN_CONTAINERS]}, secret
+        for name, service in services(compose).items():
+            if secret in secret_mounts(service):
+                assert config_mounts(service).get(CA_IN_CONTAINERS) == "tls_ca", (name, secret)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_production_refuses_plaintext_kafka_and_weak_sslmodes(
+    compose: dict[str, Any],
+    name: str,
+    generated: Generated,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Defect class: an .env or secret edited back to plaintext would still start."""
+    settings_cls = SETTINGS[name]
+    prefix = f"{name.upper()}_"
+    service_env(compose, name, generated.env, monkeypatch)
+    secrets = mounted_secrets(compose, name, generated, tmp_path / "run-secrets")
+    settings_cls(_secrets_dir=secrets)  # type: ignore[call-arg]  # as compose runs it: accepted
+
+    monkeypatch.delenv(f"{prefix}KAFKA_CA_FILE")
+    with pytest.raises(ValueError, match="kafka_ca_file is missing") as refused:
+        settings_cls(_secrets_dir=secrets)  # type: ignore[call-arg]
+    assert generated.secret(f"{name}_kafka_password") not in str(refused.value)
+    monkeypatch.setenv(f"{prefix}KAFKA_CA_FILE", CA_IN_CONTAINERS)
+
+    url = generated.secret(f"{name}_database_url")
+    for weaker in ("disable", "allow", "prefer", "require", "verify-ca"):
+        (secrets / f"{name}_database_url").write_text(
+            url.replace("sslmode=verify-full", f"sslmode={weaker}")
+        )
+        with pytest.raises(ValueError, match=f"sslmode={weaker}; it needs") as refused:
+            settings_cls(_secrets_dir=secrets)  # type: ignore[call-arg]
+        assert generated.secret(f"{name}_db_password") not in str(refused.value)
+    (secrets / f"{name}_database_url").write_text(url.split("?")[0])
+    with pytest.raises(ValueError, match=r"sslmode=\(unset\)"):
+        settings_cls(_secrets_dir=secrets)  # type: ignore[call-arg]
+
+
+def test_the_gateway_refuses_plaintext_kafka_in_production(
+    compose: dict[str, Any], generated: Generated, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Defect class: agencies' passwords crossing the network in the clear (the gateway logs in
+    as them)."""
+    from services.gateway.settings import GatewaySettings
+
+    for key in [k for k in os.environ if k.startswith("GATEWAY_")]:
+        monkeypatch.delenv(key)
+    for key, value in environment(services(compose)["gateway"]).items():
+        monkeypatch.setenv(key, interpolate(value, generated.env))
+    secrets = mounted_secrets(compose, "gateway", generated, tmp_path / "run-secrets")
+    assert GatewaySettings(_secrets_dir=secrets).kafka.ca_file == CA_IN_CONTAINERS  # type: ignore[call-arg]
+    monkeypatch.delenv("GATEWAY_KAFKA_CA_FILE")
+    with pytest.raises(ValueError, match="kafka_ca_file is missing"):
+        GatewaySettings(_secrets_dir=secrets)  # type: ignore[call-arg]
+
+
+def test_the_broker_has_no_plaintext_client_listener(compose: dict[str, Any]) -> None:
+    """Defect: both client listeners were SASL_PLAINTEXT. Every listener but the controller's is
+    SASL_SSL; the controller's (plaintext) is refused anywhere but on loopback."""
+    start = KAFKA_START.read_text()
+    assert '"127.0.0.1:9093" "$DATA"' in start, "compose's controller on loopback"
+    assert '"$KEYSTORE" "$CA_FILE"' in start
+    assert 'KEYSTORE="$secrets_dir/kafka_tls_keystore"' in start
+    props = broker_properties(
+        "CLIENT://0.0.0.0:9092",
+        "CLIENT://kafka:9092",
+        "127.0.0.1:9093",
+        "/data",
+        "a" * 20,
+        "b" * 20,
+        KEYSTORE,
+        CA_FILE,
+        "EXTERNAL://0.0.0.0:9094",
+        "EXTERNAL://kafka.example.org:9094",
+    )
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    for listener in props["listeners"].split(","):
+        name = listener.split("://")[0]
+        if name == "CONTROLLER":
+            assert protocols[name] == "SASL_PLAINTEXT" and "://127.0.0.1:" in listener
+        else:
+            assert protocols[name] == "SASL_SSL", listener
+    assert "CONTROLLER" not in props["advertised.listeners"]
+    assert props["ssl.keystore.type"] == "PEM" and props["ssl.keystore.location"] == KEYSTORE
+    assert props["ssl.truststore.location"] == CA_FILE
+    assert props["ssl.endpoint.identification.algorithm"] == "https"
+    assert set(props["ssl.enabled.protocols"].split(",")) <= {"TLSv1.2", "TLSv1.3"}
+
+    def refused(*args: str) -> str:
+        script = f'source "{BROKER_PROPERTIES}"; broker_properties "$@"'
+        run = subprocess.run(
+            ["bash", "-c", script, "props", *args], capture_output=True, text=True, check=False
+        )
+        assert run.returncode != 0, args
+        return run.stderr
+
+    base = ["CLIENT://0.0.0.0:9092", "CLIENT://kafka:9092"]
+    rest = ["/data", "a" * 20, "b" * 20, KEYSTORE, CA_FILE]
+    for controller in ("0.0.0.0:9093", "kafka:9093", "10.0.0.5:9093"):
+        assert "controller listener must be on loopback" in refused(*base, controller, *rest)
+    assert "TLS needs" in refused(*base, "127.0.0.1:9093", "/data", "a" * 20, "b" * 20)
+
+    # The healthcheck's own client speaks TLS too.
+    script = f'source "{BROKER_PROPERTIES}"; broker_admin_client_properties "$@"'
+    admin = subprocess.run(
+        ["bash", "-c", script, "p", "a" * 20, CA_FILE], check=True, capture_output=True, text=True
+    ).stdout
+    assert "security.protocol=SASL_SSL" in admin
+    assert f"ssl.truststore.location={CA_FILE}" in admin
+
+
+def test_postgres_serves_tls_only(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Defect: PostgreSQL accepted plaintext TCP connections (the image's `host all all all`)."""
+    postgres = services(compose)["postgres"]
+    settings = postgres_settings(compose)
+    tls_dir = "/var/lib/postgresql/tls"
+    assert settings["ssl"] == "on"
+    assert settings["ssl_cert_file"] == f"{tls_dir}/server.crt"
+    assert settings["ssl_key_file"] == f"{tls_dir}/server.key"
+    assert settings["ssl_min_protocol_version"] in ("TLSv1.2", "TLSv1.3")
+    mounts = {str(v).split(":")[1]: ROOT / str(v).split(":")[0] for v in postgres["volumes"]}
+    assert mounts[settings["hba_file"]].resolve() == PG_HBA
+    assert postgres["entrypoint"] == ["bash", "/opt/refex/postgres-start.sh"]
+    assert mounts["/opt/refex/postgres-start.sh"].resolve() == POSTGRES_START
+    assert {"postgres_tls_certificate", "postgres_tls_key"} <= set(secret_mounts(postgres))
+
+    rules = [line.split() for line in PG_HBA.read_text().splitlines()]
+    rules = [r for r in rules if r and not r[0].startswith("#")]
+    assert {r[0] for r in rules} <= {"local", "hostssl", "hostnossl"}, "no `host` line"
+    assert all(r[-1] == "reject" for r in rules if r[0] == "hostnossl")
+    assert all(r[-1] == "scram-sha-256" for r in rules if r[0] == "hostssl")
+    assert rules[-1] == ["hostnossl", "all", "all", "all", "reject"]
+
+    # The start script copies the key where PostgreSQL accepts it (owned by postgres, 0600) and
+    # hands compose's command to the image's entry point unchanged.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("install", "docker-entrypoint.sh"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        (bin_dir / tool).chmod(0o755)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "REFEX_SECRETS_DIR": str(secrets),
+        "REFEX_PG_TLS_DIR": tls_dir,
+    }
+    argv = ["bash", str(POSTGRES_START), *as_argv(postgres["command"])]
+    missing = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    assert missing.returncode != 0 and "postgres_tls_certificate is missing" in missing.stderr
+    for name in ("postgres_tls_certificate", "postgres_tls_key"):
+        (secrets / name).write_text("pem")
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    lines = calls.read_text().splitlines()
+    key_copy = f"install -m 0600 -o postgres -g postgres {secrets}/postgres_tls_key"
+    assert f"{key_copy} {tls_dir}/server.key" in lines
+    assert lines[-1] == "docker-entrypoint.sh " + " ".join(as_argv(postgres["command"]))
+
+
+def openssl_verifies(ca: Path, certificate: Path, host: str) -> bool:
+    flag = "-verify_ip" if re.fullmatch(r"[\d.]+", host) else "-verify_hostname"
+    run = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca), flag, host, str(certificate)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return run.returncode == 0
+
+
+def test_generated_certificates_name_the_hosts_clients_reach(
+    compose: dict[str, Any], generated: Generated
+) -> None:
+    """Defect class: a certificate without the name a client uses fails every connection with
+    host name verification on (as it must be); one with a key others can mount leaks it."""
+    tls = generated.secrets / "tls"
+    ca = tls / "ca.crt"
+    for host in ("kafka", "localhost", "127.0.0.1", HOST_SETTINGS["REFEX_PUBLIC_KAFKA_HOST"]):
+        assert openssl_verifies(ca, tls / "kafka.pem", host), host
+    for host in ("postgres", "localhost"):
+        assert openssl_verifies(ca, tls / "postgres.crt", host), host
+    assert not openssl_verifies(ca, tls / "kafka.pem", "other.example.org")
+    assert not openssl_verifies(ca, tls / "postgres.crt", "kafka")
+
+    keystore = (tls / "kafka.pem").read_text()
+    assert keystore.count("-----BEGIN PRIVATE KEY-----") == 1, "one unencrypted PKCS#8 key"
+    assert keystore.count("-----BEGIN CERTIFICATE-----") == 2, "the broker's, then the CA's"
+    # The CA's key signs; no container ever gets it.
+    assert (tls / "ca.key").stat().st_mode & 0o077 == 0
+    mounted = {
+        spec["file"] for spec in (*compose["secrets"].values(), *compose["configs"].values())
+    }
+    assert "./secrets/tls/ca.key" not in mounted
+    assert tls.stat().st_mode & 0o077 == 0 and generated.secrets.stat().st_mode & 0o077 == 0
+
+
+def test_certificates_follow_a_new_public_host_and_keep_the_ca(tmp_path: Path) -> None:
+    """Defect class: changing REFEX_PUBLIC_KAFKA_HOST needs a new broker certificate, and a new
+    CA would make every agency's copy of it worthless."""
+    target = tmp_path / ".env"
+    env = {**os.environ, **HOST_SETTINGS}
+    subprocess.run(
+        ["bash", str(GENERATE_ENV), str(target)], check=True, capture_output=True, env=env
+    )
+    tls = tmp_path / "secrets" / "tls"
+    ca_before = (tls / "ca.crt").read_bytes()
+    keystore_before = (tls / "kafka.pem").read_bytes()
+    subprocess.run(
+        ["bash", str(CERTIFICATES), str(target)], check=True, capture_output=True, env=env
+    )
+    assert (tls / "kafka.pem").read_bytes() == keystore_before, "nothing to renew"
+    env["REFEX_PUBLIC_KAFKA_HOST"] = "kafka2.example.org"
+    subprocess.run(
+        ["bash", str(CERTIFICATES), str(target)], check=True, capture_output=True, env=env
+    )
+    assert (tls / "ca.crt").read_bytes() == ca_before
+    assert openssl_verifies(tls / "ca.crt", tls / "kafka.pem", "kafka2.example.org")
+    assert not openssl_verifies(tls / "ca.crt", tls / "kafka.pem", "kafka.example.org")

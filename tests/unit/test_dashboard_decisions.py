@@ -251,7 +251,11 @@ def test_a_table_whose_figures_count_the_cases_has_no_second_cases_column() -> N
 def _evidence_settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> object:
     from services.evidence.settings import EvidenceSettings
 
-    for name in ("EVIDENCE_DASHBOARD_SESSION_KEY", "EVIDENCE_ENVIRONMENT"):
+    for name in (
+        "EVIDENCE_DASHBOARD_SESSION_KEY",
+        "EVIDENCE_ENVIRONMENT",
+        "EVIDENCE_KAFKA_CA_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EVIDENCE_DATABASE_URL", "postgresql://evidence:x@h:1/d")
     for name, value in env.items():
@@ -268,7 +272,9 @@ def test_the_session_key_is_required_and_checked_in_production(
         "EVIDENCE_ENVIRONMENT": "production",
         "EVIDENCE_KAFKA_USERNAME": "evidence",
         "EVIDENCE_KAFKA_PASSWORD": "a-long-kafka-password-for-evidence",
-        "EVIDENCE_DATABASE_URL": "postgresql://evidence:a-long-database-password-1@h:1/d",
+        "EVIDENCE_DATABASE_URL": "postgresql://evidence:a-long-database-password-1@h:1/d"
+        "?sslmode=verify-full",
+        "EVIDENCE_KAFKA_CA_FILE": "/etc/refex/tls/ca.crt",
     }
     with pytest.raises(ValidationError, match="dashboard_session_key is a placeholder"):
         _evidence_settings(

@@ -21,6 +21,7 @@ from services.gateway.principals import Principal, principal_of
 from shared.contracts import events as ev
 from shared.contracts.envelope import EnvelopeError
 from shared.kafka.agency_input import Refusal
+from shared.kafka.connection import KafkaConnection
 from tests import factories as f
 
 
@@ -185,7 +186,7 @@ async def test_failed_logins_of_one_name_are_throttled_and_nothing_asks_the_brok
     from shared.web.throttle import ThrottlePolicy
 
     # No broker at this address: names that are no agency principal never reach it.
-    authenticator = Authenticator("127.0.0.1:1", ThrottlePolicy(free_failures=2))
+    authenticator = Authenticator(KafkaConnection("127.0.0.1:1"), ThrottlePolicy(free_failures=2))
     answers = [await authenticator.authenticate("admin", "guess") for _ in range(3)]
     assert [a.status for a in answers if isinstance(a, Refused)] == [401, 401, 429]
     assert isinstance(answers[2], Refused) and answers[2].retry_after_s

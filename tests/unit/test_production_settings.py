@@ -14,6 +14,9 @@ from shared.secret_policy import weakness
 from shared.settings import service_environment
 
 ZERO_KEY = base64.b64encode(bytes(32)).decode()
+# Production needs TLS to both (decision 31); the CA file is only named here, never opened.
+CA_FILE = "/etc/refex/tls/ca.crt"
+VERIFY_FULL = f"sslmode=verify-full&sslrootcert={CA_FILE}"
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +40,8 @@ def intake(**overrides: str) -> dict[str, str]:
         "environment": "production",
         "kafka_username": "intake",
         "kafka_password": strong(),
-        "database_url": f"postgresql://intake:{strong()}@db:5432/intake",
+        "kafka_ca_file": CA_FILE,
+        "database_url": f"postgresql://intake:{strong()}@db:5432/intake?{VERIFY_FULL}",
         "master_key": key(),
         "duplicate_key": key(),
     }
@@ -57,8 +61,12 @@ def test_production_accepts_real_secrets() -> None:
         ("kafka_password", "a" * 30, "trivially guessable"),
         ("master_key", ZERO_KEY, "placeholder key"),
         ("duplicate_key", ZERO_KEY, "placeholder key"),
-        ("database_url", "postgresql://intake:change-me-intake@db:5432/intake", "placeholder"),
-        ("database_url", "postgresql://intake@db:5432/intake", "missing"),
+        (
+            "database_url",
+            f"postgresql://intake:change-me-intake@db:5432/intake?{VERIFY_FULL}",
+            "placeholder",
+        ),
+        ("database_url", f"postgresql://intake@db:5432/intake?{VERIFY_FULL}", "missing"),
     ],
 )
 def test_production_refuses_weak_secrets_without_echoing_them(
@@ -91,7 +99,8 @@ def test_notification_refuses_private_webhook_targets_in_production() -> None:
         "environment": "production",
         "kafka_username": "notification",
         "kafka_password": strong(),
-        "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "kafka_ca_file": CA_FILE,
+        "database_url": f"postgresql://notification:{strong()}@db:5432/notification?{VERIFY_FULL}",
         "secrets_key": key(),
         "smtp_host": "smtp.example.org",
         "allow_private_webhook_targets": "true",
@@ -105,7 +114,8 @@ def test_a_logged_in_smtp_relay_needs_a_real_password_in_production() -> None:
         "environment": "production",
         "kafka_username": "notification",
         "kafka_password": strong(),
-        "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "kafka_ca_file": CA_FILE,
+        "database_url": f"postgresql://notification:{strong()}@db:5432/notification?{VERIFY_FULL}",
         "secrets_key": key(),
         "smtp_host": "smtp.example.org",
         "smtp_username": "relay",
@@ -120,7 +130,8 @@ def notification(**overrides: str) -> dict[str, str]:
         "environment": "production",
         "kafka_username": "notification",
         "kafka_password": strong(),
-        "database_url": f"postgresql://notification:{strong()}@db:5432/notification",
+        "kafka_ca_file": CA_FILE,
+        "database_url": f"postgresql://notification:{strong()}@db:5432/notification?{VERIFY_FULL}",
         "secrets_key": key(),
     }
     return values | overrides
@@ -167,3 +178,47 @@ def test_a_service_process_gets_neither_other_services_nor_operator_secrets() ->
         "REFERRAL_KAFKA_PASSWORD": "r",
         "REFEX_KAFKA_BOOTSTRAP_SERVERS": "k:9092",
     }
+
+
+def test_production_refuses_kafka_without_tls() -> None:
+    values = intake()
+    del values["kafka_ca_file"]
+    with pytest.raises(ValueError, match="kafka_ca_file is missing"):
+        IntakeSettings(**values)  # type: ignore[arg-type]
+    development = IntakeSettings(**(values | {"environment": "development"}))  # type: ignore[arg-type]
+    assert not development.kafka.tls, "development may use a plaintext broker"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?sslmode=disable",
+        "?sslmode=prefer",
+        "?sslmode=require",
+        "?sslmode=verify-ca",
+        "?sslmode=verify-full&sslmode=require",
+    ],
+)
+def test_production_refuses_a_database_url_weaker_than_verify_full(query: str) -> None:
+    """asyncpg's default is `prefer` (any certificate, plaintext if the server offers no TLS);
+    require and verify-ca do not check that the certificate is the host's."""
+    url = f"postgresql://intake:{strong()}@db:5432/intake{query}"
+    with pytest.raises(ValueError, match="it needs sslmode=verify-full") as refused:
+        IntakeSettings(**intake(database_url=url))  # type: ignore[arg-type]
+    assert url.split("@")[0].split(":")[-1] not in str(refused.value), "the password stays out"
+
+
+def test_the_gateway_refuses_kafka_without_tls_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.gateway.settings import GatewaySettings
+
+    for name in [k for k in os.environ if k.startswith("GATEWAY_")]:
+        monkeypatch.delenv(name)  # a sourced .local/env names the local CA
+
+    values = {"environment": "production", "session_key": key(), "kafka_ca_file": CA_FILE}
+    assert GatewaySettings(**values).kafka.ca_file == CA_FILE  # type: ignore[arg-type]
+    del values["kafka_ca_file"]
+    with pytest.raises(ValueError, match="kafka_ca_file is missing"):
+        GatewaySettings(**values)  # type: ignore[arg-type]

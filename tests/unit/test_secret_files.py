@@ -33,10 +33,11 @@ def write(directory: Path, **files: str) -> None:
 
 def test_settings_read_each_secret_from_its_file(tmp_path: Path) -> None:
     password, db_password, master = secrets.token_urlsafe(24), secrets.token_urlsafe(24), key()
+    tls = "sslmode=verify-full&sslrootcert=/etc/refex/tls/ca.crt"  # production needs it
     write(
         tmp_path,
         intake_kafka_password=password,
-        intake_database_url=f"postgresql://intake:{db_password}@postgres:5432/intake",
+        intake_database_url=f"postgresql://intake:{db_password}@postgres:5432/intake?{tls}",
         intake_master_key=master,
         intake_duplicate_key=key(),
     )
@@ -44,9 +45,10 @@ def test_settings_read_each_secret_from_its_file(tmp_path: Path) -> None:
         _secrets_dir=tmp_path,  # type: ignore[call-arg]
         environment="production",
         kafka_username="intake",
+        kafka_ca_file="/etc/refex/tls/ca.crt",
     )
     assert settings.kafka.password == password
-    assert settings.database_dsn == f"postgresql://intake:{db_password}@postgres:5432/intake"
+    assert settings.database_dsn == f"postgresql://intake:{db_password}@postgres:5432/intake?{tls}"
     assert settings.master_key.get_secret_value() == master
 
 
