@@ -20,8 +20,10 @@ handlers = IntakeHandlers(
         master_key=decode_key(settings.master_key),
         duplicate_key=decode_key(settings.duplicate_key),
         duplicate_key_id=settings.duplicate_key_id,
+        submission=settings.submission_keys(),  # personal blocks sealed for intake (issue 22)
     ),
     settings.programme(),
+    require_sealed_personal=settings.require_sealed_personal,
 )
 # Typed dispatch for the service topics: CloudEvents type → handler(payload, unit).
 table: dict[str, TypedHandler[IntakeStore]] = {

@@ -344,10 +344,15 @@ class IntakeStore:
         with the data key) and its identity hashes; with the cases of *other* agencies sharing
         a hash (linked as possible duplicates). In a batch, written at its end with the batch's
         other cases; outside one, in one statement."""
+        personal = submission.personal
+        if not isinstance(personal, ev.PersonalData):
+            # The handler opens a sealed block first (sealing.py); stored as it came, it would
+            # read back as no one's data.
+            raise TypeError("a sealed personal block is stored only once opened")
         case_id = uuid.uuid4()
         data_key = crypto.new_data_key()
         wrapped = crypto.wrap_key(master_key, data_key)
-        sealed = crypto.encrypt(data_key, submission.personal.model_dump_json().encode())
+        sealed = crypto.encrypt(data_key, personal.model_dump_json().encode())
         if self._in_batch():
             row = self._changed(
                 CaseRow(
