@@ -60,16 +60,43 @@ class SubmissionKeys:
         """The private key of the public key named ``sha256``, if intake holds it."""
         return self._by_sha256.get(sha256)
 
-    def published(self) -> list[tuple[str, str, ev.SubmissionKeyStatus]]:
-        """(key_sha256, public key in base64, status) of each key, the current one first."""
+    def published(self) -> list[PublishedKey]:
+        """What intake.keys.v1 must say of each key, the current one first."""
         out = []
         for key, status in [
             *([(self.current, ev.SubmissionKeyStatus.CURRENT)] if self.current else []),
             *((k, ev.SubmissionKeyStatus.PREVIOUS) for k in self.previous),
         ]:
             public = bytes(key.public_key)
-            out.append((key_sha256(public), base64.b64encode(public).decode(), status))
+            out.append(PublishedKey(key_sha256(public), base64.b64encode(public).decode(), status))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    """One record of intake.keys.v1: a public key and what intake does with boxes for it."""
+
+    key_sha256: str
+    public_key: str  # base64 of the raw 32 bytes
+    status: ev.SubmissionKeyStatus
+
+
+def key_changes(
+    configured: Sequence[PublishedKey], published: Sequence[PublishedKey]
+) -> list[PublishedKey]:
+    """What to publish so that intake.keys.v1 says what the settings say: each configured key
+    that is new or whose status changed, and each key published before and no longer
+    configured, now retired (kept on the topic, so that an agency still sealing for it learns
+    why it is refused). Nothing when they agree."""
+    before = {k.key_sha256: k for k in published}
+    now = {k.key_sha256 for k in configured}
+    changes = [k for k in configured if before.get(k.key_sha256) != k]
+    changes += [
+        replace(k, status=ev.SubmissionKeyStatus.RETIRED)
+        for k in published
+        if k.key_sha256 not in now and k.status is not ev.SubmissionKeyStatus.RETIRED
+    ]
+    return changes
 
 
 NOT_SEALED = (

@@ -35,6 +35,7 @@ from .cases import CaseRow, case_row, needs_json
 from .community import CommunityNeedRow
 from .disclosures import Recipient
 from .follow_up_store import FollowUpStore
+from .key_store import SubmissionKeyStore
 
 MAX_SIGNALLED_DUPLICATES = 10
 
@@ -186,6 +187,7 @@ class IntakeStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
         self.follow_ups = FollowUpStore(conn)  # follow-up plans and assessments (issue 19)
+        self.submission_keys = SubmissionKeyStore(conn)  # what intake.keys.v1 says (issue 22)
 
     def _cache(self, name: str) -> dict[Any, Any] | None:
         return batch_scope.cache(self.conn, name)

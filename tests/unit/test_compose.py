@@ -30,7 +30,7 @@ import ops.cli
 import ops.platform
 import shared.operator
 import shared.secret_files
-from ops.access_policy import SERVICES, service_rules, service_user
+from ops.access_policy import SERVICES, agency_rules, service_rules, service_user
 from services.evidence.settings import EvidenceSettings
 from services.intake.settings import IntakeSettings
 from services.notification.settings import NotificationSettings
@@ -429,8 +429,8 @@ def test_generated_secrets_are_random_and_strong(generated: Generated) -> None:
 
     values = {p.name: p.read_text() for p in generated.secrets.iterdir()}
     for name, value in values.items():
-        if name == "notification_smtp_password":
-            assert value == "", "left for the relay's own password"
+        if name in ("notification_smtp_password", "intake_submission_previous_keys"):
+            assert value == "", "left for the relay's own password, for a rotation's old keys"
         elif name.endswith("_database_url"):
             assert weakness(urlsplit(value).password) is None, name
         else:
@@ -481,6 +481,9 @@ def test_platform_init_provisions_topics_and_service_principals(
             granted.extend(rules)
             return len(granted)
 
+        def scram_users(self) -> list[str]:  # a registered agency's rules are granted again
+            return ["admin", "agency.iom-sn"]
+
     audits: list[tuple[str, str]] = []
 
     @contextmanager
@@ -520,6 +523,7 @@ def test_platform_init_provisions_topics_and_service_principals(
         assert source in secret_mounts(service).values()
         assert passwords[service_user(owner)] == generated.secret(source)
         assert set(service_rules(owner)) <= set(granted)
+    assert set(agency_rules("iom-sn")) <= set(granted)
     assert audits == [("platform grant-services", "service_principals")]
     # ...and it returns once the services' consumer groups have a coordinator.
     assert awaited_groups == [owner.value for owner in SERVICES]
@@ -862,6 +866,8 @@ TOOL_SECRETS = {
         "intake_database_url",
         "intake_master_key",
         "intake_duplicate_key",
+        "intake_submission_key",
+        "intake_submission_previous_keys",
     },
     "refex-referral": {"refex_kafka_password", "referral_database_url"},
     "refex-notification": {

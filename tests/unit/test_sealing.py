@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from services.intake.sealing import (
     SealRefused,
     SubmissionKeys,
     clear,
+    key_changes,
     key_sha256,
     open_personal,
     open_submission,
@@ -186,16 +188,34 @@ def test_the_contract_takes_either_form_and_names_a_bad_one_s_own_fields() -> No
 
 def test_the_keys_are_published_current_first_each_named_by_its_sha256() -> None:
     published = KEYS.published()
-    assert [status for _, _, status in published] == [
+    assert [k.status for k in published] == [
         ev.SubmissionKeyStatus.CURRENT,
         ev.SubmissionKeyStatus.PREVIOUS,
     ]
-    for (sha, public, _), key in zip(published, (CURRENT, PREVIOUS), strict=True):
-        assert base64.b64decode(public) == bytes(key.public_key)
-        assert sha == key_sha256(bytes(key.public_key)) and len(sha) == 64
+    for k, key in zip(published, (CURRENT, PREVIOUS), strict=True):
+        assert base64.b64decode(k.public_key) == bytes(key.public_key)
+        assert k.key_sha256 == key_sha256(bytes(key.public_key)) and len(k.key_sha256) == 64
     assert SubmissionKeys().published() == []
     # the current key given again among the previous ones is the current one only
     assert len(SubmissionKeys.of(bytes(range(32)), [bytes(range(32))]).published()) == 1
+
+
+def test_what_changed_in_the_settings_is_published_and_only_that() -> None:
+    current, previous = KEYS.published()
+    retired = replace(previous, status=ev.SubmissionKeyStatus.RETIRED)
+    assert key_changes([current, previous], []) == [current, previous]  # the first start
+    assert key_changes([current, previous], [previous, current]) == []  # a restart
+    # a rotation: a new current key, the old one previous
+    new = SubmissionKeys(PrivateKey(bytes(range(9, 41))), (CURRENT,)).published()
+    was_current = replace(current, status=ev.SubmissionKeyStatus.PREVIOUS)
+    assert key_changes(new, [current, previous]) == [new[0], was_current, retired]
+    # the rotation ends: the previous key taken out of the settings is retired, once
+    assert key_changes(new[:1], [*new, retired]) == [
+        replace(new[1], status=ev.SubmissionKeyStatus.RETIRED)
+    ]
+    assert key_changes([], [retired]) == []
+    # a retired key configured again is published again as what it now is
+    assert key_changes([current, previous], [current, retired]) == [previous]
 
 
 def _settings(**env: str) -> IntakeSettings:
