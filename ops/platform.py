@@ -19,6 +19,7 @@ from shared.kafka.admin import (
     TopicCreationError,
     ensure_agency_topics,
     ensure_topics,
+    visible_topics,
     wait_for_group_coordinators,
 )
 from shared.kafka.connection import KafkaConnection
@@ -97,9 +98,13 @@ def service_password_variable(service: Owner) -> str:
 @app.command("create-topics")
 def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Create every topic of the catalogue that does not exist yet; set an existing topic's
-    size limit back to the catalogue's if it differs."""
+    size limit and segment age back to the catalogue's if they differ, the registered
+    agencies' topics included (so that what the catalogue changed reaches them)."""
+    kafka = connect(bootstrap)
     try:
-        results = run(ensure_topics(connect(bootstrap), topics.CATALOGUE))
+        existing = run(visible_topics(kafka))
+        agencies = [topics.spec(n) for n in sorted(existing) if topics.family_of(n) is not None]
+        results = run(ensure_topics(kafka, [*topics.CATALOGUE, *agencies]))
     except TopicCreationError as exc:
         err_console.print(f"[red]topic creation failed:[/red] {exc}")
         raise typer.Exit(1) from exc

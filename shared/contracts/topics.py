@@ -62,6 +62,10 @@ class TopicSpec:
     # committed (Kafka's DeleteRecords), so they do not wait for the retention: the agencies'
     # submissions, which carry personal data (issue 22, decision 32). It needs DELETE on them.
     trimmed_by: Owner | None = None
+    # The broker rolls a partition's segment file (at its next record) once it is this old, and
+    # deletes a rolled segment that lies wholly below the log start: how long the bytes of
+    # trimmed records stay on its disk (None: the broker's default, 7 days).
+    segment_ms: int | None = None
 
     def config(self) -> dict[str, str]:
         """Broker-side topic configuration."""
@@ -75,6 +79,8 @@ class TopicSpec:
         cfg["retention.ms"] = (
             "-1" if self.retention_days is None else str(self.retention_days * _DAY_MS)
         )
+        if self.segment_ms is not None:
+            cfg["segment.ms"] = str(self.segment_ms)
         if self.cleanup_policy is CleanupPolicy.COMPACT:
             # Keep tombstones a day so a rebuilding consumer still sees a withdrawal.
             cfg["delete.retention.ms"] = str(_DAY_MS)
@@ -296,6 +302,9 @@ AGENCY_SUBMISSIONS = TopicFamily(
         3,
         consumers=(_I,),
         trimmed_by=_I,
+        # An hour: a trimmed record's bytes leave the disk about an hour after it, not a week
+        # (a partition that receives nothing more keeps its last segment to the retention).
+        segment_ms=3600 * 1000,
         max_message_bytes=256 * 1024,
         payloads=tuple(
             f"{_T}intake.{e}.v1"

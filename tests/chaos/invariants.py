@@ -198,6 +198,7 @@ FAMILIES = (
     "erasure heard by the owner",
     "consent narrowing answered",
     "referral no longer covered ended",
+    "trimmed submission applied",
 )
 
 
@@ -215,6 +216,63 @@ class Findings:
     def unexamined(self) -> list[str]:
         """The families of checks that examined nothing."""
         return [f for f in FAMILIES if not self.checked.get(f)]
+
+
+@dataclass(frozen=True)
+class Trimming:
+    """What the run left of the agencies' submissions partitions (issue 22): each one's log
+    start after the run, what intake's group had committed then, and the ce_id of each message
+    the agencies wrote, by where it landed (those sent before the groups settled)."""
+
+    starts: dict[TopicPartition, int]
+    committed: dict[TopicPartition, int]
+    positions: dict[tuple[str, int, int], str]
+
+
+async def trimming(
+    kafka: KafkaConnection, names: Iterable[str], positions: dict[tuple[str, int, int], str]
+) -> Trimming:
+    """The log starts first, then intake's commits: a commit only grows, so a start past the
+    commit read after it was past it when trimmed."""
+    described = await end_offsets(kafka, names)
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        starts = dict(await consumer.beginning_offsets(list(described)))
+    finally:
+        await consumer.stop()
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets("intake")
+    finally:
+        await admin.close()
+    committed = {tp: meta.offset for tp, meta in offsets.items() if tp in starts}
+    return Trimming(starts, committed, dict(positions))
+
+
+def _check_trimming(found: Findings, trimmed: Trimming, records: dict[str, list[Record]]) -> None:
+    """Intake trims each submissions partition up to what it applied and committed, never
+    beyond: every message of the run below a partition's log start was applied (intake's
+    answer to it, or the events it caused, name it as their cause), and no log start is past
+    intake's commit. A trimmed message without an answer is one lost for good."""
+    caused = {
+        headers(r).get("ce_causationid")
+        for topic in (topics.INTAKE_CASES, topics.INTAKE_REJECTIONS, topics.INTAKE_DISCLOSURES)
+        for r in records[topic]
+    }
+    for tp, start in sorted(trimmed.starts.items()):
+        if start > trimmed.committed.get(tp, 0):
+            found.lost.append(
+                f"{tp.topic}/{tp.partition} trimmed to {start}, past intake's commit "
+                f"{trimmed.committed.get(tp)}"
+            )
+    for (topic, partition, offset), ce_id in sorted(trimmed.positions.items()):
+        if offset >= trimmed.starts.get(TopicPartition(topic, partition), 0):
+            continue  # still on the broker
+        found.count("trimmed submission applied")
+        if ce_id not in caused:
+            found.lost.append(f"{topic}/{partition}/{offset} ({ce_id}): trimmed, never applied")
 
 
 def _by_id(records: Iterable[Record], ce_type: str) -> dict[str, Record]:
@@ -250,6 +308,7 @@ def check(
     starts: dict[TopicPartition, int],
     answers: dict[str, tuple[str, str]] | None = None,
     continuity: Sent | None = None,
+    trimmed: Trimming | None = None,
 ) -> Findings:
     """``answers`` and ``continuity``: the provider answers and the continuity messages whose
     outcome must be in ``records`` (those sent before the groups settled; default: every one
@@ -392,6 +451,8 @@ def check(
     _check_continuity(found, continuity or sent, records)
     _check_integrated_approach(found, world, continuity or sent, records)
     _check_dead_letters(found, sent, records, starts)
+    if trimmed is not None:
+        _check_trimming(found, trimmed, records)
     return found
 
 

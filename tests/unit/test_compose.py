@@ -35,7 +35,7 @@ from services.evidence.settings import EvidenceSettings
 from services.intake.settings import IntakeSettings
 from services.notification.settings import NotificationSettings
 from services.referral.settings import ReferralSettings
-from shared.contracts.topics import CATALOGUE, TopicSpec
+from shared.contracts.topics import AGENCY_SUBMISSIONS, CATALOGUE, TopicSpec
 from shared.kafka.admin import TopicResult
 from shared.kafka.connection import KafkaConnection
 from shared.service import READINESS_PATH
@@ -497,6 +497,11 @@ def test_platform_init_provisions_topics_and_service_principals(
         awaited_groups.extend(groups)
 
     monkeypatch.setattr(ops.platform, "ensure_topics", fake_ensure_topics)
+
+    async def fake_visible_topics(kafka: KafkaConnection) -> set[str]:
+        return {t.name for t in CATALOGUE} | {"agency.iom-sn.submissions.v1"}
+
+    monkeypatch.setattr(ops.platform, "visible_topics", fake_visible_topics)
     monkeypatch.setattr(
         ops.platform, "wait_for_group_coordinators", fake_wait_for_group_coordinators
     )
@@ -512,7 +517,8 @@ def test_platform_init_provisions_topics_and_service_principals(
     assert result.exit_code == 0, result.output
 
     [(kafka, specs)] = topic_calls
-    assert specs == CATALOGUE
+    # the catalogue, and the registered agencies' topics brought back to it
+    assert specs == (*CATALOGUE, AGENCY_SUBMISSIONS.spec("iom-sn"))
     assert kafka == KafkaConnection(
         advertised_broker(), "admin", generated.secret("kafka_admin_password")
     )
