@@ -215,6 +215,12 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             for p in range(topics.spec(topics.agency_inbox(agency.agency_id)).partitions):
                 starts[TopicPartition(topics.agency_inbox(agency.agency_id), p)] = 0
         sent = Sent()
+        # Intake's trimming, sampled from outside while the faults hit (issue 22).
+        trim_watch = invariants.TrimWatch()
+        submissions = [topics.AGENCY_SUBMISSIONS.name(a.agency_id) for a in world.agencies]
+        watcher = asyncio.create_task(
+            invariants.watch_trimming(kafka, submissions, trim_watch, stop)
+        )
         duration = plan.submissions / plan.rate_per_s
         console.print(
             f"chaos: {plan.submissions} submissions over ~{duration:.0f} s, "
@@ -288,8 +294,8 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             console.print(f"  webhook queue drained after {waited:.0f} s")
         stop.set()
         await responder
-        submissions = [topics.AGENCY_SUBMISSIONS.name(a.agency_id) for a in world.agencies]
-        trimmed = await invariants.trimming(kafka, submissions, positions)
+        await watcher
+        trimmed = await invariants.trimming(kafka, submissions, positions, trim_watch)
         findings = invariants.check(
             world,
             sent,
