@@ -90,6 +90,8 @@ class GroupTrimmer:
             if tp.topic in visible and self._family.agency_of(tp.topic) is not None
         }
         if not committed:
+            # Also what a group coordinator still loading (after a broker restart) answers:
+            # aiokafka returns no commits then, and nothing is trimmed until it has them.
             return TrimResult(0, 0, 0)
         partitions = sorted(committed)
         starts = await reader.beginning_offsets(partitions)
