@@ -18,6 +18,10 @@ not listed here is denied.
 - An agency an operator granted the **evidence aggregates** (``refex platform
   grant-evidence``: government agencies, UN agencies, programme managers; decision 22) may
   also read ``evidence.aggregates.v1``, pseudonymous aggregates only, with its own groups.
+- Every agency and member may also read the fixed topics the catalogue says every agency
+  reads: ``intake.keys.v1``, intake's public submission keys (issue 22).
+- The service that trims a family's topics (``trimmed_by``: intake, the submissions) may
+  DELETE records on each agency's topic of it: Kafka's DeleteRecords, up to what it applied.
 - **Operators** (``User:admin``) are super users: they create topics, credentials and ACLs and
   publish the agency registry. Nothing else holds that power.
 
@@ -27,6 +31,7 @@ READ and WRITE imply DESCRIBE in Kafka, so a principal sees (in metadata) only i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,6 +62,7 @@ class Pattern(StrEnum):
 class Operation(StrEnum):
     READ = "read"
     WRITE = "write"
+    DELETE = "delete"  # DeleteRecords: a partition's records before an offset
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -144,6 +150,14 @@ def _rules_on_agency_topics(agency_id: str, agency_principal: str) -> list[AclRu
         for consumer in spec.consumers:
             reader = agency_principal if consumer is Owner.AGENCY else service_user(consumer)
             rules.append(_topic(reader, spec.name, Operation.READ))
+        if spec.trimmed_by is not None:
+            rules.append(_topic(service_user(spec.trimmed_by), spec.name, Operation.DELETE))
+    # The fixed topics every agency reads (intake's public submission keys).
+    rules += [
+        _topic(agency_principal, fixed.name, Operation.READ)
+        for fixed in CATALOGUE
+        if Owner.AGENCY in fixed.consumers
+    ]
     # Its own listings too (compacted: each service as it last published it), so what it
     # listed can be shown back and changed, e.g. its capacity in the console (issue 20).
     rules.append(_topic(agency_principal, AGENCY_LISTINGS.name(agency_id), Operation.READ))
@@ -168,3 +182,24 @@ def evidence_reader_rules(agency_id: str) -> list[AclRule]:
     aggregates (its consumer groups are already its own ``agency.<id>.`` prefix). Not part of
     :func:`agency_rules`: no agency reads them unless an operator decided it should."""
     return [_topic(agency_user(agency_id), EVIDENCE_AGGREGATES, Operation.READ)]
+
+
+def registered_principal_rules(principals: Iterable[str]) -> list[AclRule]:
+    """The rules every registered agency and member principal among ``principals`` (the
+    broker's SCRAM users) holds by this policy, services' rules on the agencies' topics
+    included: what ``grant-services`` grants again at each deployment, so that a right the
+    policy gained (intake's DELETE on the submissions, every agency's READ on
+    ``intake.keys.v1``) reaches the agencies registered before it. Other users are left out."""
+    rules: set[AclRule] = set()
+    for principal in principals:
+        parts = principal.split(".")
+        if len(parts) < 2 or parts[0] != "agency":
+            continue
+        agency_id = parts[1]
+        if not re.fullmatch(AGENCY_ID_PATTERN, agency_id):
+            continue
+        if len(parts) == 2:
+            rules.update(agency_rules(agency_id))
+        elif len(parts) == 3 and re.fullmatch(AGENCY_MEMBER_NAME_PATTERN, parts[2]):
+            rules.update(agency_member_rules(agency_id, parts[2]))
+    return sorted(rules)

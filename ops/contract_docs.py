@@ -253,8 +253,9 @@ def _plan(view: Owner) -> list[tuple[str, str, TopicSpec, TopicFamily | None]]:
     plan: list[tuple[str, str, TopicSpec, TopicFamily | None]] = []
     for channel_id, _, spec, family in _channels():
         if view is Owner.AGENCY:
-            # An agency writes its own inbound families and reads its inbox.
-            if family is None:
+            # An agency writes its own inbound families and reads its inbox, and the fixed
+            # topics every agency reads (intake's submission keys).
+            if family is None and Owner.AGENCY not in spec.consumers:
                 continue
             if spec.owner is Owner.AGENCY:
                 action = "send"

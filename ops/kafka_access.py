@@ -54,7 +54,11 @@ _PATTERN = {
     Pattern.LITERAL: ResourcePatternType.LITERAL,
     Pattern.PREFIXED: ResourcePatternType.PREFIXED,
 }
-_OPERATION = {Operation.READ: AclOperation.READ, Operation.WRITE: AclOperation.WRITE}
+_OPERATION = {
+    Operation.READ: AclOperation.READ,
+    Operation.WRITE: AclOperation.WRITE,
+    Operation.DELETE: AclOperation.DELETE,
+}
 
 
 class AccessError(RuntimeError):

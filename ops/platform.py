@@ -19,6 +19,7 @@ from shared.kafka.admin import (
     TopicCreationError,
     ensure_agency_topics,
     ensure_topics,
+    visible_topics,
     wait_for_group_coordinators,
 )
 from shared.kafka.connection import KafkaConnection
@@ -47,6 +48,7 @@ from .access_policy import (
     agency_rules,
     agency_user,
     evidence_reader_rules,
+    registered_principal_rules,
     service_rules,
     service_user,
 )
@@ -96,9 +98,13 @@ def service_password_variable(service: Owner) -> str:
 @app.command("create-topics")
 def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Create every topic of the catalogue that does not exist yet; set an existing topic's
-    size limit back to the catalogue's if it differs."""
+    size limit and segment age back to the catalogue's if they differ, the registered
+    agencies' topics included (so that what the catalogue changed reaches them)."""
+    kafka = connect(bootstrap)
     try:
-        results = run(ensure_topics(connect(bootstrap), topics.CATALOGUE))
+        existing = run(visible_topics(kafka))
+        agencies = [topics.spec(n) for n in sorted(existing) if topics.family_of(n) is not None]
+        results = run(ensure_topics(kafka, [*topics.CATALOGUE, *agencies]))
     except TopicCreationError as exc:
         err_console.print(f"[red]topic creation failed:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -119,7 +125,9 @@ def create_topics(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
 def grant_services(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
     """Create or update each service's Kafka principal, with the password from
     ``<SERVICE>_KAFKA_PASSWORD`` (the variable the service itself reads), and its ACLs on the
-    catalogue's fixed topics and on its consumer group. Idempotent."""
+    catalogue's fixed topics and on its consumer group; grant again every registered agency's
+    and member's rules (the services' on the agency's topics included), so that what the
+    policy gained reaches those registered before. Idempotent."""
     access = kafka_access.KafkaAccess(connect(bootstrap))
     # From the environment, or from compose's secret files (/run/secrets/intake_kafka_password…).
     passwords = {s: environ_or_file(service_password_variable(s)) or "" for s in SERVICES}
@@ -136,6 +144,12 @@ def grant_services(bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> None:
                 access.set_password(user, password)
                 access.grant(rules)
             table.add_row(f"User:{user}", str(len(rules)))
+        # The agencies registered before this version of the policy get what it added since
+        # (e.g. intake's DELETE on their submissions, their READ on intake.keys.v1).
+        with _access_change("granting the registered agencies' rules"):
+            registered = registered_principal_rules(access.scram_users())
+            access.grant(registered)
+        table.add_row("registered agencies and their members", str(len(registered)))
     console.print(table)
 
 

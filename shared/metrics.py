@@ -24,7 +24,7 @@ from prometheus_client import (
     make_asgi_app,
 )
 
-from shared.contracts.topics import AGENCY_FAMILIES
+from shared.contracts.topics import AGENCY_FAMILIES, TopicFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # process_cpu_seconds_total, process_resident_memory_bytes, open fds; python_info; GC counts.
@@ -81,6 +81,13 @@ OUTBOX_PUBLISHED = Counter(
     "Outbox rows the relay published and marked sent.",
     registry=REGISTRY,
 )
+TRIMMED_RECORDS = Counter(
+    "refex_trimmed_records_total",
+    "Records this service deleted from a topic family it had applied and committed "
+    "(shared.kafka.trimming: the agencies' submissions, by intake).",
+    ["topic"],
+    registry=REGISTRY,
+)
 PERIODIC_JOB_FAILURES = Counter(
     "refex_periodic_job_failures_total",
     "Runs of a periodic job (timers, deliveries, measurements) that failed.",
@@ -89,12 +96,17 @@ PERIODIC_JOB_FAILURES = Counter(
 )
 
 
+def family_label(family: TopicFamily) -> str:
+    """The label of every topic of a family: ``agency.*.submissions.v1``."""
+    return f"agency.*.{family.stream}.v{family.major}"
+
+
 def topic_label(topic: str) -> str:
     """The label of a topic: its own name for a fixed topic, its family's for an agency's
     (``agency.*.submissions.v1``: the number of agencies is not a label's to carry)."""
     for family in AGENCY_FAMILIES:
         if family.agency_of(topic) is not None:
-            return f"agency.*.{family.stream}.v{family.major}"
+            return family_label(family)
     return topic
 
 

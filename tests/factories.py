@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import uuid
 from datetime import date
 from typing import Any
 
 from aiokafka import ConsumerRecord
+from nacl.public import PublicKey, SealedBox
 
 from shared.contracts import events as ev
 from shared.contracts import messages
@@ -33,6 +37,17 @@ def submission(agency_id: str = "iom-sn", **overrides: Any) -> ev.CaseSubmission
     }
     data.update(overrides)
     return ev.CaseSubmission.model_validate(data)
+
+
+def sealed_personal(personal: Any, public_key: bytes) -> dict[str, str]:
+    """A ``personal`` block sealed for a submission key (issue 22), as an agency seals it: a
+    libsodium sealed box of the block's JSON, named by the SHA-256 of the raw public key."""
+    document = personal if isinstance(personal, dict) else personal.model_dump(mode="json")
+    box = SealedBox(PublicKey(public_key)).encrypt(json.dumps(document).encode())
+    return {
+        "sealed_box": base64.b64encode(box).decode(),
+        "key_sha256": hashlib.sha256(public_key).hexdigest(),
+    }
 
 
 def needs(category: str = "psychosocial.counselling") -> list[dict[str, str]]:

@@ -41,6 +41,8 @@ umask 077
   echo "NOTIFICATION_SMTP_USERNAME=${NOTIFICATION_SMTP_USERNAME:-}"
   echo "# Where e-mails link to: the console's (gateway's) public address."
   echo "NOTIFICATION_CONSOLE_URL=${NOTIFICATION_CONSOLE_URL:-http://127.0.0.1:8005}"
+  echo "# true: intake refuses a submission whose personal block is not sealed for it (issue 22)."
+  echo "INTAKE_REQUIRE_SEALED_PERSONAL=${INTAKE_REQUIRE_SEALED_PERSONAL:-false}"
 } > "$target"
 
 # The directory is private (0700); the files in it are 0444 because compose bind-mounts each one
@@ -60,12 +62,13 @@ for svc in intake referral notification evidence; do
 done
 secret kafka_admin_password "$(password)"
 secret kafka_controller_password "$(password)"
-for name in intake_master_key intake_duplicate_key notification_secrets_key \
+for name in intake_master_key intake_duplicate_key intake_submission_key notification_secrets_key \
             evidence_dashboard_session_key gateway_session_key grafana_secret_key; do
   secret "$name" "$(key)"
 done
 # Grafana's admin (user `admin`), taken at its first start.
 secret grafana_admin_password "$(password)"
 secret notification_smtp_password ""  # fill in if the relay needs a login
+secret intake_submission_previous_keys ""  # a rotation's previous keys (docs/security.md)
 "$(dirname "${BASH_SOURCE[0]}")/certificates.sh" "$target"
 echo "wrote $target and $secrets/ (private); keep a copy of both in your secret store" >&2

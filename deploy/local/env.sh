@@ -29,6 +29,9 @@ if [[ ! -f "$SECRETS" ]]; then
   { echo "INTAKE_MASTER_KEY=$(head -c 32 /dev/urandom | base64)"
     echo "INTAKE_DUPLICATE_KEY=$(head -c 32 /dev/urandom | base64)"; } > "$SECRETS"
 fi
+# The X25519 key agencies seal personal blocks for (issue 22): added to a folder made before it.
+grep -q '^INTAKE_SUBMISSION_KEY=' "$SECRETS" ||
+  echo "INTAKE_SUBMISSION_KEY=$(head -c 32 /dev/urandom | base64)" >> "$SECRETS"
 # Notification's key sealing the webhook signing secrets at rest: likewise, once per folder.
 NOTIFICATION_SECRETS="$LOCAL_DIR/notification-secrets.env"
 [[ -f "$NOTIFICATION_SECRETS" ]] ||

@@ -37,7 +37,8 @@ from .settings import IntakeSettings
 from .store import IntakeStore
 
 app = typer.Typer(
-    help="Intake: submit cases as an agency; inspect a case; rotate the master and duplicate keys.",
+    help="Intake: submit cases as an agency; inspect a case; rotate the master and duplicate "
+    "keys; show the submission public keys.",
     no_args_is_help=True,
 )
 
@@ -57,6 +58,27 @@ def _settings() -> IntakeSettings:
     except ValidationError as exc:
         err_console.print(f"[red]intake settings incomplete:[/red] {describe_error(exc)}")
         raise typer.Exit(2) from exc
+
+
+@app.command("public-key")
+def public_key() -> None:
+    """Print intake's submission public keys (issue 22): the current one, for which agencies
+    seal a submission's personal block, and the previous ones still opened. The same records
+    are on intake.keys.v1, which every agency reads with its own credentials; this is for an
+    operator who hands the key over another way. Runs beside the service, with its
+    environment (INTAKE_SUBMISSION_KEY); prints public keys only."""
+    published = _settings().submission_keys().published()
+    if not published:
+        err_console.print(
+            "[red]INTAKE_SUBMISSION_KEY is not set:[/red] intake opens no sealed block"
+        )
+        raise typer.Exit(1)
+    for key in published:  # one line each, not a table: nothing folded when copied
+        console.print(
+            f"{key.status.value} public_key={key.public_key} key_sha256={key.key_sha256}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("case-history")

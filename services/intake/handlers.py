@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from shared.contracts import events as ev
 from shared.contracts import outcomes, topics
 from shared.contracts.outcomes import INDICATOR_SETS
 from shared.kafka.agency_input import Refusal, refusal
-from shared.kafka.agency_messages import read_submission
+from shared.kafka.agency_messages import Submission, read_submission
 from shared.kafka.inbound import InboundEvent
 from shared.logging import get_logger
 from shared.unit import Unit
@@ -26,6 +26,7 @@ from .cases import CaseRow
 from .community import CommunityNeedRow
 from .consent import after_withdrawal, duplicate_not_told
 from .follow_ups import DEFAULT_PROGRAMME, Programme, assessment_refusal, follows_up
+from .sealing import SubmissionKeys, clear, open_submission
 from .store import DisclosureEntry, IntakeStore
 
 SOURCE = "urn:referralexchange:service:intake"
@@ -40,12 +41,32 @@ class IntakeKeys:
     master_key: bytes  # wraps the per-case data keys
     duplicate_key: bytes  # HMAC key of the identity hashes
     duplicate_key_id: str
+    # Open the personal blocks agencies seal for intake (issue 22, sealing.py).
+    submission: SubmissionKeys = field(default_factory=SubmissionKeys)
 
 
 class IntakeHandlers:
-    def __init__(self, keys: IntakeKeys, programme: Programme = DEFAULT_PROGRAMME) -> None:
+    def __init__(
+        self,
+        keys: IntakeKeys,
+        programme: Programme = DEFAULT_PROGRAMME,
+        *,
+        require_sealed_personal: bool = False,
+    ) -> None:
         self._keys = keys
         self._programme = programme  # the owners' follow-up plans (issue 19)
+        # INTAKE_REQUIRE_SEALED_PERSONAL: a personal block in clear is refused (issue 22).
+        self._require_sealed = require_sealed_personal
+
+    def _read(self, event: InboundEvent) -> Submission | Refusal:
+        """The submission, its personal block opened (before anything else reads it), or the
+        refusal for its agency."""
+        result = read_submission(event)
+        if isinstance(result, Refusal):
+            return result
+        return open_submission(
+            event, result, self._keys.submission, require_sealed=self._require_sealed
+        )
 
     # ----- agency.<id>.submissions.v1 -----
 
@@ -53,20 +74,20 @@ class IntakeHandlers:
         self, stores: IntakeStore, events: Sequence[InboundEvent]
     ) -> None:
         """What a batch of submissions will read, loaded at once: its cases, and the holders
-        of the identity hashes its personal data gives (each message is read here once more:
-        validation is cheap beside a round trip per case)."""
+        of the identity hashes its personal data gives (each message is read here once more,
+        a sealed block opened once more: both are cheap beside a round trip per case)."""
         hashes = []
         for event in events:
-            result = read_submission(event)
+            result = self._read(event)
             personal = (
                 result.personal if isinstance(result, ev.CaseSubmission | ev.CaseUpdate) else None
             )
             if personal is not None:
-                hashes += identity.identity_hashes(self._keys.duplicate_key, personal)
+                hashes += identity.identity_hashes(self._keys.duplicate_key, clear(personal))
         await stores.preload_submissions(events, self._keys.duplicate_key_id, hashes)
 
     async def on_submission(self, event: InboundEvent, unit: IntakeUnit) -> None:
-        result = read_submission(event)
+        result = self._read(event)
         if isinstance(result, Refusal):
             await _reject(event, unit, result)
             return
@@ -151,7 +172,7 @@ class IntakeHandlers:
             )
             return
         if row is None:
-            hashes = identity.identity_hashes(self._keys.duplicate_key, submission.personal)
+            hashes = identity.identity_hashes(self._keys.duplicate_key, clear(submission.personal))
             row, duplicates = await unit.stores.create_case(
                 submission, self._keys.master_key, self._keys.duplicate_key_id, hashes
             )
@@ -180,7 +201,7 @@ class IntakeHandlers:
             needs=update.needs,
             consent=update.consent,
         )
-        personal = update.personal
+        personal = clear(update.personal) if update.personal is not None else None
         if personal is not None:
             await unit.stores.replace_personal(row.case_id, self._keys.master_key, personal)
         else:
@@ -1010,5 +1031,8 @@ async def _reject(event: InboundEvent, unit: IntakeUnit, rejection: Refusal) -> 
         subject=rejection.message_id,
     )
     log.info(
-        "submission_rejected", reason=rejection.reason, fields=[e.field for e in rejection.errors]
+        "submission_rejected",
+        reason=rejection.reason,
+        fields=[e.field for e in rejection.errors],
+        error=rejection.code.value if rejection.code else None,
     )

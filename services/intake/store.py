@@ -35,6 +35,7 @@ from .cases import CaseRow, case_row, needs_json
 from .community import CommunityNeedRow
 from .disclosures import Recipient
 from .follow_up_store import FollowUpStore
+from .key_store import SubmissionKeyStore
 
 MAX_SIGNALLED_DUPLICATES = 10
 
@@ -186,6 +187,7 @@ class IntakeStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
         self.follow_ups = FollowUpStore(conn)  # follow-up plans and assessments (issue 19)
+        self.submission_keys = SubmissionKeyStore(conn)  # what intake.keys.v1 says (issue 22)
 
     def _cache(self, name: str) -> dict[Any, Any] | None:
         return batch_scope.cache(self.conn, name)
@@ -344,10 +346,15 @@ class IntakeStore:
         with the data key) and its identity hashes; with the cases of *other* agencies sharing
         a hash (linked as possible duplicates). In a batch, written at its end with the batch's
         other cases; outside one, in one statement."""
+        personal = submission.personal
+        if not isinstance(personal, ev.PersonalData):
+            # The handler opens a sealed block first (sealing.py); stored as it came, it would
+            # read back as no one's data.
+            raise TypeError("a sealed personal block is stored only once opened")
         case_id = uuid.uuid4()
         data_key = crypto.new_data_key()
         wrapped = crypto.wrap_key(master_key, data_key)
-        sealed = crypto.encrypt(data_key, submission.personal.model_dump_json().encode())
+        sealed = crypto.encrypt(data_key, personal.model_dump_json().encode())
         if self._in_batch():
             row = self._changed(
                 CaseRow(

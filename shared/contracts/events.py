@@ -26,6 +26,8 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     model_validator,
 )
 
@@ -218,6 +220,44 @@ class PersonalData(Part):
     preferred_language: LanguageCode | None = None
 
 
+# A SHA-256 fingerprint of a raw X25519 public key, lower-case hex (as the disclosures name
+# their recipient's key).
+KeySha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# Room for the largest PersonalData there is (every list at its limit, every text at its
+# longest), sealed and in base64, well inside the submissions topic's 256 KiB.
+MAX_SEALED_PERSONAL_CHARS = 200_000
+
+
+class SealedPersonal(Part):
+    """The ``personal`` block sealed for intake (issue 22, decision 32), so that the broker's
+    disk never holds it in clear: a libsodium sealed box (``crypto_box_seal``, X25519) of
+    PersonalData's JSON, for intake's submission key that ``key_sha256`` names (the keys are
+    published on ``intake.keys.v1``). Only intake can open it; it opens it before
+    anything else and answers a box it cannot open, or whose content is not a valid
+    PersonalData, with a rejection (``error``: sealed_key_unknown, sealed_box_unopenable,
+    sealed_personal_invalid)."""
+
+    sealed_box: Annotated[
+        str, Field(max_length=MAX_SEALED_PERSONAL_CHARS, pattern=r"^[A-Za-z0-9+/]+={0,2}$")
+    ]
+    key_sha256: KeySha256
+
+
+def _clear_or_sealed(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A ``personal`` block is validated as the one form it is (a sealed one names its
+    ``sealed_box``), so that a bad block's errors name its own fields (``personal.given_name``)
+    and not both forms' (pydantic's union would report each alternative, under its name)."""
+    if isinstance(value, PersonalData | SealedPersonal):
+        return value
+    if isinstance(value, dict) and "sealed_box" in value:
+        return SealedPersonal.model_validate(value)
+    return PersonalData.model_validate(value)
+
+
+#: ``personal`` as a submission carries it: in clear, or sealed for intake (issue 22).
+PersonalBlock = Annotated[PersonalData | SealedPersonal, WrapValidator(_clear_or_sealed)]
+
+
 class Profile(Part):
     """Pseudonymous profile: all that matching may see. Birth year or age band, not a birth date."""
 
@@ -358,7 +398,7 @@ class CaseSubmission(Contract):
 
     agency_id: AgencyId
     agency_case_ref: Identifier
-    personal: PersonalData
+    personal: PersonalBlock
     profile: Profile
     needs: list[Need] = Field(min_length=1, max_length=MAX_NEEDS)
     consent: Consent
@@ -385,7 +425,7 @@ class CaseUpdate(Contract):
 
     agency_id: AgencyId
     agency_case_ref: Identifier
-    personal: PersonalData | None = None
+    personal: PersonalBlock | None = None
     profile: Profile | None = None
     needs: list[Need] | None = Field(default=None, min_length=1, max_length=MAX_NEEDS)
     consent: Consent | None = None
@@ -1255,15 +1295,64 @@ class FieldError(Part):
     message: Annotated[str, Field(max_length=500)]
 
 
+class SubmissionError(StrEnum):
+    """A rejection's code, where its sender can act on one (issue 22: the ``personal`` block;
+    the other rejections say why in ``reason`` and ``errors`` only)."""
+
+    # intake requires the personal block sealed (INTAKE_REQUIRE_SEALED_PERSONAL): send it
+    # sealed for the current key of intake.keys.v1
+    PERSONAL_NOT_SEALED = "personal_not_sealed"
+    # key_sha256 names no key intake accepts (retired, or never intake's): seal it again for
+    # the current key
+    SEALED_KEY_UNKNOWN = "sealed_key_unknown"
+    # the box does not open with the key it names (damaged, or sealed for another key)
+    SEALED_BOX_UNOPENABLE = "sealed_box_unopenable"
+    # the box opened, but what it holds is not a valid PersonalData (errors per field, under
+    # ``personal.``)
+    SEALED_PERSONAL_INVALID = "sealed_personal_invalid"
+
+
 class SubmissionRejected(Contract):
     submission_id: Annotated[str, Field(max_length=300)]  # the ce_id of the refused message
     agency_id: AgencyId | None = None
     topic: Annotated[str, Field(max_length=300)] | None = None
     reason: Annotated[str, Field(max_length=500)]
     errors: list[FieldError] = Field(default_factory=list, max_length=200)
+    error: SubmissionError | None = None  # a code, where the rejection has one (issue 22)
 
 
 SUBMISSION_REJECTED = event_type("intake", "submission-rejected")
+
+
+# =====================================================================================
+# intake.keys.v1 — written by intake (compacted), read by every agency
+# =====================================================================================
+
+
+class SubmissionKeyStatus(StrEnum):
+    CURRENT = "current"  # seal for this one
+    PREVIOUS = "previous"  # still opened (a rotation is under way); seal for the current one
+    RETIRED = "retired"  # no longer opened: a box sealed for it is rejected
+
+
+class SubmissionKey(Contract):
+    """One of intake's X25519 submission keys (issue 22, decision 32): an agency seals a
+    submission's ``personal`` block for the ``current`` one and names it by ``key_sha256``."""
+
+    key_sha256: KeySha256  # SHA-256 of the raw 32-byte public key, hex
+    public_key: Annotated[
+        str, Field(max_length=60, json_schema_extra=restating({"pattern": _PUBLIC_KEY_PATTERN}))
+    ]
+    status: SubmissionKeyStatus
+    published_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _key(self) -> Self:
+        _x25519_public_key(self.public_key)
+        return self
+
+
+SUBMISSION_KEY_PUBLISHED = event_type("intake", "submission-key-published")
 
 
 # =====================================================================================
@@ -2074,6 +2163,7 @@ PAYLOADS: dict[str, type[Contract]] = {
     CASE_HANDED_OVER: CaseHandedOver,
     HANDOVER_FAILED: HandoverFailed,
     SUBMISSION_REJECTED: SubmissionRejected,
+    SUBMISSION_KEY_PUBLISHED: SubmissionKey,
     DISCLOSURE_SEALED: DisclosureSealed,
     DISCLOSURE_REFUSED: DisclosureRefused,
     CASE_DATA_SEALED: CaseDataSealed,

@@ -58,6 +58,14 @@ class TopicSpec:
     payloads: tuple[str, ...] = ()  # CloudEvents types carried (see events.PAYLOADS)
     description: str = ""
     consumers: tuple[Owner, ...] = ()
+    # The consumer that deletes each partition's records up to what it has applied and
+    # committed (Kafka's DeleteRecords), so they do not wait for the retention: the agencies'
+    # submissions, which carry personal data (issue 22, decision 32). It needs DELETE on them.
+    trimmed_by: Owner | None = None
+    # The broker rolls a partition's segment file (at its next record) once it is this old, and
+    # deletes a rolled segment that lies wholly below the log start: how long the bytes of
+    # trimmed records stay on its disk (None: the broker's default, 7 days).
+    segment_ms: int | None = None
 
     def config(self) -> dict[str, str]:
         """Broker-side topic configuration."""
@@ -71,6 +79,8 @@ class TopicSpec:
         cfg["retention.ms"] = (
             "-1" if self.retention_days is None else str(self.retention_days * _DAY_MS)
         )
+        if self.segment_ms is not None:
+            cfg["segment.ms"] = str(self.segment_ms)
         if self.cleanup_policy is CleanupPolicy.COMPACT:
             # Keep tombstones a day so a rebuilding consumer still sees a withdrawal.
             cfg["delete.retention.ms"] = str(_DAY_MS)
@@ -116,6 +126,7 @@ OPERATORS_AUDIT = "operators.audit.v1"
 INTAKE_CASES = "intake.cases.v1"
 INTAKE_REJECTIONS = "intake.rejections.v1"
 INTAKE_DISCLOSURES = "intake.disclosures.v1"
+INTAKE_KEYS = "intake.keys.v1"
 DIRECTORY_AGENCIES = "directory.agencies.v1"
 REFERRAL_EVENTS = "referral.events.v1"
 NOTIFICATION_DELIVERIES = "notification.deliveries.v1"
@@ -176,6 +187,21 @@ CATALOGUE: tuple[TopicSpec, ...] = (
         ),
         description="Minimum personal data sealed for one recipient agency's public key, or "
         "why none was sent; a handed-over case's personal data sealed for its new owner.",
+    ),
+    TopicSpec(
+        INTAKE_KEYS,
+        _I,
+        "key_sha256",
+        1,
+        CleanupPolicy.COMPACT,
+        None,
+        # Every agency reads it with its own principal (ops/access_policy.py): the keys are
+        # public, and an agency needs the current one to seal a submission's personal block.
+        consumers=(Owner.AGENCY,),
+        payloads=(f"{_T}intake.submission-key-published.v1",),
+        description="Intake's X25519 submission keys (compacted, one record per key): the "
+        "current one, for which an agency seals a submission's personal block, the previous "
+        "ones still opened during a rotation, and the retired ones (issue 22).",
     ),
     TopicSpec(
         DIRECTORY_AGENCIES,
@@ -275,6 +301,10 @@ AGENCY_SUBMISSIONS = TopicFamily(
         "agency_case_ref",
         3,
         consumers=(_I,),
+        trimmed_by=_I,
+        # An hour: a trimmed record's bytes leave the disk about an hour after it, not a week
+        # (a partition that receives nothing more keeps its last segment to the retention).
+        segment_ms=3600 * 1000,
         max_message_bytes=256 * 1024,
         payloads=tuple(
             f"{_T}intake.{e}.v1"

@@ -79,8 +79,10 @@ async def ensure_topics(
 
 
 # Settings of an existing topic that must follow the catalogue: the size limit is the contract
-# with the senders (docs/integrators.md quotes it) and the consumer checks the same number.
-RECONCILED_CONFIGS = ("max.message.bytes",)
+# with the senders (docs/integrators.md quotes it) and the consumer checks the same number; the
+# segment age bounds how long trimmed submissions stay on the disk (issue 22). A setting the
+# catalogue does not give a topic is left as the broker has it.
+RECONCILED_CONFIGS = ("max.message.bytes", "segment.ms")
 
 
 async def _reconcile(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[TopicResult]:
@@ -92,7 +94,9 @@ async def _reconcile(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list
     for s in specs:
         wanted = s.config()
         changed = tuple(
-            k for k in RECONCILED_CONFIGS if current.get(s.name, {}).get(k) != wanted[k]
+            k
+            for k in RECONCILED_CONFIGS
+            if k in wanted and current.get(s.name, {}).get(k) != wanted[k]
         )
         if changed:
             # AlterConfigs replaces a topic's whole dynamic configuration: send all of it.

@@ -38,6 +38,7 @@ class Refusal:
     topic: str
     reason: str
     errors: list[ev.FieldError]
+    code: ev.SubmissionError | None = None  # the rejection's ``error``, where it has one
 
     def as_rejection(self) -> ev.SubmissionRejected:
         return ev.SubmissionRejected(
@@ -46,6 +47,7 @@ class Refusal:
             topic=self.topic,
             reason=self.reason,
             errors=self.errors,
+            error=self.code,
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from services.referral.settings import ReferralSettings
 from shared.contracts import events as ev
@@ -198,6 +199,8 @@ FAMILIES = (
     "erasure heard by the owner",
     "consent narrowing answered",
     "referral no longer covered ended",
+    "trimmed submission applied",
+    "trimming watched",
 )
 
 
@@ -215,6 +218,123 @@ class Findings:
     def unexamined(self) -> list[str]:
         """The families of checks that examined nothing."""
         return [f for f in FAMILIES if not self.checked.get(f)]
+
+
+@dataclass(frozen=True)
+class Trimming:
+    """What the run left of the agencies' submissions partitions (issue 22): each one's log
+    start after the run, what intake's group had committed then, the ce_id of each message
+    the agencies wrote, by where it landed (those sent before the groups settled), and what
+    :func:`watch_trimming` saw while the run went on."""
+
+    starts: dict[TopicPartition, int]
+    committed: dict[TopicPartition, int]
+    positions: dict[tuple[str, int, int], str]
+    watched: TrimWatch
+
+
+@dataclass
+class TrimWatch:
+    """Samples of the submissions partitions taken during the run: how many found a partition
+    trimmed, and each time one was found trimmed past intake's commit."""
+
+    samples: int = 0
+    trimmed_samples: int = 0
+    past_commit: list[str] = field(default_factory=list)
+
+
+def past_commit(
+    starts: dict[TopicPartition, int], committed: dict[TopicPartition, int]
+) -> list[str]:
+    """Each partition whose log start is past what intake's group committed. Only partitions
+    the commits name are judged: a group coordinator still loading answers with none at all
+    (aiokafka then returns an empty map), which says nothing of what was trimmed."""
+    return [
+        f"{tp.topic}/{tp.partition} trimmed to {starts[tp]}, past intake's commit {offset}"
+        for tp, offset in sorted(committed.items())
+        if tp in starts and starts[tp] > offset
+    ]
+
+
+async def watch_trimming(
+    kafka: KafkaConnection, names: list[str], watch: TrimWatch, stop: asyncio.Event
+) -> None:
+    """Until ``stop``: twice a second, each submissions partition's log start, then intake's
+    commits. A commit only grows, so a start read before a commit and past it was past it when
+    the partition was trimmed: the trim overtook what intake had applied. At the end of a run
+    every commit is at the end and no such start can be seen any more; only while records are
+    still to apply can it be."""
+    while not stop.is_set():
+        consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+        try:
+            await consumer.start()
+            await admin.start()
+            partitions = list(await end_offsets(kafka, names))
+            while not stop.is_set():
+                starts = dict(await consumer.beginning_offsets(partitions))
+                offsets = await admin.list_consumer_group_offsets("intake")
+                committed = {tp: m.offset for tp, m in offsets.items() if tp in starts}
+                if committed:  # none: the coordinator is loading (a broker restart)
+                    watch.samples += 1
+                    watch.trimmed_samples += any(starts[tp] for tp in committed)
+                    watch.past_commit += past_commit(starts, committed)
+                await asyncio.sleep(0.5)
+        except (KafkaError, OSError):
+            await asyncio.sleep(1)  # the broker is restarting: sample again once it is back
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+
+async def trimming(
+    kafka: KafkaConnection,
+    names: Iterable[str],
+    positions: dict[tuple[str, int, int], str],
+    watched: TrimWatch,
+) -> Trimming:
+    """The log starts first, then intake's commits: a commit only grows, so a start past the
+    commit read after it was past it when trimmed."""
+    described = await end_offsets(kafka, names)
+    consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        starts = dict(await consumer.beginning_offsets(list(described)))
+    finally:
+        await consumer.stop()
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets("intake")
+    finally:
+        await admin.close()
+    committed = {tp: meta.offset for tp, meta in offsets.items() if tp in starts}
+    return Trimming(starts, committed, dict(positions), watched)
+
+
+def _check_trimming(found: Findings, trimmed: Trimming, records: dict[str, list[Record]]) -> None:
+    """Intake trims each submissions partition up to what it applied and committed, never
+    beyond: every message of the run below a partition's log start was applied (intake's
+    answer to it, or the events it caused, name it as their cause), and no log start is past
+    intake's commit. A trimmed message without an answer is one lost for good."""
+    caused = {
+        headers(r).get("ce_causationid")
+        for topic in (topics.INTAKE_CASES, topics.INTAKE_REJECTIONS, topics.INTAKE_DISCLOSURES)
+        for r in records[topic]
+    }
+    if not trimmed.committed:
+        found.lost.append("intake's commits could not be read after the run")
+    found.lost += past_commit(trimmed.starts, trimmed.committed)
+    # While the run went on (see watch_trimming): one sample that found a partition trimmed at
+    # least, or the check proved nothing.
+    found.count("trimming watched", trimmed.watched.trimmed_samples)
+    found.lost += [f"during the run: {m}" for m in sorted(set(trimmed.watched.past_commit))]
+    for (topic, partition, offset), ce_id in sorted(trimmed.positions.items()):
+        if offset >= trimmed.starts.get(TopicPartition(topic, partition), 0):
+            continue  # still on the broker
+        found.count("trimmed submission applied")
+        if ce_id not in caused:
+            found.lost.append(f"{topic}/{partition}/{offset} ({ce_id}): trimmed, never applied")
 
 
 def _by_id(records: Iterable[Record], ce_type: str) -> dict[str, Record]:
@@ -250,6 +370,7 @@ def check(
     starts: dict[TopicPartition, int],
     answers: dict[str, tuple[str, str]] | None = None,
     continuity: Sent | None = None,
+    trimmed: Trimming | None = None,
 ) -> Findings:
     """``answers`` and ``continuity``: the provider answers and the continuity messages whose
     outcome must be in ``records`` (those sent before the groups settled; default: every one
@@ -392,6 +513,8 @@ def check(
     _check_continuity(found, continuity or sent, records)
     _check_integrated_approach(found, world, continuity or sent, records)
     _check_dead_letters(found, sent, records, starts)
+    if trimmed is not None:
+        _check_trimming(found, trimmed, records)
     return found
 
 

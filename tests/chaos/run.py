@@ -196,6 +196,9 @@ async def run(plan: Plan, log_dir: Path) -> Report:
                 ("PRUNE_BATCH_SIZE", "50"),
             )
         },
+        # The agencies' submissions trimmed every second, through the kills and restarts: the
+        # invariants check that nothing trimmed was left unapplied (issue 22).
+        "INTAKE_TRIM_INTERVAL_S": "1",
     }
     processes = _processes(log_dir, extra)
     started = time.monotonic()
@@ -212,6 +215,12 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             for p in range(topics.spec(topics.agency_inbox(agency.agency_id)).partitions):
                 starts[TopicPartition(topics.agency_inbox(agency.agency_id), p)] = 0
         sent = Sent()
+        # Intake's trimming, sampled from outside while the faults hit (issue 22).
+        trim_watch = invariants.TrimWatch()
+        submissions = [topics.AGENCY_SUBMISSIONS.name(a.agency_id) for a in world.agencies]
+        watcher = asyncio.create_task(
+            invariants.watch_trimming(kafka, submissions, trim_watch, stop)
+        )
         duration = plan.submissions / plan.rate_per_s
         console.print(
             f"chaos: {plan.submissions} submissions over ~{duration:.0f} s, "
@@ -245,6 +254,8 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             narrowings=dict(sent.narrowings),
             commitments=dict(sent.commitments),
         )
+        # And where each message written on a submissions topic landed, by then.
+        positions = {p: i for a in world.agencies for p, i in a.positions.items()}
         settling = time.monotonic()
         watched = {
             topics.DIRECTORY_AGENCIES,
@@ -283,6 +294,8 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             console.print(f"  webhook queue drained after {waited:.0f} s")
         stop.set()
         await responder
+        await watcher
+        trimmed = await invariants.trimming(kafka, submissions, positions, trim_watch)
         findings = invariants.check(
             world,
             sent,
@@ -291,6 +304,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             starts,
             answers=answered,
             continuity=continued,
+            trimmed=trimmed,
         )
         report.checked, report.lost, report.duplicated = (
             findings.checked,
@@ -310,6 +324,7 @@ async def run(plan: Plan, log_dir: Path) -> Report:
             "erasure confirmations": len(sent.erasures),
             "consent narrowings": len(sent.narrowings),
             "structural commitments": len(sent.commitments),
+            "submissions records trimmed by intake": sum(trimmed.starts.values()),
             **{
                 f"handover answers: {a}": n
                 for a, n in sorted(Counter(a for _, a in sent.handover_answers.values()).items())

@@ -76,11 +76,18 @@ def decision(referral_id: str) -> str:
     return _ANSWERS[int(referral_id.replace("-", ""), 16) % len(_ANSWERS)]
 
 
+# Where a message landed on an agency's submissions topic: (topic, partition, offset).
+Position = tuple[str, int, int]
+
+
 @dataclass
 class Agency:
     agency_id: str
     connection: KafkaConnection
     producer: AIOKafkaProducer | None = None
+    # The ce_id of every message it wrote on its submissions topic, by where it landed: what
+    # the trimming invariant holds against the partitions' log start (issue 22).
+    positions: dict[Position, str] = field(default_factory=dict)
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
@@ -111,15 +118,20 @@ class Agency:
         assert self.producer is not None
         while True:
             try:
-                await self.producer.send_and_wait(
+                landed = await self.producer.send_and_wait(
                     event.topic,
                     event.body,
                     key=event.key.encode(),
                     headers=[(k, v.encode()) for k, v in event.headers.items()],
                 )
-                return
             except KafkaError:
+                # Written or not: a copy that landed has the same ce_id, which the
+                # invariants follow (its position alone is not known).
                 await asyncio.sleep(1)
+                continue
+            if topics.AGENCY_SUBMISSIONS.agency_of(event.topic) is not None:
+                self.positions[(event.topic, landed.partition, landed.offset)] = event.event_id
+            return
 
 
 @dataclass

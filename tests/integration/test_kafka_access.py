@@ -58,6 +58,16 @@ async def test_an_agency_reads_only_its_own_inbox(
     assert not await can_read(as_a, topics.agency_inbox(b), kafka)
 
 
+async def test_every_agency_reads_intake_s_submission_keys_and_cannot_write_them(
+    kafka: KafkaConnection, agency_a: tuple[str, KafkaConnection]
+) -> None:
+    a, as_a = agency_a
+    assert await can_read(as_a, topics.INTAKE_KEYS, kafka)
+    await check_writes(
+        as_a, kafka, allowed=[topics.AGENCY_SUBMISSIONS.name(a)], denied=[topics.INTAKE_KEYS]
+    )
+
+
 async def test_other_agencies_topics_are_invisible(
     agency_a: tuple[str, KafkaConnection], agency_b: tuple[str, KafkaConnection]
 ) -> None:

@@ -9,10 +9,14 @@ kcat is installed, the symptom the guide quotes is reproduced with it too."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from nacl.public import PrivateKey
 
 from ops import kafka_access
 from ops.access_policy import evidence_reader_rules
@@ -166,12 +171,14 @@ def shell_script(command: str, kafka: KafkaConnection, prelude: str | None = Non
     )
 
 
-async def run_shell(script: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+async def run_shell(
+    script: str, env: dict[str, str], timeout: float = 60, cwd: Path = REPO
+) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         "bash",
         "-c",
         script,
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -220,6 +227,87 @@ async def check_file_produce(command: str, agencies: Agencies, kafka: KafkaConne
     for record in records:
         assert record.key == (key[1].encode() if key else None)
         check_headers(record, local)
+
+
+SEALED_FILE = "submission-sealed.json"  # what the guide's sealing step writes (§3)
+INPUTS = ("intake-keys.jsonl", "submission.json")  # and what it reads
+
+
+def _seal_example(agency_id: str, directory: Path) -> bytes:
+    """The guide's example submission of ``agency_id``, its personal block sealed by the guide's
+    tool for a key of this test, written where the guide's sealing step writes it."""
+    public = bytes(PrivateKey.generate().public_key)
+    record = {
+        "key_sha256": hashlib.sha256(public).hexdigest(),
+        "public_key": base64.b64encode(public).decode(),
+        "status": "current",
+    }
+    (directory / "intake-keys.jsonl").write_text(json.dumps(record) + "\n")
+    example = json.loads((REPO / "docs/examples/submission.json").read_text())
+    (directory / "submission.json").write_text(json.dumps({**example, "agency_id": agency_id}))
+    sealed = subprocess.run(
+        [sys.executable, str(REPO / "docs/tools/seal_personal.py"), *INPUTS],
+        cwd=directory,
+        capture_output=True,
+        check=True,
+    ).stdout
+    (directory / SEALED_FILE).write_bytes(sealed)
+    return sealed
+
+
+async def check_sealed_produce(
+    command: str, agencies: Agencies, kafka: KafkaConnection, directory: Path
+) -> None:
+    """`kcat -P ... -k KEY -H ... submission-sealed.json` (§3): the sealed file as one message,
+    key and headers as given. (That intake opens what the guide's tool sealed, for the key the
+    guide's `-C` fetched, is tests/e2e/test_integrators_guide.py's.)"""
+    local = agencies.localise(command)
+    sealed = _seal_example(topic_of(local).split(".")[1], directory)
+    before = await read_everything(kafka, [topic_of(local)])
+    code, output = await run_shell(
+        shell_script(local, kafka), shell_env(kafka, agencies.owner(local)), cwd=directory
+    )
+    assert code == 0, output
+    [record] = (await read_everything(kafka, [topic_of(local)]))[len(before) :]
+    assert record.value == sealed and b"sealed_box" in sealed
+    key = re.search(r"-k\s+(\S+)", command)
+    assert key and record.key == key[1].encode()
+    check_headers(record, local)
+
+
+async def check_keys_fetch(command: str, kafka: KafkaConnection, directory: Path) -> None:
+    """`kcat -C ... -t intake.keys.v1 -o beginning -e -f '%s\\n' > FILE` (§3): any agency reads
+    intake's keys, every record's value on a line of the file, and the command ends at the end
+    of the topic. The record published here is a retired key, so that no reader of the shared
+    test broker could take it for intake's current one."""
+    output_file = re.search(r">\s*(\S+)\s*$", command)
+    assert output_file and " -e" in command and "-o beginning" in command, command
+    reader = await register_agency_access(kafka, f.unique("ngo"))
+    public = uuid.uuid4().bytes * 2
+    event = build_event(
+        topic=topics.INTAKE_KEYS,
+        key=hashlib.sha256(public).hexdigest(),
+        type_=ev.SUBMISSION_KEY_PUBLISHED,
+        source="urn:referralexchange:service:intake",
+        data=ev.SubmissionKey(
+            key_sha256=hashlib.sha256(public).hexdigest(),
+            public_key=base64.b64encode(public).decode(),
+            status=ev.SubmissionKeyStatus.RETIRED,
+            published_at=datetime.now(UTC),
+        ),
+    )
+    await publish_events(kafka, [event])
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:  # the new agency's ACLs reach the broker's authorizer shortly after
+        code, output = await run_shell(
+            shell_script(command, kafka), shell_env(kafka, reader), cwd=directory
+        )
+        written = directory / output_file[1]
+        lines = written.read_bytes().splitlines() if written.exists() else []
+        if code == 0 and event.body in lines:
+            return
+        assert asyncio.get_running_loop().time() < deadline, (code, output[-2000:])
+        await asyncio.sleep(1)
 
 
 async def check_stdin_produce(command: str, agencies: Agencies, kafka: KafkaConnection) -> None:
@@ -352,12 +440,14 @@ async def check_aggregates(command: str, kafka: KafkaConnection) -> None:
 
 
 async def test_every_kcat_command_of_the_guide_works_with_the_stand_in(
-    kafka: KafkaConnection, agencies: Agencies
+    kafka: KafkaConnection, agencies: Agencies, tmp_path: Path
 ) -> None:
     checked = []
     for command in guide_kcat_commands():
         words = command.split()
-        if "-P" in words and "|" not in words:
+        if "-P" in words and SEALED_FILE in words:
+            await check_sealed_produce(command, agencies, kafka, tmp_path)
+        elif "-P" in words and "|" not in words:
             await check_file_produce(command, agencies, kafka)
         elif "-P" in words:
             await check_stdin_produce(command, agencies, kafka)
@@ -365,6 +455,8 @@ async def test_every_kcat_command_of_the_guide_works_with_the_stand_in(
             await check_follow(command, agencies, kafka)
         elif "-C" in words and topic_of(command) == topics.EVIDENCE_AGGREGATES:
             await check_aggregates(command, kafka)
+        elif "-C" in words and topic_of(command) == topics.INTAKE_KEYS:
+            await check_keys_fetch(command, kafka, tmp_path)
         else:
             pytest.fail(f"the guide has a kcat command this test cannot check yet: {command}")
         checked.append(command)
@@ -375,7 +467,9 @@ async def test_every_kcat_command_of_the_guide_works_with_the_stand_in(
 async def test_the_stand_in_refuses_a_wrong_password_at_once(
     kafka: KafkaConnection, agencies: Agencies
 ) -> None:
-    command = agencies.localise(next(c for c in guide_kcat_commands() if " -C " in c))
+    command = agencies.localise(
+        next(c for c in guide_kcat_commands() if " -C " in c and topic_of(c).startswith("agency."))
+    )
     env = shell_env(kafka, agencies.owner(command)) | {"REFEX_KAFKA_PASSWORD": "wrong"}
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -183,3 +183,35 @@ async def test_provisioning_sets_a_drifted_limit_back_to_the_catalogue(
         assert again.reconciled == () and again.state == "exists"
     finally:
         await admin.close()
+
+
+async def test_a_submissions_topic_made_before_trimming_gets_its_segment_age(
+    kafka: KafkaConnection,
+) -> None:
+    """Issue 22: the segment age bounds how long trimmed submissions stay on the disk; a topic
+    created without it (before this version) is brought to the catalogue's."""
+    agency = f"segments-{uuid.uuid4().hex[:8]}"
+    await ensure_agency_topics(kafka, agency)
+    spec = topics.AGENCY_SUBMISSIONS.spec(agency)
+    assert spec.config()["segment.ms"] == str(3600 * 1000)
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        assert (await topic_configs(admin, [spec.name]))[spec.name]["segment.ms"] == "3600000"
+        old = {k: v for k, v in spec.config().items() if k != "segment.ms"}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, old)])
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await topic_configs(admin, [spec.name]))[spec.name]["segment.ms"] == "3600000":
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.2)
+        [result] = [r for r in await ensure_agency_topics(kafka, agency) if r.name == spec.name]
+        assert result.reconciled == ("segment.ms",)
+        deadline = asyncio.get_running_loop().time() + 30
+        while (await topic_configs(admin, [spec.name]))[spec.name]["segment.ms"] != "3600000":
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.2)
+        # the other families keep the broker's
+        inbox = topics.agency_inbox(agency)
+        assert "segment.ms" not in topics.spec(inbox).config()
+    finally:
+        await admin.close()

@@ -19,6 +19,7 @@ from ops.access_policy import (
     agency_rules,
     agency_user,
     evidence_reader_rules,
+    registered_principal_rules,
     service_rules,
     service_user,
 )
@@ -39,8 +40,24 @@ def test_an_agency_writes_its_inbound_topics_and_reads_its_inbox_and_listings_on
         (Operation.READ, Resource.TOPIC, "agency.ngo-jamm.inbox.v1"),
         # its own listings read back (the console shows and changes them, issue 20)
         (Operation.READ, Resource.TOPIC, "agency.ngo-jamm.listings.v1"),
+        # intake's public submission keys, to seal a personal block for (issue 22)
+        (Operation.READ, Resource.TOPIC, topics.INTAKE_KEYS),
         (Operation.READ, Resource.GROUP, "agency.ngo-jamm."),
     }
+
+
+def test_every_agency_and_member_reads_intake_keys_and_nobody_writes_them_but_intake() -> None:
+    read = (Operation.READ, Resource.TOPIC, topics.INTAKE_KEYS)
+    for agency in ("iom-sn", "gov-fp"):
+        assert read in _of(agency_rules(agency), agency_user(agency))
+    member = agency_member_user("iom-sn", "amina")
+    assert read in _of(agency_member_rules("iom-sn", "amina"), member)
+    writers = {
+        r.user
+        for r in [*agency_rules("iom-sn"), *(r for s in SERVICES for r in service_rules(s))]
+        if r.name == topics.INTAKE_KEYS and r.operation is Operation.WRITE
+    }
+    assert writers == {"intake"}
 
 
 def test_agency_rules_are_literal_except_its_group_prefix() -> None:
@@ -51,13 +68,15 @@ def test_agency_rules_are_literal_except_its_group_prefix() -> None:
             assert rule.name == agency_group_prefix("iom-sn") == "agency.iom-sn."
         else:
             assert rule.pattern is Pattern.LITERAL
-            assert rule.name.startswith("agency.iom-sn."), rule
+            assert rule.name.startswith("agency.iom-sn.") or rule.name == topics.INTAKE_KEYS, rule
 
 
 def test_services_get_exactly_their_part_of_an_agency() -> None:
     rules = agency_rules("gov-fp")
     assert _of(rules, "intake") == {
-        (Operation.READ, Resource.TOPIC, "agency.gov-fp.submissions.v1")
+        (Operation.READ, Resource.TOPIC, "agency.gov-fp.submissions.v1"),
+        # trimming what it applied (issue 22): DeleteRecords on the submissions, nothing else
+        (Operation.DELETE, Resource.TOPIC, "agency.gov-fp.submissions.v1"),
     }
     assert _of(rules, "referral") == {
         (Operation.READ, Resource.TOPIC, "agency.gov-fp.listings.v1"),
@@ -72,7 +91,17 @@ def test_no_rule_is_a_wildcard_or_a_deny() -> None:
     everything = [r for s in SERVICES for r in service_rules(s)] + agency_rules("a1")
     for rule in everything:
         assert "*" not in rule.name and rule.name, rule
-        assert rule.operation in (Operation.READ, Operation.WRITE)
+        assert rule.operation in (Operation.READ, Operation.WRITE, Operation.DELETE)
+
+
+def test_only_intake_deletes_and_only_on_the_agencies_submissions() -> None:
+    everything = [r for s in SERVICES for r in service_rules(s)] + agency_rules("a1")
+    deletes = [r for r in everything if r.operation is Operation.DELETE]
+    assert [(r.user, r.resource, r.name, r.pattern) for r in deletes] == [
+        ("intake", Resource.TOPIC, "agency.a1.submissions.v1", Pattern.LITERAL)
+    ]
+    member = agency_member_rules("a1", "desk")
+    assert not [r for r in member if r.operation is Operation.DELETE]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -191,3 +220,11 @@ def test_a_member_uses_the_agency_groups_and_reads_no_aggregates() -> None:
     groups = [(r.name, r.pattern) for r in rules if r.resource is Resource.GROUP]
     assert groups == [(agency_group_prefix("gov-sn"), Pattern.PREFIXED)]
     assert topics.EVIDENCE_AGGREGATES not in {r.name for r in rules}
+
+
+def test_the_registered_principals_get_the_policy_s_rules_again() -> None:
+    rules = registered_principal_rules(
+        ["admin", "intake", "agency.iom-sn", "agency.iom-sn.amina", "agency.BAD", "agency.x.y.z"]
+    )
+    assert set(rules) == set(agency_rules("iom-sn")) | set(agency_member_rules("iom-sn", "amina"))
+    assert registered_principal_rules(["admin", "referral"]) == []

@@ -114,7 +114,7 @@ def test_intake_receives_submissions_and_sends_cases() -> None:
     assert "intake.cases.v1" not in _operations(document, "receive")
 
 
-def test_agencies_send_their_inbound_families_and_receive_the_inbox() -> None:
+def test_agencies_send_their_inbound_families_and_receive_the_inbox_and_intake_keys() -> None:
     document = DOCUMENTS["agencies.json"]
     inbound = {
         f"agency.{{agency_id}}.{f.stream}.v{f.major}"
@@ -127,7 +127,8 @@ def test_agencies_send_their_inbound_families_and_receive_the_inbox() -> None:
         "agency.{agency_id}.responses.v1",
     }
     assert _operations(document, "send") == inbound
-    assert _operations(document, "receive") == {"agency.{agency_id}.inbox.v1"}
+    # and intake's submission keys, to seal a personal block for (issue 22)
+    assert _operations(document, "receive") == {"agency.{agency_id}.inbox.v1", "intake.keys.v1"}
 
 
 def test_kafka_channel_bindings_carry_the_topic_configuration() -> None:

@@ -30,12 +30,12 @@ import ops.cli
 import ops.platform
 import shared.operator
 import shared.secret_files
-from ops.access_policy import SERVICES, service_rules, service_user
+from ops.access_policy import SERVICES, agency_rules, service_rules, service_user
 from services.evidence.settings import EvidenceSettings
 from services.intake.settings import IntakeSettings
 from services.notification.settings import NotificationSettings
 from services.referral.settings import ReferralSettings
-from shared.contracts.topics import CATALOGUE, TopicSpec
+from shared.contracts.topics import AGENCY_SUBMISSIONS, CATALOGUE, TopicSpec
 from shared.kafka.admin import TopicResult
 from shared.kafka.connection import KafkaConnection
 from shared.service import READINESS_PATH
@@ -454,8 +454,8 @@ def test_generated_secrets_are_random_and_strong(generated: Generated) -> None:
     # secrets/tls/ (certificates and their keys) has a test of its own.
     values = {p.name: p.read_text() for p in generated.secrets.iterdir() if p.is_file()}
     for name, value in values.items():
-        if name == "notification_smtp_password":
-            assert value == "", "left for the relay's own password"
+        if name in ("notification_smtp_password", "intake_submission_previous_keys"):
+            assert value == "", "left for the relay's own password, for a rotation's old keys"
         elif name.endswith("_database_url"):
             assert weakness(urlsplit(value).password) is None, name
         else:
@@ -506,6 +506,9 @@ def test_platform_init_provisions_topics_and_service_principals(
             granted.extend(rules)
             return len(granted)
 
+        def scram_users(self) -> list[str]:  # a registered agency's rules are granted again
+            return ["admin", "agency.iom-sn"]
+
     audits: list[tuple[str, str]] = []
 
     @contextmanager
@@ -519,6 +522,11 @@ def test_platform_init_provisions_topics_and_service_principals(
         awaited_groups.extend(groups)
 
     monkeypatch.setattr(ops.platform, "ensure_topics", fake_ensure_topics)
+
+    async def fake_visible_topics(kafka: KafkaConnection) -> set[str]:
+        return {t.name for t in CATALOGUE} | {"agency.iom-sn.submissions.v1"}
+
+    monkeypatch.setattr(ops.platform, "visible_topics", fake_visible_topics)
     monkeypatch.setattr(
         ops.platform, "wait_for_group_coordinators", fake_wait_for_group_coordinators
     )
@@ -534,7 +542,8 @@ def test_platform_init_provisions_topics_and_service_principals(
     assert result.exit_code == 0, result.output
 
     [(kafka, specs)] = topic_calls
-    assert specs == CATALOGUE
+    # the catalogue, and the registered agencies' topics brought back to it
+    assert specs == (*CATALOGUE, AGENCY_SUBMISSIONS.spec("iom-sn"))
     assert kafka == KafkaConnection(
         advertised_broker(), "admin", generated.secret("kafka_admin_password"), CA_IN_CONTAINERS
     )
@@ -545,6 +554,7 @@ def test_platform_init_provisions_topics_and_service_principals(
         assert source in secret_mounts(service).values()
         assert passwords[service_user(owner)] == generated.secret(source)
         assert set(service_rules(owner)) <= set(granted)
+    assert set(agency_rules("iom-sn")) <= set(granted)
     assert audits == [("platform grant-services", "service_principals")]
     # ...and it returns once the services' consumer groups have a coordinator.
     assert awaited_groups == [owner.value for owner in SERVICES]
@@ -896,6 +906,8 @@ TOOL_SECRETS = {
         "intake_database_url",
         "intake_master_key",
         "intake_duplicate_key",
+        "intake_submission_key",
+        "intake_submission_previous_keys",
     },
     "refex-referral": {"refex_kafka_password", "referral_database_url"},
     "refex-notification": {

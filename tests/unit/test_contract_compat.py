@@ -90,7 +90,11 @@ def breaking_changes(
     for name, old_schema in old_props.items():
         if name not in new_props:
             problems.append(f"{where}{name}: removed")
-        elif _strip(old_schema) != _strip(new_props[name]):
+        elif _strip(old_schema) != _strip(new_props[name]) and not (
+            # A type only agencies send may take a new alternative form (a sealed ``personal``,
+            # issue 22): every message valid before is valid still, and only the services read it.
+            sent_by_agencies and widened(old_schema, new_props[name])
+        ):
             problems.append(f"{where}{name}: type or constraints changed")
     old_required, new_required = set(old.get("required", [])), set(new.get("required", []))
     problems += [f"{where}{n}: new required property" for n in sorted(new_required - old_required)]
@@ -116,6 +120,29 @@ def breaking_changes(
         else:
             problems.append(f"{where}{name}: definition removed")
     return problems
+
+
+def _alternatives(schema: Schema) -> tuple[list[Any], Schema]:
+    """A property's schema as (its alternatives, what applies beside them): an ``anyOf``'s
+    items, or the schema itself as the one alternative (its ``default`` beside it)."""
+    if "anyOf" in schema:
+        return list(schema["anyOf"]), {k: v for k, v in schema.items() if k != "anyOf"}
+    beside = {k: v for k, v in schema.items() if k == "default"}
+    return [{k: v for k, v in schema.items() if k != "default"}], beside
+
+
+def widened(old: Schema, new: Schema) -> bool:
+    """Whether ``new`` only adds alternatives to ``old`` (``anyOf``), keeping each of the old
+    ones as it was and nothing else changed: whatever ``old`` accepted, ``new`` accepts."""
+    if not isinstance(old, dict) or not isinstance(new, dict) or "anyOf" not in new:
+        return False
+    old_alternatives, old_beside = _alternatives(_strip(old))
+    new_alternatives, new_beside = _alternatives(_strip(new))
+    return (
+        old_beside == new_beside
+        and len(new_alternatives) > len(old_alternatives)
+        and all(a in new_alternatives for a in old_alternatives)
+    )
 
 
 def _strip(schema: Any, names: bool = False) -> Any:
@@ -487,6 +514,26 @@ def test_guard_allows_asking_less_only_of_what_agencies_send() -> None:
     looser = _changed(required=["sex"])
     assert breaking_changes(BASE, looser, sent_by_agencies=True) == []
     assert breaking_changes(BASE, looser) == ["a: no longer required"]
+
+
+def test_guard_allows_a_new_alternative_form_only_of_what_agencies_send() -> None:
+    sealed = {"anyOf": [{"$ref": "#/$defs/Sex"}, {"$ref": "#/$defs/Sealed"}]}
+    wider = _changed(properties__sex=sealed, **{"$defs__Sealed": {"type": "string"}})
+    assert breaking_changes(BASE, wider, sent_by_agencies=True) == []
+    assert breaking_changes(BASE, wider) == ["sex: type or constraints changed"]
+    # an optional property's anyOf gains one, its default and null kept
+    child = BASE["properties"]["child"]
+    more = {**child, "anyOf": [child["anyOf"][0], {"type": "string"}, {"type": "null"}]}
+    assert breaking_changes(BASE, _changed(properties__child=more), sent_by_agencies=True) == []
+    # not a widening: an old alternative dropped, or the default changed beside the new one
+    swapped = _changed(properties__sex={"anyOf": [{"type": "string"}, {"type": "integer"}]})
+    assert breaking_changes(BASE, swapped, sent_by_agencies=True) == [
+        "sex: type or constraints changed"
+    ]
+    redefaulted = _changed(properties__child={**more, "default": "x"})
+    assert breaking_changes(BASE, redefaulted, sent_by_agencies=True) == [
+        "child: type or constraints changed"
+    ]
 
 
 CASE_SUBMITTED_FILE = SCHEMAS / f"{ev.CASE_SUBMITTED}.json"

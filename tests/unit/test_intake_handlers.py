@@ -24,6 +24,7 @@ from services.intake.cases import CaseRow
 from services.intake.community import CommunityNeedRow
 from services.intake.disclosures import Recipient
 from services.intake.handlers import SOURCE, IntakeHandlers, IntakeKeys
+from services.intake.sealing import SubmissionKeys
 from services.intake.store import (
     MAX_SIGNALLED_DUPLICATES,
     DisclosedFacts,
@@ -127,6 +128,11 @@ class FakeIntakeStore:
 
     async def lock_case(self, case_id: str) -> CaseRow | None:
         return self.cases.get(case_id)
+
+    async def preload_submissions(
+        self, events: Any, key_id: str | None = None, hashes: Any = ()
+    ) -> None:
+        self.preloaded_hashes = list(hashes)  # what a batch would load: nothing else to do
 
     async def create_case(
         self, submission: ev.CaseSubmission, master_key: bytes, key_id: str, hashes: list[bytes]
@@ -862,6 +868,85 @@ async def test_a_message_not_keyed_by_its_ref_is_rejected_before_any_case_is_tou
 
     assert _sent(unit) == [(topics.INTAKE_REJECTIONS, ev.SUBMISSION_REJECTED, AGENCY)]
     assert [e["field"] for e in _body(unit, 0)["errors"]] == ["(key)"]
+    assert store.cases == {} and store.history == [] and store.consent_records == []
+    assert store.submissions == {event.event_id: (AGENCY, None, "rejected")}
+
+
+# ----- personal blocks sealed for intake (issue 22, decision 32) -----
+
+SUBMISSION_KEY = PrivateKey(bytes(range(7, 39)))
+SEALING = IntakeHandlers(
+    replace(KEYS, submission=SubmissionKeys(SUBMISSION_KEY)), require_sealed_personal=True
+)
+
+
+async def _submit_sealing(store: FakeIntakeStore, event: InboundEvent) -> Unit[Any]:
+    unit: Unit[Any] = Unit(None, store, SOURCE, Cause.of(event))  # type: ignore[arg-type]
+    await SEALING.preload_submissions(store, [event])  # type: ignore[arg-type]
+    await SEALING.on_submission(event, unit)
+    return unit
+
+
+def _sealed(personal: dict[str, Any]) -> dict[str, str]:
+    return f.sealed_personal(personal, bytes(SUBMISSION_KEY.public_key))
+
+
+async def test_a_sealed_personal_block_registers_the_case_as_a_clear_one_would() -> None:
+    store = FakeIntakeStore()
+    submission = f.submission(AGENCY, personal=_sealed(_person()))
+    unit = await _submit_sealing(store, _submitted(submission))
+
+    row = store.case(submission.agency_case_ref)
+    assert [t for _, t, _ in _sent(unit)] == [ev.CASE_REGISTERED, ev.SUBMISSION_ACCEPTED]
+    # stored opened (the store encrypts it under the case's key), hashed for duplicates
+    assert store.personal[row.case_id] == ev.PersonalData.model_validate(_person())
+    assert len(store.hashes[row.case_id][1]) == 2, "name+dob and the passport"
+    assert set(store.preloaded_hashes) == store.hashes[row.case_id][1]  # opened there too
+    assert "sealed_box" not in unit.emitted[0].body.decode()
+
+
+async def test_a_sealed_block_in_an_update_replaces_the_stored_one() -> None:
+    store = FakeIntakeStore()
+    await _submit_sealing(store, _submitted(f.submission(AGENCY, personal=_sealed(_person()))))
+    [row] = store.cases.values()
+    await _submit_sealing(
+        store, _update(row.agency_case_ref, personal=_sealed(_person(family_name="Ndiaye")))
+    )
+    personal = store.personal[row.case_id]
+    assert personal is not None and personal.family_name == "Ndiaye"
+
+
+@pytest.mark.parametrize(
+    ("personal", "code", "field"),
+    [
+        (_person(), "personal_not_sealed", "personal"),
+        (
+            f.sealed_personal(_person(), bytes(PrivateKey.generate().public_key)),
+            "sealed_key_unknown",
+            "personal.key_sha256",
+        ),
+        (
+            {**_sealed(_person()), "sealed_box": base64.b64encode(b"x" * 80).decode()},
+            "sealed_box_unopenable",
+            "personal.sealed_box",
+        ),
+        (_sealed({"given_name": "Awa"}), "sealed_personal_invalid", "personal.family_name"),
+    ],
+    ids=["clear", "unknown key", "unopenable", "invalid content"],
+)
+async def test_a_block_intake_cannot_use_is_rejected_with_its_code_and_nothing_is_kept(
+    personal: dict[str, Any], code: str, field: str
+) -> None:
+    store = FakeIntakeStore()
+    event = _submitted(f.submission(AGENCY, personal=personal))
+
+    unit = await _submit_sealing(store, event)
+
+    assert _sent(unit) == [(topics.INTAKE_REJECTIONS, ev.SUBMISSION_REJECTED, AGENCY)]
+    rejected = _body(unit, 0)
+    assert (rejected["submission_id"], rejected["error"]) == (event.event_id, code)
+    assert [e["field"] for e in rejected["errors"]] == [field]
+    assert "Awa" not in unit.emitted[0].body.decode()
     assert store.cases == {} and store.history == [] and store.consent_records == []
     assert store.submissions == {event.event_id: (AGENCY, None, "rejected")}
 
