@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -216,6 +217,14 @@ def test_what_changed_in_the_settings_is_published_and_only_that() -> None:
     assert key_changes([], [retired]) == []
     # a retired key configured again is published again as what it now is
     assert key_changes([current, previous], [current, retired]) == [previous]
+
+
+@pytest.fixture(autouse=True)
+def _no_intake_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the values given here count, not those of a sourced .local/env (make test)."""
+    for key in list(os.environ):
+        if key.startswith("INTAKE_"):
+            monkeypatch.delenv(key)
 
 
 def _settings(**env: str) -> IntakeSettings:
