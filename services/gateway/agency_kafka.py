@@ -270,6 +270,8 @@ async def read_intake_keys(connection: KafkaConnection) -> list[ev.SubmissionKey
                         record.value,
                     )
                 )
+    except KafkaError as exc:  # the end offsets' request too: the caller knows only refusals
+        raise KafkaRefused(type(exc).__name__) from exc
     finally:
         await reader.stop()
     return keys_on_topic(records)

@@ -30,6 +30,10 @@ from .sealing import clear_block, current_key, says_keys_changed, sealed_value
 log = get_logger(__name__)
 
 Fetch = Callable[[KafkaConnection], Awaitable[list[ev.SubmissionKey]]]
+# A topic with no current key is read again sooner: that is what intake's first start looks
+# like (its key is on its way through the outbox), and every clear block sent meanwhile would
+# be refused on a platform that requires sealing.
+NO_KEY_MAX_AGE_S = 30.0
 
 
 class KeysUnavailable(RuntimeError):
@@ -56,9 +60,12 @@ class IntakeKeys:
 
     def _fresh(self) -> bool:
         copy = self._copy
-        return (
-            copy is not None and not self._stale and self._clock() - copy.read_at < self._max_age_s
-        )
+        if copy is None or self._stale:
+            return False
+        max_age = self._max_age_s
+        if current_key(copy.keys) is None:
+            max_age = min(max_age, NO_KEY_MAX_AGE_S)
+        return self._clock() - copy.read_at < max_age
 
     async def keys(self, connection: KafkaConnection) -> list[ev.SubmissionKey]:
         """Every key on intake.keys.v1, the current one first: the copy while fresh, else read

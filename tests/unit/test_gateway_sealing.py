@@ -24,7 +24,12 @@ from services.gateway.console import case_form
 from services.gateway.console.publishing import KEYS_UNAVAILABLE, ConsolePublisher
 from services.gateway.inbox import InboxMessage
 from services.gateway.ingress import Checked, Family, KafkaRecord, check
-from services.gateway.intake_keys import IntakeKeys, KeysUnavailable, sealed_for_intake
+from services.gateway.intake_keys import (
+    NO_KEY_MAX_AGE_S,
+    IntakeKeys,
+    KeysUnavailable,
+    sealed_for_intake,
+)
 from services.gateway.principals import Principal
 from services.gateway.sealing import KeyRecord, current_key, keys_on_topic, sealed_value
 from services.gateway.sessions import Session
@@ -186,6 +191,18 @@ async def test_the_keys_are_read_once_then_again_when_old_or_said_to_have_change
         keys.saw(rejected(code))
         await keys.current(CONNECTION)
         assert topic.reads == reads, code
+
+
+async def test_a_topic_without_a_current_key_is_read_again_sooner() -> None:
+    clock = [0.0]
+    topic = _Topic()  # intake's first start: its key is still on its way
+    keys = IntakeKeys(topic.fetch, max_age_s=300, clock=lambda: clock[0])
+    assert await keys.current(CONNECTION) is None
+    clock[0] = NO_KEY_MAX_AGE_S - 1
+    assert await keys.current(CONNECTION) is None and topic.reads == 1
+    topic.keys = [_key(PrivateKey.generate())]
+    clock[0] = NO_KEY_MAX_AGE_S + 1
+    assert await keys.current(CONNECTION) == topic.keys[0] and topic.reads == 2
 
 
 async def test_an_unreadable_topic_falls_back_on_the_copy_and_without_one_publishes_nothing() -> (
