@@ -223,11 +223,6 @@ def _settings(**env: str) -> IntakeSettings:
         "database_url": "postgresql://intake:pw@127.0.0.1:5432/intake",
         "master_key": base64.b64encode(b"m" * 32).decode(),
         "duplicate_key": base64.b64encode(b"d" * 32).decode(),
-        # The defaults, given: `make test` runs the unit tests with the local environment
-        # sourced, whose INTAKE_SUBMISSION_KEY would otherwise be read.
-        "submission_key": None,
-        "submission_previous_keys": None,
-        "require_sealed_personal": False,
     }
     return IntakeSettings(**{**base, **env})  # type: ignore[arg-type]
 
