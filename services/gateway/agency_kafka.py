@@ -19,12 +19,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
 from shared.logging import get_logger
 
 from .inbox import Cursor, InboxMessage, in_order
 from .ingress import KafkaRecord
+from .sealing import KeyRecord, keys_on_topic
 
 log = get_logger(__name__)
 
@@ -116,15 +118,14 @@ class ProducerPool:
 
 
 class TopicReader:
-    """One principal's reader of one of its agency's topics, from a cursor (no consumer group:
-    the cursor is the reader's, kept by the HTTP client or the console session)."""
+    """One principal's reader of a topic it may read (one of its agency's, or intake.keys.v1),
+    from a cursor (no consumer group: the cursor is the reader's, kept by the HTTP client or
+    the console session)."""
 
-    def __init__(
-        self, connection: KafkaConnection, agency_id: str, family: topics.TopicFamily
-    ) -> None:
-        self.topic = family.name(agency_id)
+    def __init__(self, connection: KafkaConnection, topic: str, partitions: int) -> None:
+        self.topic = topic
         # The partitions the catalogue gives the topic (ensure_topics creates them so).
-        self._count = family.spec(agency_id).partitions
+        self._count = partitions
         self._consumer = AIOKafkaConsumer(
             **connection.client_kwargs(),
             group_id=None,
@@ -185,12 +186,18 @@ class TopicReader:
         return in_order(InboxMessage.from_record(r) for r in await self.records(max_records))
 
 
+def _agency_reader(
+    connection: KafkaConnection, agency_id: str, family: topics.TopicFamily
+) -> TopicReader:
+    return TopicReader(connection, family.name(agency_id), family.spec(agency_id).partitions)
+
+
 async def read_page(
     connection: KafkaConnection, agency_id: str, cursor: Cursor, limit: int
 ) -> tuple[list[InboxMessage], Cursor]:
     """Up to ``limit`` messages after ``cursor`` (fewer when the inbox ends), and the cursor
     after them."""
-    reader = TopicReader(connection, agency_id, topics.AGENCY_INBOX)
+    reader = _agency_reader(connection, agency_id, topics.AGENCY_INBOX)
     await reader.start(cursor)
     messages: list[InboxMessage] = []
     try:
@@ -208,7 +215,7 @@ async def follow(
 ) -> AsyncIterator[tuple[InboxMessage, Cursor] | None]:
     """Every message after ``cursor`` as it arrives, each with the cursor after it; None when a
     read found nothing new (the caller's chance to send a keep-alive or stop)."""
-    reader = TopicReader(connection, agency_id, topics.AGENCY_INBOX)
+    reader = _agency_reader(connection, agency_id, topics.AGENCY_INBOX)
     await reader.start(cursor)
     try:
         while True:
@@ -225,7 +232,7 @@ async def follow(
 async def read_listings(connection: KafkaConnection, agency_id: str) -> dict[str, dict[str, Any]]:
     """The agency's listings as they stand: its compacted listings topic read to the end, the
     last message of each service_id (a tombstone removes it)."""
-    reader = TopicReader(connection, agency_id, topics.AGENCY_LISTINGS)
+    reader = _agency_reader(connection, agency_id, topics.AGENCY_LISTINGS)
     await reader.start(Cursor({}))
     listings: dict[str, dict[str, Any]] = {}
     try:
@@ -244,3 +251,27 @@ async def read_listings(connection: KafkaConnection, agency_id: str) -> dict[str
     finally:
         await reader.stop()
     return listings
+
+
+async def read_intake_keys(connection: KafkaConnection) -> list[ev.SubmissionKey]:
+    """Intake's submission keys as intake.keys.v1 holds them now (the compacted topic read to
+    its end as ``connection``'s principal: every agency principal may read it)."""
+    reader = TopicReader(connection, topics.INTAKE_KEYS, topics.spec(topics.INTAKE_KEYS).partitions)
+    await reader.start(Cursor({}))
+    records: list[KeyRecord] = []
+    try:
+        while not await reader.at_end():
+            for record in await reader.records(500):
+                ce_type = next((v for k, v in record.headers or () if k == "ce_type"), None)
+                records.append(
+                    KeyRecord(
+                        record.key,
+                        ce_type.decode("utf-8", "replace") if ce_type is not None else None,
+                        record.value,
+                    )
+                )
+    except KafkaError as exc:  # the end offsets' request too: the caller knows only refusals
+        raise KafkaRefused(type(exc).__name__) from exc
+    finally:
+        await reader.stop()
+    return keys_on_topic(records)

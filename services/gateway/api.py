@@ -36,7 +36,9 @@ from .ingress import (
     structured_record,
     with_traceparent,
 )
+from .intake_keys import IntakeKeys, KeysUnavailable, sealed_for_intake
 from .kafka_login import LoginResult
+from .sealing import current_key
 
 log = get_logger(__name__)
 
@@ -67,6 +69,24 @@ class InboxPage(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class IntakeKeyList(BaseModel):
+    """Intake's submission keys, as intake.keys.v1 holds them (docs/integrators.md §3)."""
+
+    current: ev.SubmissionKey | None = Field(
+        description="Seal a submission's personal block for this key and name it by its "
+        "key_sha256. null: intake publishes no key (it opens no sealed block and takes the "
+        "block in clear)."
+    )
+    keys: list[ev.SubmissionKey] = Field(
+        description="Every key on the topic: the current one first, then the previous ones "
+        "(boxes for them still open during a rotation), then the retired ones (a box for one "
+        "is rejected sealed_key_unknown)."
+    )
+
+
+KEYS_UNAVAILABLE = "intake's keys cannot be read right now; nothing was published: try again"
 
 
 _STRUCTURED_SCHEMA = {
@@ -101,10 +121,17 @@ _BODY = {
 
 
 class Api:
-    def __init__(self, authenticator: Authenticator, producers: ProducerPool, page_max: int):
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        producers: ProducerPool,
+        page_max: int,
+        intake_keys: IntakeKeys,
+    ):
         self.authenticator = authenticator
         self.producers = producers
         self.page_max = page_max
+        self.intake_keys = intake_keys
 
     async def sender(
         self, credentials: Annotated[HTTPBasicCredentials, Depends(_basic)]
@@ -126,9 +153,22 @@ class Api:
             "/{family}",
             status_code=202,
             response_model=Accepted,
-            responses={400: refusal, 401: {"model": Problem}, 403: {"model": Problem}},
+            responses={
+                400: refusal,
+                401: {"model": Problem},
+                403: {"model": Problem},
+                503: {
+                    "model": Problem,
+                    "description": "A personal block in clear, and intake's keys could not be "
+                    "read to seal it: nothing published; retry.",
+                },
+            },
             openapi_extra=_BODY,
             summary="Publish a message on the agency's own submissions, listings or responses",
+            description="A case submission's or case update's `personal` block sent in clear "
+            "is sealed by the gateway for intake's current key before it is published, so the "
+            "broker never holds it readable (docs/integrators.md §15); a block the sender "
+            "sealed is published as it came.",
         )
         async def publish(family: Family, request: Request, sender: Sender) -> Any:
             limit = topics.AGENCY_SUBMISSIONS.template.max_message_bytes or 256 * 1024
@@ -153,6 +193,21 @@ class Api:
             with http_ingress(f"POST /v1/{family.value}", traced):
                 headers = with_traceparent(headers, current_traceparent())
                 checked = check(family, sender.principal.agency_id, headers, value)
+                if isinstance(checked, Refusal):
+                    return JSONResponse(refusal_body(checked), 400)
+                try:
+                    # Checked in clear first, so that the 400 names the block's own fields.
+                    checked = await sealed_for_intake(
+                        checked,
+                        family,
+                        sender.principal.agency_id,
+                        sender.connection,
+                        self.intake_keys,
+                    )
+                except KeysUnavailable as exc:
+                    raise HTTPException(
+                        503, KEYS_UNAVAILABLE, headers={"Retry-After": "5"}
+                    ) from exc
                 if isinstance(checked, Refusal):
                     return JSONResponse(refusal_body(checked), 400)
                 try:
@@ -190,6 +245,26 @@ class Api:
             return Response(status_code=202)
 
         @router.get(
+            "/intake-keys",
+            response_model=IntakeKeyList,
+            responses={401: {"model": Problem}, 503: {"model": Problem}},
+            summary="Intake's public keys, to seal a submission's personal block for",
+            description="What intake.keys.v1 holds, read as the caller (any agency principal "
+            "may read it) and kept by the gateway for a few minutes: the keys are public and "
+            "the same for every agency.",
+        )
+        async def intake_keys(sender: Sender) -> IntakeKeyList:
+            try:
+                keys = await self.intake_keys.keys(sender.connection)
+            except KeysUnavailable as exc:
+                raise HTTPException(
+                    503,
+                    "intake's keys cannot be read right now; try again",
+                    headers={"Retry-After": "5"},
+                ) from exc
+            return IntakeKeyList(current=current_key(keys), keys=keys)
+
+        @router.get(
             "/inbox",
             response_model=InboxPage,
             responses={400: {"model": Problem}, 401: {"model": Problem}},
@@ -210,6 +285,8 @@ class Api:
                 )
             except KafkaRefused as exc:
                 raise HTTPException(403, "the exchange refused this user the inbox") from exc
+            for message in messages:
+                self.intake_keys.saw(message)
             return InboxPage(events=[m.as_cloudevent() for m in messages], cursor=after.encode())
 
         @router.get(
@@ -259,6 +336,7 @@ class Api:
                     continue
                 message, after = item
                 quiet_since = now
+                self.intake_keys.saw(message)
                 data = json.dumps(
                     message.as_cloudevent(), ensure_ascii=False, separators=(",", ":")
                 )

@@ -18,12 +18,13 @@ from shared.tracing import configure as configure_tracing
 from shared.web.security_headers import SecurityHeaders, security_headers
 from shared.web.static_files import ROUTE_NAME, StaticFiles
 
-from .agency_kafka import ProducerPool
+from .agency_kafka import ProducerPool, read_intake_keys
 from .api import Api
 from .auth import Authenticator
 from .console.pages import Console
 from .console.publishing import ConsolePublisher
 from .console.rendering import STATIC_FILES, Renderer
+from .intake_keys import IntakeKeys
 from .metrics import RequestMetrics, serve_metrics
 from .sessions import Sessions
 from .settings import GatewaySettings
@@ -62,10 +63,14 @@ async def _broker_reachable(servers: str) -> bool:
 def gateway_app(settings: GatewaySettings) -> FastAPI:
     authenticator = Authenticator(settings.kafka, settings.throttle)
     producers = ProducerPool()
-    sessions = Sessions(settings.session_idle_s, settings.session_max_s)
+    # One copy of intake's public keys for the process, read as whichever request needs them
+    # (decision 33); the inboxes the gateway reads tell it when they changed.
+    intake_keys = IntakeKeys(read_intake_keys, settings.intake_keys_max_age_s)
+    sessions = Sessions(settings.session_idle_s, settings.session_max_s, intake_keys.saw)
     renderer = Renderer(StaticFiles("services.gateway.console", STATIC_FILES))
-    console = Console(authenticator, sessions, ConsolePublisher(producers), renderer)
-    api = Api(authenticator, producers, settings.inbox_page_max)
+    publisher = ConsolePublisher(producers, intake_keys)
+    console = Console(authenticator, sessions, publisher, renderer)
+    api = Api(authenticator, producers, settings.inbox_page_max, intake_keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.kafka.connection import KafkaConnection
@@ -20,7 +21,7 @@ from shared.logging import get_logger
 
 from .agency_kafka import KafkaRefused, follow
 from .console.view import AgencyView
-from .inbox import Cursor
+from .inbox import Cursor, InboxMessage
 from .principals import Principal
 
 log = get_logger(__name__)
@@ -36,6 +37,8 @@ class Session:
     view: AgencyView = field(init=False)
     tail: asyncio.Task[None] | None = None
     tail_error: str | None = None
+    # Told of every inbox message the session reads (intake_keys.IntakeKeys.saw).
+    watch: Callable[[InboxMessage], None] | None = None
 
     def __post_init__(self) -> None:
         self.view = AgencyView(self.principal.agency_id)
@@ -49,6 +52,8 @@ class Session:
             async for item in follow(self.connection, self.principal.agency_id, Cursor({})):
                 if item is not None:
                     self.view.apply(item[0])
+                    if self.watch is not None:
+                        self.watch(item[0])
         except KafkaRefused as exc:
             self.tail_error = str(exc)
             log.warning("console_inbox_refused", agency_id=self.principal.agency_id, error=str(exc))
@@ -61,13 +66,18 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, idle_s: float, max_s: float) -> None:
+    def __init__(
+        self, idle_s: float, max_s: float, watch: Callable[[InboxMessage], None] | None = None
+    ) -> None:
         self.idle_s, self.max_s = idle_s, max_s
+        self._watch = watch
         self._sessions: dict[str, Session] = {}
 
     def open(self, principal: Principal, connection: KafkaConnection) -> Session:
         now = time.monotonic()
-        session = Session(secrets.token_urlsafe(32), principal, connection, now, now)
+        session = Session(
+            secrets.token_urlsafe(32), principal, connection, now, now, watch=self._watch
+        )
         self._sessions[session.session_id] = session
         session.start_tail()
         return session

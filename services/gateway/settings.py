@@ -74,6 +74,12 @@ class GatewaySettings(TracingSettings, BaseSettings):  # + OTLP_ENDPOINT, TRACE_
     inbox_page_max: int = Field(
         default=500, ge=1, le=5000, description="Most inbox messages one GET /v1/inbox returns."
     )
+    intake_keys_max_age_s: float = Field(
+        default=300,
+        gt=0,
+        description="Intake's submission keys (intake.keys.v1) are read again by the first "
+        "request that needs them after this long (and after a rejection saying they changed).",
+    )
 
     @property
     def secure_cookies(self) -> bool:

@@ -15,6 +15,7 @@ from services.gateway.console.publishing import ConsolePublisher
 from services.gateway.console.view import view_of
 from services.gateway.inbox import InboxMessage
 from services.gateway.ingress import Family, KafkaRecord
+from services.gateway.intake_keys import IntakeKeys
 from services.gateway.principals import Principal
 from services.gateway.sessions import Session, Sessions
 from shared.contracts import events as ev
@@ -33,6 +34,10 @@ class _Producers:
         self.records.append(record)
 
 
+async def _no_keys(connection: object) -> list[ev.SubmissionKey]:
+    return []
+
+
 def _session(agency_id: str = "iom-x") -> Session:
     return Session("sid", Principal(agency_id, "fatou"), None, 0.0, 0.0)  # type: ignore[arg-type]
 
@@ -41,7 +46,8 @@ async def _published(
     family: Family, ce_type: str, data: dict[str, Any]
 ) -> tuple[Refusal | None, list[KafkaRecord]]:
     producers = _Producers()
-    publisher = ConsolePublisher(producers)  # type: ignore[arg-type]
+    no_keys = IntakeKeys(_no_keys, max_age_s=60)  # intake publishes none: nothing sealed
+    publisher = ConsolePublisher(producers, no_keys)  # type: ignore[arg-type]
     return await publisher.publish(_session(), family, ce_type, data), producers.records
 
 
