@@ -11,15 +11,36 @@ case ":${PYTHONPATH:-}:" in
   *) export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" ;;
 esac
 
+# REFEX_KAFKA_BROKERS=3: a replicated cluster of three combined broker+controller nodes
+# (decision 33), node N on client port REFEX_KAFKA_PORT+N-1 and controller port
+# REFEX_KAFKA_CONTROLLER_PORT+N-1; every topic on three of them (REFEX_KAFKA_REPLICATION_FACTOR).
+# Default 1: one node, as make run and make test have always had.
+KAFKA_BROKERS="${REFEX_KAFKA_BROKERS:-1}"
+[[ "$KAFKA_BROKERS" =~ ^[1-9]$ ]] || { echo "REFEX_KAFKA_BROKERS must be 1 to 9, not $KAFKA_BROKERS" >&2; exit 2; }
 KAFKA_PORT="${REFEX_KAFKA_PORT:-19092}"
-KAFKA_CONTROLLER_PORT="${REFEX_KAFKA_CONTROLLER_PORT:-19093}"
+# The controllers' ports follow the client ports' range (19093 for one node, as before).
+KAFKA_CONTROLLER_PORT="${REFEX_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + KAFKA_BROKERS))}"
+if (( KAFKA_CONTROLLER_PORT < KAFKA_PORT + KAFKA_BROKERS && KAFKA_PORT < KAFKA_CONTROLLER_PORT + KAFKA_BROKERS )); then
+  echo "the client ports $KAFKA_PORT.. and the controller ports $KAFKA_CONTROLLER_PORT.. of $KAFKA_BROKERS brokers overlap: set REFEX_KAFKA_CONTROLLER_PORT" >&2
+  exit 2
+fi
+# min(brokers, 3): three copies is what a lost broker and a restart at once leave writable.
+KAFKA_REPLICATION_FACTOR="${REFEX_KAFKA_REPLICATION_FACTOR:-$(( KAFKA_BROKERS < 3 ? KAFKA_BROKERS : 3 ))}"
+# Each node's heap: three of 512 MB fit beside the services on a 2-core, 24 GB machine.
 KAFKA_HEAP="${REFEX_KAFKA_HEAP:-512m}"
 KAFKA_DIR="$LOCAL_DIR/kafka"
 # The jar cache is shared by every LOCAL_DIR (make run and make test use different ones).
 KAFKA_LIBS="${REFEX_KAFKA_LIBS:-$REPO_ROOT/.local/kafka-libs}"
-KAFKA_DATA="$KAFKA_DIR/data"
-KAFKA_PID="$KAFKA_DIR/broker.pid"
-KAFKA_LOG="$KAFKA_DIR/broker.log"
+# One node keeps the layout it always had; a cluster's node N lives in kafka/node-N/.
+kafka_node_dir() { if (( KAFKA_BROKERS == 1 )); then echo "$KAFKA_DIR"; else echo "$KAFKA_DIR/node-$1"; fi; }
+kafka_node_port() { echo $((KAFKA_PORT + $1 - 1)); }
+kafka_node_controller_port() { echo $((KAFKA_CONTROLLER_PORT + $1 - 1)); }
+# What clients are given: every node, so any one of them answers the first metadata request.
+KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+for ((n = 2; n <= KAFKA_BROKERS; n++)); do KAFKA_BOOTSTRAP+=",127.0.0.1:$((KAFKA_PORT + n - 1))"; done
+KAFKA_DATA="$(kafka_node_dir 1)/data"
+KAFKA_PID="$(kafka_node_dir 1)/broker.pid"
+KAFKA_LOG="$(kafka_node_dir 1)/broker.log"
 KAFKA_CREDENTIALS="$LOCAL_DIR/kafka-credentials.env"
 
 # The private certificate authority of this local folder and the certificates it signed for the
