@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-cluster test-unit chaos bench lint format contracts messages screenshots demo up down constraints clean
+.PHONY: help venv infra run stop test test-cluster test-unit chaos chaos-cluster bench lint format contracts messages screenshots demo up down constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ test-cluster: venv ## the replication tests, the walking skeleton and the short 
 
 chaos: venv ## fault injection: kills, broker/database restarts, rebalance; checks nothing is lost or doubled
 	deploy/local/chaos.sh $(ARGS)
+
+chaos-cluster: venv ## make chaos on three brokers, each in its own network namespace (root): leaders SIGKILLed, a node stopped 60 s, the controller restarted, a node partitioned 30 s
+	REFEX_CHAOS_KAFKA_BROKERS=3 REFEX_KAFKA_NETNS=1 deploy/local/chaos.sh \
+		$(or $(ARGS),--submissions 3000 --leader-bounces 3 --broker-stops 1 --controller-restarts 1 --network-partitions 1)
 
 bench: venv ## benchmark: the pipeline vs a raw Kafka baseline, latency, CPU, memory, matching
 	deploy/local/bench.sh $(ARGS)

@@ -6,6 +6,9 @@
 #                       until each answers
 #   kafka.sh down [N]   stop every node (or node N) cleanly (SIGTERM, then wait)
 #   kafka.sh kill N     SIGKILL node N (the chaos run's hard bounce; `up N` starts it again)
+#   kafka.sh cut N      with REFEX_KAFKA_NETNS=1: take node N's link down (a network partition:
+#                       the others and every client lose it, it loses them); `heal N` restores it
+#   kafka.sh controller the node id of the KRaft quorum's current leader (the active controller)
 #   kafka.sh status
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$REPO_ROOT/deploy/kafka/broker-properties.sh"
@@ -48,20 +51,22 @@ credentials() {
 # Every controller of the cluster, for controller.quorum.voters (static: no --standalone).
 voters() {
   local n out=""
-  for ((n = 1; n <= KAFKA_BROKERS; n++)); do out+="${out:+,}$n@127.0.0.1:$(kafka_node_controller_port "$n")"; done
+  for ((n = 1; n <= KAFKA_BROKERS; n++)); do
+    out+="${out:+,}$n@$(kafka_node_host "$n"):$(kafka_node_controller_port "$n")"
+  done
   echo "$out"
 }
 
 write_config() {
-  local n="$1" dir port
-  dir="$(kafka_node_dir "$n")"; port="$(kafka_node_port "$n")"
+  local n="$1" dir port host
+  dir="$(kafka_node_dir "$n")"; port="$(kafka_node_port "$n")"; host="$(kafka_node_host "$n")"
   mkdir -p "$dir/data"
   # 0600: the file holds the admin's and the controller's passwords.
   ( umask 077
     REFEX_KAFKA_NODE_ID="$n" REFEX_KAFKA_QUORUM_VOTERS="$(voters)" \
     REFEX_KAFKA_REPLICATION_FACTOR="$KAFKA_REPLICATION_FACTOR" \
-    broker_properties "CLIENT://127.0.0.1:$port" "CLIENT://127.0.0.1:$port" \
-        "127.0.0.1:$(kafka_node_controller_port "$n")" "$dir/data" \
+    broker_properties "CLIENT://$host:$port" "CLIENT://$host:$port" \
+        "$host:$(kafka_node_controller_port "$n")" "$dir/data" \
         "$KAFKA_PASSWORD_ADMIN" "$KAFKA_PASSWORD_CONTROLLER" \
         "$TLS_DIR/kafka.pem" "$TLS_CA" > "$dir/server.properties" )
 }
@@ -90,12 +95,12 @@ format_storage() {
 }
 
 wait_ready() {
-  local n="$1" dir port deadline=$((SECONDS + ${REFEX_KAFKA_START_TIMEOUT:-90}))
-  dir="$(kafka_node_dir "$n")"; port="$(kafka_node_port "$n")"
+  local n="$1" dir port host deadline=$((SECONDS + ${REFEX_KAFKA_START_TIMEOUT:-90}))
+  dir="$(kafka_node_dir "$n")"; port="$(kafka_node_port "$n")"; host="$(kafka_node_host "$n")"
   while (( SECONDS < deadline )); do
     pid_alive "$dir/broker.pid" || { tail -n 30 "$dir/broker.log" >&2; die "Kafka node $n exited during start-up (log: $dir/broker.log)"; }
-    if port_open "$port" && grep -q "Kafka Server started" "$dir/broker.log"; then
-      log "Kafka node $n ready on 127.0.0.1:$port"; return 0
+    if port_open "$port" "$host" && grep -q "Kafka Server started" "$dir/broker.log"; then
+      log "Kafka node $n ready on $host:$port"; return 0
     fi
     sleep 0.5
   done
@@ -108,8 +113,11 @@ start_node() {
   write_config "$n"
   format_storage "$n"
   log "starting Kafka node $n of $KAFKA_BROKERS (log: $dir/broker.log)"
+  local in_netns=()
+  [[ "$KAFKA_NETNS" == 1 ]] && in_netns=(ip netns exec "$(kafka_node_netns "$n")")
   # setsid: the broker gets its own session so Ctrl-C in a terminal reaches it only via `down`.
-  setsid java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -cp "$KAFKA_LIBS/*" \
+  # (`ip netns exec` execs java: the pid recorded is the broker's.)
+  setsid "${in_netns[@]}" java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -cp "$KAFKA_LIBS/*" \
       -Dlog4j2.configurationFile="$REPO_ROOT/deploy/local/kafka/log4j2.yaml" \
       kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 < /dev/null &
   echo $! > "$dir/broker.pid"
@@ -132,7 +140,7 @@ up() {
       log "Kafka node $n already running (pid $(cat "$(kafka_node_dir "$n")/broker.pid"))"; continue
     fi
     for port in "$(kafka_node_port "$n")" "$(kafka_node_controller_port "$n")"; do
-      port_open "$port" && die "port $port is already in use by another process; free it or set REFEX_KAFKA_PORT / REFEX_KAFKA_CONTROLLER_PORT"
+      port_open "$port" "$(kafka_node_host "$n")" && die "port $port is already in use by another process; free it or set REFEX_KAFKA_PORT / REFEX_KAFKA_CONTROLLER_PORT"
     done
     starting+=("$n")
   done
@@ -140,6 +148,7 @@ up() {
   fetch
   credentials
   "$REPO_ROOT/deploy/local/tls.sh"
+  [[ "$KAFKA_NETNS" == 1 ]] && netns_up
   # All before waiting for any: a node of a cluster is ready only once a majority of the
   # controllers runs.
   for n in "${starting[@]}"; do start_node "$n"; done
@@ -163,6 +172,62 @@ down() {
   # In parallel: a cluster's last nodes would otherwise wait for a quorum that is already gone.
   for n in $(nodes "${1:-}"); do stop_node "$n" TERM & pids+=($!); done
   for pid in "${pids[@]}"; do wait "$pid"; done
+  # The whole cluster down: its network goes too (up makes it again).
+  if [[ -z "${1:-}" && "$KAFKA_NETNS" == 1 ]]; then netns_down; fi
+}
+
+# The namespaces, veth pairs and bridge of REFEX_KAFKA_NETNS=1 (common.sh), made idempotently.
+netns_bridge() { echo "rfx${KAFKA_NETNS_TAG}br"; }
+netns_up() {
+  [[ "$(id -u)" == 0 ]] || die "REFEX_KAFKA_NETNS=1 needs root (ip netns, veth pairs)"
+  command -v ip >/dev/null || die "ip not found: apt-get install iproute2"
+  local bridge n ns veth
+  bridge="$(netns_bridge)"
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+    ip addr add "$KAFKA_NETNS_SUBNET.254/24" dev "$bridge"
+  fi
+  ip link set "$bridge" up
+  for n in $(nodes); do
+    ns="$(kafka_node_netns "$n")"; veth="$(kafka_node_veth "$n")"
+    ip netns list | grep -qw "$ns" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+      ip link add "$veth" type veth peer name eth0 netns "$ns"
+      ip -n "$ns" addr add "$(kafka_node_host "$n")/24" dev eth0
+    fi
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    ip link set "$veth" master "$bridge" up
+  done
+}
+netns_down() {
+  local n
+  for n in $(nodes); do ip netns del "$(kafka_node_netns "$n")" 2>/dev/null || true; done
+  ip link del "$(netns_bridge)" 2>/dev/null || true
+}
+
+link() {
+  [[ "$KAFKA_NETNS" == 1 ]] || die "kafka.sh $1 needs the nodes in namespaces (REFEX_KAFKA_NETNS=1)"
+  local veth; veth="$(kafka_node_veth "$(nodes "$2")")"
+  log "node $2's link $([[ $1 == cut ]] && echo cut || echo restored)"
+  ip link set "$veth" "$([[ $1 == cut ]] && echo down || echo up)"
+}
+
+# The leader of the highest epoch any node recorded in its quorum-state file (KRaft writes it at
+# every election): the active controller, without starting a JVM for Kafka's quorum tool.
+controller() {
+  local n file epoch leader best=-1 who=""
+  for n in $(nodes); do
+    file="$(kafka_node_dir "$n")/data/__cluster_metadata-0/quorum-state"
+    [[ -s "$file" ]] || continue
+    epoch="$(grep -o '"leaderEpoch":[0-9-]*' "$file" | cut -d: -f2)"
+    leader="$(grep -o '"leaderId":[0-9-]*' "$file" | cut -d: -f2)"
+    if [[ -n "$epoch" && -n "$leader" && "$leader" != -1 ]] && (( epoch > best )); then
+      best="$epoch"; who="$leader"
+    fi
+  done
+  [[ -n "$who" ]] || die "no node has recorded a quorum leader yet"
+  echo "$who"
 }
 
 status() {
@@ -170,7 +235,7 @@ status() {
   for n in $(nodes); do
     pid_file="$(kafka_node_dir "$n")/broker.pid"
     if pid_alive "$pid_file"; then
-      echo "kafka: node $n running (pid $(cat "$pid_file")) on 127.0.0.1:$(kafka_node_port "$n")"
+      echo "kafka: node $n running (pid $(cat "$pid_file")) on $(kafka_node_host "$n"):$(kafka_node_port "$n")"
     else echo "kafka: node $n stopped"; rc=1; fi
   done
   return "$rc"
@@ -179,5 +244,7 @@ status() {
 case "${1:-}" in
   fetch) fetch ;; up) up "${2:-}" ;; down) down "${2:-}" ;; status) status ;;
   kill) [[ -n "${2:-}" ]] || die "usage: $0 kill N"; stop_node "$(nodes "$2")" KILL ;;
-  *) echo "usage: $0 fetch|up [N]|down [N]|kill N|status" >&2; exit 2 ;;
+  cut|heal) [[ -n "${2:-}" ]] || die "usage: $0 $1 N"; link "$1" "$2" ;;
+  controller) controller ;;
+  *) echo "usage: $0 fetch|up [N]|down [N]|kill N|cut N|heal N|controller|status" >&2; exit 2 ;;
 esac

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from shared.kafka import admin
+from tests.chaos import cluster
+from tests.chaos.run import Plan, check_cluster_plan, schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ROOT / "deploy" / "local" / "common.sh"
@@ -162,3 +164,26 @@ def test_every_producer_of_the_code_waits_for_all_in_sync_replicas() -> None:
         assert isinstance(acks, ast.Constant) and acks.value == "all", (
             f"{path.relative_to(ROOT)}:{call.lineno}: acks='all'"
         )
+
+
+def test_the_cluster_chaos_run_injects_every_cluster_fault_among_the_others() -> None:
+    plan = Plan(
+        kills=8, leader_bounces=3, broker_stops=1, controller_restarts=1, network_partitions=1
+    )
+    order = schedule(plan)
+    counts = {kind: sum(1 for k, _ in order if k == kind) for kind, _ in order}
+    assert counts == {"kill": 8, "freeze": 1, "restart": 3, "bounce": 3, "stop": 1, "partition": 1}
+    assert ("restart", "kafka controller") in order and ("partition", "kafka node") in order
+    # One broker: no cluster fault unless asked (make chaos, make test stay as they were).
+    assert not [t for _, t in schedule(Plan()) if t.startswith("kafka ")]
+
+
+def test_a_cluster_fault_without_a_cluster_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "BROKERS", 1)
+    with pytest.raises(SystemExit, match="REFEX_KAFKA_BROKERS=3"):
+        check_cluster_plan(Plan(leader_bounces=1))
+    monkeypatch.setattr(cluster, "BROKERS", 3)
+    monkeypatch.setattr(cluster, "NETNS", False)
+    check_cluster_plan(Plan(leader_bounces=1))
+    with pytest.raises(SystemExit, match="REFEX_KAFKA_NETNS=1"):
+        check_cluster_plan(Plan(network_partitions=1))
