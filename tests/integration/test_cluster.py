@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +56,27 @@ async def test_every_topic_has_the_configured_replicas_and_min_insync(
 ) -> None:
     rf = replication_factor_from_env()
     assert rf == min(BROKERS, 3), "deploy/local/env.sh writes the factor the brokers run with"
-    await ensure_agency_topics(kafka, "replicated-agency")
-    names = [s.name for s in (*CATALOGUE, *agency_topics("replicated-agency"))]
-    described = await _partitions(kafka, [*names, "__consumer_offsets"])
+    # An agency's topics, made as register-agency makes them (then deleted: other tests count
+    # the registered agencies' topics).
+    agency = f"rf-{uuid.uuid4().hex[:8]}"
+    own = [s.name for s in agency_topics(agency)]
+    await ensure_agency_topics(kafka, agency)
+    try:
+        names = [*(s.name for s in CATALOGUE), *own]
+        described = await _partitions(kafka, [*names, "__consumer_offsets"])
+        configs = await _configs(kafka, names)
+    finally:
+        admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-test")
+        await admin.start()
+        try:
+            await admin.delete_topics(own)
+        finally:
+            await admin.close()
     for name in [*names, "__consumer_offsets"]:
         assert described[name], name
         for partition in described[name]:
             assert len(partition["replicas"]) == rf, (name, partition)
             assert len(set(partition["replicas"])) == rf, (name, partition)
-    configs = await _configs(kafka, names)
     for name in names:
         assert configs[name]["min.insync.replicas"] == str(min_insync_replicas(rf)), name
     assert min_insync_replicas(3) == 2 and min_insync_replicas(1) == 1
