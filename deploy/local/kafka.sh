@@ -135,6 +135,9 @@ nodes() {
 
 up() {
   local n starting=()
+  # The network first: a node's address answers (or refuses) at once then, instead of leaving
+  # the port checks below to time out on a route to nowhere.
+  [[ "$KAFKA_NETNS" == 1 ]] && netns_up
   for n in $(nodes "${1:-}"); do
     if pid_alive "$(kafka_node_dir "$n")/broker.pid"; then
       log "Kafka node $n already running (pid $(cat "$(kafka_node_dir "$n")/broker.pid"))"; continue
@@ -148,7 +151,6 @@ up() {
   fetch
   credentials
   "$REPO_ROOT/deploy/local/tls.sh"
-  [[ "$KAFKA_NETNS" == 1 ]] && netns_up
   # All before waiting for any: a node of a cluster is ready only once a majority of the
   # controllers runs.
   for n in "${starting[@]}"; do start_node "$n"; done
