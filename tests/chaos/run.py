@@ -152,6 +152,23 @@ def _wait_all_ready(processes: dict[str, ServiceProcess]) -> None:
         process.wait_ready(timeout=120)
 
 
+# What a cluster fault takes beyond its own sleep, about: the node's start, its catching up.
+CLUSTER_FAULT_S = 20.0
+
+
+def fault_gap(plan: Plan, order: list[tuple[str, str]], duration_s: float) -> float:
+    """Seconds between faults, so that they fall within the stream: the cluster's faults last
+    (a node stopped for a minute, partitioned for half of one), and are counted off the time
+    the stream gives them. Without them, the stream's time over the faults, as always."""
+    cluster_faults = [f for f in order if f[1].startswith("kafka ")]
+    busy = (
+        plan.broker_stops * plan.broker_stop_s
+        + plan.network_partitions * plan.partition_s
+        + len(cluster_faults) * CLUSTER_FAULT_S
+    )
+    return max((duration_s - busy) / (len(order) + 1), 2.0)
+
+
 def check_cluster_plan(plan: Plan) -> None:
     """A cluster fault asked of one broker, or a partition without namespaces, is a mistake in
     the invocation: said at once, not after the traffic ran."""
@@ -186,7 +203,7 @@ async def inject(
 ) -> list[Fault]:
     faults: list[Fault] = []
     order = schedule(plan)
-    gap = duration_s / (len(order) + 1)
+    gap = fault_gap(plan, order, duration_s)
     for kind, target in order:
         await asyncio.sleep(gap)
         fault = Fault(kind, target, round(time.monotonic() - started, 1))

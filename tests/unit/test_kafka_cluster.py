@@ -15,7 +15,7 @@ import pytest
 
 from shared.kafka import admin
 from tests.chaos import cluster
-from tests.chaos.run import Plan, check_cluster_plan, schedule
+from tests.chaos.run import Plan, check_cluster_plan, fault_gap, schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ROOT / "deploy" / "local" / "common.sh"
@@ -187,3 +187,19 @@ def test_a_cluster_fault_without_a_cluster_is_refused(monkeypatch: pytest.Monkey
     check_cluster_plan(Plan(leader_bounces=1))
     with pytest.raises(SystemExit, match="REFEX_KAFKA_NETNS=1"):
         check_cluster_plan(Plan(network_partitions=1))
+
+
+def test_the_cluster_faults_fit_in_the_stream_and_the_others_keep_their_spacing() -> None:
+    one = Plan()
+    assert fault_gap(one, schedule(one), 100.0) == 100.0 / (len(schedule(one)) + 1)
+    three = Plan(
+        submissions=3000,
+        leader_bounces=3,
+        broker_stops=1,
+        controller_restarts=1,
+        network_partitions=1,
+    )
+    order = schedule(three)
+    gap = fault_gap(three, order, 300.0)
+    assert 2.0 <= gap < 300.0 / (len(order) + 1)
+    assert gap * (len(order) + 1) + 60 + 30 + 6 * 20 <= 300.0 + 1e-6
