@@ -123,14 +123,13 @@ start_node() {
   echo $! > "$dir/broker.pid"
 }
 
-# The nodes an action is for: node $1 if given, else all of them.
-nodes() {
-  if [[ -n "${1:-}" ]]; then
-    [[ "$1" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= KAFKA_BROKERS )) || die "no Kafka node $1 (REFEX_KAFKA_BROKERS=$KAFKA_BROKERS)"
-    echo "$1"
-  else
-    seq 1 "$KAFKA_BROKERS"
-  fi
+# The nodes an action is for: node $1 if given, else all of them. (Validated by check_node
+# first: a `die` inside $(…) would end only the substitution.)
+nodes() { if [[ -n "${1:-}" ]]; then echo "$1"; else seq 1 "$KAFKA_BROKERS"; fi; }
+check_node() {
+  [[ -z "${1:-}" ]] && return 0
+  [[ "$1" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= KAFKA_BROKERS )) ||
+    die "no Kafka node $1 (REFEX_KAFKA_BROKERS=$KAFKA_BROKERS)"
 }
 
 up() {
@@ -210,7 +209,7 @@ netns_down() {
 
 link() {
   [[ "$KAFKA_NETNS" == 1 ]] || die "kafka.sh $1 needs the nodes in namespaces (REFEX_KAFKA_NETNS=1)"
-  local veth; veth="$(kafka_node_veth "$(nodes "$2")")"
+  local veth; veth="$(kafka_node_veth "$2")"
   log "node $2's link $([[ $1 == cut ]] && echo cut || echo restored)"
   ip link set "$veth" "$([[ $1 == cut ]] && echo down || echo up)"
 }
@@ -243,9 +242,10 @@ status() {
   return "$rc"
 }
 
+check_node "${2:-}"
 case "${1:-}" in
   fetch) fetch ;; up) up "${2:-}" ;; down) down "${2:-}" ;; status) status ;;
-  kill) [[ -n "${2:-}" ]] || die "usage: $0 kill N"; stop_node "$(nodes "$2")" KILL ;;
+  kill) [[ -n "${2:-}" ]] || die "usage: $0 kill N"; stop_node "$2" KILL ;;
   cut|heal) [[ -n "${2:-}" ]] || die "usage: $0 $1 N"; link "$1" "$2" ;;
   controller) controller ;;
   *) echo "usage: $0 fetch|up [N]|down [N]|kill N|cut N|heal N|controller|status" >&2; exit 2 ;;
