@@ -31,7 +31,7 @@ broker_check_password KAFKA_ADMIN_PASSWORD "$KAFKA_ADMIN_PASSWORD"
 broker_check_password KAFKA_CONTROLLER_PASSWORD "$KAFKA_CONTROLLER_PASSWORD"
 
 # One node (docker-compose.yml): the controller on loopback. The cluster of
-# docker-compose.cluster.yml (decision 33) names this node (REFEX_KAFKA_NODE_ID), the host name
+# docker-compose.cluster.yml (decision 34) names this node (REFEX_KAFKA_NODE_ID), the host name
 # the others and the services reach it by (REFEX_KAFKA_HOST_NAME: kafka, kafka-2, kafka-3) and
 # every controller (REFEX_KAFKA_QUORUM_VOTERS); its controller listens on the network then, over
 # TLS (broker_properties), and REFEX_KAFKA_REPLICATION_FACTOR=3 puts every topic on all three.

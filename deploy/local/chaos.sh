@@ -5,7 +5,7 @@
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # REFEX_CHAOS_KAFKA_BROKERS=3 (make chaos-cluster): on a replicated cluster of three nodes, each
-# in its own network namespace with REFEX_KAFKA_NETNS=1 (decision 33), in a folder of its own.
+# in its own network namespace with REFEX_KAFKA_NETNS=1 (decision 34), in a folder of its own.
 export REFEX_KAFKA_BROKERS="${REFEX_CHAOS_KAFKA_BROKERS:-1}"
 if (( REFEX_KAFKA_BROKERS > 1 )); then
   export REFEX_LOCAL_DIR="${REFEX_CHAOS_LOCAL_DIR:-$REPO_ROOT/.local/chaos-cluster}"

@@ -12,7 +12,7 @@ case ":${PYTHONPATH:-}:" in
 esac
 
 # REFEX_KAFKA_BROKERS=3: a replicated cluster of three combined broker+controller nodes
-# (decision 33), node N on client port REFEX_KAFKA_PORT+N-1 and controller port
+# (decision 34), node N on client port REFEX_KAFKA_PORT+N-1 and controller port
 # REFEX_KAFKA_CONTROLLER_PORT+N-1; every topic on three of them (REFEX_KAFKA_REPLICATION_FACTOR).
 # Default 1: one node, as make run and make test have always had.
 KAFKA_BROKERS="${REFEX_KAFKA_BROKERS:-1}"
@@ -36,7 +36,7 @@ kafka_node_dir() { if (( KAFKA_BROKERS == 1 )); then echo "$KAFKA_DIR"; else ech
 # REFEX_KAFKA_NETNS=1 (root only; the cluster chaos run): each node in a network namespace of
 # its own, at $KAFKA_NETNS_SUBNET.N, joined to this namespace by a veth pair on one bridge
 # ($KAFKA_NETNS_SUBNET.254 here), so cutting a node's link (kafka.sh cut N) partitions it from
-# the other nodes and from every client at once (decision 33).
+# the other nodes and from every client at once (decision 34).
 KAFKA_NETNS="${REFEX_KAFKA_NETNS:-0}"
 KAFKA_NETNS_SUBNET="${REFEX_KAFKA_NETNS_SUBNET:-10.77.0}"
 # Interface and namespace names of this folder's cluster (interface names: 15 characters).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Local Apache Kafka (KRaft, combined broker+controller nodes) from Maven Central jars: one node,
-# or with REFEX_KAFKA_BROKERS=3 a replicated cluster of three on loopback (decision 33).
+# or with REFEX_KAFKA_BROKERS=3 a replicated cluster of three on loopback (decision 34).
 #   kafka.sh fetch      resolve the broker classpath once into .local/kafka/libs
 #   kafka.sh up [N]     fetch if needed, format storage once, start every node (or node N), wait
 #                       until each answers

@@ -1,4 +1,4 @@
-"""The faults only a replicated cluster has (REFEX_KAFKA_BROKERS=3, decision 33): the leader of
+"""The faults only a replicated cluster has (REFEX_KAFKA_BROKERS=3, decision 34): the leader of
 the busiest partitions SIGKILLed and restarted, a node stopped for a while, the active
 controller restarted, a node partitioned from the others and from every client (its veth link
 down: REFEX_KAFKA_NETNS=1). Each returns once the cluster is whole again: the node answers and

@@ -42,7 +42,7 @@ from shared.service import READINESS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-# The production profile of the broker: three nodes laid over COMPOSE_FILE (decision 33).
+# The production profile of the broker: three nodes laid over COMPOSE_FILE (decision 34).
 CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"

@@ -1,4 +1,4 @@
-"""The replicated cluster of deploy/local (REFEX_KAFKA_BROKERS=3, decision 33) without starting
+"""The replicated cluster of deploy/local (REFEX_KAFKA_BROKERS=3, decision 34) without starting
 it: the ports and bootstrap list deploy/local/common.sh derives, the configuration node 2 of 3
 is started with, the replication settings the topic creation reads, and that every producer of
 the code asks for acks=all (what min.insync.replicas=2 needs to mean anything)."""
