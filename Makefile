@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help venv infra run stop test test-unit chaos bench lint format contracts messages screenshots demo up down constraints clean
+.PHONY: help venv infra run stop test test-cluster test-unit chaos chaos-cluster bench lint format contracts messages screenshots demo up down constraints clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,8 +34,16 @@ stop: ## stop what `make run` left running (services, Kafka, PostgreSQL)
 test: venv ## set up private Kafka + PostgreSQL, run lint and every test, tear it all down
 	deploy/local/test.sh
 
+test-cluster: venv ## the replication tests, the walking skeleton and the short chaos run on three brokers (RF 3, min.insync 2)
+	REFEX_TEST_KAFKA_BROKERS=3 REFEX_TEST_LOCAL_DIR="$${REFEX_TEST_LOCAL_DIR:-$(CURDIR)/.local/test-cluster}" \
+		deploy/local/test.sh $(or $(ARGS),tests/integration/test_cluster.py tests/e2e/test_walking_skeleton.py tests/e2e/test_chaos.py)
+
 chaos: venv ## fault injection: kills, broker/database restarts, rebalance; checks nothing is lost or doubled
 	deploy/local/chaos.sh $(ARGS)
+
+chaos-cluster: venv ## make chaos on three brokers, each in its own network namespace (root): leaders SIGKILLed, a node stopped 60 s, the controller restarted, a node partitioned 30 s
+	REFEX_CHAOS_KAFKA_BROKERS=3 REFEX_KAFKA_NETNS=1 deploy/local/chaos.sh \
+		$(or $(ARGS),--submissions 3000 --leader-bounces 3 --broker-stops 1 --controller-restarts 1 --network-partitions 1)
 
 bench: venv ## benchmark: the pipeline vs a raw Kafka baseline, latency, CPU, memory, matching
 	deploy/local/bench.sh $(ARGS)
@@ -68,7 +76,7 @@ constraints: venv ## rewrite constraints.txt (the image's exact Python packages)
 	@mv constraints.txt.new constraints.txt
 
 clean: stop ## remove local data (keeps the cached Kafka jars)
-	rm -rf .local/kafka .local/postgres .local/test .local/env .local/operator.env .local/mail
+	rm -rf .local/kafka .local/postgres .local/test .local/test-cluster .local/env .local/operator.env .local/mail
 
 messages: venv ## extract the dashboard's and the shared refex (e-mails, console) messages and merge them into their catalogues (then translate the new ones)
 	cd services/evidence/web && ../../../$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location \

@@ -21,7 +21,8 @@ public_host="${REFEX_PUBLIC_KAFKA_HOST:-}"
 if [[ -z "$public_host" && -f "$target" ]]; then
   public_host="$(sed -n 's/^REFEX_PUBLIC_KAFKA_HOST=//p' "$target" | tail -n 1)"
 fi
-kafka_san="DNS:kafka,DNS:localhost,IP:127.0.0.1"
+# kafka-2 and kafka-3: the other nodes of docker-compose.cluster.yml share this certificate.
+kafka_san="DNS:kafka,DNS:kafka-2,DNS:kafka-3,DNS:localhost,IP:127.0.0.1"
 if [[ "$public_host" =~ ^[0-9.]+$ || "$public_host" == *:* ]]; then
   kafka_san+=",IP:$public_host"
 elif [[ -n "$public_host" ]]; then

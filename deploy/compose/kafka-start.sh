@@ -30,11 +30,20 @@ CA_FILE="${REFEX_KAFKA_CA_FILE:-/etc/refex/tls/ca.crt}"  # compose config tls_ca
 broker_check_password KAFKA_ADMIN_PASSWORD "$KAFKA_ADMIN_PASSWORD"
 broker_check_password KAFKA_CONTROLLER_PASSWORD "$KAFKA_CONTROLLER_PASSWORD"
 
+# One node (docker-compose.yml): the controller on loopback. The cluster of
+# docker-compose.cluster.yml (decision 34) names this node (REFEX_KAFKA_NODE_ID), the host name
+# the others and the services reach it by (REFEX_KAFKA_HOST_NAME: kafka, kafka-2, kafka-3) and
+# every controller (REFEX_KAFKA_QUORUM_VOTERS); its controller listens on the network then, over
+# TLS (broker_properties), and REFEX_KAFKA_REPLICATION_FACTOR=3 puts every topic on all three.
+HOST_NAME="${REFEX_KAFKA_HOST_NAME:-kafka}"
+CONTROLLER="127.0.0.1:9093"
+[[ -n "${REFEX_KAFKA_QUORUM_VOTERS:-}" ]] && CONTROLLER="0.0.0.0:9093"
+
 DATA=/var/lib/kafka/data
 CONFIG=/tmp/refex/server.properties
 mkdir -p /tmp/refex && chmod 700 /tmp/refex
 umask 077
-broker_properties "CLIENT://0.0.0.0:9092" "CLIENT://kafka:9092" "127.0.0.1:9093" "$DATA" \
+broker_properties "CLIENT://0.0.0.0:9092" "CLIENT://$HOST_NAME:9092" "$CONTROLLER" "$DATA" \
     "$KAFKA_ADMIN_PASSWORD" "$KAFKA_CONTROLLER_PASSWORD" "$KEYSTORE" "$CA_FILE" \
     "EXTERNAL://0.0.0.0:9094" "EXTERNAL://$REFEX_PUBLIC_KAFKA_HOST:$REFEX_PUBLIC_KAFKA_PORT" > "$CONFIG"
 # For the healthcheck (kafka-broker-api-versions.sh --command-config).

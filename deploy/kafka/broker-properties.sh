@@ -12,12 +12,27 @@
 #     EXTERNAL_*: a second client listener for clients outside the host's private network
 #     (compose: agencies reach EXTERNAL://<public host>:<port>, the services CLIENT://kafka:9092);
 #     same TLS, authentication and ACLs as CLIENT.
+#   A replicated cluster (issue 22) is told so by three variables, read by broker_properties:
+#     REFEX_KAFKA_NODE_ID             this node's id (default 1)
+#     REFEX_KAFKA_QUORUM_VOTERS       every controller, id@host:port,… (default 1@CONTROLLER_ADDR:
+#                                     one node); CONTROLLER_ADDR is where this node's listens
+#     REFEX_KAFKA_REPLICATION_FACTOR  replicas of every topic, the internal ones included
+#                                     (default 1); min.insync.replicas follows from it
+#                                     (broker_min_insync). The topic creation reads the same
+#                                     variable (shared/kafka/admin.py).
+#   broker_min_insync RF             the min.insync.replicas of a replication factor
 #   broker_admin_scram ADMIN_PW      the --add-scram argument of `kafka-storage format`
 #   broker_check_password NAME VALUE refuses a password JAAS or SCRAM tooling would mangle
 #   broker_admin_client_properties ADMIN_PW CA_FILE   client settings for Kafka's own tools
 #
-# There is no plaintext client listener to choose: every listener but the controller's is
-# SASL_SSL, and the controller's is refused anywhere but on loopback.
+# There is no plaintext listener off loopback: every client listener is SASL_SSL, and so is the
+# controller's unless it listens on loopback only (a single node), where it is SASL_PLAINTEXT.
+
+# One replica may be down (a restart, a lost machine) without refusing writes, and an
+# acknowledged write (acks=all) is still on two machines: RF 3 → 2. One node: 1.
+broker_min_insync() {
+  if (( $1 > 1 )); then echo $(($1 - 1)); else echo 1; fi
+}
 
 broker_check_password() {
   # JAAS lines quote the value and SCRAM tooling splits on ','; letters, digits, '-' and '_' are
@@ -36,12 +51,24 @@ broker_properties() {
   local client_listen="$1" advertised="$2" controller="$3" data_dir="$4" admin_pw="$5" ctrl_pw="$6"
   local keystore="${7:-}" ca_file="${8:-}" external_listen="${9:-}" external_advertised="${10:-}"
   local listeners="$client_listen" protocols="CLIENT:SASL_SSL" external_jaas=""
-  # The controller listener is SASL_PLAINTEXT (KRaft's own traffic, the controller's password
-  # only): it must never be reachable from another machine.
+  local node_id="${REFEX_KAFKA_NODE_ID:-1}" voters="${REFEX_KAFKA_QUORUM_VOTERS:-1@$3}"
+  local rf="${REFEX_KAFKA_REPLICATION_FACTOR:-1}" controller_protocol=SASL_PLAINTEXT min_isr
+  [[ "$node_id" =~ ^[0-9]+$ && "$rf" =~ ^[1-9][0-9]*$ ]] || {
+    echo "broker_properties: REFEX_KAFKA_NODE_ID and REFEX_KAFKA_REPLICATION_FACTOR are numbers" >&2
+    return 1
+  }
+  [[ ",$voters," == *",$node_id@"* ]] || {
+    echo "broker_properties: node $node_id is not among the quorum voters $voters" >&2
+    return 1
+  }
+  min_isr="$(broker_min_insync "$rf")"
+  # The controller listener carries KRaft's own traffic (the controller's password, the metadata
+  # log). On loopback (one node) it is SASL_PLAINTEXT; where the other controllers must reach it
+  # (a cluster across machines or network namespaces) it is SASL_SSL, with the same certificate
+  # as the client listeners: never plaintext on a wire another machine can see.
   case "$controller" in
     127.0.0.1:*|localhost:*|\[::1\]:*) ;;
-    *) echo "broker_properties: the controller listener must be on loopback, not $controller" >&2
-       return 1 ;;
+    *) controller_protocol=SASL_SSL ;;
   esac
   [[ -n "$keystore" && -n "$ca_file" ]] || {
     echo "broker_properties: TLS needs the broker's PEM keystore and the CA file" >&2
@@ -61,15 +88,15 @@ broker_properties() {
   fi
   cat <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$controller
+node.id=$node_id
+controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
 # Clients (services, agencies, operators) authenticate with SASL/SCRAM-SHA-512. The controller
 # listener is not advertised and uses SASL/PLAIN with its own password: KRaft keeps SCRAM
 # credentials in the metadata log, which the controller must serve before it could check them.
 listeners=$listeners,CONTROLLER://$controller
 advertised.listeners=$advertised
-listener.security.protocol.map=$protocols,CONTROLLER:SASL_PLAINTEXT
+listener.security.protocol.map=$protocols,CONTROLLER:$controller_protocol
 inter.broker.listener.name=CLIENT
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
@@ -97,14 +124,19 @@ log.dirs=$data_dir
 # Topics come only from the catalogue in shared/contracts/topics.py, never from a subscriber.
 auto.create.topics.enable=false
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+# Every topic on REFEX_KAFKA_REPLICATION_FACTOR brokers, and a write acknowledged (acks=all, as
+# every producer here asks) only once min.insync.replicas of them have it; the internal topics
+# (consumer offsets, transactions, share groups) alike. An unclean leader election (a replica
+# that missed acknowledged writes becoming leader) stays off, Kafka's default.
+default.replication.factor=$rf
+min.insync.replicas=$min_isr
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$min_isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$min_isr
+unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 log.cleaner.dedupe.buffer.size=2097152
 PROPS

@@ -65,8 +65,11 @@ PG_TLS="sslmode=verify-full&sslrootcert=$(LC_ALL=C url_path "$TLS_CA")"
 # in a path): test.sh, chaos.sh and operators `source` these files; run.py reads them with shlex.
 var() { printf '%s=%q\n' "$1" "$2"; }
 operator_env() {
-  echo "REFEX_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  echo "REFEX_KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
   var REFEX_KAFKA_CA_FILE "$TLS_CA"
+  # The replicas of every topic the operator's tooling creates (create-topics, register-agency):
+  # as many as the brokers were started with (deploy/local/common.sh).
+  echo "REFEX_KAFKA_REPLICATION_FACTOR=$KAFKA_REPLICATION_FACTOR"
   # The operator's principal (super user) for the refex CLI and the tests; run.py does not pass
   # it to the services.
   echo "REFEX_KAFKA_USERNAME=admin"
@@ -82,9 +85,11 @@ operator_env() {
   echo "# Every service's secrets, for run.py and the test drivers; operators source operator.env"
   operator_env
   echo "REFEX_PG_PORT=$PG_PORT"
+  # How many broker nodes deploy/local/kafka.sh runs (the cluster tests bounce them one by one).
+  echo "REFEX_KAFKA_BROKERS=$KAFKA_BROKERS"
   for svc in "${SERVICES[@]}"; do
     up="${svc^^}"; pw="PG_PASSWORD_$up"
-    echo "${up}_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+    echo "${up}_KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
     var "${up}_KAFKA_CA_FILE" "$TLS_CA"
     kpw="KAFKA_PASSWORD_$up"
     echo "${up}_KAFKA_USERNAME=$svc"
@@ -95,7 +100,7 @@ operator_env() {
   cat "$SECRETS"
   cat "$NOTIFICATION_SECRETS"
   cat "$EVIDENCE_SECRETS"
-  echo "GATEWAY_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+  echo "GATEWAY_KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
   var GATEWAY_KAFKA_CA_FILE "$TLS_CA"
   echo "GATEWAY_HTTP_PORT=$GATEWAY_PORT"
   echo "GATEWAY_METRICS_PORT=$GATEWAY_METRICS_PORT"

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft, combined broker+controller) from Maven Central jars.
-#   kafka.sh fetch   resolve the broker classpath once into .local/kafka/libs
-#   kafka.sh up      fetch if needed, format storage once, start, wait until it answers
-#   kafka.sh down    stop it cleanly (SIGTERM, then wait)
+# Local Apache Kafka (KRaft, combined broker+controller nodes) from Maven Central jars: one node,
+# or with REFEX_KAFKA_BROKERS=3 a replicated cluster of three on loopback (decision 34).
+#   kafka.sh fetch      resolve the broker classpath once into .local/kafka/libs
+#   kafka.sh up [N]     fetch if needed, format storage once, start every node (or node N), wait
+#                       until each answers
+#   kafka.sh down [N]   stop every node (or node N) cleanly (SIGTERM, then wait)
+#   kafka.sh kill N     SIGKILL node N (the chaos run's hard bounce; `up N` starts it again)
+#   kafka.sh cut N      with REFEX_KAFKA_NETNS=1: take node N's link down (a network partition:
+#                       the others and every client lose it, it loses them); `heal N` restores it
+#   kafka.sh controller the node id of the KRaft quorum's current leader (the active controller)
 #   kafka.sh status
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$REPO_ROOT/deploy/kafka/broker-properties.sh"
@@ -42,73 +48,205 @@ credentials() {
   source "$KAFKA_CREDENTIALS"
 }
 
+# Every controller of the cluster, for controller.quorum.voters (static: no --standalone).
+voters() {
+  local n out=""
+  for ((n = 1; n <= KAFKA_BROKERS; n++)); do
+    out+="${out:+,}$n@$(kafka_node_host "$n"):$(kafka_node_controller_port "$n")"
+  done
+  echo "$out"
+}
+
 write_config() {
-  mkdir -p "$KAFKA_DATA"
+  local n="$1" dir port host
+  dir="$(kafka_node_dir "$n")"; port="$(kafka_node_port "$n")"; host="$(kafka_node_host "$n")"
+  mkdir -p "$dir/data"
   # 0600: the file holds the admin's and the controller's passwords.
   ( umask 077
-    broker_properties "CLIENT://127.0.0.1:$KAFKA_PORT" "CLIENT://127.0.0.1:$KAFKA_PORT" \
-        "127.0.0.1:$KAFKA_CONTROLLER_PORT" "$KAFKA_DATA" \
+    REFEX_KAFKA_NODE_ID="$n" REFEX_KAFKA_QUORUM_VOTERS="$(voters)" \
+    REFEX_KAFKA_REPLICATION_FACTOR="$KAFKA_REPLICATION_FACTOR" \
+    broker_properties "CLIENT://$host:$port" "CLIENT://$host:$port" \
+        "$host:$(kafka_node_controller_port "$n")" "$dir/data" \
         "$KAFKA_PASSWORD_ADMIN" "$KAFKA_PASSWORD_CONTROLLER" \
-        "$TLS_DIR/kafka.pem" "$TLS_CA" > "$KAFKA_DIR/server.properties" )
+        "$TLS_DIR/kafka.pem" "$TLS_CA" > "$dir/server.properties" )
+}
+
+# One cluster id for every node of this folder, kept so a node formatted later joins the same
+# cluster.
+cluster_id() {
+  local file="$KAFKA_DIR/cluster.id"
+  if [[ ! -s "$file" ]]; then
+    mkdir -p "$KAFKA_DIR"
+    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1 > "$file"
+  fi
+  cat "$file"
 }
 
 format_storage() {
-  [[ -f "$KAFKA_DATA/meta.properties" ]] && return 0
-  log "formatting KRaft storage in $KAFKA_DATA"
-  local id
-  id="$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+  local n="$1" dir
+  dir="$(kafka_node_dir "$n")"
+  [[ -f "$dir/data/meta.properties" ]] && return 0
+  log "formatting KRaft storage in $dir/data"
   # The admin's SCRAM credential must exist before the first start: nobody could create it later.
-  java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -c "$KAFKA_DIR/server.properties" \
-      -t "$id" --ignore-formatted \
+  # Every controller is formatted with it: whichever becomes the first leader writes it.
+  java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -c "$dir/server.properties" \
+      -t "$(cluster_id)" --ignore-formatted \
       --add-scram "$(broker_admin_scram "$KAFKA_PASSWORD_ADMIN")" >/dev/null
 }
 
 wait_ready() {
-  local deadline=$((SECONDS + ${REFEX_KAFKA_START_TIMEOUT:-90}))
+  local n="$1" dir port host deadline=$((SECONDS + ${REFEX_KAFKA_START_TIMEOUT:-90}))
+  dir="$(kafka_node_dir "$n")"; port="$(kafka_node_port "$n")"; host="$(kafka_node_host "$n")"
   while (( SECONDS < deadline )); do
-    pid_alive "$KAFKA_PID" || { tail -n 30 "$KAFKA_LOG" >&2; die "Kafka exited during start-up (log: $KAFKA_LOG)"; }
-    if port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$KAFKA_LOG"; then
-      log "Kafka ready on 127.0.0.1:$KAFKA_PORT"; return 0
+    pid_alive "$dir/broker.pid" || { tail -n 30 "$dir/broker.log" >&2; die "Kafka node $n exited during start-up (log: $dir/broker.log)"; }
+    if port_open "$port" "$host" && grep -q "Kafka Server started" "$dir/broker.log"; then
+      log "Kafka node $n ready on $host:$port"; return 0
     fi
     sleep 0.5
   done
-  die "Kafka did not become ready in time (log: $KAFKA_LOG)"
+  die "Kafka node $n did not become ready in time (log: $dir/broker.log)"
+}
+
+start_node() {
+  local n="$1" dir
+  dir="$(kafka_node_dir "$n")"
+  write_config "$n"
+  format_storage "$n"
+  log "starting Kafka node $n of $KAFKA_BROKERS (log: $dir/broker.log)"
+  local in_netns=()
+  [[ "$KAFKA_NETNS" == 1 ]] && in_netns=(ip netns exec "$(kafka_node_netns "$n")")
+  # setsid: the broker gets its own session so Ctrl-C in a terminal reaches it only via `down`.
+  # (`ip netns exec` execs java: the pid recorded is the broker's.)
+  setsid "${in_netns[@]}" java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -cp "$KAFKA_LIBS/*" \
+      -Dlog4j2.configurationFile="$REPO_ROOT/deploy/local/kafka/log4j2.yaml" \
+      kafka.Kafka "$dir/server.properties" >"$dir/broker.log" 2>&1 < /dev/null &
+  echo $! > "$dir/broker.pid"
+}
+
+# The nodes an action is for: node $1 if given, else all of them. (Validated by check_node
+# first: a `die` inside $(…) would end only the substitution.)
+nodes() { if [[ -n "${1:-}" ]]; then echo "$1"; else seq 1 "$KAFKA_BROKERS"; fi; }
+check_node() {
+  [[ -z "${1:-}" ]] && return 0
+  [[ "$1" =~ ^[0-9]+$ ]] && (( $1 >= 1 && $1 <= KAFKA_BROKERS )) ||
+    die "no Kafka node $1 (REFEX_KAFKA_BROKERS=$KAFKA_BROKERS)"
 }
 
 up() {
-  if pid_alive "$KAFKA_PID"; then log "Kafka already running (pid $(cat "$KAFKA_PID"))"; return 0; fi
-  for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-    port_open "$port" && die "port $port is already in use by another process; free it or set REFEX_KAFKA_PORT / REFEX_KAFKA_CONTROLLER_PORT"
+  local n starting=()
+  # The network first: a node's address answers (or refuses) at once then, instead of leaving
+  # the port checks below to time out on a route to nowhere.
+  [[ "$KAFKA_NETNS" == 1 ]] && netns_up
+  for n in $(nodes "${1:-}"); do
+    if pid_alive "$(kafka_node_dir "$n")/broker.pid"; then
+      log "Kafka node $n already running (pid $(cat "$(kafka_node_dir "$n")/broker.pid"))"; continue
+    fi
+    for port in "$(kafka_node_port "$n")" "$(kafka_node_controller_port "$n")"; do
+      port_open "$port" "$(kafka_node_host "$n")" && die "port $port is already in use by another process; free it or set REFEX_KAFKA_PORT / REFEX_KAFKA_CONTROLLER_PORT"
+    done
+    starting+=("$n")
   done
+  (( ${#starting[@]} )) || return 0
   fetch
   credentials
   "$REPO_ROOT/deploy/local/tls.sh"
-  write_config
-  format_storage
-  log "starting Kafka (log: $KAFKA_LOG)"
-  # setsid: the broker gets its own session so Ctrl-C in a terminal reaches it only via `down`.
-  setsid java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -cp "$KAFKA_LIBS/*" \
-      -Dlog4j2.configurationFile="$REPO_ROOT/deploy/local/kafka/log4j2.yaml" \
-      kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_LOG" 2>&1 < /dev/null &
-  echo $! > "$KAFKA_PID"
-  wait_ready
+  # All before waiting for any: a node of a cluster is ready only once a majority of the
+  # controllers runs.
+  for n in "${starting[@]}"; do start_node "$n"; done
+  for n in "${starting[@]}"; do wait_ready "$n"; done
+}
+
+stop_node() {
+  local n="$1" signal="$2" pid_file pid
+  pid_file="$(kafka_node_dir "$n")/broker.pid"
+  if ! pid_alive "$pid_file"; then rm -f "$pid_file"; log "Kafka node $n not running"; return 0; fi
+  pid="$(cat "$pid_file")"
+  log "stopping Kafka node $n (pid $pid, SIG$signal)"
+  kill "-$signal" "$pid"
+  # A controlled shutdown moves the node's leaderships first; allow it a minute.
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || { rm -f "$pid_file"; return 0; }; sleep 0.5; done
+  log "Kafka node $n did not stop in 60 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; rm -f "$pid_file"
 }
 
 down() {
-  if ! pid_alive "$KAFKA_PID"; then rm -f "$KAFKA_PID"; log "Kafka not running"; return 0; fi
-  local pid; pid="$(cat "$KAFKA_PID")"
-  log "stopping Kafka (pid $pid)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || { rm -f "$KAFKA_PID"; return 0; }; sleep 0.5; done
-  log "Kafka did not stop in 60 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; rm -f "$KAFKA_PID"
+  local n pid pids=()
+  # In parallel: a cluster's last nodes would otherwise wait for a quorum that is already gone.
+  for n in $(nodes "${1:-}"); do stop_node "$n" TERM & pids+=($!); done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  # The whole cluster down: its network goes too (up makes it again).
+  if [[ -z "${1:-}" && "$KAFKA_NETNS" == 1 ]]; then netns_down; fi
+}
+
+# The namespaces, veth pairs and bridge of REFEX_KAFKA_NETNS=1 (common.sh), made idempotently.
+netns_bridge() { echo "rfx${KAFKA_NETNS_TAG}br"; }
+netns_up() {
+  [[ "$(id -u)" == 0 ]] || die "REFEX_KAFKA_NETNS=1 needs root (ip netns, veth pairs)"
+  command -v ip >/dev/null || die "ip not found: apt-get install iproute2"
+  local bridge n ns veth
+  bridge="$(netns_bridge)"
+  if ! ip link show "$bridge" >/dev/null 2>&1; then
+    ip link add "$bridge" type bridge
+    ip addr add "$KAFKA_NETNS_SUBNET.254/24" dev "$bridge"
+  fi
+  ip link set "$bridge" up
+  for n in $(nodes); do
+    ns="$(kafka_node_netns "$n")"; veth="$(kafka_node_veth "$n")"
+    ip netns list | grep -qw "$ns" || ip netns add "$ns"
+    if ! ip link show "$veth" >/dev/null 2>&1; then
+      ip link add "$veth" type veth peer name eth0 netns "$ns"
+      ip -n "$ns" addr add "$(kafka_node_host "$n")/24" dev eth0
+    fi
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    ip link set "$veth" master "$bridge" up
+  done
+}
+netns_down() {
+  local n
+  for n in $(nodes); do ip netns del "$(kafka_node_netns "$n")" 2>/dev/null || true; done
+  ip link del "$(netns_bridge)" 2>/dev/null || true
+}
+
+link() {
+  [[ "$KAFKA_NETNS" == 1 ]] || die "kafka.sh $1 needs the nodes in namespaces (REFEX_KAFKA_NETNS=1)"
+  local veth; veth="$(kafka_node_veth "$2")"
+  log "node $2's link $([[ $1 == cut ]] && echo cut || echo restored)"
+  ip link set "$veth" "$([[ $1 == cut ]] && echo down || echo up)"
+}
+
+# The leader of the highest epoch any node recorded in its quorum-state file (KRaft writes it at
+# every election): the active controller, without starting a JVM for Kafka's quorum tool.
+controller() {
+  local n file epoch leader best=-1 who=""
+  for n in $(nodes); do
+    file="$(kafka_node_dir "$n")/data/__cluster_metadata-0/quorum-state"
+    [[ -s "$file" ]] || continue
+    epoch="$(grep -o '"leaderEpoch":[0-9-]*' "$file" | cut -d: -f2)"
+    leader="$(grep -o '"leaderId":[0-9-]*' "$file" | cut -d: -f2)"
+    if [[ -n "$epoch" && -n "$leader" && "$leader" != -1 ]] && (( epoch > best )); then
+      best="$epoch"; who="$leader"
+    fi
+  done
+  [[ -n "$who" ]] || die "no node has recorded a quorum leader yet"
+  echo "$who"
 }
 
 status() {
-  if pid_alive "$KAFKA_PID"; then echo "kafka: running (pid $(cat "$KAFKA_PID")) on 127.0.0.1:$KAFKA_PORT"
-  else echo "kafka: stopped"; return 1; fi
+  local n rc=0 pid_file
+  for n in $(nodes); do
+    pid_file="$(kafka_node_dir "$n")/broker.pid"
+    if pid_alive "$pid_file"; then
+      echo "kafka: node $n running (pid $(cat "$pid_file")) on $(kafka_node_host "$n"):$(kafka_node_port "$n")"
+    else echo "kafka: node $n stopped"; rc=1; fi
+  done
+  return "$rc"
 }
 
+check_node "${2:-}"
 case "${1:-}" in
-  fetch) fetch ;; up) up ;; down) down ;; status) status ;;
-  *) echo "usage: $0 fetch|up|down|status" >&2; exit 2 ;;
+  fetch) fetch ;; up) up "${2:-}" ;; down) down "${2:-}" ;; status) status ;;
+  kill) [[ -n "${2:-}" ]] || die "usage: $0 kill N"; stop_node "$2" KILL ;;
+  cut|heal) [[ -n "${2:-}" ]] || die "usage: $0 $1 N"; link "$1" "$2" ;;
+  controller) controller ;;
+  *) echo "usage: $0 fetch|up [N]|down [N]|kill N|cut N|heal N|controller|status" >&2; exit 2 ;;
 esac

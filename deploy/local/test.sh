@@ -5,8 +5,11 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # REFEX_TEST_LOCAL_DIR: a second run from the same checkout needs its own (with its own ports).
 export REFEX_LOCAL_DIR="${REFEX_TEST_LOCAL_DIR:-$REPO_ROOT/.local/test}"
+# REFEX_TEST_KAFKA_BROKERS=3 (make test-cluster): the same suite on a replicated cluster of three
+# nodes, client ports from REFEX_TEST_KAFKA_PORT on, controllers after them (decision 34).
+export REFEX_KAFKA_BROKERS="${REFEX_TEST_KAFKA_BROKERS:-1}"
 export REFEX_KAFKA_PORT="${REFEX_TEST_KAFKA_PORT:-29092}"
-export REFEX_KAFKA_CONTROLLER_PORT="${REFEX_TEST_KAFKA_CONTROLLER_PORT:-29093}"
+export REFEX_KAFKA_CONTROLLER_PORT="${REFEX_TEST_KAFKA_CONTROLLER_PORT:-$((REFEX_KAFKA_PORT + REFEX_KAFKA_BROKERS))}"
 export REFEX_PG_PORT="${REFEX_TEST_PG_PORT:-25432}"
 export REFEX_INTAKE_HTTP_PORT="${REFEX_TEST_INTAKE_HTTP_PORT:-28001}"
 export REFEX_REFERRAL_HTTP_PORT="${REFEX_TEST_REFERRAL_HTTP_PORT:-28002}"

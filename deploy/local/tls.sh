@@ -12,6 +12,8 @@ source "$REPO_ROOT/deploy/tls/certificates.sh"
 command -v openssl >/dev/null || die "openssl not found: apt-get install openssl"
 LOCAL_SAN="DNS:localhost,IP:127.0.0.1"
 tls_ca "$TLS_DIR" || die "could not make the local certificate authority in $TLS_DIR"
-tls_server "$TLS_DIR" kafka "$LOCAL_SAN" || die "could not make the broker's certificate"
+# One certificate for every node of a cluster: KAFKA_SAN adds each node's address when the
+# nodes have their own (network namespaces, common.sh).
+tls_server "$TLS_DIR" kafka "$KAFKA_SAN" || die "could not make the broker's certificate"
 tls_kafka_keystore "$TLS_DIR" kafka || die "could not write the broker's keystore"
 tls_server "$TLS_DIR" postgres "$LOCAL_SAN" || die "could not make PostgreSQL's certificate"

@@ -5,6 +5,7 @@ coordinators."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,16 +40,46 @@ class TopicCreationError(RuntimeError):
     pass
 
 
+# The one setting both the brokers (deploy/kafka/broker-properties.sh) and the topic creation
+# read: one node 1 (make run, make test), a replicated cluster 3 (REFEX_KAFKA_BROKERS=3, compose's
+# docker-compose.cluster.yml).
+REPLICATION_FACTOR_VARIABLE = "REFEX_KAFKA_REPLICATION_FACTOR"
+
+
+def replication_factor_from_env() -> int:
+    value = os.environ.get(REPLICATION_FACTOR_VARIABLE, "1").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{REPLICATION_FACTOR_VARIABLE} must be a positive number, not {value!r}")
+    return int(value)
+
+
+def min_insync_replicas(replication_factor: int) -> int:
+    """One replica may be down without refusing writes, and a write acknowledged to an
+    ``acks=all`` producer is on two brokers at least: RF 3 → 2, one node → 1 (as
+    broker_min_insync in deploy/kafka/broker-properties.sh)."""
+    return max(replication_factor - 1, 1)
+
+
+def replication_config(replication_factor: int) -> dict[str, str]:
+    """The topic settings that follow from its replication factor."""
+    return {"min.insync.replicas": str(min_insync_replicas(replication_factor))}
+
+
 async def ensure_topics(
     kafka: KafkaConnection,
     specs: Iterable[TopicSpec] = CATALOGUE,
     *,
-    replication_factor: int = 1,
+    replication_factor: int | None = None,
 ) -> list[TopicResult]:
-    """Create the topics that are missing. Existing ones keep their partitions, but the
-    settings the catalogue reconciles (:data:`RECONCILED_CONFIGS`) are set back to the
-    catalogue's values, so a limit changed in the catalogue reaches deployed topics too."""
+    """Create the topics that are missing, each on ``replication_factor`` brokers (default:
+    :data:`REPLICATION_FACTOR_VARIABLE`, else 1) with its ``min.insync.replicas``. Existing
+    ones keep their partitions and replicas, but the settings the catalogue reconciles
+    (:data:`RECONCILED_CONFIGS`) are set back to the catalogue's values, so a limit changed in
+    the catalogue reaches deployed topics too."""
     specs = list(specs)
+    if replication_factor is None:
+        replication_factor = replication_factor_from_env()
+    replicated = replication_config(replication_factor)
     admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
     try:
         await admin.start()
@@ -58,7 +89,12 @@ async def ensure_topics(
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config())
+                    NewTopic(
+                        s.name,
+                        s.partitions,
+                        replication_factor,
+                        topic_configs=s.config() | replicated,
+                    )
                     for s in missing
                 ]
             )
@@ -93,6 +129,10 @@ async def _reconcile(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list
     drifted: list[ConfigResource] = []
     for s in specs:
         wanted = s.config()
+        # Altering replaces the whole dynamic configuration: a topic keeps the
+        # min.insync.replicas it has (its replicas do not change here either).
+        if "min.insync.replicas" in current.get(s.name, {}):
+            wanted["min.insync.replicas"] = current[s.name]["min.insync.replicas"]
         changed = tuple(
             k
             for k in RECONCILED_CONFIGS

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import aiokafka
+from aiokafka.errors import OutOfOrderSequenceNumber
 from faststream.kafka import KafkaBroker
 
 from shared import tracing
@@ -34,5 +36,22 @@ class EventPublisher:
             await asyncio.gather(*futures)
         except BaseException as exc:
             tracing.end_all(spans, exc)
+            if isinstance(exc, OutOfOrderSequenceNumber):
+                await self._fresh_producer()
             raise
         tracing.end_all(spans)
+
+    async def _fresh_producer(self) -> None:
+        """An idempotent producer the broker refused a sequence of (found by the chaos run on
+        a replicated cluster, after all three nodes restarted) fails every later send with
+        OutOfOrderSequenceNumber: aiokafka never recovers it. Start a fresh one (a new producer
+        id) as FastStream itself makes it; the outbox keeps the unsent rows and sends them again
+        (at least once: consumers de-duplicate by event id). As the dead-letter publisher does."""
+        config = self._broker.config.broker_config
+        kwargs = self._broker._connection_kwargs  # FastStream's own producer arguments
+        await config.producer.disconnect()
+        await config.producer.connect(
+            aiokafka.AIOKafkaProducer(**kwargs),
+            serializer=config.fd_config._serializer,
+            codec=config.broker_codec,
+        )

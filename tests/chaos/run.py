@@ -22,7 +22,7 @@ from rich.table import Table
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
 
-from . import invariants
+from . import cluster, invariants
 from .processes import ServiceProcess, restart
 from .traffic import Sent, WebhookReceiver, World, build_world, respond, stream
 
@@ -44,6 +44,16 @@ class Plan:
     sla_s: float = 20.0  # unanswered referrals expire and are re-routed during the run
     settle_timeout_s: float = 600.0
     seed: int = 7
+    # A replicated cluster's own faults (REFEX_KAFKA_BROKERS=3; make chaos-cluster sets them):
+    # the busiest partitions' leader SIGKILLed and restarted, a node stopped for broker_stop_s,
+    # the active controller restarted, a node cut off the network for partition_s
+    # (REFEX_KAFKA_NETNS=1).
+    leader_bounces: int = 0
+    broker_stops: int = 0
+    broker_stop_s: float = 60.0
+    controller_restarts: int = 0
+    network_partitions: int = 0
+    partition_s: float = 30.0
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Fault:
     target: str
     at_s: float
     recovery_s: float = 0.0
+    detail: str = ""  # e.g. which broker node a cluster fault hit
 
 
 @dataclass
@@ -119,7 +130,14 @@ def schedule(plan: Plan) -> list[tuple[str, str]]:
         [("freeze", "referral-2")] * plan.freezes
         + [("restart", "kafka")] * plan.broker_restarts
         + [("restart", "postgres")] * plan.postgres_restarts
+        + [("bounce", "kafka leader")] * plan.leader_bounces
+        + [("stop", "kafka node")] * plan.broker_stops
+        + [("restart", "kafka controller")] * plan.controller_restarts
+        + [("partition", "kafka node")] * plan.network_partitions
     )
+    # The cluster's faults spread among the others: bounces first and last, so the leaders
+    # move while every other fault is in between.
+    others.sort(key=lambda fault: fault[0] == "bounce")
     order: list[tuple[str, str]] = []
     step = max(len(kills) // (len(others) + 1), 1)
     for i, kill in enumerate(kills):
@@ -134,12 +152,58 @@ def _wait_all_ready(processes: dict[str, ServiceProcess]) -> None:
         process.wait_ready(timeout=120)
 
 
+# What a cluster fault takes beyond its own sleep, about: the node's start, its catching up.
+CLUSTER_FAULT_S = 20.0
+
+
+def fault_gap(plan: Plan, order: list[tuple[str, str]], duration_s: float) -> float:
+    """Seconds between faults, so that they fall within the stream: the cluster's faults last
+    (a node stopped for a minute, partitioned for half of one), and are counted off the time
+    the stream gives them. Without them, the stream's time over the faults, as always."""
+    cluster_faults = [f for f in order if f[1].startswith("kafka ")]
+    busy = (
+        plan.broker_stops * plan.broker_stop_s
+        + plan.network_partitions * plan.partition_s
+        + len(cluster_faults) * CLUSTER_FAULT_S
+    )
+    return max((duration_s - busy) / (len(order) + 1), 2.0)
+
+
+def check_cluster_plan(plan: Plan) -> None:
+    """A cluster fault asked of one broker, or a partition without namespaces, is a mistake in
+    the invocation: said at once, not after the traffic ran."""
+    if (plan.leader_bounces or plan.broker_stops or plan.controller_restarts) and (
+        cluster.BROKERS < 3
+    ):
+        raise SystemExit("cluster faults need REFEX_KAFKA_BROKERS=3 (make chaos-cluster)")
+    if plan.network_partitions and not cluster.NETNS:
+        raise SystemExit("a network partition needs REFEX_KAFKA_NETNS=1 (make chaos-cluster)")
+
+
+async def inject_cluster_fault(
+    plan: Plan, kind: str, target: str, kafka: KafkaConnection, names: set[str]
+) -> str:
+    if kind == "bounce":
+        return await cluster.bounce_busiest_leader(kafka, names)
+    if kind == "stop":
+        return await cluster.stop_node(kafka, names, plan.broker_stop_s)
+    if kind == "partition":
+        return await cluster.partition_node(kafka, names, plan.partition_s)
+    assert (kind, target) == ("restart", "kafka controller"), (kind, target)
+    return await cluster.restart_controller()
+
+
 async def inject(
-    plan: Plan, processes: dict[str, ServiceProcess], started: float, duration_s: float
+    plan: Plan,
+    processes: dict[str, ServiceProcess],
+    started: float,
+    duration_s: float,
+    kafka: KafkaConnection | None = None,
+    names: set[str] | None = None,
 ) -> list[Fault]:
     faults: list[Fault] = []
     order = schedule(plan)
-    gap = duration_s / (len(order) + 1)
+    gap = fault_gap(plan, order, duration_s)
     for kind, target in order:
         await asyncio.sleep(gap)
         fault = Fault(kind, target, round(time.monotonic() - started, 1))
@@ -151,12 +215,17 @@ async def inject(
             processes[target].signal(signal.SIGSTOP)
             await asyncio.sleep(plan.freeze_s)
             processes[target].signal(signal.SIGCONT)
+        elif target.startswith("kafka "):
+            assert kafka is not None and names is not None, "cluster faults need the topics"
+            fault.detail = await inject_cluster_fault(plan, kind, target, kafka, names)
+            await cluster.wait_until_whole(kafka, names)
         else:
             await asyncio.to_thread(restart, f"{target}.sh" if target == "kafka" else "postgres.sh")
         await asyncio.to_thread(_wait_all_ready, processes)
         fault.recovery_s = round(time.monotonic() - t0, 1)
+        on = f" ({fault.detail})" if fault.detail else ""
         console.print(
-            f"  fault {kind} {target} at {fault.at_s} s: ready again after {fault.recovery_s} s"
+            f"  fault {kind} {target}{on} at {fault.at_s} s: ready again after {fault.recovery_s} s"
         )
         faults.append(fault)
     return faults
@@ -173,6 +242,7 @@ READ_FIXED = (
 
 
 async def run(plan: Plan, log_dir: Path) -> Report:
+    check_cluster_plan(plan)
     kafka = KafkaConnection.from_env()
     report = Report(plan)
     receiver = WebhookReceiver(_free_port())
@@ -238,7 +308,14 @@ async def run(plan: Plan, log_dir: Path) -> Report:
                 seed=plan.seed,
             )
         )
-        report.faults = await inject(plan, processes, started, duration)
+        # The topics whose busiest partitions the cluster faults aim at, and which must be whole
+        # again (every replica in sync) before the next fault.
+        replicated = {
+            topics.INTAKE_CASES,
+            topics.REFERRAL_EVENTS,
+            *(spec.name for a in world.agencies for spec in topics.agency_topics(a.agency_id)),
+        }
+        report.faults = await inject(plan, processes, started, duration, kafka, replicated)
         await traffic
         # The answers whose outcome the check requires: those sent before the groups settle
         # (the responders go on answering until the end).
@@ -377,9 +454,13 @@ async def settle(kafka: KafkaConnection, plan: Plan, watched: set[str]) -> dict[
 
 
 def print_report(report: Report) -> None:
-    faults = Table("fault", "target", "at (s)", "recovered after (s)", title="Faults injected")
+    faults = Table(
+        "fault", "target", "at (s)", "recovered after (s)", "detail", title="Faults injected"
+    )
     for fault in report.faults:
-        faults.add_row(fault.kind, fault.target, str(fault.at_s), str(fault.recovery_s))
+        faults.add_row(
+            fault.kind, fault.target, str(fault.at_s), str(fault.recovery_s), fault.detail
+        )
     console.print(faults)
     kinds: dict[str, int] = {}
     for fault in report.faults:

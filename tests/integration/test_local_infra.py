@@ -80,6 +80,8 @@ def test_the_operator_env_file_holds_no_service_secret() -> None:
         "REFEX_KAFKA_CA_FILE",  # the broker speaks TLS only
         "REFEX_KAFKA_USERNAME",
         "REFEX_KAFKA_PASSWORD",
+        # Not a secret: the replicas of the topics the CLI creates (decision 34).
+        "REFEX_KAFKA_REPLICATION_FACTOR",
     }
     secrets = {
         k: v

@@ -42,6 +42,8 @@ from shared.service import READINESS_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+# The production profile of the broker: three nodes laid over COMPOSE_FILE (decision 34).
+CLUSTER_FILE = ROOT / "docker-compose.cluster.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -562,15 +564,30 @@ def test_platform_init_provisions_topics_and_service_principals(
 
 def advertised_broker() -> str:
     """host:port the compose broker advertises (from the arguments kafka-start.sh gives)."""
-    match = re.search(r'broker_properties "[^"]+" "CLIENT://([^"]+)"', KAFKA_START.read_text())
+    return advertised_broker_of("")
+
+
+def advertised_broker_of(host_name: str) -> str:
+    """The same for a node told its host name (REFEX_KAFKA_HOST_NAME; "": the default)."""
+    start = KAFKA_START.read_text()
+    match = re.search(r'broker_properties "[^"]+" "CLIENT://([^"]+)"', start)
     assert match, "kafka-start.sh must call broker_properties with the advertised listener"
-    return match.group(1)
+    default = re.search(r'HOST_NAME="\$\{REFEX_KAFKA_HOST_NAME:-([a-z0-9-]+)\}"', start)
+    assert default, "kafka-start.sh names its host kafka unless told otherwise"
+    return match.group(1).replace("$HOST_NAME", host_name or default.group(1))
 
 
-def broker_properties(*args: str) -> dict[str, str]:
+def broker_properties(*args: str, env: dict[str, str] | None = None) -> dict[str, str]:
     script = f'source "{BROKER_PROPERTIES}"; broker_properties "$@"'
+    cluster = ("REFEX_KAFKA_NODE_ID", "REFEX_KAFKA_QUORUM_VOTERS", "REFEX_KAFKA_REPLICATION_FACTOR")
+    # Only what the test gives: not a cluster setting of the shell the tests run in.
+    base = {k: v for k, v in os.environ.items() if k not in cluster}
     out = subprocess.run(
-        ["bash", "-c", script, "props", *args], check=True, capture_output=True, text=True
+        ["bash", "-c", script, "props", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
     ).stdout
     lines = [line for line in out.splitlines() if line and not line.startswith("#")]
     return dict(line.split("=", 1) for line in lines)
@@ -1347,9 +1364,10 @@ def test_the_gateway_refuses_plaintext_kafka_in_production(
 
 def test_the_broker_has_no_plaintext_client_listener(compose: dict[str, Any]) -> None:
     """Defect: both client listeners were SASL_PLAINTEXT. Every listener but the controller's is
-    SASL_SSL; the controller's (plaintext) is refused anywhere but on loopback."""
+    SASL_SSL; the controller's is plaintext only on loopback, SASL_SSL anywhere else."""
     start = KAFKA_START.read_text()
-    assert '"127.0.0.1:9093" "$DATA"' in start, "compose's controller on loopback"
+    assert 'CONTROLLER="127.0.0.1:9093"' in start, "compose's one controller on loopback"
+    assert '"$CONTROLLER" "$DATA"' in start
     assert '"$KEYSTORE" "$CA_FILE"' in start
     assert 'KEYSTORE="$secrets_dir/kafka_tls_keystore"' in start
     props = broker_properties(
@@ -1387,8 +1405,10 @@ def test_the_broker_has_no_plaintext_client_listener(compose: dict[str, Any]) ->
 
     base = ["CLIENT://0.0.0.0:9092", "CLIENT://kafka:9092"]
     rest = ["/data", "a" * 20, "b" * 20, KEYSTORE, CA_FILE]
+    # A controller other machines reach (a cluster, issue 22) speaks TLS too.
     for controller in ("0.0.0.0:9093", "kafka:9093", "10.0.0.5:9093"):
-        assert "controller listener must be on loopback" in refused(*base, controller, *rest)
+        off_loopback = broker_properties(*base, controller, *rest)
+        assert "CONTROLLER:SASL_SSL" in off_loopback["listener.security.protocol.map"], controller
     assert "TLS needs" in refused(*base, "127.0.0.1:9093", "/data", "a" * 20, "b" * 20)
 
     # The healthcheck's own client speaks TLS too.
@@ -1467,7 +1487,8 @@ def test_generated_certificates_name_the_hosts_clients_reach(
     host name verification on (as it must be); one with a key others can mount leaks it."""
     tls = generated.secrets / "tls"
     ca = tls / "ca.crt"
-    for host in ("kafka", "localhost", "127.0.0.1", HOST_SETTINGS["REFEX_PUBLIC_KAFKA_HOST"]):
+    hosts = ("kafka", "kafka-2", "kafka-3", "localhost", "127.0.0.1")  # -2, -3: the cluster's
+    for host in (*hosts, HOST_SETTINGS["REFEX_PUBLIC_KAFKA_HOST"]):
         assert openssl_verifies(ca, tls / "kafka.pem", host), host
     for host in ("postgres", "localhost"):
         assert openssl_verifies(ca, tls / "postgres.crt", host), host
@@ -1508,3 +1529,126 @@ def test_certificates_follow_a_new_public_host_and_keep_the_ca(tmp_path: Path) -
     assert (tls / "ca.crt").read_bytes() == ca_before
     assert openssl_verifies(tls / "ca.crt", tls / "kafka.pem", "kafka2.example.org")
     assert not openssl_verifies(tls / "ca.crt", tls / "kafka.pem", "kafka.example.org")
+
+
+# ----- the production profile: three brokers (docker-compose.cluster.yml, issue 22) -----
+
+BROKER_NODES = ("kafka", "kafka-2", "kafka-3")
+
+
+def _overlay(base: Any, over: Any) -> Any:
+    """docker compose's merge of a second -f file, for the keys used here: mappings merge key
+    by key (environment, depends_on), anything else the second file replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {k: _overlay(base[k], v) if k in base else v for k, v in over.items()} | {
+            k: v for k, v in base.items() if k not in over
+        }
+    return over
+
+
+@pytest.fixture(scope="module")
+def cluster(compose: dict[str, Any]) -> dict[str, Any]:
+    over = yaml.safe_load(CLUSTER_FILE.read_text())
+    assert isinstance(over, dict) and isinstance(over.get("services"), dict)
+    return dict(_overlay(compose, over))
+
+
+def test_the_cluster_profile_runs_three_nodes_of_one_quorum(cluster: dict[str, Any]) -> None:
+    nodes = {name: services(cluster)[name] for name in BROKER_NODES}
+    env = {name: node["environment"] for name, node in nodes.items()}
+    assert [env[n]["REFEX_KAFKA_NODE_ID"] for n in BROKER_NODES] == ["1", "2", "3"]
+    assert [env[n].get("REFEX_KAFKA_HOST_NAME") for n in BROKER_NODES] == list(BROKER_NODES)
+    voters = {env[n]["REFEX_KAFKA_QUORUM_VOTERS"] for n in BROKER_NODES}
+    assert voters == {"1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"}, "one quorum, every node"
+    assert {env[n]["REFEX_KAFKA_REPLICATION_FACTOR"] for n in BROKER_NODES} == {"3"}
+    first = nodes["kafka"]
+    for name in ("kafka-2", "kafka-3"):
+        node = nodes[name]
+        for key in ("image", "entrypoint", "secrets", "configs", "healthcheck", "restart"):
+            assert node[key] == first[key], (name, key)
+        assert node["stop_grace_period"] == first["stop_grace_period"]
+        assert node["deploy"] == first["deploy"], "the same memory and CPU limits"
+        assert env[name]["CLUSTER_ID"] == env["kafka"]["CLUSTER_ID"], "one cluster id"
+        assert env[name]["KAFKA_HEAP_OPTS"] == env["kafka"]["KAFKA_HEAP_OPTS"]
+        # The same scripts, a data volume of its own.
+        scripts = [v for v in node["volumes"] if "/opt/refex/" in v]
+        assert sorted(scripts) == sorted(v for v in first["volumes"] if "/opt/refex/" in v)
+        data = [v for v in node["volumes"] if v.endswith(":/var/lib/kafka/data")]
+        assert data == [f"{name}-data:/var/lib/kafka/data"] and f"{name}-data" in cluster["volumes"]
+    # Each node's EXTERNAL listener on a public port of its own, advertised as that port.
+    published = [str(nodes[n]["ports"][0]).rsplit(":", 1) for n in BROKER_NODES]
+    assert all(container == "9094" for _, container in published)
+    assert len({host for host, _ in published}) == 3
+    for (host_port, _), name in zip(published, BROKER_NODES, strict=True):
+        assert env[name]["REFEX_PUBLIC_KAFKA_PORT"] == host_port, name
+
+
+def test_the_cluster_profile_replicates_every_topic_three_times_with_min_insync_two(
+    cluster: dict[str, Any],
+) -> None:
+    """What each node's kafka-start.sh writes with the environment the cluster file gives it:
+    every topic (internal ones included) on three replicas, a write acknowledged on two."""
+    for name in BROKER_NODES:
+        env = services(cluster)[name]["environment"]
+        props = broker_properties(
+            "CLIENT://0.0.0.0:9092",
+            f"CLIENT://{advertised_broker_of(env['REFEX_KAFKA_HOST_NAME'])}",
+            "0.0.0.0:9093",  # kafka-start.sh's controller address when given voters
+            "/var/lib/kafka/data",
+            "a" * 20,
+            "b" * 20,
+            KEYSTORE,
+            CA_FILE,
+            "EXTERNAL://0.0.0.0:9094",
+            f"EXTERNAL://kafka.example.org:{env['REFEX_PUBLIC_KAFKA_PORT']}",
+            env={k: str(v) for k, v in env.items() if k.startswith("REFEX_KAFKA_")},
+        )
+        assert props["node.id"] == env["REFEX_KAFKA_NODE_ID"]
+        assert props["controller.quorum.voters"] == env["REFEX_KAFKA_QUORUM_VOTERS"]
+        assert props["advertised.listeners"].startswith(f"CLIENT://{name}:9092,"), name
+        for key in (
+            "default.replication.factor",
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+            "share.coordinator.state.topic.replication.factor",
+        ):
+            assert props[key] == "3", (name, key)
+        for key in (
+            "min.insync.replicas",
+            "transaction.state.log.min.isr",
+            "share.coordinator.state.topic.min.isr",
+        ):
+            assert props[key] == "2", (name, key)
+        assert props["unclean.leader.election.enable"] == "false"
+        # The controllers reach each other over the network: TLS, never plaintext.
+        assert "CONTROLLER:SASL_SSL" in props["listener.security.protocol.map"]
+    assert 'CONTROLLER="0.0.0.0:9093"' in KAFKA_START.read_text()
+
+
+def test_the_cluster_profile_creates_topics_on_three_brokers_and_gives_clients_all_three(
+    cluster: dict[str, Any],
+) -> None:
+    every = "kafka:9092,kafka-2:9092,kafka-3:9092"
+    init = services(cluster)["platform-init"]
+    assert init["environment"]["REFEX_KAFKA_REPLICATION_FACTOR"] == "3"
+    assert init["environment"]["REFEX_KAFKA_BOOTSTRAP_SERVERS"] == every
+    assert init["command"] == ["refex", "platform", "provision", "--bootstrap", every]
+    for name in BROKER_NODES:  # RF 3 topics need all three up
+        assert init["depends_on"][name] == {"condition": "service_healthy"}, name
+    for name in (*APP_SERVICES, "gateway"):
+        env = services(cluster)[name]["environment"]
+        assert env[f"{name.upper()}_KAFKA_BOOTSTRAP_SERVERS"] == every, name
+    tools = [n for n, s in services(cluster).items() if "tools" in (s.get("profiles") or [])]
+    assert tools
+    for name in tools:  # register-agency creates the agency's topics
+        env = services(cluster)[name]["environment"]
+        assert env["REFEX_KAFKA_BOOTSTRAP_SERVERS"] == every, name
+        assert env["REFEX_KAFKA_REPLICATION_FACTOR"] == "3", name
+    # The one-node file stays one node: its topics on one replica, the broker's default.
+    assert "REFEX_KAFKA_REPLICATION_FACTOR" not in services(compose_file())["platform-init"].get(
+        "environment", {}
+    )
+
+
+def compose_file() -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE_FILE.read_text()))
