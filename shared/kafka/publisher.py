@@ -48,10 +48,12 @@ class EventPublisher:
         id) as FastStream itself makes it; the outbox keeps the unsent rows and sends them again
         (at least once: consumers de-duplicate by event id). As the dead-letter publisher does."""
         config = self._broker.config.broker_config
-        kwargs = self._broker._connection_kwargs  # FastStream's own producer arguments
+        # FastStream's own producer arguments, and acks="all" said here too: a fresh producer
+        # must not wait for fewer replicas than the one it replaces (min.insync.replicas=2).
+        kwargs = {k: v for k, v in self._broker._connection_kwargs.items() if k != "acks"}
         await config.producer.disconnect()
         await config.producer.connect(
-            aiokafka.AIOKafkaProducer(**kwargs),
+            aiokafka.AIOKafkaProducer(**kwargs, acks="all"),
             serializer=config.fd_config._serializer,
             codec=config.broker_codec,
         )
