@@ -21,6 +21,7 @@ from shared.kafka.admin import (
     ensure_topics,
     visible_topics,
     wait_for_group_coordinators,
+    wait_until_in_sync,
 )
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import follow, publish_events, publish_tombstone
@@ -495,6 +496,36 @@ def status(
         platform_status.render(report, console)
     if platform_status.problems(report):
         raise typer.Exit(1)
+
+
+@app.command("replicas")
+def replicas(
+    wait: Annotated[
+        float,
+        typer.Option(
+            help="Seconds to wait until every partition is in sync (0: report once). A rolling "
+            "restart of the brokers runs this between two nodes."
+        ),
+    ] = 0.0,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+) -> None:
+    """The partitions a replica short (a node down or catching up). Exit code 0 when every
+    partition has all its replicas in sync, 1 otherwise: restarting another node then could
+    leave a partition below min.insync.replicas, and its writes would stop."""
+    short = run(wait_until_in_sync(connect(bootstrap), timeout_s=wait))
+    if not short:
+        console.print("every partition has all its replicas in sync")
+        return
+    table = Table("topic", "partition", "replicas", "in sync", title="Partitions a replica short")
+    for u in short:
+        table.add_row(
+            u.topic,
+            str(u.partition),
+            ",".join(map(str, u.replicas)),
+            ",".join(map(str, u.in_sync)) or "-",
+        )
+    console.print(table)
+    raise typer.Exit(1)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

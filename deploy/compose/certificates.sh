@@ -9,8 +9,22 @@
 #                 the network, localhost (the healthcheck) and REFEX_PUBLIC_KAFKA_HOST (agencies)
 #   postgres.crt, postgres.key   PostgreSQL's, for postgres:5432 (the services' sslmode=verify-full)
 #   kafka.key, kafka.crt, ca.srl  what the others are made from (never mounted)
-#   deploy/compose/certificates.sh [path of .env, default .env]
+#   ca-next.*, ca-old.crt, rotation  during a CA rotation only (deploy/tls/certificates.sh)
+#
+#   deploy/compose/certificates.sh [ACTION] [path of .env, default .env]
+#     (no ACTION)              make what is missing, reissue what is out of date (idempotent)
+#     status                   the CAs trusted, where a rotation stands, each certificate's end
+#     renew                    new keys and certificates for the broker and PostgreSQL, same CA
+#     rotate-ca begin|switch|finish   replace the CA without downtime, in three steps
+#   After renew and each rotation step, the servers and clients read the files when their
+#   containers are made again, one at a time: docs/operations.md "Rotating the certificates".
 set -euo pipefail
+action=ensure step=""
+case "${1:-}" in
+  status|renew) action="$1"; shift ;;
+  rotate-ca) action="$1"; step="${2:-}"; shift 2 ||
+    { echo "usage: $0 rotate-ca begin|switch|finish [.env]" >&2; exit 2; } ;;
+esac
 target="${1:-.env}"
 tls="$(dirname "$target")/secrets/tls"
 [[ -d "$(dirname "$tls")" ]] || { echo "no $(dirname "$tls")/: run deploy/compose/generate-env.sh first" >&2; exit 1; }
@@ -32,14 +46,33 @@ else
 fi
 
 mkdir -p -m 700 "$tls"
+renew=""
+case "$action/$step" in
+  status/) tls_status "$tls" kafka postgres; exit 0 ;;
+  renew/)
+    [[ ! -f "$tls/rotation" ]] || { echo "a CA rotation is under way: its switch reissues the certificates" >&2; exit 1; }
+    renew=renew ;;
+  rotate-ca/begin) tls_rotate_ca_begin "$tls" ;;
+  rotate-ca/switch) tls_rotate_ca_switch "$tls" ;;
+  # The servers' certificates must be the new CA's: the files say so; that the servers were made
+  # again after the switch is the runbook's step.
+  rotate-ca/finish) tls_rotate_ca_finish "$tls" kafka postgres ;;
+  ensure/) ;;
+  *) echo "usage: $0 [status|renew|rotate-ca begin|switch|finish] [.env]" >&2; exit 2 ;;
+esac
 tls_ca "$tls"
-tls_server "$tls" kafka "$kafka_san"
+tls_server "$tls" kafka "$kafka_san" "$renew"
 tls_kafka_keystore "$tls" kafka
-tls_server "$tls" postgres "DNS:postgres,DNS:localhost,IP:127.0.0.1"
+tls_server "$tls" postgres "DNS:postgres,DNS:localhost,IP:127.0.0.1" "$renew"
 # As the other secrets: the directory is private, the files readable by the containers' own users
 # (Kafka's appuser reads its keystore; postgres-start.sh copies the key to a file only the
 # postgres user can read, as PostgreSQL demands). The CA's key is for this host's owner only.
 chmod 0444 "$tls/ca.crt" "$tls/kafka.pem" "$tls/postgres.crt" "$tls/postgres.key"
 # ca.key signs; kafka.key and kafka.crt are kafka.pem's parts, kept to see whether it is current.
 chmod 0400 "$tls/ca.key" "$tls/kafka.key"
+[[ -f "$tls/ca-next.key" ]] && chmod 0400 "$tls/ca-next.key"
 echo "TLS material in $tls/ (give agencies $tls/ca.crt)" >&2
+case "$action/$step" in
+  renew/|rotate-ca/*)
+    echo "now serve it: make the brokers, postgres, then every client container again, one at a time (docs/operations.md \"Rotating the certificates\")" >&2 ;;
+esac

@@ -9,6 +9,9 @@
 #   kafka.sh cut N      with REFEX_KAFKA_NETNS=1: take node N's link down (a network partition:
 #                       the others and every client lose it, it loses them); `heal N` restores it
 #   kafka.sh controller the node id of the KRaft quorum's current leader (the active controller)
+#   kafka.sh roll       a rolling restart: each node stopped and started in turn, the next one
+#                       only once every partition is in sync again (a renewed certificate, a CA
+#                       rotation's step: tls.sh runs it; one node: a plain restart)
 #   kafka.sh status
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$REPO_ROOT/deploy/kafka/broker-properties.sh"
@@ -231,6 +234,26 @@ controller() {
   echo "$who"
 }
 
+# One node after another, so that a cluster never has two down: with RF 3 and min.insync 2 every
+# partition keeps taking writes. The next node waits until the restarted one caught up, as the
+# in-sync replicas say (refex platform replicas, as the operator).
+roll() {
+  local n
+  [[ -f "$LOCAL_DIR/operator.env" ]] || die "no $LOCAL_DIR/operator.env (deploy/local/env.sh writes it): nothing to roll"
+  for n in $(nodes); do
+    pid_alive "$(kafka_node_dir "$n")/broker.pid" || die "Kafka node $n is not running: a rolling restart needs every node up"
+  done
+  for n in $(nodes); do
+    stop_node "$n" TERM
+    up "$n"
+    (( KAFKA_BROKERS > 1 )) || continue
+    ( set -a; source "$LOCAL_DIR/operator.env"; set +a
+      "$REPO_ROOT/.venv/bin/refex" platform replicas --wait "${REFEX_KAFKA_ROLL_TIMEOUT:-240}" >/dev/null ) ||
+      die "partitions still a replica short after node $n restarted: see refex platform replicas; the roll stopped before the next node"
+    log "node $n restarted and every partition is in sync again"
+  done
+}
+
 status() {
   local n rc=0 pid_file
   for n in $(nodes); do
@@ -248,5 +271,6 @@ case "${1:-}" in
   kill) [[ -n "${2:-}" ]] || die "usage: $0 kill N"; stop_node "$2" KILL ;;
   cut|heal) [[ -n "${2:-}" ]] || die "usage: $0 $1 N"; link "$1" "$2" ;;
   controller) controller ;;
-  *) echo "usage: $0 fetch|up [N]|down [N]|kill N|cut N|heal N|controller|status" >&2; exit 2 ;;
+  roll) roll ;;
+  *) echo "usage: $0 fetch|up [N]|down [N]|kill N|cut N|heal N|controller|roll|status" >&2; exit 2 ;;
 esac

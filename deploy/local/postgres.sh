@@ -123,8 +123,15 @@ status() {
   if running; then echo "postgres: running on 127.0.0.1:$PG_PORT"; else echo "postgres: stopped"; return 1; fi
 }
 
+# A renewed certificate served without a restart (tls.sh renew, rotate-ca): connections stay.
+reload() {
+  running || { log "PostgreSQL is not running: it reads the new certificate when it starts"; return 0; }
+  tls_config; pg_ctl_ reload >/dev/null
+  log "PostgreSQL reloaded its certificate"
+}
+
 case "${1:-}" in
-  up) up ;; down) down ;; status) status ;;
+  up) up ;; down) down ;; status) status ;; reload) reload ;;
   psql) shift; psql_ "$@" ;;
-  *) echo "usage: $0 up|down|status|psql [args]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|reload|psql [args]" >&2; exit 2 ;;
 esac

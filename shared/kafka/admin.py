@@ -1,6 +1,6 @@
 """Explicit topic creation from the catalogue (subscribers never create topics), and waiting
 until what was created can be used: the new partitions' leaders, the consumer groups'
-coordinators."""
+coordinators; and the partitions a replica short (a rolling restart waits for none)."""
 
 from __future__ import annotations
 
@@ -232,3 +232,56 @@ async def visible_topics(kafka: KafkaConnection) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True, slots=True)
+class UnderReplicated:
+    """A partition whose in-sync replicas are fewer than its replicas: a node is down, or still
+    catching up after a restart. Restarting another node then could leave fewer than
+    min.insync.replicas in sync, and writes to it would stop."""
+
+    topic: str
+    partition: int
+    replicas: tuple[int, ...]
+    in_sync: tuple[int, ...]
+
+
+async def under_replicated(
+    kafka: KafkaConnection, names: Iterable[str] | None = None
+) -> list[UnderReplicated]:
+    """The partitions of ``names`` (default: every topic this principal sees, the internal ones
+    included) not fully in sync, in topic and partition order."""
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs(), client_id="refex-admin")
+    await admin.start()
+    try:
+        topics = sorted(names) if names is not None else sorted(await admin.list_topics())
+        described = await admin.describe_topics(topics) if topics else []
+    finally:
+        await admin.close()
+    short = [
+        UnderReplicated(t["topic"], p["partition"], tuple(p["replicas"]), tuple(p["isr"]))
+        for t in described
+        for p in t["partitions"]
+        if len(p["isr"]) < len(p["replicas"])
+    ]
+    return sorted(short, key=lambda u: (u.topic, u.partition))
+
+
+async def wait_until_in_sync(
+    kafka: KafkaConnection, timeout_s: float, names: Iterable[str] | None = None
+) -> list[UnderReplicated]:
+    """Ask every second until no partition is a replica short, or ``timeout_s`` passed; returns
+    what is still short (empty: all in sync). A request refused while a node rejoins is asked
+    again."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    names = None if names is None else list(names)
+    while True:
+        try:
+            short = await under_replicated(kafka, names)
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        else:
+            if not short or asyncio.get_running_loop().time() > deadline:
+                return short
+        await asyncio.sleep(1)

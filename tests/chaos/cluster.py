@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka.admin import wait_until_in_sync
 from shared.kafka.connection import KafkaConnection
 
 from .invariants import end_offsets
@@ -68,19 +69,11 @@ async def wait_until_whole(
 ) -> float:
     """Seconds until every partition of ``names`` (and of the consumer offsets) has all its
     replicas in sync again; raises after ``timeout_s``."""
-    names = {*names, "__consumer_offsets"}
     started = time.monotonic()
-    while True:
-        try:
-            short = [p for p in await _describe(kafka, names) if len(p["isr"]) < len(p["replicas"])]
-        # A metadata request can fail while a node rejoins: asked again a second later.
-        except Exception as exc:
-            short = [{"error": repr(exc)}]
-        if not short:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise RuntimeError(f"partitions still under-replicated after {timeout_s} s: {short}")
-        await asyncio.sleep(1)
+    short = await wait_until_in_sync(kafka, timeout_s, {*names, "__consumer_offsets"})
+    if short:
+        raise RuntimeError(f"partitions still under-replicated after {timeout_s} s: {short}")
+    return time.monotonic() - started
 
 
 async def bounce_busiest_leader(kafka: KafkaConnection, names: set[str]) -> str:

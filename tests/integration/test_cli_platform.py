@@ -115,3 +115,12 @@ def test_unreachable_broker_is_a_clear_failure(tmp_path: Path) -> None:
     result = runner.invoke(app, ["platform", "create-topics", "--bootstrap", "127.0.0.1:1"])
     assert result.exit_code == 1
     assert "cannot reach Kafka" in result.output
+
+
+def test_replicas_says_every_partition_is_in_sync_on_a_healthy_broker(
+    kafka: KafkaConnection,
+) -> None:
+    # A partition a replica short (exit 1, listed) needs a node down: test_cluster.py's bounce.
+    result = runner.invoke(app, ["platform", "replicas", "--bootstrap", kafka.bootstrap_servers])
+    assert result.exit_code == 0, result.output
+    assert "every partition has all its replicas in sync" in result.output
