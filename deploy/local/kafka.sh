@@ -4,7 +4,10 @@
 #   kafka.sh fetch      resolve the broker classpath once into .local/kafka/libs
 #   kafka.sh up [N]     fetch if needed, format storage once, start every node (or node N), wait
 #                       until each answers
-#   kafka.sh down [N]   stop every node (or node N) cleanly (SIGTERM, then wait)
+#   kafka.sh down [N]   stop every node (or node N) cleanly (SIGTERM, then wait); all of them:
+#                       their network namespaces too (REFEX_KAFKA_NETNS=1)
+#   kafka.sh stop       stop every node, keeping their network: what a restart of every broker
+#                       does on a host whose network stays (the chaos run's broker restart)
 #   kafka.sh kill N     SIGKILL node N (the chaos run's hard bounce; `up N` starts it again)
 #   kafka.sh cut N      with REFEX_KAFKA_NETNS=1: take node N's link down (a network partition:
 #                       the others and every client lose it, it loses them); `heal N` restores it
@@ -171,12 +174,17 @@ stop_node() {
   log "Kafka node $n did not stop in 60 s; killing it"; kill -KILL "$pid" 2>/dev/null || true; rm -f "$pid_file"
 }
 
-down() {
+stop_all() {
   local n pid pids=()
   # In parallel: a cluster's last nodes would otherwise wait for a quorum that is already gone.
   for n in $(nodes "${1:-}"); do stop_node "$n" TERM & pids+=($!); done
   for pid in "${pids[@]}"; do wait "$pid"; done
-  # The whole cluster down: its network goes too (up makes it again).
+}
+
+down() {
+  stop_all "${1:-}"
+  # The whole cluster down: its network goes too (up makes it again). Not on `stop`: without
+  # the bridge, the nodes' addresses would follow the default route off this machine.
   if [[ -z "${1:-}" && "$KAFKA_NETNS" == 1 ]]; then netns_down; fi
 }
 
@@ -267,10 +275,10 @@ status() {
 
 check_node "${2:-}"
 case "${1:-}" in
-  fetch) fetch ;; up) up "${2:-}" ;; down) down "${2:-}" ;; status) status ;;
+  fetch) fetch ;; up) up "${2:-}" ;; down) down "${2:-}" ;; stop) stop_all ;; status) status ;;
   kill) [[ -n "${2:-}" ]] || die "usage: $0 kill N"; stop_node "$2" KILL ;;
   cut|heal) [[ -n "${2:-}" ]] || die "usage: $0 $1 N"; link "$1" "$2" ;;
   controller) controller ;;
   roll) roll ;;
-  *) echo "usage: $0 fetch|up [N]|down [N]|kill N|cut N|heal N|controller|roll|status" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|up [N]|down [N]|stop|kill N|cut N|heal N|controller|roll|status" >&2; exit 2 ;;
 esac

@@ -258,7 +258,7 @@ class NotificationStore:
                            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
                     AND e.agency_id = d.agency_id
               RETURNING d.webhook_id, d.agency_id, d.payload, d.attempts, d.notification_id,
-                        e.url, e.disabled_at)
+                        d.created_at, e.url, e.disabled_at)
                SELECT l.*, s.key_ids, s.boxes
                  FROM leased l
                 CROSS JOIN LATERAL (
@@ -266,7 +266,9 @@ class NotificationStore:
                                array_agg(sealed ORDER BY secret_id) AS boxes
                           FROM webhook_secrets
                          WHERE agency_id = l.agency_id
-                           AND (valid_until IS NULL OR valid_until > now())) s""",
+                           AND (valid_until IS NULL OR valid_until > now())) s
+                -- RETURNING has no order: each agency's messages go in the order queued.
+                ORDER BY l.created_at, l.webhook_id""",
             limit,
             lease,
         )

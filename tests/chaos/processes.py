@@ -107,6 +107,8 @@ def infrastructure(script: str, action: str) -> None:
 
 
 def restart(script: str, pause_s: float = 2.0) -> None:
-    infrastructure(script, "down")
+    # Kafka's `stop` keeps a namespaced cluster's network (kafka.sh): a restart of the brokers,
+    # not of the host's links.
+    infrastructure(script, "stop" if script == "kafka.sh" else "down")
     time.sleep(pause_s)
     infrastructure(script, "up")

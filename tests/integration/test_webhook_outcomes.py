@@ -212,3 +212,94 @@ async def test_a_success_ends_the_endpoint_failing_state(schema: Schema, receive
         2,
     )
     assert "error" not in delivered
+
+
+class _SlowReceiver:
+    """An endpoint per agency (its path) that takes 0.2 s to answer 200, recording each
+    request's webhook-id in arrival order and how many requests were open at once, in all and
+    per path."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, list[str]] = {}
+        self.open: dict[str, int] = {}
+        self.most_open_per_path: dict[str, int] = {}
+        self.most_open = 0
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        path = head.split(" ", 2)[1]
+        webhook_id = next(
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("webhook-id:")
+        )
+        self.arrivals.setdefault(path, []).append(webhook_id)
+        self.open[path] = self.open.get(path, 0) + 1
+        self.most_open_per_path[path] = max(self.most_open_per_path.get(path, 0), self.open[path])
+        self.most_open = max(self.most_open, sum(self.open.values()))
+        await asyncio.sleep(0.2)
+        self.open[path] -= 1
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def slow_receiver() -> AsyncIterator[tuple[_SlowReceiver, str]]:
+    receiver = _SlowReceiver()
+    server = await asyncio.start_server(receiver.answer, "127.0.0.1", 0)
+    try:
+        yield receiver, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_agencies_are_sent_to_side_by_side_each_in_its_queues_order(
+    schema: Schema, slow_receiver: tuple[_SlowReceiver, str]
+) -> None:
+    receiver, base = slow_receiver
+    agencies = [f.unique("ngo") for _ in range(3)]
+    queued: dict[str, list[str]] = {}
+    for agency in agencies:
+        await _register(schema, agency, f"{base}/{agency}")
+    for _ in range(4):  # interleaved, as inbox events of several agencies arrive
+        for agency in agencies:
+            queued.setdefault(agency, []).append(await _queue(schema, agency))
+    async with schema.pool.acquire() as conn:  # one due time each, in the order queued
+        for i, webhook_id in enumerate(w for a in agencies for w in queued[a]):
+            await conn.execute(
+                "UPDATE webhook_deliveries SET next_attempt_at = now() - $2::interval"
+                " WHERE webhook_id = $1",
+                webhook_id,
+                timedelta(seconds=100 - i),
+            )
+
+    assert await deliver_due(schema.pool, POLICY, KEY) == 12
+    assert receiver.most_open >= 2, "different agencies' endpoints at once"
+    for agency in agencies:
+        assert receiver.arrivals[f"/{agency}"] == queued[agency], "each agency in order"
+        assert receiver.most_open_per_path[f"/{agency}"] == 1, "one request at a time each"
+
+
+async def test_a_full_round_is_followed_by_another_at_once(
+    schema: Schema, slow_receiver: tuple[_SlowReceiver, str]
+) -> None:
+    receiver, base = slow_receiver
+    agencies = [f.unique("ngo") for _ in range(4)]
+    for agency in agencies:
+        await _register(schema, agency, f"{base}/{agency}")
+    for _ in range(7):
+        for agency in agencies:
+            await _queue(schema, agency)
+
+    # 28 due, rounds of 10: three rounds in one call, not one per tick.
+    assert await deliver_due(schema.pool, POLICY, KEY, limit=10) == 28
+    async with schema.pool.acquire() as conn:
+        statuses = await conn.fetch(
+            "SELECT status, count(*) FROM webhook_deliveries WHERE agency_id = ANY($1)"
+            " GROUP BY status",
+            agencies,
+        )
+    assert {r["status"]: r["count"] for r in statuses} == {"delivered": 28}
+    assert sum(len(a) for a in receiver.arrivals.values()) == 28
