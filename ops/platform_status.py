@@ -30,6 +30,7 @@ from rich.table import Table
 from shared.contracts.topics import dead_letter_topic
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.lag import GroupLag
+from shared.kafka.offsets import beginning_offsets, end_offsets, offsets_for_times
 
 # The services with a consumer group (named after the service) and a /status endpoint.
 SERVICES = ("intake", "referral", "notification", "evidence")
@@ -218,10 +219,10 @@ async def dead_letter_counts(
     reader = AIOKafkaConsumer(**kafka.client_kwargs(), group_id=None, client_id="refex-status")
     await reader.start()
     try:
-        starts = await reader.beginning_offsets(partitions)
-        ends = await reader.end_offsets(partitions)
+        starts = await beginning_offsets(reader, partitions)
+        ends = await end_offsets(reader, partitions)
         since = int(((now or datetime.now(UTC)) - RECENT).timestamp() * 1000)
-        newer = await reader.offsets_for_times(dict.fromkeys(partitions, since))
+        newer = await offsets_for_times(reader, dict.fromkeys(partitions, since))
     finally:
         await reader.stop()
     counts: dict[str, DeadLetters] = {}

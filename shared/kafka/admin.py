@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 
 from shared.contracts.topics import CATALOGUE, TopicSpec, agency_topics
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.offsets import end_offsets
 
 _TOPIC_ALREADY_EXISTS = 36
 READY_TIMEOUT_S = 60.0
@@ -184,7 +185,7 @@ async def wait_until_led(
     )
     try:
         await consumer.start()
-        await consumer.end_offsets(partitions)
+        await end_offsets(consumer, partitions)
     except KafkaError as exc:
         raise TopicCreationError(f"new topics have no leader yet: {type(exc).__name__}") from exc
     finally:

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.offsets import end_offsets
 from shared.metrics import topic_label
 
 
@@ -51,7 +52,7 @@ class GroupLag:
         admin, reader = self._clients
         offsets = await admin.list_consumer_group_offsets(self.group)
         committed = {tp: meta.offset for tp, meta in offsets.items()}
-        ends = await reader.end_offsets(list(committed)) if committed else {}
+        ends = await end_offsets(reader, list(committed)) if committed else {}
         return lag_by_topic(committed, ends)
 
     async def close(self) -> None:

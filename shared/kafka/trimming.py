@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from shared.contracts.topics import TopicFamily
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.offsets import beginning_offsets, end_offsets
 from shared.logging import get_logger
 from shared.metrics import TRIMMED_RECORDS, family_label, topic_label
 
@@ -94,8 +95,8 @@ class GroupTrimmer:
             # aiokafka returns no commits then, and nothing is trimmed until it has them.
             return TrimResult(0, 0, 0)
         partitions = sorted(committed)
-        starts = await reader.beginning_offsets(partitions)
-        ends = await reader.end_offsets(partitions)
+        starts = await beginning_offsets(reader, partitions)
+        ends = await end_offsets(reader, partitions)
         by_topic: dict[str, dict[TopicPartition, int]] = defaultdict(dict)
         for tp, point in trim_points(committed, starts, ends).items():
             by_topic[tp.topic][tp] = point
