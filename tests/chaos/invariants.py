@@ -19,6 +19,8 @@ from services.referral.settings import ReferralSettings
 from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
+from shared.kafka.offsets import beginning_offsets
+from shared.kafka.offsets import end_offsets as partition_end_offsets
 
 from .traffic import UNMATCHED, Sent, World
 
@@ -57,7 +59,7 @@ async def end_offsets(kafka: KafkaConnection, names: Iterable[str]) -> dict[Topi
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
-        return dict(await consumer.end_offsets(partitions))
+        return await partition_end_offsets(consumer, partitions)
     finally:
         await consumer.stop()
 
@@ -131,12 +133,8 @@ async def lag(kafka: KafkaConnection, watched: set[str]) -> dict[str, int]:
     await consumer.start()
     try:
         every = [tp for tps in partitions.values() for tp in tps]
-        # Assigned first, so that aiokafka asks for every topic's metadata at once (without, a
-        # fresh consumer learns of one topic per retry, 0.1 s each: half a minute for a run's).
-        if every:
-            consumer.assign(every)
-        ends = dict(await consumer.end_offsets(every)) if every else {}
-        starts = dict(await consumer.beginning_offsets(every)) if every else {}
+        ends = await partition_end_offsets(consumer, every) if every else {}
+        starts = await beginning_offsets(consumer, every) if every else {}
     finally:
         await consumer.stop()
     out: dict[str, int] = {}
@@ -272,7 +270,7 @@ async def watch_trimming(
             await admin.start()
             partitions = list(await end_offsets(kafka, names))
             while not stop.is_set():
-                starts = dict(await consumer.beginning_offsets(partitions))
+                starts = await beginning_offsets(consumer, partitions)
                 offsets = await admin.list_consumer_group_offsets("intake")
                 committed = {tp: m.offset for tp, m in offsets.items() if tp in starts}
                 if committed:  # none: the coordinator is loading (a broker restart)
@@ -299,7 +297,7 @@ async def trimming(
     consumer = AIOKafkaConsumer(**kafka.client_kwargs(), enable_auto_commit=False)
     await consumer.start()
     try:
-        starts = dict(await consumer.beginning_offsets(list(described)))
+        starts = await beginning_offsets(consumer, list(described))
     finally:
         await consumer.stop()
     admin = AIOKafkaAdminClient(**kafka.client_kwargs())
