@@ -35,12 +35,21 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
 
+# Nearly every e2e test registers agencies of its own and publishes on their new topics at once;
+# a service sees a new topic at its next metadata refresh (5 s by default, each test waiting up
+# to that long for each hop). Here the services look every second; a module may still set more.
+NEW_TOPICS_SEEN_WITHIN = {
+    f"{s.upper()}_TOPIC_DISCOVERY_INTERVAL_S": "1" for s in (*SERVICES, "evidence")
+}
+
+
 def start_service(name: str, log_dir: Path, extra_env: dict[str, str]) -> RunningService:
     log_path = log_dir / f"{name}.log"
+    environ = {**os.environ, "PYTHONUNBUFFERED": "1", **NEW_TOPICS_SEEN_WITHIN, **extra_env}
     process = subprocess.Popen(
         [sys.executable, "-m", f"services.{name}"],
         cwd=REPO,
-        env=service_environment(name, {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}),
+        env=service_environment(name, environ),
         stdout=log_path.open("ab"),
         stderr=subprocess.STDOUT,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,9 +72,10 @@ async def collect(
     timeout: float = 45,
     settle: float = 1.0,
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """All records of the topic that match, once ``expected`` arrived (then ``settle`` seconds
-    more, so duplicates would show), or whatever arrived before the timeout. Never use it to
-    show that something is absent (silence proves nothing): use :func:`absent_before_sentinel`."""
+    """All records of the topic that match, once ``expected`` arrived and the topic was read on
+    until ``settle`` seconds after the last of them was written (so that a duplicate written
+    soon after it would show), or whatever arrived before the timeout. Never use it to show
+    that something is absent (silence proves nothing): use :func:`absent_before_sentinel`."""
     await wait_for_topic(kafka, topic)
     consumer = AIOKafkaConsumer(
         topic,
@@ -92,10 +94,23 @@ async def collect(
             for part in (await consumer.getmany(timeout_ms=300)).values():
                 found.extend(r for r in part if match(r))
             if settle_until is None and len(found) >= expected:
-                settle_until = min(loop.time() + settle, deadline)
+                settle_until = min(loop.time() + _still_to_settle(found, settle), deadline)
+        if settle_until is not None:
+            # To the end as it is now: what was written while settling and not fetched yet, or
+            # the rest of a long topic whose matches were old and came first.
+            rest = await _read_to_end(consumer, list(consumer.assignment()))
+            found.extend(r for r in rest if match(r))
     finally:
         await consumer.stop()
     return found
+
+
+def _still_to_settle(found: list[ConsumerRecord[bytes, bytes]], settle: float) -> float:
+    """Seconds until ``settle`` after the newest match was written (its record's timestamp):
+    a record read long after it was written (a test that looks after the fact) needs no more
+    waiting, and the wait no longer adds a full ``settle`` to every step of a test."""
+    written = max(r.timestamp for r in found) / 1000
+    return max(0.0, written + settle - time.time())
 
 
 async def _partitions(kafka: KafkaConnection, topic_names: list[str]) -> list[TopicPartition]:
