@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ops.cli import app
+from shared.contracts import events as ev
 from shared.contracts import topics
 from shared.kafka.connection import KafkaConnection
 from shared.kafka.oneshot import publish_events
@@ -112,10 +113,15 @@ async def test_status_shows_what_needs_attention_and_names_no_one(
     )
     sent = f.submission_event(submission)
     await publish_events(kafka, [sent])
+    # By type too: the same referral's reminder, sent before its 2 s deadline, shares the
+    # correlation id, and a reader that finds the first record late sees both.
     [requested] = await collect(
         kafka,
         topics.agency_inbox(provider),
-        lambda r: headers_of(r).get("ce_correlationid") == sent.event_id,
+        lambda r: (
+            headers_of(r).get("ce_correlationid") == sent.event_id
+            and headers_of(r).get("ce_type") == ev.INBOX_REFERRAL_RECEIVED
+        ),
     )
     assert await eventually(
         "SELECT 1 FROM webhook_endpoints WHERE agency_id = $1 AND disabled_at IS NOT NULL",
